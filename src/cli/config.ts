@@ -1,0 +1,336 @@
+/**
+ * Command line + environment → validated Config. Every value goes through valibot before anything
+ * connects; a bad one becomes a UserError: one line naming the value and what is accepted (exit 2).
+ *
+ * Precedence for each setting: command-line flag, then the real environment, then `.env`, then default.
+ */
+import { defineCommand, parseArgs, renderUsage, type ArgsDef } from "citty";
+import { mkdirSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import * as v from "valibot";
+import { EXCHANGE_REGISTRY } from "../connectors/index.ts";
+import { SINKS, type Config } from "../core/config.ts";
+import { UserError } from "../core/errors.ts";
+import { parseRustLog } from "../core/log.ts";
+import { parseSubscriptions, type ExchangeRegistry } from "../core/subscriptions.ts";
+import type { Environment } from "./dotenv.ts";
+import { VERSION_LINE } from "./version.ts";
+
+export const LOG_FORMATS = ["text", "json"] as const;
+export const COMPRESSIONS = ["zstd", "snappy", "none"] as const;
+
+/**
+ * Every flag, with the environment variable it falls back to. Flags of later features (sinks, metrics)
+ * live here too so that the CLI is one table and unknown flags can be rejected.
+ */
+export const ARGS = {
+  subscriptions: {
+    type: "string",
+    description: "STREAM:EXCHANGE@INSTRUMENT[,...] (env SUBSCRIPTIONS), e.g. L2:OKX_SWAP@BTCUSDT",
+    valueHint: "list",
+  },
+  sink: { type: "string", description: "parquet | questdb (default parquet)", valueHint: "name" },
+  "output-directory": {
+    type: "string",
+    description: "Parquet output directory (default ./data; env OUTPUT_DIRECTORY)",
+    valueHint: "dir",
+  },
+  verbose: { type: "boolean", description: "Telemetry line per subscription every 10 s" },
+  "shutdown-after": {
+    type: "string",
+    description: "Stop cleanly after this many seconds (default: run until SIGINT/SIGTERM)",
+    valueHint: "seconds",
+  },
+  "rotate-interval": {
+    type: "string",
+    description: "Parquet: start a new file at each boundary of this interval, UTC (default 1h; env ROTATE_INTERVAL)",
+    valueHint: "30s|15m|1h",
+  },
+  "max-file-rows": {
+    type: "string",
+    description: "Parquet: start a new file after this many rows (default 5000000; env MAX_FILE_ROWS)",
+    valueHint: "rows",
+  },
+  "max-file-bytes": {
+    type: "string",
+    description: "Parquet: start a new file after about this many bytes (default 512MiB; env MAX_FILE_BYTES)",
+    valueHint: "bytes",
+  },
+  compression: {
+    type: "string",
+    description: "Parquet: zstd | snappy | none (default zstd; env PARQUET_COMPRESSION)",
+    valueHint: "codec",
+  },
+  "metrics-addr": {
+    type: "string",
+    description: "Serve /metrics, /healthz, /readyz on HOST:PORT (default off; env METRICS_ADDR)",
+    valueHint: "host:port",
+  },
+  "log-format": {
+    type: "string",
+    description: "text | json (default text; env LOG_FORMAT)",
+    valueHint: "format",
+  },
+  help: { type: "boolean", description: "Show this help", alias: "h" },
+  version: { type: "boolean", description: "Show the version", alias: "V" },
+} as const satisfies ArgsDef;
+
+export const command = defineCommand({
+  meta: {
+    name: "xtrader",
+    description: "Records crypto exchange market data to Parquet files or QuestDB",
+  },
+  args: ARGS,
+});
+
+export async function usage(): Promise<string> {
+  const text = await renderUsage(command);
+  return `${text}\n\n${ENVIRONMENT_HELP}`;
+}
+
+const ENVIRONMENT_HELP = `Environment (a .env file in the working directory is loaded; real variables win):
+  SUBSCRIPTIONS            used when --subscriptions is not given
+  DERIBIT_CLIENT_ID        Deribit API credentials (optional; both or neither)
+  DERIBIT_CLIENT_SECRET
+  DERIBIT_USE_TESTNET      true (default) or false
+  QUESTDB_HOST             QuestDB host for ILP/TCP (default 127.0.0.1)
+  QUESTDB_ILP_PORT         QuestDB ILP/TCP port (default 9009)
+  QUESTDB_HTTP_PORT        QuestDB HTTP port for table creation (default 9000)
+  QDB_CLIENT_CONF          full @questdb/nodejs-client configuration string (overrides host/port)
+  RUST_LOG                 error | warn | info | debug | trace, or target=level,... (default info)
+  XTRADER_<EXCHANGE>_WS_URL, XTRADER_<EXCHANGE>_REST_URL   endpoint overrides (proxies, tests)`;
+
+export type ParsedCommandLine =
+  | { readonly kind: "help" }
+  | { readonly kind: "version" }
+  | { readonly kind: "run"; readonly args: Readonly<Record<string, unknown>> };
+
+const KNOWN_FLAGS = new Set<string>(
+  Object.entries(ARGS).flatMap(([name, def]) => [name, ...("alias" in def ? [def.alias] : [])]),
+);
+
+/** Parses argv (without the executable and script), rejecting unknown flags and stray words. */
+export function parseCommandLine(argv: readonly string[]): ParsedCommandLine {
+  for (const token of argv) {
+    if (!token.startsWith("-") || token === "-" || token === "--") continue;
+    const name = token.replace(/^--?/, "").split("=")[0]!.replace(/^no-/, "");
+    if (!KNOWN_FLAGS.has(name)) {
+      throw new UserError(`unknown option '${token}'; see --help for the accepted options`);
+    }
+  }
+  const args = parseArgs(argv as string[], ARGS) as Record<string, unknown> & { _: string[] };
+  if (args.help) return { kind: "help" };
+  if (args.version) return { kind: "version" };
+  if (args._.length > 0) {
+    throw new UserError(`unexpected argument '${args._[0]}'; options are given as --name value (see --help)`);
+  }
+  for (const [name, def] of Object.entries(ARGS)) {
+    if (def.type === "string" && args[name] === "") {
+      throw new UserError(`option --${name} needs a value`);
+    }
+  }
+  return { kind: "run", args };
+}
+
+/** Turns the first valibot issue into a one-line UserError. */
+function check<const TSchema extends v.GenericSchema>(schema: TSchema, value: unknown): v.InferOutput<TSchema> {
+  const result = v.safeParse(schema, value);
+  if (result.success) return result.output;
+  throw new UserError(result.issues[0].message);
+}
+
+const integer = (name: string, min: number, max = Number.MAX_SAFE_INTEGER) =>
+  v.pipe(
+    v.string(),
+    v.trim(),
+    v.regex(/^\d+$/, (issue) => `invalid ${name} '${issue.input}'; expected a whole number from ${min} to ${max}`),
+    v.transform(Number),
+    v.minValue(min, (issue) => `invalid ${name} '${issue.input}'; expected a whole number from ${min} to ${max}`),
+    v.maxValue(max, (issue) => `invalid ${name} '${issue.input}'; expected a whole number from ${min} to ${max}`),
+  );
+
+const choice = <const T extends readonly string[]>(name: string, options: T) =>
+  v.pipe(
+    v.string(),
+    v.trim(),
+    v.toLowerCase(),
+    v.picklist(options, (issue) => `invalid ${name} '${issue.input}'; accepted: ${options.join(", ")}`),
+  );
+
+const booleanText = (name: string) =>
+  v.pipe(
+    v.string(),
+    v.trim(),
+    v.toLowerCase(),
+    v.picklist(
+      ["true", "false", "1", "0", "yes", "no"],
+      (issue) => `invalid ${name} '${issue.input}'; accepted: true or false`,
+    ),
+    v.transform((text) => text === "true" || text === "1" || text === "yes"),
+  );
+
+const SHUTDOWN_AFTER = v.pipe(
+  v.string(),
+  v.trim(),
+  v.regex(
+    /^\d+(\.\d+)?$/,
+    (issue) => `invalid --shutdown-after '${issue.input}'; expected a number of seconds >= 0`,
+  ),
+  v.transform(Number),
+);
+
+const DURATION_UNITS: Record<string, number> = { "": 1, s: 1, m: 60, h: 3600, d: 86_400 };
+const duration = (name: string) =>
+  v.pipe(
+    v.string(),
+    v.trim(),
+    v.toLowerCase(),
+    v.regex(/^[1-9]\d*[smhd]?$/, (issue) => `invalid ${name} '${issue.input}'; expected a duration like 30s, 15m, 1h`),
+    v.transform((text) => Number.parseInt(text, 10) * DURATION_UNITS[text.replace(/^\d+/, "")]!),
+  );
+
+const HOST_PORT = v.pipe(
+  v.string(),
+  v.trim(),
+  v.regex(
+    /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+)?:\d{1,5}$/,
+    (issue) => `invalid metrics address '${issue.input}'; expected HOST:PORT, e.g. 127.0.0.1:9464`,
+  ),
+  v.transform((text) => {
+    const colon = text.lastIndexOf(":");
+    return { host: text.slice(0, colon).replace(/^\[|\]$/g, "") || "0.0.0.0", port: Number(text.slice(colon + 1)) };
+  }),
+  v.check(({ port }) => port <= 65_535, "invalid metrics address: port must be at most 65535"),
+);
+
+const HOST = v.pipe(
+  v.string(),
+  v.trim(),
+  v.regex(/^[A-Za-z0-9.\-:\[\]]+$/, (issue) => `invalid QUESTDB_HOST '${issue.input}'; expected a host name or IP address`),
+);
+
+/**
+ * Builds the Config from parsed flags and the merged environment. Checks the output directory exists
+ * (creating it) and is writable when the Parquet sink is selected.
+ */
+export function buildConfig(
+  args: Readonly<Record<string, unknown>>,
+  env: Environment,
+  registry: ExchangeRegistry = EXCHANGE_REGISTRY,
+): { config: Config; warnings: string[] } {
+  const warnings: string[] = [];
+  const flag = (name: string): string | undefined => {
+    const value = args[name];
+    return typeof value === "string" ? value : undefined;
+  };
+  const setting = (flagName: string | undefined, envName: string): string | undefined => {
+    const fromFlag = flagName ? flag(flagName) : undefined;
+    if (fromFlag !== undefined) return fromFlag;
+    const fromEnv = env[envName];
+    return fromEnv !== undefined && fromEnv.trim() !== "" ? fromEnv : undefined;
+  };
+
+  const logLevelText = setting(undefined, "RUST_LOG");
+  const logLevel = logLevelText === undefined ? "info" : parseRustLog(logLevelText);
+  if (typeof logLevel !== "string") throw new UserError(logLevel.error);
+
+  const subscriptionsText = setting("subscriptions", "SUBSCRIPTIONS");
+  if (subscriptionsText === undefined) {
+    throw new UserError(
+      "missing --subscriptions (or SUBSCRIPTIONS in the environment); expected STREAM:EXCHANGE@INSTRUMENT[,...], e.g. L2:OKX_SWAP@BTCUSDT",
+    );
+  }
+  const { subscriptions, duplicates } = parseSubscriptions(subscriptionsText, registry);
+  for (const duplicate of duplicates) warnings.push(`duplicate subscription '${duplicate}' ignored`);
+
+  const sink = check(choice("sink", SINKS), setting("sink", "SINK") ?? "parquet");
+  const shutdownText = flag("shutdown-after");
+  const shutdownAfterSeconds =
+    shutdownText === undefined ? undefined : check(SHUTDOWN_AFTER, shutdownText);
+
+  const outputDirectory = resolve(setting("output-directory", "OUTPUT_DIRECTORY") ?? "./data");
+  if (sink === "parquet") ensureWritableDirectory(outputDirectory);
+
+  const clientId = env.DERIBIT_CLIENT_ID?.trim() || undefined;
+  const clientSecret = env.DERIBIT_CLIENT_SECRET?.trim() || undefined;
+  const usesDeribit = subscriptions.some((subscription) => subscription.exchange === "DERIBIT");
+  if (usesDeribit && (clientId === undefined) !== (clientSecret === undefined)) {
+    throw new UserError(
+      `${clientId === undefined ? "DERIBIT_CLIENT_SECRET" : "DERIBIT_CLIENT_ID"} is set but ${
+        clientId === undefined ? "DERIBIT_CLIENT_ID" : "DERIBIT_CLIENT_SECRET"
+      } is not; set both for authenticated Deribit channels, or neither for public ones`,
+    );
+  }
+  const useTestnet = check(booleanText("DERIBIT_USE_TESTNET"), env.DERIBIT_USE_TESTNET?.trim() || "true");
+
+  const questdbHost = check(HOST, env.QUESTDB_HOST?.trim() || "127.0.0.1");
+  const ilpPort = check(integer("QUESTDB_ILP_PORT", 1, 65_535), env.QUESTDB_ILP_PORT?.trim() || "9009");
+  const httpPort = check(integer("QUESTDB_HTTP_PORT", 1, 65_535), env.QUESTDB_HTTP_PORT?.trim() || "9000");
+  const bufferMaxBytes = check(
+    integer("QUESTDB_BUFFER_MAX_BYTES", 1 << 20),
+    env.QUESTDB_BUFFER_MAX_BYTES?.trim() || String(256 << 20),
+  );
+  const metricsText = setting("metrics-addr", "METRICS_ADDR");
+
+  const config: Config = {
+    subscriptions,
+    sink,
+    outputDirectory,
+    verbose: args.verbose === true,
+    shutdownAfterSeconds,
+    logLevel,
+    logFormat: check(choice("log format", LOG_FORMATS), setting("log-format", "LOG_FORMAT") ?? "text"),
+    metrics: metricsText === undefined ? undefined : check(HOST_PORT, metricsText),
+    deribit: {
+      useTestnet,
+      credentials: clientId && clientSecret ? { clientId, clientSecret } : undefined,
+    },
+    questdb: {
+      host: questdbHost,
+      ilpPort,
+      httpPort,
+      clientConf: env.QDB_CLIENT_CONF?.trim() || undefined,
+      bufferMaxBytes,
+    },
+    parquet: {
+      rotateIntervalSeconds: check(duration("rotate interval"), setting("rotate-interval", "ROTATE_INTERVAL") ?? "1h"),
+      maxFileRows: check(integer("max file rows", 1), setting("max-file-rows", "MAX_FILE_ROWS") ?? "5000000"),
+      maxFileBytes: check(
+        integer("max file bytes", 1 << 16),
+        setting("max-file-bytes", "MAX_FILE_BYTES") ?? String(512 * 1024 * 1024),
+      ),
+      compression: check(choice("compression", COMPRESSIONS), setting("compression", "PARQUET_COMPRESSION") ?? "zstd"),
+    },
+    queueCapacityRows: check(
+      integer("XTRADER_QUEUE_CAPACITY", 1000),
+      env.XTRADER_QUEUE_CAPACITY?.trim() || "500000",
+    ),
+    env,
+  };
+  return { config, warnings };
+}
+
+function ensureWritableDirectory(directory: string): void {
+  try {
+    mkdirSync(directory, { recursive: true });
+  } catch (error) {
+    throw new UserError(
+      `cannot create output directory '${directory}': ${(error as NodeJS.ErrnoException).code ?? String(error)}; give a writable --output-directory`,
+    );
+  }
+  if (!statSync(directory).isDirectory()) {
+    throw new UserError(`output directory '${directory}' is not a directory; give a writable --output-directory`);
+  }
+  // A probe file, not access(2): root passes access checks on read-only mounts and foreign directories.
+  const probe = join(directory, `.xtrader-write-probe-${process.pid}`);
+  try {
+    writeFileSync(probe, "");
+    unlinkSync(probe);
+  } catch (error) {
+    throw new UserError(
+      `output directory '${directory}' is not writable (${(error as NodeJS.ErrnoException).code ?? String(error)}); give a writable --output-directory`,
+    );
+  }
+}
+
+export { VERSION_LINE };

@@ -1,0 +1,20 @@
+/**
+ * What every sink implements. Sinks know nothing about exchanges: they receive normalized events and
+ * store them by event type (one table per stream, plus `gaps`).
+ */
+import type { MarketEvent } from "../core/events.ts";
+
+export interface Sink {
+  readonly name: string;
+  /** Opens files or connections. A sink that cannot reach its target still starts and buffers. */
+  start(): Promise<void>;
+  /**
+   * Accepts a batch. Resolving means the rows are the sink's responsibility (buffered or written); the
+   * batch array is reused by the caller after this returns, so keep the events, not the array.
+   */
+  write(events: readonly MarketEvent[]): void | Promise<void>;
+  /** Pushes buffered rows to their destination. */
+  flush(): Promise<void>;
+  /** Flushes and closes; every file is complete afterwards. */
+  close(): Promise<void>;
+}
