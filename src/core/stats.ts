@@ -64,3 +64,35 @@ export class SubscriptionStats {
   lastMessageAt = 0;
   readonly lag = new LagHistogram();
 }
+
+/** Counters of the sink, whichever it is; read by telemetry and the metrics endpoint. */
+export class SinkStats {
+  /** Rows durably handed to the destination (flushed to a file / sent to QuestDB). */
+  rowsWritten = 0;
+  /** Rows accepted but not yet flushed. */
+  bufferedRows = 0;
+  /** Rows lost (buffer bound exceeded, unrecoverable disk error); always logged too. */
+  droppedRows = 0;
+  flushes = 0;
+  flushSecondsTotal = 0;
+  lastFlushSeconds = 0;
+  /** Write/flush failures (disk errors, connection failures). */
+  errors = 0;
+  filesOpened = 0;
+  filesClosed = 0;
+  /** Total seconds the destination was unreachable (closed outages), plus the open one via outageSince. */
+  outageSecondsTotal = 0;
+  /** performance.now() when the current outage began, 0 when none. */
+  outageSince = 0;
+
+  recordFlush(seconds: number, rows: number): void {
+    this.flushes++;
+    this.flushSecondsTotal += seconds;
+    this.lastFlushSeconds = seconds;
+    this.rowsWritten += rows;
+  }
+
+  outageSeconds(): number {
+    return this.outageSecondsTotal + (this.outageSince > 0 ? (performance.now() - this.outageSince) / 1000 : 0);
+  }
+}
