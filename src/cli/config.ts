@@ -5,7 +5,7 @@
  * Precedence for each setting: command-line flag, then the real environment, then `.env`, then default.
  */
 import { defineCommand, parseArgs, renderUsage, type ArgsDef } from "citty";
-import { mkdirSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import * as v from "valibot";
 import { EXCHANGE_REGISTRY } from "../connectors/index.ts";
@@ -311,15 +311,15 @@ export function buildConfig(
 }
 
 function ensureWritableDirectory(directory: string): void {
+  if (existsSync(directory) && !statSync(directory).isDirectory()) {
+    throw new UserError(`output directory '${directory}' is not a directory; give a writable --output-directory`);
+  }
   try {
     mkdirSync(directory, { recursive: true });
   } catch (error) {
     throw new UserError(
       `cannot create output directory '${directory}': ${(error as NodeJS.ErrnoException).code ?? String(error)}; give a writable --output-directory`,
     );
-  }
-  if (!statSync(directory).isDirectory()) {
-    throw new UserError(`output directory '${directory}' is not a directory; give a writable --output-directory`);
   }
   // A probe file, not access(2): root passes access checks on read-only mounts and foreign directories.
   const probe = join(directory, `.xtrader-write-probe-${process.pid}`);

@@ -1,0 +1,263 @@
+/**
+ * The pipeline owns the lifecycle: it starts the sink and one connector per exchange, routes every
+ * normalized event through the bounded channel to the sink, and stops in order on shutdown:
+ * connectors first (no new events), then the channel is drained into the sink, then the sink is flushed
+ * and closed.
+ *
+ * Overflow policy (the sink cannot keep up and the channel is full), see docs/architecture.md:
+ * - the event is dropped and counted (SubscriptionStats.dropped, channel counters) and a warning is logged
+ *   at most once per 10 s per subscription with the count;
+ * - for an L2 subscription, every further delta of that book is dropped until a fresh snapshot arrives and
+ *   the connector is asked to resync (gap marker + snapshot), so a consumer never applies deltas to a book
+ *   with holes;
+ * - for other streams, a gap marker (reason "overflow") is queued at the first drop of an episode.
+ */
+import type { Connector, ExchangeSpec } from "../connectors/types.ts";
+import type { Sink } from "../sinks/types.ts";
+import { BoundedChannel } from "./channel.ts";
+import type { Config } from "./config.ts";
+import { errorMessage } from "./errors.ts";
+import { rowCount, type ExchangeId, type MarketEvent } from "./events.ts";
+import type { Logger } from "./log.ts";
+import { SinkStats } from "./stats.ts";
+import type { ExchangeRegistry, Subscription } from "./subscriptions.ts";
+
+export interface PipelineOptions {
+  readonly config: Config;
+  readonly registry: ExchangeRegistry;
+  readonly sink: Sink;
+  readonly sinkStats?: SinkStats;
+  readonly log: Logger;
+  /** Longest a graceful stop may take before the process gives up (default 15 s, env XTRADER_SHUTDOWN_TIMEOUT_SECONDS). */
+  readonly shutdownTimeoutMs?: number;
+  /** Events handed to the sink per write call. */
+  readonly batchSize?: number;
+}
+
+const DROP_LOG_INTERVAL_MS = 10_000;
+const RESYNC_RETRY_MS = 1000;
+
+export class Pipeline {
+  readonly channel: BoundedChannel;
+  readonly sinkStats: SinkStats;
+  private readonly connectors = new Map<ExchangeId, Connector>();
+  /** L2 subscriptions whose deltas are dropped until the next snapshot (after an overflow). */
+  private readonly awaitingSnapshot = new Set<Subscription>();
+  /** Non-L2 subscriptions inside an overflow episode (gap marker already queued). */
+  private readonly overflowing = new Set<Subscription>();
+  private readonly lastDropLog = new Map<Subscription, { at: number; count: number }>();
+  private readonly resyncTimers = new Set<ReturnType<typeof setTimeout>>();
+  private consumer: Promise<void> = Promise.resolve();
+  private stopping: Promise<void> | undefined;
+  private sinkFailures = 0;
+
+  constructor(private readonly options: PipelineOptions) {
+    this.sinkStats = options.sinkStats ?? new SinkStats();
+    this.channel = new BoundedChannel(options.config.queueCapacityRows, (subscription, event) =>
+      this.onDrop(subscription, event),
+    );
+  }
+
+  get subscriptions(): readonly Subscription[] {
+    return this.options.config.subscriptions;
+  }
+
+  /** Starts the sink, then every connector. Connection faults are handled inside connectors. */
+  async start(): Promise<void> {
+    const { config, registry, log, sink } = this.options;
+    await sink.start();
+    this.consumer = this.consume();
+    const byExchange = new Map<ExchangeId, Subscription[]>();
+    for (const subscription of config.subscriptions) {
+      const list = byExchange.get(subscription.exchange) ?? [];
+      list.push(subscription);
+      byExchange.set(subscription.exchange, list);
+    }
+    for (const [exchange, subscriptions] of byExchange) {
+      const spec: ExchangeSpec = registry[exchange];
+      const connector = spec.create({ emit: this.emit, log: log.withTag(exchange), config }, subscriptions);
+      this.connectors.set(exchange, connector);
+    }
+    for (const [exchange, connector] of this.connectors) {
+      log.info(
+        `starting ${exchange}: ${byExchange
+          .get(exchange)!
+          .map((subscription) => `${subscription.stream}@${subscription.symbol}`)
+          .join(", ")}`,
+      );
+      connector.start();
+    }
+  }
+
+  /** The connectors' emit: counts, applies the overflow policy and queues. Hot path. */
+  readonly emit = (subscription: Subscription, event: MarketEvent): void => {
+    const stats = subscription.stats;
+    stats.events++;
+    if (event.type === "gap") {
+      stats.gaps++;
+    } else {
+      stats.lag.record(event.localTimestamp - event.timestamp);
+      if (event.type === "book_change") {
+        if (event.isSnapshot) {
+          this.awaitingSnapshot.delete(subscription);
+        } else if (this.awaitingSnapshot.has(subscription)) {
+          stats.dropped++;
+          this.channel.droppedEvents++;
+          this.channel.droppedRows += rowCount(event);
+          return;
+        }
+      }
+    }
+    // A normal event that fits ends the subscription's overflow episode (its own gap marker does not).
+    if (this.channel.push(subscription, event) && this.overflowing.size > 0 && event.type !== "gap") {
+      this.overflowing.delete(subscription);
+    }
+  };
+
+  private onDrop(subscription: Subscription, event: MarketEvent): void {
+    if (this.channel.closed) return;
+    const now = performance.now();
+    const logged = this.lastDropLog.get(subscription) ?? { at: 0, count: 0 };
+    logged.count++;
+    if (now - logged.at >= DROP_LOG_INTERVAL_MS) {
+      this.options.log.warn(
+        `${subscription.key}: sink is behind and the queue is full (${this.channel.depthRows} rows); dropped ${logged.count} event(s)`,
+      );
+      logged.at = now;
+      logged.count = 0;
+    }
+    this.lastDropLog.set(subscription, logged);
+
+    if (subscription.stream === "L2") {
+      const snapshotLost = event.type === "book_change" && event.isSnapshot;
+      if (this.awaitingSnapshot.has(subscription) && !snapshotLost) return;
+      this.awaitingSnapshot.add(subscription);
+      // A resync from inside the drop callback would re-enter the channel; do it on the next turn, and
+      // retry later when it was the snapshot itself that did not fit.
+      const timer = setTimeout(
+        () => {
+          this.resyncTimers.delete(timer);
+          if (!this.awaitingSnapshot.has(subscription) || this.channel.closed) return;
+          this.connectors
+            .get(subscription.exchange)
+            ?.resync(subscription, "overflow", "events dropped because the sink was behind");
+        },
+        snapshotLost ? RESYNC_RETRY_MS : 0,
+      );
+      this.resyncTimers.add(timer);
+      return;
+    }
+    if (event.type === "gap" || this.overflowing.has(subscription)) return;
+    this.overflowing.add(subscription);
+    this.emit(subscription, {
+      type: "gap",
+      exchange: subscription.exchange,
+      symbol: subscription.symbol,
+      timestamp: event.localTimestamp,
+      localTimestamp: event.localTimestamp,
+      stream: subscription.stream,
+      reason: "overflow",
+      detail: "events dropped because the sink was behind",
+    });
+  }
+
+  private async consume(): Promise<void> {
+    const { sink, log } = this.options;
+    const batchSize = this.options.batchSize ?? 4096;
+    const events: MarketEvent[] = [];
+    const subscriptions: Subscription[] = [];
+    for (;;) {
+      await this.channel.whenReadable();
+      const taken = this.channel.takeBatch(events, subscriptions, batchSize);
+      if (taken === 0) {
+        if (this.channel.closed) return;
+        continue;
+      }
+      try {
+        await sink.write(events);
+        for (let i = 0; i < taken; i++) subscriptions[i]!.stats.rowsWritten += rowCount(events[i]!);
+      } catch (error) {
+        // Sinks handle their own faults; an exception here is a bug or an unrecoverable write. Never
+        // silent: count the rows as dropped and log.
+        let rows = 0;
+        for (let i = 0; i < taken; i++) {
+          rows += rowCount(events[i]!);
+          subscriptions[i]!.stats.dropped++;
+        }
+        this.sinkStats.droppedRows += rows;
+        this.sinkStats.errors++;
+        if (this.sinkFailures++ % 100 === 0) {
+          log.error(`sink ${sink.name} failed to accept ${rows} row(s): ${errorMessage(error)}`);
+        }
+      }
+      // A full batch means more is waiting: let sockets and timers run between batches.
+      if (taken === batchSize) await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
+  /**
+   * Stops connectors, drains the channel into the sink, closes the sink. Idempotent. Rejects if any step
+   * fails; the caller bounds the total time.
+   */
+  stop(reason: string): Promise<void> {
+    this.stopping ??= (async () => {
+      const { log, sink } = this.options;
+      log.info(`stopping (${reason}): closing connections, then flushing ${this.channel.depthRows} queued row(s)`);
+      for (const timer of this.resyncTimers) clearTimeout(timer);
+      const results = await Promise.allSettled([...this.connectors.values()].map((connector) => connector.stop()));
+      for (const result of results) {
+        if (result.status === "rejected") log.warn(`a connector did not stop cleanly: ${errorMessage(result.reason)}`);
+      }
+      this.channel.close();
+      await this.consumer;
+      await sink.close();
+      log.info("stopped; all data flushed");
+    })();
+    return this.stopping;
+  }
+
+  /**
+   * Runs until `--shutdown-after` elapses or SIGINT/SIGTERM arrives, then stops gracefully. Resolves with the
+   * exit code: 0 after a clean stop, 1 when the stop failed or timed out. A second signal exits 130 at once.
+   */
+  async run(): Promise<number> {
+    const { config, log } = this.options;
+    const timeoutMs =
+      this.options.shutdownTimeoutMs ?? (Number(config.env.XTRADER_SHUTDOWN_TIMEOUT_SECONDS) || 15) * 1000;
+    await this.start();
+    return new Promise<number>((resolve) => {
+      let stopRequested = false;
+      const stopWith = (reason: string) => {
+        if (stopRequested) return;
+        stopRequested = true;
+        const timeout = setTimeout(() => {
+          log.error(`graceful stop did not finish within ${timeoutMs / 1000} s; exiting with data possibly unflushed`);
+          resolve(1);
+        }, timeoutMs);
+        this.stop(reason).then(
+          () => {
+            clearTimeout(timeout);
+            resolve(0);
+          },
+          (error) => {
+            clearTimeout(timeout);
+            log.error(`stop failed: ${errorMessage(error)}`);
+            resolve(1);
+          },
+        );
+      };
+      const onSignal = (signal: NodeJS.Signals) => {
+        if (stopRequested) {
+          log.warn(`${signal} again: exiting now without waiting for the flush`);
+          process.exit(130);
+        }
+        stopWith(signal);
+      };
+      process.on("SIGINT", onSignal);
+      process.on("SIGTERM", onSignal);
+      if (config.shutdownAfterSeconds !== undefined) {
+        setTimeout(() => stopWith(`--shutdown-after ${config.shutdownAfterSeconds}`), config.shutdownAfterSeconds * 1000);
+      }
+    });
+  }
+}

@@ -1,0 +1,224 @@
+import { describe, expect, test } from "bun:test";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { buildConfig, parseCommandLine } from "../src/cli/config.ts";
+import { loadEnvironment, parseDotenv } from "../src/cli/dotenv.ts";
+import { UserError } from "../src/core/errors.ts";
+import { parseRustLog } from "../src/core/log.ts";
+
+const outputDirectory = mkdtempSync(join(tmpdir(), "xtrader-cli-"));
+const base = { subscriptions: "TRADES:BINANCE_FUTURES@BTCUSDT", "output-directory": outputDirectory };
+
+function config(args: Record<string, unknown>, env: Record<string, string> = {}) {
+  return buildConfig({ ...base, ...args }, env).config;
+}
+
+function userError(run: () => unknown): string {
+  try {
+    run();
+  } catch (error) {
+    expect(error).toBeInstanceOf(UserError);
+    const message = (error as Error).message;
+    expect(message).not.toContain("\n");
+    return message;
+  }
+  throw new Error("expected a UserError");
+}
+
+describe("subscriptions", () => {
+  test("parses the grammar, case-insensitive stream and exchange, whitespace-tolerant", () => {
+    const { subscriptions } = config({
+      subscriptions: " l2 : okx_swap @ btcusdt , TRADES:BINANCE_FUTURES@ethusdt,bbo:DERIBIT@BTC-PERPETUAL ,",
+    });
+    expect(subscriptions.map((s) => s.key)).toEqual([
+      "L2:OKX_SWAP@BTCUSDT",
+      "TRADES:BINANCE_FUTURES@ETHUSDT",
+      "BBO:DERIBIT@BTC-PERPETUAL",
+    ]);
+    expect(subscriptions[0]).toMatchObject({ stream: "L2", exchange: "OKX_SWAP", symbol: "BTCUSDT" });
+  });
+
+  test("L1 is an alias of BBO", () => {
+    expect(config({ subscriptions: "L1:BINANCE_FUTURES@BTCUSDT" }).subscriptions[0]!.stream).toBe("BBO");
+  });
+
+  test("exact duplicates are dropped with a warning", () => {
+    const { config: built, warnings } = buildConfig(
+      { ...base, subscriptions: "TRADES:BINANCE_FUTURES@BTCUSDT, trades:binance_futures@btcusdt" },
+      {},
+    );
+    expect(built.subscriptions).toHaveLength(1);
+    expect(warnings).toEqual(["duplicate subscription 'trades:binance_futures@btcusdt' ignored"]);
+  });
+
+  test("falls back to SUBSCRIPTIONS from the environment; the flag wins", () => {
+    const fromEnv = buildConfig({ "output-directory": outputDirectory }, { SUBSCRIPTIONS: "BBO:BINANCE_FUTURES@ETHUSDT" });
+    expect(fromEnv.config.subscriptions[0]!.key).toBe("BBO:BINANCE_FUTURES@ETHUSDT");
+    const fromFlag = config({}, { SUBSCRIPTIONS: "BBO:BINANCE_FUTURES@ETHUSDT" });
+    expect(fromFlag.subscriptions[0]!.key).toBe("TRADES:BINANCE_FUTURES@BTCUSDT");
+  });
+
+  test.each([
+    ["L3:OKX_SWAP@BTCUSDT", "unknown stream 'L3' in 'L3:OKX_SWAP@BTCUSDT'; supported: TRADES, L2, BBO, FUNDING, LIQUIDATIONS (L1 = BBO)"],
+    ["L2:KRAKEN@BTCUSD", "unknown exchange 'KRAKEN' in 'L2:KRAKEN@BTCUSD'; supported: BINANCE_FUTURES, OKX_SWAP, OKX_SPOT, DERIBIT"],
+    ["L2-OKX_SWAP-BTCUSDT", "malformed subscription 'L2-OKX_SWAP-BTCUSDT'; expected STREAM:EXCHANGE@INSTRUMENT, e.g. L2:OKX_SWAP@BTCUSDT"],
+    ["L2:OKX_SWAP@", "malformed subscription 'L2:OKX_SWAP@'; expected STREAM:EXCHANGE@INSTRUMENT, e.g. L2:OKX_SWAP@BTCUSDT"],
+    ["FUNDING:OKX_SPOT@BTCUSDT", "stream 'FUNDING' is not offered by OKX_SPOT in 'FUNDING:OKX_SPOT@BTCUSDT'; OKX_SPOT offers: TRADES, L2, BBO"],
+    ["TRADES:BINANCE_FUTURES@BTC$USDT", "invalid instrument 'BTC$USDT' in 'TRADES:BINANCE_FUTURES@BTC$USDT'; expected letters, digits and . _ - / (e.g. BTCUSDT)"],
+    [" , ", "no subscription in ' , '; expected STREAM:EXCHANGE@INSTRUMENT[,...], e.g. L2:OKX_SWAP@BTCUSDT"],
+  ])("rejects %p with one line", (subscriptions, expected) => {
+    expect(userError(() => config({ subscriptions }))).toBe(expected);
+  });
+
+  test("missing subscriptions names the flag and the variable", () => {
+    expect(userError(() => buildConfig({ "output-directory": outputDirectory }, {}))).toStartWith(
+      "missing --subscriptions (or SUBSCRIPTIONS in the environment)",
+    );
+  });
+});
+
+describe("flags and environment", () => {
+  test("defaults", () => {
+    const built = config({});
+    expect(built.sink).toBe("parquet");
+    expect(built.verbose).toBe(false);
+    expect(built.shutdownAfterSeconds).toBeUndefined();
+    expect(built.logLevel).toBe("info");
+    expect(built.deribit).toEqual({ useTestnet: true, credentials: undefined });
+    expect(built.questdb).toMatchObject({ host: "127.0.0.1", ilpPort: 9009, httpPort: 9000 });
+    expect(built.parquet).toMatchObject({ rotateIntervalSeconds: 3600, compression: "zstd" });
+  });
+
+  test("output directory defaults to ./data and is created", () => {
+    const cwd = process.cwd();
+    const directory = mkdtempSync(join(tmpdir(), "xtrader-cwd-"));
+    process.chdir(directory);
+    try {
+      const built = buildConfig({ subscriptions: base.subscriptions }, {}).config;
+      expect(built.outputDirectory).toBe(join(directory, "data"));
+      expect(Bun.file(join(directory, "data")).size).toBeGreaterThanOrEqual(0);
+    } finally {
+      process.chdir(cwd);
+    }
+  });
+
+  test("values are read: sink, shutdown-after, verbose, environment", () => {
+    const built = config(
+      { sink: "QuestDB", "shutdown-after": "2.5", verbose: true },
+      {
+        QUESTDB_HOST: "db.internal",
+        QUESTDB_ILP_PORT: "19009",
+        DERIBIT_USE_TESTNET: "false",
+        DERIBIT_CLIENT_ID: "id",
+        DERIBIT_CLIENT_SECRET: "secret",
+        RUST_LOG: "warn,xtrader=debug",
+      },
+    );
+    expect(built.sink).toBe("questdb");
+    expect(built.shutdownAfterSeconds).toBe(2.5);
+    expect(built.verbose).toBe(true);
+    expect(built.questdb).toMatchObject({ host: "db.internal", ilpPort: 19009 });
+    expect(built.deribit).toEqual({ useTestnet: false, credentials: { clientId: "id", clientSecret: "secret" } });
+    expect(built.logLevel).toBe("debug");
+  });
+
+  test.each([
+    [{ sink: "kafka" }, {}, "invalid sink 'kafka'; accepted: parquet, questdb"],
+    [{ "shutdown-after": "-5" }, {}, "invalid --shutdown-after '-5'; expected a number of seconds >= 0"],
+    [{ "shutdown-after": "soon" }, {}, "invalid --shutdown-after 'soon'; expected a number of seconds >= 0"],
+    [{}, { QUESTDB_ILP_PORT: "nine" }, "invalid QUESTDB_ILP_PORT 'nine'; expected a whole number from 1 to 65535"],
+    [{}, { QUESTDB_ILP_PORT: "70000" }, "invalid QUESTDB_ILP_PORT '70000'; expected a whole number from 1 to 65535"],
+    [{}, { DERIBIT_USE_TESTNET: "maybe" }, "invalid DERIBIT_USE_TESTNET 'maybe'; accepted: true or false"],
+    [{}, { RUST_LOG: "loud" }, "invalid RUST_LOG level 'loud' in 'loud'; accepted: error, warn, info, debug, trace (or target=level,...)"],
+    [{ compression: "lz4" }, {}, "invalid compression 'lz4'; accepted: zstd, snappy, none"],
+    [{ "rotate-interval": "soon" }, {}, "invalid rotate interval 'soon'; expected a duration like 30s, 15m, 1h"],
+    [{ "metrics-addr": "nowhere" }, {}, "invalid metrics address 'nowhere'; expected HOST:PORT, e.g. 127.0.0.1:9464"],
+    [{ "log-format": "xml" }, {}, "invalid log format 'xml'; accepted: text, json"],
+  ])("rejects %p %p with one line", (args, env, expected) => {
+    expect(userError(() => config(args, env as Record<string, string>))).toBe(expected);
+  });
+
+  test("an output directory that cannot be created or written is rejected", () => {
+    const file = join(outputDirectory, "a-file");
+    writeFileSync(file, "");
+    expect(userError(() => config({ "output-directory": join(file, "sub") }))).toStartWith(
+      `cannot create output directory '${join(file, "sub")}'`,
+    );
+    expect(userError(() => config({ "output-directory": file }))).toBe(
+      `output directory '${file}' is not a directory; give a writable --output-directory`,
+    );
+  });
+
+  test("Deribit credentials: one of the two is an error only for Deribit subscriptions", () => {
+    expect(
+      userError(() => config({ subscriptions: "TRADES:DERIBIT@BTC-PERPETUAL" }, { DERIBIT_CLIENT_ID: "id" })),
+    ).toBe(
+      "DERIBIT_CLIENT_ID is set but DERIBIT_CLIENT_SECRET is not; set both for authenticated Deribit channels, or neither for public ones",
+    );
+    expect(config({}, { DERIBIT_CLIENT_ID: "id" }).deribit.credentials).toBeUndefined();
+  });
+
+  test("RUST_LOG forms", () => {
+    expect(parseRustLog("trace")).toBe("trace");
+    expect(parseRustLog("xtrader=debug")).toBe("debug");
+    expect(parseRustLog("error,hyper=warn,xtrader=info")).toBe("info");
+    expect(parseRustLog("off")).toBe("error");
+    expect(parseRustLog("")).toBe("info");
+  });
+});
+
+describe("command line", () => {
+  test("help and version", () => {
+    expect(parseCommandLine(["--help"]).kind).toBe("help");
+    expect(parseCommandLine(["-h"]).kind).toBe("help");
+    expect(parseCommandLine(["--version"]).kind).toBe("version");
+  });
+
+  test("unknown options and stray words are rejected", () => {
+    expect(userError(() => parseCommandLine(["--subscription", "x"]))).toBe(
+      "unknown option '--subscription'; see --help for the accepted options",
+    );
+    expect(userError(() => parseCommandLine(["TRADES:BINANCE_FUTURES@BTCUSDT"]))).toBe(
+      "unexpected argument 'TRADES:BINANCE_FUTURES@BTCUSDT'; options are given as --name value (see --help)",
+    );
+    expect(userError(() => parseCommandLine(["--sink"]))).toBe("option --sink needs a value");
+  });
+
+  test("--name=value and --name value both work", () => {
+    const parsed = parseCommandLine(["--subscriptions=TRADES:BINANCE_FUTURES@BTCUSDT", "--sink", "questdb", "--verbose"]);
+    expect(parsed).toMatchObject({
+      kind: "run",
+      args: { subscriptions: "TRADES:BINANCE_FUTURES@BTCUSDT", sink: "questdb", verbose: true },
+    });
+  });
+});
+
+describe(".env", () => {
+  test("parses comments, export, quotes and escapes", () => {
+    expect(
+      parseDotenv(
+        [
+          "# comment",
+          "export A=1",
+          "B = two words # trailing comment",
+          "C='single # kept'",
+          'D="line\\nbreak \\"quoted\\""',
+          "E=",
+        ].join("\n"),
+      ),
+    ).toEqual({ A: "1", B: "two words", C: "single # kept", D: 'line\nbreak "quoted"', E: "" });
+  });
+
+  test("a line that is not KEY=value is a one-line error with its number", () => {
+    expect(userError(() => parseDotenv("A=1\nnot a pair\n", ".env"))).toBe(".env line 2 is not KEY=value: 'not a pair'");
+  });
+
+  test("the real environment wins over .env", () => {
+    const directory = mkdtempSync(join(tmpdir(), "xtrader-dotenv-"));
+    writeFileSync(join(directory, ".env"), "QUESTDB_HOST=from-file\nQUESTDB_ILP_PORT=1234\n");
+    const env = loadEnvironment({ QUESTDB_HOST: "from-env" }, directory);
+    expect(env.QUESTDB_HOST).toBe("from-env");
+    expect(env.QUESTDB_ILP_PORT).toBe("1234");
+  });
+});

@@ -1,0 +1,265 @@
+import { describe, expect, test } from "bun:test";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { buildConfig } from "../src/cli/config.ts";
+import { EXCHANGE_REGISTRY } from "../src/connectors/index.ts";
+import type { Connector, ConnectorContext, ExchangeSpec } from "../src/connectors/types.ts";
+import { BoundedChannel } from "../src/core/channel.ts";
+import { BASE_SIZING, type BookChange, type MarketEvent, type Trade } from "../src/core/events.ts";
+import { createLogger } from "../src/core/log.ts";
+import { Pipeline } from "../src/core/pipeline.ts";
+import type { ExchangeRegistry, Subscription } from "../src/core/subscriptions.ts";
+import { waitUntil } from "./support/fake-exchange.ts";
+import { MemorySink } from "./support/memory-sink.ts";
+
+const log = createLogger("error");
+
+function trade(subscription: Subscription, id: number): Trade {
+  return {
+    type: "trade",
+    exchange: subscription.exchange,
+    symbol: subscription.symbol,
+    timestamp: 1_700_000_000_000_000 + id,
+    localTimestamp: 1_700_000_000_001_000 + id,
+    id: String(id),
+    side: "buy",
+    price: 100,
+    amount: 1,
+    ...BASE_SIZING,
+  };
+}
+
+function book(subscription: Subscription, sequence: number, isSnapshot: boolean, levels = 1): BookChange {
+  const bids: number[] = [];
+  for (let i = 0; i < levels; i++) bids.push(100 - i, sequence);
+  return {
+    type: "book_change",
+    exchange: subscription.exchange,
+    symbol: subscription.symbol,
+    timestamp: 1_700_000_000_000_000 + sequence,
+    localTimestamp: 1_700_000_000_000_500 + sequence,
+    isSnapshot,
+    sequence,
+    bids,
+    asks: [],
+    ...BASE_SIZING,
+  };
+}
+
+/** A scripted connector: the test drives `context.emit` directly; resync emits a gap and a snapshot. */
+class ScriptedConnector implements Connector {
+  started = false;
+  stopped = false;
+  readonly resyncs: string[] = [];
+  constructor(readonly context: ConnectorContext, readonly subscriptions: readonly Subscription[]) {}
+  start(): void {
+    this.started = true;
+  }
+  async stop(): Promise<void> {
+    this.stopped = true;
+  }
+  resync(subscription: Subscription, reason: string): void {
+    this.resyncs.push(`${subscription.key}:${reason}`);
+    subscription.stats.resyncs++;
+    this.context.emit(subscription, {
+      type: "gap",
+      exchange: subscription.exchange,
+      symbol: subscription.symbol,
+      timestamp: 1,
+      localTimestamp: 1,
+      stream: subscription.stream,
+      reason: "overflow",
+      detail: "test",
+    });
+    this.context.emit(subscription, book(subscription, 1_000_000, true));
+  }
+}
+
+function setUp(subscriptions: string, sink: MemorySink, queueCapacity = 100_000) {
+  let connector: ScriptedConnector | undefined;
+  const scripted: ExchangeSpec = {
+    ...EXCHANGE_REGISTRY.BINANCE_FUTURES,
+    create: (context, subs) => (connector = new ScriptedConnector(context, subs)),
+  };
+  const registry: ExchangeRegistry = { ...EXCHANGE_REGISTRY, BINANCE_FUTURES: scripted };
+  const { config } = buildConfig(
+    { subscriptions, "output-directory": mkdtempSync(join(tmpdir(), "xtrader-pipeline-")) },
+    { XTRADER_QUEUE_CAPACITY: String(queueCapacity) },
+    registry,
+  );
+  const pipeline = new Pipeline({ config, registry, sink, log, shutdownTimeoutMs: 5000 });
+  return { pipeline, config, connector: () => connector! };
+}
+
+describe("BoundedChannel", () => {
+  const subscription = buildConfig(
+    { subscriptions: "L2:BINANCE_FUTURES@BTCUSDT", "output-directory": mkdtempSync(join(tmpdir(), "xtrader-ch-")) },
+    {},
+  ).config.subscriptions[0]!;
+
+  test("bounds the queue by rows, counts drops and keeps a high-water mark", () => {
+    const drops: MarketEvent[] = [];
+    const channel = new BoundedChannel(10, (_, event) => drops.push(event), 5);
+    expect(channel.push(subscription, book(subscription, 1, false, 6))).toBe(true);
+    expect(channel.push(subscription, book(subscription, 2, false, 4))).toBe(true);
+    expect(channel.depthRows).toBe(10);
+    expect(channel.push(subscription, book(subscription, 3, false, 1))).toBe(false);
+    expect(channel.droppedEvents).toBe(1);
+    expect(channel.droppedRows).toBe(1);
+    expect(drops.map((event) => (event as BookChange).sequence)).toEqual([3]);
+    const events: MarketEvent[] = [];
+    const subscriptions: Subscription[] = [];
+    expect(channel.takeBatch(events, subscriptions, 1)).toBe(1);
+    expect(channel.depthRows).toBe(4);
+    expect(channel.highWaterRows).toBe(10);
+    expect(channel.push(subscription, book(subscription, 4, false, 6))).toBe(true);
+  });
+
+  test("gap markers use the reserve above the bound", () => {
+    const channel = new BoundedChannel(2, () => {}, 1);
+    channel.push(subscription, book(subscription, 1, false, 2));
+    const gap: MarketEvent = {
+      type: "gap",
+      exchange: "BINANCE_FUTURES",
+      symbol: "BTCUSDT",
+      timestamp: 1,
+      localTimestamp: 1,
+      stream: "L2",
+      reason: "overflow",
+      detail: "",
+    };
+    expect(channel.push(subscription, gap)).toBe(true);
+    expect(channel.push(subscription, gap)).toBe(false);
+  });
+
+  test("an event larger than the bound still enters an empty queue", () => {
+    const channel = new BoundedChannel(2);
+    expect(channel.push(subscription, book(subscription, 1, true, 50))).toBe(true);
+  });
+
+  test("keeps order across growth and wrap-around", () => {
+    const channel = new BoundedChannel(1_000_000);
+    const events: MarketEvent[] = [];
+    const subscriptions: Subscription[] = [];
+    const seen: number[] = [];
+    let next = 0;
+    for (let round = 0; round < 50; round++) {
+      for (let i = 0; i < 97; i++) channel.push(subscription, book(subscription, next++, false));
+      channel.takeBatch(events, subscriptions, 61);
+      seen.push(...events.map((event) => (event as BookChange).sequence));
+    }
+    while (channel.takeBatch(events, subscriptions, 1000) > 0) seen.push(...events.map((event) => (event as BookChange).sequence));
+    expect(seen).toEqual(Array.from({ length: next }, (_, i) => i));
+    expect(channel.depthRows).toBe(0);
+  });
+});
+
+describe("Pipeline", () => {
+  test("routes events to the sink and counts rows per subscription", async () => {
+    const sink = new MemorySink();
+    const { pipeline, config, connector } = setUp("TRADES:BINANCE_FUTURES@BTCUSDT,L2:BINANCE_FUTURES@BTCUSDT", sink);
+    await pipeline.start();
+    expect(sink.started).toBe(true);
+    expect(connector().started).toBe(true);
+    const [trades, l2] = config.subscriptions;
+    for (let i = 0; i < 10; i++) pipeline.emit(trades!, trade(trades!, i));
+    pipeline.emit(l2!, book(l2!, 1, true, 5));
+    await waitUntil(() => sink.buffered.length === 11, 2000, undefined, "events at the sink");
+    expect(trades!.stats).toMatchObject({ events: 10, rowsWritten: 10 });
+    expect(l2!.stats).toMatchObject({ events: 1, rowsWritten: 5 });
+    expect(trades!.stats.lag.count).toBe(10);
+    expect(trades!.stats.lag.quantile(0.5)).toBe(1000);
+    await pipeline.stop("test");
+  });
+
+  test("graceful stop stops connectors, drains the queue and flushes the sink", async () => {
+    const sink = new MemorySink({ writeDelayMs: 5, closeDelayMs: 50 });
+    const { pipeline, config, connector } = setUp("TRADES:BINANCE_FUTURES@BTCUSDT", sink);
+    await pipeline.start();
+    const subscription = config.subscriptions[0]!;
+    for (let i = 0; i < 20_000; i++) pipeline.emit(subscription, trade(subscription, i));
+    expect(pipeline.channel.depthRows).toBeGreaterThan(0);
+    await pipeline.stop("test");
+    expect(connector().stopped).toBe(true);
+    expect(sink.closed).toBe(true);
+    expect(sink.flushed.map((event) => (event as Trade).id)).toEqual(Array.from({ length: 20_000 }, (_, i) => String(i)));
+    expect(subscription.stats.rowsWritten).toBe(20_000);
+  });
+
+  test("--shutdown-after stops the run with exit code 0 and a flushed sink", async () => {
+    const sink = new MemorySink();
+    const { pipeline: base, config } = setUp("TRADES:BINANCE_FUTURES@BTCUSDT", sink);
+    const subscription = config.subscriptions[0]!;
+    const timed = new Pipeline({
+      config: { ...config, shutdownAfterSeconds: 0.2 },
+      registry: { ...EXCHANGE_REGISTRY, BINANCE_FUTURES: { ...EXCHANGE_REGISTRY.BINANCE_FUTURES, create: (context) => ({
+        start: () => context.emit(subscription, trade(subscription, 7)),
+        stop: async () => {},
+        resync: () => {},
+      }) } },
+      sink,
+      log,
+    });
+    void base;
+    expect(await timed.run()).toBe(0);
+    expect(sink.flushed.map((event) => (event as Trade).id)).toEqual(["7"]);
+  });
+
+  test("overflow: drops are counted, L2 deltas are held back until a resync snapshot", async () => {
+    const sink = new MemorySink({ writeDelayMs: 200 });
+    const { pipeline, config, connector } = setUp("L2:BINANCE_FUTURES@BTCUSDT,TRADES:BINANCE_FUTURES@BTCUSDT", sink, 1000);
+    await pipeline.start();
+    const [l2, trades] = config.subscriptions;
+    pipeline.emit(l2!, book(l2!, 1, true, 10));
+    // The consumer takes the first batch and is then busy for 200 ms; fill the queue past its bound.
+    await Bun.sleep(20);
+    for (let sequence = 2; sequence < 1200; sequence++) pipeline.emit(l2!, book(l2!, sequence, false));
+    for (let i = 0; i < 10; i++) pipeline.emit(trades!, trade(trades!, i));
+    expect(l2!.stats.dropped).toBeGreaterThan(0);
+    expect(trades!.stats.dropped).toBe(10);
+    // The resync snapshot may itself not fit while the sink is still busy; it is retried until it does.
+    await waitUntil(
+      () => sink.buffered.some((event) => event.type === "book_change" && event.isSnapshot && event.sequence === 1_000_000),
+      5000,
+      undefined,
+      "resync snapshot at the sink",
+    );
+    expect(new Set(connector().resyncs)).toEqual(new Set(["L2:BINANCE_FUTURES@BTCUSDT:overflow"]));
+    // Deltas after the drop and before the snapshot never reach the sink.
+    pipeline.emit(l2!, book(l2!, 5000, false));
+    await pipeline.stop("test");
+    const l2Events = sink.flushed.filter((event) => event.symbol === "BTCUSDT" && (event.type === "book_change" || (event.type === "gap" && event.stream === "L2")));
+    const sequences = l2Events.map((event) => (event.type === "gap" ? "gap" : `${event.sequence}${event.isSnapshot ? "S" : ""}`));
+    const gapAt = sequences.indexOf("gap");
+    // Only the last gap before the accepted snapshot matters if a snapshot had to be retried.
+    const lastGap = sequences.lastIndexOf("gap");
+    expect(gapAt).toBeGreaterThan(0);
+    expect(sequences[lastGap + 1]).toBe("1000000S");
+    expect(sequences.filter((entry) => entry === "1000000S")).toHaveLength(1);
+    expect(sequences).toContain("5000");
+    // Everything before the gap is an unbroken run of deltas from 2.
+    const before = sequences.slice(1, gapAt).map(Number);
+    expect(before).toEqual(Array.from({ length: before.length }, (_, i) => i + 2));
+    // Trades that did not fit are marked by one overflow gap.
+    const tradeGaps = sink.flushed.filter((event) => event.type === "gap" && event.stream === "TRADES");
+    expect(tradeGaps).toHaveLength(1);
+    expect(tradeGaps[0]).toMatchObject({ reason: "overflow" });
+    expect(pipeline.channel.droppedEvents).toBe(l2!.stats.dropped + trades!.stats.dropped);
+  });
+
+  test("a sink that throws loses no count: rows are recorded as dropped", async () => {
+    const sink = new MemorySink();
+    sink.write = async () => {
+      throw new Error("disk on fire");
+    };
+    const { pipeline, config } = setUp("TRADES:BINANCE_FUTURES@BTCUSDT", sink);
+    await pipeline.start();
+    const subscription = config.subscriptions[0]!;
+    pipeline.emit(subscription, trade(subscription, 1));
+    await waitUntil(() => pipeline.sinkStats.droppedRows === 1, 2000, undefined, "drop count");
+    expect(subscription.stats.dropped).toBe(1);
+    expect(pipeline.sinkStats.errors).toBe(1);
+    await pipeline.stop("test");
+  });
+});
