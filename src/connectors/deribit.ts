@@ -1,11 +1,868 @@
-// PLACEHOLDER: replaced by the Deribit connector (issue 5).
-import type { ExchangeSpec } from "./types.ts";
+/**
+ * DERIBIT connector: every Deribit subscription over one JSON-RPC 2.0 WebSocket.
+ *
+ * Protocol (https://docs.deribit.com/articles/notifications):
+ * - a request carries an integer `id`; its answer carries the same id with `result` or `error`. Data
+ *   arrives as notifications `{method: "subscription", params: {channel, data}}` (no id).
+ * - `public/set_heartbeat` makes the server send `heartbeat` messages; each `test_request` must be
+ *   answered with `public/test` or the server closes the connection
+ *   (https://docs.deribit.com/api-reference/session-management/public-set_heartbeat).
+ * - `.raw` channels are only available to authorized connections; we authenticate with
+ *   `public/auth` (client_credentials; tokens are tied to the connection) when credentials are set and
+ *   use the `.100ms` channels otherwise
+ *   (https://docs.deribit.com/subscriptions/trades/tradesinstrument_nameinterval).
+ * - `public/subscribe` answers with the list of channels it subscribed; a channel missing from that list
+ *   was not subscribed (unknown instrument...), which fails that subscription alone.
+ * - book: the first notification is a full snapshot without `prev_change_id`; every later one must
+ *   carry `prev_change_id` equal to the previous `change_id` (ids are not consecutive). On a break we
+ *   resubscribe the channel, which makes Deribit send a fresh snapshot
+ *   (https://docs.deribit.com/subscriptions/orderbook/bookinstrument_nameinterval).
+ */
+import { msToMicros, nowMicros } from "../core/clock.ts";
+import type { DeribitCredentials } from "../core/config.ts";
+import { BASE_SIZING, type GapReason, type Sizing, type Stream, type TakerSide } from "../core/events.ts";
+import { OrderBook } from "../core/order-book.ts";
+import type { Subscription } from "../core/subscriptions.ts";
+import { ChangeIdSequence, flattenLevels } from "./deribit-book.ts";
+import { endpoint } from "./endpoints.ts";
+import type { Connector, ConnectorContext, ExchangeSpec, InstrumentResult } from "./types.ts";
+import { backoffFromEnv, ReconnectingSocket, type CloseInfo, type OpenInfo } from "./websocket.ts";
+
+// ───────────────────────────── declarative header ─────────────────────────────
+
+const EXCHANGE = "DERIBIT" as const;
+
+/** Default WebSocket endpoints; XTRADER_DERIBIT_WS_URL replaces whichever DERIBIT_USE_TESTNET selects. */
+export const DERIBIT_WS_URLS = {
+  testnet: "wss://test.deribit.com/ws/api/v2",
+  production: "wss://www.deribit.com/ws/api/v2",
+} as const;
+
+/** The WebSocket URL: XTRADER_DERIBIT_WS_URL when set, else testnet or production per DERIBIT_USE_TESTNET. */
+export function deribitWsUrl(env: Readonly<Record<string, string | undefined>>, useTestnet: boolean): string {
+  return endpoint(env, EXCHANGE, "WS", useTestnet ? DERIBIT_WS_URLS.testnet : DERIBIT_WS_URLS.production);
+}
+
+/** Notification interval: `raw` needs an authorized connection, `100ms` does not. */
+export const INTERVALS = { authenticated: "raw", public: "100ms" } as const;
+type Interval = (typeof INTERVALS)[keyof typeof INTERVALS];
+
+type ChannelKind = "trades" | "book" | "quote" | "ticker";
+
+/** The channel that feeds each stream. LIQUIDATIONS are the trades that carry a `liquidation` field. */
+export const STREAM_CHANNELS: Readonly<Record<Stream, { kind: ChannelKind; name: (instrument: string, interval: Interval) => string }>> = {
+  TRADES: { kind: "trades", name: (instrument, interval) => `trades.${instrument}.${interval}` },
+  LIQUIDATIONS: { kind: "trades", name: (instrument, interval) => `trades.${instrument}.${interval}` },
+  L2: { kind: "book", name: (instrument, interval) => `book.${instrument}.${interval}` },
+  BBO: { kind: "quote", name: (instrument) => `quote.${instrument}` },
+  FUNDING: { kind: "ticker", name: (instrument, interval) => `ticker.${instrument}.${interval}` },
+};
+
+export const LIMITS = {
+  /** public/set_heartbeat interval; Deribit's minimum is 10 s. */
+  heartbeatSeconds: 10,
+  /** Channels per subscribe request: our own bound (Deribit documents none) to keep frames small. */
+  channelsPerRequest: 100,
+  /** Subscribe/unsubscribe requests: ~3.3/s sustained, burst 10; exceeding ends the session (10028). */
+  subscribeBurst: 10,
+  subscribesPerSecond: 3,
+  /** An unanswered request after this long means the session is broken: reconnect. */
+  requestTimeoutMs: 10_000,
+  /** Refresh the access token after this share of its lifetime (never sooner than the floor). */
+  tokenRefreshFraction: 0.8,
+  tokenRefreshFloorMs: 1000,
+} as const;
+
+/**
+ * Staleness per stream. All streams share one connection on which the server sends a heartbeat every
+ * `heartbeatSeconds`, so silence means a dead connection whatever the stream: one window (3 missed
+ * heartbeats) serves all. XTRADER_DERIBIT_STALE_AFTER_MS overrides it (tests).
+ */
+export const STALE_AFTER_MS: Readonly<Record<Stream, number>> = {
+  TRADES: 30_000,
+  L2: 30_000,
+  BBO: 30_000,
+  FUNDING: 30_000,
+  LIQUIDATIONS: 30_000,
+};
+
+/** JSON-RPC error codes we act on (https://docs.deribit.com/articles/errors). */
+const ERROR = {
+  tooManyRequests: 10028,
+  /** Worth another attempt later: too_many_requests, retry, temporarily_unavailable, timed_out. */
+  transient: new Set([10028, 10040, 13028, 13888]),
+  /** The token or the connection's authorization is not (or no longer) valid. */
+  unauthorized: new Set([10000, 13009, 13010]),
+} as const;
+
+// ───────────────────────────── instruments ─────────────────────────────
+
+const PERPETUAL = /^[A-Z0-9]+(_[A-Z0-9]+)?-PERPETUAL$/;
+const FUTURE = /^[A-Z0-9]+(_[A-Z0-9]+)?-\d{1,2}[A-Z]{3}\d{2}$/;
+/** Strikes of linear options may hold a decimal written with a lower-case `d` (0d5 = 0.5). */
+const OPTION = /^([A-Z0-9]+(?:_[A-Z0-9]+)?-\d{1,2}[A-Z]{3}\d{2})-(\d+(?:D\d+)?)-([CP])$/;
+const SPOT = /^[A-Z0-9]+_[A-Z0-9]+$/;
+/** Common names of perpetuals: BTCUSD = BTC-PERPETUAL (inverse), SOLUSDC = SOL_USDC-PERPETUAL (linear). */
+const COMMON_PERPETUAL = /^([A-Z0-9]+?)(USDC|USD)$/;
+
+export function deribitInstrument(symbol: string): InstrumentResult {
+  if (PERPETUAL.test(symbol) || FUTURE.test(symbol) || SPOT.test(symbol)) return { native: symbol };
+  const option = OPTION.exec(symbol);
+  if (option) return { native: `${option[1]}-${option[2]!.replace("D", "d")}-${option[3]}` };
+  const common = COMMON_PERPETUAL.exec(symbol);
+  if (common && common[1]!.length >= 2) {
+    return { native: common[2] === "USD" ? `${common[1]}-PERPETUAL` : `${common[1]}_USDC-PERPETUAL` };
+  }
+  return {
+    error:
+      `invalid DERIBIT instrument '${symbol}'; expected a Deribit instrument name (BTC-PERPETUAL, ` +
+      "BTC_USDC-PERPETUAL, BTC-27JUN25, BTC-27JUN25-100000-C, BTC_USDC) or a perpetual's common name " +
+      "(BTCUSD = BTC-PERPETUAL, SOLUSDC = SOL_USDC-PERPETUAL)",
+  };
+}
+
+const QUOTE_SIZING: Sizing = Object.freeze({ amountUnit: "quote", contractValue: 1 });
+
+/**
+ * What `amount` means (https://docs.deribit.com/subscriptions/orderbook/bookinstrument_nameinterval):
+ * USD for inverse perpetuals and futures (BTC-PERPETUAL, BTC-27JUN25), the base coin for options,
+ * linear (X_USDC-...) instruments and spot pairs.
+ */
+export function deribitSizing(native: string): Sizing {
+  const linearOrSpot = native.split("-")[0]!.includes("_");
+  const option = OPTION.test(native.toUpperCase());
+  return linearOrSpot || option ? BASE_SIZING : QUOTE_SIZING;
+}
+
+// ───────────────────────────── connector ─────────────────────────────
+
+interface Channel {
+  readonly name: string;
+  readonly kind: ChannelKind;
+  readonly sizing: Sizing;
+  /** Every subscription this channel feeds (TRADES and LIQUIDATIONS share the trades channel). */
+  readonly subscriptions: Subscription[];
+  failed: boolean;
+  readonly sequence: ChangeIdSequence;
+  readonly book: OrderBook;
+}
+
+interface RpcError {
+  readonly code?: unknown;
+  readonly message?: unknown;
+  readonly data?: { readonly reason?: unknown } | unknown;
+}
+
+interface RpcResponse {
+  readonly id: number;
+  readonly result?: unknown;
+  readonly error?: RpcError;
+}
+
+interface PendingRequest {
+  readonly method: string;
+  readonly timer: ReturnType<typeof setTimeout>;
+  readonly onAnswer: (response: RpcResponse) => void;
+}
+
+interface OutboxItem {
+  readonly action: "subscribe" | "unsubscribe";
+  readonly channels: string[];
+  /** A request for one channel only, to find which channel a batch error was about. */
+  readonly isolated: boolean;
+}
+
+interface Tokens {
+  readonly access: string;
+  readonly refresh: string;
+}
+
+const PARSE_LOG_INTERVAL_MS = 10_000;
+
+/** Token bucket for subscribe/unsubscribe requests. */
+class RequestPacer {
+  private tokens: number;
+  private refilledAt = performance.now();
+
+  constructor(
+    private readonly burst: number,
+    private readonly perSecond: number,
+  ) {
+    this.tokens = burst;
+  }
+
+  /** Takes a token and returns 0, or returns how many ms until one is available. */
+  take(): number {
+    const now = performance.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.refilledAt) / 1000) * this.perSecond);
+    this.refilledAt = now;
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      return 0;
+    }
+    return Math.ceil(((1 - this.tokens) / this.perSecond) * 1000);
+  }
+}
+
+class DeribitConnector implements Connector {
+  private readonly channels = new Map<string, Channel>();
+  private readonly channelOf = new Map<Subscription, Channel>();
+  private readonly socket: ReconnectingSocket;
+  private readonly credentials: DeribitCredentials | undefined;
+  private readonly interval: Interval;
+  private readonly pending = new Map<number, PendingRequest>();
+  private readonly outbox: OutboxItem[] = [];
+  private readonly pacer = new RequestPacer(LIMITS.subscribeBurst, LIMITS.subscribesPerSecond);
+  private outboxTimer: ReturnType<typeof setTimeout> | undefined;
+  private refreshTimer: ReturnType<typeof setTimeout> | undefined;
+  private nextId = 0;
+  private tokens: Tokens | undefined;
+  /** True once this connection may subscribe (authenticated when credentials are set). */
+  private sessionReady = false;
+  private hasBeenOpen = false;
+  private stopped = false;
+  private authRejected = false;
+  private parseErrorsSinceLog = 0;
+  private lastParseLogAt = Number.NEGATIVE_INFINITY;
+
+  constructor(
+    private readonly context: ConnectorContext,
+    subscriptions: readonly Subscription[],
+  ) {
+    const { config } = context;
+    this.credentials = config.deribit.credentials;
+    this.interval = this.credentials ? INTERVALS.authenticated : INTERVALS.public;
+    for (const subscription of subscriptions) {
+      const spec = STREAM_CHANNELS[subscription.stream];
+      const name = spec.name(subscription.instrument, this.interval);
+      let channel = this.channels.get(name);
+      if (!channel) {
+        channel = {
+          name,
+          kind: spec.kind,
+          sizing: deribitSizing(subscription.instrument),
+          subscriptions: [],
+          failed: false,
+          sequence: new ChangeIdSequence(),
+          book: new OrderBook(),
+        };
+        this.channels.set(name, channel);
+      }
+      channel.subscriptions.push(subscription);
+      this.channelOf.set(subscription, channel);
+    }
+    const url = deribitWsUrl(config.env, config.deribit.useTestnet);
+    const staleOverride = Number(config.env.XTRADER_DERIBIT_STALE_AFTER_MS);
+    const staleAfterMs =
+      Number.isFinite(staleOverride) && staleOverride > 0
+        ? staleOverride
+        : Math.min(...subscriptions.map((subscription) => STALE_AFTER_MS[subscription.stream]));
+    this.socket = new ReconnectingSocket({
+      name: EXCHANGE,
+      url: () => url,
+      log: context.log,
+      staleAfterMs,
+      backoff: backoffFromEnv(config.env),
+      onOpen: (info) => this.onOpen(info),
+      onMessage: (data, receivedAt) => this.onMessage(data, receivedAt),
+      onClose: (info) => this.onClose(info),
+    });
+  }
+
+  start(): void {
+    if (this.credentials) {
+      this.context.log.info(
+        `${EXCHANGE}: API credentials set: authenticating each connection and using the ${INTERVALS.authenticated} channels`,
+      );
+    } else {
+      this.context.log.info(
+        `${EXCHANGE}: no DERIBIT_CLIENT_ID/DERIBIT_CLIENT_SECRET: using the public ${INTERVALS.public} channels (${INTERVALS.authenticated} channels need authentication)`,
+      );
+    }
+    this.socket.start();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.resetSession();
+    await this.socket.stop();
+  }
+
+  resync(subscription: Subscription, reason: GapReason, detail: string): void {
+    const channel = this.channelOf.get(subscription);
+    if (!channel || channel.failed || this.stopped) return;
+    if (channel.kind === "book") {
+      this.resyncBook(channel, reason, detail);
+    } else {
+      this.emitGap(subscription, reason, detail);
+    }
+  }
+
+  // ── connection lifecycle ──
+
+  private onOpen(_info: OpenInfo): void {
+    if (this.hasBeenOpen) {
+      for (const channel of this.liveChannels()) for (const subscription of channel.subscriptions) subscription.stats.reconnects++;
+    }
+    this.hasBeenOpen = true;
+    this.request("public/set_heartbeat", { interval: LIMITS.heartbeatSeconds }, (response) => {
+      if (response.error) this.context.log.warn(`${EXCHANGE}: public/set_heartbeat refused: ${this.describeError(response.error)}`);
+    });
+    if (this.credentials) {
+      this.authenticate("client_credentials");
+    } else {
+      this.sessionReady = true;
+      this.subscribeAll();
+    }
+  }
+
+  private onClose(info: CloseInfo): void {
+    const detail = info.initiatedBy
+      ? `connection closed (${info.initiatedBy})`
+      : `connection closed by server (code ${info.code}${info.reason ? ` '${this.redact(info.reason)}'` : ""})`;
+    this.resetSession();
+    for (const channel of this.channels.values()) {
+      channel.sequence.reset();
+      channel.book.clear();
+    }
+    if (this.stopped || !info.wasOpen || info.initiatedBy === "shutdown") return;
+    const reason: GapReason = info.initiatedBy === "stale" ? "stale" : "disconnect";
+    for (const channel of this.liveChannels()) {
+      for (const subscription of channel.subscriptions) this.emitGap(subscription, reason, detail);
+    }
+  }
+
+  /** Forgets everything tied to the current connection (tokens are connection-scoped too). */
+  private resetSession(): void {
+    for (const request of this.pending.values()) clearTimeout(request.timer);
+    this.pending.clear();
+    this.outbox.length = 0;
+    clearTimeout(this.outboxTimer);
+    clearTimeout(this.refreshTimer);
+    this.sessionReady = false;
+    this.tokens = undefined;
+  }
+
+  // ── JSON-RPC ──
+
+  private request(method: string, params: Record<string, unknown>, onAnswer: (response: RpcResponse) => void): void {
+    const id = ++this.nextId;
+    const timer = setTimeout(() => {
+      if (!this.pending.delete(id)) return;
+      this.context.log.warn(`${EXCHANGE}: no answer to ${method} (id ${id}) within ${LIMITS.requestTimeoutMs} ms`);
+      this.socket.reconnect(`no answer to ${method}`);
+    }, LIMITS.requestTimeoutMs);
+    this.pending.set(id, { method, timer, onAnswer });
+    if (!this.socket.send(JSON.stringify({ jsonrpc: "2.0", id, method, params }))) {
+      clearTimeout(timer);
+      this.pending.delete(id);
+    }
+  }
+
+  private onResponse(response: RpcResponse): void {
+    const request = this.pending.get(response.id);
+    if (!request) {
+      this.context.log.debug(`${EXCHANGE}: answer to unknown request id ${response.id}`);
+      return;
+    }
+    this.pending.delete(response.id);
+    clearTimeout(request.timer);
+    request.onAnswer(response);
+  }
+
+  private describeError(error: RpcError): string {
+    const reason =
+      typeof error.data === "object" && error.data !== null && "reason" in error.data ? ` (${String(error.data.reason)})` : "";
+    return this.redact(`${String(error.code)} ${String(error.message)}${reason}`);
+  }
+
+  /** Never let a credential or token reach a log line, whatever the server echoes. */
+  private redact(text: string): string {
+    let out = text;
+    for (const secret of [this.credentials?.clientSecret, this.tokens?.access, this.tokens?.refresh]) {
+      if (secret) out = out.split(secret).join("***");
+    }
+    return out;
+  }
+
+  // ── authentication ──
+
+  private authenticate(grant: "client_credentials" | "refresh_token"): void {
+    const credentials = this.credentials!;
+    const refreshToken = this.tokens?.refresh;
+    const params =
+      grant === "refresh_token" && refreshToken
+        ? { grant_type: "refresh_token", refresh_token: refreshToken }
+        : { grant_type: "client_credentials", client_id: credentials.clientId, client_secret: credentials.clientSecret };
+    this.context.log.debug(`${EXCHANGE}: public/auth (${params.grant_type})`);
+    this.request("public/auth", params, (response) => this.onAuthAnswer(params.grant_type, response));
+  }
+
+  private onAuthAnswer(grant: string, response: RpcResponse): void {
+    if (response.error) {
+      const code = Number(response.error.code);
+      const description = this.describeError(response.error);
+      if (grant === "refresh_token") {
+        this.context.log.warn(`${EXCHANGE}: token refresh refused (${description}); authenticating again`);
+        this.tokens = undefined;
+        this.authenticate("client_credentials");
+      } else if (ERROR.transient.has(code)) {
+        this.context.log.warn(`${EXCHANGE}: authentication deferred by Deribit (${description}); reconnecting`);
+        this.socket.reconnect("authentication retry");
+      } else {
+        this.rejectCredentials(description);
+      }
+      return;
+    }
+    const result = response.result as { access_token?: unknown; refresh_token?: unknown; expires_in?: unknown } | undefined;
+    const expiresIn = Number(result?.expires_in);
+    if (typeof result?.access_token !== "string" || typeof result.refresh_token !== "string" || !(expiresIn > 0)) {
+      this.context.log.warn(`${EXCHANGE}: public/auth answer without tokens; reconnecting`);
+      this.socket.reconnect("bad authentication answer");
+      return;
+    }
+    this.tokens = { access: result.access_token, refresh: result.refresh_token };
+    clearTimeout(this.refreshTimer);
+    const refreshIn = Math.max(LIMITS.tokenRefreshFloorMs, expiresIn * 1000 * LIMITS.tokenRefreshFraction);
+    this.refreshTimer = setTimeout(() => this.authenticate("refresh_token"), refreshIn);
+    if (this.sessionReady) {
+      this.context.log.debug(`${EXCHANGE}: access token refreshed (valid ${expiresIn} s)`);
+      return;
+    }
+    this.context.log.info(`${EXCHANGE}: authenticated (token valid ${expiresIn} s)`);
+    this.sessionReady = true;
+    this.subscribeAll();
+  }
+
+  /** A rejected credential stops Deribit alone: other exchanges and the process go on. */
+  private rejectCredentials(description: string): void {
+    if (this.authRejected) return;
+    this.authRejected = true;
+    this.context.log.error(
+      `${EXCHANGE}: authentication rejected by Deribit (${description}); check DERIBIT_CLIENT_ID and DERIBIT_CLIENT_SECRET. Deribit subscriptions are stopped, others go on`,
+    );
+    for (const channel of this.liveChannels()) this.failChannel(channel, "authentication rejected", false);
+    void this.socket.stop();
+  }
+
+  // ── subscriptions ──
+
+  private liveChannels(): Channel[] {
+    return [...this.channels.values()].filter((channel) => !channel.failed);
+  }
+
+  private subscribeAll(): void {
+    this.enqueue("subscribe", this.liveChannels().map((channel) => channel.name), false);
+  }
+
+  private enqueue(action: OutboxItem["action"], channels: readonly string[], isolated: boolean): void {
+    for (let start = 0; start < channels.length; start += LIMITS.channelsPerRequest) {
+      const chunk = channels.slice(start, start + LIMITS.channelsPerRequest);
+      const tail = this.outbox.at(-1);
+      if (
+        !isolated &&
+        tail &&
+        !tail.isolated &&
+        tail.action === action &&
+        tail.channels.length + chunk.length <= LIMITS.channelsPerRequest
+      ) {
+        tail.channels.push(...chunk);
+      } else {
+        this.outbox.push({ action, channels: chunk, isolated });
+      }
+    }
+    this.flushOutbox();
+  }
+
+  private flushOutbox(): void {
+    clearTimeout(this.outboxTimer);
+    while (this.outbox.length > 0 && this.sessionReady) {
+      const wait = this.pacer.take();
+      if (wait > 0) {
+        this.outboxTimer = setTimeout(() => this.flushOutbox(), wait);
+        return;
+      }
+      const item = this.outbox.shift()!;
+      const method = `${this.credentials ? "private" : "public"}/${item.action}`;
+      this.request(method, { channels: item.channels }, (response) => {
+        if (item.action === "subscribe") this.onSubscribeAnswer(item, response);
+        else if (response.error) this.context.log.debug(`${EXCHANGE}: ${method} refused: ${this.describeError(response.error)}`);
+      });
+    }
+  }
+
+  private onSubscribeAnswer(item: OutboxItem, response: RpcResponse): void {
+    if (response.error) {
+      const code = Number(response.error.code);
+      const description = this.describeError(response.error);
+      if (code === ERROR.tooManyRequests) {
+        this.context.log.warn(`${EXCHANGE}: subscribe rate limit hit (${description}); reconnecting after backoff`);
+        this.socket.reconnect("rate limited");
+      } else if (this.credentials && ERROR.unauthorized.has(code)) {
+        this.context.log.warn(`${EXCHANGE}: subscribe refused as unauthorized (${description}); reconnecting to authenticate again`);
+        this.socket.reconnect("authorization lost");
+      } else if (item.channels.length > 1) {
+        this.context.log.warn(
+          `${EXCHANGE}: subscribe of ${item.channels.length} channels refused (${description}); retrying them one by one to find the bad one`,
+        );
+        for (const name of item.channels) this.enqueue("subscribe", [name], true);
+      } else {
+        const channel = this.channels.get(item.channels[0]!);
+        if (channel) this.failChannel(channel, `subscribe refused by Deribit: ${description}`, true);
+      }
+      return;
+    }
+    const accepted = new Set(Array.isArray(response.result) ? response.result.map(String) : []);
+    for (const name of item.channels) {
+      const channel = this.channels.get(name);
+      if (!channel || channel.failed) continue;
+      if (accepted.has(name)) {
+        this.context.log.debug(`${EXCHANGE}: subscribed ${name}`);
+      } else {
+        this.failChannel(
+          channel,
+          `Deribit did not subscribe channel ${name} (unknown or expired instrument '${channel.subscriptions[0]!.instrument}'?)`,
+          true,
+        );
+      }
+    }
+  }
+
+  /** Fails the subscriptions of one channel alone: logged, marked by a gap, never resubscribed. */
+  private failChannel(channel: Channel, reason: string, log: boolean): void {
+    if (channel.failed) return;
+    channel.failed = true;
+    channel.sequence.reset();
+    channel.book.clear();
+    if (log) {
+      this.context.log.error(
+        `${EXCHANGE}: ${channel.subscriptions.map((subscription) => subscription.key).join(", ")} stopped: ${reason}; other subscriptions go on`,
+      );
+    }
+    for (const subscription of channel.subscriptions) this.emitGap(subscription, "subscription_error", reason);
+  }
+
+  /** Counts, marks and forgets the book, then resubscribes: Deribit answers with a fresh snapshot. */
+  private resyncBook(channel: Channel, reason: GapReason, detail: string): void {
+    channel.sequence.reset();
+    channel.book.clear();
+    this.context.log.warn(`${EXCHANGE}: ${channel.name}: ${reason} (${detail}); resubscribing for a fresh snapshot`);
+    for (const subscription of channel.subscriptions) {
+      subscription.stats.resyncs++;
+      this.emitGap(subscription, reason, detail);
+    }
+    // Not connected or not yet authenticated: the next subscribeAll brings the snapshot anyway.
+    if (this.sessionReady) {
+      this.enqueue("unsubscribe", [channel.name], true);
+      this.enqueue("subscribe", [channel.name], true);
+    }
+  }
+
+  // ── messages ──
+
+  private onMessage(text: string, receivedAt: number): void {
+    if (this.stopped) return;
+    let message: {
+      method?: unknown;
+      id?: unknown;
+      params?: { channel?: unknown; data?: unknown; type?: unknown };
+      result?: unknown;
+      error?: RpcError;
+    };
+    try {
+      message = JSON.parse(text);
+    } catch {
+      const channel = this.channelNamedIn(text);
+      this.parseError(channel, "malformed JSON", text);
+      // A lost book frame leaves the local book behind: start over now rather than at the next change.
+      if (channel?.kind === "book" && !channel.failed && channel.sequence.lastChangeId !== undefined) {
+        this.resyncBook(channel, "sequence", "malformed book frame");
+      }
+      return;
+    }
+    if (typeof message !== "object" || message === null) {
+      this.parseError(undefined, "not a JSON-RPC object", text);
+      return;
+    }
+    if (message.method === "subscription") {
+      const channel = typeof message.params?.channel === "string" ? this.channels.get(message.params.channel) : undefined;
+      if (!channel) {
+        if (typeof message.params?.channel === "string") {
+          this.context.log.debug(`${EXCHANGE}: notification for channel ${message.params.channel} we do not follow`);
+        } else {
+          this.parseError(undefined, "notification without channel", text);
+        }
+        return;
+      }
+      if (channel.failed) return;
+      for (const subscription of channel.subscriptions) {
+        subscription.stats.messages++;
+        subscription.stats.lastMessageAt = receivedAt;
+      }
+      this.onNotification(channel, message.params!.data, receivedAt, text);
+      return;
+    }
+    if (message.method === "heartbeat") {
+      // Deribit closes the connection when a test_request goes unanswered.
+      if (message.params?.type === "test_request") this.request("public/test", {}, () => {});
+      return;
+    }
+    if (typeof message.id === "number") {
+      this.onResponse(message as RpcResponse);
+      return;
+    }
+    if (message.error) {
+      this.context.log.warn(`${EXCHANGE}: error without request id: ${this.describeError(message.error)}`);
+      return;
+    }
+    this.parseError(undefined, "unknown message type", text);
+  }
+
+  private onNotification(channel: Channel, data: unknown, receivedAt: number, text: string): void {
+    switch (channel.kind) {
+      case "trades":
+        return this.onTrades(channel, data, receivedAt, text);
+      case "book":
+        return this.onBook(channel, data, receivedAt, text);
+      case "quote":
+        return this.onQuote(channel, data, receivedAt, text);
+      case "ticker":
+        return this.onTicker(channel, data, receivedAt, text);
+    }
+  }
+
+  private onTrades(channel: Channel, data: unknown, receivedAt: number, text: string): void {
+    if (!Array.isArray(data)) return this.parseError(channel, "trades notification without a trade list", text);
+    const { amountUnit, contractValue } = channel.sizing;
+    for (const trade of data as Array<Record<string, unknown>>) {
+      const price = Number(trade?.price);
+      const amount = Number(trade?.amount);
+      const time = Number(trade?.timestamp);
+      const id = trade?.trade_id;
+      if (!Number.isFinite(price) || !Number.isFinite(amount) || !Number.isFinite(time) || (typeof id !== "string" && typeof id !== "number")) {
+        this.parseError(channel, "unreadable trade", text);
+        continue;
+      }
+      const side = takerSide(trade.direction);
+      const timestamp = msToMicros(time);
+      const liquidation = trade.liquidation;
+      for (const subscription of channel.subscriptions) {
+        if (subscription.stream === "TRADES") {
+          this.context.emit(subscription, {
+            type: "trade",
+            exchange: EXCHANGE,
+            symbol: subscription.symbol,
+            timestamp,
+            localTimestamp: receivedAt,
+            id: String(id),
+            side,
+            price,
+            amount,
+            amountUnit,
+            contractValue,
+          });
+        } else if (subscription.stream === "LIQUIDATIONS" && typeof liquidation === "string") {
+          // "T": the taker was liquidated (its order side is the trade direction); "M": the maker was
+          // (opposite side); "MT": both, so two liquidation orders.
+          for (const liquidatedSide of liquidatedSides(liquidation, side)) {
+            this.context.emit(subscription, {
+              type: "liquidation",
+              exchange: EXCHANGE,
+              symbol: subscription.symbol,
+              timestamp,
+              localTimestamp: receivedAt,
+              id: String(id),
+              side: liquidatedSide,
+              price,
+              amount,
+              amountUnit,
+              contractValue,
+            });
+          }
+        }
+      }
+    }
+  }
+
+  private onBook(channel: Channel, data: unknown, receivedAt: number, text: string): void {
+    const book = data as { change_id?: unknown; prev_change_id?: unknown; timestamp?: unknown; bids?: unknown; asks?: unknown } | null;
+    const changeId = book?.change_id;
+    const prevChangeId = book?.prev_change_id;
+    const time = Number(book?.timestamp);
+    if (typeof changeId !== "number" || (prevChangeId !== undefined && typeof prevChangeId !== "number") || !Number.isFinite(time)) {
+      this.parseError(channel, "unreadable book notification", text);
+      if (channel.sequence.lastChangeId !== undefined) this.resyncBook(channel, "sequence", "unreadable book notification");
+      return;
+    }
+    const verdict = channel.sequence.check(changeId, prevChangeId as number | undefined);
+    if (verdict === "awaiting_snapshot") return; // deltas of a subscription we already gave up on
+    if (verdict === "duplicate") {
+      this.context.log.debug(`${EXCHANGE}: ${channel.name}: change_id ${changeId} already applied, ignored`);
+      return;
+    }
+    if (verdict === "gap") {
+      return this.resyncBook(
+        channel,
+        "sequence",
+        `prev_change_id ${prevChangeId} != last change_id ${channel.sequence.lastChangeId}`,
+      );
+    }
+    const bids: number[] = [];
+    const asks: number[] = [];
+    if (!flattenLevels(book!.bids, bids) || !flattenLevels(book!.asks, asks)) {
+      this.parseError(channel, "unreadable book level", text);
+      return this.resyncBook(channel, "sequence", `unreadable level in change_id ${changeId}`);
+    }
+    const isSnapshot = verdict === "snapshot";
+    channel.book.apply(bids, asks, isSnapshot);
+    if (channel.book.isCrossed()) {
+      return this.resyncBook(
+        channel,
+        "crossed_book",
+        `best bid ${channel.book.bids.best()} >= best ask ${channel.book.asks.best()} after change_id ${changeId}`,
+      );
+    }
+    const timestamp = msToMicros(time);
+    const { amountUnit, contractValue } = channel.sizing;
+    for (const subscription of channel.subscriptions) {
+      this.context.emit(subscription, {
+        type: "book_change",
+        exchange: EXCHANGE,
+        symbol: subscription.symbol,
+        timestamp,
+        localTimestamp: receivedAt,
+        isSnapshot,
+        sequence: changeId,
+        bids,
+        asks,
+        amountUnit,
+        contractValue,
+      });
+    }
+  }
+
+  private onQuote(channel: Channel, data: unknown, receivedAt: number, text: string): void {
+    const quote = data as Record<string, unknown> | null;
+    const time = Number(quote?.timestamp);
+    // A side without orders is sent as null: stored as price 0, amount 0.
+    const bidPrice = Number(quote?.best_bid_price ?? 0);
+    const bidAmount = Number(quote?.best_bid_amount ?? 0);
+    const askPrice = Number(quote?.best_ask_price ?? 0);
+    const askAmount = Number(quote?.best_ask_amount ?? 0);
+    if (![time, bidPrice, bidAmount, askPrice, askAmount].every(Number.isFinite)) {
+      return this.parseError(channel, "unreadable quote", text);
+    }
+    const timestamp = msToMicros(time);
+    for (const subscription of channel.subscriptions) {
+      this.context.emit(subscription, {
+        type: "bbo",
+        exchange: EXCHANGE,
+        symbol: subscription.symbol,
+        timestamp,
+        localTimestamp: receivedAt,
+        bidPrice,
+        bidAmount,
+        askPrice,
+        askAmount,
+      });
+    }
+  }
+
+  private onTicker(channel: Channel, data: unknown, receivedAt: number, text: string): void {
+    const ticker = data as Record<string, unknown> | null;
+    const time = Number(ticker?.timestamp);
+    if (!Number.isFinite(time)) return this.parseError(channel, "unreadable ticker", text);
+    const markPrice = optionalNumber(ticker!.mark_price);
+    const indexPrice = optionalNumber(ticker!.index_price);
+    // The 8-hour rate is on the scale other venues report; funding accrues continuously, so there is
+    // no next funding time (https://support.deribit.com/hc/en-us/articles/25944756807069-Inverse-perpetual).
+    const fundingRate = optionalNumber(ticker!.funding_8h);
+    const timestamp = msToMicros(time);
+    for (const subscription of channel.subscriptions) {
+      this.context.emit(subscription, {
+        type: "funding",
+        exchange: EXCHANGE,
+        symbol: subscription.symbol,
+        timestamp,
+        localTimestamp: receivedAt,
+        markPrice,
+        indexPrice,
+        fundingRate,
+        nextFundingTime: undefined,
+      });
+    }
+  }
+
+  // ── faults ──
+
+  private emitGap(subscription: Subscription, reason: GapReason, detail: string): void {
+    if (this.stopped) return;
+    const now = nowMicros();
+    this.context.emit(subscription, {
+      type: "gap",
+      exchange: EXCHANGE,
+      symbol: subscription.symbol,
+      timestamp: now,
+      localTimestamp: now,
+      stream: subscription.stream,
+      reason,
+      detail,
+    });
+  }
+
+  /** Finds the channel a broken frame was about, when its name can still be read. */
+  private channelNamedIn(text: string): Channel | undefined {
+    const at = text.indexOf('"channel":"');
+    if (at < 0) return undefined;
+    const start = at + 11;
+    const end = text.indexOf('"', start);
+    return end > start ? this.channels.get(text.slice(start, end)) : undefined;
+  }
+
+  /**
+   * Counts an unreadable message on the subscriptions it belongs to (all of them when that cannot be
+   * told) and logs it, at warn at most once per interval.
+   */
+  private parseError(channel: Channel | undefined, what: string, text: string): void {
+    const targets = channel ? [channel] : this.liveChannels();
+    for (const target of targets) for (const subscription of target.subscriptions) subscription.stats.parseErrors++;
+    this.parseErrorsSinceLog++;
+    const sample = this.redact(text.length > 200 ? `${text.slice(0, 200)}...` : text);
+    const now = performance.now();
+    if (now - this.lastParseLogAt >= PARSE_LOG_INTERVAL_MS) {
+      this.context.log.warn(
+        `${EXCHANGE}: ${what}${channel ? ` on ${channel.name}` : ""}, skipped (${this.parseErrorsSinceLog} unreadable message(s) since the last report): ${sample}`,
+      );
+      this.parseErrorsSinceLog = 0;
+      this.lastParseLogAt = now;
+    } else {
+      this.context.log.debug(`${EXCHANGE}: ${what}${channel ? ` on ${channel.name}` : ""}, skipped: ${sample}`);
+    }
+  }
+}
+
+function takerSide(direction: unknown): TakerSide {
+  return direction === "buy" ? "buy" : direction === "sell" ? "sell" : "unknown";
+}
+
+const OPPOSITE: Readonly<Record<TakerSide, TakerSide>> = { buy: "sell", sell: "buy", unknown: "unknown" };
+
+function liquidatedSides(liquidation: string, takerSide: TakerSide): TakerSide[] {
+  const sides: TakerSide[] = [];
+  if (liquidation.includes("T")) sides.push(takerSide);
+  if (liquidation.includes("M")) sides.push(OPPOSITE[takerSide]);
+  return sides;
+}
+
+function optionalNumber(value: unknown): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  const number = Number(value);
+  return Number.isFinite(number) ? number : undefined;
+}
 
 export const deribit: ExchangeSpec = {
-  id: "DERIBIT",
+  id: EXCHANGE,
   streams: ["TRADES", "L2", "BBO", "FUNDING", "LIQUIDATIONS"],
-  nativeInstrument: (symbol) => ({ native: symbol }),
-  create: () => {
-    throw new Error("DERIBIT connector not built yet");
-  },
+  nativeInstrument: deribitInstrument,
+  create: (context, subscriptions) => new DeribitConnector(context, subscriptions),
 };
