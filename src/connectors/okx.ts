@@ -1,20 +1,1333 @@
-// PLACEHOLDER: replaced by the OKX connector (issue 4).
-import type { ExchangeSpec } from "./types.ts";
+/**
+ * OKX public market data: OKX_SWAP (perpetual swaps, `BTC-USDT-SWAP`) and OKX_SPOT (`BTC-USDT`).
+ *
+ * One public WebSocket per group of at most OKX_LIMITS.argsPerConnection channel arguments, over the
+ * shared ReconnectingSocket. The instrument list (REST) is fetched once at start: it resolves common
+ * forms (`BTCUSDT`) to native ids whatever the quote currency, and gives swap contract values.
+ *
+ * L2 (`books`, 400 levels, incremental) integrity, see docs/venues/okx.md:
+ * - the snapshot has prevSeqId = -1; every update's prevSeqId must equal the previous seqId (jumps, the
+ *   idle heartbeat with seqId == prevSeqId and the downward reset after maintenance all satisfy this);
+ * - checksum 0 means absent (deprecated 2026); a non-zero one is verified (CRC32 of the top 25 levels);
+ * - the initial WebSocket snapshot is being removed: when updates arrive without one, or none arrives in
+ *   time, the snapshot comes from REST /api/v5/market/books and buffered updates are aligned by seqId;
+ * - any break (sequence, checksum, crossed book, pipeline overflow) → gap event, resubscribe, fresh
+ *   snapshot before any further delta.
+ */
+import { msToMicros, nowMicros, sleep } from "../core/clock.ts";
+import { errorMessage } from "../core/errors.ts";
+import type {
+  AmountUnit,
+  BookChange,
+  ExchangeId,
+  GapReason,
+  MarketEvent,
+  Sizing,
+  Stream,
+  TakerSide,
+} from "../core/events.ts";
+import type { Logger } from "../core/log.ts";
+import { OrderBook } from "../core/order-book.ts";
+import type { Subscription } from "../core/subscriptions.ts";
+import { endpoint } from "./endpoints.ts";
+import type { Connector, ConnectorContext, ExchangeSpec, InstrumentResult } from "./types.ts";
+import { backoffDelay, backoffFromEnv, ReconnectingSocket, type BackoffOptions, type CloseInfo } from "./websocket.ts";
+
+// ─── Declarative header ────────────────────────────────────────────────────────────────────────────
+
+/** Default endpoints. XTRADER_OKX_{SWAP,SPOT}_WS_URL replaces the whole WS URL, _REST_URL the origin. */
+export const OKX_ENDPOINTS = {
+  ws: "wss://ws.okx.com:8443/ws/v5/public",
+  rest: "https://www.okx.com",
+  instrumentsPath: "/api/v5/public/instruments",
+  booksPath: "/api/v5/market/books",
+} as const;
+
+/** OKX channels per stream. FUNDING is two channels; liquidation-orders is per instType, filtered here. */
+export const OKX_CHANNELS: Readonly<Record<Stream, readonly string[]>> = {
+  TRADES: ["trades"],
+  L2: ["books"],
+  BBO: ["bbo-tbt"],
+  FUNDING: ["funding-rate", "mark-price"],
+  LIQUIDATIONS: ["liquidation-orders"],
+};
+
+/** Venue limits (https://www.okx.com/docs-v5/en/#overview-websocket) and what we allow ourselves. */
+export const OKX_LIMITS = {
+  /** New connections: 3 per second per IP; we start ours 400 ms apart. */
+  connectSpacingMs: 400,
+  /** subscribe/unsubscribe/login requests: 480 per hour per connection; we keep a margin. */
+  subscribeOpsPerHour: 400,
+  /** OKX recommends fewer than 30 depth channels per connection. */
+  argsPerConnection: 25,
+  /** REST GET /api/v5/market/books: 40 requests per 2 s per IP; we use half. */
+  restBooksSpacingMs: 100,
+  /** REST depth per side (the maximum) and the depth the checksum covers. */
+  bookDepth: 400,
+  checksumDepth: 25,
+  /** Updates buffered while a REST snapshot is fetched; beyond this the fetch starts over. */
+  bookBufferLimit: 10_000,
+} as const;
+
+/**
+ * Timing. The server drops a connection silent for 30 s; we send `ping` after `keepaliveIdleMs` of
+ * silence and treat the connection as stale when not even `pong` came back within `staleAfterMs`.
+ * Overridable (tests, trials): XTRADER_<EXCHANGE>_KEEPALIVE_MS, _STALE_MS, _SNAPSHOT_WAIT_MS.
+ */
+export const OKX_TIMING = {
+  keepaliveIdleMs: 20_000,
+  staleAfterMs: 30_000,
+  /** How long after a books subscribe ack we wait for a WebSocket snapshot before using REST. */
+  snapshotWaitMs: 3_000,
+  /** After a batch subscribe error, how long to wait for the acks of the good arguments. */
+  batchErrorSettleMs: 300,
+  restTimeoutMs: 10_000,
+} as const;
+
+/**
+ * How long a healthy subscription may go without data (for readiness checks). A live connection is
+ * proven by pong, not by data: books and bbo-tbt send a heartbeat after ~60 s idle, mark-price at least
+ * every 10 s, funding-rate every 30-90 s; trades and liquidations of one instrument can be silent for long.
+ */
+export const OKX_DATA_STALE_AFTER_MS: Readonly<Record<Stream, number>> = {
+  TRADES: 15 * 60_000,
+  L2: 90_000,
+  BBO: 90_000,
+  FUNDING: 120_000,
+  LIQUIDATIONS: Number.POSITIVE_INFINITY,
+};
+
+/** Subscribe error codes worth retrying (internal error, too frequent); others fail the subscription. */
+const RETRYABLE_SUBSCRIBE_CODES = new Set(["64007", "60014"]);
+/** Quote currencies tried, longest first, for the syntactic guess `BTCUSDT` → `BTC-USDT`. */
+const COMMON_QUOTES = ["USDT", "USDC", "USDG", "USD", "EUR", "TRY", "BRL", "AUD", "SGD", "AED", "BTC", "ETH", "OKB"];
+
+type InstType = "SWAP" | "SPOT";
+
+// ─── Instruments ───────────────────────────────────────────────────────────────────────────────────
+
+function nativeInstrument(exchange: ExchangeId, instType: InstType, symbol: string): InstrumentResult {
+  const accepted =
+    instType === "SWAP"
+      ? "expected e.g. BTCUSDT or BTC-USDT-SWAP (a perpetual swap)"
+      : "expected e.g. BTCUSDT or BTC-USDT (a spot pair)";
+  const parts = symbol.replaceAll("/", "-").split("-");
+  if (parts.some((part) => !/^[A-Z0-9]+$/.test(part))) {
+    return { error: `invalid ${exchange} instrument '${symbol}'; ${accepted}` };
+  }
+  if (parts.length === 1) return { native: guessNative(instType, symbol) };
+  if (instType === "SWAP" && parts.length === 2) return { native: `${parts[0]}-${parts[1]}-SWAP` };
+  if (instType === "SWAP" && parts.length === 3 && parts[2] === "SWAP") return { native: parts.join("-") };
+  if (instType === "SPOT" && parts.length === 2) return { native: parts.join("-") };
+  return { error: `invalid ${exchange} instrument '${symbol}'; ${accepted}` };
+}
+
+/** Best syntactic guess; the instrument list decides at start (any quote currency works there). */
+function guessNative(instType: InstType, compact: string): string {
+  const quote = COMMON_QUOTES.find((q) => compact.length > q.length && compact.endsWith(q));
+  if (!quote) return compact;
+  const pair = `${compact.slice(0, -quote.length)}-${quote}`;
+  return instType === "SWAP" ? `${pair}-SWAP` : pair;
+}
+
+interface Instrument {
+  readonly instId: string;
+  readonly state: string;
+  readonly sizing: Sizing;
+}
+
+interface RawInstrument {
+  instId?: unknown;
+  instType?: unknown;
+  state?: unknown;
+  ctVal?: unknown;
+  ctMult?: unknown;
+  ctValCcy?: unknown;
+  ctType?: unknown;
+  baseCcy?: unknown;
+}
+
+/**
+ * Sizing from the instrument list (https://www.okx.com/docs-v5/en/#public-data-rest-api-get-instruments):
+ * spot sizes are base currency; swap sizes are contracts of ctVal × ctMult units of ctValCcy, which is
+ * the base currency for linear swaps and the quote (USD) for inverse ones.
+ */
+function toInstrument(raw: RawInstrument, instType: InstType): Instrument | undefined {
+  if (typeof raw.instId !== "string") return undefined;
+  const state = typeof raw.state === "string" ? raw.state : "";
+  if (instType === "SPOT") return { instId: raw.instId, state, sizing: { amountUnit: "base", contractValue: 1 } };
+  const ctVal = Number(raw.ctVal);
+  const ctMult = raw.ctMult === "" || raw.ctMult === undefined ? 1 : Number(raw.ctMult);
+  if (!(ctVal > 0) || !(ctMult > 0)) return undefined;
+  const base = raw.instId.split("-")[0];
+  const valuedInQuote =
+    raw.ctType === "inverse" ||
+    (raw.ctType !== "linear" && typeof raw.ctValCcy === "string" && raw.ctValCcy !== "" && raw.ctValCcy !== base);
+  const amountUnit: AmountUnit = valuedInQuote ? "quote" : "base";
+  return { instId: raw.instId, state, sizing: { amountUnit, contractValue: ctVal * ctMult } };
+}
+
+class InstrumentList {
+  private readonly byId = new Map<string, Instrument>();
+  private readonly byCompact = new Map<string, Instrument[]>();
+
+  constructor(instruments: readonly Instrument[], private readonly instType: InstType) {
+    for (const instrument of instruments) {
+      this.byId.set(instrument.instId, instrument);
+      const key = this.compact(instrument.instId);
+      const list = this.byCompact.get(key) ?? [];
+      list.push(instrument);
+      this.byCompact.set(key, list);
+    }
+  }
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  private compact(instId: string): string {
+    return (this.instType === "SWAP" ? instId.replace(/-SWAP$/, "") : instId).replaceAll("-", "");
+  }
+
+  resolve(subscription: Subscription): Instrument | string {
+    const exact = this.byId.get(subscription.instrument);
+    if (exact) return exact;
+    const candidates = subscription.symbol.includes("-") || subscription.symbol.includes("/")
+      ? []
+      : (this.byCompact.get(this.compact(subscription.symbol)) ?? []);
+    if (candidates.length === 1) return candidates[0]!;
+    if (candidates.length > 1) {
+      return `instrument '${subscription.symbol}' is ambiguous on OKX (${candidates.map((c) => c.instId).join(", ")}); give the native id`;
+    }
+    return `unknown instrument '${subscription.symbol}' (${subscription.instrument}): not in OKX's ${this.instType} instrument list (${this.size} instruments)`;
+  }
+}
+
+// ─── Sequence validation (pure, no transport) ──────────────────────────────────────────────────────
+
+export type SequenceVerdict = "apply" | "duplicate" | "stale" | "gap";
+
+/**
+ * The seqId/prevSeqId chain of one book (https://www.okx.com/docs-v5/en/#order-book-trading-market-data-ws-order-book-channel):
+ * an update applies when its prevSeqId equals the last applied seqId. That single rule accepts jumps of
+ * more than one, the idle heartbeat (seqId == prevSeqId) and the reset after maintenance (seqId below
+ * prevSeqId). After a REST snapshot (seqId S, taken between two pushes) the first update applies when
+ * prevSeqId <= S < seqId, updates with seqId <= S are already in the snapshot.
+ */
+export class SeqIdChain {
+  private last = Number.NaN;
+  private lastPrev = Number.NaN;
+  private bridging = false;
+
+  get seqId(): number {
+    return this.last;
+  }
+
+  get started(): boolean {
+    return !Number.isNaN(this.last);
+  }
+
+  start(seqId: number, fromRest: boolean): void {
+    this.last = seqId;
+    this.lastPrev = Number.NaN;
+    this.bridging = fromRest;
+  }
+
+  reset(): void {
+    this.last = Number.NaN;
+    this.lastPrev = Number.NaN;
+    this.bridging = false;
+  }
+
+  /** Judges one update and, when it applies, advances the chain. */
+  next(prevSeqId: number, seqId: number): SequenceVerdict {
+    if (!this.started) return "gap";
+    if (prevSeqId === this.last) return this.advance(prevSeqId, seqId);
+    if (this.bridging) {
+      if (seqId <= this.last) return "stale";
+      if (prevSeqId < this.last) return this.advance(prevSeqId, seqId);
+      return "gap";
+    }
+    // The exact message applied last, sent again: harmless.
+    if (seqId === this.last && prevSeqId === this.lastPrev) return "duplicate";
+    return "gap";
+  }
+
+  private advance(prevSeqId: number, seqId: number): SequenceVerdict {
+    this.lastPrev = prevSeqId;
+    this.last = seqId;
+    this.bridging = false;
+    return "apply";
+  }
+}
+
+// ─── Checksum ──────────────────────────────────────────────────────────────────────────────────────
+
+/**
+ * OKX's legacy book checksum: CRC32 of `bid1px:bid1sz:ask1px:ask1sz:bid2px:...` over the top 25 levels
+ * (a shorter side simply runs out), strings exactly as received, as a signed 32-bit integer.
+ * Levels are [price text, size text] pairs, best first.
+ */
+export function okxChecksum(bids: readonly (readonly string[])[], asks: readonly (readonly string[])[]): number {
+  const parts: string[] = [];
+  const depth = OKX_LIMITS.checksumDepth;
+  for (let i = 0; i < depth; i++) {
+    const bid = bids[i];
+    const ask = asks[i];
+    if (bid) parts.push(bid[0]!, bid[1]!);
+    if (ask) parts.push(ask[0]!, ask[1]!);
+    if (!bid && !ask) break;
+  }
+  return Bun.hash.crc32(parts.join(":")) | 0;
+}
+
+// ─── Wire shapes ───────────────────────────────────────────────────────────────────────────────────
+
+interface OkxArg {
+  channel?: unknown;
+  instId?: unknown;
+  instType?: unknown;
+}
+
+interface OkxMessage {
+  event?: unknown;
+  id?: unknown;
+  code?: unknown;
+  msg?: unknown;
+  arg?: OkxArg;
+  action?: unknown;
+  data?: unknown;
+}
+
+interface BookData {
+  asks?: unknown;
+  bids?: unknown;
+  ts?: unknown;
+  checksum?: unknown;
+  prevSeqId?: unknown;
+  seqId?: unknown;
+}
+
+interface BufferedUpdate {
+  readonly data: BookData;
+  readonly receivedAt: number;
+}
+
+type Level = readonly string[];
+
+// ─── Per-subscription state ────────────────────────────────────────────────────────────────────────
+
+type BookPhase = "idle" | "awaiting" | "fetching" | "live";
+
+class L2State {
+  phase: BookPhase = "idle";
+  readonly chain = new SeqIdChain();
+  readonly book = new OrderBook();
+  /** The level arrays as received, for the checksum (no copies: references into the parsed frames). */
+  readonly rawBids = new Map<number, Level>();
+  readonly rawAsks = new Map<number, Level>();
+  buffer: BufferedUpdate[] = [];
+  /** Bumped whenever the book is forgotten, so a REST fetch or timer of an older episode does nothing. */
+  epoch = 0;
+  waitTimer: ReturnType<typeof setTimeout> | undefined;
+  restFailures = 0;
+  snapshotFailureMarked = false;
+  /** The last snapshot itself was crossed (pre-open auction, documented by OKX): tolerate until it uncrosses. */
+  crossedTolerated = false;
+
+  forget(): void {
+    this.epoch++;
+    clearTimeout(this.waitTimer);
+    this.waitTimer = undefined;
+    this.chain.reset();
+    this.book.clear();
+    this.rawBids.clear();
+    this.rawAsks.clear();
+    this.buffer = [];
+    this.crossedTolerated = false;
+  }
+}
+
+interface SubState {
+  readonly subscription: Subscription;
+  readonly instrument: Instrument;
+  readonly args: readonly Record<string, string>[];
+  readonly l2: L2State | undefined;
+  connection: OkxConnection | undefined;
+  failed: boolean;
+  /** Channel arguments not yet acknowledged since the last subscribe. */
+  unacked: number;
+  retryTimer: ReturnType<typeof setTimeout> | undefined;
+  subscribeFailures: number;
+}
+
+interface PendingRequest {
+  readonly subs: readonly SubState[];
+  readonly batch: boolean;
+}
+
+/** Spaces calls across every OKX connector of the process (connection and REST limits are per IP). */
+class Pacer {
+  private next = 0;
+  constructor(private readonly spacingMs: number) {}
+
+  async wait(): Promise<void> {
+    const now = performance.now();
+    const at = Math.max(now, this.next);
+    this.next = at + this.spacingMs;
+    if (at > now) await sleep(at - now);
+  }
+}
+
+const connectPacer = new Pacer(OKX_LIMITS.connectSpacingMs);
+const restBooksPacer = new Pacer(OKX_LIMITS.restBooksSpacingMs);
+
+function envMs(env: Readonly<Record<string, string | undefined>>, name: string, fallback: number): number {
+  const value = Number(env[name]);
+  return Number.isFinite(value) && value > 0 ? value : fallback;
+}
+
+function side(value: unknown): TakerSide {
+  return value === "buy" || value === "sell" ? value : "unknown";
+}
+
+// ─── Connection ────────────────────────────────────────────────────────────────────────────────────
+
+class OkxConnection {
+  readonly socket: ReconnectingSocket;
+  /** channel → instId (or instType) → subscriptions. */
+  private readonly routes = new Map<string, Map<string, SubState[]>>();
+  private readonly liquidationsByInstId = new Map<string, SubState>();
+  private readonly pending = new Map<string, PendingRequest>();
+  private readonly opTimes: number[] = [];
+  private opened = false;
+  private nextRequest = 0;
+  private parseErrorsSinceLog = 0;
+  private lastParseLogAt = 0;
+  private batchRetryTimer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(
+    private readonly connector: OkxConnector,
+    readonly name: string,
+    readonly subs: readonly SubState[],
+  ) {
+    for (const sub of subs) {
+      sub.connection = this;
+      for (const arg of sub.args) {
+        const key = arg.instId ?? arg.instType!;
+        const byKey = this.routes.get(arg.channel!) ?? new Map<string, SubState[]>();
+        const list = byKey.get(key) ?? [];
+        list.push(sub);
+        byKey.set(key, list);
+        this.routes.set(arg.channel!, byKey);
+      }
+      if (sub.subscription.stream === "LIQUIDATIONS") this.liquidationsByInstId.set(sub.instrument.instId, sub);
+    }
+    const { env } = connector.context.config;
+    const exchange = connector.exchange;
+    this.socket = new ReconnectingSocket({
+      name,
+      url: () => connector.wsUrl,
+      log: connector.log,
+      backoff: connector.backoff,
+      staleAfterMs: envMs(env, `XTRADER_${exchange}_STALE_MS`, OKX_TIMING.staleAfterMs),
+      keepalive: { idleMs: envMs(env, `XTRADER_${exchange}_KEEPALIVE_MS`, OKX_TIMING.keepaliveIdleMs), message: "ping" },
+      onOpen: () => this.onOpen(),
+      onMessage: (data, receivedAt) => this.onMessage(data, receivedAt),
+      onClose: (info) => this.onClose(info),
+    });
+  }
+
+  get isOpen(): boolean {
+    return this.socket.isOpen;
+  }
+
+  async start(): Promise<void> {
+    await connectPacer.wait();
+    if (!this.connector.stopped) this.socket.start();
+  }
+
+  stop(): Promise<void> {
+    clearTimeout(this.batchRetryTimer);
+    return this.socket.stop();
+  }
+
+  private onOpen(): void {
+    this.opTimes.length = 0;
+    this.pending.clear();
+    const reopened = this.opened;
+    this.opened = true;
+    const active = this.subs.filter((sub) => !sub.failed);
+    for (const sub of active) {
+      if (reopened) sub.subscription.stats.reconnects++;
+      if (sub.l2) {
+        sub.l2.forget();
+        sub.l2.phase = "awaiting";
+      }
+    }
+    if (active.length > 0) this.subscribe(active, true);
+  }
+
+  private onClose(info: CloseInfo): void {
+    clearTimeout(this.batchRetryTimer);
+    this.pending.clear();
+    if (!info.wasOpen || this.connector.stopped) return;
+    const reason: GapReason = info.initiatedBy === "stale" ? "stale" : "disconnect";
+    const detail = `connection closed (${info.initiatedBy ?? "by server"}; code ${info.code}${info.reason ? ` '${info.reason}'` : ""})`;
+    for (const sub of this.subs) {
+      if (sub.failed) continue;
+      clearTimeout(sub.retryTimer);
+      if (sub.l2) {
+        sub.l2.forget();
+        sub.l2.phase = "idle";
+      }
+      this.connector.emitGap(sub, reason, detail);
+    }
+  }
+
+  /** Counts one subscribe/unsubscribe request against the hourly budget; false when it is spent. */
+  private takeOp(count = 1): boolean {
+    const now = performance.now();
+    while (this.opTimes.length > 0 && now - this.opTimes[0]! > 3_600_000) this.opTimes.shift();
+    if (this.opTimes.length + count > OKX_LIMITS.subscribeOpsPerHour) return false;
+    for (let i = 0; i < count; i++) this.opTimes.push(now);
+    return true;
+  }
+
+  /** One request for `subs` (a batch on (re)open, else one subscription), so errors can be attributed by id. */
+  subscribe(subs: readonly SubState[], batch: boolean): boolean {
+    if (!this.isOpen || !this.takeOp()) return false;
+    this.sendSubscribe(subs, batch);
+    return true;
+  }
+
+  /** Unsubscribes and subscribes one book again (fresh snapshot); false when the op budget is spent. */
+  resubscribe(sub: SubState): boolean {
+    if (!this.isOpen || !this.takeOp(2)) return false;
+    this.socket.send(JSON.stringify({ op: "unsubscribe", args: sub.args }));
+    this.sendSubscribe([sub], false);
+    return true;
+  }
+
+  private sendSubscribe(subs: readonly SubState[], batch: boolean): void {
+    const id = `${batch ? "b" : "s"}${++this.nextRequest}`;
+    const args: Record<string, string>[] = [];
+    const seen = new Set<string>();
+    for (const sub of subs) {
+      sub.unacked = sub.args.length;
+      for (const arg of sub.args) {
+        // One liquidation-orders argument serves every LIQUIDATIONS subscription of the connection.
+        const key = `${arg.channel}:${arg.instId ?? arg.instType}`;
+        if (!seen.has(key)) args.push(arg);
+        seen.add(key);
+      }
+    }
+    this.pending.set(id, { subs, batch });
+    this.socket.send(JSON.stringify({ id, op: "subscribe", args }));
+  }
+
+  private onMessage(text: string, receivedAt: number): void {
+    if (text === "pong") return;
+    let message: OkxMessage;
+    try {
+      message = JSON.parse(text) as OkxMessage;
+    } catch {
+      this.parseError(`malformed JSON: ${text.slice(0, 120)}`);
+      return;
+    }
+    if (typeof message !== "object" || message === null) {
+      this.parseError(`unexpected frame: ${text.slice(0, 120)}`);
+    } else if (message.event !== undefined) {
+      this.onEvent(message, text);
+    } else if (message.arg && Array.isArray(message.data)) {
+      this.onData(message, message.data, receivedAt, text);
+    } else {
+      this.parseError(`unknown message: ${text.slice(0, 120)}`);
+    }
+  }
+
+  /** A frame no subscription can be blamed for: counted on every subscription of this connection. */
+  private parseError(what: string, subs: readonly SubState[] = this.subs): void {
+    for (const sub of subs) sub.subscription.stats.parseErrors++;
+    this.parseErrorsSinceLog++;
+    const now = performance.now();
+    if (now - this.lastParseLogAt >= 10_000) {
+      this.connector.log.warn(`${this.name}: ${what} (${this.parseErrorsSinceLog} unparsable frame(s) in the last 10 s)`);
+      this.lastParseLogAt = now;
+      this.parseErrorsSinceLog = 0;
+    } else {
+      this.connector.log.debug(`${this.name}: ${what}`);
+    }
+  }
+
+  private routed(arg: OkxArg | undefined): SubState[] | undefined {
+    if (!arg || typeof arg.channel !== "string") return undefined;
+    const key = typeof arg.instId === "string" ? arg.instId : arg.instType;
+    return typeof key === "string" ? this.routes.get(arg.channel)?.get(key) : undefined;
+  }
+
+  private onEvent(message: OkxMessage, text: string): void {
+    switch (message.event) {
+      case "subscribe": {
+        for (const sub of this.routed(message.arg) ?? []) {
+          if (sub.unacked > 0) sub.unacked--;
+          sub.subscribeFailures = 0;
+          if (sub.l2 && message.arg?.channel === "books") this.connector.onBookAck(sub);
+        }
+        return;
+      }
+      case "unsubscribe":
+      case "channel-conn-count":
+        this.connector.log.debug(`${this.name}: ${text.slice(0, 200)}`);
+        return;
+      case "error":
+        this.onError(message);
+        return;
+      case "notice":
+        // 64008: the server closes this connection within 60 s for an upgrade; move now, at a time we pick.
+        this.connector.log.warn(`${this.name}: OKX notice ${String(message.code)}: ${String(message.msg)}`);
+        if (message.code === "64008") this.socket.reconnect("service upgrade notice 64008");
+        return;
+      default:
+        this.parseError(`unknown event '${String(message.event)}'`);
+    }
+  }
+
+  private onError(message: OkxMessage): void {
+    const code = String(message.code ?? "");
+    const text = String(message.msg ?? "");
+    const request = typeof message.id === "string" ? this.pending.get(message.id) : undefined;
+    if (!request) {
+      this.connector.log.warn(`${this.name}: OKX error ${code}: ${text}`);
+      return;
+    }
+    this.pending.delete(message.id as string);
+    if (request.batch) {
+      // Which argument of the batch was refused is not said reliably: once the acks of the good ones
+      // are in, subscribe the rest one by one so each error names its own subscription.
+      this.connector.log.warn(`${this.name}: OKX refused part of a batch subscribe (${code}: ${text}); retrying one by one`);
+      clearTimeout(this.batchRetryTimer);
+      this.batchRetryTimer = setTimeout(() => {
+        for (const sub of request.subs) {
+          if (!sub.failed && sub.unacked > 0 && !this.subscribe([sub], false)) {
+            this.connector.failSubscription(sub, "subscribe budget exhausted while isolating a refused subscription");
+          }
+        }
+      }, OKX_TIMING.batchErrorSettleMs);
+      return;
+    }
+    for (const sub of request.subs) {
+      if (RETRYABLE_SUBSCRIBE_CODES.has(code)) {
+        const delay = backoffDelay(this.connector.backoff, sub.subscribeFailures++);
+        this.connector.log.warn(`${sub.subscription.key}: OKX subscribe error ${code} (${text}); retrying in ${delay} ms`);
+        clearTimeout(sub.retryTimer);
+        sub.retryTimer = setTimeout(() => {
+          if (!sub.failed && this.isOpen) this.subscribe([sub], false);
+        }, delay);
+      } else {
+        this.connector.failSubscription(sub, `OKX refused the subscription (${code}: ${text})`);
+      }
+    }
+  }
+
+  private onData(message: OkxMessage, data: unknown[], receivedAt: number, text: string): void {
+    const channel = message.arg?.channel;
+    if (channel === "liquidation-orders") {
+      this.onLiquidations(data, receivedAt);
+      return;
+    }
+    const subs = this.routed(message.arg);
+    if (!subs) {
+      this.parseError(`data for an argument we did not subscribe: ${text.slice(0, 120)}`);
+      return;
+    }
+    for (const sub of subs) {
+      if (sub.failed) continue;
+      const stats = sub.subscription.stats;
+      stats.messages++;
+      stats.lastMessageAt = receivedAt;
+      for (const item of data) {
+        if (typeof item !== "object" || item === null) {
+          this.parseError(`bad ${String(channel)} item`, [sub]);
+          continue;
+        }
+        this.connector.onItem(sub, channel as string, message.action, item as Record<string, unknown>, receivedAt);
+      }
+    }
+  }
+
+  private onLiquidations(data: unknown[], receivedAt: number): void {
+    for (const item of data as Array<{ instId?: unknown; details?: unknown }>) {
+      const sub = typeof item?.instId === "string" ? this.liquidationsByInstId.get(item.instId) : undefined;
+      if (!sub || sub.failed) continue;
+      sub.subscription.stats.messages++;
+      sub.subscription.stats.lastMessageAt = receivedAt;
+      if (!Array.isArray(item.details)) {
+        this.parseError("liquidation without details", [sub]);
+        continue;
+      }
+      for (const detail of item.details) this.connector.onLiquidation(sub, detail, receivedAt);
+    }
+  }
+}
+
+// ─── Connector ─────────────────────────────────────────────────────────────────────────────────────
+
+class OkxConnector implements Connector {
+  stopped = true;
+  readonly log: Logger;
+  readonly backoff: BackoffOptions;
+  readonly wsUrl: string;
+  private readonly restUrl: string;
+  private readonly snapshotWaitMs: number;
+  private readonly states = new Map<Subscription, SubState>();
+  private connections: OkxConnection[] = [];
+  private readonly aborts = new Set<AbortController>();
+  private readonly sleepers = new Set<() => void>();
+  private started = false;
+
+  constructor(
+    readonly exchange: ExchangeId,
+    private readonly instType: InstType,
+    readonly context: ConnectorContext,
+    private readonly subscriptions: readonly Subscription[],
+  ) {
+    const env = context.config.env;
+    this.log = context.log;
+    this.backoff = backoffFromEnv(env);
+    this.wsUrl = endpoint(env, exchange, "WS", OKX_ENDPOINTS.ws);
+    this.restUrl = endpoint(env, exchange, "REST", OKX_ENDPOINTS.rest);
+    this.snapshotWaitMs = envMs(env, `XTRADER_${exchange}_SNAPSHOT_WAIT_MS`, OKX_TIMING.snapshotWaitMs);
+  }
+
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    this.stopped = false;
+    void this.bootstrap();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const abort of this.aborts) abort.abort();
+    for (const wake of [...this.sleepers]) wake();
+    for (const state of this.states.values()) {
+      clearTimeout(state.retryTimer);
+      state.l2?.forget();
+    }
+    await Promise.all(this.connections.map((connection) => connection.stop()));
+  }
+
+  resync(subscription: Subscription, reason: GapReason, detail: string): void {
+    const sub = this.states.get(subscription);
+    if (!sub?.l2 || sub.failed || this.stopped) {
+      this.log.debug(`${subscription.key}: resync (${reason}) ignored: no live book`);
+      return;
+    }
+    subscription.stats.resyncs++;
+    this.log.warn(`${subscription.key}: resync (${reason}): ${detail}`);
+    this.emitGap(sub, reason, detail);
+    const l2 = sub.l2;
+    l2.forget();
+    const connection = sub.connection;
+    if (!connection?.isOpen) {
+      l2.phase = "idle";
+      return;
+    }
+    l2.phase = "awaiting";
+    if (!connection.resubscribe(sub)) {
+      // Out of subscribe budget: keep the subscription and take the snapshot from REST instead.
+      this.log.warn(`${subscription.key}: subscribe budget spent; resyncing from the REST snapshot`);
+      this.fetchSnapshot(sub);
+    }
+  }
+
+  // ── start-up ──
+
+  private async bootstrap(): Promise<void> {
+    const list = await this.loadInstruments();
+    if (!list || this.stopped) return;
+    const ready: SubState[] = [];
+    for (const subscription of this.subscriptions) {
+      const resolved = list.resolve(subscription);
+      if (typeof resolved === "string") {
+        this.log.error(`${subscription.key}: ${resolved}; this subscription is skipped, the others go on`);
+        this.emitGapFor(subscription, "subscription_error", resolved);
+        continue;
+      }
+      if (resolved.state !== "live") {
+        this.log.warn(`${subscription.key}: ${resolved.instId} is in state '${resolved.state}' on OKX`);
+      }
+      const channels = OKX_CHANNELS[subscription.stream];
+      const args = channels.map(
+        (channel): Record<string, string> =>
+          channel === "liquidation-orders" ? { channel, instType: this.instType } : { channel, instId: resolved.instId },
+      );
+      const state: SubState = {
+        subscription,
+        instrument: resolved,
+        args,
+        l2: subscription.stream === "L2" ? new L2State() : undefined,
+        connection: undefined,
+        failed: false,
+        unacked: 0,
+        retryTimer: undefined,
+        subscribeFailures: 0,
+      };
+      this.states.set(subscription, state);
+      ready.push(state);
+      this.log.debug(`${subscription.key}: ${resolved.instId} (${resolved.sizing.amountUnit} × ${resolved.sizing.contractValue})`);
+    }
+    // Liquidations first so they share one connection (each liquidation-orders argument is a firehose).
+    ready.sort((a, b) => Number(b.subscription.stream === "LIQUIDATIONS") - Number(a.subscription.stream === "LIQUIDATIONS"));
+    const groups: SubState[][] = [];
+    let current: SubState[] = [];
+    let weight = 0;
+    for (const sub of ready) {
+      // Every LIQUIDATIONS subscription of a connection shares one liquidation-orders argument.
+      const shared = sub.subscription.stream === "LIQUIDATIONS" && current.some((s) => s.subscription.stream === "LIQUIDATIONS");
+      const cost = shared ? 0 : sub.args.length;
+      if (current.length > 0 && weight + cost > OKX_LIMITS.argsPerConnection) {
+        groups.push(current);
+        current = [];
+        weight = 0;
+      }
+      current.push(sub);
+      weight += cost;
+    }
+    if (current.length > 0) groups.push(current);
+    this.connections = groups.map((subs, i) => new OkxConnection(this, `${this.exchange} public#${i + 1}`, subs));
+    for (const connection of this.connections) {
+      if (this.stopped) return;
+      await connection.start();
+    }
+  }
+
+  private async loadInstruments(): Promise<InstrumentList | undefined> {
+    for (let attempt = 0; !this.stopped; attempt++) {
+      const result = await this.getJson(`${OKX_ENDPOINTS.instrumentsPath}?instType=${this.instType}`);
+      if (this.stopped) return undefined;
+      if (result.ok && Array.isArray(result.data)) {
+        const instruments: Instrument[] = [];
+        for (const raw of result.data as RawInstrument[]) {
+          const instrument = typeof raw === "object" && raw !== null ? toInstrument(raw, this.instType) : undefined;
+          if (instrument) instruments.push(instrument);
+        }
+        this.log.debug(`${this.exchange}: ${instruments.length} ${this.instType} instruments`);
+        return new InstrumentList(instruments, this.instType);
+      }
+      const delay = result.ok ? backoffDelay(this.backoff, attempt) : (result.retryAfterMs ?? backoffDelay(this.backoff, attempt));
+      this.log.warn(
+        `${this.exchange}: cannot load the instrument list (${result.ok ? "no data" : result.error}); nothing is collected until it loads; retrying in ${delay} ms`,
+      );
+      await this.delay(delay);
+    }
+    return undefined;
+  }
+
+  /** A sleep that stop() cuts short, so no retry timer outlives the connector. */
+  private delay(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.sleepers.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.sleepers.add(wake);
+    });
+  }
+
+  // ── REST ──
+
+  private async getJson(
+    path: string,
+  ): Promise<{ ok: true; data: unknown } | { ok: false; error: string; retryAfterMs: number | undefined }> {
+    const abort = new AbortController();
+    this.aborts.add(abort);
+    const timer = setTimeout(() => abort.abort(), OKX_TIMING.restTimeoutMs);
+    try {
+      const response = await fetch(`${this.restUrl}${path}`, { signal: abort.signal });
+      const body = (await response.text()) || "";
+      let parsed: { code?: unknown; msg?: unknown; data?: unknown } | undefined;
+      try {
+        parsed = JSON.parse(body);
+      } catch {
+        parsed = undefined;
+      }
+      if (response.ok && parsed && (parsed.code === "0" || parsed.code === 0)) return { ok: true, data: parsed.data };
+      const retryAfter = Number(response.headers.get("retry-after"));
+      return {
+        ok: false,
+        error: `HTTP ${response.status}${parsed?.code !== undefined ? ` code ${String(parsed.code)}` : ""}${parsed?.msg ? ` '${String(parsed.msg)}'` : ""}`,
+        retryAfterMs: Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : undefined,
+      };
+    } catch (error) {
+      return { ok: false, error: errorMessage(error), retryAfterMs: undefined };
+    } finally {
+      clearTimeout(timer);
+      this.aborts.delete(abort);
+    }
+  }
+
+  // ── emission ──
+
+  emit(sub: SubState, event: MarketEvent): void {
+    if (!this.stopped) this.context.emit(sub.subscription, event);
+  }
+
+  emitGap(sub: SubState, reason: GapReason, detail: string): void {
+    this.emitGapFor(sub.subscription, reason, detail);
+  }
+
+  private emitGapFor(subscription: Subscription, reason: GapReason, detail: string): void {
+    if (this.stopped) return;
+    const now = nowMicros();
+    this.context.emit(subscription, {
+      type: "gap",
+      exchange: this.exchange,
+      symbol: subscription.symbol,
+      timestamp: now,
+      localTimestamp: now,
+      stream: subscription.stream,
+      reason,
+      detail,
+    });
+  }
+
+  failSubscription(sub: SubState, why: string): void {
+    if (sub.failed) return;
+    sub.failed = true;
+    clearTimeout(sub.retryTimer);
+    if (sub.l2) {
+      sub.l2.forget();
+      sub.l2.phase = "idle";
+    }
+    this.log.error(`${sub.subscription.key}: ${why}; this subscription is stopped, the others go on`);
+    this.emitGap(sub, "subscription_error", why);
+  }
+
+  private parseErrorOf(sub: SubState, what: string): void {
+    sub.subscription.stats.parseErrors++;
+    this.log.debug(`${sub.subscription.key}: ${what}`);
+  }
+
+  // ── data ──
+
+  onItem(sub: SubState, channel: string, action: unknown, item: Record<string, unknown>, receivedAt: number): void {
+    switch (channel) {
+      case "books":
+        this.onBook(sub, action, item as BookData, receivedAt);
+        return;
+      case "trades":
+        this.onTrade(sub, item, receivedAt);
+        return;
+      case "bbo-tbt":
+        this.onBbo(sub, item, receivedAt);
+        return;
+      case "funding-rate":
+      case "mark-price":
+        this.onFunding(sub, channel, item, receivedAt);
+        return;
+      default:
+        this.parseErrorOf(sub, `unexpected channel ${channel}`);
+    }
+  }
+
+  private onTrade(sub: SubState, item: Record<string, unknown>, receivedAt: number): void {
+    const price = Number(item.px);
+    const amount = Number(item.sz);
+    const ts = Number(item.ts);
+    if (!Number.isFinite(price) || !Number.isFinite(amount) || !Number.isFinite(ts)) {
+      this.parseErrorOf(sub, "malformed trade");
+      return;
+    }
+    const { sizing } = sub.instrument;
+    this.emit(sub, {
+      type: "trade",
+      exchange: this.exchange,
+      symbol: sub.subscription.symbol,
+      timestamp: msToMicros(ts),
+      localTimestamp: receivedAt,
+      amountUnit: sizing.amountUnit,
+      contractValue: sizing.contractValue,
+      id: String(item.tradeId ?? ""),
+      side: side(item.side),
+      price,
+      amount,
+    });
+  }
+
+  private onBbo(sub: SubState, item: Record<string, unknown>, receivedAt: number): void {
+    const ts = Number(item.ts);
+    const bid = Array.isArray(item.bids) ? (item.bids[0] as Level | undefined) : undefined;
+    const ask = Array.isArray(item.asks) ? (item.asks[0] as Level | undefined) : undefined;
+    if (!Number.isFinite(ts) || !Array.isArray(item.bids) || !Array.isArray(item.asks)) {
+      this.parseErrorOf(sub, "malformed bbo-tbt");
+      return;
+    }
+    // An empty side (thin market, pre-open) is NaN: stored as NaN in Parquet, null in QuestDB.
+    this.emit(sub, {
+      type: "bbo",
+      exchange: this.exchange,
+      symbol: sub.subscription.symbol,
+      timestamp: msToMicros(ts),
+      localTimestamp: receivedAt,
+      bidPrice: bid ? Number(bid[0]) : Number.NaN,
+      bidAmount: bid ? Number(bid[1]) : Number.NaN,
+      askPrice: ask ? Number(ask[0]) : Number.NaN,
+      askAmount: ask ? Number(ask[1]) : Number.NaN,
+    });
+  }
+
+  /**
+   * funding-rate and mark-price become separate funding rows, each with what its message carries.
+   * `nextFundingTime` is OKX's `fundingTime`: the settlement at which `fundingRate` is charged (OKX's own
+   * `nextFundingTime` is the settlement after that one).
+   * https://www.okx.com/docs-v5/en/#public-data-websocket-funding-rate-channel
+   */
+  private onFunding(sub: SubState, channel: string, item: Record<string, unknown>, receivedAt: number): void {
+    const ts = Number(item.ts);
+    const optional = (value: unknown): number | undefined => {
+      if (value === undefined || value === "") return undefined;
+      const number = Number(value);
+      return Number.isFinite(number) ? number : undefined;
+    };
+    const markPrice = channel === "mark-price" ? optional(item.markPx) : undefined;
+    const fundingRate = channel === "funding-rate" ? optional(item.fundingRate) : undefined;
+    const fundingTime = channel === "funding-rate" ? optional(item.fundingTime) : undefined;
+    if (!Number.isFinite(ts) || (markPrice === undefined && fundingRate === undefined)) {
+      this.parseErrorOf(sub, `malformed ${channel}`);
+      return;
+    }
+    this.emit(sub, {
+      type: "funding",
+      exchange: this.exchange,
+      symbol: sub.subscription.symbol,
+      timestamp: msToMicros(ts),
+      localTimestamp: receivedAt,
+      markPrice,
+      indexPrice: undefined,
+      fundingRate,
+      nextFundingTime: fundingTime === undefined ? undefined : msToMicros(fundingTime),
+    });
+  }
+
+  /**
+   * OKX liquidation details carry no id; ours is `ts-side-sz-bkPx`, stable across reconnects.
+   * `side` is the liquidation order's side (sell = a long was liquidated), as in our model.
+   * https://www.okx.com/docs-v5/en/#public-data-websocket-liquidation-orders-channel
+   */
+  onLiquidation(sub: SubState, detail: unknown, receivedAt: number): void {
+    const d = (typeof detail === "object" && detail !== null ? detail : {}) as Record<string, unknown>;
+    const price = Number(d.bkPx);
+    const amount = Number(d.sz);
+    const ts = Number(d.ts);
+    if (!Number.isFinite(price) || !Number.isFinite(amount) || !Number.isFinite(ts)) {
+      this.parseErrorOf(sub, "malformed liquidation detail");
+      return;
+    }
+    let orderSide = side(d.side);
+    if (orderSide === "unknown") orderSide = d.posSide === "long" ? "sell" : d.posSide === "short" ? "buy" : "unknown";
+    const { sizing } = sub.instrument;
+    this.emit(sub, {
+      type: "liquidation",
+      exchange: this.exchange,
+      symbol: sub.subscription.symbol,
+      timestamp: msToMicros(ts),
+      localTimestamp: receivedAt,
+      amountUnit: sizing.amountUnit,
+      contractValue: sizing.contractValue,
+      id: `${String(d.ts)}-${String(d.side ?? d.posSide)}-${String(d.sz)}-${String(d.bkPx)}`,
+      side: orderSide,
+      price,
+      amount,
+    });
+  }
+
+  // ── L2 ──
+
+  onBookAck(sub: SubState): void {
+    const l2 = sub.l2!;
+    if (l2.phase !== "awaiting" || l2.waitTimer) return;
+    const epoch = l2.epoch;
+    l2.waitTimer = setTimeout(() => {
+      l2.waitTimer = undefined;
+      if (l2.epoch === epoch && l2.phase === "awaiting" && !sub.failed) {
+        this.log.info(`${sub.subscription.key}: no WebSocket snapshot within ${this.snapshotWaitMs} ms; using REST`);
+        this.fetchSnapshot(sub);
+      }
+    }, this.snapshotWaitMs);
+  }
+
+  private onBook(sub: SubState, action: unknown, data: BookData, receivedAt: number): void {
+    const l2 = sub.l2!;
+    if (typeof data.seqId !== "number" || typeof data.prevSeqId !== "number") {
+      this.parseErrorOf(sub, "book message without seqId/prevSeqId");
+      if (l2.phase === "live") this.resync(sub.subscription, "sequence", "book message without seqId/prevSeqId");
+      return;
+    }
+    if (action === "snapshot") {
+      this.onWsSnapshot(sub, data, receivedAt);
+      return;
+    }
+    if (action !== "update") {
+      this.parseErrorOf(sub, `unknown books action '${String(action)}'`);
+      return;
+    }
+    switch (l2.phase) {
+      case "idle":
+        return;
+      case "awaiting":
+        // Updates before the ack belong to the subscription we just dropped; after the ack, an update
+        // without a snapshot means none is coming (OKX is removing it): take the snapshot from REST.
+        if (sub.unacked > 0) return;
+        l2.buffer.push({ data, receivedAt });
+        this.fetchSnapshot(sub);
+        return;
+      case "fetching":
+        if (l2.buffer.length >= OKX_LIMITS.bookBufferLimit) {
+          this.log.warn(`${sub.subscription.key}: ${l2.buffer.length} updates buffered waiting for a snapshot; starting over`);
+          l2.buffer = [];
+        }
+        l2.buffer.push({ data, receivedAt });
+        return;
+      case "live":
+        this.applyUpdate(sub, data, receivedAt);
+        return;
+    }
+  }
+
+  private onWsSnapshot(sub: SubState, data: BookData, receivedAt: number): void {
+    const l2 = sub.l2!;
+    if (l2.phase === "idle") return;
+    const empty = Array.isArray(data.bids) && Array.isArray(data.asks) && data.bids.length === 0 && data.asks.length === 0;
+    // An empty snapshot is what a removed snapshot may look like: REST decides.
+    const outcome = empty ? "malformed" : this.installSnapshot(sub, data, receivedAt, false);
+    if (outcome !== "malformed") return;
+    if (!empty) this.parseErrorOf(sub, "malformed book snapshot");
+    if (l2.phase === "live") this.resync(sub.subscription, "sequence", "malformed book snapshot");
+    else if (l2.phase === "awaiting") this.fetchSnapshot(sub);
+  }
+
+  /**
+   * Replaces the book with a snapshot (WS or REST) and emits it. "malformed": nothing changed;
+   * "refused": its checksum failed and a resync has started.
+   */
+  private installSnapshot(
+    sub: SubState,
+    data: BookData,
+    receivedAt: number,
+    fromRest: boolean,
+  ): "installed" | "malformed" | "refused" {
+    const l2 = sub.l2!;
+    const bids = flatten(data.bids);
+    const asks = flatten(data.asks);
+    const ts = Number(data.ts);
+    if (!bids || !asks || !Number.isFinite(ts)) return "malformed";
+    const seqId = data.seqId as number;
+    l2.forget();
+    l2.phase = "live";
+    l2.restFailures = 0;
+    l2.snapshotFailureMarked = false;
+    l2.chain.start(seqId, fromRest);
+    applyLevels(l2.book.bids, l2.rawBids, data.bids as Level[]);
+    applyLevels(l2.book.asks, l2.rawAsks, data.asks as Level[]);
+    if (l2.book.isCrossed()) {
+      // OKX: "Best ask price may be lower than the best bid price during the pre-open period."
+      l2.crossedTolerated = true;
+      this.log.info(`${sub.subscription.key}: the snapshot itself is crossed (pre-open auction?); tolerated until it uncrosses`);
+    }
+    if (!this.checksumHolds(sub, data.checksum)) return "refused";
+    this.emitBook(sub, true, seqId, ts, receivedAt, bids, asks);
+    return "installed";
+  }
+
+  private applyUpdate(sub: SubState, data: BookData, receivedAt: number): void {
+    const l2 = sub.l2!;
+    const prevSeqId = data.prevSeqId as number;
+    const seqId = data.seqId as number;
+    const last = l2.chain.seqId;
+    const verdict = l2.chain.next(prevSeqId, seqId);
+    if (verdict === "duplicate" || verdict === "stale") {
+      this.log.debug(`${sub.subscription.key}: ${verdict} update seqId ${seqId} ignored`);
+      return;
+    }
+    if (verdict === "gap") {
+      this.resync(sub.subscription, "sequence", `prevSeqId ${prevSeqId} does not follow seqId ${last} (update seqId ${seqId})`);
+      return;
+    }
+    const bids = flatten(data.bids);
+    const asks = flatten(data.asks);
+    const ts = Number(data.ts);
+    if (!bids || !asks || !Number.isFinite(ts)) {
+      this.parseErrorOf(sub, "malformed book update");
+      this.resync(sub.subscription, "sequence", `malformed book update seqId ${seqId}`);
+      return;
+    }
+    applyLevels(l2.book.bids, l2.rawBids, data.bids as Level[]);
+    applyLevels(l2.book.asks, l2.rawAsks, data.asks as Level[]);
+    if (l2.book.isCrossed()) {
+      if (!l2.crossedTolerated) {
+        const detail = `best bid ${l2.book.bids.best()} >= best ask ${l2.book.asks.best()} after seqId ${seqId}`;
+        this.resync(sub.subscription, "crossed_book", detail);
+        return;
+      }
+    } else {
+      l2.crossedTolerated = false;
+    }
+    if (!this.checksumHolds(sub, data.checksum)) return;
+    // The idle heartbeat (no levels) only proves the chain; nothing to store.
+    if (bids.length === 0 && asks.length === 0) return;
+    this.emitBook(sub, false, seqId, ts, receivedAt, bids, asks);
+  }
+
+  /** checksum 0 (or absent) means "not sent" since OKX deprecated it; a non-zero one must match. */
+  private checksumHolds(sub: SubState, checksum: unknown): boolean {
+    if (typeof checksum !== "number" || checksum === 0) return true;
+    const l2 = sub.l2!;
+    const ours = okxChecksum(topLevels(l2.rawBids, true), topLevels(l2.rawAsks, false));
+    if (ours === checksum) return true;
+    this.resync(sub.subscription, "checksum", `checksum ${checksum} from OKX, ${ours} from our book at seqId ${l2.chain.seqId}`);
+    return false;
+  }
+
+  private emitBook(
+    sub: SubState,
+    isSnapshot: boolean,
+    sequence: number,
+    ts: number,
+    receivedAt: number,
+    bids: number[],
+    asks: number[],
+  ): void {
+    const { sizing } = sub.instrument;
+    const event: BookChange = {
+      type: "book_change",
+      exchange: this.exchange,
+      symbol: sub.subscription.symbol,
+      timestamp: msToMicros(ts),
+      localTimestamp: receivedAt,
+      amountUnit: sizing.amountUnit,
+      contractValue: sizing.contractValue,
+      isSnapshot,
+      sequence,
+      bids,
+      asks,
+    };
+    this.emit(sub, event);
+  }
+
+  /**
+   * REST snapshot, aligned with the buffered updates as OKX describes for the removal of the WS snapshot
+   * (https://www.okx.com/docs-v5/log_en, "Delist initial snapshot and checksum field"): a snapshot older
+   * than the first buffered update's prevSeqId is fetched again; updates with seqId <= snapshot seqId
+   * are dropped; the first one applied must satisfy prevSeqId <= snapshot seqId < seqId.
+   */
+  fetchSnapshot(sub: SubState): void {
+    const l2 = sub.l2!;
+    if (l2.phase === "fetching" || l2.phase === "live") return;
+    l2.phase = "fetching";
+    clearTimeout(l2.waitTimer);
+    l2.waitTimer = undefined;
+    const epoch = l2.epoch;
+    void this.runSnapshotFetch(sub, epoch);
+  }
+
+  private async runSnapshotFetch(sub: SubState, epoch: number): Promise<void> {
+    const l2 = sub.l2!;
+    const key = sub.subscription.key;
+    const current = () => !this.stopped && !sub.failed && l2.epoch === epoch && l2.phase === "fetching";
+    for (let tooOld = 0; ; ) {
+      await restBooksPacer.wait();
+      if (!current()) return;
+      const result = await this.getJson(
+        `${OKX_ENDPOINTS.booksPath}?instId=${encodeURIComponent(sub.instrument.instId)}&sz=${OKX_LIMITS.bookDepth}`,
+      );
+      if (!current()) return;
+      const snapshot = result.ok && Array.isArray(result.data) ? (result.data[0] as BookData | undefined) : undefined;
+      const valid =
+        typeof snapshot === "object" && snapshot !== null && typeof snapshot.seqId === "number" &&
+        flatten(snapshot.bids) !== undefined && flatten(snapshot.asks) !== undefined && Number.isFinite(Number(snapshot.ts));
+      if (!valid) {
+        const why = result.ok ? "response without a valid book" : result.error;
+        const delay = (!result.ok && result.retryAfterMs) || backoffDelay(this.backoff, l2.restFailures++);
+        this.log.warn(`${key}: REST snapshot failed (${why}); retrying in ${delay} ms`);
+        if (!l2.snapshotFailureMarked) {
+          l2.snapshotFailureMarked = true;
+          this.emitGap(sub, "snapshot_failed", `REST snapshot failed: ${why}`);
+        }
+        await this.delay(delay);
+        if (!current()) return;
+        continue;
+      }
+      const book = snapshot as BookData;
+      const first = l2.buffer[0];
+      if (first && (book.seqId as number) < (first.data.prevSeqId as number)) {
+        // OKX's REST book is cached (~50 ms); it can predate what we buffered. Ask again.
+        if (++tooOld % 20 === 0) this.log.warn(`${key}: REST snapshot keeps predating the stream (${tooOld} tries)`);
+        await this.delay(Math.min(50 * tooOld, 1000));
+        if (!current()) return;
+        continue;
+      }
+      const buffered = l2.buffer;
+      if (this.installSnapshot(sub, book, nowMicros(), true) !== "installed") return;
+      this.log.debug(`${key}: REST snapshot seqId ${String(book.seqId)}; replaying ${buffered.length} buffered update(s)`);
+      const liveEpoch = l2.epoch;
+      for (const update of buffered) {
+        if (l2.epoch !== liveEpoch || l2.phase !== "live" || this.stopped) return;
+        this.applyUpdate(sub, update.data, update.receivedAt);
+      }
+      return;
+    }
+  }
+}
+
+/** Flattens OKX levels [[px, sz, "0", n], ...] to [px, sz, ...]; undefined when one is malformed. */
+function flatten(levels: unknown): number[] | undefined {
+  if (!Array.isArray(levels)) return undefined;
+  const out = new Array<number>(levels.length * 2);
+  for (let i = 0; i < levels.length; i++) {
+    const level = levels[i] as Level;
+    const price = Number(level?.[0]);
+    const amount = Number(level?.[1]);
+    if (!Number.isFinite(price) || !Number.isFinite(amount) || amount < 0) return undefined;
+    out[2 * i] = price;
+    out[2 * i + 1] = amount;
+  }
+  return out;
+}
+
+function applyLevels(side: OrderBook["bids"], raw: Map<number, Level>, levels: readonly Level[]): void {
+  for (const level of levels) {
+    const price = Number(level[0]);
+    const amount = Number(level[1]);
+    side.set(price, amount);
+    if (amount === 0) raw.delete(price);
+    else raw.set(price, level);
+  }
+}
+
+function topLevels(raw: Map<number, Level>, descending: boolean): Level[] {
+  const prices = [...raw.keys()].sort((a, b) => (descending ? b - a : a - b));
+  const depth = Math.min(prices.length, OKX_LIMITS.checksumDepth);
+  const out: Level[] = new Array(depth);
+  for (let i = 0; i < depth; i++) out[i] = raw.get(prices[i]!)!;
+  return out;
+}
+
+// ─── Specs ─────────────────────────────────────────────────────────────────────────────────────────
 
 export const okxSwap: ExchangeSpec = {
   id: "OKX_SWAP",
   streams: ["TRADES", "L2", "BBO", "FUNDING", "LIQUIDATIONS"],
-  nativeInstrument: (symbol) => ({ native: symbol }),
-  create: () => {
-    throw new Error("OKX connector not built yet");
-  },
+  nativeInstrument: (symbol) => nativeInstrument("OKX_SWAP", "SWAP", symbol),
+  create: (context, subscriptions) => new OkxConnector("OKX_SWAP", "SWAP", context, subscriptions),
 };
 
 export const okxSpot: ExchangeSpec = {
   id: "OKX_SPOT",
   streams: ["TRADES", "L2", "BBO"],
-  nativeInstrument: (symbol) => ({ native: symbol }),
-  create: () => {
-    throw new Error("OKX connector not built yet");
-  },
+  nativeInstrument: (symbol) => nativeInstrument("OKX_SPOT", "SPOT", symbol),
+  create: (context, subscriptions) => new OkxConnector("OKX_SPOT", "SPOT", context, subscriptions),
 };
