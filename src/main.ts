@@ -12,7 +12,12 @@ import { rootLogger, setLogLevel } from "./core/log.ts";
 import { Pipeline } from "./core/pipeline.ts";
 import { SinkStats } from "./core/stats.ts";
 import { startTelemetry } from "./core/telemetry.ts";
+import { startObservability } from "./observability/index.ts";
+import { configureLogging, secretsOf } from "./observability/logging.ts";
 import { createSink } from "./sinks/index.ts";
+
+/** Set once logs are JSON, so that a fatal error is a JSON line too. */
+let jsonLogs = false;
 
 async function main(argv: readonly string[]): Promise<number> {
   const commandLine = parseCommandLine(argv);
@@ -27,26 +32,34 @@ async function main(argv: readonly string[]): Promise<number> {
   const env = loadEnvironment();
   const { config, warnings } = buildConfig(commandLine.args, env, EXCHANGE_REGISTRY);
   setLogLevel(config.logLevel);
+  // Before any child logger exists: children copy the reporters of the logger they derive from.
+  configureLogging(rootLogger, { format: config.logFormat, secrets: secretsOf(config) });
+  jsonLogs = config.logFormat === "json";
   const log = rootLogger;
+  const sinkStats = new SinkStats();
+  const sink = createSink(config, log.withTag(config.sink), sinkStats);
+  const pipeline = new Pipeline({ config, registry: EXCHANGE_REGISTRY, sink, sinkStats, log });
+  // Before anything is logged (a bad setting or a busy address is a one-line exit 2), and before the
+  // pipeline starts, so probes answer (not ready yet) while connections open.
+  const observability = startObservability(config, pipeline);
   for (const warning of warnings) log.warn(warning);
   log.info(
     `${VERSION_LINE} starting: ${config.subscriptions.length} subscription(s), sink ${config.sink}${
       config.sink === "parquet" ? ` → ${config.outputDirectory}` : ` → ${config.questdb.host}:${config.questdb.ilpPort}`
     }`,
   );
+  if (observability) log.info(`metrics on ${observability.url} (/metrics, /healthz, /readyz)`);
 
   process.on("unhandledRejection", (reason) => log.error(`unhandled rejection: ${errorMessage(reason)}`));
   process.on("uncaughtException", (error) => log.error(`uncaught exception: ${error.stack ?? error.message}`));
 
-  const sinkStats = new SinkStats();
-  const sink = createSink(config, log.withTag(config.sink), sinkStats);
-  const pipeline = new Pipeline({ config, registry: EXCHANGE_REGISTRY, sink, sinkStats, log });
   const intervalSeconds = Number(env.XTRADER_TELEMETRY_INTERVAL_SECONDS) || 10;
   const stopTelemetry = config.verbose
     ? startTelemetry(config.subscriptions, pipeline.channel, sinkStats, log, intervalSeconds * 1000)
     : () => {};
   const code = await pipeline.run();
   stopTelemetry();
+  await observability?.stop();
   return code;
 }
 
@@ -56,6 +69,10 @@ main(process.argv.slice(2)).then(
     if (error instanceof UserError) {
       process.stderr.write(`xtrader: error: ${error.message}\n`);
       process.exit(error.exitCode);
+    }
+    if (jsonLogs) {
+      rootLogger.error(`fatal: ${errorMessage(error)}`, ...(error instanceof Error && error.stack ? [{ stack: error.stack }] : []));
+      process.exit(1);
     }
     process.stderr.write(`xtrader: fatal: ${errorMessage(error)}\n`);
     if (process.env.RUST_LOG?.includes("debug") || process.env.RUST_LOG?.includes("trace")) {

@@ -185,6 +185,15 @@ describe("command line", () => {
     expect(userError(() => parseCommandLine(["--sink"]))).toBe("option --sink needs a value");
   });
 
+  test("a negative number is a value, not an option, so its own validation names it", () => {
+    const parsed = parseCommandLine(["--subscriptions", "TRADES:BINANCE_FUTURES@BTCUSDT", "--shutdown-after", "-1"]);
+    expect(parsed).toMatchObject({ kind: "run", args: { "shutdown-after": "-1" } });
+    if (parsed.kind !== "run") throw new Error("expected run");
+    expect(userError(() => buildConfig({ ...parsed.args, "output-directory": outputDirectory }, {}))).toBe(
+      "invalid --shutdown-after '-1'; expected a number of seconds >= 0",
+    );
+  });
+
   test("--name=value and --name value both work", () => {
     const parsed = parseCommandLine(["--subscriptions=TRADES:BINANCE_FUTURES@BTCUSDT", "--sink", "questdb", "--verbose"]);
     expect(parsed).toMatchObject({

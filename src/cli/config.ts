@@ -112,7 +112,8 @@ const KNOWN_FLAGS = new Set<string>(
 /** Parses argv (without the executable and script), rejecting unknown flags and stray words. */
 export function parseCommandLine(argv: readonly string[]): ParsedCommandLine {
   for (const token of argv) {
-    if (!token.startsWith("-") || token === "-" || token === "--") continue;
+    // Negative numbers are values (`--shutdown-after -1` must reach its own validation message).
+    if (!token.startsWith("-") || token === "-" || token === "--" || /^-\d/.test(token)) continue;
     const name = token.replace(/^--?/, "").split("=")[0]!.replace(/^no-/, "");
     if (!KNOWN_FLAGS.has(name)) {
       throw new UserError(`unknown option '${token}'; see --help for the accepted options`);

@@ -107,12 +107,11 @@ export class FakeExchange {
         const url = new URL(request.url);
         if (request.headers.get("upgrade")?.toLowerCase() === "websocket") {
           if (!self.acceptConnections) return new Response("down", { status: 503 });
-          const data = { connection: undefined as unknown as FakeConnection };
+          // path/query are set before upgrading: Bun may run `open` inside upgrade() itself.
+          const data = { connection: undefined as unknown as FakeConnection, path: url.pathname, query: url.searchParams };
           const upgraded = srv.upgrade(request, { data });
           if (upgraded) {
             // The connection object is created in `open`, where the ServerWebSocket exists.
-            (data as { path?: string; query?: URLSearchParams }).path = url.pathname;
-            (data as { path?: string; query?: URLSearchParams }).query = url.searchParams;
             return undefined;
           }
           return new Response("upgrade failed", { status: 400 });
