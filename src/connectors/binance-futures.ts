@@ -1,14 +1,1159 @@
-// PLACEHOLDER: replaced by the Binance USD-M futures connector (issue 3).
-import type { ExchangeSpec } from "./types.ts";
+/**
+ * Binance USDⓈ-M futures: trades (aggTrade), L2 (diff depth 100 ms + REST snapshot), BBO (bookTicker),
+ * funding (markPrice@1s) and liquidations (forceOrder). Venue notes: docs/venues/binance-futures.md.
+ *
+ * Shape: a declarative header (endpoints, channels, limits), the normalizers, then the connector. Book
+ * sequence rules live in binance-futures-book.ts, REST weight handling in binance-futures-rest.ts.
+ */
+import { msToMicros, nowMicros } from "../core/clock.ts";
+import { errorMessage } from "../core/errors.ts";
+import type {
+  BookChange,
+  BookTicker,
+  Funding,
+  GapReason,
+  Liquidation,
+  MarketEvent,
+  Stream,
+  TakerSide,
+  Trade,
+} from "../core/events.ts";
+import { OrderBook } from "../core/order-book.ts";
+import type { Subscription } from "../core/subscriptions.ts";
+import { DepthSequencer } from "./binance-futures-book.ts";
+import { RestWeightGate, type RestResult } from "./binance-futures-rest.ts";
+import { endpoint } from "./endpoints.ts";
+import type { Connector, ConnectorContext, ExchangeSpec } from "./types.ts";
+import { backoffDelay, backoffFromEnv, ReconnectingSocket, type BackoffOptions, type CloseInfo, type OpenInfo } from "./websocket.ts";
+
+// ───────────────────────────────────────── declarative header ─────────────────────────────────────────
+
+const EXCHANGE = "BINANCE_FUTURES";
+
+/** Defaults; XTRADER_BINANCE_FUTURES_WS_URL replaces the WebSocket root, XTRADER_BINANCE_FUTURES_REST_URL the REST root. */
+export const DEFAULT_ENDPOINTS = {
+  ws: "wss://fstream.binance.com",
+  rest: "https://fapi.binance.com",
+} as const;
+
+/**
+ * Since 2026 (legacy URLs retired 2026-04-23) USD-M market streams are routed by URL path: `/public` for
+ * high-frequency data (depth, bookTicker), `/market` for regular data (aggTrade, markPrice, forceOrder).
+ * A stream subscribed on the wrong path delivers nothing and reports no error.
+ * https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams/Important-WebSocket-Change-Notice
+ * We connect in combined mode (`/stream`), so every event arrives as {"stream": name, "data": payload}.
+ */
+export const ROUTE_PATHS = { public: "/public/stream", market: "/market/stream" } as const;
+export type Route = keyof typeof ROUTE_PATHS;
+
+export interface ChannelSpec {
+  /** Appended to the lower-cased symbol: `btcusdt@aggTrade`. */
+  readonly suffix: string;
+  readonly route: Route;
+  /** The payload's `e`. */
+  readonly event: string;
+  /** Longest normal silence of one instrument's stream; undefined = may be quiet for hours. */
+  readonly staleAfterMs: number | undefined;
+}
+
+export const CHANNELS: Readonly<Record<Stream, ChannelSpec>> = {
+  // Aggregated per taker order and price; the only trade stream on /market (Aggregate-Trade-Streams).
+  TRADES: { suffix: "@aggTrade", route: "market", event: "aggTrade", staleAfterMs: undefined },
+  L2: { suffix: "@depth@100ms", route: "public", event: "depthUpdate", staleAfterMs: 60_000 },
+  BBO: { suffix: "@bookTicker", route: "public", event: "bookTicker", staleAfterMs: 60_000 },
+  // Pushed every second whatever happens, so a short window is safe.
+  FUNDING: { suffix: "@markPrice@1s", route: "market", event: "markPriceUpdate", staleAfterMs: 10_000 },
+  // At most one push per symbol per second, and only when a liquidation happens.
+  LIQUIDATIONS: { suffix: "@forceOrder", route: "market", event: "forceOrder", staleAfterMs: undefined },
+};
+
+export const LIMITS = {
+  /** "A single connection can listen to a maximum of 1024 streams." (Websocket Market Streams) */
+  streamsPerConnection: 1024,
+  /** "WebSocket connections have a limit of 10 incoming messages per second"; we use half for requests. */
+  requestsPerSecond: 5,
+  streamsPerSubscribeRequest: 50,
+  /** "A single connection is only valid for 24 hours"; we replace connections well before. */
+  connectionMaxAgeMs: 23 * 3_600_000,
+  /** Spreads rollovers of connections opened together. */
+  rolloverStaggerMs: 60_000,
+  /** Longest a replaced connection is kept while its successor proves it delivers the same data. */
+  handoverGraceMs: 5_000,
+  /** LIST_SUBSCRIPTIONS sent after this much silence, so quiet connections still prove they are alive. */
+  keepaliveIdleMs: 30_000,
+  /** Stale window of a connection whose streams may all be quiet (the keepalive answer resets it). */
+  quietConnectionStaleMs: 90_000,
+  /** REQUEST_WEIGHT per minute per IP (USD-M general info); we spend at most `restWeightShare` of it. */
+  restWeightPerMinute: 2_400,
+  restWeightShare: 0.8,
+  restTimeoutMs: 10_000,
+  depthSnapshotLimit: 1_000,
+  /** GET /fapi/v1/depth weight for limit=1000 (Order-Book). */
+  depthSnapshotWeight: 20,
+  exchangeInfoWeight: 1,
+  /** Deltas kept while a snapshot is pending (about 8 minutes at 100 ms); the oldest are dropped beyond. */
+  depthBufferEvents: 5_000,
+  handoverBufferEvents: 5_000,
+} as const;
+
+const DEPTH_PATH = "/fapi/v1/depth";
+const EXCHANGE_INFO_PATH = "/fapi/v1/exchangeInfo";
+/** Binance's "Invalid symbol." error code. */
+const INVALID_SYMBOL = -1121;
+const KEEPALIVE_ID = 0;
+const KEEPALIVE_MESSAGE = JSON.stringify({ method: "LIST_SUBSCRIPTIONS", id: KEEPALIVE_ID });
+const LOG_INTERVAL_MS = 10_000;
+
+/** Extra environment knobs (tests, the fault suite, unusual deployments). */
+export const ENV = {
+  connectionMaxAgeMs: "XTRADER_BINANCE_FUTURES_CONNECTION_MAX_AGE_MS",
+  streamsPerConnection: "XTRADER_BINANCE_FUTURES_STREAMS_PER_CONNECTION",
+  staleAfterMs: "XTRADER_BINANCE_FUTURES_STALE_AFTER_MS",
+} as const;
+
+/** Perpetuals (BTCUSDT, 1000PEPEUSDT) and delivery contracts (BTCUSDT_260626). */
+const SYMBOL_RULE = /^[A-Z0-9]{2,32}(_[0-9]{6})?$/;
 
 export const binanceFutures: ExchangeSpec = {
-  id: "BINANCE_FUTURES",
+  id: EXCHANGE,
   streams: ["TRADES", "L2", "BBO", "FUNDING", "LIQUIDATIONS"],
   nativeInstrument: (symbol) =>
-    /^[A-Z0-9]{2,30}$/.test(symbol)
+    SYMBOL_RULE.test(symbol)
       ? { native: symbol }
-      : { error: `invalid BINANCE_FUTURES instrument '${symbol}'; expected a symbol like BTCUSDT` },
-  create: () => {
-    throw new Error("BINANCE_FUTURES connector not built yet");
-  },
+      : {
+          error: `invalid BINANCE_FUTURES instrument '${symbol}'; expected a USD-M futures symbol such as BTCUSDT (perpetual) or BTCUSDT_260626 (delivery)`,
+        },
+  create: (context, subscriptions) => new BinanceFuturesConnector(context, subscriptions),
 };
+
+// ───────────────────────────────────────────── normalizers ─────────────────────────────────────────────
+
+/**
+ * Every USD-M contract is quoted in base-asset quantity (BTC for BTCUSDT), so `amount` is base and
+ * contractValue is 1.
+ */
+const SIZING = { amountUnit: "base", contractValue: 1 } as const;
+
+/** Key of the last normalized event, for duplicate suppression (set by the normalizers, read right after). */
+let parsedKey = 0;
+
+type Payload = Record<string, unknown>;
+
+function finite(value: unknown): number {
+  return typeof value === "string" && value !== "" ? Number(value) : typeof value === "number" ? value : Number.NaN;
+}
+
+/** aggTrade: `m` true = the buyer was the maker, so the taker sold. */
+function normalizeTrade(feed: Feed, data: Payload, receivedAt: number): Trade | undefined {
+  const id = data.a;
+  const time = data.T;
+  const price = finite(data.p);
+  const amount = finite(data.q);
+  const buyerIsMaker = data.m;
+  if (typeof id !== "number" || typeof time !== "number" || !(price > 0) || !(amount >= 0)) return undefined;
+  if (typeof buyerIsMaker !== "boolean") return undefined;
+  parsedKey = id;
+  return {
+    type: "trade",
+    exchange: EXCHANGE,
+    symbol: feed.subscription.symbol,
+    timestamp: msToMicros(time),
+    localTimestamp: receivedAt,
+    id: String(id),
+    side: buyerIsMaker ? "sell" : "buy",
+    price,
+    amount,
+    amountUnit: SIZING.amountUnit,
+    contractValue: SIZING.contractValue,
+  };
+}
+
+function normalizeBookTicker(feed: Feed, data: Payload, receivedAt: number): BookTicker | undefined {
+  const updateId = data.u;
+  const time = typeof data.T === "number" ? data.T : data.E;
+  const bidPrice = finite(data.b);
+  const bidAmount = finite(data.B);
+  const askPrice = finite(data.a);
+  const askAmount = finite(data.A);
+  if (typeof updateId !== "number" || typeof time !== "number") return undefined;
+  if (!(bidPrice >= 0 && bidAmount >= 0 && askPrice >= 0 && askAmount >= 0)) return undefined;
+  parsedKey = updateId;
+  return {
+    type: "bbo",
+    exchange: EXCHANGE,
+    symbol: feed.subscription.symbol,
+    timestamp: msToMicros(time),
+    localTimestamp: receivedAt,
+    bidPrice,
+    bidAmount,
+    askPrice,
+    askAmount,
+  };
+}
+
+/** markPriceUpdate: delivery contracts send `r: ""` and `T: 0` (no funding); those become undefined. */
+function normalizeMarkPrice(feed: Feed, data: Payload, receivedAt: number): Funding | undefined {
+  const time = data.E;
+  const markPrice = finite(data.p);
+  const indexPrice = finite(data.i);
+  const fundingRate = data.r === "" ? undefined : finite(data.r);
+  const nextFunding = data.T === 0 ? undefined : data.T;
+  if (typeof time !== "number" || !(markPrice > 0) || !(indexPrice >= 0)) return undefined;
+  if (fundingRate !== undefined && Number.isNaN(fundingRate)) return undefined;
+  if (nextFunding !== undefined && typeof nextFunding !== "number") return undefined;
+  parsedKey = time;
+  return {
+    type: "funding",
+    exchange: EXCHANGE,
+    symbol: feed.subscription.symbol,
+    timestamp: msToMicros(time),
+    localTimestamp: receivedAt,
+    markPrice,
+    indexPrice,
+    fundingRate,
+    nextFundingTime: nextFunding === undefined ? undefined : msToMicros(nextFunding),
+  };
+}
+
+/**
+ * forceOrder carries no id: the order's trade time `T` is unique per symbol (one push per symbol per
+ * second at most) and becomes the id. Price is the average fill price `ap` and amount the filled quantity
+ * `z`; the order price `p` and quantity `q` are used when nothing was filled.
+ */
+function normalizeForceOrder(feed: Feed, data: Payload, receivedAt: number): Liquidation | undefined {
+  const order = data.o as Payload | undefined;
+  if (order === null || typeof order !== "object") return undefined;
+  const tradeTime = order.T;
+  const averagePrice = finite(order.ap);
+  const orderPrice = finite(order.p);
+  const filled = finite(order.z);
+  const quantity = finite(order.q);
+  const price = averagePrice > 0 ? averagePrice : orderPrice;
+  const amount = filled > 0 ? filled : quantity;
+  if (typeof tradeTime !== "number" || !(price > 0) || !(amount >= 0)) return undefined;
+  const side: TakerSide = order.S === "SELL" ? "sell" : order.S === "BUY" ? "buy" : "unknown";
+  parsedKey = tradeTime;
+  return {
+    type: "liquidation",
+    exchange: EXCHANGE,
+    symbol: feed.subscription.symbol,
+    timestamp: msToMicros(tradeTime),
+    localTimestamp: receivedAt,
+    id: String(tradeTime),
+    side,
+    price,
+    amount,
+    amountUnit: SIZING.amountUnit,
+    contractValue: SIZING.contractValue,
+  };
+}
+
+const NORMALIZERS: Readonly<Record<Exclude<Stream, "L2">, (feed: Feed, data: Payload, receivedAt: number) => MarketEvent | undefined>> = {
+  TRADES: normalizeTrade,
+  BBO: normalizeBookTicker,
+  FUNDING: normalizeMarkPrice,
+  LIQUIDATIONS: normalizeForceOrder,
+};
+
+/** One diff-depth event, parsed into flat level arrays. */
+interface DepthUpdate {
+  readonly firstId: number;
+  readonly finalId: number;
+  readonly previousFinalId: number;
+  readonly timestamp: number;
+  readonly receivedAt: number;
+  readonly bids: number[];
+  readonly asks: number[];
+}
+
+/** [["price","qty"], ...] → [price, qty, ...]; undefined if any level is malformed. */
+function flatLevels(raw: unknown): number[] | undefined {
+  if (!Array.isArray(raw)) return undefined;
+  const out: number[] = [];
+  for (let i = 0; i < raw.length; i++) {
+    const level = raw[i];
+    if (!Array.isArray(level)) return undefined;
+    const price = finite(level[0]);
+    const amount = finite(level[1]);
+    if (!(price > 0) || !(amount >= 0)) return undefined;
+    out.push(price, amount);
+  }
+  return out;
+}
+
+/** depthUpdate: timestamp is the transaction time `T` (event time `E` if absent). */
+function parseDepth(data: Payload, receivedAt: number): DepthUpdate | undefined {
+  const { U: firstId, u: finalId, pu: previousFinalId } = data;
+  const time = typeof data.T === "number" ? data.T : data.E;
+  if (typeof firstId !== "number" || typeof finalId !== "number" || typeof previousFinalId !== "number") return undefined;
+  if (typeof time !== "number" || finalId < firstId) return undefined;
+  const bids = flatLevels(data.b);
+  const asks = flatLevels(data.a);
+  if (!bids || !asks) return undefined;
+  return { firstId, finalId, previousFinalId, timestamp: msToMicros(time), receivedAt, bids, asks };
+}
+
+interface DepthSnapshot {
+  readonly lastUpdateId: number;
+  readonly timestamp: number;
+  readonly receivedAt: number;
+  readonly bids: number[];
+  readonly asks: number[];
+}
+
+function parseSnapshot(body: unknown, receivedAt: number): DepthSnapshot | undefined {
+  const data = body as Payload | null;
+  if (data === null || typeof data !== "object" || typeof data.lastUpdateId !== "number") return undefined;
+  const time = typeof data.T === "number" ? data.T : typeof data.E === "number" ? data.E : undefined;
+  const bids = flatLevels(data.bids);
+  const asks = flatLevels(data.asks);
+  if (!bids || !asks) return undefined;
+  return {
+    lastUpdateId: data.lastUpdateId,
+    timestamp: time === undefined ? receivedAt : msToMicros(time),
+    receivedAt,
+    bids,
+    asks,
+  };
+}
+
+// ──────────────────────────────────────────── connector state ────────────────────────────────────────────
+
+type BookPhase = "idle" | "syncing" | "live";
+
+/** Local book and sync state of one L2 subscription. */
+interface BookState {
+  phase: BookPhase;
+  readonly sequencer: DepthSequencer;
+  readonly local: OrderBook;
+  /** Deltas received while the snapshot is pending or not yet straddled. */
+  buffer: DepthUpdate[];
+  /** The snapshot waiting for its straddling delta (emitted together with it). */
+  held: DepthSnapshot | undefined;
+  /** A snapshot request is queued, in flight or waiting to be retried. */
+  requesting: boolean;
+  /** Bumped whenever pending snapshot results must be ignored (connection lost, stopped). */
+  generation: number;
+  /** Consecutive failed snapshot requests (a gap is emitted on the first). */
+  failures: number;
+}
+
+/** One subscription as the connector sees it. */
+interface Feed {
+  readonly subscription: Subscription;
+  readonly stream: Stream;
+  readonly streamName: string;
+  readonly channel: ChannelSpec;
+  /** The connection whose events are used (during a rollover, its successor's events wait in `handover`). */
+  connection: StreamConnection | undefined;
+  failed: boolean;
+  /** Key (trade id, update id, event time) of the last event taken from the primary connection. */
+  lastKey: number;
+  /** Events from the successor connection awaiting the switch (keys and payloads). */
+  handoverKeys: number[];
+  handoverItems: Array<MarketEvent | DepthUpdate>;
+  readonly book: BookState | undefined;
+}
+
+/** One WebSocket connection on one route, carrying up to LIMITS.streamsPerConnection streams. */
+class StreamConnection {
+  /** Streams this connection subscribes (on every (re)open). */
+  readonly streams = new Set<string>();
+  /** Streams the venue acknowledged on the current connection. */
+  readonly acked = new Set<string>();
+  successor: StreamConnection | undefined;
+  predecessor: StreamConnection | undefined;
+  readonly socket: ReconnectingSocket;
+  private readonly pending = new Map<number, { method: string; streams: string[] }>();
+  private readonly outbox: string[] = [];
+  private nextRequestId = 1;
+  private lastSentAt = 0;
+  private pacer: ReturnType<typeof setTimeout> | undefined;
+  private rolloverTimer: ReturnType<typeof setTimeout> | undefined;
+  private stopping: Promise<void> | undefined;
+
+  constructor(
+    private readonly owner: BinanceFuturesConnector,
+    readonly route: Route,
+    readonly name: string,
+    readonly index: number,
+    url: string,
+    staleAfterMs: number,
+    backoff: BackoffOptions,
+  ) {
+    this.socket = new ReconnectingSocket({
+      name,
+      url: () => url,
+      log: owner.log,
+      staleAfterMs,
+      backoff,
+      keepalive: { idleMs: Math.min(LIMITS.keepaliveIdleMs, Math.max(50, Math.floor(staleAfterMs / 3))), message: KEEPALIVE_MESSAGE },
+      onOpen: (info) => this.onOpen(info),
+      onMessage: (data, receivedAt) => owner.onFrame(this, data, receivedAt),
+      onClose: (info) => this.onClose(info),
+    });
+  }
+
+  start(): void {
+    this.socket.start();
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.clearTimers();
+      await this.socket.stop();
+    })();
+    return this.stopping;
+  }
+
+  get isStopping(): boolean {
+    return this.stopping !== undefined;
+  }
+
+  subscribe(streams: readonly string[]): void {
+    for (let i = 0; i < streams.length; i += LIMITS.streamsPerSubscribeRequest) {
+      this.request("SUBSCRIBE", streams.slice(i, i + LIMITS.streamsPerSubscribeRequest));
+    }
+  }
+
+  unsubscribe(streams: readonly string[]): void {
+    if (this.socket.isOpen && streams.length > 0) this.request("UNSUBSCRIBE", [...streams]);
+  }
+
+  /** Handles a response `{"result":..,"id":..}` or an error `{"error":{"code","msg"},"id":..}`. */
+  onResponse(message: Payload): void {
+    const id = message.id;
+    if (id === KEEPALIVE_ID) return;
+    const request = typeof id === "number" ? this.pending.get(id) : undefined;
+    if (!request) {
+      this.owner.log.debug(`${this.name}: response to unknown request ${String(id)}`);
+      return;
+    }
+    this.pending.delete(id as number);
+    // Current docs wrap errors in `error`; older futures docs show `code`/`msg` at the top level.
+    const error = (message.error ?? (typeof message.code === "number" ? message : undefined)) as Payload | undefined;
+    if (error) {
+      this.owner.onRequestRejected(this, request.method, request.streams, `${String(error.code)} ${String(error.msg)}`);
+      return;
+    }
+    if (request.method === "SUBSCRIBE") {
+      for (const stream of request.streams) this.acked.add(stream);
+      this.owner.onAcked(this, request.streams);
+    }
+  }
+
+  private request(method: string, streams: string[]): void {
+    const id = this.nextRequestId++;
+    this.pending.set(id, { method, streams });
+    this.outbox.push(JSON.stringify({ method, params: streams, id }));
+    this.pump();
+  }
+
+  /** Sends queued requests no faster than LIMITS.requestsPerSecond (the venue disconnects above 10/s). */
+  private pump(): void {
+    if (this.pacer !== undefined || this.outbox.length === 0) return;
+    const spacing = 1000 / LIMITS.requestsPerSecond;
+    const wait = Math.max(0, this.lastSentAt + spacing - performance.now());
+    this.pacer = setTimeout(() => {
+      this.pacer = undefined;
+      const text = this.outbox.shift();
+      if (text === undefined) return;
+      if (!this.socket.send(text)) {
+        // Closed: everything is resent on reopen.
+        this.outbox.length = 0;
+        return;
+      }
+      this.lastSentAt = performance.now();
+      this.pump();
+    }, wait);
+  }
+
+  private onOpen(info: OpenInfo): void {
+    this.acked.clear();
+    this.pending.clear();
+    this.outbox.length = 0;
+    this.subscribe([...this.streams]);
+    clearTimeout(this.rolloverTimer);
+    const maxAge = this.owner.connectionMaxAgeMs;
+    const stagger = Math.min(LIMITS.rolloverStaggerMs * this.index, maxAge / 10);
+    this.rolloverTimer = setTimeout(() => this.owner.rollover(this), Math.max(1, maxAge - stagger));
+    this.owner.onConnectionOpen(this, info);
+  }
+
+  private onClose(info: CloseInfo): void {
+    this.clearTimers();
+    this.acked.clear();
+    this.pending.clear();
+    this.outbox.length = 0;
+    this.owner.onConnectionClose(this, info);
+  }
+
+  private clearTimers(): void {
+    clearTimeout(this.pacer);
+    this.pacer = undefined;
+    clearTimeout(this.rolloverTimer);
+  }
+}
+
+function positiveFromEnv(env: Readonly<Record<string, string | undefined>>, name: string): number | undefined {
+  const text = env[name]?.trim();
+  if (!text) return undefined;
+  const value = Number(text);
+  return Number.isFinite(value) && value > 0 ? value : Number.NaN;
+}
+
+// ─────────────────────────────────────────────── connector ───────────────────────────────────────────────
+
+export class BinanceFuturesConnector implements Connector {
+  readonly log: ConnectorContext["log"];
+  readonly connectionMaxAgeMs: number;
+  private readonly feeds = new Map<string, Feed>();
+  private readonly feedOf = new Map<Subscription, Feed>();
+  private readonly connections = new Set<StreamConnection>();
+  private readonly timers = new Set<ReturnType<typeof setTimeout>>();
+  private readonly rest: RestWeightGate;
+  private readonly wsRoot: string;
+  private readonly backoff: BackoffOptions;
+  private readonly streamsPerConnection: number;
+  private readonly staleOverrideMs: number | undefined;
+  private readonly lastLog = new Map<string, { at: number; suppressed: number }>();
+  private connectionCount = 0;
+  private started = false;
+  private stopped = false;
+
+  constructor(
+    private readonly context: ConnectorContext,
+    subscriptions: readonly Subscription[],
+  ) {
+    this.log = context.log;
+    const env = context.config.env;
+    this.wsRoot = endpoint(env, EXCHANGE, "WS", DEFAULT_ENDPOINTS.ws);
+    this.backoff = backoffFromEnv(env);
+    this.connectionMaxAgeMs = this.setting(env, ENV.connectionMaxAgeMs, LIMITS.connectionMaxAgeMs);
+    this.streamsPerConnection = Math.min(
+      LIMITS.streamsPerConnection,
+      Math.floor(this.setting(env, ENV.streamsPerConnection, LIMITS.streamsPerConnection)),
+    );
+    const stale = positiveFromEnv(env, ENV.staleAfterMs);
+    this.staleOverrideMs = stale !== undefined && !Number.isNaN(stale) ? stale : undefined;
+    this.rest = new RestWeightGate({
+      baseUrl: endpoint(env, EXCHANGE, "REST", DEFAULT_ENDPOINTS.rest),
+      log: this.log,
+      name: `${EXCHANGE} REST`,
+      weightPerMinute: LIMITS.restWeightPerMinute,
+      budgetShare: LIMITS.restWeightShare,
+      timeoutMs: LIMITS.restTimeoutMs,
+      receivedAt: nowMicros,
+    });
+    for (const subscription of subscriptions) {
+      const channel = CHANNELS[subscription.stream];
+      const feed: Feed = {
+        subscription,
+        stream: subscription.stream,
+        streamName: `${subscription.instrument.toLowerCase()}${channel.suffix}`,
+        channel,
+        connection: undefined,
+        failed: false,
+        lastKey: Number.NEGATIVE_INFINITY,
+        handoverKeys: [],
+        handoverItems: [],
+        book:
+          subscription.stream === "L2"
+            ? {
+                phase: "idle",
+                sequencer: new DepthSequencer(),
+                local: new OrderBook(),
+                buffer: [],
+                held: undefined,
+                requesting: false,
+                generation: 0,
+                failures: 0,
+              }
+            : undefined,
+      };
+      this.feeds.set(feed.streamName, feed);
+      this.feedOf.set(subscription, feed);
+    }
+  }
+
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    void this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.clear();
+    this.rest.close();
+    await Promise.all([...this.connections].map((connection) => connection.stop()));
+  }
+
+  resync(subscription: Subscription, reason: GapReason, detail: string): void {
+    const feed = this.feedOf.get(subscription);
+    if (!feed || feed.failed || this.stopped) return;
+    if (!feed.book) {
+      // Only books have state to rebuild; other streams just record that data was lost.
+      this.gap(feed, reason, detail);
+      return;
+    }
+    this.restartBook(feed, reason, detail);
+  }
+
+  // ── startup ──
+
+  private async run(): Promise<void> {
+    await this.verifyInstruments();
+    if (this.stopped) return;
+    const byRoute = new Map<Route, Feed[]>();
+    for (const feed of this.feeds.values()) {
+      if (feed.failed) continue;
+      const list = byRoute.get(feed.channel.route) ?? [];
+      list.push(feed);
+      byRoute.set(feed.channel.route, list);
+    }
+    for (const [route, feeds] of byRoute) {
+      for (let i = 0; i < feeds.length; i += this.streamsPerConnection) {
+        const group = feeds.slice(i, i + this.streamsPerConnection);
+        const connection = this.createConnection(route, group.map((feed) => feed.streamName));
+        for (const feed of group) feed.connection = connection;
+        connection.start();
+      }
+    }
+  }
+
+  /**
+   * Unknown symbols make Binance deliver nothing without an error, so the instrument list is checked once
+   * at start. If it cannot be fetched we go on: an unknown L2 symbol is still reported by the snapshot.
+   */
+  private async verifyInstruments(): Promise<void> {
+    const result = await this.rest.get(EXCHANGE_INFO_PATH, {}, LIMITS.exchangeInfoWeight);
+    if (this.stopped) return;
+    const symbols = (result.body as { symbols?: unknown } | undefined)?.symbols;
+    if (!result.ok || !Array.isArray(symbols)) {
+      this.log.warn(
+        `${EXCHANGE}: could not fetch the instrument list (${result.message}); subscribing without checking symbols`,
+      );
+      return;
+    }
+    const status = new Map<string, string>();
+    for (const entry of symbols as Payload[]) {
+      if (typeof entry?.symbol === "string") status.set(entry.symbol, String(entry.status ?? ""));
+    }
+    for (const feed of this.feeds.values()) {
+      const native = feed.subscription.instrument;
+      const state = status.get(native);
+      if (state === undefined) {
+        this.failFeed(feed, `instrument '${native}' is not listed by Binance USD-M futures (${EXCHANGE_INFO_PATH})`);
+      } else if (state !== "TRADING") {
+        this.log.warn(`${feed.subscription.key}: Binance lists '${native}' with status ${state}; data may be sparse`);
+      }
+    }
+  }
+
+  private createConnection(route: Route, streams: readonly string[]): StreamConnection {
+    const index = this.connectionCount++;
+    const windows = streams.map((name) => this.feeds.get(name)!.channel.staleAfterMs).filter((ms) => ms !== undefined);
+    const staleAfterMs = this.staleOverrideMs ?? (windows.length > 0 ? Math.min(...windows) : LIMITS.quietConnectionStaleMs);
+    const connection = new StreamConnection(
+      this,
+      route,
+      `${EXCHANGE} ${route}#${index + 1}`,
+      index,
+      `${this.wsRoot}${ROUTE_PATHS[route]}`,
+      staleAfterMs,
+      this.backoff,
+    );
+    for (const stream of streams) connection.streams.add(stream);
+    this.connections.add(connection);
+    return connection;
+  }
+
+  // ── connection events ──
+
+  onConnectionOpen(connection: StreamConnection, info: OpenInfo): void {
+    if (info.reconnects === 0 || this.stopped) return;
+    for (const feed of this.feedsOn(connection)) feed.subscription.stats.reconnects++;
+  }
+
+  onAcked(connection: StreamConnection, streams: readonly string[]): void {
+    if (this.stopped) return;
+    for (const name of streams) {
+      const feed = this.feeds.get(name);
+      if (feed?.book && feed.connection === connection && feed.book.phase === "idle") this.startSync(feed);
+    }
+    const predecessor = connection.predecessor;
+    const allAcked = [...connection.streams].every((name) => connection.acked.has(name) || this.feeds.get(name)?.failed);
+    if (predecessor && allAcked) {
+      // Everything after this moment reaches both connections; give in-flight events time to arrive.
+      const grace = Math.min(LIMITS.handoverGraceMs, Math.max(50, this.connectionMaxAgeMs / 2));
+      this.later(grace, () => this.completeHandover(predecessor, connection));
+    }
+  }
+
+  onRequestRejected(connection: StreamConnection, method: string, streams: readonly string[], why: string): void {
+    if (method !== "SUBSCRIBE") {
+      this.log.warn(`${connection.name}: ${method} of ${streams.join(", ")} rejected: ${why}`);
+      return;
+    }
+    if (streams.length > 1) {
+      // Find out which stream the venue objects to, so only that subscription fails.
+      this.log.warn(`${connection.name}: SUBSCRIBE of ${streams.length} streams rejected (${why}); retrying one by one`);
+      for (const stream of streams) connection.subscribe([stream]);
+      return;
+    }
+    const feed = this.feeds.get(streams[0]!);
+    if (feed) this.failFeed(feed, `Binance rejected the subscription to ${streams[0]}: ${why}`);
+  }
+
+  onConnectionClose(connection: StreamConnection, info: CloseInfo): void {
+    if (this.stopped || !info.wasOpen) return;
+    const successor = connection.successor;
+    const reason: GapReason = info.initiatedBy === "stale" ? "stale" : "disconnect";
+    const detail = `connection ${connection.name} closed (${info.initiatedBy ?? "by server"}; code ${info.code}${
+      info.reason ? ` '${info.reason}'` : ""
+    })`;
+    for (const feed of this.feedsOn(connection)) {
+      if (successor && successor.acked.has(feed.streamName)) {
+        // The successor was subscribed while this one was alive: it has every later event. No gap.
+        this.switchFeed(feed, successor);
+        continue;
+      }
+      this.gap(feed, reason, detail);
+      if (feed.book) this.forgetBook(feed);
+      if (successor) {
+        // The successor takes over at once instead of this connection reconnecting.
+        feed.subscription.stats.reconnects++;
+        this.switchFeed(feed, successor);
+      }
+    }
+    if (connection.predecessor) {
+      // A successor lost mid-handover: what it buffered for feeds still on the old connection is stale.
+      for (const feed of this.feedsOn(connection.predecessor)) {
+        feed.handoverKeys.length = 0;
+        feed.handoverItems.length = 0;
+      }
+    }
+    if (successor) this.retire(connection);
+  }
+
+  /** Opens the replacement of a connection nearing Binance's 24 h limit; the old one stays until handover. */
+  rollover(connection: StreamConnection): void {
+    if (this.stopped || connection.successor || connection.isStopping || !connection.socket.isOpen) return;
+    const streams = [...connection.streams].filter((name) => !this.feeds.get(name)?.failed);
+    if (streams.length === 0) return;
+    const successor = this.createConnection(connection.route, streams);
+    connection.successor = successor;
+    successor.predecessor = connection;
+    this.log.info(`${connection.name}: replacing the connection before Binance's 24 h limit (by ${successor.name})`);
+    successor.start();
+  }
+
+  // ── frames ──
+
+  onFrame(connection: StreamConnection, text: string, receivedAt: number): void {
+    if (this.stopped) return;
+    let message: Payload;
+    try {
+      message = JSON.parse(text);
+    } catch {
+      this.badFrame(connection, "malformed JSON", text);
+      return;
+    }
+    if (message === null || typeof message !== "object") {
+      this.badFrame(connection, "not a JSON object", text);
+      return;
+    }
+    const name = message.stream;
+    if (typeof name === "string") {
+      const feed = this.feeds.get(name);
+      const data = message.data as Payload | null;
+      if (!feed || data === null || typeof data !== "object") {
+        this.badFrame(connection, `unexpected stream '${name}'`, text);
+        return;
+      }
+      if (feed.failed) return;
+      if (data.e !== feed.channel.event) {
+        this.parseError(feed, `unexpected event '${String(data.e)}' on ${name}`);
+        return;
+      }
+      if (feed.connection === connection) {
+        feed.subscription.stats.messages++;
+        feed.subscription.stats.lastMessageAt = receivedAt;
+        if (feed.book) this.onDepth(feed, data, receivedAt);
+        else this.onEvent(feed, data, receivedAt);
+      } else if (feed.connection?.successor === connection) {
+        this.offerFromSuccessor(connection, feed, data, receivedAt);
+      }
+      return;
+    }
+    if ("id" in message) {
+      connection.onResponse(message);
+      return;
+    }
+    this.badFrame(connection, "unknown message", text);
+  }
+
+  private onEvent(feed: Feed, data: Payload, receivedAt: number): void {
+    const event = NORMALIZERS[feed.stream as Exclude<Stream, "L2">](feed, data, receivedAt);
+    if (!event) {
+      this.parseError(feed, `malformed ${feed.channel.event} event`);
+      return;
+    }
+    this.emitKeyed(feed, parsedKey, event);
+    this.switchIfOverlapping(feed);
+  }
+
+  /** The old connection delivered what the successor already buffered: the successor has everything after. */
+  private switchIfOverlapping(feed: Feed): void {
+    const successor = feed.connection?.successor;
+    if (successor && feed.handoverKeys.length > 0 && feed.handoverKeys[0]! <= feed.lastKey) this.switchFeed(feed, successor);
+  }
+
+  /** Emits unless the event is not newer than the last one (duplicate or replay). */
+  private emitKeyed(feed: Feed, key: number, event: MarketEvent): void {
+    if (key <= feed.lastKey) {
+      this.logLimited(`dup:${feed.streamName}`, "debug", `${feed.subscription.key}: dropped a duplicate event (key ${key})`);
+      return;
+    }
+    feed.lastKey = key;
+    this.emit(feed.subscription, event);
+  }
+
+  // ── L2 ──
+
+  private onDepth(feed: Feed, data: Payload, receivedAt: number): void {
+    const update = parseDepth(data, receivedAt);
+    if (!update) {
+      this.parseError(feed, "malformed depthUpdate event");
+      // A delta we cannot read is a delta we missed.
+      if (feed.book!.phase === "live") this.restartBook(feed, "sequence", "unreadable depth update");
+      return;
+    }
+    if (update.finalId > feed.lastKey) feed.lastKey = update.finalId;
+    this.consumeDepth(feed, update);
+    this.switchIfOverlapping(feed);
+  }
+
+  private consumeDepth(feed: Feed, update: DepthUpdate): void {
+    const book = feed.book!;
+    if (book.phase === "idle") {
+      // Data before the acknowledgement (or none came): the subscription is evidently live.
+      this.startSync(feed);
+    }
+    const verdict = book.sequencer.check(update.firstId, update.finalId, update.previousFinalId);
+    switch (verdict) {
+      case "buffer":
+        if (book.buffer.length >= LIMITS.depthBufferEvents) book.buffer.shift();
+        book.buffer.push(update);
+        return;
+      case "stale":
+        return;
+      case "snapshot_too_old":
+        // The snapshot is older than the first delta we hold: fetch a newer one (nothing was emitted).
+        this.log.debug(`${feed.subscription.key}: snapshot ${book.sequencer.position} predates delta U=${update.firstId}; refetching`);
+        book.held = undefined;
+        book.sequencer.reset();
+        book.buffer.push(update);
+        this.requestSnapshot(feed);
+        return;
+      case "gap": {
+        const detail = `depth update pu=${update.previousFinalId} does not follow u=${book.sequencer.position}`;
+        this.restartBook(feed, "sequence", detail);
+        book.buffer.push(update);
+        return;
+      }
+      case "apply":
+        if (book.phase === "syncing") this.goLive(feed);
+        if (book.phase === "live") this.applyDelta(feed, update);
+    }
+  }
+
+  /** Emits the held snapshot (the first straddling delta has arrived). */
+  private goLive(feed: Feed): void {
+    const book = feed.book!;
+    const snapshot = book.held!;
+    book.held = undefined;
+    book.local.apply(snapshot.bids, snapshot.asks, true);
+    if (book.local.isCrossed()) {
+      this.restartBook(feed, "crossed_book", `REST snapshot ${snapshot.lastUpdateId} is crossed`);
+      return;
+    }
+    book.phase = "live";
+    this.emit(feed.subscription, {
+      type: "book_change",
+      exchange: EXCHANGE,
+      symbol: feed.subscription.symbol,
+      timestamp: snapshot.timestamp,
+      localTimestamp: snapshot.receivedAt,
+      isSnapshot: true,
+      sequence: snapshot.lastUpdateId,
+      bids: snapshot.bids,
+      asks: snapshot.asks,
+      amountUnit: SIZING.amountUnit,
+      contractValue: SIZING.contractValue,
+    } satisfies BookChange);
+  }
+
+  private applyDelta(feed: Feed, update: DepthUpdate): void {
+    const book = feed.book!;
+    book.local.apply(update.bids, update.asks);
+    if (book.local.isCrossed()) {
+      const detail = `book crossed after u=${update.finalId} (bid ${book.local.bids.best()} >= ask ${book.local.asks.best()})`;
+      this.restartBook(feed, "crossed_book", detail);
+      return;
+    }
+    this.emit(feed.subscription, {
+      type: "book_change",
+      exchange: EXCHANGE,
+      symbol: feed.subscription.symbol,
+      timestamp: update.timestamp,
+      localTimestamp: update.receivedAt,
+      isSnapshot: false,
+      sequence: update.finalId,
+      bids: update.bids,
+      asks: update.asks,
+      amountUnit: SIZING.amountUnit,
+      contractValue: SIZING.contractValue,
+    } satisfies BookChange);
+  }
+
+  private startSync(feed: Feed): void {
+    const book = feed.book!;
+    book.phase = "syncing";
+    book.buffer = [];
+    book.held = undefined;
+    book.sequencer.reset();
+    book.local.clear();
+    this.requestSnapshot(feed);
+  }
+
+  /** Integrity break or external request: counted, marked, and rebuilt from a fresh snapshot. */
+  private restartBook(feed: Feed, reason: GapReason, detail: string): void {
+    feed.subscription.stats.resyncs++;
+    this.logLimited(`resync:${feed.streamName}`, "warn", `${feed.subscription.key}: resync (${reason}: ${detail})`);
+    this.gap(feed, reason, detail);
+    if (feed.book!.phase === "idle") return; // the connection is down; it resyncs when it is back
+    // A snapshot already in flight is kept: the sequencer rejects it if it is older than the new deltas.
+    this.startSync(feed);
+  }
+
+  /** The connection carrying this book was lost: forget everything until it is subscribed again. */
+  private forgetBook(feed: Feed): void {
+    const book = feed.book!;
+    feed.subscription.stats.resyncs++;
+    book.phase = "idle";
+    book.generation++;
+    book.requesting = false;
+    book.buffer = [];
+    book.held = undefined;
+    book.sequencer.reset();
+    book.local.clear();
+  }
+
+  private requestSnapshot(feed: Feed): void {
+    const book = feed.book!;
+    if (book.requesting || feed.failed || this.stopped) return;
+    book.requesting = true;
+    const generation = book.generation;
+    const query = { symbol: feed.subscription.instrument, limit: String(LIMITS.depthSnapshotLimit) };
+    void this.rest
+      .get(DEPTH_PATH, query, LIMITS.depthSnapshotWeight)
+      .then((result) => this.onSnapshot(feed, generation, result))
+      .catch((error: unknown) => this.log.error(`${feed.subscription.key}: snapshot handling failed: ${errorMessage(error)}`));
+  }
+
+  private onSnapshot(feed: Feed, generation: number, result: RestResult): void {
+    const book = feed.book!;
+    if (this.stopped || feed.failed || generation !== book.generation) return;
+    const snapshot = result.ok ? parseSnapshot(result.body, result.receivedAt) : undefined;
+    if (!snapshot) {
+      if (result.code === INVALID_SYMBOL) {
+        this.failFeed(feed, `Binance rejected the depth snapshot for '${feed.subscription.instrument}': ${result.message}`);
+        return;
+      }
+      const why = result.ok ? "malformed snapshot body" : result.message;
+      book.failures++;
+      if (book.failures === 1) this.gap(feed, "snapshot_failed", `depth snapshot failed: ${why}; retrying`);
+      const delay = Math.max(result.retryAfterMs ?? 0, backoffDelay(this.backoff, book.failures - 1));
+      this.logLimited(`snapshot:${feed.streamName}`, "warn", `${feed.subscription.key}: depth snapshot failed (${why}); retry in ${Math.ceil(delay / 1000)} s`);
+      this.later(delay, () => {
+        if (generation !== book.generation || feed.failed) return;
+        book.requesting = false;
+        this.requestSnapshot(feed);
+      });
+      return;
+    }
+    book.requesting = false;
+    book.failures = 0;
+    if (book.phase !== "syncing") return;
+    book.held = snapshot;
+    book.sequencer.begin(snapshot.lastUpdateId);
+    const buffered = book.buffer;
+    book.buffer = [];
+    for (const update of buffered) this.consumeDepth(feed, update);
+  }
+
+  // ── rollover handover ──
+
+  private offerFromSuccessor(successor: StreamConnection, feed: Feed, data: Payload, receivedAt: number): void {
+    let key: number;
+    let item: MarketEvent | DepthUpdate | undefined;
+    if (feed.book) {
+      item = parseDepth(data, receivedAt);
+      key = item?.finalId ?? 0;
+    } else {
+      item = NORMALIZERS[feed.stream as Exclude<Stream, "L2">](feed, data, receivedAt);
+      key = parsedKey;
+    }
+    if (!item) {
+      this.parseError(feed, `malformed ${feed.channel.event} event`);
+      return;
+    }
+    if (key <= feed.lastKey || feed.handoverKeys.length >= LIMITS.handoverBufferEvents) {
+      // The successor delivered something the old connection already did: from here on it has everything.
+      this.switchFeed(feed, successor);
+      if (key > feed.lastKey) this.takeFromPrimary(feed, item, key);
+      return;
+    }
+    feed.handoverKeys.push(key);
+    feed.handoverItems.push(item);
+  }
+
+  /** Makes `successor` the feed's connection and replays what it buffered beyond the last key. */
+  private switchFeed(feed: Feed, successor: StreamConnection): void {
+    const previous = feed.connection;
+    if (previous === successor) return;
+    feed.connection = successor;
+    previous?.streams.delete(feed.streamName);
+    const keys = feed.handoverKeys;
+    const items = feed.handoverItems;
+    feed.handoverKeys = [];
+    feed.handoverItems = [];
+    for (let i = 0; i < items.length; i++) {
+      if (keys[i]! > feed.lastKey) this.takeFromPrimary(feed, items[i]!, keys[i]!);
+    }
+    if (previous && previous.successor === successor && previous.streams.size === 0) this.retire(previous);
+  }
+
+  private takeFromPrimary(feed: Feed, item: MarketEvent | DepthUpdate, key: number): void {
+    feed.subscription.stats.messages++;
+    feed.subscription.stats.lastMessageAt = (item as { receivedAt?: number }).receivedAt ?? (item as MarketEvent).localTimestamp;
+    if (feed.book) {
+      if (key > feed.lastKey) feed.lastKey = key;
+      this.consumeDepth(feed, item as DepthUpdate);
+    } else {
+      this.emitKeyed(feed, key, item as MarketEvent);
+    }
+  }
+
+  private completeHandover(predecessor: StreamConnection, successor: StreamConnection): void {
+    if (this.stopped || predecessor.successor !== successor || !successor.socket.isOpen) return;
+    for (const feed of this.feedsOn(predecessor)) this.switchFeed(feed, successor);
+    this.retire(predecessor);
+  }
+
+  /** Closes a replaced connection; its feeds have moved to the successor. */
+  private retire(connection: StreamConnection): void {
+    const successor = connection.successor;
+    if (successor?.predecessor === connection) successor.predecessor = undefined;
+    connection.successor = undefined;
+    this.connections.delete(connection);
+    if (!connection.isStopping) this.log.info(`${connection.name}: handed over to ${successor?.name ?? "its successor"}; closing`);
+    void connection.stop();
+  }
+
+  // ── failures and helpers ──
+
+  private failFeed(feed: Feed, why: string): void {
+    if (feed.failed) return;
+    feed.failed = true;
+    this.log.error(`${feed.subscription.key}: ${why}; this subscription stops, the others continue`);
+    this.gap(feed, "subscription_error", why);
+    if (feed.book) {
+      feed.book.generation++;
+      feed.book.phase = "idle";
+      feed.book.buffer = [];
+    }
+    const connection = feed.connection;
+    if (connection) {
+      connection.streams.delete(feed.streamName);
+      connection.successor?.streams.delete(feed.streamName);
+      connection.unsubscribe([feed.streamName]);
+      if (connection.streams.size === 0 && !connection.successor && !connection.predecessor) {
+        this.connections.delete(connection);
+        void connection.stop();
+      }
+    }
+  }
+
+  private feedsOn(connection: StreamConnection): Feed[] {
+    const out: Feed[] = [];
+    for (const name of connection.streams) {
+      const feed = this.feeds.get(name);
+      if (feed && !feed.failed && feed.connection === connection) out.push(feed);
+    }
+    return out;
+  }
+
+  private gap(feed: Feed, reason: GapReason, detail: string): void {
+    const now = nowMicros();
+    this.emit(feed.subscription, {
+      type: "gap",
+      exchange: EXCHANGE,
+      symbol: feed.subscription.symbol,
+      timestamp: now,
+      localTimestamp: now,
+      stream: feed.stream,
+      reason,
+      detail,
+    });
+  }
+
+  private emit(subscription: Subscription, event: MarketEvent): void {
+    if (!this.stopped) this.context.emit(subscription, event);
+  }
+
+  private parseError(feed: Feed, what: string): void {
+    feed.subscription.stats.parseErrors++;
+    this.logLimited(`parse:${feed.streamName}`, "warn", `${feed.subscription.key}: ${what}; skipped`);
+  }
+
+  /** A frame that belongs to no subscription counts against every subscription of its connection. */
+  private badFrame(connection: StreamConnection, what: string, text: string): void {
+    for (const feed of this.feedsOn(connection)) feed.subscription.stats.parseErrors++;
+    this.logLimited(`frame:${connection.name}`, "warn", `${connection.name}: ${what}: ${text.slice(0, 120)}; skipped`);
+  }
+
+  /** Logs at most once per LOG_INTERVAL_MS per key, with how many were suppressed in between. */
+  private logLimited(key: string, level: "warn" | "debug", text: string): void {
+    const now = performance.now();
+    const entry = this.lastLog.get(key);
+    if (entry && now - entry.at < LOG_INTERVAL_MS) {
+      entry.suppressed++;
+      return;
+    }
+    const suffix = entry && entry.suppressed > 0 ? ` (${entry.suppressed} similar suppressed)` : "";
+    this.lastLog.set(key, { at: now, suppressed: 0 });
+    this.log[level](`${text}${suffix}`);
+  }
+
+  private later(ms: number, action: () => void): void {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      if (!this.stopped) action();
+    }, ms);
+    this.timers.add(timer);
+  }
+
+  private setting(env: Readonly<Record<string, string | undefined>>, name: string, fallback: number): number {
+    const value = positiveFromEnv(env, name);
+    if (value === undefined) return fallback;
+    if (Number.isNaN(value)) {
+      this.log.warn(`${name}='${env[name]}' is not a positive number; using ${fallback}`);
+      return fallback;
+    }
+    return value;
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * Sequence validation for Binance USDⓈ-M diff depth, kept apart from transport (it only sees ids).
+ *
+ * The documented procedure ("How to manage a local order book correctly",
+ * https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams/How-to-manage-a-local-order-book-correctly):
+ *  1. buffer the stream's events, 2. fetch the REST snapshot (`lastUpdateId`),
+ *  3. drop events with `u < lastUpdateId`,
+ *  4. the first processed event must have `U <= lastUpdateId AND u >= lastUpdateId`,
+ *  5. every later event's `pu` must equal the previous event's `u`; otherwise start over from step 2.
+ *
+ * Beyond the document: an event whose `u` is not above the last applied `u` is a duplicate or a late
+ * replay of data already applied; it is dropped rather than re-applied (re-applying absolute quantities
+ * from an older event would undo newer ones).
+ */
+
+export type DepthVerdict =
+  /** Apply this event to the book and emit it. */
+  | "apply"
+  /** Already covered by the snapshot or by an applied event: drop it. */
+  | "stale"
+  /** `pu` does not continue the applied sequence: updates were missed. */
+  | "gap"
+  /** The first event after the snapshot starts after it: the snapshot predates what the stream delivered. */
+  | "snapshot_too_old"
+  /** No snapshot yet: keep buffering. */
+  | "buffer";
+
+export class DepthSequencer {
+  private snapshotId = -1;
+  private lastApplied = -1;
+
+  /** The `u` of the last applied event, or the snapshot id before the first one (-1 before any snapshot). */
+  get position(): number {
+    return this.lastApplied >= 0 ? this.lastApplied : this.snapshotId;
+  }
+
+  /** True once the first event after the snapshot has been accepted. */
+  get synced(): boolean {
+    return this.lastApplied >= 0;
+  }
+
+  get hasSnapshot(): boolean {
+    return this.snapshotId >= 0;
+  }
+
+  reset(): void {
+    this.snapshotId = -1;
+    this.lastApplied = -1;
+  }
+
+  /** Starts validation from a REST snapshot's `lastUpdateId`. */
+  begin(lastUpdateId: number): void {
+    this.snapshotId = lastUpdateId;
+    this.lastApplied = -1;
+  }
+
+  /** Classifies one diff event (`U` first id, `u` final id, `pu` previous event's final id). */
+  check(firstId: number, finalId: number, previousFinalId: number): DepthVerdict {
+    if (this.snapshotId < 0) return "buffer";
+    if (this.lastApplied < 0) {
+      if (finalId < this.snapshotId) return "stale";
+      if (firstId > this.snapshotId) return "snapshot_too_old";
+      this.lastApplied = finalId;
+      return "apply";
+    }
+    if (finalId <= this.lastApplied) return "stale";
+    if (previousFinalId !== this.lastApplied) return "gap";
+    this.lastApplied = finalId;
+    return "apply";
+  }
+}
