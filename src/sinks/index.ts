@@ -2,14 +2,20 @@
 import type { Config } from "../core/config.ts";
 import type { Logger } from "../core/log.ts";
 import type { SinkStats } from "../core/stats.ts";
-import { ParquetSink } from "./parquet/index.ts";
+import { ParquetSink, parquetTuningFromEnv } from "./parquet/index.ts";
 import { QuestDbSink } from "./questdb/index.ts";
 import type { Sink } from "./types.ts";
 
 export function createSink(config: Config, log: Logger, stats: SinkStats): Sink {
   switch (config.sink) {
     case "parquet":
-      return new ParquetSink({ directory: config.outputDirectory, settings: config.parquet, log, stats });
+      return new ParquetSink({
+        directory: config.outputDirectory,
+        settings: config.parquet,
+        tuning: parquetTuningFromEnv(config.env),
+        log,
+        stats,
+      });
     case "questdb":
       return new QuestDbSink({ settings: config.questdb, env: config.env, log, stats });
   }

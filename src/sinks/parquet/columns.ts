@@ -1,0 +1,507 @@
+/**
+ * Column buffers: the rows of one open file that are not yet in a row group, stored column by column in
+ * flat typed arrays (no object per row), plus their binary form in the journal.
+ *
+ * `exchange` and `symbol` are constant within a file (they are partition keys), so they take no memory
+ * per row. Numbers live in Float64Arrays; long and timestamp columns become BigInt64Arrays only when a
+ * row group is encoded.
+ */
+import type { ColumnSource } from "hyparquet-writer";
+import {
+  baseAmount,
+  type BookChange,
+  type Funding,
+  type Gap,
+  type Liquidation,
+  type MarketEvent,
+  type Trade,
+  type BookTicker,
+} from "../../core/events.ts";
+import type { Column, TableName } from "../tables.ts";
+import { encodingOf } from "./schema.ts";
+
+const INITIAL_CAPACITY = 256;
+
+/** Values of constant columns, taken from the partition. */
+export interface Constants {
+  readonly exchange: string;
+  readonly symbol: string;
+}
+
+interface ColumnBuffer {
+  readonly column: Column;
+  /** The writer's input for the first `count` rows. */
+  data(count: number, report: IntegerReport): ColumnSource["data"];
+  /** Forgets the first `count` rows (they are in a row group now). */
+  discard(count: number, remaining: number): void;
+  encode(out: ByteBuilder, from: number, to: number): void;
+  decode(input: ByteReader, rows: number): void;
+}
+
+/** Counts integer columns' values that were not integers (a connector bug), stored truncated or as 0. */
+export interface IntegerReport {
+  invalid: number;
+}
+
+function toInt64(value: number, report: IntegerReport): bigint {
+  if (Number.isSafeInteger(value)) return BigInt(value);
+  report.invalid++;
+  return Number.isFinite(value) ? BigInt(Math.trunc(value)) : 0n;
+}
+
+export class NumberColumn implements ColumnBuffer {
+  private values = new Float64Array(INITIAL_CAPACITY);
+  /** 1 where the value is null; only for nullable columns. */
+  private nulls: Uint8Array | undefined;
+  length = 0;
+
+  constructor(readonly column: Column) {
+    if (column.nullable) this.nulls = new Uint8Array(INITIAL_CAPACITY);
+  }
+
+  push(value: number): void {
+    if (this.length === this.values.length) this.resize(this.length * 2);
+    this.values[this.length++] = value;
+  }
+
+  pushOptional(value: number | undefined): void {
+    if (this.length === this.values.length) this.resize(this.length * 2);
+    this.nulls![this.length] = value === undefined ? 1 : 0;
+    this.values[this.length++] = value ?? 0;
+  }
+
+  data(count: number, report: IntegerReport): ColumnSource["data"] {
+    const { values, nulls } = this;
+    const integer = this.column.kind !== "double";
+    if (nulls) {
+      const out: (number | bigint | null)[] = new Array(count);
+      for (let i = 0; i < count; i++) {
+        out[i] = nulls[i] === 1 ? null : integer ? toInt64(values[i]!, report) : values[i]!;
+      }
+      return out;
+    }
+    const out = values.slice(0, count);
+    if (!integer) return out;
+    // Required integers are DELTA_BINARY_PACKED, which takes numbers; only repair what is not an integer.
+    for (let i = 0; i < count; i++) {
+      const value = out[i]!;
+      if (!Number.isSafeInteger(value)) {
+        report.invalid++;
+        out[i] = Number.isFinite(value) ? Math.trunc(value) : 0;
+      }
+    }
+    return out;
+  }
+
+  discard(count: number, remaining: number): void {
+    this.values.copyWithin(0, count, count + remaining);
+    this.nulls?.copyWithin(0, count, count + remaining);
+    this.length = remaining;
+    // Give back what a burst grew, so memory follows the steady state.
+    if (this.values.length > INITIAL_CAPACITY * 4 && remaining < this.values.length / 4) {
+      this.resize(Math.max(INITIAL_CAPACITY, remaining * 2));
+    }
+  }
+
+  encode(out: ByteBuilder, from: number, to: number): void {
+    if (this.nulls) out.bytes(this.nulls.subarray(from, to));
+    out.float64s(this.values.subarray(from, to));
+  }
+
+  decode(input: ByteReader, rows: number): void {
+    const nulls = this.nulls ? input.bytes(rows) : undefined;
+    const values = input.float64s(rows);
+    for (let i = 0; i < rows; i++) {
+      if (nulls) this.pushOptional(nulls[i] === 1 ? undefined : values[i]!);
+      else this.push(values[i]!);
+    }
+  }
+
+  private resize(capacity: number): void {
+    const values = new Float64Array(capacity);
+    values.set(this.values.subarray(0, Math.min(this.length, capacity)));
+    this.values = values;
+    if (this.nulls) {
+      const nulls = new Uint8Array(capacity);
+      nulls.set(this.nulls.subarray(0, Math.min(this.length, capacity)));
+      this.nulls = nulls;
+    }
+  }
+}
+
+export class BooleanColumn implements ColumnBuffer {
+  private values = new Uint8Array(INITIAL_CAPACITY);
+  length = 0;
+
+  constructor(readonly column: Column) {}
+
+  push(value: boolean): void {
+    if (this.length === this.values.length) this.resize(this.length * 2);
+    this.values[this.length++] = value ? 1 : 0;
+  }
+
+  data(count: number): ColumnSource["data"] {
+    const out: boolean[] = new Array(count);
+    for (let i = 0; i < count; i++) out[i] = this.values[i] === 1;
+    return out;
+  }
+
+  discard(count: number, remaining: number): void {
+    this.values.copyWithin(0, count, count + remaining);
+    this.length = remaining;
+    if (this.values.length > INITIAL_CAPACITY * 4 && remaining < this.values.length / 4) {
+      this.resize(Math.max(INITIAL_CAPACITY, remaining * 2));
+    }
+  }
+
+  encode(out: ByteBuilder, from: number, to: number): void {
+    out.bytes(this.values.subarray(from, to));
+  }
+
+  decode(input: ByteReader, rows: number): void {
+    const values = input.bytes(rows);
+    for (let i = 0; i < rows; i++) this.push(values[i] === 1);
+  }
+
+  private resize(capacity: number): void {
+    const values = new Uint8Array(capacity);
+    values.set(this.values.subarray(0, Math.min(this.length, capacity)));
+    this.values = values;
+  }
+}
+
+/** Strings are kept as the events' own string references. */
+export class StringColumn implements ColumnBuffer {
+  private values: string[] = [];
+
+  constructor(readonly column: Column) {}
+
+  push(value: string): void {
+    this.values.push(value);
+  }
+
+  data(count: number): ColumnSource["data"] {
+    return this.values.slice(0, count);
+  }
+
+  discard(count: number): void {
+    this.values.splice(0, count);
+  }
+
+  encode(out: ByteBuilder, from: number, to: number): void {
+    out.json(this.values.slice(from, to));
+  }
+
+  decode(input: ByteReader, rows: number): void {
+    const values = input.json();
+    if (!Array.isArray(values) || values.length !== rows || values.some((value) => typeof value !== "string")) {
+      throw new Error(`journal: column ${this.column.name} does not hold ${rows} strings`);
+    }
+    for (const value of values as string[]) this.values.push(value);
+  }
+}
+
+/** A column whose value is the same in every row of the file (a partition key). */
+export class ConstantColumn implements ColumnBuffer {
+  constructor(
+    readonly column: Column,
+    readonly value: string,
+  ) {}
+
+  data(count: number): ColumnSource["data"] {
+    return new Array<string>(count).fill(this.value);
+  }
+
+  discard(): void {}
+  encode(): void {}
+  decode(): void {}
+}
+
+/** The pending rows of one file. */
+export class TableBuffer {
+  readonly columns: readonly ColumnBuffer[];
+  rows = 0;
+
+  constructor(
+    readonly definition: readonly Column[],
+    constants: Constants,
+  ) {
+    this.columns = definition.map((column): ColumnBuffer => {
+      if (column.name === "exchange") return new ConstantColumn(column, constants.exchange);
+      if (column.name === "symbol") return new ConstantColumn(column, constants.symbol);
+      switch (column.kind) {
+        case "symbol":
+        case "string":
+          return new StringColumn(column);
+        case "double":
+        case "long":
+        case "timestamp":
+          return new NumberColumn(column);
+        case "boolean":
+          return new BooleanColumn(column);
+      }
+    });
+  }
+
+  column<T extends ColumnBuffer>(name: string, type: new (...args: never[]) => T): T {
+    const found = this.columns.find((buffer) => buffer.column.name === name);
+    if (!(found instanceof type)) throw new Error(`column ${name} is not a ${type.name}`);
+    return found;
+  }
+
+  /** Writer input for the first `count` rows. */
+  columnData(count: number, report: IntegerReport): ColumnSource[] {
+    return this.columns.map((buffer) => ({
+      name: buffer.column.name,
+      data: buffer.data(count, report),
+      encoding: encodingOf(buffer.column),
+      // Page indexes are left out: recovery rebuilds footers from journaled row-group metadata alone.
+      offsetIndex: false,
+    }));
+  }
+
+  discard(count: number): void {
+    const remaining = this.rows - count;
+    for (const buffer of this.columns) buffer.discard(count, remaining);
+    this.rows = remaining;
+  }
+
+  /** Rows [from, to) in the journal's binary form. */
+  encodeRows(out: ByteBuilder, from: number, to: number): void {
+    out.uint32(to - from);
+    for (const buffer of this.columns) buffer.encode(out, from, to);
+  }
+
+  decodeRows(input: ByteReader): number {
+    const rows = input.uint32();
+    for (const buffer of this.columns) buffer.decode(input, rows);
+    this.rows += rows;
+    return rows;
+  }
+}
+
+/** Appends one event's rows to a buffer of its table; returns how many rows it added. */
+export type RowAppender = (event: MarketEvent) => number;
+
+export function rowAppender(table: TableName, buffer: TableBuffer): RowAppender {
+  const timestamp = buffer.column("timestamp", NumberColumn);
+  const localTimestamp = buffer.column("local_timestamp", NumberColumn);
+  switch (table) {
+    case "trades":
+    case "liquidations": {
+      const id = buffer.column("id", StringColumn);
+      const side = buffer.column("side", StringColumn);
+      const price = buffer.column("price", NumberColumn);
+      const amount = buffer.column("amount", NumberColumn);
+      const base = buffer.column("base_amount", NumberColumn);
+      return (event) => {
+        const trade = event as Trade | Liquidation;
+        timestamp.push(trade.timestamp);
+        localTimestamp.push(trade.localTimestamp);
+        id.push(trade.id);
+        side.push(trade.side);
+        price.push(trade.price);
+        amount.push(trade.amount);
+        base.push(baseAmount(trade, trade.price, trade.amount));
+        buffer.rows++;
+        return 1;
+      };
+    }
+    case "l2": {
+      const isSnapshot = buffer.column("is_snapshot", BooleanColumn);
+      const side = buffer.column("side", StringColumn);
+      const price = buffer.column("price", NumberColumn);
+      const amount = buffer.column("amount", NumberColumn);
+      const base = buffer.column("base_amount", NumberColumn);
+      const sequence = buffer.column("sequence", NumberColumn);
+      const levels = (book: BookChange, flat: readonly number[], sideName: string): void => {
+        for (let i = 0; i + 1 < flat.length; i += 2) {
+          const levelPrice = flat[i]!;
+          const levelAmount = flat[i + 1]!;
+          timestamp.push(book.timestamp);
+          localTimestamp.push(book.localTimestamp);
+          isSnapshot.push(book.isSnapshot);
+          side.push(sideName);
+          price.push(levelPrice);
+          amount.push(levelAmount);
+          base.push(baseAmount(book, levelPrice, levelAmount));
+          sequence.push(book.sequence);
+        }
+      };
+      return (event) => {
+        const book = event as BookChange;
+        levels(book, book.bids, "bid");
+        levels(book, book.asks, "ask");
+        const rows = (book.bids.length >> 1) + (book.asks.length >> 1);
+        buffer.rows += rows;
+        return rows;
+      };
+    }
+    case "bbo": {
+      const bidPrice = buffer.column("bid_price", NumberColumn);
+      const bidAmount = buffer.column("bid_amount", NumberColumn);
+      const askPrice = buffer.column("ask_price", NumberColumn);
+      const askAmount = buffer.column("ask_amount", NumberColumn);
+      return (event) => {
+        const bbo = event as BookTicker;
+        timestamp.push(bbo.timestamp);
+        localTimestamp.push(bbo.localTimestamp);
+        bidPrice.push(bbo.bidPrice);
+        bidAmount.push(bbo.bidAmount);
+        askPrice.push(bbo.askPrice);
+        askAmount.push(bbo.askAmount);
+        buffer.rows++;
+        return 1;
+      };
+    }
+    case "funding": {
+      const markPrice = buffer.column("mark_price", NumberColumn);
+      const indexPrice = buffer.column("index_price", NumberColumn);
+      const fundingRate = buffer.column("funding_rate", NumberColumn);
+      const nextFundingTime = buffer.column("next_funding_time", NumberColumn);
+      return (event) => {
+        const funding = event as Funding;
+        timestamp.push(funding.timestamp);
+        localTimestamp.push(funding.localTimestamp);
+        markPrice.pushOptional(funding.markPrice);
+        indexPrice.pushOptional(funding.indexPrice);
+        fundingRate.pushOptional(funding.fundingRate);
+        nextFundingTime.pushOptional(funding.nextFundingTime);
+        buffer.rows++;
+        return 1;
+      };
+    }
+    case "gaps": {
+      const stream = buffer.column("stream", StringColumn);
+      const reason = buffer.column("reason", StringColumn);
+      const detail = buffer.column("detail", StringColumn);
+      return (event) => {
+        const gap = event as Gap;
+        timestamp.push(gap.timestamp);
+        localTimestamp.push(gap.localTimestamp);
+        stream.push(gap.stream);
+        reason.push(gap.reason);
+        detail.push(gap.detail);
+        buffer.rows++;
+        return 1;
+      };
+    }
+  }
+}
+
+/** A growable little-endian byte buffer; float arrays are 8-byte aligned relative to its start. */
+export class ByteBuilder {
+  private buffer: Uint8Array;
+  private view: DataView;
+  length = 0;
+
+  constructor(capacity = 4096) {
+    this.buffer = new Uint8Array(capacity);
+    this.view = new DataView(this.buffer.buffer);
+  }
+
+  private ensure(extra: number): void {
+    if (this.length + extra <= this.buffer.length) return;
+    const next = new Uint8Array(Math.max(this.buffer.length * 2, this.length + extra));
+    next.set(this.buffer.subarray(0, this.length));
+    this.buffer = next;
+    this.view = new DataView(next.buffer);
+  }
+
+  uint8(value: number): void {
+    this.ensure(1);
+    this.buffer[this.length++] = value;
+  }
+
+  uint32(value: number): void {
+    this.ensure(4);
+    this.view.setUint32(this.length, value, true);
+    this.length += 4;
+  }
+
+  /** Writes a uint32 at an earlier position (a length or checksum filled in afterwards). */
+  setUint32(position: number, value: number): void {
+    this.view.setUint32(position, value, true);
+  }
+
+  bytes(value: Uint8Array): void {
+    this.ensure(value.length);
+    this.buffer.set(value, this.length);
+    this.length += value.length;
+  }
+
+  float64s(values: Float64Array): void {
+    const padding = (8 - (this.length % 8)) % 8;
+    this.ensure(padding + values.length * 8);
+    this.buffer.fill(0, this.length, this.length + padding);
+    this.length += padding;
+    new Float64Array(this.buffer.buffer, this.length, values.length).set(values);
+    this.length += values.length * 8;
+  }
+
+  json(value: unknown): void {
+    const encoded = new TextEncoder().encode(JSON.stringify(value));
+    this.uint32(encoded.length);
+    this.bytes(encoded);
+  }
+
+  /** The bytes written so far (a view: copy before reusing the builder). */
+  contents(): Uint8Array {
+    return this.buffer.subarray(0, this.length);
+  }
+}
+
+/** Reads what ByteBuilder wrote; `base` is where the builder's position 0 is, for float alignment. */
+export class ByteReader {
+  private readonly view: DataView;
+
+  constructor(
+    private readonly source: Uint8Array,
+    public position: number,
+    private readonly base: number,
+    private readonly end: number,
+  ) {
+    this.view = new DataView(source.buffer, source.byteOffset, source.byteLength);
+  }
+
+  private need(count: number): void {
+    if (this.position + count > this.end) throw new Error("journal: record is shorter than its contents");
+  }
+
+  uint8(): number {
+    this.need(1);
+    return this.source[this.position++]!;
+  }
+
+  uint32(): number {
+    this.need(4);
+    const value = this.view.getUint32(this.position, true);
+    this.position += 4;
+    return value;
+  }
+
+  bytes(count: number): Uint8Array {
+    this.need(count);
+    const value = this.source.subarray(this.position, this.position + count);
+    this.position += count;
+    return value;
+  }
+
+  float64s(count: number): Float64Array {
+    this.position += (8 - ((this.position - this.base) % 8)) % 8;
+    this.need(count * 8);
+    // Copy: the record may sit at any offset of the file buffer.
+    const copy = this.source.slice(this.position, this.position + count * 8);
+    this.position += count * 8;
+    return new Float64Array(copy.buffer, 0, count);
+  }
+
+  json(): unknown {
+    const length = this.uint32();
+    return JSON.parse(new TextDecoder().decode(this.bytes(length)));
+  }
+
+  get remaining(): number {
+    return this.end - this.position;
+  }
+}

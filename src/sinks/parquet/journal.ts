@@ -1,0 +1,164 @@
+/**
+ * The journal kept beside every file being written: what a later start needs to turn a killed run's
+ * temporary file into valid Parquet.
+ *
+ * A journal is a sequence of records, each `[u32 payload length][u32 CRC-32 of payload][payload]`, the
+ * payload starting with a kind byte:
+ * - HEADER (first): table, partition, columns, codec and final name, as JSON;
+ * - ROW_GROUP: the footer metadata of one row group already in the temporary file, with the file length
+ *   after it (JSON; bigints, byte arrays and non-finite numbers tagged so they round-trip exactly);
+ * - ROWS: rows not yet in a row group, column by column (columns.ts).
+ *
+ * Rows are appended (and fdatasync'ed) every flush interval. When a row group is written, the journal is
+ * replaced whole (written beside, fsync'ed, renamed over): header, every row group so far, and the rows
+ * still pending. Reading stops at the first record that is short or fails its checksum: that is the tail
+ * a crash tore, and everything before it is intact.
+ */
+import type { RowGroup } from "hyparquet";
+import type { Column, TableName } from "../tables.ts";
+import { ByteBuilder, ByteReader, type TableBuffer } from "./columns.ts";
+
+export const JOURNAL_FORMAT = "xtrader-parquet-journal";
+export const JOURNAL_VERSION = 1;
+
+const HEADER = 1;
+const ROW_GROUP = 2;
+const ROWS = 3;
+const RECORD_HEADER_BYTES = 8;
+
+export interface JournalHeader {
+  readonly format: typeof JOURNAL_FORMAT;
+  readonly version: number;
+  readonly table: TableName;
+  readonly exchange: string;
+  readonly symbol: string;
+  readonly columns: readonly Column[];
+  readonly codec: string;
+  /** The data file's name in its partition directory (the journal sits beside it). */
+  readonly finalName: string;
+  /** When the file was opened, integer µs. */
+  readonly openedAt: number;
+}
+
+export interface JournaledRowGroup {
+  readonly rowGroup: RowGroup;
+  /** Length of the temporary file once this row group was written. */
+  readonly endOffset: number;
+}
+
+/** A ROWS record's location in the journal bytes, for decoding into a TableBuffer. */
+export interface RowsLocation {
+  readonly recordStart: number;
+  readonly payloadStart: number;
+  readonly payloadEnd: number;
+}
+
+export interface ParsedJournal {
+  readonly header: JournalHeader | undefined;
+  readonly rowGroups: readonly JournaledRowGroup[];
+  readonly rows: readonly RowsLocation[];
+  /** Bytes after the last intact record (a torn write), 0 when the journal ends cleanly. */
+  readonly tornBytes: number;
+}
+
+function record(kind: number, fill: (out: ByteBuilder) => void): Uint8Array {
+  const out = new ByteBuilder();
+  out.uint32(0);
+  out.uint32(0);
+  out.uint8(kind);
+  fill(out);
+  const bytes = out.contents().slice();
+  const view = new DataView(bytes.buffer);
+  view.setUint32(0, bytes.length - RECORD_HEADER_BYTES, true);
+  view.setUint32(4, Bun.hash.crc32(bytes.subarray(RECORD_HEADER_BYTES)), true);
+  return bytes;
+}
+
+export function headerRecord(header: JournalHeader): Uint8Array {
+  return record(HEADER, (out) => out.bytes(new TextEncoder().encode(JSON.stringify(header))));
+}
+
+export function rowGroupRecord(rowGroup: RowGroup, endOffset: number): Uint8Array {
+  const json = JSON.stringify(toTagged({ endOffset, rowGroup }));
+  return record(ROW_GROUP, (out) => out.bytes(new TextEncoder().encode(json)));
+}
+
+/** Rows [from, to) of a buffer. */
+export function rowsRecord(buffer: TableBuffer, from: number, to: number): Uint8Array {
+  return record(ROWS, (out) => buffer.encodeRows(out, from, to));
+}
+
+export function readJournal(bytes: Uint8Array): ParsedJournal {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let header: JournalHeader | undefined;
+  const rowGroups: JournaledRowGroup[] = [];
+  const rows: RowsLocation[] = [];
+  let position = 0;
+  while (position + RECORD_HEADER_BYTES <= bytes.length) {
+    const length = view.getUint32(position, true);
+    const checksum = view.getUint32(position + 4, true);
+    const payloadStart = position + RECORD_HEADER_BYTES;
+    const payloadEnd = payloadStart + length;
+    if (length < 1 || payloadEnd > bytes.length) break;
+    if (Bun.hash.crc32(bytes.subarray(payloadStart, payloadEnd)) !== checksum) break;
+    const kind = bytes[payloadStart];
+    const text = () => new TextDecoder().decode(bytes.subarray(payloadStart + 1, payloadEnd));
+    if (kind === HEADER && header === undefined && position === 0) {
+      const parsed = JSON.parse(text()) as JournalHeader;
+      if (parsed.format !== JOURNAL_FORMAT || parsed.version !== JOURNAL_VERSION) break;
+      header = parsed;
+    } else if (kind === ROW_GROUP && header) {
+      rowGroups.push(fromTagged(JSON.parse(text())) as JournaledRowGroup);
+    } else if (kind === ROWS && header) {
+      rows.push({ recordStart: position, payloadStart: payloadStart + 1, payloadEnd });
+    } else {
+      break;
+    }
+    position = payloadEnd;
+  }
+  return { header, rowGroups, rows, tornBytes: bytes.length - position };
+}
+
+/** Appends the rows of every ROWS record to a buffer; returns how many. */
+export function decodeRows(bytes: Uint8Array, locations: readonly RowsLocation[], buffer: TableBuffer): number {
+  let rows = 0;
+  for (const location of locations) {
+    const reader = new ByteReader(bytes, location.payloadStart, location.recordStart, location.payloadEnd);
+    rows += buffer.decodeRows(reader);
+  }
+  return rows;
+}
+
+/**
+ * JSON that keeps what the Parquet footer metadata holds: bigints, byte arrays, -0, NaN and infinities
+ * (statistics), which plain JSON would change or drop.
+ */
+export function toTagged(value: unknown): unknown {
+  if (typeof value === "bigint") return { $bigint: value.toString() };
+  if (typeof value === "number") {
+    if (Number.isFinite(value) && !Object.is(value, -0)) return value;
+    return { $number: Object.is(value, -0) ? "-0" : String(value) };
+  }
+  if (value instanceof Uint8Array) return { $bytes: Buffer.from(value).toString("base64") };
+  if (Array.isArray(value)) return value.map(toTagged);
+  if (value !== null && typeof value === "object") {
+    const out: Record<string, unknown> = {};
+    for (const [key, entry] of Object.entries(value)) if (entry !== undefined) out[key] = toTagged(entry);
+    return out;
+  }
+  return value;
+}
+
+export function fromTagged(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(fromTagged);
+  if (value !== null && typeof value === "object") {
+    const record = value as Record<string, unknown>;
+    if (typeof record.$bigint === "string") return BigInt(record.$bigint);
+    if (typeof record.$number === "string") return record.$number === "-0" ? -0 : Number(record.$number);
+    if (typeof record.$bytes === "string") return new Uint8Array(Buffer.from(record.$bytes, "base64"));
+    const out: Record<string, unknown> = {};
+    for (const [key, entry] of Object.entries(record)) out[key] = fromTagged(entry);
+    return out;
+  }
+  return value;
+}

@@ -1,0 +1,523 @@
+/**
+ * One Parquet file being written: a temporary data file that grows by whole row groups, its journal
+ * (journal.ts), and the rows of this file still in memory.
+ *
+ * Every disk step of one file runs in order on its own queue; each step either completes or leaves the
+ * file as it was, so a failed step (disk full, permission) is simply tried again later. Writes are
+ * positional, so bytes a failed write left behind are overwritten by the retry, and the footer write
+ * truncates whatever lies past it.
+ *
+ * Order of durability (what a crash at any moment leaves, see recovery.ts):
+ * 1. open: the journal (header) is created and fsync'ed, then the temporary file with its `PAR1` magic;
+ * 2. every flush interval: pending rows are appended to the journal and fdatasync'ed;
+ * 3. a row group: its bytes are written to the temporary file and fdatasync'ed; then a new journal
+ *    (header, every row group's metadata, the rows still pending) is fsync'ed and renamed over the old;
+ * 4. close: the footer is written, the file fsync'ed and hard-linked to its final name (a link never
+ *    replaces an existing file), then the temporary file and the journal are removed.
+ */
+import { link, mkdir, open, readdir, rename, unlink, type FileHandle } from "node:fs/promises";
+import { join } from "node:path";
+import type { CompressionCodec } from "hyparquet";
+import { ByteWriter, ParquetWriter } from "hyparquet-writer";
+import { VERSION } from "../../cli/version.ts";
+import type { MarketEvent } from "../../core/events.ts";
+import { TABLES, type Column, type TableName } from "../tables.ts";
+import { TableBuffer, rowAppender, type IntegerReport, type RowAppender } from "./columns.ts";
+import {
+  JOURNAL_FORMAT,
+  JOURNAL_VERSION,
+  headerRecord,
+  rowGroupRecord,
+  rowsRecord,
+  type JournaledRowGroup,
+  type JournalHeader,
+} from "./journal.ts";
+import {
+  dataFileName,
+  journalFileName,
+  nextCounter,
+  nextJournalFileName,
+  partitionDirectory,
+  tempFileName,
+  utcParts,
+} from "./layout.ts";
+import { COMPRESSORS, schemaOf } from "./schema.ts";
+
+export const CREATED_BY = `xtrader version ${VERSION}`;
+const MAGIC = new TextEncoder().encode("PAR1");
+
+export interface PartFileOptions {
+  readonly root: string;
+  readonly table: TableName;
+  readonly exchange: string;
+  readonly symbol: string;
+  /** When the file is opened (names it and its date partition), integer µs. */
+  readonly openedAt: number;
+  /** When the file must be closed (the next rotation boundary), integer µs. */
+  readonly rotateAt: number;
+  readonly codec: CompressionCodec;
+  /** Counts values of integer columns that were not integers (see columns.ts). */
+  readonly integerReport: IntegerReport;
+  /** Hands out file counters in the order files were started (absent in recovery, which never creates). */
+  readonly names?: NameAllocator;
+  /** Recovery only: the columns and directory recorded by the killed run. */
+  readonly columns?: readonly Column[];
+  readonly directory?: string;
+}
+
+/** What a file looks like when it is resumed from a journal (recovery.ts). */
+export interface ResumeState {
+  readonly header: JournalHeader;
+  readonly rowGroups: readonly JournaledRowGroup[];
+  /** Length of the temporary file's complete part (magic and row groups). */
+  readonly rowGroupEnd: number;
+}
+
+type State = "new" | "open" | "closed";
+
+export class PartFile {
+  readonly buffer: TableBuffer;
+  readonly directory: string;
+  readonly rotateAt: number;
+  /** The final file name, chosen when the file is created on disk. */
+  finalName: string | undefined;
+  state: State = "new";
+  /** Rows already in row groups of the temporary file. */
+  committedRows = 0;
+  /** Bytes of the temporary file that hold the magic and complete row groups. */
+  committedBytes = 0;
+  /** Leading rows of `buffer` that are in the journal (durable, not yet in a row group). */
+  journaledRows = 0;
+  rowGroupCount = 0;
+  /** performance.now() when the oldest row of `buffer` arrived; 0 when the buffer is empty. */
+  oldestPendingAt = 0;
+  private appendRows: RowAppender | undefined;
+  private readonly header: Omit<JournalHeader, "finalName">;
+  private readonly bytes = new ByteWriter();
+  private parquet: ParquetWriter | undefined;
+  private dataFile: FileHandle | undefined;
+  private journal: FileHandle | undefined;
+  private journalLength = 0;
+  private headerBytes: Uint8Array | undefined;
+  private readonly rowGroupRecords: Uint8Array[] = [];
+  private tail: Promise<unknown> = Promise.resolve();
+  /** Close progress, so a close that failed half-way resumes where it stopped. */
+  private footerWritten = false;
+  private linked = false;
+
+  /** The counter reserved for this file's name when it was started. */
+  private reservedCounter: Promise<number> | undefined;
+
+  constructor(private readonly options: PartFileOptions) {
+    const { root, table, exchange, symbol, openedAt, codec } = options;
+    this.rotateAt = options.rotateAt;
+    this.directory = options.directory ?? partitionDirectory(root, table, exchange, symbol, utcParts(openedAt).date);
+    this.reservedCounter = options.names?.reserve(`${table}/${exchange}/${symbol}`, this.directory, utcParts(openedAt).time);
+    // A failed reservation is retried by create(); do not let it surface as an unhandled rejection.
+    this.reservedCounter?.catch(() => undefined);
+    const columns = options.columns ?? TABLES[table];
+    this.buffer = new TableBuffer(columns, { exchange, symbol });
+    this.header = { format: JOURNAL_FORMAT, version: JOURNAL_VERSION, table, exchange, symbol, columns, codec, openedAt };
+  }
+
+  get table(): TableName {
+    return this.options.table;
+  }
+
+  get exchange(): string {
+    return this.options.exchange;
+  }
+
+  get symbol(): string {
+    return this.options.symbol;
+  }
+
+  /** Rows accepted for this file: in row groups or in memory. */
+  get rows(): number {
+    return this.committedRows + this.buffer.rows;
+  }
+
+  /** Rows on disk (row groups and journal): survive a crash. */
+  get durableRows(): number {
+    return this.committedRows + this.journaledRows;
+  }
+
+  /** Approximate size the file would have now, for the byte limit. */
+  estimatedBytes(): number {
+    const perRow = this.committedRows > 0 ? this.committedBytes / this.committedRows : 0;
+    return this.committedBytes + this.buffer.rows * perRow;
+  }
+
+  get finalPath(): string | undefined {
+    return this.finalName && join(this.directory, this.finalName);
+  }
+
+  /** Hot path: appends the event's rows to the column buffers. */
+  add(event: MarketEvent): number {
+    if (this.buffer.rows === 0) this.oldestPendingAt = performance.now();
+    this.appendRows ??= rowAppender(this.options.table, this.buffer);
+    return this.appendRows(event);
+  }
+
+  /** Runs disk steps of this file one after another. */
+  private enqueue<T>(step: () => Promise<T>): Promise<T> {
+    const result = this.tail.then(step);
+    this.tail = result.catch(() => undefined);
+    return result;
+  }
+
+  /**
+   * Makes pending rows durable: full row groups are written, then the rest either as one more row group
+   * (`writeRemainder`: age limit or memory pressure) or appended to the journal.
+   */
+  sync(rowGroupRows: number, writeRemainder: boolean): Promise<void> {
+    return this.enqueue(async () => {
+      if (this.state === "closed") return;
+      if (this.state === "new") {
+        if (this.buffer.rows === 0) return;
+        await this.create();
+      }
+      while (this.buffer.rows >= rowGroupRows) await this.commitRowGroup(rowGroupRows);
+      if (writeRemainder && this.buffer.rows > 0) {
+        await this.commitRowGroup(this.buffer.rows);
+      } else if (this.journaledRows < this.buffer.rows) {
+        await this.appendJournal();
+      }
+    });
+  }
+
+  /** Forgets the first `count` pending rows (they could not be encoded). */
+  dropRows(count: number): void {
+    const dropped = Math.min(count, this.buffer.rows);
+    this.buffer.discard(dropped);
+    this.journaledRows = Math.max(0, this.journaledRows - dropped);
+    this.oldestPendingAt = this.buffer.rows > 0 ? this.oldestPendingAt : 0;
+  }
+
+  /** Writes every pending row, the footer, and moves the file to its final name. */
+  close(rowGroupRows: number): Promise<void> {
+    return this.enqueue(async () => {
+      if (this.state === "closed") return;
+      if (this.state === "new") {
+        if (this.buffer.rows === 0) {
+          this.state = "closed";
+          return;
+        }
+        await this.create();
+      }
+      while (this.buffer.rows > 0) {
+        await this.commitRowGroup(Math.min(this.buffer.rows, rowGroupRows));
+      }
+      await this.finish();
+    });
+  }
+
+  /** Lets go of file handles after close gave up (the journal stays for the next start). */
+  async abandon(): Promise<void> {
+    await this.dataFile?.close().catch(() => undefined);
+    await this.journal?.close().catch(() => undefined);
+    this.dataFile = undefined;
+    this.journal = undefined;
+    this.state = "closed";
+  }
+
+  private newParquetWriter(): ParquetWriter {
+    const { table, exchange, symbol } = this.options;
+    return new ParquetWriter({
+      writer: this.bytes,
+      schema: schemaOf(this.header.columns),
+      codec: this.options.codec,
+      compressors: COMPRESSORS,
+      createdBy: CREATED_BY,
+      kvMetadata: [
+        { key: "xtrader.table", value: table },
+        { key: "xtrader.exchange", value: exchange },
+        { key: "xtrader.symbol", value: symbol },
+      ],
+    });
+  }
+
+  /** Creates the journal and the temporary file under the first free name. */
+  private async create(): Promise<void> {
+    const time = utcParts(this.options.openedAt).time;
+    await mkdir(this.directory, { recursive: true });
+    const reserved = this.reservedCounter;
+    this.reservedCounter = undefined;
+    let counter = reserved ? await reserved.catch(() => undefined) : undefined;
+    counter ??= nextCounter(await readdir(this.directory), time);
+    for (;;) {
+      const finalName = dataFileName(time, counter);
+      let journal: FileHandle | undefined;
+      let dataFile: FileHandle | undefined;
+      try {
+        journal = await open(join(this.directory, journalFileName(finalName)), "wx");
+        dataFile = await open(join(this.directory, tempFileName(finalName)), "wx");
+        const header = headerRecord({ ...this.header, finalName });
+        await writeAll(journal, header, 0);
+        await journal.datasync();
+        await writeAll(dataFile, MAGIC, 0);
+        await syncDirectory(this.directory);
+        this.finalName = finalName;
+        this.journal = journal;
+        this.dataFile = dataFile;
+        this.headerBytes = header;
+        this.journalLength = header.length;
+        this.parquet = this.newParquetWriter();
+        // The writer put the magic into its buffer; it is on disk already.
+        this.bytes.index = 0;
+        this.committedBytes = MAGIC.length;
+        this.state = "open";
+        return;
+      } catch (error) {
+        await journal?.close().catch(() => undefined);
+        await dataFile?.close().catch(() => undefined);
+        if (journal) await unlink(join(this.directory, journalFileName(finalName))).catch(() => undefined);
+        if (dataFile) await unlink(join(this.directory, tempFileName(finalName))).catch(() => undefined);
+        // Another writer took this name between readdir and open: take the next one.
+        if (errorCode(error) === "EEXIST") {
+          counter++;
+          continue;
+        }
+        throw error;
+      }
+    }
+  }
+
+  /** Continues a file a killed run left behind: its temporary file already holds `rowGroups`. */
+  async resume(finalName: string, state: ResumeState, dataFile: FileHandle, journal: FileHandle, journalLength: number): Promise<void> {
+    this.finalName = finalName;
+    this.dataFile = dataFile;
+    this.journal = journal;
+    this.journalLength = journalLength;
+    this.headerBytes = headerRecord(state.header);
+    this.parquet = this.newParquetWriter();
+    this.bytes.index = 0;
+    this.bytes.offset = state.rowGroupEnd;
+    for (const { rowGroup, endOffset } of state.rowGroups) {
+      this.parquet.row_groups.push(rowGroup);
+      this.parquet.num_rows += rowGroup.num_rows;
+      this.rowGroupRecords.push(rowGroupRecord(rowGroup, endOffset));
+      this.committedRows += Number(rowGroup.num_rows);
+    }
+    this.rowGroupCount = state.rowGroups.length;
+    this.committedBytes = state.rowGroupEnd;
+    this.journaledRows = this.buffer.rows;
+    this.state = "open";
+  }
+
+  private async appendJournal(): Promise<void> {
+    const from = this.journaledRows;
+    const to = this.buffer.rows;
+    const record = rowsRecord(this.buffer, from, to);
+    try {
+      await writeAll(this.journal!, record, this.journalLength);
+      await this.journal!.datasync();
+    } catch (error) {
+      await this.journal!.truncate(this.journalLength).catch(() => undefined);
+      throw error;
+    }
+    this.journalLength += record.length;
+    this.journaledRows = to;
+  }
+
+  /** Encodes the first `count` pending rows as one row group and makes it durable. */
+  private async commitRowGroup(count: number): Promise<void> {
+    // Encoding is synchronous: one row group per turn of the event loop, across all files.
+    await encodeTurns.next();
+    const parquet = this.parquet!;
+    const pendingAtStart = this.buffer.rows;
+    const before = { rowGroups: parquet.row_groups.length, rows: parquet.num_rows, indexes: parquet.pendingIndexes.length };
+    const rollback = () => {
+      parquet.row_groups.length = before.rowGroups;
+      parquet.num_rows = before.rows;
+      parquet.pendingIndexes.length = before.indexes;
+      this.bytes.index = 0;
+      this.bytes.offset = this.committedBytes;
+    };
+    let bytes: Uint8Array;
+    try {
+      this.bytes.index = 0;
+      this.bytes.offset = this.committedBytes;
+      parquet.write({ columnData: this.buffer.columnData(count, this.options.integerReport), rowGroupSize: count });
+      bytes = this.takeBytes();
+    } catch (error) {
+      rollback();
+      throw new EncodeError(count, error);
+    }
+    const rowGroup = parquet.row_groups.at(-1)!;
+    const endOffset = this.committedBytes + bytes.length;
+    const rowGroupBytes = rowGroupRecord(rowGroup, endOffset);
+    const pendingRecord = pendingAtStart > count ? rowsRecord(this.buffer, count, pendingAtStart) : undefined;
+    try {
+      await writeAll(this.dataFile!, bytes, this.committedBytes);
+      await this.dataFile!.datasync();
+      await this.replaceJournal([this.headerBytes!, ...this.rowGroupRecords, rowGroupBytes, ...(pendingRecord ? [pendingRecord] : [])]);
+    } catch (error) {
+      rollback();
+      throw error;
+    }
+    this.rowGroupRecords.push(rowGroupBytes);
+    this.committedBytes = endOffset;
+    this.committedRows += count;
+    this.rowGroupCount++;
+    this.buffer.discard(count);
+    this.journaledRows = pendingAtStart - count;
+    this.oldestPendingAt = this.buffer.rows > 0 ? performance.now() : 0;
+  }
+
+  /** Writes a complete new journal beside the current one and renames it over. */
+  private async replaceJournal(records: readonly Uint8Array[]): Promise<void> {
+    const nextPath = join(this.directory, nextJournalFileName(this.finalName!));
+    const next = await open(nextPath, "w");
+    let length = 0;
+    try {
+      for (const record of records) {
+        await writeAll(next, record, length);
+        length += record.length;
+      }
+      await next.datasync();
+      await rename(nextPath, join(this.directory, journalFileName(this.finalName!)));
+    } catch (error) {
+      await next.close().catch(() => undefined);
+      await unlink(nextPath).catch(() => undefined);
+      throw error;
+    }
+    await this.journal!.close().catch(() => undefined);
+    this.journal = next;
+    this.journalLength = length;
+    await syncDirectory(this.directory);
+  }
+
+  /** Footer, fsync, final name, cleanup. Each part is done once even when close is retried. */
+  private async finish(): Promise<void> {
+    const finalName = this.finalName!;
+    const tempPath = join(this.directory, tempFileName(finalName));
+    if (!this.footerWritten) {
+      this.bytes.index = 0;
+      this.bytes.offset = this.committedBytes;
+      this.parquet!.finish();
+      const footer = this.takeBytes();
+      await writeAll(this.dataFile!, footer, this.committedBytes);
+      await this.dataFile!.truncate(this.committedBytes + footer.length);
+      await this.dataFile!.sync();
+      await this.dataFile!.close();
+      this.dataFile = undefined;
+      this.footerWritten = true;
+    }
+    if (!this.linked) {
+      this.finalName = await linkUnderFreeName(this.directory, tempPath, finalName);
+      this.linked = true;
+    }
+    await unlink(tempPath).catch(ignoreMissing);
+    await this.journal?.close().catch(() => undefined);
+    this.journal = undefined;
+    await unlink(join(this.directory, journalFileName(finalName))).catch(ignoreMissing);
+    await syncDirectory(this.directory);
+    this.state = "closed";
+  }
+
+  /** Copies out what the writer encoded and gives its buffer back, so idle files hold no bytes. */
+  private takeBytes(): Uint8Array {
+    const bytes = this.bytes.getBytes().slice();
+    this.bytes.buffer = new ArrayBuffer(1024);
+    this.bytes.view = new DataView(this.bytes.buffer);
+    this.bytes.index = 0;
+    return bytes;
+  }
+}
+
+/**
+ * Hands out turns of the event loop for row-group encoding: each turn starts after a timer hop, so
+ * sockets and timers run between two encodes even when many files need one at the same moment.
+ */
+class EncodeTurns {
+  private tail: Promise<void> = Promise.resolve();
+
+  next(): Promise<void> {
+    const turn = this.tail.then(() => new Promise<void>((resolve) => setTimeout(resolve, 0)));
+    this.tail = turn;
+    return turn;
+  }
+}
+
+const encodeTurns = new EncodeTurns();
+
+/**
+ * Reserves file counters per partition in the order files are started, so that names sort in write
+ * order even though files are created on disk asynchronously (and possibly out of order).
+ */
+export class NameAllocator {
+  private readonly last = new Map<string, { directory: string; time: string; counter: Promise<number> }>();
+
+  reserve(partition: string, directory: string, time: string): Promise<number> {
+    const previous = this.last.get(partition);
+    const fresh = async () => nextCounter(await readdir(directory).catch(emptyWhenMissing), time);
+    const counter =
+      previous && previous.directory === directory && previous.time === time
+        ? previous.counter.then((value) => value + 1, fresh)
+        : fresh();
+    this.last.set(partition, { directory, time, counter });
+    return counter;
+  }
+}
+
+function emptyWhenMissing(error: unknown): string[] {
+  if (errorCode(error) === "ENOENT") return [];
+  throw error;
+}
+
+/** Encoding failed: a bug or a value the writer rejects; retrying would fail again. */
+export class EncodeError extends Error {
+  constructor(
+    readonly rows: number,
+    cause: unknown,
+  ) {
+    super(`could not encode ${rows} row(s) as Parquet: ${cause instanceof Error ? cause.message : String(cause)}`);
+  }
+}
+
+export function errorCode(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : undefined;
+}
+
+function ignoreMissing(error: unknown): void {
+  if (errorCode(error) !== "ENOENT") throw error;
+}
+
+export async function writeAll(handle: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
+  let written = 0;
+  while (written < bytes.length) {
+    const { bytesWritten } = await handle.write(bytes, written, bytes.length - written, position + written);
+    if (bytesWritten <= 0) throw Object.assign(new Error("short write"), { code: "EIO" });
+    written += bytesWritten;
+  }
+}
+
+/** Makes created, renamed and removed names in a directory survive power loss. */
+export async function syncDirectory(directory: string): Promise<void> {
+  const handle = await open(directory, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Gives the complete temporary file its final name without ever replacing an existing file: link()
+ * fails with EEXIST where rename() would overwrite. Returns the name used.
+ */
+export async function linkUnderFreeName(directory: string, tempPath: string, wanted: string): Promise<string> {
+  let name = wanted;
+  for (;;) {
+    try {
+      await link(tempPath, join(directory, name));
+      return name;
+    } catch (error) {
+      if (errorCode(error) !== "EEXIST") throw error;
+      const time = wanted.slice(0, 6);
+      name = dataFileName(time, nextCounter(await readdir(directory), time));
+    }
+  }
+}

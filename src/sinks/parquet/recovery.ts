@@ -1,0 +1,254 @@
+/**
+ * Crash recovery, run by ParquetSink.start(): finds what a killed run left in the output directory and
+ * turns it into complete Parquet files under their final names, or says clearly what it could not.
+ *
+ * For each `.<name>.journal` (see journal.ts and part-file.ts for the write order):
+ * - the final `<name>` exists already: the run died after linking it; only the leftovers are removed;
+ * - otherwise the temporary file is cut back to the end of the last journaled row group, the journaled
+ *   rows are written after it as one more row group, then the footer, and the file gets its name;
+ * - when the temporary file is missing or shorter than the journal says (a disk that lied about fsync),
+ *   its row groups are reported lost and the journaled rows still become a file.
+ * A temporary file without a journal cannot be read without its footer: it is kept as
+ * `.<name>.tmp.unrecoverable` and reported. A half-written replacement journal (`.journal.next`) is
+ * ignored: the journal it was meant to replace is intact.
+ */
+import { open, readdir, readFile, rename, stat, unlink, type FileHandle } from "node:fs/promises";
+import type { CompressionCodec } from "hyparquet";
+import { join } from "node:path";
+import { errorMessage } from "../../core/errors.ts";
+import type { Logger } from "../../core/log.ts";
+import { TABLE_NAMES } from "../tables.ts";
+import type { IntegerReport } from "./columns.ts";
+import { decodeRows, readJournal, type JournaledRowGroup } from "./journal.ts";
+import { journalFileName, nextJournalFileName, parseInProgressName, tempFileName, unrecoverableFileName } from "./layout.ts";
+import { PartFile, linkUnderFreeName, syncDirectory, writeAll } from "./part-file.ts";
+
+const MAGIC = new TextEncoder().encode("PAR1");
+
+export interface RecoveryReport {
+  /** Final paths of files completed from leftovers. */
+  readonly recoveredFiles: string[];
+  readonly recoveredRows: number;
+  /** Rows the journal knew of that could not be recovered (logged with the reason). */
+  readonly lostRows: number;
+  /** Leftovers kept aside under `*.unrecoverable` names, or left in place after an error. */
+  readonly unrecoverable: string[];
+}
+
+interface Leftovers {
+  tmp: boolean;
+  journal: boolean;
+  next: boolean;
+}
+
+export async function recoverDirectory(
+  root: string,
+  options: { readonly log: Logger; readonly rowGroupRows: number; readonly integerReport: IntegerReport },
+): Promise<RecoveryReport> {
+  const report = { recoveredFiles: [] as string[], recoveredRows: 0, lostRows: 0, unrecoverable: [] as string[] };
+  for (const directory of await partitionDirectories(root)) {
+    let names: string[];
+    try {
+      names = await readdir(directory);
+    } catch (error) {
+      options.log.error(`parquet recovery: cannot list ${directory}: ${errorMessage(error)}`);
+      report.unrecoverable.push(directory);
+      continue;
+    }
+    const byFile = new Map<string, Leftovers>();
+    for (const name of names) {
+      const parsed = parseInProgressName(name);
+      if (!parsed) continue;
+      const leftovers = byFile.get(parsed.finalName) ?? { tmp: false, journal: false, next: false };
+      if (parsed.kind === "tmp") leftovers.tmp = true;
+      else if (parsed.kind === "journal") leftovers.journal = true;
+      else leftovers.next = true;
+      byFile.set(parsed.finalName, leftovers);
+    }
+    for (const [finalName, leftovers] of byFile) {
+      try {
+        await recoverFile(directory, finalName, leftovers, options, report);
+      } catch (error) {
+        options.log.error(
+          `parquet recovery: could not recover ${join(directory, finalName)}: ${errorMessage(error)}; its leftovers stay in place for the next start`,
+        );
+        report.unrecoverable.push(join(directory, finalName));
+      }
+    }
+  }
+  return report;
+}
+
+/** DIR/<table>/exchange=*\/symbol=*\/date=*: the only places files are written. */
+async function partitionDirectories(root: string): Promise<string[]> {
+  const found: string[] = [];
+  const subdirectories = async (directory: string, prefix: string): Promise<string[]> => {
+    try {
+      const entries = await readdir(directory, { withFileTypes: true });
+      return entries
+        .filter((entry) => entry.isDirectory() && entry.name.startsWith(prefix))
+        .map((entry) => join(directory, entry.name));
+    } catch {
+      return [];
+    }
+  };
+  for (const table of TABLE_NAMES) {
+    for (const exchange of await subdirectories(join(root, table), "exchange=")) {
+      for (const symbol of await subdirectories(exchange, "symbol=")) {
+        found.push(...(await subdirectories(symbol, "date=")));
+      }
+    }
+  }
+  return found;
+}
+
+async function recoverFile(
+  directory: string,
+  finalName: string,
+  leftovers: Leftovers,
+  options: { readonly log: Logger; readonly rowGroupRows: number; readonly integerReport: IntegerReport },
+  report: { recoveredFiles: string[]; recoveredRows: number; lostRows: number; unrecoverable: string[] },
+): Promise<void> {
+  const { log } = options;
+  const finalPath = join(directory, finalName);
+  const tempPath = join(directory, tempFileName(finalName));
+  const journalPath = join(directory, journalFileName(finalName));
+  if (leftovers.next) await unlink(join(directory, nextJournalFileName(finalName))).catch(() => undefined);
+
+  if (await isCompleteParquet(finalPath)) {
+    // Died after the final link: the data is complete; the leftovers are copies of it.
+    if (leftovers.tmp) await unlink(tempPath).catch(() => undefined);
+    if (leftovers.journal) await unlink(journalPath).catch(() => undefined);
+    log.info(`parquet recovery: ${finalPath} was complete; removed what the previous run left beside it`);
+    return;
+  }
+
+  if (!leftovers.journal) {
+    if (!leftovers.tmp) return;
+    if (await isCompleteParquet(tempPath)) {
+      const name = await linkUnderFreeName(directory, tempPath, finalName);
+      await unlink(tempPath);
+      await syncDirectory(directory);
+      report.recoveredFiles.push(join(directory, name));
+      log.info(`parquet recovery: ${join(directory, name)} was complete but not yet named; renamed`);
+      return;
+    }
+    await rename(tempPath, unrecoverableFileName(tempPath));
+    report.unrecoverable.push(unrecoverableFileName(tempPath));
+    log.error(
+      `parquet recovery: ${tempPath} has no journal and no footer, so its rows cannot be read; kept as ${unrecoverableFileName(tempPath)}`,
+    );
+    return;
+  }
+
+  const journalBytes = new Uint8Array(await readFile(journalPath));
+  const journal = readJournal(journalBytes);
+  if (!journal.header) {
+    const tempSize = leftovers.tmp ? (await stat(tempPath)).size : 0;
+    if (journalBytes.length < 4096 && tempSize <= MAGIC.length) {
+      // Died while creating the file: nothing was written to it yet.
+      if (leftovers.tmp) await unlink(tempPath);
+      await unlink(journalPath);
+      log.info(`parquet recovery: removed ${finalPath}'s empty leftovers (the previous run died while creating it)`);
+      return;
+    }
+    for (const path of [journalPath, ...(leftovers.tmp ? [tempPath] : [])]) {
+      await rename(path, unrecoverableFileName(path));
+      report.unrecoverable.push(unrecoverableFileName(path));
+    }
+    log.error(`parquet recovery: the journal of ${finalPath} has no valid header; its leftovers were kept as *.unrecoverable`);
+    return;
+  }
+  const header = journal.header;
+  const validJournalLength = journalBytes.length - journal.tornBytes;
+  if (journal.tornBytes > 0) {
+    log.warn(
+      `parquet recovery: ${journalPath} ends with ${journal.tornBytes} byte(s) of a write the crash interrupted; those rows were never acknowledged and are skipped`,
+    );
+  }
+
+  let rowGroups: readonly JournaledRowGroup[] = journal.rowGroups;
+  let rowGroupEnd = rowGroups.at(-1)?.endOffset ?? MAGIC.length;
+  let dataFile: FileHandle | undefined;
+  let journalFile: FileHandle | undefined;
+  try {
+    dataFile = leftovers.tmp ? await open(tempPath, "r+") : undefined;
+    const size = dataFile ? (await dataFile.stat()).size : 0;
+    const head = new Uint8Array(MAGIC.length);
+    if (dataFile && size >= MAGIC.length) await dataFile.read(head, 0, MAGIC.length, 0);
+    if (!dataFile || size < rowGroupEnd || !sameBytes(head, MAGIC)) {
+      const lost = rowGroups.reduce((sum, { rowGroup }) => sum + Number(rowGroup.num_rows), 0);
+      if (lost > 0) {
+        report.lostRows += lost;
+        log.error(
+          `parquet recovery: ${lost} row(s) in ${rowGroups.length} row group(s) of ${finalPath} are lost: the temporary file is ${dataFile ? `${size} bytes, shorter than the ${rowGroupEnd} its journal records` : "missing"}`,
+        );
+      }
+      rowGroups = [];
+      rowGroupEnd = MAGIC.length;
+      await dataFile?.close();
+      dataFile = await open(tempPath, "w");
+      await writeAll(dataFile, MAGIC, 0);
+    }
+    await dataFile.truncate(rowGroupEnd);
+    journalFile = await open(journalPath, "r+");
+    await journalFile.truncate(validJournalLength);
+
+    const file = new PartFile({
+      root: "",
+      table: header.table,
+      exchange: header.exchange,
+      symbol: header.symbol,
+      openedAt: header.openedAt,
+      rotateAt: header.openedAt,
+      codec: header.codec as CompressionCodec,
+      integerReport: options.integerReport,
+      columns: header.columns,
+      directory,
+    });
+    let pendingRows = 0;
+    try {
+      pendingRows = decodeRows(journalBytes.subarray(0, validJournalLength), journal.rows, file.buffer);
+    } catch (error) {
+      log.error(`parquet recovery: the journaled rows of ${finalPath} cannot be decoded (${errorMessage(error)}); only its row groups are recovered`);
+      file.buffer.discard(file.buffer.rows);
+    }
+    await file.resume(finalName, { header, rowGroups, rowGroupEnd }, dataFile, journalFile, validJournalLength);
+    dataFile = undefined;
+    journalFile = undefined;
+    await file.close(options.rowGroupRows);
+    const rows = file.committedRows;
+    report.recoveredFiles.push(file.finalPath!);
+    report.recoveredRows += rows;
+    log.info(
+      `parquet recovery: completed ${file.finalPath} with ${rows} row(s) (${rowGroups.length} row group(s) from the temporary file, ${pendingRows} row(s) from the journal)`,
+    );
+  } finally {
+    await dataFile?.close().catch(() => undefined);
+    await journalFile?.close().catch(() => undefined);
+  }
+}
+
+/** Magic at both ends and a footer length that fits: a file some writer finished. */
+export async function isCompleteParquet(path: string): Promise<boolean> {
+  let handle: FileHandle | undefined;
+  try {
+    handle = await open(path, "r");
+    const size = (await handle.stat()).size;
+    if (size < 12) return false;
+    const head = new Uint8Array(4);
+    const tail = new Uint8Array(8);
+    await handle.read(head, 0, 4, 0);
+    await handle.read(tail, 0, 8, size - 8);
+    const footerLength = new DataView(tail.buffer).getUint32(0, true);
+    return sameBytes(head, MAGIC) && sameBytes(tail.subarray(4), MAGIC) && footerLength > 0 && footerLength <= size - 12;
+  } catch {
+    return false;
+  } finally {
+    await handle?.close().catch(() => undefined);
+  }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((value, index) => value === b[index]);
+}

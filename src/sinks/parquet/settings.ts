@@ -1,0 +1,45 @@
+/**
+ * Tuning of the Parquet sink beyond the CLI's rotation and compression settings, read from the
+ * environment (documented in docs/sinks/parquet.md).
+ */
+import { UserError } from "../../core/errors.ts";
+
+export interface ParquetTuning {
+  /** How often pending rows are appended to the journal and fdatasync'ed: the most a crash can lose. */
+  readonly flushIntervalMs: number;
+  /** Rows per row group; a row group is encoded in one go on the event loop, so keep it moderate. */
+  readonly rowGroupRows: number;
+  /** Longest rows wait in memory before they are written as a row group, however few they are. */
+  readonly rowGroupSeconds: number;
+  /** Rows held in memory across all files before `write` makes the pipeline wait (backpressure). */
+  readonly maxBufferedRows: number;
+}
+
+export const DEFAULT_TUNING: ParquetTuning = {
+  flushIntervalMs: 1000,
+  rowGroupRows: 16_384,
+  rowGroupSeconds: 300,
+  maxBufferedRows: 1_000_000,
+};
+
+const VARIABLES: Readonly<Record<keyof ParquetTuning, { readonly name: string; readonly min: number; readonly max: number }>> = {
+  flushIntervalMs: { name: "PARQUET_FLUSH_INTERVAL_MS", min: 10, max: 60_000 },
+  rowGroupRows: { name: "PARQUET_ROW_GROUP_ROWS", min: 1, max: 10_000_000 },
+  rowGroupSeconds: { name: "PARQUET_ROW_GROUP_SECONDS", min: 1, max: 86_400 },
+  maxBufferedRows: { name: "PARQUET_MAX_BUFFERED_ROWS", min: 1_000, max: 1_000_000_000 },
+};
+
+/** Reads PARQUET_* tuning variables; a bad value is a UserError naming the variable and the range. */
+export function parquetTuningFromEnv(env: Readonly<Record<string, string | undefined>>): ParquetTuning {
+  const tuning: Record<string, number> = { ...DEFAULT_TUNING };
+  for (const [key, { name, min, max }] of Object.entries(VARIABLES)) {
+    const raw = env[name]?.trim();
+    if (raw === undefined || raw === "") continue;
+    const value = Number(raw.replaceAll("_", ""));
+    if (!Number.isInteger(value) || value < min || value > max) {
+      throw new UserError(`invalid ${name} '${raw}': expected an integer from ${min} to ${max}`);
+    }
+    tuning[key] = value;
+  }
+  return tuning as unknown as ParquetTuning;
+}

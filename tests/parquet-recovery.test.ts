@@ -1,0 +1,236 @@
+/**
+ * Crash safety of the Parquet sink: a child process killed with SIGKILL mid-stream, and crash images
+ * (copies of the output directory taken while a sink is running, as a power cut would leave it) with
+ * the torn writes a crash can add. A new sink's start() must turn each into valid files.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { appendFileSync, cpSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { journalFileName, nextJournalFileName, tempFileName } from "../src/sinks/parquet/layout.ts";
+import {
+  BASE_TIME,
+  bookAt,
+  listFiles,
+  makeSink,
+  parquetFiles,
+  query,
+  readWithHyparquet,
+  removeTempDirectories,
+  seededRandom,
+  tempDirectory,
+  tradeAt,
+} from "./support/parquet-helpers.ts";
+
+afterAll(removeTempDirectories);
+
+const PARTITION = "trades/exchange=BINANCE_FUTURES/symbol=BTCUSDT/date=2026-01-05";
+const NAME = "120000-0000.parquet";
+const ids = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => `t${from + i}`);
+
+/**
+ * Runs a sink that has written 3 row groups (300 rows) and journaled 50 more, with 20 rows only in
+ * memory, then copies its directory: what a power cut at that moment would leave.
+ */
+async function crashImage(): Promise<string> {
+  const live = tempDirectory();
+  // A long flush interval: only the explicit flush() below makes rows durable.
+  const { sink } = makeSink(live, { tuning: { rowGroupRows: 100, flushIntervalMs: 60_000 } });
+  await sink.start();
+  await sink.write(Array.from({ length: 350 }, (_, i) => tradeAt(i)));
+  await sink.flush();
+  await sink.write(Array.from({ length: 20 }, (_, i) => tradeAt(350 + i)));
+  const image = tempDirectory();
+  cpSync(live, image, { recursive: true });
+  await sink.close();
+  return image;
+}
+
+async function tradeIds(directory: string): Promise<string[]> {
+  const rows = await query(
+    `SELECT id FROM read_parquet('${directory}/trades/**/*.parquet', hive_partitioning = true) ORDER BY timestamp, filename`,
+  );
+  return rows.map((row) => row.id as string);
+}
+
+describe("ParquetSink crash recovery", () => {
+  test("a child killed with SIGKILL mid-stream loses nothing it had made durable", async () => {
+    const directory = tempDirectory();
+    const child = Bun.spawn([process.execPath, "tests/support/parquet-writer-child.ts", directory, "50", "500"], {
+      cwd: join(import.meta.dir, ".."),
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    let durable = 0;
+    const reader = child.stdout.getReader();
+    const decoder = new TextDecoder();
+    let text = "";
+    // Wait until several row groups are on disk and more rows are journaled, then kill mid-stream.
+    while (durable < 6000) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`child exited early: ${await new Response(child.stderr).text()}`);
+      text += decoder.decode(value);
+      const lines = text.split("\n");
+      text = lines.pop()!;
+      for (const line of lines) if (line.startsWith("durable ")) durable = Number(line.slice(8));
+    }
+    child.kill("SIGKILL");
+    await child.exited;
+    expect(child.signalCode).toBe("SIGKILL");
+    expect(listFiles(directory).some((path) => path.endsWith(".journal"))).toBe(true);
+
+    const { sink, logs } = makeSink(directory);
+    await sink.start();
+    await sink.close();
+    expect(sink.recovery!.lostRows).toBe(0);
+    expect(sink.recovery!.unrecoverable).toEqual([]);
+    expect(sink.recovery!.recoveredFiles.length).toBeGreaterThanOrEqual(3);
+    expect(logs.some((line) => line.includes("completed"))).toBe(true);
+    // Only complete files remain.
+    expect(listFiles(directory)).toEqual(parquetFiles(directory));
+
+    // Every stream is an exact, gap-free prefix of what the child generated.
+    let total = 0;
+    for (const symbol of ["BTCUSDT", "ETHUSDT"]) {
+      const rows = await query(
+        `SELECT id, epoch_us(timestamp) AS ts, price, amount, side FROM read_parquet('${directory}/trades/**/*.parquet', hive_partitioning = true) WHERE symbol = '${symbol}' ORDER BY ts`,
+      );
+      total += rows.length;
+      expect(rows.length).toBeGreaterThan(0);
+      rows.forEach((row, i) => {
+        const trade = tradeAt(i, symbol);
+        expect({ id: row.id, ts: Number(row.ts), price: row.price, amount: row.amount, side: row.side }).toEqual({
+          id: trade.id,
+          ts: trade.timestamp,
+          price: trade.price,
+          amount: trade.amount,
+          side: trade.side,
+        });
+      });
+    }
+    const books = await query(
+      `SELECT sequence, count(*) AS levels, bool_and(is_snapshot = (sequence % 50 = 0)) AS snapshot_ok FROM read_parquet('${directory}/l2/**/*.parquet', hive_partitioning = true) GROUP BY sequence ORDER BY sequence`,
+    );
+    books.forEach((row, i) => {
+      expect(Number(row.sequence)).toBe(bookAt(i).sequence);
+      expect(Number(row.levels)).toBe(6);
+      expect(row.snapshot_ok).toBe(true);
+    });
+    total += books.length * 6;
+    // At most the rows after the last flush the child saw complete are missing.
+    expect(total).toBeGreaterThanOrEqual(durable);
+
+    // hyparquet reads every recovered file too.
+    for (const file of parquetFiles(directory)) expect((await readWithHyparquet(join(directory, file))).length).toBeGreaterThan(0);
+  });
+
+  test("a power-cut image: row groups and journaled rows come back, unflushed rows are the only loss", async () => {
+    const image = await crashImage();
+    const leftovers = listFiles(join(image, PARTITION));
+    expect(leftovers).toEqual([journalFileName(NAME), tempFileName(NAME)]);
+
+    const { sink, stats, logs } = makeSink(image);
+    await sink.start();
+    expect(sink.recovery).toEqual({ recoveredFiles: [join(image, PARTITION, NAME)], recoveredRows: 350, lostRows: 0, unrecoverable: [] });
+    expect(logs.some((line) => line.includes("3 row group(s) from the temporary file, 50 row(s) from the journal"))).toBe(true);
+    // Writing on after recovery takes a new name and leaves the recovered file alone.
+    await sink.write([tradeAt(1000)]);
+    await sink.close();
+    expect(stats.errors).toBe(0);
+    expect(listFiles(join(image, PARTITION))).toEqual([NAME, "120000-0001.parquet"]);
+    expect((await readWithHyparquet(join(image, PARTITION, NAME))).map((row) => row.id)).toEqual(ids(0, 350));
+    expect(await tradeIds(image)).toEqual([...ids(0, 350), "t1000"]);
+  });
+
+  test("a torn journal tail and a half-written replacement journal are ignored", async () => {
+    const image = await crashImage();
+    const random = seededRandom(42);
+    appendFileSync(join(image, PARTITION, journalFileName(NAME)), Uint8Array.from({ length: 37 }, () => Math.floor(random() * 256)));
+    writeFileSync(join(image, PARTITION, nextJournalFileName(NAME)), "half a journal");
+    const { sink, logs } = makeSink(image);
+    await sink.start();
+    await sink.close();
+    expect(sink.recovery!.recoveredRows).toBe(350);
+    expect(logs.some((line) => line.startsWith("warn:") && line.includes("37 byte(s)"))).toBe(true);
+    expect(listFiles(join(image, PARTITION))).toEqual([NAME]);
+    expect(await tradeIds(image)).toEqual(ids(0, 350));
+  });
+
+  test("bytes of a row group the journal never recorded are cut off", async () => {
+    const image = await crashImage();
+    // A crash after a row group's bytes hit the disk but before the journal was replaced.
+    appendFileSync(join(image, PARTITION, tempFileName(NAME)), new Uint8Array(5000).fill(7));
+    const { sink } = makeSink(image);
+    await sink.start();
+    await sink.close();
+    expect(sink.recovery!.recoveredRows).toBe(350);
+    expect(await tradeIds(image)).toEqual(ids(0, 350));
+  });
+
+  test("a temporary file shorter than its journal says: journaled rows recovered, lost row groups reported", async () => {
+    const image = await crashImage();
+    truncateSync(join(image, PARTITION, tempFileName(NAME)), 100);
+    const { sink, logs } = makeSink(image);
+    await sink.start();
+    await sink.close();
+    expect(sink.recovery!.lostRows).toBe(300);
+    expect(sink.recovery!.recoveredRows).toBe(50);
+    expect(logs.some((line) => line.startsWith("error:") && line.includes("300 row(s) in 3 row group(s)") && line.includes("are lost"))).toBe(true);
+    expect(await tradeIds(image)).toEqual(ids(300, 350));
+  });
+
+  test("leftovers beside a file that was already named are removed; the file is untouched", async () => {
+    const image = await crashImage();
+    const partition = join(image, PARTITION);
+    const journal = readFileSync(join(partition, journalFileName(NAME)));
+    const temp = readFileSync(join(partition, tempFileName(NAME)));
+    // Recover once to get the complete file, then put the leftovers back: a crash right after link().
+    const first = makeSink(image);
+    await first.sink.start();
+    await first.sink.close();
+    const complete = readFileSync(join(partition, NAME));
+    writeFileSync(join(partition, journalFileName(NAME)), journal);
+    writeFileSync(join(partition, tempFileName(NAME)), temp);
+
+    const second = makeSink(image);
+    await second.sink.start();
+    await second.sink.close();
+    expect(second.sink.recovery!.recoveredFiles).toEqual([]);
+    expect(listFiles(partition)).toEqual([NAME]);
+    expect(readFileSync(join(partition, NAME)).equals(complete)).toBe(true);
+  });
+
+  test("what cannot be read is kept aside and reported, and empty leftovers are cleaned up", async () => {
+    const directory = tempDirectory();
+    const partition = join(directory, PARTITION);
+    const { sink: seed } = makeSink(directory);
+    await seed.start();
+    await seed.write([tradeAt(0)]);
+    await seed.close();
+    // A temporary file with no journal and no footer, and a file whose creation died before its header.
+    writeFileSync(join(partition, tempFileName("120000-0005.parquet")), "PAR1 and then nothing useful");
+    writeFileSync(join(partition, journalFileName("120000-0006.parquet")), new Uint8Array([1, 2, 3]));
+    writeFileSync(join(partition, tempFileName("120000-0006.parquet")), "PAR1");
+
+    const { sink, stats, logs } = makeSink(directory);
+    await sink.start();
+    await sink.close();
+    expect(sink.recovery!.unrecoverable).toEqual([join(partition, `${tempFileName("120000-0005.parquet")}.unrecoverable`)]);
+    expect(stats.errors).toBe(1);
+    expect(logs.some((line) => line.startsWith("error:") && line.includes("no journal and no footer"))).toBe(true);
+    expect(listFiles(partition)).toEqual([`${tempFileName("120000-0005.parquet")}.unrecoverable`, NAME]);
+    expect(await tradeIds(directory)).toEqual(["t0"]);
+  });
+
+  test("a recovered file keeps its original name and date partition, whatever the clock says at recovery", async () => {
+    const image = await crashImage();
+    const { sink, clock } = makeSink(image);
+    clock.now = BASE_TIME + 50 * 3_600_000_000; // two days later
+    await sink.start();
+    await sink.close();
+    const metadata = await query(
+      `SELECT DISTINCT CAST(date AS VARCHAR) AS date FROM read_parquet('${image}/trades/**/*.parquet', hive_partitioning = true)`,
+    );
+    expect(metadata.map((row) => row.date)).toEqual(["2026-01-05"]);
+    expect(parquetFiles(image)).toEqual([`${PARTITION}/${NAME}`]);
+  });
+});

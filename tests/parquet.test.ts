@@ -1,0 +1,397 @@
+/**
+ * Parquet sink: what lands on disk, read back with DuckDB (hive partitioning, one glob) and hyparquet.
+ * Crash recovery and the SIGKILL test are in parquet-recovery.test.ts.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { MarketEvent } from "../src/core/events.ts";
+import { decodePartitionValue, encodePartitionValue } from "../src/sinks/parquet/layout.ts";
+import { TABLES } from "../src/sinks/tables.ts";
+import {
+  BASE_TIME,
+  bboAt,
+  bookAt,
+  fundingAt,
+  gapAt,
+  hyparquetMetadata,
+  liquidationAt,
+  listFiles,
+  makeSink,
+  parquetFiles,
+  pollUntil,
+  query,
+  readWithHyparquet,
+  removeTempDirectories,
+  seededRandom,
+  tempDirectory,
+  tradeAt,
+} from "./support/parquet-helpers.ts";
+
+afterAll(removeTempDirectories);
+
+const HOUR = 3_600_000_000;
+const DUCK_TYPE: Record<string, string> = {
+  symbol: "VARCHAR",
+  string: "VARCHAR",
+  double: "DOUBLE",
+  long: "BIGINT",
+  timestamp: "TIMESTAMP WITH TIME ZONE",
+  boolean: "BOOLEAN",
+};
+
+/** Rows we expect for an event, computed here from the data model (not with the sink's code). */
+function expectedRows(event: MarketEvent): Record<string, unknown>[] {
+  const envelope = {
+    exchange: event.exchange,
+    symbol: event.symbol,
+    timestamp: event.timestamp,
+    local_timestamp: event.localTimestamp,
+  };
+  switch (event.type) {
+    case "trade":
+    case "liquidation":
+      return [
+        {
+          ...envelope,
+          id: event.id,
+          side: event.side,
+          price: event.price,
+          amount: event.amount,
+          base_amount: event.amountUnit === "base" ? event.amount * event.contractValue : (event.amount * event.contractValue) / event.price,
+        },
+      ];
+    case "book_change": {
+      const rows: Record<string, unknown>[] = [];
+      for (const [side, flat] of [["bid", event.bids], ["ask", event.asks]] as const) {
+        for (let i = 0; i < flat.length; i += 2) {
+          const price = flat[i]!;
+          const amount = flat[i + 1]!;
+          rows.push({
+            ...envelope,
+            is_snapshot: event.isSnapshot,
+            side,
+            price,
+            amount,
+            base_amount: event.amountUnit === "base" ? amount * event.contractValue : (amount * event.contractValue) / price,
+            sequence: event.sequence,
+          });
+        }
+      }
+      return rows;
+    }
+    case "bbo":
+      return [{ ...envelope, bid_price: event.bidPrice, bid_amount: event.bidAmount, ask_price: event.askPrice, ask_amount: event.askAmount }];
+    case "funding":
+      return [
+        {
+          ...envelope,
+          mark_price: event.markPrice ?? null,
+          index_price: event.indexPrice ?? null,
+          funding_rate: event.fundingRate ?? null,
+          next_funding_time: event.nextFundingTime ?? null,
+        },
+      ];
+    case "gap":
+      return [{ ...envelope, stream: event.stream, reason: event.reason, detail: event.detail }];
+  }
+}
+
+/** Reads a table with DuckDB through one glob; timestamps as µs numbers, bigints as numbers. */
+async function duckRows(directory: string, table: keyof typeof TABLES): Promise<Record<string, unknown>[]> {
+  const columns = TABLES[table].map((column) =>
+    column.kind === "timestamp" ? `epoch_us("${column.name}") AS "${column.name}"` : `"${column.name}"`,
+  );
+  const rows = await query(
+    `SELECT ${columns.join(", ")}, CAST(date AS VARCHAR) AS date, filename FROM read_parquet('${directory}/${table}/**/*.parquet', hive_partitioning = true, filename = true)`,
+  );
+  return rows.map((row) => Object.fromEntries(Object.entries(row).map(([key, value]) => [key, typeof value === "bigint" ? Number(value) : value])));
+}
+
+const withoutFile = ({ filename: _f, date: _d, ...row }: Record<string, unknown>) => row;
+const byJson = (a: unknown, b: unknown) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : 1);
+
+describe("ParquetSink output", () => {
+  test("every table round-trips through DuckDB and hyparquet with the documented types and partitions", async () => {
+    const directory = tempDirectory();
+    const { sink, stats } = makeSink(directory);
+    await sink.start();
+    const random = seededRandom(6);
+    const oddSymbol = "ETH/USDT=PERP 1%";
+    const events: MarketEvent[] = [];
+    for (let i = 0; i < 600; i++) {
+      const pick = random();
+      if (pick < 0.3) events.push(tradeAt(i, random() < 0.5 ? "BTCUSDT" : oddSymbol));
+      else if (pick < 0.5) events.push(bookAt(i, "BTC-USD-SWAP", 1 + Math.floor(random() * 4)));
+      else if (pick < 0.65) events.push(bboAt(i));
+      else if (pick < 0.8) events.push(fundingAt(i));
+      else if (pick < 0.9) events.push(liquidationAt(i));
+      else events.push(gapAt(i));
+    }
+    // The pipeline hands over one reused array; the sink must keep rows, not the array.
+    const batch: MarketEvent[] = [];
+    for (let start = 0; start < events.length; start += 64) {
+      batch.length = 0;
+      batch.push(...events.slice(start, start + 64));
+      await sink.write(batch);
+    }
+    await sink.close();
+
+    const expectedByTable = new Map<string, Record<string, unknown>[]>();
+    for (const event of events) {
+      const table = { trade: "trades", book_change: "l2", bbo: "bbo", funding: "funding", liquidation: "liquidations", gap: "gaps" }[event.type];
+      expectedByTable.set(table, [...(expectedByTable.get(table) ?? []), ...expectedRows(event)]);
+    }
+    let totalRows = 0;
+    for (const table of Object.keys(TABLES) as (keyof typeof TABLES)[]) {
+      const expected = expectedByTable.get(table) ?? [];
+      totalRows += expected.length;
+      const rows = await duckRows(directory, table);
+      expect(rows.map(withoutFile).sort(byJson)).toEqual([...expected].sort(byJson));
+      expect(new Set(rows.map((row) => row.date))).toEqual(new Set(["2026-01-05"]));
+
+      const described = await query(`DESCRIBE SELECT * FROM read_parquet('${directory}/${table}/**/*.parquet', hive_partitioning = true)`);
+      const types = Object.fromEntries(described.map((row) => [row.column_name, row.column_type]));
+      for (const column of TABLES[table]) expect(`${column.name}: ${types[column.name]}`).toBe(`${column.name}: ${DUCK_TYPE[column.kind]}`);
+      expect(types.date).toBe("DATE");
+
+      // Every file read on its own with hyparquet holds exactly the rows of its partition.
+      for (const filename of new Set(rows.map((row) => row.filename as string))) {
+        const fromHyparquet = await readWithHyparquet(filename);
+        const fromDuck = rows.filter((row) => row.filename === filename).map(withoutFile);
+        const normalized = fromHyparquet.map((row) =>
+          Object.fromEntries(Object.entries(row).map(([key, value]) => [key, typeof value === "bigint" ? Number(value) : value])),
+        );
+        expect(normalized.sort(byJson)).toEqual(fromDuck.sort(byJson));
+
+        const metadata = await hyparquetMetadata(filename);
+        const timestamp = metadata.schema.find((element) => element.name === "timestamp")!;
+        expect(timestamp.logical_type).toEqual({ type: "TIMESTAMP", isAdjustedToUTC: true, unit: "MICROS" });
+        expect(metadata.schema.find((element) => element.name === "symbol")!.logical_type).toEqual({ type: "STRING" });
+        for (const chunk of metadata.row_groups[0]!.columns) {
+          const column = TABLES[table].find((candidate) => candidate.name === chunk.meta_data!.path_in_schema[0])!;
+          expect(chunk.meta_data!.codec).toBe("ZSTD");
+          if (column.kind === "symbol") expect(chunk.meta_data!.encodings).toContain("RLE_DICTIONARY");
+        }
+      }
+    }
+
+    // Layout: one glob per table, partitions in the path, the odd symbol encoded reversibly.
+    const files = parquetFiles(directory);
+    expect(files).toContain(`trades/exchange=BINANCE_FUTURES/symbol=${encodePartitionValue(oddSymbol)}/date=2026-01-05/120000-0000.parquet`);
+    expect(files).toContain("l2/exchange=OKX_SWAP/symbol=BTC-USD-SWAP/date=2026-01-05/120000-0000.parquet");
+    expect(encodePartitionValue(oddSymbol)).toBe("ETH%2FUSDT%3DPERP%201%25");
+    expect(decodePartitionValue(encodePartitionValue(oddSymbol))).toBe(oddSymbol);
+    // Nothing temporary is left once closed.
+    expect(listFiles(directory)).toEqual(files);
+
+    expect(stats.rowsWritten).toBe(totalRows);
+    expect(stats.bufferedRows).toBe(0);
+    expect(stats.droppedRows).toBe(0);
+    expect(stats.errors).toBe(0);
+    expect(stats.filesOpened).toBe(files.length);
+    expect(stats.filesClosed).toBe(files.length);
+  });
+
+  test("a new file starts at every UTC hour boundary, by write or by the timer alone, and at midnight", async () => {
+    const directory = tempDirectory();
+    const { sink, clock } = makeSink(directory);
+    await sink.start();
+    clock.now = BASE_TIME + 59 * 60_000_000 + 59_900_000; // 12:59:59.9
+    await sink.write(Array.from({ length: 10 }, (_, i) => tradeAt(i)));
+    clock.now = BASE_TIME + HOUR; // 13:00:00.000 exactly
+    await sink.write(Array.from({ length: 10 }, (_, i) => tradeAt(10 + i)));
+    const partition = "trades/exchange=BINANCE_FUTURES/symbol=BTCUSDT";
+    expect(await pollUntil(() => parquetFiles(directory).length === 1 && parquetFiles(directory), 5000, "12:59 file")).toEqual([
+      `${partition}/date=2026-01-05/125959-0000.parquet`,
+    ]);
+
+    // No more rows: the timer alone closes the 13:00 file once its hour is over.
+    clock.now = BASE_TIME + 2 * HOUR + 1;
+    await pollUntil(() => parquetFiles(directory).length === 2, 5000, "13:00 file closed by the timer");
+
+    // Across midnight the date partition changes.
+    clock.now = BASE_TIME + 11 * HOUR + 59 * 60_000_000 + 59_000_000; // 23:59:59
+    await sink.write([tradeAt(20)]);
+    clock.now = BASE_TIME + 12 * HOUR; // 00:00:00 next day
+    await sink.write([tradeAt(21)]);
+    await sink.close();
+
+    expect(parquetFiles(directory)).toEqual([
+      `${partition}/date=2026-01-05/125959-0000.parquet`,
+      `${partition}/date=2026-01-05/130000-0000.parquet`,
+      `${partition}/date=2026-01-05/235959-0000.parquet`,
+      `${partition}/date=2026-01-06/000000-0000.parquet`,
+    ]);
+    const ids = async (file: string) => (await readWithHyparquet(join(directory, file))).map((row) => row.id);
+    expect(await ids(`${partition}/date=2026-01-05/125959-0000.parquet`)).toEqual(Array.from({ length: 10 }, (_, i) => `t${i}`));
+    expect(await ids(`${partition}/date=2026-01-05/130000-0000.parquet`)).toEqual(Array.from({ length: 10 }, (_, i) => `t${10 + i}`));
+    expect(await ids(`${partition}/date=2026-01-06/000000-0000.parquet`)).toEqual(["t21"]);
+    const dates = await query(`SELECT DISTINCT CAST(date AS VARCHAR) AS d FROM read_parquet('${directory}/trades/**/*.parquet', hive_partitioning = true) ORDER BY d`);
+    expect(dates.map((row) => row.d)).toEqual(["2026-01-05", "2026-01-06"]);
+  });
+
+  test("a shorter --rotate-interval rotates at its own boundaries", async () => {
+    const directory = tempDirectory();
+    const { sink, clock } = makeSink(directory, { settings: { rotateIntervalSeconds: 900 } });
+    await sink.start();
+    // 12:00, 12:14 | 12:15, 12:29 | 12:30 | 12:59 (the 12:30 file ended at 12:45)
+    for (const minute of [0, 14, 15, 29, 30, 59]) {
+      clock.now = BASE_TIME + minute * 60_000_000;
+      await sink.write([tradeAt(minute)]);
+    }
+    await sink.close();
+    expect(parquetFiles(directory).map((path) => path.split("/").at(-1))).toEqual([
+      "120000-0000.parquet",
+      "121500-0000.parquet",
+      "123000-0000.parquet",
+      "125900-0000.parquet",
+    ]);
+  });
+
+  test("the row limit starts a new file without splitting an L2 message", async () => {
+    const directory = tempDirectory();
+    const { sink } = makeSink(directory, { settings: { maxFileRows: 100 } });
+    await sink.start();
+    await sink.write(Array.from({ length: 35 }, (_, i) => bookAt(i, "BTC-USD-SWAP", 3))); // 6 rows each
+    await sink.close();
+    const rows = await duckRows(directory, "l2");
+    const files = [...new Set(rows.map((row) => row.filename as string))].sort();
+    expect(files.map((file) => file.split("/").at(-1))).toEqual(["120000-0000.parquet", "120000-0001.parquet", "120000-0002.parquet"]);
+    expect(files.map((file) => rows.filter((row) => row.filename === file).length)).toEqual([96, 96, 18]);
+    const filesOfMessage = new Map<number, Set<string>>();
+    for (const row of rows) filesOfMessage.set(row.sequence as number, (filesOfMessage.get(row.sequence as number) ?? new Set()).add(row.filename as string));
+    expect([...filesOfMessage.values()].every((set) => set.size === 1)).toBe(true);
+  });
+
+  test("the byte limit starts a new file once the written row groups reach it", async () => {
+    const directory = tempDirectory();
+    const maxFileBytes = 4000;
+    const { sink } = makeSink(directory, { settings: { maxFileBytes }, tuning: { rowGroupRows: 50 } });
+    await sink.start();
+    for (let start = 0; start < 600; start += 50) {
+      await sink.write(Array.from({ length: 50 }, (_, i) => tradeAt(start + i)));
+      await sink.flush();
+    }
+    await sink.close();
+    const files = parquetFiles(directory);
+    expect(files.length).toBeGreaterThan(1);
+    let rows = 0;
+    for (const file of files) {
+      const metadata = await hyparquetMetadata(join(directory, file));
+      rows += Number(metadata.num_rows);
+      // Rotation happens as soon as the limit is reached: everything before the last row group fits.
+      const beforeLast = metadata.row_groups.slice(0, -1).reduce((sum, group) => sum + Number(group.total_compressed_size), 0);
+      expect(beforeLast).toBeLessThan(maxFileBytes);
+    }
+    expect(rows).toBe(600);
+  });
+
+  test("a restart never overwrites an existing file, even one that is not ours", async () => {
+    const directory = tempDirectory();
+    const partition = join(directory, "trades/exchange=BINANCE_FUTURES/symbol=BTCUSDT/date=2026-01-05");
+    const first = makeSink(directory);
+    await first.sink.start();
+    await first.sink.write(Array.from({ length: 10 }, (_, i) => tradeAt(i)));
+    await first.sink.close();
+    const firstBytes = readFileSync(join(partition, "120000-0000.parquet"));
+
+    const second = makeSink(directory); // same clock: the same second
+    await second.sink.start();
+    await second.sink.write(Array.from({ length: 5 }, (_, i) => tradeAt(100 + i)));
+    await second.sink.close();
+    writeFileSync(join(partition, "120000-0002.parquet"), "not written by xtrader");
+
+    const third = makeSink(directory);
+    await third.sink.start();
+    await third.sink.write([tradeAt(200)]);
+    await third.sink.close();
+
+    expect(listFiles(partition)).toEqual(["120000-0000.parquet", "120000-0001.parquet", "120000-0002.parquet", "120000-0003.parquet"]);
+    expect(readFileSync(join(partition, "120000-0000.parquet")).equals(firstBytes)).toBe(true);
+    expect(readFileSync(join(partition, "120000-0002.parquet"), "utf8")).toBe("not written by xtrader");
+    expect((await readWithHyparquet(join(partition, "120000-0001.parquet"))).map((row) => row.id)).toEqual(["t100", "t101", "t102", "t103", "t104"]);
+    expect((await readWithHyparquet(join(partition, "120000-0003.parquet"))).map((row) => row.id)).toEqual(["t200"]);
+  });
+
+  for (const [compression, codec] of [
+    ["zstd", "ZSTD"],
+    ["snappy", "SNAPPY"],
+    ["none", "UNCOMPRESSED"],
+  ] as const) {
+    test(`--compression ${compression} writes ${codec} column chunks`, async () => {
+      const directory = tempDirectory();
+      const { sink } = makeSink(directory, { settings: { compression } });
+      await sink.start();
+      await sink.write(Array.from({ length: 300 }, (_, i) => tradeAt(i)));
+      await sink.close();
+      const glob = `${directory}/trades/**/*.parquet`;
+      const codecs = await query(`SELECT DISTINCT compression FROM parquet_metadata('${glob}')`);
+      expect(codecs.map((row) => row.compression)).toEqual([codec]);
+      const [summary] = await query(`SELECT count(*) AS n, sum(price) AS total FROM read_parquet('${glob}')`);
+      expect(Number(summary!.n)).toBe(300);
+      expect(summary!.total).toBeCloseTo(Array.from({ length: 300 }, (_, i) => tradeAt(i).price).reduce((a, b) => a + b), 6);
+    });
+  }
+});
+
+describe("ParquetSink disk faults", () => {
+  test("a write error is reported and counted, rows wait in memory, and writing resumes when the disk recovers", async () => {
+    const directory = tempDirectory();
+    // A regular file where the table directory must go: every mkdir below it fails with ENOTDIR.
+    writeFileSync(join(directory, "trades"), "in the way");
+    const { sink, stats, logs } = makeSink(directory);
+    await sink.start();
+    await sink.write(Array.from({ length: 20 }, (_, i) => tradeAt(i)));
+    await pollUntil(() => stats.errors >= 2, 5000, "failed write attempts");
+    expect(stats.outageSince).toBeGreaterThan(0);
+    expect(stats.rowsWritten).toBe(0);
+    expect(stats.bufferedRows).toBe(20);
+    expect(logs.some((line) => line.startsWith("error:") && line.includes("cannot write") && line.includes("ENOTDIR"))).toBe(true);
+    // Other tables are not held up by the broken one.
+    await sink.write([bboAt(1)]);
+    await sink.write(Array.from({ length: 5 }, (_, i) => tradeAt(20 + i)));
+
+    rmSync(join(directory, "trades"));
+    await pollUntil(() => stats.outageSince === 0, 5000, "recovery from the disk error");
+    expect(logs.some((line) => line.includes("writing again"))).toBe(true);
+    await sink.close();
+
+    expect(stats.outageSecondsTotal).toBeGreaterThan(0);
+    expect(stats.droppedRows).toBe(0);
+    expect(stats.rowsWritten).toBe(26);
+    const rows = await duckRows(directory, "trades");
+    expect(rows.map((row) => row.id).sort()).toEqual(Array.from({ length: 25 }, (_, i) => `t${i}`).sort());
+  });
+
+  test("past the memory bound, write() holds the pipeline until the disk takes rows again", async () => {
+    const directory = tempDirectory();
+    writeFileSync(join(directory, "trades"), "in the way");
+    const { sink, stats, logs } = makeSink(directory, { tuning: { maxBufferedRows: 1000, rowGroupRows: 200 } });
+    await sink.start();
+    let released = false;
+    const pending = Promise.resolve(sink.write(Array.from({ length: 1200 }, (_, i) => tradeAt(i)))).then(() => {
+      released = true;
+    });
+    await pollUntil(() => stats.errors >= 3, 5000, "retries while the disk is broken");
+    expect(released).toBe(false);
+    expect(logs.some((line) => line.includes("holding the pipeline"))).toBe(true);
+
+    rmSync(join(directory, "trades"));
+    await pending;
+    expect(released).toBe(true);
+    await sink.close();
+    expect((await duckRows(directory, "trades")).length).toBe(1200);
+  });
+
+  test("close() gives up on a disk that never recovers, and says what is lost", async () => {
+    const directory = tempDirectory();
+    writeFileSync(join(directory, "trades"), "in the way");
+    const { sink, stats } = makeSink(directory, { closeTimeoutMs: 100 });
+    await sink.start();
+    await sink.write(Array.from({ length: 7 }, (_, i) => tradeAt(i)));
+    await expect(sink.close()).rejects.toThrow("7 row(s) only in memory are lost");
+    expect(stats.droppedRows).toBe(7);
+    expect(() => sink.write([tradeAt(8)])).toThrow("closed");
+  });
+});
