@@ -230,6 +230,19 @@ describe("connections", () => {
     }
   });
 
+  test("a SUBSCRIBE that is never answered replaces the connection instead of idling on keepalives", async () => {
+    const { fake, h } = start("TRADES:BINANCE_FUTURES@BTCUSDT", {
+      env: { XTRADER_BINANCE_FUTURES_REQUEST_TIMEOUT_MS: "300" },
+    });
+    fake.swallowSubscribes = 1;
+    await fake.waitForSubscribers("btcusdt@aggTrade", 1, 5000);
+    const sent = fake.trade();
+    const [trade] = await h.waitForEvents("trade", 1);
+    expect(trade!.id).toBe(String(sent.a));
+    expect(subscription(h, "TRADES:BINANCE_FUTURES@BTCUSDT").stats.reconnects).toBe(1);
+    expect(h.logs.some((line) => line.includes("no answer to SUBSCRIBE"))).toBe(true);
+  });
+
   test("a rejected stream fails alone; requests stay under the venue's message rate", async () => {
     // One batched SUBSCRIBE, then one request per stream: 12 requests, more than the venue's 10 per second.
     const symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "BNBUSDT", "ADAUSDT", "DOGEUSDT", "TRXUSDT", "LTCUSDT", "DOTUSDT", "AVAXUSDT"];

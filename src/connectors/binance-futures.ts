@@ -73,6 +73,8 @@ export const LIMITS = {
   /** "WebSocket connections have a limit of 10 incoming messages per second"; we use half for requests. */
   requestsPerSecond: 5,
   streamsPerSubscribeRequest: 50,
+  /** A SUBSCRIBE that gets no answer in this long means a broken session: reconnect. */
+  requestAnswerTimeoutMs: 10_000,
   /** "A single connection is only valid for 24 hours"; we replace connections well before. */
   connectionMaxAgeMs: 23 * 3_600_000,
   /** Spreads rollovers of connections opened together. */
@@ -109,6 +111,7 @@ export const ENV = {
   connectionMaxAgeMs: "XTRADER_BINANCE_FUTURES_CONNECTION_MAX_AGE_MS",
   streamsPerConnection: "XTRADER_BINANCE_FUTURES_STREAMS_PER_CONNECTION",
   staleAfterMs: "XTRADER_BINANCE_FUTURES_STALE_AFTER_MS",
+  requestAnswerTimeoutMs: "XTRADER_BINANCE_FUTURES_REQUEST_TIMEOUT_MS",
 } as const;
 
 /** Perpetuals (BTCUSDT, 1000PEPEUSDT) and delivery contracts (BTCUSDT_260626). */
@@ -365,7 +368,9 @@ class StreamConnection {
   predecessor: StreamConnection | undefined;
   readonly socket: ReconnectingSocket;
   private readonly pending = new Map<number, { method: string; streams: string[] }>();
-  private readonly outbox: string[] = [];
+  private readonly outbox: Array<{ id: number; text: string }> = [];
+  /** Reconnects when a sent request is never answered (the connection would otherwise carry nothing). */
+  private answerTimer: ReturnType<typeof setTimeout> | undefined;
   private nextRequestId = 1;
   private lastSentAt = 0;
   private pacer: ReturnType<typeof setTimeout> | undefined;
@@ -430,6 +435,7 @@ class StreamConnection {
       return;
     }
     this.pending.delete(id as number);
+    if (this.pending.size === this.outbox.length) clearTimeout(this.answerTimer);
     // Current docs wrap errors in `error`; older futures docs show `code`/`msg` at the top level.
     const error = (message.error ?? (typeof message.code === "number" ? message : undefined)) as Payload | undefined;
     if (error) {
@@ -445,7 +451,7 @@ class StreamConnection {
   private request(method: string, streams: string[]): void {
     const id = this.nextRequestId++;
     this.pending.set(id, { method, streams });
-    this.outbox.push(JSON.stringify({ method, params: streams, id }));
+    this.outbox.push({ id, text: JSON.stringify({ method, params: streams, id }) });
     this.pump();
   }
 
@@ -456,16 +462,31 @@ class StreamConnection {
     const wait = Math.max(0, this.lastSentAt + spacing - performance.now());
     this.pacer = setTimeout(() => {
       this.pacer = undefined;
-      const text = this.outbox.shift();
-      if (text === undefined) return;
-      if (!this.socket.send(text)) {
+      const next = this.outbox.shift();
+      if (next === undefined) return;
+      if (!this.socket.send(next.text)) {
         // Closed: everything is resent on reopen.
         this.outbox.length = 0;
         return;
       }
       this.lastSentAt = performance.now();
+      this.expectAnswer();
       this.pump();
     }, wait);
+  }
+
+  /** Armed at every send; fires when some sent request (not one still queued) has had no answer for the timeout. */
+  private expectAnswer(): void {
+    clearTimeout(this.answerTimer);
+    this.answerTimer = setTimeout(() => {
+      if (!this.socket.isOpen) return;
+      for (const [id, request] of this.pending) {
+        if (this.outbox.some((queued) => queued.id === id)) continue;
+        this.owner.log.warn(`${this.name}: no answer to ${request.method} within ${this.owner.requestAnswerTimeoutMs / 1000} s`);
+        this.socket.reconnect(`${request.method} not answered`);
+        return;
+      }
+    }, this.owner.requestAnswerTimeoutMs);
   }
 
   private onOpen(info: OpenInfo): void {
@@ -489,6 +510,7 @@ class StreamConnection {
   }
 
   private clearTimers(): void {
+    clearTimeout(this.answerTimer);
     clearTimeout(this.pacer);
     this.pacer = undefined;
     clearTimeout(this.rolloverTimer);
@@ -507,6 +529,7 @@ function positiveFromEnv(env: Readonly<Record<string, string | undefined>>, name
 export class BinanceFuturesConnector implements Connector {
   readonly log: ConnectorContext["log"];
   readonly connectionMaxAgeMs: number;
+  readonly requestAnswerTimeoutMs: number;
   private readonly feeds = new Map<string, Feed>();
   private readonly feedOf = new Map<Subscription, Feed>();
   private readonly connections = new Set<StreamConnection>();
@@ -530,6 +553,7 @@ export class BinanceFuturesConnector implements Connector {
     this.wsRoot = endpoint(env, EXCHANGE, "WS", DEFAULT_ENDPOINTS.ws);
     this.backoff = backoffFromEnv(env);
     this.connectionMaxAgeMs = this.setting(env, ENV.connectionMaxAgeMs, LIMITS.connectionMaxAgeMs);
+    this.requestAnswerTimeoutMs = this.setting(env, ENV.requestAnswerTimeoutMs, LIMITS.requestAnswerTimeoutMs);
     this.streamsPerConnection = Math.min(
       LIMITS.streamsPerConnection,
       Math.floor(this.setting(env, ENV.streamsPerConnection, LIMITS.streamsPerConnection)),

@@ -313,6 +313,8 @@ export class FakeBinanceFutures {
   private weightMinute = Math.floor(Date.now() / 60_000);
   /** When true the server sends nothing at all (no data, no responses): a stale feed. */
   silent = false;
+  /** The next this-many SUBSCRIBE requests are swallowed: no answer, nothing subscribed (a lost request). */
+  swallowSubscribes = 0;
   /** SUBSCRIBE requests naming one of these streams are rejected with this error. */
   readonly rejectedStreams = new Map<string, { code: number; msg: string }>();
   private readonly state = new Map<FakeConnection, ConnectionState>();
@@ -608,6 +610,10 @@ export class FakeBinanceFutures {
     const params = Array.isArray(request.params) ? (request.params as unknown[]) : [];
     switch (request.method) {
       case "SUBSCRIBE": {
+        if (this.swallowSubscribes > 0) {
+          this.swallowSubscribes--;
+          return;
+        }
         for (const name of params) {
           const rejection = typeof name === "string" ? this.rejectedStreams.get(name) : undefined;
           if (typeof name !== "string" || rejection) {
