@@ -7,7 +7,7 @@
  */
 import { afterEach, expect, test } from "bun:test";
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from "hyparquet";
-import { appendFileSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { OrderBook } from "../src/core/order-book.ts";
 import { ensureBinary } from "./support/binary.ts";

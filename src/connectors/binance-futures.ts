@@ -18,6 +18,7 @@ import type {
   TakerSide,
   Trade,
 } from "../core/events.ts";
+import { gapEvent } from "../core/events.ts";
 import { OrderBook } from "../core/order-book.ts";
 import type { Subscription } from "../core/subscriptions.ts";
 import { DepthSequencer } from "./binance-futures-book.ts";
@@ -1122,17 +1123,7 @@ export class BinanceFuturesConnector implements Connector {
   }
 
   private gap(feed: Feed, reason: GapReason, detail: string): void {
-    const now = nowMicros();
-    this.emit(feed.subscription, {
-      type: "gap",
-      exchange: EXCHANGE,
-      symbol: feed.subscription.symbol,
-      timestamp: now,
-      localTimestamp: now,
-      stream: feed.stream,
-      reason,
-      detail,
-    });
+    this.emit(feed.subscription, gapEvent(feed.subscription, reason, detail));
   }
 
   private emit(subscription: Subscription, event: MarketEvent): void {

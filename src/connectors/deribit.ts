@@ -18,9 +18,9 @@
  *   resubscribe the channel, which makes Deribit send a fresh snapshot
  *   (https://docs.deribit.com/subscriptions/orderbook/bookinstrument_nameinterval).
  */
-import { msToMicros, nowMicros } from "../core/clock.ts";
+import { msToMicros } from "../core/clock.ts";
 import type { DeribitCredentials } from "../core/config.ts";
-import { BASE_SIZING, type GapReason, type Sizing, type Stream, type TakerSide } from "../core/events.ts";
+import { BASE_SIZING, gapEvent, type GapReason, type Sizing, type Stream, type TakerSide } from "../core/events.ts";
 import { OrderBook } from "../core/order-book.ts";
 import type { Subscription } from "../core/subscriptions.ts";
 import { ChangeIdSequence, flattenLevels } from "./deribit-book.ts";
@@ -797,17 +797,7 @@ class DeribitConnector implements Connector {
 
   private emitGap(subscription: Subscription, reason: GapReason, detail: string): void {
     if (this.stopped) return;
-    const now = nowMicros();
-    this.context.emit(subscription, {
-      type: "gap",
-      exchange: EXCHANGE,
-      symbol: subscription.symbol,
-      timestamp: now,
-      localTimestamp: now,
-      stream: subscription.stream,
-      reason,
-      detail,
-    });
+    this.context.emit(subscription, gapEvent(subscription, reason, detail));
   }
 
   /** Finds the channel a broken frame was about, when its name can still be read. */

@@ -26,6 +26,7 @@ import type {
   Stream,
   TakerSide,
 } from "../core/events.ts";
+import { gapEvent } from "../core/events.ts";
 import type { Logger } from "../core/log.ts";
 import { OrderBook } from "../core/order-book.ts";
 import type { Subscription } from "../core/subscriptions.ts";
@@ -882,17 +883,7 @@ class OkxConnector implements Connector {
 
   private emitGapFor(subscription: Subscription, reason: GapReason, detail: string): void {
     if (this.stopped) return;
-    const now = nowMicros();
-    this.context.emit(subscription, {
-      type: "gap",
-      exchange: this.exchange,
-      symbol: subscription.symbol,
-      timestamp: now,
-      localTimestamp: now,
-      stream: subscription.stream,
-      reason,
-      detail,
-    });
+    this.context.emit(subscription, gapEvent(subscription, reason, detail));
   }
 
   failSubscription(sub: SubState, why: string): void {

@@ -13,6 +13,8 @@
  *   fresh snapshot always follows a gap before any further delta.
  */
 
+import { nowMicros } from "./clock.ts";
+
 export const STREAMS = ["TRADES", "L2", "BBO", "FUNDING", "LIQUIDATIONS"] as const;
 export type Stream = (typeof STREAMS)[number];
 
@@ -134,6 +136,28 @@ export function rowCount(event: MarketEvent): number {
 export function baseAmount(sizing: Sizing, price: number, amount: number): number {
   const scaled = amount * sizing.contractValue;
   return sizing.amountUnit === "base" ? scaled : price > 0 ? scaled / price : 0;
+}
+
+/**
+ * A gap marker for one subscription's (exchange, symbol, stream); its exchange time is the local time
+ * at which the gap was noticed (`at`, default now), since the venue did not say.
+ */
+export function gapEvent(
+  target: { readonly exchange: ExchangeId; readonly symbol: string; readonly stream: Stream },
+  reason: GapReason,
+  detail: string,
+  at: number = nowMicros(),
+): Gap {
+  return {
+    type: "gap",
+    exchange: target.exchange,
+    symbol: target.symbol,
+    timestamp: at,
+    localTimestamp: at,
+    stream: target.stream,
+    reason,
+    detail,
+  };
 }
 
 export const BASE_SIZING: Sizing = Object.freeze({ amountUnit: "base", contractValue: 1 });

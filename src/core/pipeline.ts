@@ -17,7 +17,7 @@ import type { Sink } from "../sinks/types.ts";
 import { BoundedChannel } from "./channel.ts";
 import type { Config } from "./config.ts";
 import { errorMessage } from "./errors.ts";
-import { rowCount, type ExchangeId, type MarketEvent } from "./events.ts";
+import { gapEvent, rowCount, type ExchangeId, type MarketEvent } from "./events.ts";
 import type { Logger } from "./log.ts";
 import { SinkStats } from "./stats.ts";
 import type { ExchangeRegistry, Subscription } from "./subscriptions.ts";
@@ -149,16 +149,10 @@ export class Pipeline {
     }
     if (event.type === "gap" || this.overflowing.has(subscription)) return;
     this.overflowing.add(subscription);
-    this.emit(subscription, {
-      type: "gap",
-      exchange: subscription.exchange,
-      symbol: subscription.symbol,
-      timestamp: event.localTimestamp,
-      localTimestamp: event.localTimestamp,
-      stream: subscription.stream,
-      reason: "overflow",
-      detail: "events dropped because the sink was behind",
-    });
+    this.emit(
+      subscription,
+      gapEvent(subscription, "overflow", "events dropped because the sink was behind", event.localTimestamp),
+    );
   }
 
   private async consume(): Promise<void> {

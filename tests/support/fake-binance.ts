@@ -13,18 +13,9 @@
  *   silence (stale), REST 429/418/500 queues.
  */
 import { FakeExchange, type FakeConnection, type RecordedRequest } from "./fake-exchange.ts";
+import { seededRandom } from "./random.ts";
 
-/** mulberry32: small, fast, seedable; good enough for generating markets. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
+export { seededRandom } from "./random.ts";
 
 export type Level = [string, string];
 

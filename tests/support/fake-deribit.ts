@@ -16,20 +16,11 @@
  * fake serves no REST routes.
  */
 import { FakeExchange, type FakeConnection } from "./fake-exchange.ts";
+import { seededRandom } from "./random.ts";
 
 export const WS_PATH = "/ws/api/v2";
 
-/** Small deterministic PRNG (mulberry32). */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom } from "./random.ts";
 
 export type LevelAction = "new" | "change" | "delete";
 export type Level = [LevelAction, number, number];

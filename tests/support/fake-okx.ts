@@ -12,6 +12,7 @@
  */
 import { crc32 } from "node:zlib";
 import { FakeExchange, type FakeConnection } from "./fake-exchange.ts";
+import { seededRandom } from "./random.ts";
 
 export interface FakeOkxInstrument {
   /** e.g. BTC-USDT-SWAP or BTC-USDT. */
@@ -71,17 +72,7 @@ export interface BookUpdateFrame {
   ];
 }
 
-/** Small deterministic PRNG (mulberry32). */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom } from "./random.ts";
 
 /** OKX's legacy checksum, written independently of the connector (zip-longest of the top 25). */
 export function referenceChecksum(bids: readonly FakeLevel[], asks: readonly FakeLevel[]): number {

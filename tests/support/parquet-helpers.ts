@@ -37,17 +37,7 @@ export function removeTempDirectories(): void {
   for (const directory of created.splice(0)) rmSync(directory, { recursive: true, force: true });
 }
 
-/** Small seeded PRNG (mulberry32) so randomized inputs are the same on every run. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom } from "./random.ts";
 
 /** The i-th trade of a deterministic stream: every field is a function of i. */
 export function tradeAt(i: number, symbol = "BTCUSDT", exchange: Trade["exchange"] = "BINANCE_FUTURES"): Trade {

@@ -339,7 +339,7 @@ export class ParquetSink implements Sink {
   }
 
   private async closeAll(): Promise<void> {
-    const { log, stats } = this.options;
+    const { stats } = this.options;
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     for (const file of [...this.openFiles()]) this.retire(file);
