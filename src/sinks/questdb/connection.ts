@@ -1,0 +1,125 @@
+/**
+ * One connection to QuestDB through the official client's transport (TCP/TCPS with optional JWK
+ * authentication, or HTTP/HTTPS with basic/bearer authentication). The client does not reconnect and
+ * does not tell when a TCP peer goes away, so this wrapper:
+ * - bounds connect and send with timeouts (a half-open peer otherwise stalls a write forever);
+ * - watches the TCP socket's `close`/`error` events and reports the loss once through `onLost`;
+ * - never leaves a promise of the client unobserved (a late rejection would be unhandled).
+ * Reconnecting, buffering and re-sending are the sink's job (index.ts).
+ */
+import { createTransport, type SenderOptions, type SenderTransport } from "@questdb/nodejs-client";
+import type { Socket } from "node:net";
+import { errorMessage } from "../../core/errors.ts";
+import type { TransportKind } from "./settings.ts";
+
+/** A send QuestDB answered with a client error: the same bytes will never be accepted. */
+export class RejectedDataError extends Error {
+  override readonly name = "RejectedDataError";
+}
+
+/** HTTP statuses that are about the request's data, not about reachability or credentials. */
+const REJECTED_DATA_STATUSES = new Set([400, 413, 422]);
+
+export interface ConnectionTimeouts {
+  readonly connectTimeoutMs: number;
+  readonly sendTimeoutMs: number;
+}
+
+export class IlpConnection {
+  private transport: SenderTransport | undefined;
+  private socket: Socket | undefined;
+  private lost = false;
+  private lastSocketError: string | undefined;
+
+  constructor(
+    private readonly kind: TransportKind,
+    private readonly options: SenderOptions,
+    private readonly timeouts: ConnectionTimeouts,
+    /** Called at most once, when an open TCP connection closes or fails by itself. */
+    private readonly onLost: (reason: string) => void,
+  ) {}
+
+  /** TCP: connects (and authenticates). HTTP: nothing to open; reachability shows on the first send. */
+  async open(): Promise<void> {
+    const transport = createTransport(this.options);
+    this.transport = transport;
+    if (this.kind === "http") return;
+    const connecting = transport.connect();
+    connecting.catch(() => undefined);
+    // The client creates its socket synchronously inside connect(); watch it from the start.
+    const socket = (transport as unknown as { socket?: Socket }).socket;
+    this.socket = socket;
+    socket?.on("error", (error: Error) => {
+      this.lastSocketError = errorMessage(error);
+    });
+    socket?.on("close", () => this.markLost(this.lastSocketError ?? "connection closed by QuestDB"));
+    try {
+      await withTimeout(connecting, this.timeouts.connectTimeoutMs, "connect timed out");
+    } catch (error) {
+      this.lost = true; // a failed open is reported by throwing, not through onLost
+      await this.close();
+      throw error;
+    }
+    if (this.lost || socket?.destroyed) throw new Error(this.lastSocketError ?? "connection closed while connecting");
+  }
+
+  /** Hands bytes to the transport. TCP: resolves once the kernel has them. HTTP: once QuestDB answered 204. */
+  async send(bytes: Uint8Array): Promise<void> {
+    const transport = this.transport;
+    if (!transport || this.lost) throw new Error("not connected");
+    const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const sending = transport.send(data);
+    sending.catch(() => undefined);
+    if (this.kind === "http") {
+      try {
+        await sending;
+      } catch (error) {
+        const message = errorMessage(error);
+        const status = /statusCode=(\d+)/.exec(message);
+        if (status && REJECTED_DATA_STATUSES.has(Number(status[1]))) throw new RejectedDataError(message);
+        throw error;
+      }
+      return;
+    }
+    try {
+      await withTimeout(sending, this.timeouts.sendTimeoutMs, "send timed out (QuestDB stopped reading)");
+    } catch (error) {
+      this.markLost(errorMessage(error));
+      throw error;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.lost = true;
+    const transport = this.transport;
+    this.transport = undefined;
+    try {
+      await transport?.close();
+    } catch {
+      // closing a broken socket may fail; it is gone either way
+    }
+  }
+
+  private markLost(reason: string): void {
+    if (this.lost) return;
+    this.lost = true;
+    void this.close();
+    this.onLost(reason);
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(message)), ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
+  });
+}

@@ -1,0 +1,127 @@
+/**
+ * Encoded rows on their way to QuestDB, in order, as chunks (one per flush):
+ *
+ *   unsent (oldest first) → in flight (at most one) → resend window → released
+ *
+ * ILP over TCP has no acknowledgement: a write that reached our kernel may still be lost when the
+ * connection drops (QuestDB restarting, a proxy resetting). So sent chunks stay in the resend window for
+ * a while; when the connection is lost they go back to the front of the unsent queue and are sent again
+ * after reconnecting (the tables' DEDUP keys make that idempotent). Over HTTP a 204 is an
+ * acknowledgement and the window is 0.
+ *
+ * Every byte here counts against the sink's memory bound; chunks in the resend window are the first to
+ * go when memory is needed (they have most likely arrived).
+ */
+
+export interface Chunk {
+  readonly bytes: Uint8Array;
+  readonly rows: number;
+  /** Already counted in rowsWritten (this is a re-send). */
+  counted: boolean;
+  /** performance.now() of the last successful send. */
+  sentAt: number;
+}
+
+export class Outbox {
+  private unsent: Chunk[] = [];
+  private inFlight: Chunk | undefined;
+  private window: Chunk[] = [];
+  /** Bytes of every chunk held (unsent, in flight, resend window). */
+  bytes = 0;
+  unsentBytes = 0;
+  /** Rows not yet sent since they were last queued (unsent and in flight). */
+  pendingRows = 0;
+
+  get pendingChunks(): number {
+    return this.unsent.length + (this.inFlight ? 1 : 0);
+  }
+
+  push(bytes: Uint8Array, rows: number): void {
+    this.unsent.push({ bytes, rows, counted: false, sentAt: 0 });
+    this.bytes += bytes.byteLength;
+    this.unsentBytes += bytes.byteLength;
+    this.pendingRows += rows;
+  }
+
+  /** Moves the oldest unsent chunk in flight. */
+  takeNext(): Chunk | undefined {
+    if (this.inFlight) throw new Error("a chunk is already in flight");
+    const chunk = this.unsent.shift();
+    if (!chunk) return undefined;
+    this.inFlight = chunk;
+    this.unsentBytes -= chunk.bytes.byteLength;
+    return chunk;
+  }
+
+  /** The in-flight chunk arrived (HTTP) or reached the kernel (TCP); keep it for a re-send or release it. */
+  sent(chunk: Chunk, now: number, keepForResend: boolean): void {
+    if (this.inFlight !== chunk) return;
+    this.inFlight = undefined;
+    this.pendingRows -= chunk.rows;
+    chunk.counted = true;
+    chunk.sentAt = now;
+    if (keepForResend) this.window.push(chunk);
+    else this.bytes -= chunk.bytes.byteLength;
+  }
+
+  /** The in-flight chunk will never be accepted (QuestDB rejected its data): forget it. */
+  discardInFlight(): Chunk | undefined {
+    const chunk = this.inFlight;
+    if (!chunk) return undefined;
+    this.inFlight = undefined;
+    this.pendingRows -= chunk.rows;
+    this.bytes -= chunk.bytes.byteLength;
+    return chunk;
+  }
+
+  /**
+   * Connection lost: the resend window and the in-flight chunk go back to the front, oldest first.
+   * Returns the rows queued again that had already been sent once.
+   */
+  requeue(): number {
+    const back: Chunk[] = [...this.window];
+    this.window = [];
+    let resentRows = 0;
+    for (const chunk of back) resentRows += chunk.rows;
+    if (this.inFlight) {
+      back.push(this.inFlight);
+      this.inFlight = undefined;
+    }
+    for (const chunk of back) this.unsentBytes += chunk.bytes.byteLength;
+    this.pendingRows += resentRows; // the in-flight chunk's rows were still pending
+    this.unsent = [...back, ...this.unsent];
+    return resentRows;
+  }
+
+  /** Releases resend-window chunks sent before `cutoff` (performance.now() time). */
+  expire(cutoff: number): void {
+    while (this.window.length > 0 && this.window[0]!.sentAt <= cutoff) {
+      this.bytes -= this.window.shift()!.bytes.byteLength;
+    }
+  }
+
+  /** Releases the oldest resend-window chunk to make room; false when the window is empty. */
+  releaseOldestSent(): boolean {
+    const chunk = this.window.shift();
+    if (!chunk) return false;
+    this.bytes -= chunk.bytes.byteLength;
+    return true;
+  }
+
+  /** Gives up on everything not yet sent (shutdown while QuestDB is away). */
+  abandonPending(): { rows: number; neverSentRows: number } {
+    let rows = 0;
+    let neverSentRows = 0;
+    const pending = this.inFlight ? [this.inFlight, ...this.unsent] : this.unsent;
+    for (const chunk of pending) {
+      rows += chunk.rows;
+      if (!chunk.counted) neverSentRows += chunk.rows;
+      this.bytes -= chunk.bytes.byteLength;
+    }
+    this.unsent = [];
+    this.inFlight = undefined;
+    this.unsentBytes = 0;
+    this.pendingRows = 0;
+    return { rows, neverSentRows };
+  }
+}

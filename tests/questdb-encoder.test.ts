@@ -1,0 +1,193 @@
+/**
+ * The hand-built ILP encoder against the official client: the same rows must be the same bytes
+ * (seeded random events with hostile strings, non-finite and extreme numbers, edge timestamps), every
+ * line must parse strictly back to the original values, and the columns must be exactly the shared
+ * schema's.
+ */
+import { describe, expect, test } from "bun:test";
+import { baseAmount, type MarketEvent } from "../src/core/events.ts";
+import { IlpEncoder } from "../src/sinks/questdb/encoder.ts";
+import { TABLES, TABLE_OF_EVENT, type ColumnKind } from "../src/sinks/tables.ts";
+import { IlpStreamParser, SchemaTracker, type IlpRow } from "./support/ilp-server.ts";
+import { HOSTILE_STRINGS, RandomEvents, T0, bbo, book, funding, gap, liquidation, trade } from "./support/questdb-events.ts";
+import { appendReferenceRows, createReferenceBuffer } from "./support/questdb-reference.ts";
+
+function encodeOne(event: MarketEvent, maxLineBytes = 1 << 30): { bytes: Uint8Array; rows: number; encoder: IlpEncoder } {
+  const encoder = new IlpEncoder({ maxLineBytes, initialBytes: 64 });
+  const rows = encoder.encode(event);
+  return { bytes: encoder.take() ?? new Uint8Array(0), rows, encoder };
+}
+
+const reference = createReferenceBuffer();
+
+function referenceBytes(event: MarketEvent): Uint8Array {
+  const buffer = reference.reset();
+  appendReferenceRows(buffer, event);
+  return Uint8Array.from(buffer.toBufferView() ?? []);
+}
+
+function parseAll(bytes: Uint8Array): IlpRow[] {
+  const rows: IlpRow[] = [];
+  const parser = new IlpStreamParser(new SchemaTracker(), (row) => rows.push(row));
+  parser.feed(bytes);
+  if (parser.failed) throw new Error(parser.failed);
+  expect(parser.pendingBytes).toBe(0);
+  return rows;
+}
+
+const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("latin1");
+
+describe("IlpEncoder writes the client's bytes", () => {
+  test("for 20,000 seeded random events of every type", () => {
+    const random = new RandomEvents(20260101);
+    // One encoder for the whole run, as in the sink: exercises buffer growth and the symbol cache.
+    const encoder = new IlpEncoder({ maxLineBytes: 1 << 30, initialBytes: 256 });
+    let rows = 0;
+    for (let i = 0; i < 20_000; i++) {
+      const event = random.next();
+      const written = encoder.encode(event);
+      expect(written).toBeGreaterThanOrEqual(0);
+      rows += written;
+      const mine = encoder.take() ?? new Uint8Array(0);
+      const theirs = referenceBytes(event);
+      if (hex(mine) !== hex(theirs)) {
+        throw new Error(`event ${i} (${event.type}) differs:\nours:   ${JSON.stringify(hex(mine))}\nclient: ${JSON.stringify(hex(theirs))}`);
+      }
+    }
+    expect(rows).toBeGreaterThan(20_000);
+  });
+
+  test("for hostile strings in every string and symbol position", () => {
+    for (const text of HOSTILE_STRINGS) {
+      const events: MarketEvent[] = [
+        trade(1, { id: text, symbol: text === "" ? "X" : text }),
+        liquidation(2, { id: text }),
+        gap(3, { detail: text, symbol: text }),
+        book(4, { symbol: text }),
+      ];
+      for (const event of events) expect(hex(encodeOne(event).bytes)).toBe(hex(referenceBytes(event)));
+    }
+  });
+
+  test("for non-finite values, extreme numbers and edge timestamps", () => {
+    const events: MarketEvent[] = [
+      trade(1, { price: Number.NaN, amount: Number.POSITIVE_INFINITY }),
+      trade(2, { price: 1e21, amount: 5e-324, timestamp: 0, localTimestamp: 0 }),
+      trade(3, { price: -0, amount: 2 ** 53, timestamp: -1000, localTimestamp: 2 ** 53 - 1 }),
+      bbo(4, { bidPrice: Number.NEGATIVE_INFINITY, askAmount: 1.7976931348623157e308 }),
+      funding(5, { markPrice: undefined, fundingRate: Number.NaN, nextFundingTime: 1.5 }),
+      book(6, { bids: [Number.NaN, 1, 100, Number.POSITIVE_INFINITY, 99, 2], sequence: 2 ** 60 }),
+      book(7, { bids: [], asks: [], isSnapshot: true, sequence: Number.NaN }),
+      book(8, { amountUnit: "quote", contractValue: 100, bids: [0, 5, 25_000.5, 3] }),
+    ];
+    for (const event of events) expect(hex(encodeOne(event).bytes)).toBe(hex(referenceBytes(event)));
+  });
+});
+
+describe("IlpEncoder output parses strictly back to the event", () => {
+  test("hostile strings round-trip exactly; lone surrogates become U+FFFD", () => {
+    for (const text of HOSTILE_STRINGS) {
+      const rows = parseAll(encodeOne(trade(1, { id: text, symbol: text === "" ? "X" : text })).bytes);
+      expect(rows).toHaveLength(1);
+      const expected = Buffer.from(text, "utf8").toString("utf8"); // what UTF-8 can carry
+      expect(rows[0]!.fields.id).toEqual({ kind: "string", value: expected });
+      expect(rows[0]!.symbols.symbol).toBe(text === "" ? "X" : expected);
+      const gapRow = parseAll(encodeOne(gap(2, { detail: text })).bytes)[0]!;
+      expect(gapRow.fields.detail).toEqual({ kind: "string", value: expected });
+    }
+  });
+
+  test("an empty symbol value and non-finite doubles are sent as NULL (column left out) and counted", () => {
+    const { bytes, encoder } = encodeOne(trade(1, { symbol: "", price: Number.NaN, amount: Number.NEGATIVE_INFINITY }));
+    const row = parseAll(bytes)[0]!;
+    expect(row.symbols).toEqual({ exchange: "BINANCE_FUTURES", side: "sell" });
+    expect(Object.keys(row.fields).sort()).toEqual(["id", "local_timestamp"]);
+    expect(encoder.nullifiedValues).toBe(4); // symbol, price, amount, base_amount (NaN * x)
+  });
+
+  test("an L2 event is one row per level with the shared columns on each", () => {
+    const event = book(9, { bids: [100.5, 2, 100.25, 0], asks: [101, 3.5], isSnapshot: true, contractValue: 0.01 });
+    const { bytes, rows } = encodeOne(event);
+    expect(rows).toBe(3);
+    const parsed = parseAll(bytes);
+    expect(parsed.map((row) => [row.symbols.side, row.fields.price, row.fields.amount])).toEqual([
+      ["bid", { kind: "double", value: 100.5 }, { kind: "double", value: 2 }],
+      ["bid", { kind: "double", value: 100.25 }, { kind: "double", value: 0 }],
+      ["ask", { kind: "double", value: 101 }, { kind: "double", value: 3.5 }],
+    ]);
+    for (const row of parsed) {
+      expect(row.table).toBe("l2");
+      expect(row.symbols.exchange).toBe("OKX_SWAP");
+      expect(row.fields.is_snapshot).toEqual({ kind: "boolean", value: true });
+      expect(row.fields.sequence).toEqual({ kind: "long", value: BigInt(event.sequence) });
+      expect(row.fields.local_timestamp).toEqual({ kind: "timestamp", value: BigInt(event.localTimestamp) });
+      expect(row.timestamp).toBe(BigInt(event.timestamp) * 1000n);
+      const price = (row.fields.price as { value: number }).value;
+      const amount = (row.fields.amount as { value: number }).value;
+      expect(row.fields.base_amount).toEqual({ kind: "double", value: baseAmount(event, price, amount) });
+    }
+  });
+
+  test("an empty snapshot is kept as one row without side or price", () => {
+    const parsed = parseAll(encodeOne(book(1, { isSnapshot: true, bids: [], asks: [] })).bytes);
+    expect(parsed).toHaveLength(1);
+    expect(parsed[0]!.symbols.side).toBeUndefined();
+    expect(Object.keys(parsed[0]!.fields).sort()).toEqual(["is_snapshot", "local_timestamp", "sequence"]);
+    expect(encodeOne(book(1, { isSnapshot: false, bids: [], asks: [] })).rows).toBe(0);
+  });
+});
+
+describe("IlpEncoder columns are the shared schema", () => {
+  const ILP_KIND: Record<ColumnKind, string> = {
+    symbol: "symbol",
+    string: "string",
+    double: "double",
+    long: "long",
+    timestamp: "timestamp",
+    boolean: "boolean",
+  };
+  const examples: MarketEvent[] = [trade(1), book(2), bbo(3), funding(4), liquidation(5, { id: "L1" }), gap(6)];
+  for (const event of examples) {
+    const table = TABLE_OF_EVENT[event.type];
+    test(`${table}: every column of tables.ts with its kind, timestamp designated`, () => {
+      const row = parseAll(encodeOne(event).bytes)[0]!;
+      expect(row.table).toBe(table);
+      const sent: Record<string, string> = {};
+      for (const name of Object.keys(row.symbols)) sent[name] = "symbol";
+      for (const [name, value] of Object.entries(row.fields)) sent[name] = value.kind;
+      const expected: Record<string, string> = {};
+      for (const column of TABLES[table]) if (column.name !== "timestamp") expected[column.name] = ILP_KIND[column.kind];
+      expect(sent).toEqual(expected);
+      expect(row.timestamp).toBe(BigInt(event.timestamp) * 1000n);
+    });
+  }
+});
+
+describe("IlpEncoder rejects what ILP cannot carry, writing nothing", () => {
+  test("event or receive time that is not an integer number of microseconds", () => {
+    for (const bad of [1.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 53]) {
+      const encoder = new IlpEncoder({ maxLineBytes: 32_768 });
+      expect(encoder.encode(trade(1, { timestamp: bad }))).toBe(-1);
+      expect(encoder.encode(trade(1, { localTimestamp: bad }))).toBe(-1);
+      expect(encoder.position).toBe(0);
+      expect(encoder.lastRejection).toContain("microseconds");
+    }
+  });
+
+  test("a row longer than the server's line limit, without touching rows already written", () => {
+    const encoder = new IlpEncoder({ maxLineBytes: 1024, initialBytes: 64 });
+    expect(encoder.encode(trade(1))).toBe(1);
+    const before = encoder.position;
+    expect(encoder.encode(trade(2, { id: "x".repeat(2000) }))).toBe(-1);
+    expect(encoder.lastRejection).toContain("longer than the 1024 bytes");
+    expect(encoder.position).toBe(before);
+    expect(encoder.rows).toBe(1);
+    expect(encoder.encode(trade(3))).toBe(1);
+    expect(parseAll(encoder.take()!).map((row) => (row.fields.id as { value: string }).value)).toEqual(["t1", "t3"]);
+  });
+
+  test("T0 sanity: designated timestamps are nanoseconds", () => {
+    const row = parseAll(encodeOne(trade(0)).bytes)[0]!;
+    expect(row.timestamp).toBe(BigInt(T0) * 1000n);
+  });
+});

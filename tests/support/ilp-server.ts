@@ -1,0 +1,502 @@
+/**
+ * A strict InfluxDB line protocol (ILP) server for tests, speaking QuestDB's TCP dialect on 127.0.0.1.
+ *
+ * Every byte is parsed; anything QuestDB would reject, or that our sink promises never to send, is an
+ * error: unescaped separators, unknown escapes, raw newlines in strings, empty names or symbol values,
+ * non-finite or out-of-range numbers, duplicate columns, a column whose type changes within a table,
+ * invalid UTF-8, a missing designated timestamp. Like QuestDB (line.tcp.disconnect.on.error) the
+ * connection is closed at the first error; tests call assertNoErrors() so a malformed line fails them.
+ * Grammar: https://questdb.com/docs/ingestion/ilp/advanced-settings/ and .../ilp/columnset-types/
+ *
+ * For fault tests (reusable by the end-to-end suite): stop/restart on the same port, drop every
+ * connection (orderly FIN or abrupt), count rows per table, wait for rows.
+ */
+import type { Socket, TCPSocketListener } from "bun";
+
+export type IlpValue =
+  | { readonly kind: "string"; readonly value: string }
+  | { readonly kind: "long"; readonly value: bigint }
+  | { readonly kind: "double"; readonly value: number }
+  | { readonly kind: "boolean"; readonly value: boolean }
+  /** Non-designated TIMESTAMP column, microseconds (suffix t). */
+  | { readonly kind: "timestamp"; readonly value: bigint }
+  /** Nanoseconds (suffix n). */
+  | { readonly kind: "timestamp_ns"; readonly value: bigint };
+
+export interface IlpRow {
+  readonly table: string;
+  readonly symbols: Readonly<Record<string, string>>;
+  readonly fields: Readonly<Record<string, IlpValue>>;
+  /** The designated timestamp as sent (nanoseconds by default). */
+  readonly timestamp: bigint | undefined;
+}
+
+export type ParseResult =
+  | { readonly kind: "row"; readonly row: IlpRow; readonly end: number }
+  | { readonly kind: "incomplete" }
+  | { readonly kind: "error"; readonly message: string };
+
+const NL = 10;
+const CR = 13;
+const SPACE = 32;
+const COMMA = 44;
+const EQUALS = 61;
+const QUOTE = 34;
+const BACKSLASH = 92;
+
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const FLOAT = /^-?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
+const INTEGER = /^-?\d+$/;
+const BOOLEANS: Readonly<Record<string, boolean>> = {
+  t: true, T: true, true: true, True: true, TRUE: true,
+  f: false, F: false, false: false, False: false, FALSE: false,
+};
+const UNQUOTED_ESCAPABLE = new Set([SPACE, COMMA, EQUALS, BACKSLASH, NL, CR]);
+const QUOTED_ESCAPABLE = new Set([QUOTE, BACKSLASH, NL, CR]);
+
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+class LineError extends Error {}
+class Incomplete extends Error {}
+
+/**
+ * Parses one line starting at `start`. Tables and names are plain identifiers (what QuestDB accepts
+ * without quoting and what the sink sends); values follow the escaping rules.
+ */
+export function parseIlpLine(buffer: Uint8Array, start: number, options: { requireTimestamp?: boolean } = {}): ParseResult {
+  let i = start;
+  const at = (): number => {
+    if (i >= buffer.length) throw new Incomplete();
+    return buffer[i]!;
+  };
+  const decode = (bytes: Uint8Array, what: string): string => {
+    try {
+      return utf8.decode(bytes);
+    } catch {
+      throw new LineError(`invalid UTF-8 in ${what}`);
+    }
+  };
+  /** The bytes of a token: a view when it had no escapes, else a copy without the backslashes. */
+  const token = (from: number, to: number, escapes: number): Uint8Array => {
+    if (escapes === 0) return buffer.subarray(from, to);
+    const out = new Uint8Array(to - from - escapes);
+    let o = 0;
+    for (let k = from; k < to; k++) {
+      const byte = buffer[k]!;
+      if (byte === BACKSLASH) k++;
+      out[o++] = buffer[k]!;
+    }
+    return out;
+  };
+  /** A name ends at one of `stops`; no escapes allowed in names. */
+  const name = (stops: readonly number[], what: string): { text: string; stop: number } => {
+    const from = i;
+    for (;;) {
+      const byte = at();
+      i++;
+      if (stops.includes(byte)) {
+        const text = decode(buffer.subarray(from, i - 1), what);
+        if (!NAME.test(text)) throw new LineError(`invalid ${what} '${text}'`);
+        return { text, stop: byte };
+      }
+      if (byte === NL || byte === SPACE || byte === COMMA || byte === EQUALS || byte === BACKSLASH || byte === QUOTE) {
+        throw new LineError(`unexpected ${JSON.stringify(String.fromCharCode(byte))} in ${what}`);
+      }
+    }
+  };
+  /** An unquoted value: ends at an unescaped comma, space or newline. */
+  const unquoted = (what: string): { bytes: Uint8Array; stop: number } => {
+    const from = i;
+    let escapes = 0;
+    for (;;) {
+      const byte = at();
+      i++;
+      if (byte === BACKSLASH) {
+        const next = at();
+        i++;
+        if (!UNQUOTED_ESCAPABLE.has(next)) throw new LineError(`invalid escape \\${String.fromCharCode(next)} in ${what}`);
+        escapes++;
+        continue;
+      }
+      if (byte === COMMA || byte === SPACE || byte === NL) return { bytes: token(from, i - 1, escapes), stop: byte };
+      if (byte === EQUALS) throw new LineError(`unescaped '=' in ${what}`);
+      if (byte === CR) throw new LineError(`unescaped carriage return in ${what}`);
+    }
+  };
+  const quoted = (what: string): string => {
+    const from = i;
+    let escapes = 0;
+    for (;;) {
+      const byte = at();
+      i++;
+      if (byte === QUOTE) return decode(token(from, i - 1, escapes), what);
+      if (byte === BACKSLASH) {
+        const next = at();
+        i++;
+        if (!QUOTED_ESCAPABLE.has(next)) throw new LineError(`invalid escape \\${String.fromCharCode(next)} in ${what}`);
+        escapes++;
+        continue;
+      }
+      if (byte === NL || byte === CR) throw new LineError(`unescaped line break in ${what}`);
+    }
+  };
+
+  try {
+    const table = name([COMMA, SPACE], "table name");
+    const symbols: Record<string, string> = {};
+    const fields: Record<string, IlpValue> = {};
+    let stop = table.stop;
+    while (stop === COMMA) {
+      const symbolName = name([EQUALS], "symbol name").text;
+      if (symbolName in symbols) throw new LineError(`duplicate symbol '${symbolName}'`);
+      const value = unquoted(`symbol ${symbolName}`);
+      if (value.bytes.length === 0) throw new LineError(`empty value for symbol '${symbolName}'`);
+      if (value.stop === NL) throw new LineError("line ends without fields");
+      symbols[symbolName] = decode(value.bytes, `symbol ${symbolName}`);
+      stop = value.stop;
+    }
+    // stop is SPACE: the column set follows.
+    for (;;) {
+      const fieldName = name([EQUALS], "column name").text;
+      if (fieldName in fields || fieldName in symbols) throw new LineError(`duplicate column '${fieldName}'`);
+      if (at() === QUOTE) {
+        i++;
+        fields[fieldName] = { kind: "string", value: quoted(`string ${fieldName}`) };
+        const after = at();
+        i++;
+        if (after !== COMMA && after !== SPACE && after !== NL) throw new LineError(`unexpected byte after string ${fieldName}`);
+        stop = after;
+      } else {
+        const value = unquoted(`column ${fieldName}`);
+        fields[fieldName] = scalar(decode(value.bytes, `column ${fieldName}`), fieldName);
+        stop = value.stop;
+      }
+      if (stop !== COMMA) break;
+    }
+    let timestamp: bigint | undefined;
+    if (stop === SPACE) {
+      const from = i;
+      while (at() !== NL) i++;
+      i++;
+      const text = Buffer.from(buffer.subarray(from, i - 1)).toString("latin1");
+      if (!INTEGER.test(text)) throw new LineError(`invalid designated timestamp '${text}'`);
+      timestamp = BigInt(text);
+      if (timestamp < INT64_MIN || timestamp > INT64_MAX) throw new LineError(`designated timestamp out of range '${text}'`);
+    } else if (options.requireTimestamp !== false) {
+      throw new LineError("missing designated timestamp");
+    }
+    return { kind: "row", row: { table: table.text, symbols, fields, timestamp }, end: i };
+  } catch (error) {
+    if (error instanceof Incomplete) return { kind: "incomplete" };
+    if (error instanceof LineError) return { kind: "error", message: error.message };
+    throw error;
+  }
+}
+
+function scalar(text: string, column: string): IlpValue {
+  if (text === "") throw new LineError(`empty value for column '${column}'`);
+  const last = text[text.length - 1]!;
+  const body = text.slice(0, -1);
+  if (last === "i") {
+    if (!INTEGER.test(body)) throw new LineError(`invalid integer '${text}' in ${column}`);
+    const value = BigInt(body);
+    if (value < INT64_MIN || value > INT64_MAX) throw new LineError(`integer out of range '${text}' in ${column}`);
+    return { kind: "long", value };
+  }
+  if (last === "t" || last === "n") {
+    if (INTEGER.test(body)) {
+      const value = BigInt(body);
+      if (value < INT64_MIN || value > INT64_MAX) throw new LineError(`timestamp out of range '${text}' in ${column}`);
+      return last === "t" ? { kind: "timestamp", value } : { kind: "timestamp_ns", value };
+    }
+  }
+  if (text in BOOLEANS) return { kind: "boolean", value: BOOLEANS[text]! };
+  if (FLOAT.test(text)) {
+    const value = Number(text);
+    if (!Number.isFinite(value)) throw new LineError(`non-finite number '${text}' in ${column}`);
+    return { kind: "double", value };
+  }
+  throw new LineError(`unrecognised value '${text}' in ${column}`);
+}
+
+/** Column kinds seen per table: a column never changes type (QuestDB rejects the line). */
+export class SchemaTracker {
+  private readonly kinds = new Map<string, Map<string, string>>();
+
+  check(row: IlpRow): string | undefined {
+    let columns = this.kinds.get(row.table);
+    if (!columns) {
+      columns = new Map();
+      this.kinds.set(row.table, columns);
+    }
+    const entries: Array<[string, string]> = [
+      ...Object.keys(row.symbols).map((name): [string, string] => [name, "symbol"]),
+      ...Object.entries(row.fields).map(([name, value]): [string, string] => [name, value.kind]),
+    ];
+    for (const [name, kind] of entries) {
+      const known = columns.get(name);
+      if (known === undefined) columns.set(name, kind);
+      else if (known !== kind) return `column ${row.table}.${name} was ${known}, now ${kind}`;
+    }
+    return undefined;
+  }
+}
+
+/** Incremental parser for one stream of bytes (a TCP connection or an HTTP body). */
+export class IlpStreamParser {
+  private pending: Uint8Array = new Uint8Array(0);
+  failed: string | undefined;
+
+  constructor(
+    private readonly schema: SchemaTracker,
+    private readonly onRow: (row: IlpRow) => void,
+  ) {}
+
+  /** Bytes of an unfinished line. */
+  get pendingBytes(): number {
+    return this.pending.length;
+  }
+
+  feed(data: Uint8Array): void {
+    if (this.failed !== undefined) return;
+    const buffer = this.pending.length === 0 ? data : concat(this.pending, data);
+    let offset = 0;
+    while (offset < buffer.length) {
+      const result = parseIlpLine(buffer, offset);
+      if (result.kind === "incomplete") break;
+      if (result.kind === "error") {
+        this.failed = `${result.message} in line ${JSON.stringify(excerpt(buffer, offset))}`;
+        this.pending = new Uint8Array(0);
+        return;
+      }
+      const conflict = this.schema.check(result.row);
+      if (conflict !== undefined) {
+        this.failed = `${conflict} in line ${JSON.stringify(excerpt(buffer, offset))}`;
+        return;
+      }
+      this.onRow(result.row);
+      offset = result.end;
+    }
+    this.pending = buffer.slice(offset);
+  }
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+function excerpt(buffer: Uint8Array, offset: number): string {
+  const end = Math.min(buffer.length, offset + 300);
+  return Buffer.from(buffer.subarray(offset, end)).toString("utf8");
+}
+
+interface ConnectionState {
+  readonly id: number;
+  readonly parser: IlpStreamParser;
+  /** The server closed it (drop/stop): an unfinished line is expected, not an error. */
+  closedByServer: boolean;
+}
+
+export interface IlpServerOptions {
+  /** Port to listen on; 0 (default) picks a free one, kept across restart(). */
+  readonly port?: number;
+}
+
+export class IlpServer {
+  readonly rows: IlpRow[] = [];
+  readonly errors: string[] = [];
+  /** Connections accepted since start, across restarts. */
+  connectionsAccepted = 0;
+  /** Unfinished lines thrown away because the server closed the connection (QuestDB does the same). */
+  discardedPartialLines = 0;
+  /**
+   * Unfinished lines left by a client that closed its connection mid-line. QuestDB discards them; a
+   * client only does this when it gives a connection up (a stalled write), so tests assert it is 0
+   * unless that is the scenario.
+   */
+  abandonedPartialLines = 0;
+  /** While true, every new connection is closed as soon as it is accepted (a server refusing clients). */
+  closeOnAccept = false;
+  private listener: TCPSocketListener<ConnectionState> | undefined;
+  private readonly sockets = new Set<Socket<ConnectionState>>();
+  private readonly schema = new SchemaTracker();
+  private listeners: Array<() => void> = [];
+  private nextId = 1;
+
+  private constructor(public port: number) {}
+
+  static async start(options: IlpServerOptions = {}): Promise<IlpServer> {
+    const server = new IlpServer(options.port ?? 0);
+    server.listen();
+    return server;
+  }
+
+  /** A port with nothing listening (for "QuestDB down at start"); restart() later listens on it. */
+  static async reservePort(): Promise<IlpServer> {
+    const server = await IlpServer.start();
+    await server.stop();
+    return server;
+  }
+
+  get listening(): boolean {
+    return this.listener !== undefined;
+  }
+
+  get openConnections(): number {
+    return this.sockets.size;
+  }
+
+  private listen(): void {
+    this.listener = Bun.listen<ConnectionState>({
+      hostname: "127.0.0.1",
+      port: this.port,
+      socket: {
+        open: (socket) => {
+          this.connectionsAccepted++;
+          const id = this.nextId++;
+          socket.data = {
+            id,
+            closedByServer: false,
+            parser: new IlpStreamParser(this.schema, (row) => this.rows.push(row)),
+          };
+          this.sockets.add(socket);
+          if (this.closeOnAccept) {
+            socket.data.closedByServer = true;
+            socket.end();
+          }
+          this.notify();
+        },
+        data: (socket, data) => {
+          const state = socket.data;
+          if (state.closedByServer) return;
+          state.parser.feed(data);
+          if (state.parser.failed !== undefined) {
+            this.errors.push(`connection ${state.id}: ${state.parser.failed}`);
+            state.closedByServer = true;
+            socket.end();
+          }
+          this.notify();
+        },
+        close: (socket) => {
+          const state = socket.data;
+          this.sockets.delete(socket);
+          if (state && state.parser.pendingBytes > 0 && state.parser.failed === undefined) {
+            if (state.closedByServer) this.discardedPartialLines++;
+            else this.abandonedPartialLines++;
+          }
+          this.notify();
+        },
+        error: (socket, error) => {
+          // A reset by the peer is how a client may go away; only record it.
+          void socket;
+          void error;
+        },
+      },
+    });
+    this.port = this.listener.port;
+  }
+
+  /** Stops listening and closes every connection (QuestDB going down). */
+  async stop(): Promise<void> {
+    for (const socket of this.sockets) socket.data.closedByServer = true;
+    this.listener?.stop(true);
+    this.listener = undefined;
+    await this.waitFor(() => this.sockets.size === 0 || undefined, 2000, "connections to close").catch(() => undefined);
+  }
+
+  /** Listens again on the same port (QuestDB back after a restart). */
+  async restart(): Promise<void> {
+    if (this.listener) await this.stop();
+    this.listen();
+  }
+
+  /**
+   * Closes every open connection from the server side while still listening: "close" sends FIN (QuestDB
+   * closing an idle or failed connection), "reset" aborts the socket. Returns how many were closed.
+   */
+  dropConnections(mode: "close" | "reset" = "close"): number {
+    let count = 0;
+    for (const socket of this.sockets) {
+      socket.data.closedByServer = true;
+      if (mode === "close") socket.end();
+      else socket.terminate();
+      count++;
+    }
+    return count;
+  }
+
+  rowsIn(table: string): IlpRow[] {
+    return this.rows.filter((row) => row.table === table);
+  }
+
+  countRows(table?: string): number {
+    return table === undefined ? this.rows.length : this.rows.reduce((count, row) => count + (row.table === table ? 1 : 0), 0);
+  }
+
+  countsByTable(): Record<string, number> {
+    const counts: Record<string, number> = {};
+    for (const row of this.rows) counts[row.table] = (counts[row.table] ?? 0) + 1;
+    return counts;
+  }
+
+  /** Throws with every recorded protocol error: call it in each test that sends lines. */
+  assertNoErrors(): void {
+    if (this.errors.length > 0) throw new Error(`ILP server saw malformed input:\n${this.errors.join("\n")}`);
+  }
+
+  waitForRows(count: number, table?: string, timeoutMs = 5000): Promise<IlpRow[]> {
+    return this.waitFor(
+      () => {
+        this.assertNoErrors();
+        return this.countRows(table) >= count ? (table === undefined ? this.rows : this.rowsIn(table)) : undefined;
+      },
+      timeoutMs,
+      `${count} row(s)${table ? ` in ${table}` : ""} (have ${this.countRows(table)})`,
+    );
+  }
+
+  /** Resolves with the first truthy value of `check`, re-evaluated on every server event and every 20 ms. */
+  waitFor<T>(check: () => T | undefined | false, timeoutMs: number, what: string): Promise<T> {
+    return new Promise((resolve, reject) => {
+      let done = false;
+      const finish = (error: Error | undefined, value?: T) => {
+        if (done) return;
+        done = true;
+        clearTimeout(deadline);
+        clearInterval(poll);
+        if (error) reject(error);
+        else resolve(value as T);
+      };
+      const attempt = (): void => {
+        if (done) return;
+        try {
+          const value = check();
+          if (value !== undefined && value !== false) finish(undefined, value);
+        } catch (error) {
+          finish(error as Error);
+        }
+      };
+      const subscribe = (): void => {
+        this.listeners.push(() => {
+          attempt();
+          if (!done) subscribe();
+        });
+      };
+      const deadline = setTimeout(() => finish(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
+      const poll = setInterval(attempt, 20);
+      attempt();
+      if (!done) subscribe();
+    });
+  }
+
+  private notify(): void {
+    const listeners = this.listeners;
+    this.listeners = [];
+    for (const listener of listeners) listener();
+  }
+}
