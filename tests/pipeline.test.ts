@@ -76,7 +76,12 @@ class ScriptedConnector implements Connector {
   }
 }
 
-function setUp(subscriptions: string, sink: MemorySink, queueCapacity = 100_000) {
+function setUp(
+  subscriptions: string,
+  sink: MemorySink,
+  queueCapacity = 100_000,
+  options: { drainTimeoutMs?: number; batchSize?: number } = {},
+) {
   let connector: ScriptedConnector | undefined;
   const scripted: ExchangeSpec = {
     ...EXCHANGE_REGISTRY.BINANCE_FUTURES,
@@ -88,7 +93,7 @@ function setUp(subscriptions: string, sink: MemorySink, queueCapacity = 100_000)
     { XTRADER_QUEUE_CAPACITY: String(queueCapacity) },
     registry,
   );
-  const pipeline = new Pipeline({ config, registry, sink, log, shutdownTimeoutMs: 5000 });
+  const pipeline = new Pipeline({ config, registry, sink, log, shutdownTimeoutMs: 5000, ...options });
   return { pipeline, config, connector: () => connector! };
 }
 
@@ -217,7 +222,7 @@ describe("Pipeline", () => {
     for (let i = 0; i < 10; i++) pipeline.emit(trades!, trade(trades!, i));
     expect(l2!.stats.dropped).toBeGreaterThan(0);
     expect(trades!.stats.dropped).toBe(10);
-    // The resync snapshot may itself not fit while the sink is still busy; it is retried until it does.
+    // The resync is requested once the queue has drained below half its bound, so its snapshot fits.
     await waitUntil(
       () => sink.buffered.some((event) => event.type === "book_change" && event.isSnapshot && event.sequence === 1_000_000),
       5000,
@@ -248,6 +253,37 @@ describe("Pipeline", () => {
     expect(tradeGaps).toHaveLength(1);
     expect(tradeGaps[0]).toMatchObject({ reason: "overflow" });
     expect(pipeline.channel.droppedEvents).toBe(l2!.stats.dropped + trades!.stats.dropped);
+  });
+
+  test("stop is bounded when the sink holds the pipeline: it is closed after the drain timeout, leftovers counted", async () => {
+    const sink = new MemorySink();
+    let release: () => void = () => {};
+    sink.write = async (events) => {
+      if (sink.closed) throw new Error("the sink is closed");
+      sink.buffered.push(...events);
+      await new Promise<void>((resolve) => (release = resolve)); // QuestDB away, buffer full
+    };
+    const close = sink.close.bind(sink);
+    sink.close = async () => {
+      release();
+      await close();
+    };
+    const { pipeline, config } = setUp("TRADES:BINANCE_FUTURES@BTCUSDT", sink, 100_000, {
+      drainTimeoutMs: 200,
+      batchSize: 10,
+    });
+    const subscription = config.subscriptions[0]!;
+    await pipeline.start();
+    for (let i = 0; i < 35; i++) pipeline.emit(subscription, trade(subscription, i));
+    await waitUntil(() => sink.buffered.length === 10, 2000, undefined, "first batch at the sink");
+    const started = performance.now();
+    await pipeline.stop("test");
+    expect(performance.now() - started).toBeGreaterThanOrEqual(200);
+    expect(sink.closed).toBe(true);
+    expect(sink.flushed).toHaveLength(10);
+    // The 25 rows still queued could not be taken: counted, never silent.
+    expect(subscription.stats.dropped).toBe(25);
+    expect(pipeline.sinkStats.droppedRows).toBe(25);
   });
 
   test("a sink that throws loses no count: rows are recorded as dropped", async () => {

@@ -7,9 +7,10 @@
  * Overflow policy (the sink cannot keep up and the channel is full), see docs/architecture.md:
  * - the event is dropped and counted (SubscriptionStats.dropped, channel counters) and a warning is logged
  *   at most once per 10 s per subscription with the count;
- * - for an L2 subscription, every further delta of that book is dropped until a fresh snapshot arrives and
- *   the connector is asked to resync (gap marker + snapshot), so a consumer never applies deltas to a book
- *   with holes;
+ * - for an L2 subscription, every further delta of that book is dropped until a fresh snapshot arrives,
+ *   and once the queue has drained below half its bound the connector is asked to resync (gap marker +
+ *   snapshot), so a consumer never applies deltas to a book with holes. Waiting for room means a sink that
+ *   is away for long (QuestDB down) does not make every book refetch its snapshot again and again;
  * - for other streams, a gap marker (reason "overflow") is queued at the first drop of an episode.
  */
 import type { Connector, ExchangeSpec } from "../connectors/types.ts";
@@ -30,12 +31,13 @@ export interface PipelineOptions {
   readonly log: Logger;
   /** Longest a graceful stop may take before the process gives up (default 15 s, env XTRADER_SHUTDOWN_TIMEOUT_SECONDS). */
   readonly shutdownTimeoutMs?: number;
+  /** Longest the stop waits for the sink to take the queued rows before closing it anyway (default 4 s). */
+  readonly drainTimeoutMs?: number;
   /** Events handed to the sink per write call. */
   readonly batchSize?: number;
 }
 
 const DROP_LOG_INTERVAL_MS = 10_000;
-const RESYNC_RETRY_MS = 1000;
 
 export class Pipeline {
   readonly channel: BoundedChannel;
@@ -46,7 +48,8 @@ export class Pipeline {
   /** Non-L2 subscriptions inside an overflow episode (gap marker already queued). */
   private readonly overflowing = new Set<Subscription>();
   private readonly lastDropLog = new Map<Subscription, { at: number; count: number }>();
-  private readonly resyncTimers = new Set<ReturnType<typeof setTimeout>>();
+  /** L2 subscriptions to resync once the queue has room for their snapshot. */
+  private readonly resyncWanted = new Set<Subscription>();
   private consumer: Promise<void> = Promise.resolve();
   private stopping: Promise<void> | undefined;
   private sinkFailures = 0;
@@ -117,7 +120,8 @@ export class Pipeline {
   private onDrop(subscription: Subscription, event: MarketEvent): void {
     if (this.channel.closed) return;
     const now = performance.now();
-    const logged = this.lastDropLog.get(subscription) ?? { at: 0, count: 0 };
+    // -Infinity: the first drop is logged at once, even in the first 10 s of the process (performance.now() starts near 0).
+    const logged = this.lastDropLog.get(subscription) ?? { at: Number.NEGATIVE_INFINITY, count: 0 };
     logged.count++;
     if (now - logged.at >= DROP_LOG_INTERVAL_MS) {
       this.options.log.warn(
@@ -132,19 +136,7 @@ export class Pipeline {
       const snapshotLost = event.type === "book_change" && event.isSnapshot;
       if (this.awaitingSnapshot.has(subscription) && !snapshotLost) return;
       this.awaitingSnapshot.add(subscription);
-      // A resync from inside the drop callback would re-enter the channel; do it on the next turn, and
-      // retry later when it was the snapshot itself that did not fit.
-      const timer = setTimeout(
-        () => {
-          this.resyncTimers.delete(timer);
-          if (!this.awaitingSnapshot.has(subscription) || this.channel.closed) return;
-          this.connectors
-            .get(subscription.exchange)
-            ?.resync(subscription, "overflow", "events dropped because the sink was behind");
-        },
-        snapshotLost ? RESYNC_RETRY_MS : 0,
-      );
-      this.resyncTimers.add(timer);
+      this.resyncWanted.add(subscription);
       return;
     }
     if (event.type === "gap" || this.overflowing.has(subscription)) return;
@@ -170,6 +162,7 @@ export class Pipeline {
       try {
         await sink.write(events);
         for (let i = 0; i < taken; i++) subscriptions[i]!.stats.rowsWritten += rowCount(events[i]!);
+        if (this.resyncWanted.size > 0) this.requestResyncs();
       } catch (error) {
         // Sinks handle their own faults; an exception here is a bug or an unrecoverable write. Never
         // silent: count the rows as dropped and log.
@@ -189,6 +182,17 @@ export class Pipeline {
     }
   }
 
+  /** Asks connectors for fresh snapshots of books that lost deltas, once half the queue is free for them. */
+  private requestResyncs(): void {
+    if (this.channel.closed || this.channel.depthRows > this.channel.capacityRows / 2) return;
+    for (const subscription of this.resyncWanted) {
+      this.resyncWanted.delete(subscription);
+      this.connectors
+        .get(subscription.exchange)
+        ?.resync(subscription, "overflow", "events dropped because the sink was behind");
+    }
+  }
+
   /**
    * Stops connectors, drains the channel into the sink, closes the sink. Idempotent. Rejects if any step
    * fails; the caller bounds the total time.
@@ -197,14 +201,28 @@ export class Pipeline {
     this.stopping ??= (async () => {
       const { log, sink } = this.options;
       log.info(`stopping (${reason}): closing connections, then flushing ${this.channel.depthRows} queued row(s)`);
-      for (const timer of this.resyncTimers) clearTimeout(timer);
+      this.resyncWanted.clear();
       const results = await Promise.allSettled([...this.connectors.values()].map((connector) => connector.stop()));
       for (const result of results) {
         if (result.status === "rejected") log.warn(`a connector did not stop cleanly: ${errorMessage(result.reason)}`);
       }
       this.channel.close();
-      await this.consumer;
+      // A sink that holds the pipeline (QuestDB away, disk full) would keep the drain waiting forever:
+      // give it a while, then close it anyway; rows it can no longer take are counted as dropped.
+      const drainMs = this.options.drainTimeoutMs ?? 4000;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const drained = await Promise.race([
+        this.consumer.then(() => true),
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), drainMs))),
+      ]);
+      clearTimeout(timer);
+      if (!drained) {
+        log.warn(
+          `sink ${sink.name} has not taken the last ${this.channel.depthRows} queued row(s) within ${drainMs / 1000} s; closing it now`,
+        );
+      }
       await sink.close();
+      await this.consumer;
       log.info("stopped; all data flushed");
     })();
     return this.stopping;

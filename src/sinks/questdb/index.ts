@@ -10,17 +10,18 @@
  * QuestDB away (down at start, restarting, dropping the connection): collecting goes on; rows stay in
  * memory up to QUESTDB_BUFFER_MAX_BYTES, the pump reconnects with exponential backoff, and over TCP the
  * rows of the last QUESTDB_RESEND_WINDOW_MS are sent again (ILP/TCP has no acknowledgement; the DEDUP
- * keys make this idempotent). Past the bound new rows are dropped, counted, logged, and recorded as a
- * `gaps` row (reason overflow) per affected stream once there is room again. The outage, its length and
- * the drops go to SinkStats. Nothing here throws into the pipeline or leaves a promise unobserved.
+ * keys make this idempotent). At the bound write() holds the pipeline (as it does while QuestDB is
+ * connected but slower than the feed), so the pipeline's bounded queue applies the one overflow policy:
+ * drops counted and logged, `gaps` rows, and fresh snapshots for order books, which a sink cannot ask
+ * for itself. The outage and its length go to SinkStats. Nothing here throws into the pipeline or
+ * leaves a promise unobserved.
  *
  * On start, when QuestDB's HTTP endpoint answers, missing tables are created (PARTITION BY DAY, WAL,
  * DEDUP UPSERT KEYS) before the first row is sent; otherwise ILP auto-creates them and we say so.
  */
 import type { QuestDbSettings } from "../../core/config.ts";
-import { nowMicros } from "../../core/clock.ts";
 import { errorMessage } from "../../core/errors.ts";
-import { rowCount, streamOf, type ExchangeId, type MarketEvent, type Stream } from "../../core/events.ts";
+import { rowCount, type MarketEvent } from "../../core/events.ts";
 import type { Logger } from "../../core/log.ts";
 import type { SinkStats } from "../../core/stats.ts";
 import type { Sink } from "../types.ts";
@@ -47,17 +48,6 @@ const REJECTION_LOG_INTERVAL_MS = 10_000;
 const CLOSING_RETRY_MS = 250;
 /** A TCP connection lost sooner than this after opening counts as a failed attempt (backoff). */
 const QUICK_LOSS_MS = 1000;
-/** Room kept free for the gap rows that record dropped rows. */
-const GAP_ROW_RESERVE_BYTES = 2048;
-
-interface DropRecord {
-  readonly exchange: ExchangeId;
-  readonly symbol: string;
-  readonly stream: Stream;
-  rows: number;
-  first: number;
-  last: number;
-}
 
 export class QuestDbSink implements Sink {
   readonly name = "questdb";
@@ -82,9 +72,10 @@ export class QuestDbSink implements Sink {
   private lastReminderAt = 0;
   private lastRejectionLogAt = Number.NEGATIVE_INFINITY;
   private rejectionsSinceLog = 0;
-  private readonly drops = new Map<string, DropRecord>();
   private progressWaiters: Array<() => void> = [];
   private closing = false;
+  /** write() is holding the pipeline because the buffer is full (logged once per episode). */
+  private holding = false;
   private closed = false;
   private closingDone: Promise<void> | undefined;
 
@@ -122,6 +113,20 @@ export class QuestDbSink implements Sink {
     if (this.closed) throw new Error("the QuestDB sink is closed");
     for (let i = 0; i < events.length; i++) this.accept(events[i]!);
     this.updateBuffered();
+    // Buffer full (QuestDB away for long): hold the pipeline until a tenth of the bound is free.
+    if (!this.fits(0)) {
+      if (!this.holding) {
+        this.holding = true;
+        this.log.warn(
+          `QuestDB buffer is full (${mebibytes(this.settings.bufferMaxBytes)} MiB, QUESTDB_BUFFER_MAX_BYTES)` +
+            `${this.stats.outageSince > 0 ? " while QuestDB is unreachable" : ""}: holding the pipeline; ` +
+            "its queue counts and records what it cannot keep",
+        );
+      }
+      return this.waitWhile(() => !this.closing && !this.fits(this.settings.bufferMaxBytes / 10)).then(() => {
+        this.holding = false;
+      });
+    }
     // QuestDB connected but slower than the feed: hold the pipeline so its bounded queue applies the
     // overflow policy (gap + resync) instead of this buffer filling up.
     if (this.connection !== undefined && this.outbox.unsentBytes > this.backpressureBytes) {
@@ -132,7 +137,6 @@ export class QuestDbSink implements Sink {
   /** Sends everything buffered; returns early (rows stay buffered) while QuestDB is unreachable. */
   async flush(): Promise<void> {
     if (this.closed) return;
-    if (this.drops.size > 0) this.reportDrops(false);
     this.seal();
     await this.waitWhile(() => this.outbox.pendingChunks > 0 && this.deliverable());
   }
@@ -146,7 +150,6 @@ export class QuestDbSink implements Sink {
   private async shutDown(): Promise<void> {
     this.closing = true;
     clearInterval(this.flushTimer);
-    if (this.drops.size > 0) this.reportDrops(true);
     this.seal();
     if (this.reconnectTimer !== undefined) {
       clearTimeout(this.reconnectTimer);
@@ -182,20 +185,20 @@ export class QuestDbSink implements Sink {
   // ---- accepting rows -------------------------------------------------------------------------------
 
   private accept(event: MarketEvent): void {
-    const position = this.encoder.position;
-    const rowsBefore = this.encoder.rows;
     const written = this.encoder.encode(event);
     if (written < 0) {
       this.reject(event);
       return;
     }
-    if (this.outbox.bytes + this.encoder.position > this.settings.bufferMaxBytes && !this.makeRoom(0)) {
-      this.encoder.rollback(position, rowsBefore);
-      this.recordDrop(event, written);
-      return;
-    }
-    if (this.drops.size > 0) this.reportDrops(false);
+    // Over the bound, rows already sent in the resend window give way first; a batch is never split
+    // (write() then holds the pipeline), so the bound is exceeded by one batch at most.
+    if (this.outbox.bytes + this.encoder.position > this.settings.bufferMaxBytes) this.makeRoom(0);
     if (this.encoder.rows >= this.settings.flushRows || this.encoder.position >= CHUNK_MAX_BYTES) this.seal();
+  }
+
+  /** True when the buffer, after freeing resend-window chunks, is at least `free` bytes under the bound. */
+  private fits(free: number): boolean {
+    return this.makeRoom(free);
   }
 
   /** Frees resend-window chunks until `extra` more bytes fit the bound; false if they cannot. */
@@ -218,51 +221,6 @@ export class QuestDbSink implements Sink {
       this.lastRejectionLogAt = now;
       this.rejectionsSinceLog = 0;
     }
-  }
-
-  private recordDrop(event: MarketEvent, rows: number): void {
-    this.stats.droppedRows += rows;
-    if (this.drops.size === 0) {
-      this.log.warn(
-        `QuestDB buffer is full (${mebibytes(this.settings.bufferMaxBytes)} MiB, QUESTDB_BUFFER_MAX_BYTES)` +
-          `${this.stats.outageSince > 0 ? " while QuestDB is unreachable" : ""}: dropping new rows; ` +
-          "a gaps row (reason overflow) will record the loss for each stream",
-      );
-    }
-    const stream = streamOf(event);
-    const key = `${event.exchange}\u0000${event.symbol}\u0000${stream}`;
-    const record = this.drops.get(key);
-    if (record === undefined) {
-      this.drops.set(key, { exchange: event.exchange, symbol: event.symbol, stream, rows, first: event.timestamp, last: event.timestamp });
-    } else {
-      record.rows += rows;
-      record.first = Math.min(record.first, event.timestamp);
-      record.last = Math.max(record.last, event.timestamp);
-    }
-  }
-
-  /** Writes one gaps row per stream that lost rows, once they fit (always at shutdown). */
-  private reportDrops(force: boolean): void {
-    if (!force && !this.makeRoom(this.drops.size * GAP_ROW_RESERVE_BYTES)) return;
-    let total = 0;
-    const now = nowMicros();
-    for (const record of this.drops.values()) {
-      total += record.rows;
-      this.encoder.encode({
-        type: "gap",
-        exchange: record.exchange,
-        symbol: record.symbol,
-        timestamp: record.first,
-        localTimestamp: now,
-        stream: record.stream,
-        reason: "overflow",
-        detail:
-          `QuestDB sink buffer full (QUESTDB_BUFFER_MAX_BYTES): ${record.rows} row(s) dropped, event time ` +
-          `${isoMicros(record.first)} to ${isoMicros(record.last)}`,
-      });
-    }
-    this.log.warn(`QuestDB buffer has room again; ${total} row(s) were dropped for ${this.drops.size} stream(s), recorded in the gaps table`);
-    this.drops.clear();
   }
 
   private seal(): void {
@@ -492,7 +450,6 @@ export class QuestDbSink implements Sink {
   /** The flush timer: seals a quiet stream's rows, keeps the connection and reports a long outage. */
   private tick(): void {
     try {
-      if (this.drops.size > 0) this.reportDrops(false);
       if (this.encoder.rows > 0) this.seal();
       this.expireResendWindow();
       this.updateBuffered();
@@ -546,9 +503,4 @@ export class QuestDbSink implements Sink {
 
 function mebibytes(bytes: number): string {
   return (bytes / (1 << 20)).toFixed(bytes < 10 << 20 ? 1 : 0);
-}
-
-function isoMicros(micros: number): string {
-  const date = new Date(Math.floor(micros / 1000));
-  return Number.isNaN(date.getTime()) ? String(micros) : date.toISOString();
 }
