@@ -45,7 +45,9 @@ async function main(argv: readonly string[]): Promise<number> {
   for (const warning of warnings) log.warn(warning);
   log.info(
     `${VERSION_LINE} starting: ${config.subscriptions.length} subscription(s), sink ${config.sink}${
-      config.sink === "parquet" ? ` → ${config.outputDirectory}` : ` → ${config.questdb.host}:${config.questdb.ilpPort}`
+      config.sink === "parquet" ? ` → ${config.outputDirectory}` : config.questdb.clientConf
+          ? " → QuestDB per QDB_CLIENT_CONF" // never echoed: it may hold credentials
+          : ` → ${config.questdb.host}:${config.questdb.ilpPort}`
     }`,
   );
   if (observability) log.info(`metrics on ${observability.url} (/metrics, /healthz, /readyz)`);
