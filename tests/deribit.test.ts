@@ -394,11 +394,16 @@ describe("streams normalized field by field", () => {
     });
   });
 
-  test("FUNDING: ticker mark, index and 8h funding; no next funding time (continuous funding)", async () => {
+  test("FUNDING: ticker mark, index, 8h and current funding; no next funding time (continuous funding)", async () => {
     const { fake, harness } = setup("FUNDING:DERIBIT@BTC-PERPETUAL,FUNDING:DERIBIT@BTC-27JUN26-100000-C");
     await fake.waitForSubscribed("ticker.BTC-PERPETUAL.100ms");
     await fake.waitForSubscribed("ticker.BTC-27JUN26-100000-C.100ms");
-    const perpetual = fake.sendTicker("BTC-PERPETUAL", { mark_price: 60_123.45, index_price: 60_100.01, funding_8h: 0.0000211 });
+    const perpetual = fake.sendTicker("BTC-PERPETUAL", {
+      mark_price: 60_123.45,
+      index_price: 60_100.01,
+      funding_8h: 0.0000211,
+      current_funding: 0.0000032,
+    });
     const option = fake.sendTicker("BTC-27JUN26-100000-C", {
       mark_price: 0.0421,
       index_price: 60_100.01,
@@ -416,7 +421,9 @@ describe("streams normalized field by field", () => {
       indexPrice: 60_100.01,
       fundingRate: 0.0000211,
       nextFundingTime: undefined,
+      currentFundingRate: 0.0000032,
     });
+    expect(first!.currentFundingRate).toBe(0.0000032);
     expect(second).toEqual({
       type: "funding",
       exchange: "DERIBIT",
@@ -428,6 +435,7 @@ describe("streams normalized field by field", () => {
       fundingRate: undefined,
       nextFundingTime: undefined,
     });
+    expect(second!.currentFundingRate).toBeUndefined();
   });
 
   test("L2: the snapshot, then changes with change_id as sequence and deletes as amount 0", async () => {

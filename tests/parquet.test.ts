@@ -90,6 +90,7 @@ function expectedRows(event: MarketEvent): Record<string, unknown>[] {
           index_price: event.indexPrice ?? null,
           funding_rate: event.fundingRate ?? null,
           next_funding_time: event.nextFundingTime ?? null,
+          current_funding_rate: event.currentFundingRate ?? null,
         },
       ];
     case "gap":

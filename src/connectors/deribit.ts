@@ -777,6 +777,7 @@ class DeribitConnector implements Connector {
     // The 8-hour rate is on the scale other venues report; funding accrues continuously, so there is
     // no next funding time (https://support.deribit.com/hc/en-us/articles/25944756807069-Inverse-perpetual).
     const fundingRate = optionalNumber(ticker!.funding_8h);
+    const currentFundingRate = optionalNumber(ticker!.current_funding);
     const timestamp = msToMicros(time);
     for (const subscription of channel.subscriptions) {
       this.context.emit(subscription, {
@@ -789,6 +790,7 @@ class DeribitConnector implements Connector {
         indexPrice,
         fundingRate,
         nextFundingTime: undefined,
+        currentFundingRate,
       });
     }
   }

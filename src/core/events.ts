@@ -75,6 +75,11 @@ export interface Funding extends Envelope {
   readonly fundingRate: number | undefined;
   /** Next funding time, integer microseconds since the epoch. */
   readonly nextFundingTime: number | undefined;
+  /**
+   * The instantaneous funding rate, for venues that report one beside the period rate (Deribit's
+   * `current_funding`, with `funding_8h` in fundingRate); undefined elsewhere.
+   */
+  readonly currentFundingRate?: number | undefined;
 }
 
 export interface Liquidation extends Envelope, Sizing {

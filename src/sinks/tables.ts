@@ -58,6 +58,7 @@ export const TABLES: Readonly<Record<TableName, readonly Column[]>> = {
     { name: "index_price", kind: "double", nullable: true },
     { name: "funding_rate", kind: "double", nullable: true },
     { name: "next_funding_time", kind: "timestamp", nullable: true },
+    { name: "current_funding_rate", kind: "double", nullable: true },
   ],
   liquidations: [
     ...ENVELOPE,

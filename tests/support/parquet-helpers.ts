@@ -107,6 +107,7 @@ export function fundingAt(i: number, symbol = "BTC-USDT-SWAP"): Funding {
     indexPrice: i % 3 === 0 ? 59_999 + i : undefined,
     fundingRate: i % 2 === 1 ? 0.0001 * i : undefined,
     nextFundingTime: i % 2 === 1 ? BASE_TIME + 8 * 3600 * 1_000_000 : undefined,
+    currentFundingRate: i % 4 === 1 ? 0.00001 * i : undefined,
   };
 }
 

@@ -76,6 +76,7 @@ export function funding(n: number, overrides: Partial<Funding> = {}): Funding {
     indexPrice: 50_000.25,
     fundingRate: 0.0001,
     nextFundingTime: T0 + 8 * 3600 * 1_000_000,
+    currentFundingRate: 0.0000125,
     ...overrides,
   };
 }
@@ -237,7 +238,7 @@ export class RandomEvents {
       case 3: {
         const maybe = (): number | undefined => (this.chance(0.2) ? undefined : this.number());
         const next = this.chance(0.2) ? undefined : this.chance(0.1) ? 1.5 : this.micros();
-        return { type: "funding", ...envelope, markPrice: maybe(), indexPrice: maybe(), fundingRate: maybe(), nextFundingTime: next };
+        return { type: "funding", ...envelope, markPrice: maybe(), indexPrice: maybe(), fundingRate: maybe(), nextFundingTime: next, currentFundingRate: maybe() };
       }
       case 4:
         return { type: "liquidation", ...envelope, ...this.sizing(), id: this.text(), side: this.pick(["buy", "sell"] as const), price: this.number(), amount: this.number() };

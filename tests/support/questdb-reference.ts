@@ -49,6 +49,7 @@ export function appendReferenceRows(buffer: SenderBuffer, event: MarketEvent): v
       if (event.nextFundingTime !== undefined && Number.isSafeInteger(event.nextFundingTime)) {
         buffer.timestampColumn("next_funding_time", event.nextFundingTime, "us");
       }
+      if (event.currentFundingRate !== undefined) double(buffer, "current_funding_rate", event.currentFundingRate);
       buffer.at(event.timestamp, "us");
       return;
     }

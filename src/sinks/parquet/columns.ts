@@ -359,6 +359,7 @@ export function rowAppender(table: TableName, buffer: TableBuffer): RowAppender 
       const indexPrice = buffer.column("index_price", NumberColumn);
       const fundingRate = buffer.column("funding_rate", NumberColumn);
       const nextFundingTime = buffer.column("next_funding_time", NumberColumn);
+      const currentFundingRate = buffer.column("current_funding_rate", NumberColumn);
       return (event) => {
         const funding = event as Funding;
         timestamp.push(funding.timestamp);
@@ -367,6 +368,7 @@ export function rowAppender(table: TableName, buffer: TableBuffer): RowAppender 
         indexPrice.pushOptional(funding.indexPrice);
         fundingRate.pushOptional(funding.fundingRate);
         nextFundingTime.pushOptional(funding.nextFundingTime);
+        currentFundingRate.pushOptional(funding.currentFundingRate);
         buffer.rows++;
         return 1;
       };

@@ -70,6 +70,7 @@ const F = {
   indexPrice: bytesOf(",index_price="),
   fundingRate: bytesOf(",funding_rate="),
   nextFundingTime: bytesOf(",next_funding_time="),
+  currentFundingRate: bytesOf(",current_funding_rate="),
   bid: bytesOf("bid"),
   ask: bytesOf("ask"),
 } as const;
@@ -236,6 +237,7 @@ export class IlpEncoder {
         this.nullifiedValues++;
       }
     }
+    if (event.currentFundingRate !== undefined) this.optionalDouble(F.currentFundingRate, event.currentFundingRate);
     this.designatedTimestamp(event.timestamp);
     this.rows++;
     return this.position - start;
