@@ -170,6 +170,9 @@ const booleanText = (name: string) =>
     v.transform((text) => text === "true" || text === "1" || text === "yes"),
   );
 
+/** The longest delay a timer takes (2^31-1 ms); above it Bun and Node fire at once. */
+const MAX_TIMER_SECONDS = 2_147_483;
+
 const SHUTDOWN_AFTER = v.pipe(
   v.string(),
   v.trim(),
@@ -178,7 +181,19 @@ const SHUTDOWN_AFTER = v.pipe(
     (issue) => `invalid --shutdown-after '${issue.input}'; expected a number of seconds >= 0`,
   ),
   v.transform(Number),
+  // Longer than a timer can wait (2^31-1 ms): it would fire at once.
+  v.maxValue(MAX_TIMER_SECONDS, (issue) => `invalid --shutdown-after '${issue.input}'; expected at most ${MAX_TIMER_SECONDS} seconds`),
 );
+
+/** Seconds read from the environment by the pipeline and main; checked here so a bad one is a one-line exit 2. */
+const positiveSeconds = (name: string) =>
+  v.pipe(
+    v.string(),
+    v.trim(),
+    v.regex(/^\d+(\.\d+)?$/, (issue) => `invalid ${name} '${issue.input}'; expected a number of seconds > 0`),
+    v.transform(Number),
+    v.check((seconds) => seconds > 0 && seconds <= MAX_TIMER_SECONDS, (issue) => `invalid ${name} '${issue.input}'; expected a number of seconds > 0 and at most ${MAX_TIMER_SECONDS}`),
+  );
 
 const DURATION_UNITS: Record<string, number> = { "": 1, s: 1, m: 60, h: 3600, d: 86_400 };
 const duration = (name: string) =>
@@ -272,6 +287,10 @@ export function buildConfig(
     env.QUESTDB_BUFFER_MAX_BYTES?.trim() || String(256 << 20),
   );
   const metricsText = setting("metrics-addr", "METRICS_ADDR");
+  for (const name of ["XTRADER_SHUTDOWN_TIMEOUT_SECONDS", "XTRADER_TELEMETRY_INTERVAL_SECONDS"]) {
+    const text = env[name]?.trim();
+    if (text) check(positiveSeconds(name), text);
+  }
 
   const config: Config = {
     subscriptions,

@@ -22,6 +22,7 @@ import { gapEvent } from "../core/events.ts";
 import { OrderBook } from "../core/order-book.ts";
 import type { Subscription } from "../core/subscriptions.ts";
 import { DepthSequencer } from "./binance-futures-book.ts";
+import { scanDepthFrame } from "./binance-futures-scan.ts";
 import { RestWeightGate, type RestResult } from "./binance-futures-rest.ts";
 import { endpoint } from "./endpoints.ts";
 import type { Connector, ConnectorContext, ExchangeSpec } from "./types.ts";
@@ -522,7 +523,8 @@ function positiveFromEnv(env: Readonly<Record<string, string | undefined>>, name
   const text = env[name]?.trim();
   if (!text) return undefined;
   const value = Number(text);
-  return Number.isFinite(value) && value > 0 ? value : Number.NaN;
+  // Above 2^31-1 ms a timer fires at once (TimeoutOverflowWarning): 1e12 as max age meant a reconnect storm.
+  return Number.isFinite(value) && value > 0 && value <= 2_147_483_647 ? value : Number.NaN;
 }
 
 // ─────────────────────────────────────────────── connector ───────────────────────────────────────────────
@@ -779,6 +781,7 @@ export class BinanceFuturesConnector implements Connector {
 
   onFrame(connection: StreamConnection, text: string, receivedAt: number): void {
     if (this.stopped) return;
+    if (this.onScannedDepth(connection, text, receivedAt)) return;
     let message: Payload;
     try {
       message = JSON.parse(text);
@@ -847,6 +850,32 @@ export class BinanceFuturesConnector implements Connector {
   }
 
   // ── L2 ──
+
+  /**
+   * The hot path: a diff-depth frame of a live feed read without JSON.parse (binance-futures-scan.ts).
+   * Returns false, having done nothing, for anything else; onFrame's general path then handles it.
+   */
+  private onScannedDepth(connection: StreamConnection, text: string, receivedAt: number): boolean {
+    const scanned = scanDepthFrame(text);
+    if (!scanned) return false;
+    const feed = this.feeds.get(scanned.stream);
+    if (!feed?.book || feed.failed || feed.connection !== connection) return false;
+    feed.subscription.stats.messages++;
+    feed.subscription.stats.lastMessageAt = receivedAt;
+    const update: DepthUpdate = {
+      firstId: scanned.firstId,
+      finalId: scanned.finalId,
+      previousFinalId: scanned.previousFinalId,
+      timestamp: msToMicros(scanned.transactionTime),
+      receivedAt,
+      bids: scanned.bids,
+      asks: scanned.asks,
+    };
+    if (update.finalId > feed.lastKey) feed.lastKey = update.finalId;
+    this.consumeDepth(feed, update);
+    this.switchIfOverlapping(feed);
+    return true;
+  }
 
   private onDepth(feed: Feed, data: Payload, receivedAt: number): void {
     const update = parseDepth(data, receivedAt);

@@ -254,7 +254,8 @@ class DeribitConnector implements Connector {
     const url = deribitWsUrl(config.env, config.deribit.useTestnet);
     const staleOverride = Number(config.env.XTRADER_DERIBIT_STALE_AFTER_MS);
     const staleAfterMs =
-      Number.isFinite(staleOverride) && staleOverride > 0
+      // Above 2^31-1 ms a timer fires at once (TimeoutOverflowWarning): such a value is ignored.
+      Number.isFinite(staleOverride) && staleOverride > 0 && staleOverride <= 2_147_483_647
         ? staleOverride
         : Math.min(...subscriptions.map((subscription) => STALE_AFTER_MS[subscription.stream]));
     this.socket = new ReconnectingSocket({

@@ -385,7 +385,8 @@ const restBooksPacer = new Pacer(OKX_LIMITS.restBooksSpacingMs);
 
 function envMs(env: Readonly<Record<string, string | undefined>>, name: string, fallback: number): number {
   const value = Number(env[name]);
-  return Number.isFinite(value) && value > 0 ? value : fallback;
+  // Above 2^31-1 ms a timer fires at once (TimeoutOverflowWarning), which would turn a window into a busy loop.
+  return Number.isFinite(value) && value > 0 && value <= 2_147_483_647 ? value : fallback;
 }
 
 function side(value: unknown): TakerSide {
@@ -404,7 +405,8 @@ class OkxConnection {
   private opened = false;
   private nextRequest = 0;
   private parseErrorsSinceLog = 0;
-  private lastParseLogAt = 0;
+  // -Infinity: the first unparsable frame is logged at warn even in the first 10 s of the process.
+  private lastParseLogAt = Number.NEGATIVE_INFINITY;
   private batchRetryTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(

@@ -28,8 +28,10 @@ export const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 500, maxMs: 30_000, 
 export function backoffFromEnv(env: Readonly<Record<string, string | undefined>>): BackoffOptions {
   const min = Number(env.XTRADER_RECONNECT_MIN_MS);
   const max = Number(env.XTRADER_RECONNECT_MAX_MS);
-  const initialMs = Number.isFinite(min) && min > 0 ? min : DEFAULT_BACKOFF.initialMs;
-  const maxMs = Number.isFinite(max) && max > 0 ? Math.max(max, initialMs) : Math.max(DEFAULT_BACKOFF.maxMs, initialMs);
+  // Above 2^31-1 ms a timer fires at once (TimeoutOverflowWarning): such values are ignored, not a reconnect storm.
+  const usable = (ms: number) => Number.isFinite(ms) && ms > 0 && ms <= 2_147_483_647;
+  const initialMs = usable(min) ? min : DEFAULT_BACKOFF.initialMs;
+  const maxMs = usable(max) ? Math.max(max, initialMs) : Math.max(DEFAULT_BACKOFF.maxMs, initialMs);
   return { initialMs, maxMs, factor: DEFAULT_BACKOFF.factor };
 }
 

@@ -3,42 +3,77 @@
  * by tests to rebuild the book from emitted events. Levels are applied straight from the flattened
  * [price, amount, ...] arrays of a BookChange: no per-level objects.
  *
+ * Each side is an open-addressing hash table over two Float64Arrays (price → amount): a JS Map keyed by
+ * non-integer doubles costs several times more per update, and books are updated on every delta.
  * The best price per side is cached; only deleting the best level costs a scan.
  */
+const HASH_SCRATCH = new Float64Array(1);
+const HASH_WORDS = new Uint32Array(HASH_SCRATCH.buffer);
+const EMPTY = Number.NaN;
+
 export class BookSide {
-  readonly levels = new Map<number, number>();
+  /** Slot keys (EMPTY when free) and amounts; the capacity is a power of two, kept under 50 % full. */
+  private prices = new Float64Array(16).fill(EMPTY);
+  private amounts = new Float64Array(16);
+  private count = 0;
+  /** Amount stored under the price NaN (a Map would accept that key too). */
+  private nanAmount: number | undefined;
   private bestPrice = Number.NaN;
 
   constructor(private readonly isBid: boolean) {}
 
   get size(): number {
-    return this.levels.size;
+    return this.count + (this.nanAmount === undefined ? 0 : 1);
+  }
+
+  /** The levels as a Map (a copy; tests and diagnostics, not the hot path). */
+  get levels(): Map<number, number> {
+    const map = new Map<number, number>();
+    for (let i = 0; i < this.prices.length; i++) if (this.prices[i] === this.prices[i]) map.set(this.prices[i]!, this.amounts[i]!);
+    if (this.nanAmount !== undefined) map.set(Number.NaN, this.nanAmount);
+    return map;
   }
 
   clear(): void {
-    this.levels.clear();
+    if (this.prices.length > 1024) {
+      this.prices = new Float64Array(16);
+      this.amounts = new Float64Array(16);
+    }
+    this.prices.fill(EMPTY);
+    this.count = 0;
+    this.nanAmount = undefined;
     this.bestPrice = Number.NaN;
   }
 
   set(price: number, amount: number): void {
-    if (amount === 0) {
-      if (this.levels.delete(price) && price === this.bestPrice) this.bestPrice = Number.NaN;
+    if (price !== price) {
+      this.nanAmount = amount === 0 ? undefined : amount;
       return;
     }
-    this.levels.set(price, amount);
-    if (!Number.isNaN(this.bestPrice) && (this.isBid ? price > this.bestPrice : price < this.bestPrice)) {
-      this.bestPrice = price;
-    } else if (this.levels.size === 1) {
-      this.bestPrice = price;
+    // -0 and 0 are one key, as in a Map.
+    const key = price + 0;
+    if (amount === 0) {
+      if (this.remove(key) && key === this.bestPrice) this.bestPrice = Number.NaN;
+      return;
+    }
+    this.insert(key, amount);
+    if (!Number.isNaN(this.bestPrice) && (this.isBid ? key > this.bestPrice : key < this.bestPrice)) {
+      this.bestPrice = key;
+    } else if (this.count === 1) {
+      this.bestPrice = key;
     }
   }
 
   /** Best price, or undefined for an empty side. */
   best(): number | undefined {
-    if (this.levels.size === 0) return undefined;
+    if (this.count === 0) return this.nanAmount === undefined ? undefined : Number.NaN;
     if (Number.isNaN(this.bestPrice)) {
       let best = this.isBid ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY;
-      for (const price of this.levels.keys()) if (this.isBid ? price > best : price < best) best = price;
+      const prices = this.prices;
+      for (let i = 0; i < prices.length; i++) {
+        const price = prices[i]!;
+        if (price === price && (this.isBid ? price > best : price < best)) best = price;
+      }
       this.bestPrice = best;
     }
     return this.bestPrice;
@@ -48,6 +83,72 @@ export class BookSide {
   sorted(depth = Number.POSITIVE_INFINITY): Array<[number, number]> {
     const entries = [...this.levels.entries()].sort((a, b) => (this.isBid ? b[0] - a[0] : a[0] - b[0]));
     return entries.slice(0, depth);
+  }
+
+  private slotOf(key: number, mask: number): number {
+    HASH_SCRATCH[0] = key;
+    return Math.imul(HASH_WORDS[0]! ^ Math.imul(HASH_WORDS[1]!, 0x85ebca6b), 0x9e3779b1) >>> 0 & mask;
+  }
+
+  private insert(key: number, amount: number): void {
+    const prices = this.prices;
+    const mask = prices.length - 1;
+    let slot = this.slotOf(key, mask);
+    for (;;) {
+      const found = prices[slot]!;
+      if (found === key) {
+        this.amounts[slot] = amount;
+        return;
+      }
+      if (found !== found) break;
+      slot = (slot + 1) & mask;
+    }
+    prices[slot] = key;
+    this.amounts[slot] = amount;
+    if (++this.count * 2 > prices.length) this.resize(prices.length * 2);
+  }
+
+  /** Linear probing with backward-shift deletion: no tombstones, so lookups stay short. */
+  private remove(key: number): boolean {
+    const prices = this.prices;
+    const amounts = this.amounts;
+    const mask = prices.length - 1;
+    let slot = this.slotOf(key, mask);
+    for (;;) {
+      const found = prices[slot]!;
+      if (found !== found) return false;
+      if (found === key) break;
+      slot = (slot + 1) & mask;
+    }
+    let hole = slot;
+    let next = (hole + 1) & mask;
+    for (;;) {
+      const price = prices[next]!;
+      if (price !== price) break;
+      const home = this.slotOf(price, mask);
+      // Move the entry back unless its home lies cyclically in (hole, next].
+      if (((next - home) & mask) >= ((next - hole) & mask)) {
+        prices[hole] = price;
+        amounts[hole] = amounts[next]!;
+        hole = next;
+      }
+      next = (next + 1) & mask;
+    }
+    prices[hole] = EMPTY;
+    this.count--;
+    return true;
+  }
+
+  private resize(capacity: number): void {
+    const oldPrices = this.prices;
+    const oldAmounts = this.amounts;
+    this.prices = new Float64Array(capacity).fill(EMPTY);
+    this.amounts = new Float64Array(capacity);
+    this.count = 0;
+    for (let i = 0; i < oldPrices.length; i++) {
+      const price = oldPrices[i]!;
+      if (price === price) this.insert(price, oldAmounts[i]!);
+    }
   }
 }
 

@@ -135,8 +135,17 @@ export class Pipeline {
     if (subscription.stream === "L2") {
       const snapshotLost = event.type === "book_change" && event.isSnapshot;
       if (this.awaitingSnapshot.has(subscription) && !snapshotLost) return;
+      const episodeStarts = !this.awaitingSnapshot.has(subscription);
       this.awaitingSnapshot.add(subscription);
       this.resyncWanted.add(subscription);
+      // Mark the hole now (gaps fit in the channel's reserve): the resync's own gap and snapshot wait until
+      // the queue drains, which may be never before a stop or a kill.
+      if (episodeStarts && event.type !== "gap") {
+        this.emit(
+          subscription,
+          gapEvent(subscription, "overflow", "book events dropped because the sink was behind; a fresh snapshot follows", event.localTimestamp),
+        );
+      }
       return;
     }
     if (event.type === "gap" || this.overflowing.has(subscription)) return;

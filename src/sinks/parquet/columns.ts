@@ -93,6 +93,30 @@ export class NumberColumn implements ColumnBuffer {
     return out;
   }
 
+  /** The first `count` values (a view; row-group encoding, see row-group.ts). */
+  head(count: number): Float64Array {
+    return this.values.subarray(0, count);
+  }
+
+  /** The first `count` values of an integer column, non-integers repaired and counted as in data(). */
+  integers(count: number, report: IntegerReport): Float64Array {
+    const values = this.values.subarray(0, count);
+    for (let i = 0; i < count; i++) {
+      if (!Number.isSafeInteger(values[i]!)) {
+        const out = values.slice();
+        for (let j = i; j < count; j++) {
+          const value = out[j]!;
+          if (!Number.isSafeInteger(value)) {
+            report.invalid++;
+            out[j] = Number.isFinite(value) ? Math.trunc(value) : 0;
+          }
+        }
+        return out;
+      }
+    }
+    return values;
+  }
+
   discard(count: number, remaining: number): void {
     this.values.copyWithin(0, count, count + remaining);
     this.nulls?.copyWithin(0, count, count + remaining);
@@ -140,6 +164,11 @@ export class BooleanColumn implements ColumnBuffer {
     this.values[this.length++] = value ? 1 : 0;
   }
 
+  /** The first `count` values as 0/1 (a view). */
+  head(count: number): Uint8Array {
+    return this.values.subarray(0, count);
+  }
+
   data(count: number): ColumnSource["data"] {
     const out: boolean[] = new Array(count);
     for (let i = 0; i < count; i++) out[i] = this.values[i] === 1;
@@ -182,6 +211,11 @@ export class StringColumn implements ColumnBuffer {
 
   data(count: number): ColumnSource["data"] {
     return this.values.slice(0, count);
+  }
+
+  /** The pending values, of which the first `count` are wanted (no copy). */
+  head(_count: number): readonly string[] {
+    return this.values;
   }
 
   discard(count: number): void {

@@ -41,6 +41,7 @@ import {
   tempFileName,
   utcParts,
 } from "./layout.ts";
+import { encodeRowGroup, fastEncodable } from "./row-group.ts";
 import { COMPRESSORS, schemaOf } from "./schema.ts";
 
 export const CREATED_BY = `xtrader version ${VERSION}`;
@@ -94,6 +95,8 @@ export class PartFile {
   private appendRows: RowAppender | undefined;
   private readonly header: Omit<JournalHeader, "finalName">;
   private readonly bytes = new ByteWriter();
+  /** Row groups of tables without nullable columns are encoded by row-group.ts, the rest by hyparquet-writer. */
+  private readonly encodesFast: boolean;
   private parquet: ParquetWriter | undefined;
   private dataFile: FileHandle | undefined;
   private journal: FileHandle | undefined;
@@ -117,6 +120,7 @@ export class PartFile {
     this.reservedCounter?.catch(() => undefined);
     const columns = options.columns ?? TABLES[table];
     this.buffer = new TableBuffer(columns, { exchange, symbol });
+    this.encodesFast = fastEncodable(columns);
     this.header = { format: JOURNAL_FORMAT, version: JOURNAL_VERSION, table, exchange, symbol, columns, codec, openedAt };
   }
 
@@ -338,7 +342,12 @@ export class PartFile {
     try {
       this.bytes.index = 0;
       this.bytes.offset = this.committedBytes;
-      parquet.write({ columnData: this.buffer.columnData(count, this.options.integerReport), rowGroupSize: count });
+      if (this.encodesFast) {
+        parquet.row_groups.push(encodeRowGroup(this.bytes, this.buffer, count, this.options.codec, this.options.integerReport));
+        parquet.num_rows += BigInt(count);
+      } else {
+        parquet.write({ columnData: this.buffer.columnData(count, this.options.integerReport), rowGroupSize: count });
+      }
       bytes = this.takeBytes();
     } catch (error) {
       rollback();

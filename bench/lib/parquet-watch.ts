@@ -1,0 +1,104 @@
+/**
+ * Exchange→disk lag of the Parquet sink, seen from outside the process: the sink makes rows durable by
+ * appending them to the journal beside each open file (and fdatasync'ing it) every flush interval, so the
+ * moment a row shows up in a journal is the moment it is on disk. This polls the journals, reads only the
+ * bytes appended since the last look, and takes each new row's `timestamp` (exchange time) from the ROWS
+ * records (format: src/sinks/parquet/journal.ts, columns.ts).
+ *
+ * Rows that reach disk without passing through a journal (a row group written straight from memory) are
+ * counted as `unobserved`. Polling every `intervalMs` makes each sample up to that much late.
+ */
+import { closeSync, openSync, readdirSync, readSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { ByteReader } from "../../src/sinks/parquet/columns.ts";
+import { epochMs } from "./proc.ts";
+
+/** Record kind of pending rows in a journal (journal.ts: HEADER 1, ROW_GROUP 2, ROWS 3). */
+const ROWS = 3;
+const RECORD_HEADER_BYTES = 8;
+
+interface Tracked {
+  inode: number;
+  offset: number;
+}
+
+export class ParquetJournalWatch {
+  readonly lags: number[] = [];
+  rowsSeen = 0;
+  private readonly tracked = new Map<string, Tracked>();
+  private timer: ReturnType<typeof setInterval> | undefined;
+
+  constructor(
+    private readonly root: string,
+    /** Rows with an exchange time before this (µs) are not sampled (snapshots taken before the run). */
+    private readonly sinceMicros: number,
+  ) {}
+
+  start(intervalMs = 25): void {
+    this.timer = setInterval(() => this.poll(), intervalMs);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.poll();
+  }
+
+  private poll(): void {
+    const now = epochMs() * 1000;
+    let names: string[];
+    try {
+      names = readdirSync(this.root, { recursive: true }) as string[];
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      if (!name.endsWith(".journal")) continue;
+      const path = join(this.root, name);
+      try {
+        this.read(path, now);
+      } catch {
+        // Renamed or removed between readdir and read: the next poll sees its successor.
+      }
+    }
+  }
+
+  private read(path: string, nowMicros: number): void {
+    const stat = statSync(path);
+    let tracked = this.tracked.get(path);
+    if (!tracked || tracked.inode !== stat.ino) {
+      // A new journal, or one replaced after a row group: its pending rows were seen in the old one.
+      const fresh = !tracked;
+      tracked = { inode: stat.ino, offset: fresh ? 0 : stat.size };
+      this.tracked.set(path, tracked);
+      if (!fresh) return;
+    }
+    if (stat.size <= tracked.offset) return;
+    const bytes = new Uint8Array(stat.size - tracked.offset);
+    const fd = openSync(path, "r");
+    try {
+      readSync(fd, bytes, 0, bytes.length, tracked.offset);
+    } finally {
+      closeSync(fd);
+    }
+    const view = new DataView(bytes.buffer);
+    let position = 0;
+    while (position + RECORD_HEADER_BYTES <= bytes.length) {
+      const length = view.getUint32(position, true);
+      const payloadStart = position + RECORD_HEADER_BYTES;
+      const payloadEnd = payloadStart + length;
+      if (length < 1 || payloadEnd > bytes.length) break; // still being written
+      if (bytes[payloadStart] === ROWS) {
+        const reader = new ByteReader(bytes, payloadStart + 1, position, payloadEnd);
+        const rows = reader.uint32();
+        // Every table starts with exchange and symbol (constant, not stored per row), then timestamp.
+        const timestamps = reader.float64s(rows);
+        for (let i = 0; i < rows; i++) {
+          if (timestamps[i]! >= this.sinceMicros) this.lags.push(nowMicros - timestamps[i]!);
+        }
+        this.rowsSeen += rows;
+      }
+      position = payloadEnd;
+    }
+    tracked.offset += position;
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * A fast reader for the frame that dominates a Binance USD-M feed: the combined-stream diff-depth event
+ * (https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams/Diff-Book-Depth-Streams):
+ *
+ *   {"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":..,"T":..,"s":"BTCUSDT","U":..,"u":..,"pu":..,
+ *    "b":[["price","qty"],...],"a":[["price","qty"],...]}}
+ *
+ * JSON.parse builds an object, two arrays per level and two strings per level, only for the connector to
+ * turn them into numbers; this reads the text once and writes the flat [price, qty, ...] arrays directly
+ * (prices and quantities still go through Number()). It accepts exactly the layout Binance sends, in its
+ * documented field order; anything else (a field added or moved, whitespace, another event, a malformed
+ * value) returns undefined and the connector takes its JSON.parse path, which handles and reports it.
+ */
+
+export interface ScannedDepth {
+  readonly stream: string;
+  readonly eventTime: number;
+  readonly transactionTime: number;
+  readonly firstId: number;
+  readonly finalId: number;
+  readonly previousFinalId: number;
+  readonly bids: number[];
+  readonly asks: number[];
+}
+
+const QUOTE = 34; // "
+const COMMA = 44;
+const OPEN = 91; // [
+const CLOSE = 93; // ]
+const ZERO = 48;
+
+const HEAD = '{"stream":"';
+const DATA = '","data":{"e":"depthUpdate","E":';
+
+/** Reads a non-negative decimal integer at `at`, ending at `end` (exclusive); NaN unless all digits. */
+function integer(text: string, at: number, end: number): number {
+  if (end <= at || end - at > 16) return Number.NaN;
+  let value = 0;
+  for (let i = at; i < end; i++) {
+    const digit = text.charCodeAt(i) - ZERO;
+    if (digit < 0 || digit > 9) return Number.NaN;
+    value = value * 10 + digit;
+  }
+  return value;
+}
+
+/** Position after `"key":<integer>` starting at `at` (expects `key` to include its leading comma). */
+let scanned = 0;
+function field(text: string, at: number, key: string): number {
+  if (!text.startsWith(key, at)) return -1;
+  const start = at + key.length;
+  const end = text.indexOf(",", start);
+  if (end < 0) return -1;
+  scanned = integer(text, start, end);
+  return Number.isNaN(scanned) ? -1 : end;
+}
+
+/**
+ * Reads `[["p","q"],...]` at `at` into `out`; returns the position after the closing bracket, or -1.
+ * Levels must be a positive price and a non-negative quantity, as the connector requires.
+ */
+function levels(text: string, at: number, out: number[]): number {
+  if (text.charCodeAt(at) !== OPEN) return -1;
+  let i = at + 1;
+  if (text.charCodeAt(i) === CLOSE) return i + 1;
+  for (;;) {
+    if (text.charCodeAt(i) !== OPEN || text.charCodeAt(i + 1) !== QUOTE) return -1;
+    const priceStart = i + 2;
+    const priceEnd = text.indexOf('"', priceStart);
+    if (priceEnd < 0 || text.charCodeAt(priceEnd + 1) !== COMMA || text.charCodeAt(priceEnd + 2) !== QUOTE) return -1;
+    const amountStart = priceEnd + 3;
+    const amountEnd = text.indexOf('"', amountStart);
+    if (amountEnd < 0 || text.charCodeAt(amountEnd + 1) !== CLOSE) return -1;
+    // Number("") is 0 and Number(" 1") is 1: both sides must be non-empty and start with a digit.
+    const priceFirst = text.charCodeAt(priceStart) - ZERO;
+    const amountFirst = text.charCodeAt(amountStart) - ZERO;
+    if (priceFirst < 0 || priceFirst > 9 || amountFirst < 0 || amountFirst > 9) return -1;
+    const price = Number(text.substring(priceStart, priceEnd));
+    const amount = Number(text.substring(amountStart, amountEnd));
+    if (!(price > 0) || !(amount >= 0) || price === Number.POSITIVE_INFINITY || amount === Number.POSITIVE_INFINITY) return -1;
+    out.push(price, amount);
+    i = amountEnd + 2;
+    const next = text.charCodeAt(i);
+    if (next === CLOSE) return i + 1;
+    if (next !== COMMA) return -1;
+    i++;
+  }
+}
+
+/** The diff-depth event in `text`, or undefined when the frame is not exactly that shape. */
+export function scanDepthFrame(text: string): ScannedDepth | undefined {
+  if (!text.startsWith(HEAD)) return undefined;
+  const streamEnd = text.indexOf('"', HEAD.length);
+  if (streamEnd < 0 || !text.startsWith(DATA, streamEnd)) return undefined;
+  let at = streamEnd + DATA.length;
+  let end = text.indexOf(",", at);
+  if (end < 0) return undefined;
+  const eventTime = integer(text, at, end);
+  at = field(text, end, ',"T":');
+  if (at < 0 || Number.isNaN(eventTime)) return undefined;
+  const transactionTime = scanned;
+  if (!text.startsWith(',"s":"', at)) return undefined;
+  end = text.indexOf('"', at + 6);
+  if (end < 0) return undefined;
+  at = field(text, end + 1, ',"U":');
+  if (at < 0) return undefined;
+  const firstId = scanned;
+  at = field(text, at, ',"u":');
+  if (at < 0) return undefined;
+  const finalId = scanned;
+  at = field(text, at, ',"pu":');
+  if (at < 0) return undefined;
+  const previousFinalId = scanned;
+  if (!text.startsWith(',"b":', at)) return undefined;
+  const bids: number[] = [];
+  at = levels(text, at + 5, bids);
+  if (at < 0 || !text.startsWith(',"a":', at)) return undefined;
+  const asks: number[] = [];
+  at = levels(text, at + 5, asks);
+  if (at < 0 || at + 2 !== text.length || text.charCodeAt(at) !== 125 || text.charCodeAt(at + 1) !== 125) return undefined;
+  if (finalId < firstId) return undefined;
+  return { stream: text.substring(HEAD.length, streamEnd), eventTime, transactionTime, firstId, finalId, previousFinalId, bids, asks };
+}

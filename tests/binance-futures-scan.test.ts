@@ -1,0 +1,82 @@
+/**
+ * The diff-depth fast reader (src/connectors/binance-futures-scan.ts) must agree with JSON.parse on every
+ * frame it accepts, and decline (undefined: the connector's JSON.parse path takes over) every frame that is
+ * not exactly Binance's layout or carries a value the connector would reject.
+ */
+import { expect, test } from "bun:test";
+import { scanDepthFrame } from "../src/connectors/binance-futures-scan.ts";
+import { seededRandom } from "./support/random.ts";
+
+function frame(random: () => number, index: number): string {
+  const side = () => {
+    const levels: Array<[string, string]> = [];
+    const count = Math.floor(random() * 25);
+    for (let i = 0; i < count; i++) {
+      const price = (1 + random() * 100_000).toFixed(Math.floor(random() * 8));
+      const amount = random() < 0.15 ? "0.000" : (random() * 1000).toFixed(Math.floor(random() * 9));
+      levels.push([price, amount]);
+    }
+    return levels;
+  };
+  const first = 1_000_000 + index * 10;
+  const data = { e: "depthUpdate", E: 1_767_614_400_000 + index, T: 1_767_614_399_990 + index, s: "BTCUSDT", U: first, u: first + Math.floor(random() * 9), pu: first - 3, b: side(), a: side() };
+  return JSON.stringify({ stream: "btcusdt@depth@100ms", data });
+}
+
+/** What the connector's JSON path makes of a frame (same rules as parseDepth/flatLevels). */
+function viaJson(text: string) {
+  const { stream, data } = JSON.parse(text);
+  const flat = (levels: Array<[string, string]>) => levels.flatMap(([price, amount]) => [Number(price), Number(amount)]);
+  return { stream, eventTime: data.E, transactionTime: data.T, firstId: data.U, finalId: data.u, previousFinalId: data.pu, bids: flat(data.b), asks: flat(data.a) };
+}
+
+test("every frame in Binance's layout reads exactly as JSON.parse reads it", () => {
+  const random = seededRandom(2026);
+  for (let i = 0; i < 3000; i++) {
+    const text = frame(random, i);
+    expect(scanDepthFrame(text)).toEqual(viaJson(text));
+  }
+});
+
+test("frames in any other shape, or with values the connector rejects, are declined", () => {
+  const base = frame(seededRandom(1), 1);
+  const variants = [
+    base.replace('"E":', '"X":1,"E":'), // a new field before E
+    base.replace(',"pu":', ',"x":"y","pu":'), // a new field in between
+    base.replace('}}', ',"z":1}}'), // a new field at the end
+    base.replace('"stream":', ' "stream":'), // whitespace
+    base.replace('"depthUpdate"', '"depthUpdateX"'),
+    base.replace(/"U":\d+/, '"U":-1'),
+    base.replace(/"u":\d+/, '"u":1.5'),
+    base.replace(/"u":\d+/, '"u":5'), // u < U
+    base.slice(0, -1), // truncated
+    `${base} `,
+    base.replace(/\["[^"]+","[^"]+"\]/, '["","1.0"]'), // empty price
+    base.replace(/\["[^"]+","[^"]+"\]/, '["0","1.0"]'), // price not positive
+    base.replace(/\["[^"]+","[^"]+"\]/, '["1.5"," 2"]'), // whitespace in a number
+    base.replace(/\["[^"]+","[^"]+"\]/, '["1.5","abc"]'),
+    base.replace(/\["[^"]+","[^"]+"\]/, '["1.5","2",3]'), // extra element in a level
+    base.replace(/\["[^"]+","[^"]+"\]/, "[1.5,2]"), // numbers instead of strings
+    JSON.stringify({ stream: "btcusdt@aggTrade", data: { e: "aggTrade", E: 1 } }),
+    JSON.stringify({ result: null, id: 3 }),
+  ];
+  for (const variant of variants) {
+    expect(variant).not.toBe(base);
+    expect(scanDepthFrame(variant)).toBeUndefined();
+  }
+  expect(scanDepthFrame(base)).toEqual(viaJson(base));
+});
+
+test("empty sides and numbers in exponent form are read as Number() reads them", () => {
+  const text = '{"stream":"ethusdt@depth@100ms","data":{"e":"depthUpdate","E":2,"T":1,"s":"ETHUSDT","U":10,"u":12,"pu":9,"b":[],"a":[["3000.5","1e-8"],["3001","0"]]}}';
+  expect(scanDepthFrame(text)).toEqual({
+    stream: "ethusdt@depth@100ms",
+    eventTime: 2,
+    transactionTime: 1,
+    firstId: 10,
+    finalId: 12,
+    previousFinalId: 9,
+    bids: [],
+    asks: [3000.5, 1e-8, 3001, 0],
+  });
+});
