@@ -345,6 +345,37 @@ describe("OKX_SWAP against the fake exchange", () => {
     expect(h.subscriptions[0]!.stats.resyncs).toBe(1);
   });
 
+  test("checksums that start on a book kept without them: one counted resync, then verified from the fresh snapshot on", async () => {
+    const okx = startFake({ seed: 11 });
+    const h = connect("L2:OKX_SWAP@BTCUSDT");
+    await okx.waitForSubscriber("books", "BTC-USDT-SWAP");
+    await h.waitForEvents("book_change", 1);
+    const market = okx.market("BTC-USDT-SWAP");
+    okx.step("BTC-USDT-SWAP", 100);
+    await bookCaughtUp(h, "BTCUSDT", market);
+    expect(gaps(h)).toEqual([]);
+
+    // The level texts were not kept while every checksum was 0: the first non-zero one restarts the book.
+    okx.checksums = true;
+    okx.step("BTC-USDT-SWAP", 1);
+    const [gap] = await h.waitForEvents("gap", 1);
+    expect(gap).toMatchObject({ stream: "L2", reason: "checksum", symbol: "BTCUSDT" });
+    await h.waitFor(() => books(h, "BTCUSDT").filter((event) => event.isSnapshot).length === 2, 5000, "fresh snapshot");
+    okx.step("BTC-USDT-SWAP", 200);
+    await bookCaughtUp(h, "BTCUSDT", market);
+    expectBookIsTruth(h, "BTCUSDT", market);
+    expect(gaps(h)).toHaveLength(1);
+
+    // From that snapshot on every checksum is verified: a wrong one is caught.
+    okx.corruptNextChecksum("BTC-USDT-SWAP");
+    okx.step("BTC-USDT-SWAP", 1);
+    await h.waitFor(() => gaps(h).length === 2, 5000, "checksum mismatch");
+    expect(gaps(h)[1]).toMatchObject({ stream: "L2", reason: "checksum" });
+    await h.waitFor(() => books(h, "BTCUSDT").filter((event) => event.isSnapshot).length === 3, 5000, "second fresh snapshot");
+    expectSnapshotAfterEveryGap(h, "BTCUSDT");
+    expect(h.subscriptions[0]!.stats.resyncs).toBe(2);
+  });
+
   test("without a WebSocket snapshot the book comes from REST, aligned with the buffered updates by seqId", async () => {
     const okx = startFake({ wsSnapshot: false, seed: 5 });
     const h = connect("L2:OKX_SWAP@BTCUSDT");

@@ -24,6 +24,7 @@ import { BASE_SIZING, gapEvent, type GapReason, type Sizing, type Stream, type T
 import { OrderBook } from "../core/order-book.ts";
 import type { Subscription } from "../core/subscriptions.ts";
 import { ChangeIdSequence, flattenLevels } from "./deribit-book.ts";
+import { scanDeribitBookChange } from "./deribit-scan.ts";
 import { endpoint } from "./endpoints.ts";
 import type { Connector, ConnectorContext, ExchangeSpec, InstrumentResult } from "./types.ts";
 import { backoffFromEnv, ReconnectingSocket, type CloseInfo, type OpenInfo } from "./websocket.ts";
@@ -563,6 +564,21 @@ class DeribitConnector implements Connector {
 
   private onMessage(text: string, receivedAt: number): void {
     if (this.stopped) return;
+    // The dominant frame, a book change, is read without JSON.parse when it has exactly Deribit's layout;
+    // the same steps as below (channel, stats, onBook) follow. Anything else takes the JSON path.
+    if (text.charCodeAt(2) === 106 /* {"jsonrpc */) {
+      const scanned = scanDeribitBookChange(text);
+      const channel = scanned === undefined ? undefined : this.channels.get(scanned.channel);
+      if (channel !== undefined && channel.kind === "book") {
+        if (channel.failed) return;
+        for (const subscription of channel.subscriptions) {
+          subscription.stats.messages++;
+          subscription.stats.lastMessageAt = receivedAt;
+        }
+        const { changeId, prevChangeId, timestamp, bids, asks } = scanned!;
+        return this.bookChange(channel, changeId, prevChangeId, timestamp, undefined, bids, asks, receivedAt, text);
+      }
+    }
     let message: {
       method?: unknown;
       id?: unknown;
@@ -695,7 +711,25 @@ class DeribitConnector implements Connector {
       if (channel.sequence.lastChangeId !== undefined) this.resyncBook(channel, "sequence", "unreadable book notification");
       return;
     }
-    const verdict = channel.sequence.check(changeId, prevChangeId as number | undefined);
+    this.bookChange(channel, changeId, prevChangeId as number | undefined, time, book!, undefined, undefined, receivedAt, text);
+  }
+
+  /**
+   * One readable book notification: sequence check, levels (`book`'s, or already flattened by
+   * deribit-scan.ts in `flatBids`/`flatAsks`), local book, event.
+   */
+  private bookChange(
+    channel: Channel,
+    changeId: number,
+    prevChangeId: number | undefined,
+    time: number,
+    book: { bids?: unknown; asks?: unknown } | undefined,
+    flatBids: number[] | undefined,
+    flatAsks: number[] | undefined,
+    receivedAt: number,
+    text: string,
+  ): void {
+    const verdict = channel.sequence.check(changeId, prevChangeId);
     if (verdict === "awaiting_snapshot") return; // deltas of a subscription we already gave up on
     if (verdict === "duplicate") {
       this.context.log.debug(`${EXCHANGE}: ${channel.name}: change_id ${changeId} already applied, ignored`);
@@ -708,9 +742,9 @@ class DeribitConnector implements Connector {
         `prev_change_id ${prevChangeId} != last change_id ${channel.sequence.lastChangeId}`,
       );
     }
-    const bids: number[] = [];
-    const asks: number[] = [];
-    if (!flattenLevels(book!.bids, bids) || !flattenLevels(book!.asks, asks)) {
+    const bids: number[] = flatBids ?? [];
+    const asks: number[] = flatAsks ?? [];
+    if (book !== undefined && (!flattenLevels(book.bids, bids) || !flattenLevels(book.asks, asks))) {
       this.parseError(channel, "unreadable book level", text);
       return this.resyncBook(channel, "sequence", `unreadable level in change_id ${changeId}`);
     }

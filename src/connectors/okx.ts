@@ -8,7 +8,9 @@
  * L2 (`books`, 400 levels, incremental) integrity, see docs/venues/okx.md:
  * - the snapshot has prevSeqId = -1; every update's prevSeqId must equal the previous seqId (jumps, the
  *   idle heartbeat with seqId == prevSeqId and the downward reset after maintenance all satisfy this);
- * - checksum 0 means absent (deprecated 2026); a non-zero one is verified (CRC32 of the top 25 levels);
+ * - checksum 0 means absent (deprecated 2026); a non-zero one is verified (CRC32 of the top 25 levels).
+ *   The level texts it needs are kept only once a non-zero checksum has been seen (the first one on a book
+ *   kept without them restarts that book from a snapshot);
  * - the initial WebSocket snapshot is being removed: when updates arrive without one, or none arrives in
  *   time, the snapshot comes from REST /api/v5/market/books and buffered updates are aligned by seqId;
  * - any break (sequence, checksum, crossed book, pipeline overflow) → gap event, resubscribe, fresh
@@ -31,6 +33,7 @@ import type { Logger } from "../core/log.ts";
 import { OrderBook } from "../core/order-book.ts";
 import type { Subscription } from "../core/subscriptions.ts";
 import { endpoint } from "./endpoints.ts";
+import { scanOkxBooksUpdate, type ScannedOkxBook } from "./okx-scan.ts";
 import type { Connector, ConnectorContext, ExchangeSpec, InstrumentResult } from "./types.ts";
 import { backoffDelay, backoffFromEnv, ReconnectingSocket, type BackoffOptions, type CloseInfo } from "./websocket.ts";
 
@@ -324,9 +327,17 @@ class L2State {
   phase: BookPhase = "idle";
   readonly chain = new SeqIdChain();
   readonly book = new OrderBook();
-  /** The level arrays as received, for the checksum (no copies: references into the parsed frames). */
+  /**
+   * The level arrays as received, for the checksum (no copies: references into the parsed frames). Kept
+   * only while `tracking`: OKX sends checksum 0 (absent) since its deprecation, and keeping every level's
+   * text for nothing would cost a Map update per level.
+   */
   readonly rawBids = new Map<number, Level>();
   readonly rawAsks = new Map<number, Level>();
+  /** rawBids/rawAsks are kept for this book (decided at each snapshot). */
+  tracking = false;
+  /** A non-zero checksum was seen on this subscription: every later snapshot is tracked. Survives forget(). */
+  checksumsSeen = false;
   buffer: BufferedUpdate[] = [];
   /** Bumped whenever the book is forgotten, so a REST fetch or timer of an older episode does nothing. */
   epoch = 0;
@@ -344,6 +355,7 @@ class L2State {
     this.book.clear();
     this.rawBids.clear();
     this.rawAsks.clear();
+    this.tracking = false;
     this.buffer = [];
     this.crossedTolerated = false;
   }
@@ -531,6 +543,11 @@ class OkxConnection {
 
   private onMessage(text: string, receivedAt: number): void {
     if (text === "pong") return;
+    // The dominant frame, a books update, is read without JSON.parse when it has exactly OKX's layout.
+    if (text.charCodeAt(2) === 97 /* {"arg */) {
+      const scanned = scanOkxBooksUpdate(text);
+      if (scanned !== undefined && this.onScannedBook(scanned, receivedAt)) return;
+    }
     let message: OkxMessage;
     try {
       message = JSON.parse(text) as OkxMessage;
@@ -547,6 +564,23 @@ class OkxConnection {
     } else {
       this.parseError(`unknown message: ${text.slice(0, 120)}`);
     }
+  }
+
+  /**
+   * A scanned books update for a live, untracked book of one subscription: the same steps as onData →
+   * onBook → applyUpdate. false (nothing done) for every other case, which the JSON path handles.
+   */
+  private onScannedBook(book: ScannedOkxBook, receivedAt: number): boolean {
+    const subs = this.routes.get("books")?.get(book.instId);
+    if (subs === undefined || subs.length !== 1) return false;
+    const sub = subs[0]!;
+    const l2 = sub.l2;
+    if (sub.failed || l2 === undefined || l2.phase !== "live" || l2.tracking) return false;
+    const stats = sub.subscription.stats;
+    stats.messages++;
+    stats.lastMessageAt = receivedAt;
+    this.connector.applyScannedUpdate(sub, book, receivedAt);
+    return true;
   }
 
   /** A frame no subscription can be blamed for: counted on every subscription of this connection. */
@@ -1124,8 +1158,9 @@ class OkxConnector implements Connector {
     l2.restFailures = 0;
     l2.snapshotFailureMarked = false;
     l2.chain.start(seqId, fromRest);
-    applyLevels(l2.book.bids, l2.rawBids, data.bids as Level[]);
-    applyLevels(l2.book.asks, l2.rawAsks, data.asks as Level[]);
+    if (typeof data.checksum === "number" && data.checksum !== 0) l2.checksumsSeen = true;
+    l2.tracking = l2.checksumsSeen;
+    applyLevels(l2, bids, asks, data);
     if (l2.book.isCrossed()) {
       // OKX: "Best ask price may be lower than the best bid price during the pre-open period."
       l2.crossedTolerated = true;
@@ -1136,7 +1171,13 @@ class OkxConnector implements Connector {
     return "installed";
   }
 
-  private applyUpdate(sub: SubState, data: BookData, receivedAt: number): void {
+  /** A books update read by okx-scan.ts (levels already flattened and checked, checksum 0). */
+  applyScannedUpdate(sub: SubState, book: ScannedOkxBook, receivedAt: number): void {
+    this.applyUpdate(sub, book, receivedAt, true);
+  }
+
+  /** `flat`: data.bids/asks are already flattened numbers and data.ts a number (okx-scan.ts). */
+  private applyUpdate(sub: SubState, data: BookData, receivedAt: number, flat = false): void {
     const l2 = sub.l2!;
     const prevSeqId = data.prevSeqId as number;
     const seqId = data.seqId as number;
@@ -1150,16 +1191,15 @@ class OkxConnector implements Connector {
       this.resync(sub.subscription, "sequence", `prevSeqId ${prevSeqId} does not follow seqId ${last} (update seqId ${seqId})`);
       return;
     }
-    const bids = flatten(data.bids);
-    const asks = flatten(data.asks);
+    const bids = flat ? (data.bids as number[]) : flatten(data.bids);
+    const asks = flat ? (data.asks as number[]) : flatten(data.asks);
     const ts = Number(data.ts);
     if (!bids || !asks || !Number.isFinite(ts)) {
       this.parseErrorOf(sub, "malformed book update");
       this.resync(sub.subscription, "sequence", `malformed book update seqId ${seqId}`);
       return;
     }
-    applyLevels(l2.book.bids, l2.rawBids, data.bids as Level[]);
-    applyLevels(l2.book.asks, l2.rawAsks, data.asks as Level[]);
+    applyLevels(l2, bids, asks, data);
     if (l2.book.isCrossed()) {
       if (!l2.crossedTolerated) {
         const detail = `best bid ${l2.book.bids.best()} >= best ask ${l2.book.asks.best()} after seqId ${seqId}`;
@@ -1179,6 +1219,13 @@ class OkxConnector implements Connector {
   private checksumHolds(sub: SubState, checksum: unknown): boolean {
     if (typeof checksum !== "number" || checksum === 0) return true;
     const l2 = sub.l2!;
+    if (!l2.tracking) {
+      // The first non-zero checksum on a book whose level texts were not kept (all before were 0): verify
+      // from a fresh snapshot on, which is tracked from now on.
+      l2.checksumsSeen = true;
+      this.resync(sub.subscription, "checksum", `first non-zero checksum ${checksum} at seqId ${l2.chain.seqId}; the book's level texts were not kept, so it restarts from a snapshot to verify`);
+      return false;
+    }
     const ours = okxChecksum(topLevels(l2.rawBids, true), topLevels(l2.rawAsks, false));
     if (ours === checksum) return true;
     this.resync(sub.subscription, "checksum", `checksum ${checksum} from OKX, ${ours} from our book at seqId ${l2.chain.seqId}`);
@@ -1291,13 +1338,19 @@ function flatten(levels: unknown): number[] | undefined {
   return out;
 }
 
-function applyLevels(side: OrderBook["bids"], raw: Map<number, Level>, levels: readonly Level[]): void {
-  for (const level of levels) {
-    const price = Number(level[0]);
-    const amount = Number(level[1]);
-    side.set(price, amount);
-    if (amount === 0) raw.delete(price);
-    else raw.set(price, level);
+/** Applies flattened levels to the book and, while the book is tracked, the level texts to the raw maps. */
+function applyLevels(l2: L2State, bids: readonly number[], asks: readonly number[], data: BookData): void {
+  l2.book.apply(bids, asks);
+  if (!l2.tracking) return;
+  trackLevels(l2.rawBids, bids, data.bids as Level[]);
+  trackLevels(l2.rawAsks, asks, data.asks as Level[]);
+}
+
+function trackLevels(raw: Map<number, Level>, flat: readonly number[], levels: readonly Level[]): void {
+  for (let i = 0; i < levels.length; i++) {
+    const price = flat[2 * i]!;
+    if (flat[2 * i + 1] === 0) raw.delete(price);
+    else raw.set(price, levels[i]!);
   }
 }
 

@@ -1,0 +1,180 @@
+/**
+ * A fast reader for the frame that dominates a Deribit L2 feed: a `book.<instrument>.<interval>` change
+ * notification (https://docs.deribit.com/subscriptions/orderbook/bookinstrument_nameinterval, notification
+ * example; envelope: https://docs.deribit.com/articles/notifications):
+ *
+ *   {"jsonrpc":"2.0","method":"subscription","params":{"channel":"book.BTC-PERPETUAL.100ms","data":{"type":"change",
+ *    "timestamp":1554373911330,"prev_change_id":297217,"instrument_name":"BTC-PERPETUAL","change_id":297218,
+ *    "bids":[["delete",5042.34,0],...],"asks":[["new",5042.64,40.0],...]}}}
+ *
+ * JSON.parse builds an object and an array per level only for the connector to read them; this reads the
+ * text once and writes the flat [price, amount, ...] arrays directly. It accepts only that layout, in that
+ * field order, with every number in JSON's own syntax and every level as the connector requires
+ * (flattenLevels in deribit-book.ts: `delete` → amount 0). Anything else (the snapshot, another field or
+ * order, whitespace, escapes, an odd value) returns undefined and the connector takes its JSON.parse path,
+ * which handles and reports it.
+ */
+
+export interface ScannedDeribitBook {
+  readonly channel: string;
+  readonly timestamp: number;
+  readonly prevChangeId: number;
+  readonly changeId: number;
+  readonly bids: number[];
+  readonly asks: number[];
+}
+
+const QUOTE = 34; // "
+const PLUS = 43;
+const COMMA = 44;
+const MINUS = 45;
+const DOT = 46;
+const OPEN = 91; // [
+const BACKSLASH = 92;
+const CLOSE = 93; // ]
+const ZERO = 48;
+const NINE = 57;
+const E_LOWER = 101;
+const E_UPPER = 69;
+
+const HEAD = '{"jsonrpc":"2.0","method":"subscription","params":{"channel":"';
+const DATA = '","data":{"type":"change","timestamp":';
+const PREV = ',"prev_change_id":';
+const INSTRUMENT = ',"instrument_name":"';
+const CHANGE = '","change_id":';
+const BIDS = ',"bids":';
+const ASKS = ',"asks":';
+const TAIL = "}}}";
+
+/** A non-negative decimal integer in JSON's form (no leading zero) in [at, end), or NaN. */
+function integer(text: string, at: number, end: number): number {
+  if (end <= at || end - at > 15 || (end - at > 1 && text.charCodeAt(at) === ZERO)) return Number.NaN;
+  let value = 0;
+  for (let i = at; i < end; i++) {
+    const digit = text.charCodeAt(i) - ZERO;
+    if (digit < 0 || digit > 9) return Number.NaN;
+    value = value * 10 + digit;
+  }
+  return value;
+}
+
+function isDigit(code: number): boolean {
+  return code >= ZERO && code <= NINE;
+}
+
+/** Exact powers of ten: m / 10^k is correctly rounded for m < 2^53 and k <= 22 (one IEEE division). */
+const POW10 = [1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22];
+
+/**
+ * The JSON number (-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?) at `at`, NaN when there is none; its end goes
+ * to `numberEnd`. The value is Number() of its text: computed as digits / 10^decimals when that is exact
+ * (at most 15 digits, no exponent), else by Number() itself.
+ */
+let numberEnd = 0;
+function jsonNumber(text: string, at: number): number {
+  let i = at;
+  const negative = text.charCodeAt(i) === MINUS;
+  if (negative) i++;
+  let digits = 0;
+  let mantissa = 0;
+  let decimals = 0;
+  let code = text.charCodeAt(i);
+  if (code === ZERO) {
+    digits = 1;
+    code = text.charCodeAt(++i);
+  } else if (isDigit(code)) {
+    do {
+      mantissa = mantissa * 10 + (code - ZERO);
+      digits++;
+      code = text.charCodeAt(++i);
+    } while (isDigit(code));
+  } else return Number.NaN;
+  if (code === DOT) {
+    code = text.charCodeAt(++i);
+    if (!isDigit(code)) return Number.NaN;
+    do {
+      mantissa = mantissa * 10 + (code - ZERO);
+      digits++;
+      decimals++;
+      code = text.charCodeAt(++i);
+    } while (isDigit(code));
+  }
+  let exponent = false;
+  if (code === E_LOWER || code === E_UPPER) {
+    exponent = true;
+    code = text.charCodeAt(++i);
+    if (code === PLUS || code === MINUS) code = text.charCodeAt(++i);
+    if (!isDigit(code)) return Number.NaN;
+    do code = text.charCodeAt(++i);
+    while (isDigit(code));
+  }
+  numberEnd = i;
+  if (exponent || digits > 15) return Number(text.substring(at, i));
+  const value = decimals === 0 ? mantissa : mantissa / POW10[decimals]!;
+  return negative ? -value : value;
+}
+
+/** Reads `[["new"|"change"|"delete",price,amount],...]` at `at` into `out`; the position after it, or -1. */
+function levels(text: string, at: number, out: number[]): number {
+  if (text.charCodeAt(at) !== OPEN) return -1;
+  let i = at + 1;
+  if (text.charCodeAt(i) === CLOSE) return i + 1;
+  for (;;) {
+    if (text.charCodeAt(i) !== OPEN || text.charCodeAt(i + 1) !== QUOTE) return -1;
+    let isDelete = false;
+    if (text.startsWith('new",', i + 2)) i += 7;
+    else if (text.startsWith('change",', i + 2)) i += 10;
+    else if (text.startsWith('delete",', i + 2)) {
+      i += 10;
+      isDelete = true;
+    } else return -1;
+    const price = jsonNumber(text, i);
+    if (!Number.isFinite(price) || text.charCodeAt(numberEnd) !== COMMA) return -1;
+    const amount = jsonNumber(text, numberEnd + 1);
+    // The JSON path reads any amount of a delete as 0 (but a non-number there is a different frame).
+    if (Number.isNaN(amount) || text.charCodeAt(numberEnd) !== CLOSE) return -1;
+    if (!isDelete && !(amount >= 0 && amount !== Number.POSITIVE_INFINITY)) {
+      // Infinity passes the connector's `amount >= 0`: leave it (and anything negative) to the JSON path.
+      return -1;
+    }
+    out.push(price, isDelete ? 0 : amount);
+    i = numberEnd + 1;
+    const next = text.charCodeAt(i);
+    if (next === CLOSE) return i + 1;
+    if (next !== COMMA) return -1;
+    i++;
+  }
+}
+
+/** The book change notification in `text`, or undefined when the frame is not exactly that shape. */
+export function scanDeribitBookChange(text: string): ScannedDeribitBook | undefined {
+  if (!text.startsWith(HEAD)) return undefined;
+  const channelEnd = text.indexOf('"', HEAD.length);
+  if (channelEnd <= HEAD.length || !text.startsWith(DATA, channelEnd)) return undefined;
+  for (let i = HEAD.length; i < channelEnd; i++) if (text.charCodeAt(i) === BACKSLASH) return undefined;
+  let at = channelEnd + DATA.length;
+  let end = text.indexOf(",", at);
+  if (end < 0) return undefined;
+  const timestamp = integer(text, at, end);
+  if (Number.isNaN(timestamp) || !text.startsWith(PREV, end)) return undefined;
+  at = end + PREV.length;
+  end = text.indexOf(",", at);
+  if (end < 0) return undefined;
+  const prevChangeId = integer(text, at, end);
+  if (Number.isNaN(prevChangeId) || !text.startsWith(INSTRUMENT, end)) return undefined;
+  const nameEnd = text.indexOf('"', end + INSTRUMENT.length);
+  if (nameEnd < 0 || !text.startsWith(CHANGE, nameEnd)) return undefined;
+  for (let i = end + INSTRUMENT.length; i < nameEnd; i++) if (text.charCodeAt(i) === BACKSLASH) return undefined;
+  at = nameEnd + CHANGE.length;
+  end = text.indexOf(",", at);
+  if (end < 0) return undefined;
+  const changeId = integer(text, at, end);
+  if (Number.isNaN(changeId) || !text.startsWith(BIDS, end)) return undefined;
+  const bids: number[] = [];
+  at = levels(text, end + BIDS.length, bids);
+  if (at < 0 || !text.startsWith(ASKS, at)) return undefined;
+  const asks: number[] = [];
+  at = levels(text, at + ASKS.length, asks);
+  if (at < 0 || at + TAIL.length !== text.length || !text.endsWith(TAIL)) return undefined;
+  return { channel: text.substring(HEAD.length, channelEnd), timestamp, prevChangeId, changeId, bids, asks };
+}
