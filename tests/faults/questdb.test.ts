@@ -1,0 +1,107 @@
+/**
+ * The QuestDB sink end to end: the compiled binary on every venue at once, writing ILP to the strict
+ * test server (tests/support/ilp-server.ts), which parses every byte. QuestDB is down at start, comes
+ * up, is killed mid-run and restarted, and drops the connection with a reset. What the server received,
+ * deduplicated on the tables' DEDUP keys as QuestDB does, must match what the venues sent.
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { FakeQuestDbHttp } from "../support/questdb-http.ts";
+import { IlpServer } from "../support/ilp-server.ts";
+import { cleanup, expectFaithful, onCleanup, startScenario } from "./scenario.ts";
+import { gapsOf } from "./verify.ts";
+import { ilpOutput } from "./xtrader.ts";
+
+afterEach(cleanup);
+
+async function questDb(): Promise<{ ilp: IlpServer; http: FakeQuestDbHttp; env: Record<string, string> }> {
+  const ilp = await IlpServer.reservePort();
+  const http = await FakeQuestDbHttp.start();
+  onCleanup(() => ilp.stop());
+  onCleanup(() => http.stop());
+  return {
+    ilp,
+    http,
+    env: {
+      QUESTDB_HOST: "127.0.0.1",
+      QUESTDB_ILP_PORT: String(ilp.port),
+      QUESTDB_HTTP_PORT: String(http.port),
+      QUESTDB_RECONNECT_MIN_MS: "50",
+      QUESTDB_RECONNECT_MAX_MS: "300",
+      QUESTDB_FLUSH_INTERVAL_MS: "100",
+    },
+  };
+}
+
+describe("QuestDB outages", () => {
+  test(
+    "down at start, up, killed mid-run, restarted, connection reset: every row arrives once (after dedup), in order, well formed",
+    async () => {
+      const { ilp, http, env } = await questDb();
+      const running = await startScenario({ seed: 41, args: ["--sink", "questdb"], env });
+      const { venues, xtrader } = running;
+      await venues.run(1000);
+      expect(ilp.countRows()).toBe(0);
+      await xtrader.waitForLog(/unreachable/);
+      // QuestDB comes up: the tables are created before the first row, then the backlog arrives.
+      await ilp.restart();
+      await ilp.waitForRows(1, undefined, 15_000);
+      expect(http.queries.filter((sql) => sql.startsWith("CREATE TABLE IF NOT EXISTS")).length).toBe(6);
+      await venues.run(1000);
+      // Killed mid-run (every connection closed, nothing listening), then back on the same port.
+      await ilp.stop();
+      await venues.run(1000);
+      const before = ilp.countRows();
+      await ilp.restart();
+      await ilp.waitForRows(before + 1, undefined, 15_000);
+      await venues.run(700);
+      // A reset connection (RST): what was in flight is sent again.
+      ilp.dropConnections("reset");
+      await venues.run(1000);
+      await venues.quiesce();
+      const code = await xtrader.stop();
+      expect(code, xtrader.tail()).toBe(0);
+      ilp.assertNoErrors();
+      http.assertNoErrors();
+      expect(ilp.abandonedPartialLines).toBe(0);
+      const output = ilpOutput(ilp.rows);
+      expectFaithful(output, venues);
+      // The sink's outages are not data gaps: QuestDB being away lost nothing.
+      expect(gapsOf(output, {}).size).toBe(0);
+    },
+    60_000,
+  );
+
+  test(
+    "QuestDB away longer than the sink's buffer: the pipeline is held, drops are marked by gaps, books resync when it is back",
+    async () => {
+      const { ilp, env } = await questDb();
+      const running = await startScenario({
+        seed: 42,
+        args: ["--sink", "questdb", "--metrics-addr", "127.0.0.1:0"],
+        env: { ...env, QUESTDB_BUFFER_MAX_BYTES: String(1 << 20), XTRADER_QUEUE_CAPACITY: "2000" },
+      });
+      const { venues, xtrader } = running;
+      await venues.run(500);
+      // Bursts while QuestDB is down: more than 1 MiB of lines.
+      for (let burst = 0; burst < 4; burst++) {
+        for (let i = 0; i < 400; i++) venues.step();
+        await venues.run(300);
+      }
+      await venues.quiesce();
+      expect(await xtrader.metric("xtrader_events_dropped_total")).toBeGreaterThan(0);
+      expect(xtrader.logs.some((line) => /QuestDB buffer is full .*holding the pipeline/.test(line.message))).toBe(true);
+      await ilp.restart();
+      const books = running.subscriptions.split(",").filter((key) => key.startsWith("L2:")).length;
+      await xtrader.waitForMetric("xtrader_resyncs_total", { stream: "L2" }, books);
+      await venues.run(800);
+      await venues.quiesce();
+      const code = await xtrader.stop();
+      expect(code, xtrader.tail()).toBe(0);
+      ilp.assertNoErrors();
+      const output = ilpOutput(ilp.rows);
+      expectFaithful(output, venues);
+      expect(gapsOf(output, { reason: "overflow", stream: "L2" }).size).toBe(books);
+    },
+    60_000,
+  );
+});

@@ -1,0 +1,102 @@
+/**
+ * Sink faults with the Parquet sink, end to end against the compiled binary on every venue at once:
+ * a sink slower than the feed, and the disk filling up and freeing again. The stored rows are compared
+ * with what the venues sent (verify.ts); where the design allows a loss (the pipeline's overflow policy)
+ * the check allows exactly that, and only where a gap row marks it.
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { statfsSync, unlinkSync, writeFileSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { cleanup, expectFaithful, finish, onCleanup, startScenario } from "./scenario.ts";
+import { gapsOf } from "./verify.ts";
+import { workDirectory } from "./xtrader.ts";
+
+afterEach(cleanup);
+
+describe("sink faults (Parquet)", () => {
+  test(
+    "sink slower than the feed: the queue overflows, drops are counted and marked by gaps, books resync, the rest is exact",
+    async () => {
+      const running = await startScenario({
+        seed: 31,
+        args: ["--metrics-addr", "127.0.0.1:0", "--max-file-rows", "400"],
+        env: {
+          // The smallest queue and buffer, and one row group per row: every row costs a write and a sync.
+          XTRADER_QUEUE_CAPACITY: "1000",
+          PARQUET_MAX_BUFFERED_ROWS: "1000",
+          PARQUET_ROW_GROUP_ROWS: "8",
+        },
+      });
+      const { venues, xtrader } = running;
+      await venues.run(800);
+      // Bursts: the venues send much faster than the sink writes (a row group and a sync every 8 rows).
+      for (let burst = 0; burst < 3; burst++) {
+        for (let i = 0; i < 120; i++) venues.step();
+        await venues.run(400);
+      }
+      await venues.quiesce();
+      expect(await xtrader.metric("xtrader_events_dropped_total")).toBeGreaterThan(0);
+      // Once the queue has drained, every book that lost deltas is resynced; then the market goes on.
+      const books = running.subscriptions.split(",").filter((key) => key.startsWith("L2:")).length;
+      await xtrader.waitForMetric("xtrader_resyncs_total", { stream: "L2" }, books);
+      await venues.run(800);
+      const output = await finish(running);
+      expectFaithful(output, venues);
+      // Trades were lost only inside overflow episodes (checked above); every book that lost deltas has an
+      // overflow gap and a fresh snapshot after it.
+      expect(gapsOf(output, { reason: "overflow" }).size).toBeGreaterThan(0);
+      const overflowBooks = gapsOf(output, { reason: "overflow", stream: "L2" });
+      expect(overflowBooks.size).toBe(books);
+      for (const [key, gaps] of overflowBooks) {
+        const [exchange, symbol] = key.slice(3).split("@");
+        const first = Math.min(...gaps.map((gap) => gap.local_timestamp));
+        const resynced = output.l2.some((row) => row.exchange === exchange && row.symbol === symbol && row.is_snapshot && row.local_timestamp > first);
+        expect(resynced, `a snapshot after the overflow of ${key}`).toBe(true);
+      }
+      expect(xtrader.logs.some((line) => /sink is behind and the queue is full/.test(line.message))).toBe(true);
+    },
+    60_000,
+  );
+  test(
+    "disk full: writes fail and are retried, rows wait in memory, and once space is freed everything is written",
+    async () => {
+      const directory = workDirectory();
+      const dataDirectory = join(directory, "data");
+      mkdirSync(dataDirectory);
+      // A small filesystem of its own (tmpfs with size=; needs root). Without root: a file-size limit.
+      // XTRADER_FAULTS_NO_MOUNT=1 exercises the fallback where mounting is allowed.
+      const mounted = !process.env.XTRADER_FAULTS_NO_MOUNT && Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", dataDirectory]).success;
+      if (mounted) onCleanup(() => Bun.spawnSync(["umount", "-l", dataDirectory]));
+      const running = await startScenario({
+        seed: 32,
+        dataDirectory,
+        args: ["--compression", "none"],
+        // Fallback: `ulimit -f` (SIGXFSZ ignored so writes fail with EFBIG instead of killing the process).
+        prefix: mounted ? undefined : ["sh", "-c", `trap '' XFSZ; ulimit -f 4; exec "$0" "$@"`],
+      });
+      const { venues, xtrader } = running;
+      await venues.run(1000);
+      if (!mounted) {
+        // With only a file-size limit the disk never "frees": check survival and honesty, not completeness.
+        await xtrader.waitForLog(/cannot write/, 20_000);
+        expect(xtrader.running).toBe(true);
+        return;
+      }
+      // Fill the filesystem, leaving a few KiB.
+      const filler = join(dataDirectory, "filler");
+      const { bavail, bsize } = statfsSync(dataDirectory);
+      writeFileSync(filler, Buffer.alloc(Math.max(0, Number(bavail) * Number(bsize) - 16 * 1024)));
+      await xtrader.waitForLog(/cannot write .*\(disk full\)/, 15_000);
+      await venues.run(1200);
+      expect(xtrader.running).toBe(true);
+      unlinkSync(filler);
+      await xtrader.waitForLog(/writing again after/, 15_000);
+      await venues.run(800);
+      const output = await finish(running);
+      expectFaithful(output, venues);
+      // The outage was the sink's: no data gap was needed.
+      expect(output.gaps).toEqual([]);
+    },
+    60_000,
+  );
+});
