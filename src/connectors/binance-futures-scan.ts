@@ -11,6 +11,7 @@
  * documented field order; anything else (a field added or moved, whitespace, another event, a malformed
  * value) returns undefined and the connector takes its JSON.parse path, which handles and reports it.
  */
+import { CLOSE, COMMA, OPEN, QUOTE, ZERO, cursor, quoted } from "./json-scan.ts";
 
 export interface ScannedDepth {
   readonly stream: string;
@@ -23,11 +24,6 @@ export interface ScannedDepth {
   readonly asks: number[];
 }
 
-const QUOTE = 34; // "
-const COMMA = 44;
-const OPEN = 91; // [
-const CLOSE = 93; // ]
-const ZERO = 48;
 
 const HEAD = '{"stream":"';
 const DATA = '","data":{"e":"depthUpdate","E":';
@@ -55,39 +51,6 @@ function field(text: string, at: number, key: string): number {
   return Number.isNaN(scanned) ? -1 : end;
 }
 
-/** Exact powers of ten: m / 10^k is correctly rounded for m < 2^53 and k <= 22 (one IEEE division). */
-const POW10 = [1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22];
-const DOT = 46;
-
-/**
- * Number() of the string content starting at `at` up to its closing quote, whose position goes to
- * `quotedEnd` (-1 when there is none). Plain digits with an optional fraction (at most 15 digits, so exact)
- * are computed as digits / 10^decimals in the same pass that finds the quote; anything else by Number().
- */
-let quotedEnd = -1;
-function quoted(text: string, at: number): number {
-  let mantissa = 0;
-  let point = -1;
-  let i = at;
-  let code = text.charCodeAt(i);
-  for (;;) {
-    const digit = code - ZERO;
-    if (digit >= 0 && digit <= 9) mantissa = mantissa * 10 + digit;
-    else if (code === DOT && point < 0) point = i;
-    else break;
-    code = text.charCodeAt(++i);
-  }
-  if (code !== QUOTE) {
-    quotedEnd = text.indexOf('"', i);
-    return quotedEnd < 0 ? Number.NaN : Number(text.substring(at, quotedEnd));
-  }
-  quotedEnd = i;
-  const length = i - at;
-  if (point < 0) return length > 0 && length <= 15 ? mantissa : Number(text.substring(at, i));
-  if (point === at || point === i - 1 || length > 16) return Number(text.substring(at, i));
-  return mantissa / POW10[i - point - 1]!;
-}
-
 /**
  * Reads `[["p","q"],...]` at `at` into `out`; returns the position after the closing bracket, or -1.
  * Levels must be a positive price and a non-negative quantity, as the connector requires.
@@ -100,11 +63,11 @@ function levels(text: string, at: number, out: number[]): number {
     if (text.charCodeAt(i) !== OPEN || text.charCodeAt(i + 1) !== QUOTE) return -1;
     const priceStart = i + 2;
     const price = quoted(text, priceStart);
-    const priceEnd = quotedEnd;
+    const priceEnd = cursor.end;
     if (priceEnd < 0 || text.charCodeAt(priceEnd + 1) !== COMMA || text.charCodeAt(priceEnd + 2) !== QUOTE) return -1;
     const amountStart = priceEnd + 3;
     const amount = quoted(text, amountStart);
-    const amountEnd = quotedEnd;
+    const amountEnd = cursor.end;
     if (amountEnd < 0 || text.charCodeAt(amountEnd + 1) !== CLOSE) return -1;
     // Number("") is 0 and Number(" 1") is 1: both sides must be non-empty and start with a digit.
     const priceFirst = text.charCodeAt(priceStart) - ZERO;

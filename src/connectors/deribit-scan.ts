@@ -14,6 +14,7 @@
  * order, whitespace, escapes, an odd value) returns undefined and the connector takes its JSON.parse path,
  * which handles and reports it.
  */
+import { BACKSLASH, CLOSE, COMMA, DOT, MINUS, OPEN, POW10, QUOTE, ZERO } from "./json-scan.ts";
 
 export interface ScannedDeribitBook {
   readonly channel: string;
@@ -24,15 +25,7 @@ export interface ScannedDeribitBook {
   readonly asks: number[];
 }
 
-const QUOTE = 34; // "
 const PLUS = 43;
-const COMMA = 44;
-const MINUS = 45;
-const DOT = 46;
-const OPEN = 91; // [
-const BACKSLASH = 92;
-const CLOSE = 93; // ]
-const ZERO = 48;
 const NINE = 57;
 const E_LOWER = 101;
 const E_UPPER = 69;
@@ -62,8 +55,6 @@ function isDigit(code: number): boolean {
   return code >= ZERO && code <= NINE;
 }
 
-/** Exact powers of ten: m / 10^k is correctly rounded for m < 2^53 and k <= 22 (one IEEE division). */
-const POW10 = [1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22];
 
 /**
  * The JSON number (-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?) at `at`, NaN when there is none; its end goes

@@ -13,6 +13,7 @@
  * whitespace, escapes, a value the connector would refuse) returns undefined and the connector takes its
  * JSON.parse path, which handles and reports it.
  */
+import { BACKSLASH, CLOSE, COMMA, MINUS, OPEN, QUOTE, ZERO, cursor, quoted } from "./json-scan.ts";
 
 export interface ScannedOkxBook {
   readonly instId: string;
@@ -24,13 +25,6 @@ export interface ScannedOkxBook {
   readonly seqId: number;
 }
 
-const QUOTE = 34; // "
-const COMMA = 44;
-const MINUS = 45;
-const OPEN = 91; // [
-const BACKSLASH = 92;
-const CLOSE = 93; // ]
-const ZERO = 48;
 
 const HEAD = '{"arg":{"channel":"books","instId":"';
 const ACTION = '"},"action":"update","data":[{"asks":';
@@ -54,39 +48,6 @@ function integer(text: string, at: number, end: number): number {
   return negative ? -value : value;
 }
 
-/** Exact powers of ten: m / 10^k is correctly rounded for m < 2^53 and k <= 22 (one IEEE division). */
-const POW10 = [1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22];
-const DOT = 46;
-
-/**
- * Number() of the string content starting at `at` up to its closing quote, whose position goes to
- * `quotedEnd` (-1 when there is none). Plain digits with an optional fraction (at most 15 digits, so exact)
- * are computed as digits / 10^decimals in the same pass that finds the quote; anything else by Number().
- */
-let quotedEnd = -1;
-function quoted(text: string, at: number): number {
-  let mantissa = 0;
-  let point = -1;
-  let i = at;
-  let code = text.charCodeAt(i);
-  for (;;) {
-    const digit = code - ZERO;
-    if (digit >= 0 && digit <= 9) mantissa = mantissa * 10 + digit;
-    else if (code === DOT && point < 0) point = i;
-    else break;
-    code = text.charCodeAt(++i);
-  }
-  if (code !== QUOTE) {
-    quotedEnd = text.indexOf('"', i);
-    return quotedEnd < 0 ? Number.NaN : Number(text.substring(at, quotedEnd));
-  }
-  quotedEnd = i;
-  const length = i - at;
-  if (point < 0) return length > 0 && length <= 15 ? mantissa : Number(text.substring(at, i));
-  if (point === at || point === i - 1 || length > 16) return Number(text.substring(at, i));
-  return mantissa / POW10[i - point - 1]!;
-}
-
 /** Position of the closing quote of a string starting at `at` (after its opening quote), -1 if escaped. */
 function stringEnd(text: string, at: number): number {
   const end = text.indexOf('"', at);
@@ -107,10 +68,10 @@ function levels(text: string, at: number, out: number[]): number {
     if (text.charCodeAt(i) !== OPEN || text.charCodeAt(i + 1) !== QUOTE) return -1;
     // No escape check for price and size: a backslash in either makes Number() NaN, which is declined.
     const price = quoted(text, i + 2);
-    const priceEnd = quotedEnd;
+    const priceEnd = cursor.end;
     if (priceEnd < 0 || text.charCodeAt(priceEnd + 1) !== COMMA || text.charCodeAt(priceEnd + 2) !== QUOTE) return -1;
     const size = quoted(text, priceEnd + 3);
-    const sizeEnd = quotedEnd;
+    const sizeEnd = cursor.end;
     if (sizeEnd < 0) return -1;
     if (!Number.isFinite(price) || !Number.isFinite(size) || size < 0) return -1;
     out.push(price, size);
