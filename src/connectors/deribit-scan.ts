@@ -14,7 +14,7 @@
  * order, whitespace, escapes, an odd value) returns undefined and the connector takes its JSON.parse path,
  * which handles and reports it.
  */
-import { BACKSLASH, CLOSE, COMMA, DOT, MINUS, OPEN, POW10, QUOTE, ZERO } from "./json-scan.ts";
+import { CLOSE, COMMA, DOT, MINUS, OPEN, POW10, QUOTE, ZERO, stringEnd } from "./json-scan.ts";
 
 export interface ScannedDeribitBook {
   readonly channel: string;
@@ -140,9 +140,8 @@ function levels(text: string, at: number, out: number[]): number {
 /** The book change notification in `text`, or undefined when the frame is not exactly that shape. */
 export function scanDeribitBookChange(text: string): ScannedDeribitBook | undefined {
   if (!text.startsWith(HEAD)) return undefined;
-  const channelEnd = text.indexOf('"', HEAD.length);
+  const channelEnd = stringEnd(text, HEAD.length);
   if (channelEnd <= HEAD.length || !text.startsWith(DATA, channelEnd)) return undefined;
-  for (let i = HEAD.length; i < channelEnd; i++) if (text.charCodeAt(i) === BACKSLASH) return undefined;
   let at = channelEnd + DATA.length;
   let end = text.indexOf(",", at);
   if (end < 0) return undefined;
@@ -153,9 +152,8 @@ export function scanDeribitBookChange(text: string): ScannedDeribitBook | undefi
   if (end < 0) return undefined;
   const prevChangeId = integer(text, at, end);
   if (Number.isNaN(prevChangeId) || !text.startsWith(INSTRUMENT, end)) return undefined;
-  const nameEnd = text.indexOf('"', end + INSTRUMENT.length);
+  const nameEnd = stringEnd(text, end + INSTRUMENT.length);
   if (nameEnd < 0 || !text.startsWith(CHANGE, nameEnd)) return undefined;
-  for (let i = end + INSTRUMENT.length; i < nameEnd; i++) if (text.charCodeAt(i) === BACKSLASH) return undefined;
   at = nameEnd + CHANGE.length;
   end = text.indexOf(",", at);
   if (end < 0) return undefined;

@@ -51,3 +51,11 @@ export function quoted(text: string, at: number): number {
   if (point === at || point === i - 1 || length > 16) return Number(text.substring(at, i));
   return mantissa / POW10[i - point - 1]!;
 }
+
+/** Position of the closing quote of a string starting at `at` (after its opening quote); -1 if it has escapes. */
+export function stringEnd(text: string, at: number): number {
+  const end = text.indexOf('"', at);
+  if (end < 0) return -1;
+  for (let i = at; i < end; i++) if (text.charCodeAt(i) === BACKSLASH) return -1;
+  return end;
+}

@@ -13,7 +13,7 @@
  * whitespace, escapes, a value the connector would refuse) returns undefined and the connector takes its
  * JSON.parse path, which handles and reports it.
  */
-import { BACKSLASH, CLOSE, COMMA, MINUS, OPEN, QUOTE, ZERO, cursor, quoted } from "./json-scan.ts";
+import { CLOSE, COMMA, MINUS, OPEN, QUOTE, ZERO, cursor, quoted, stringEnd } from "./json-scan.ts";
 
 export interface ScannedOkxBook {
   readonly instId: string;
@@ -46,14 +46,6 @@ function integer(text: string, at: number, end: number): number {
     value = value * 10 + digit;
   }
   return negative ? -value : value;
-}
-
-/** Position of the closing quote of a string starting at `at` (after its opening quote), -1 if escaped. */
-function stringEnd(text: string, at: number): number {
-  const end = text.indexOf('"', at);
-  if (end < 0) return -1;
-  for (let i = at; i < end; i++) if (text.charCodeAt(i) === BACKSLASH) return -1;
-  return end;
 }
 
 /**
