@@ -1,8 +1,9 @@
 /**
- * The order book's hash table (src/core/order-book.ts) must behave exactly like a Map<price, amount>
- * with amount 0 meaning "remove", whatever the prices: on a tick grid (where it learns the step and keeps
- * neighbouring prices in neighbouring slots), finer than the learned step, spread wide, huge, tiny,
- * negative, -0 and NaN. Best prices are checked after every change.
+ * A book side (src/core/order-book.ts: a ladder of amounts over the learned tick grid in front of a hash
+ * table) must behave exactly like a Map<price, amount> with amount 0 meaning "remove", whatever the
+ * prices: on a tick grid, finer than the learned step, off the grid, spread wide, drifting out of the
+ * window, huge, tiny, negative, -0 and NaN. Sizes and best prices are checked every few changes, all
+ * levels regularly.
  */
 import { expect, test } from "bun:test";
 import { BookSide, OrderBook } from "../src/core/order-book.ts";
@@ -27,6 +28,7 @@ function run(seed: number, price: (random: () => number, step: number) => number
       if (amount === 0) model.delete(p);
       else model.set(p, amount);
       if (i % 7 === 0) check(side, model, isBid);
+      if (i % 1_000 === 500) expect(side.levels).toEqual(model);
       if (i % 997 === 996) {
         // A snapshot in between: the table starts over (and learns again).
         side.clear();
@@ -49,6 +51,48 @@ test("prices finer than the step learned from the first levels, and grids far wi
   run(4, (random, i) => (i < 40 ? 100 + (i % 20) : Number((100 + random() * 20).toFixed(6))), 20_000);
   // A grid spread over millions of steps.
   run(5, (random) => Math.floor(random() * 5_000_000) * 0.01, 20_000);
+});
+
+test("a market drifting far beyond the window, both ways, with stray off-grid prices", () => {
+  let mid = 650_000;
+  run(8, (random, i) => {
+    // Up for 8,000 operations, then down: thousands of ticks each way.
+    mid += i % 16_000 < 8_000 ? (random() < 0.6 ? 1 : 0) : random() < 0.6 ? -1 : 0;
+    const ticks = mid - 40 + Math.floor(random() * random() * 200);
+    const price = random() < 0.02 ? Number(((ticks + 0.5) / 10).toFixed(2)) : Number((ticks / 10).toFixed(1));
+    return price;
+  }, 32_000);
+  // A 0.5 tick (not a power of ten), with prices on a finer 0.1 grid now and then.
+  run(9, (random) => (random() < 0.05 ? Number((64_990 + Math.floor(random() * 200) * 0.1).toFixed(1)) : 64_950 + Math.floor(random() * 300) * 0.5), 20_000);
+  // The first levels are two ticks apart (0.2), the later ones on every tick (0.1).
+  run(10, (random, i) => Number((100 + (i < 64 ? 2 * Math.floor(random() * 100) : Math.floor(random() * 200)) * 0.1).toFixed(1)), 20_000);
+});
+
+test("removing the best level again and again walks down the book", () => {
+  for (const isBid of [true, false]) {
+    const side = new BookSide(isBid);
+    const model = new Map<number, number>();
+    const random = seededRandom(11);
+    for (let i = 0; i < 3_000; i++) {
+      const price = Number((1_000 + (isBid ? -1 : 1) * Math.floor(random() * 5_000) * 0.01).toFixed(2));
+      side.set(price, 1 + i);
+      model.set(price, 1 + i);
+    }
+    while (model.size > 0) {
+      const best = side.best()!;
+      check(side, model, isBid);
+      side.set(best, 0);
+      model.delete(best);
+      // Now and then a level comes back just behind the best.
+      if (model.size % 5 === 0 && model.size > 0) {
+        const behind = Number((best + (isBid ? -0.01 : 0.01)).toFixed(2));
+        side.set(behind, 7);
+        model.set(behind, 7);
+      }
+    }
+    check(side, model, isBid);
+    expect(side.best()).toBeUndefined();
+  }
 });
 
 test("huge, tiny, negative, -0 and NaN prices", () => {
