@@ -7,7 +7,7 @@
  * - `steady`: frames at a fixed rate, stamped with their send time, for the exchange→disk lag.
  * Both report CPU time per message and peak RSS of the xtrader process.
  */
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { appendFileSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -88,9 +88,12 @@ async function startXtrader(options: RunOptions, server: LoadServer): Promise<St
       stderr: "pipe",
     },
   );
-  // Drain output so the child never blocks on a full pipe; kept for error reports.
-  void new Response(child.stdout).text();
+  // Drain output so the child never blocks on a full pipe; kept for error reports. BENCH_CHILD_LOG=FILE
+  // also appends both streams to FILE (with RUST_LOG=info in the run's env, for timing a run's phases).
+  const stdout = new Response(child.stdout).text();
   const stderr = new Response(child.stderr).text();
+  const childLog = process.env.BENCH_CHILD_LOG;
+  if (childLog) void Promise.all([stdout, stderr]).then((texts) => appendFileSync(childLog, texts.join("")));
   return { child, server, directory, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`, stderr };
 }
 

@@ -64,6 +64,14 @@ export class NumberColumn implements ColumnBuffer {
     this.values[this.length++] = value;
   }
 
+  /** Makes room for `count` more values and returns the array to write them into, from the old length. */
+  extend(count: number): Float64Array {
+    const needed = this.length + count;
+    if (needed > this.values.length) this.resize(Math.max(needed, this.values.length * 2));
+    this.length = needed;
+    return this.values;
+  }
+
   pushOptional(value: number | undefined): void {
     if (this.length === this.values.length) this.resize(this.length * 2);
     this.nulls![this.length] = value === undefined ? 1 : 0;
@@ -93,14 +101,14 @@ export class NumberColumn implements ColumnBuffer {
     return out;
   }
 
-  /** The first `count` values (a view; row-group encoding, see row-group.ts). */
-  head(count: number): Float64Array {
-    return this.values.subarray(0, count);
+  /** Values [from, from + count) (a view; row-group encoding, see row-group.ts). */
+  head(from: number, count: number): Float64Array {
+    return this.values.subarray(from, from + count);
   }
 
-  /** The first `count` values of an integer column, non-integers repaired and counted as in data(). */
-  integers(count: number, report: IntegerReport): Float64Array {
-    const values = this.values.subarray(0, count);
+  /** Values [from, from + count) of an integer column, non-integers repaired and counted as in data(). */
+  integers(from: number, count: number, report: IntegerReport): Float64Array {
+    const values = this.values.subarray(from, from + count);
     for (let i = 0; i < count; i++) {
       if (!Number.isSafeInteger(values[i]!)) {
         const out = values.slice();
@@ -164,9 +172,19 @@ export class BooleanColumn implements ColumnBuffer {
     this.values[this.length++] = value ? 1 : 0;
   }
 
-  /** The first `count` values as 0/1 (a view). */
-  head(count: number): Uint8Array {
-    return this.values.subarray(0, count);
+  /** Appends `count` copies of a value. */
+  pushRepeated(value: boolean, count: number): void {
+    const needed = this.length + count;
+    if (needed > this.values.length) this.resize(Math.max(needed, this.values.length * 2));
+    const values = this.values;
+    const code = value ? 1 : 0;
+    for (let i = this.length; i < needed; i++) values[i] = code;
+    this.length = needed;
+  }
+
+  /** Values [from, from + count) as 0/1 (a view). */
+  head(from: number, count: number): Uint8Array {
+    return this.values.subarray(from, from + count);
   }
 
   data(count: number): ColumnSource["data"] {
@@ -209,13 +227,17 @@ export class StringColumn implements ColumnBuffer {
     this.values.push(value);
   }
 
+  pushRepeated(value: string, count: number): void {
+    for (let i = 0; i < count; i++) this.values.push(value);
+  }
+
   data(count: number): ColumnSource["data"] {
     return this.values.slice(0, count);
   }
 
-  /** The pending values, of which the first `count` are wanted (no copy). */
-  head(_count: number): readonly string[] {
-    return this.values;
+  /** Values [from, from + count) (no copy when from is 0: the caller reads only the first `count`). */
+  head(from: number, count: number): readonly string[] {
+    return from === 0 ? this.values : this.values.slice(from, from + count);
   }
 
   discard(count: number): void {
@@ -232,6 +254,100 @@ export class StringColumn implements ColumnBuffer {
       throw new Error(`journal: column ${this.column.name} does not hold ${rows} strings`);
     }
     for (const value of values as string[]) this.values.push(value);
+  }
+}
+
+/**
+ * A low-cardinality string column (`symbol` kind: side, gap stream and reason): each row is a byte code
+ * into the values seen so far, so a depth message's ~20 sides are one fill, and the row group's
+ * dictionary comes from the codes without hashing strings. The journal form is the strings, as for
+ * StringColumn.
+ */
+export class SymbolColumn implements ColumnBuffer {
+  private codes = new Uint8Array(INITIAL_CAPACITY);
+  private readonly known: string[] = [];
+  private readonly codeOf = new Map<string, number>();
+  length = 0;
+
+  constructor(readonly column: Column) {}
+
+  private code(value: string): number {
+    let code = this.codeOf.get(value);
+    if (code === undefined) {
+      // More distinct values than a byte holds means this is no symbol column; fail loudly (EncodeError).
+      if (this.known.length === 255) throw new Error(`column ${this.column.name}: more than 255 distinct values`);
+      code = this.known.length;
+      this.known.push(value);
+      this.codeOf.set(value, code);
+    }
+    return code;
+  }
+
+  push(value: string): void {
+    this.pushRepeated(value, 1);
+  }
+
+  pushRepeated(value: string, count: number): void {
+    const code = this.code(value);
+    const needed = this.length + count;
+    if (needed > this.codes.length) {
+      const codes = new Uint8Array(Math.max(needed, this.codes.length * 2));
+      codes.set(this.codes.subarray(0, this.length));
+      this.codes = codes;
+    }
+    const codes = this.codes;
+    for (let i = this.length; i < needed; i++) codes[i] = code;
+    this.length = needed;
+  }
+
+  /** Distinct values of rows [from, from + count) in order of appearance, and each row's index into them. */
+  dictionary(from: number, count: number): { dictionary: string[]; indexes: Int32Array } {
+    const dense = new Int16Array(this.known.length).fill(-1);
+    const dictionary: string[] = [];
+    const indexes = new Int32Array(count);
+    const codes = this.codes;
+    for (let i = 0; i < count; i++) {
+      const code = codes[from + i]!;
+      let index = dense[code]!;
+      if (index < 0) {
+        index = dense[code] = dictionary.length;
+        dictionary.push(this.known[code]!);
+      }
+      indexes[i] = index;
+    }
+    return { dictionary, indexes };
+  }
+
+  private strings(from: number, to: number): string[] {
+    const out: string[] = new Array(to - from);
+    for (let i = from; i < to; i++) out[i - from] = this.known[this.codes[i]!]!;
+    return out;
+  }
+
+  data(count: number): ColumnSource["data"] {
+    return this.strings(0, count);
+  }
+
+  discard(count: number, remaining: number): void {
+    this.codes.copyWithin(0, count, count + remaining);
+    this.length = remaining;
+    if (this.codes.length > INITIAL_CAPACITY * 4 && remaining < this.codes.length / 4) {
+      const codes = new Uint8Array(Math.max(INITIAL_CAPACITY, remaining * 2));
+      codes.set(this.codes.subarray(0, remaining));
+      this.codes = codes;
+    }
+  }
+
+  encode(out: ByteBuilder, from: number, to: number): void {
+    out.json(this.strings(from, to));
+  }
+
+  decode(input: ByteReader, rows: number): void {
+    const values = input.json();
+    if (!Array.isArray(values) || values.length !== rows || values.some((value) => typeof value !== "string")) {
+      throw new Error(`journal: column ${this.column.name} does not hold ${rows} strings`);
+    }
+    for (const value of values as string[]) this.push(value);
   }
 }
 
@@ -265,6 +381,7 @@ export class TableBuffer {
       if (column.name === "symbol") return new ConstantColumn(column, constants.symbol);
       switch (column.kind) {
         case "symbol":
+          return new SymbolColumn(column);
         case "string":
           return new StringColumn(column);
         case "double":
@@ -324,7 +441,7 @@ export function rowAppender(table: TableName, buffer: TableBuffer): RowAppender 
     case "trades":
     case "liquidations": {
       const id = buffer.column("id", StringColumn);
-      const side = buffer.column("side", StringColumn);
+      const side = buffer.column("side", SymbolColumn);
       const price = buffer.column("price", NumberColumn);
       const amount = buffer.column("amount", NumberColumn);
       const base = buffer.column("base_amount", NumberColumn);
@@ -343,30 +460,46 @@ export function rowAppender(table: TableName, buffer: TableBuffer): RowAppender 
     }
     case "l2": {
       const isSnapshot = buffer.column("is_snapshot", BooleanColumn);
-      const side = buffer.column("side", StringColumn);
+      const side = buffer.column("side", SymbolColumn);
       const price = buffer.column("price", NumberColumn);
       const amount = buffer.column("amount", NumberColumn);
       const base = buffer.column("base_amount", NumberColumn);
       const sequence = buffer.column("sequence", NumberColumn);
-      const levels = (book: BookChange, flat: readonly number[], sideName: string): void => {
-        for (let i = 0; i + 1 < flat.length; i += 2) {
+      // One capacity check per event and column, then plain stores: a depth message is ~20 rows.
+      const levels = (book: BookChange, flat: readonly number[], row: number, prices: Float64Array, amounts: Float64Array, bases: Float64Array): void => {
+        for (let i = 0; i + 1 < flat.length; i += 2, row++) {
           const levelPrice = flat[i]!;
           const levelAmount = flat[i + 1]!;
-          timestamp.push(book.timestamp);
-          localTimestamp.push(book.localTimestamp);
-          isSnapshot.push(book.isSnapshot);
-          side.push(sideName);
-          price.push(levelPrice);
-          amount.push(levelAmount);
-          base.push(baseAmount(book, levelPrice, levelAmount));
-          sequence.push(book.sequence);
+          prices[row] = levelPrice;
+          amounts[row] = levelAmount;
+          bases[row] = baseAmount(book, levelPrice, levelAmount);
         }
       };
       return (event) => {
         const book = event as BookChange;
-        levels(book, book.bids, "bid");
-        levels(book, book.asks, "ask");
-        const rows = (book.bids.length >> 1) + (book.asks.length >> 1);
+        const bidRows = book.bids.length >> 1;
+        const askRows = book.asks.length >> 1;
+        const rows = bidRows + askRows;
+        if (rows === 0) return 0;
+        const first = price.length;
+        const end = first + rows;
+        const timestamps = timestamp.extend(rows);
+        const localTimestamps = localTimestamp.extend(rows);
+        const sequences = sequence.extend(rows);
+        // Plain loops: a native fill() per event and column cost more than the ~20 stores it makes.
+        for (let row = first; row < end; row++) {
+          timestamps[row] = book.timestamp;
+          localTimestamps[row] = book.localTimestamp;
+          sequences[row] = book.sequence;
+        }
+        isSnapshot.pushRepeated(book.isSnapshot, rows);
+        side.pushRepeated("bid", bidRows);
+        side.pushRepeated("ask", askRows);
+        const prices = price.extend(rows);
+        const amounts = amount.extend(rows);
+        const bases = base.extend(rows);
+        levels(book, book.bids, first, prices, amounts, bases);
+        levels(book, book.asks, first + bidRows, prices, amounts, bases);
         buffer.rows += rows;
         return rows;
       };
@@ -408,8 +541,8 @@ export function rowAppender(table: TableName, buffer: TableBuffer): RowAppender 
       };
     }
     case "gaps": {
-      const stream = buffer.column("stream", StringColumn);
-      const reason = buffer.column("reason", StringColumn);
+      const stream = buffer.column("stream", SymbolColumn);
+      const reason = buffer.column("reason", SymbolColumn);
       const detail = buffer.column("detail", StringColumn);
       return (event) => {
         const gap = event as Gap;

@@ -17,7 +17,7 @@
  */
 import { link, mkdir, open, readdir, rename, unlink, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
-import type { CompressionCodec } from "hyparquet";
+import type { CompressionCodec, RowGroup } from "hyparquet";
 import { ByteWriter, ParquetWriter } from "hyparquet-writer";
 import { VERSION } from "../../cli/version.ts";
 import type { MarketEvent } from "../../core/events.ts";
@@ -41,7 +41,7 @@ import {
   tempFileName,
   utcParts,
 } from "./layout.ts";
-import { encodeRowGroup, fastEncodable } from "./row-group.ts";
+import { fastEncodable, planAndCompressRowGroup } from "./row-group.ts";
 import { COMPRESSORS, schemaOf } from "./schema.ts";
 
 export const CREATED_BY = `xtrader version ${VERSION}`;
@@ -107,6 +107,8 @@ export class PartFile {
   /** Close progress, so a close that failed half-way resumes where it stopped. */
   private footerWritten = false;
   private linked = false;
+  /** The encoded rest of the file (row groups and footer) while the close is writing it. */
+  private closingTail: { readonly bytes: Uint8Array; readonly rows: number } | undefined;
 
   /** The counter reserved for this file's name when it was started. */
   private reservedCounter: Promise<number> | undefined;
@@ -209,10 +211,7 @@ export class PartFile {
         }
         await this.create();
       }
-      while (this.buffer.rows > 0) {
-        await this.commitRowGroup(Math.min(this.buffer.rows, rowGroupRows));
-      }
-      await this.finish();
+      await this.finish(rowGroupRows);
     });
   }
 
@@ -329,7 +328,6 @@ export class PartFile {
     // Encoding is synchronous: one row group per turn of the event loop, across all files.
     await encodeTurns.next();
     const parquet = this.parquet!;
-    const pendingAtStart = this.buffer.rows;
     const before = { rowGroups: parquet.row_groups.length, rows: parquet.num_rows, indexes: parquet.pendingIndexes.length };
     const rollback = () => {
       parquet.row_groups.length = before.rowGroups;
@@ -340,10 +338,12 @@ export class PartFile {
     };
     let bytes: Uint8Array;
     try {
+      // Compression runs on the thread pool; the writer is only touched once it is done.
+      const write = this.encodesFast ? await planAndCompressRowGroup(this.buffer, count, this.options.codec, this.options.integerReport) : undefined;
       this.bytes.index = 0;
       this.bytes.offset = this.committedBytes;
-      if (this.encodesFast) {
-        parquet.row_groups.push(encodeRowGroup(this.bytes, this.buffer, count, this.options.codec, this.options.integerReport));
+      if (write) {
+        parquet.row_groups.push(write(this.bytes));
         parquet.num_rows += BigInt(count);
       } else {
         parquet.write({ columnData: this.buffer.columnData(count, this.options.integerReport), rowGroupSize: count });
@@ -356,7 +356,11 @@ export class PartFile {
     const rowGroup = parquet.row_groups.at(-1)!;
     const endOffset = this.committedBytes + bytes.length;
     const rowGroupBytes = rowGroupRecord(rowGroup, endOffset);
-    const pendingRecord = pendingAtStart > count ? rowsRecord(this.buffer, count, pendingAtStart) : undefined;
+    // The new journal keeps only rows that were already durable in the old one; rows never journaled are
+    // journaled by the next flush as usual (re-encoding every pending row on every commit cost more than
+    // the row group itself when a burst left many rows pending).
+    const journaled = this.journaledRows;
+    const pendingRecord = journaled > count ? rowsRecord(this.buffer, count, journaled) : undefined;
     try {
       await writeAll(this.dataFile!, bytes, this.committedBytes);
       await this.dataFile!.datasync();
@@ -370,7 +374,7 @@ export class PartFile {
     this.committedRows += count;
     this.rowGroupCount++;
     this.buffer.discard(count);
-    this.journaledRows = pendingAtStart - count;
+    this.journaledRows = Math.max(0, journaled - count);
     this.oldestPendingAt = this.buffer.rows > 0 ? performance.now() : 0;
   }
 
@@ -397,21 +401,76 @@ export class PartFile {
     await syncDirectory(this.directory);
   }
 
-  /** Footer, fsync, final name, cleanup. Each part is done once even when close is retried. */
-  private async finish(): Promise<void> {
+  /** Every pending row as row groups (rows stay in the buffer until written), then the footer. */
+  private async encodeTail(rowGroupRows: number): Promise<{ bytes: Uint8Array; rows: number }> {
+    const parquet = this.parquet!;
+    const rows = this.buffer.rows;
+    const before = { rowGroups: parquet.row_groups.length, rows: parquet.num_rows, indexes: parquet.pendingIndexes.length };
+    this.bytes.index = 0;
+    this.bytes.offset = this.committedBytes;
+    try {
+      // Every row group is planned (sockets and timers run between them) and compressed on the thread pool
+      // concurrently, then written in order.
+      const groups: { count: number; write: Promise<(writer: ByteWriter) => RowGroup> }[] = [];
+      for (let done = 0; done < rows; ) {
+        const count = Math.min(rows - done, rowGroupRows);
+        await encodeTurns.next();
+        const write = planAndCompressRowGroup(this.buffer, count, this.options.codec, this.options.integerReport, done);
+        write.catch(() => undefined); // awaited below; a failure must not count as unhandled meanwhile
+        groups.push({ count, write });
+        done += count;
+      }
+      for (const group of groups) {
+        const write = await group.write;
+        parquet.row_groups.push(write(this.bytes));
+        parquet.num_rows += BigInt(group.count);
+      }
+      parquet.finish();
+      return { bytes: this.takeBytes(), rows };
+    } catch (error) {
+      parquet.row_groups.length = before.rowGroups;
+      parquet.num_rows = before.rows;
+      parquet.pendingIndexes.length = before.indexes;
+      this.bytes.index = 0;
+      this.bytes.offset = this.committedBytes;
+      throw new EncodeError(rows, error);
+    }
+  }
+
+  /**
+   * Every pending row as row groups, then the footer, in one write and one fsync; then the final name and
+   * cleanup. Each part is done once even when close is retried.
+   *
+   * Why no journal replacement per row group here (as commitRowGroup does): until the file has its final
+   * name, the journal still describes a valid prefix (the row groups it lists and the rows it holds), and
+   * recovery cuts off any bytes after the last listed row group, so a crash during the close recovers
+   * exactly what was durable before it began. Closing all files at a rotation boundary or at shutdown
+   * then costs one sync per file instead of three per row group.
+   */
+  private async finish(rowGroupRows: number): Promise<void> {
     const finalName = this.finalName!;
     const tempPath = join(this.directory, tempFileName(finalName));
     if (!this.footerWritten) {
-      this.bytes.index = 0;
-      this.bytes.offset = this.committedBytes;
-      this.parquet!.finish();
-      const footer = this.takeBytes();
-      await writeAll(this.dataFile!, footer, this.committedBytes);
-      await this.dataFile!.truncate(this.committedBytes + footer.length);
+      // Tables hyparquet-writer encodes (nullable columns: funding, a trickle) take the per-row-group path.
+      if (!this.encodesFast) {
+        while (this.buffer.rows > 0) await this.commitRowGroup(Math.min(this.buffer.rows, rowGroupRows));
+      }
+      // Kept across a retry: the row groups are in the writer's metadata already.
+      this.closingTail ??= await this.encodeTail(rowGroupRows);
+      const { bytes, rows } = this.closingTail;
+      await writeAll(this.dataFile!, bytes, this.committedBytes);
+      await this.dataFile!.truncate(this.committedBytes + bytes.length);
       await this.dataFile!.sync();
       await this.dataFile!.close();
       this.dataFile = undefined;
       this.footerWritten = true;
+      this.closingTail = undefined;
+      this.committedBytes += bytes.length;
+      this.committedRows += rows;
+      this.rowGroupCount = this.parquet!.row_groups.length;
+      this.buffer.discard(rows);
+      this.journaledRows = 0;
+      this.oldestPendingAt = 0;
     }
     if (!this.linked) {
       this.finalName = await linkUnderFreeName(this.directory, tempPath, finalName);
@@ -436,14 +495,29 @@ export class PartFile {
 }
 
 /**
- * Hands out turns of the event loop for row-group encoding: each turn starts after a timer hop, so
- * sockets and timers run between two encodes even when many files need one at the same moment.
+ * Hands out turns for row-group encoding (synchronous, ~1-3 ms a group). Encodes run back to back for
+ * up to ENCODE_SLICE_MS; then the next one waits for a timer hop, so sockets and timers run between
+ * slices and no stall is longer than a slice plus one encode. A hop before every encode (as before)
+ * meant one encode per event-loop iteration, and under a flood of frames an iteration is long, so row
+ * groups fell behind the frames, buffers grew to hundreds of thousands of rows and were copied on
+ * every doubling.
  */
+const ENCODE_SLICE_MS = 8;
+
 class EncodeTurns {
   private tail: Promise<void> = Promise.resolve();
+  private sliceStartedAt = Number.NEGATIVE_INFINITY;
 
   next(): Promise<void> {
-    const turn = this.tail.then(() => new Promise<void>((resolve) => setTimeout(resolve, 0)));
+    const turn = this.tail.then(() => {
+      if (performance.now() - this.sliceStartedAt < ENCODE_SLICE_MS) return;
+      return new Promise<void>((resolve) =>
+        setTimeout(() => {
+          this.sliceStartedAt = performance.now();
+          resolve();
+        }, 0),
+      );
+    });
     this.tail = turn;
     return turn;
   }

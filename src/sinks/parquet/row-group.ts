@@ -21,8 +21,8 @@ import { writePageHeader } from "hyparquet-writer/src/datapage.js";
 import { writeRleBitPackedHybrid } from "hyparquet-writer/src/encoding.js";
 import { snappyCompress } from "hyparquet-writer/src/snappy.js";
 import type { Column } from "../tables.ts";
-import { BooleanColumn, ConstantColumn, NumberColumn, StringColumn, type IntegerReport, type TableBuffer } from "./columns.ts";
-import { COMPRESSORS, encodingOf } from "./schema.ts";
+import { BooleanColumn, ConstantColumn, NumberColumn, StringColumn, SymbolColumn, type IntegerReport, type TableBuffer } from "./columns.ts";
+import { COMPRESSORS } from "./schema.ts";
 
 /** True when every column is required: the tables this encoder handles (funding has nullable columns). */
 export function fastEncodable(columns: readonly Column[]): boolean {
@@ -289,95 +289,157 @@ function stringStatistics(values: readonly string[], count: number): Statistics 
 
 // ── pages and column chunks ──
 
-interface ChunkContext {
-  readonly writer: ByteWriter;
-  readonly codec: CompressionCodec;
+/**
+ * A row group is encoded in three steps so that compression, the costliest part, can run off the event
+ * loop: plan (page bodies and statistics, synchronous), compress every page (Bun's thread pool, or inline),
+ * write (page headers and bodies at the writer's position, chunk metadata with their offsets).
+ */
+interface PlannedPage {
+  readonly kind: "data" | "dictionary";
+  /** Uncompressed page body (a copy: the scratch buffer is reused). */
+  readonly body: Uint8Array;
+  readonly encoding: Encoding;
+  /** Values in the page: rows for a data page, entries for a dictionary page. */
+  readonly values: number;
 }
 
-function compress(codec: CompressionCodec, bytes: Uint8Array): Uint8Array {
+interface PlannedChunk {
+  readonly column: Column;
+  readonly type: "BYTE_ARRAY" | "BOOLEAN" | "DOUBLE" | "INT64";
+  readonly encoding: Encoding;
+  readonly rows: number;
+  readonly statistics: Statistics;
+  readonly pages: readonly PlannedPage[];
+}
+
+function compressSync(codec: CompressionCodec, bytes: Uint8Array): Uint8Array {
   const compressor = COMPRESS[codec];
   return compressor ? compressor(bytes) : bytes;
 }
 
-function writeDataPage(context: ChunkContext, encoding: Encoding, rows: number, body: Uint8Array): number {
-  const compressed = compress(context.codec, body);
-  const headerStart = context.writer.offset;
-  writePageHeader(context.writer, {
-    type: "DATA_PAGE_V2",
-    uncompressed_page_size: body.length,
-    compressed_page_size: compressed.length,
-    data_page_header_v2: {
-      num_values: rows,
-      num_nulls: 0,
-      num_rows: rows,
-      encoding,
-      definition_levels_byte_length: 0,
-      repetition_levels_byte_length: 0,
-      is_compressed: true,
-    },
-  });
-  const headerBytes = context.writer.offset - headerStart;
-  context.writer.appendBytes(compressed);
-  return headerBytes + body.length;
+/** ZSTD on Bun's thread pool (same bytes as the synchronous call); other codecs inline. */
+function compressAsync(codec: CompressionCodec, bytes: Uint8Array): Uint8Array | Promise<Uint8Array> {
+  return codec === "ZSTD" ? Bun.zstdCompress(bytes) : compressSync(codec, bytes);
 }
 
-function writeDictionaryPage(context: ChunkContext, dictionary: readonly string[]): number {
+function dataPage(body: Uint8Array, encoding: Encoding, rows: number): PlannedPage {
+  return { kind: "data", body: body.slice(), encoding, values: rows };
+}
+
+function dictionaryPages(dictionary: readonly string[], indexes: Int32Array): PlannedPage[] {
   scratch.reset();
   plainStrings(scratch, dictionary, dictionary.length);
-  const body = scratch.view();
-  const compressed = compress(context.codec, body);
-  const headerStart = context.writer.offset;
-  writePageHeader(context.writer, {
-    type: "DICTIONARY_PAGE",
-    uncompressed_page_size: body.length,
-    compressed_page_size: compressed.length,
-    dictionary_page_header: { num_values: dictionary.length, encoding: "PLAIN" },
-  });
-  const headerBytes = context.writer.offset - headerStart;
-  context.writer.appendBytes(compressed);
-  return headerBytes + body.length;
-}
-
-/** Distinct values in order of appearance, and each row's index into them. */
-function dictionaryOf(values: readonly string[], count: number): { dictionary: string[]; indexes: Int32Array } {
-  const dictionary: string[] = [];
-  const indexes = new Int32Array(count);
-  const positions = new Map<string, number>();
-  let index = -1;
-  let previous: string | undefined;
-  for (let i = 0; i < count; i++) {
-    const value = values[i]!;
-    if (value !== previous) {
-      const known = positions.get(value);
-      if (known === undefined) {
-        index = dictionary.length;
-        dictionary.push(value);
-        positions.set(value, index);
-      } else {
-        index = known;
-      }
-      previous = value;
-    }
-    indexes[i] = index;
-  }
-  return { dictionary, indexes };
-}
-
-/** Dictionary page, then one RLE_DICTIONARY data page of the rows' dictionary indexes. */
-function dictionaryChunk(
-  context: ChunkContext,
-  dictionary: readonly string[],
-  indexes: Int32Array,
-): { dictionaryOffset: number; dataOffset: number; uncompressed: number; statistics: Statistics } {
-  const dictionaryOffset = context.writer.offset;
-  let uncompressed = writeDictionaryPage(context, dictionary);
+  const dictionaryPage: PlannedPage = { kind: "dictionary", body: scratch.view().slice(), encoding: "PLAIN", values: dictionary.length };
   const bitWidth = dictionary.length <= 1 ? 0 : 32 - Math.clz32(dictionary.length - 1);
   scratch.reset();
   scratch.byte(bitWidth);
   writeRleBitPackedHybrid(rleTarget(scratch), indexes, bitWidth);
-  const dataOffset = context.writer.offset;
-  uncompressed += writeDataPage(context, "RLE_DICTIONARY", indexes.length, scratch.view());
-  return { dictionaryOffset, dataOffset, uncompressed, statistics: stringStatistics(dictionary, dictionary.length) };
+  return [dictionaryPage, dataPage(scratch.view(), "RLE_DICTIONARY", indexes.length)];
+}
+
+/** Step 1: page bodies and statistics of rows [from, from + count). */
+function planRowGroup(buffer: TableBuffer, count: number, report: IntegerReport, from: number): PlannedChunk[] {
+  const chunks: PlannedChunk[] = [];
+  for (const source of buffer.columns) {
+    const column = source.column;
+    if (source instanceof ConstantColumn || source instanceof SymbolColumn) {
+      const { dictionary, indexes } =
+        source instanceof ConstantColumn ? { dictionary: [source.value], indexes: new Int32Array(count) } : source.dictionary(from, count);
+      const statistics = stringStatistics(dictionary, dictionary.length);
+      chunks.push({ column, type: "BYTE_ARRAY", encoding: "RLE_DICTIONARY", rows: count, statistics, pages: dictionaryPages(dictionary, indexes) });
+    } else if (source instanceof StringColumn) {
+      const values = source.head(from, count);
+      scratch.reset();
+      plainStrings(scratch, values, count);
+      const pages = [dataPage(scratch.view(), "PLAIN", count)];
+      chunks.push({ column, type: "BYTE_ARRAY", encoding: "PLAIN", rows: count, statistics: stringStatistics(values, count), pages });
+    } else if (source instanceof BooleanColumn) {
+      const values = source.head(from, count);
+      scratch.reset();
+      plainBooleans(scratch, values);
+      const pages = [dataPage(scratch.view(), "PLAIN", count)];
+      chunks.push({ column, type: "BOOLEAN", encoding: "PLAIN", rows: count, statistics: booleanStatistics(values), pages });
+    } else if (source instanceof NumberColumn && column.kind === "double") {
+      const values = source.head(from, count);
+      scratch.reset();
+      plainDoubles(scratch, values);
+      const pages = [dataPage(scratch.view(), "PLAIN", count)];
+      chunks.push({ column, type: "DOUBLE", encoding: "PLAIN", rows: count, statistics: doubleStatistics(values), pages });
+    } else if (source instanceof NumberColumn) {
+      const values = source.integers(from, count, report);
+      scratch.reset();
+      const encoding: Encoding = deltaBinaryPacked(scratch, values) ? "DELTA_BINARY_PACKED" : "PLAIN";
+      if (encoding === "PLAIN") plainInt64s(scratch, values);
+      const pages = [dataPage(scratch.view(), encoding, count)];
+      chunks.push({ column, type: "INT64", encoding, rows: count, statistics: integerStatistics(values), pages });
+    } else {
+      throw new Error(`column ${column.name}: no fast encoding for ${column.kind}`);
+    }
+  }
+  return chunks;
+}
+
+/** Step 3: headers and compressed bodies (in plan order) at the writer's position; the row group's metadata. */
+function writeRowGroup(writer: ByteWriter, chunks: readonly PlannedChunk[], compressed: readonly Uint8Array[], codec: CompressionCodec): RowGroup {
+  const groupStart = writer.offset;
+  const columns: ColumnChunk[] = [];
+  let totalUncompressed = 0n;
+  let next = 0;
+  for (const chunk of chunks) {
+    const start = writer.offset;
+    let dictionaryOffset: number | undefined;
+    let dataOffset = start;
+    let uncompressed = 0;
+    for (const page of chunk.pages) {
+      const body = compressed[next++]!;
+      const headerStart = writer.offset;
+      if (page.kind === "dictionary") {
+        dictionaryOffset = headerStart;
+        writePageHeader(writer, {
+          type: "DICTIONARY_PAGE",
+          uncompressed_page_size: page.body.length,
+          compressed_page_size: body.length,
+          dictionary_page_header: { num_values: page.values, encoding: "PLAIN" },
+        });
+      } else {
+        dataOffset = headerStart;
+        writePageHeader(writer, {
+          type: "DATA_PAGE_V2",
+          uncompressed_page_size: page.body.length,
+          compressed_page_size: body.length,
+          data_page_header_v2: {
+            num_values: page.values,
+            num_nulls: 0,
+            num_rows: page.values,
+            encoding: page.encoding,
+            definition_levels_byte_length: 0,
+            repetition_levels_byte_length: 0,
+            is_compressed: true,
+          },
+        });
+      }
+      uncompressed += writer.offset - headerStart + page.body.length;
+      writer.appendBytes(body);
+    }
+    const column = chunkOf(chunk.column, chunk.type, codec, {
+      start,
+      end: writer.offset,
+      dataOffset,
+      dictionaryOffset,
+      uncompressed,
+      encoding: chunk.encoding,
+      rows: chunk.rows,
+      statistics: chunk.statistics,
+    });
+    totalUncompressed += column.meta_data!.total_uncompressed_size;
+    columns.push(column);
+  }
+  return {
+    columns,
+    total_byte_size: totalUncompressed,
+    num_rows: BigInt(chunks[0]?.rows ?? 0),
+    total_compressed_size: BigInt(writer.offset - groupStart),
+  };
 }
 
 /** The two Writer methods writeRleBitPackedHybrid uses, over a Bytes buffer. */
@@ -428,62 +490,22 @@ function chunkOf(column: Column, type: ColumnChunk["meta_data"] extends infer M 
 }
 
 /**
- * Encodes the first `count` rows of `buffer` as one row group at the writer's position and returns its
- * metadata (what hyparquet-writer's ParquetWriter keeps in `row_groups` for the footer).
+ * Encodes `count` rows of `buffer` from row `from` as one row group at the writer's position and returns
+ * its metadata (what hyparquet-writer's ParquetWriter keeps in `row_groups` for the footer).
  */
-export function encodeRowGroup(writer: ByteWriter, buffer: TableBuffer, count: number, codec: CompressionCodec, report: IntegerReport): RowGroup {
-  const context: ChunkContext = { writer, codec };
-  const groupStart = writer.offset;
-  const columns: ColumnChunk[] = [];
-  let totalUncompressed = 0n;
-  for (const source of buffer.columns) {
-    const column = source.column;
-    const start = writer.offset;
-    let chunk: ColumnChunk;
-    if (source instanceof ConstantColumn || (source instanceof StringColumn && encodingOf(column) === "RLE_DICTIONARY")) {
-      const { dictionary, indexes } =
-        source instanceof ConstantColumn ? { dictionary: [source.value], indexes: new Int32Array(count) } : dictionaryOf(source.head(count), count);
-      const parts = dictionaryChunk(context, dictionary, indexes);
-      chunk = chunkOf(column, "BYTE_ARRAY", codec, { start, end: writer.offset, encoding: "RLE_DICTIONARY", rows: count, ...parts });
-    } else if (source instanceof StringColumn) {
-      const values = source.head(count);
-      scratch.reset();
-      plainStrings(scratch, values, count);
-      const dataOffset = writer.offset;
-      const uncompressed = writeDataPage(context, "PLAIN", count, scratch.view());
-      chunk = chunkOf(column, "BYTE_ARRAY", codec, { start, end: writer.offset, dataOffset, uncompressed, encoding: "PLAIN", rows: count, statistics: stringStatistics(values, count) });
-    } else if (source instanceof BooleanColumn) {
-      const values = source.head(count);
-      scratch.reset();
-      plainBooleans(scratch, values);
-      const dataOffset = writer.offset;
-      const uncompressed = writeDataPage(context, "PLAIN", count, scratch.view());
-      chunk = chunkOf(column, "BOOLEAN", codec, { start, end: writer.offset, dataOffset, uncompressed, encoding: "PLAIN", rows: count, statistics: booleanStatistics(values) });
-    } else if (source instanceof NumberColumn && column.kind === "double") {
-      const values = source.head(count);
-      scratch.reset();
-      plainDoubles(scratch, values);
-      const dataOffset = writer.offset;
-      const uncompressed = writeDataPage(context, "PLAIN", count, scratch.view());
-      chunk = chunkOf(column, "DOUBLE", codec, { start, end: writer.offset, dataOffset, uncompressed, encoding: "PLAIN", rows: count, statistics: doubleStatistics(values) });
-    } else if (source instanceof NumberColumn) {
-      const values = source.integers(count, report);
-      scratch.reset();
-      const encoding: Encoding = deltaBinaryPacked(scratch, values) ? "DELTA_BINARY_PACKED" : "PLAIN";
-      if (encoding === "PLAIN") plainInt64s(scratch, values);
-      const dataOffset = writer.offset;
-      const uncompressed = writeDataPage(context, encoding, count, scratch.view());
-      chunk = chunkOf(column, "INT64", codec, { start, end: writer.offset, dataOffset, uncompressed, encoding, rows: count, statistics: integerStatistics(values) });
-    } else {
-      throw new Error(`column ${column.name}: no fast encoding for ${column.kind}`);
-    }
-    totalUncompressed += chunk.meta_data!.total_uncompressed_size;
-    columns.push(chunk);
-  }
-  return {
-    columns,
-    total_byte_size: totalUncompressed,
-    num_rows: BigInt(count),
-    total_compressed_size: BigInt(writer.offset - groupStart),
-  };
+export function encodeRowGroup(writer: ByteWriter, buffer: TableBuffer, count: number, codec: CompressionCodec, report: IntegerReport, from = 0): RowGroup {
+  const chunks = planRowGroup(buffer, count, report, from);
+  const compressed = chunks.flatMap((chunk) => chunk.pages.map((page) => compressSync(codec, page.body)));
+  return writeRowGroup(writer, chunks, compressed, codec);
+}
+
+/**
+ * As encodeRowGroup, with ZSTD compression on Bun's thread pool (same bytes). Rows are read before it
+ * returns its promise; nothing is written until the promise resolves, then `write` runs with the
+ * writer: the caller keeps the writer's position unchanged meanwhile (one step per file at a time).
+ */
+export function planAndCompressRowGroup(buffer: TableBuffer, count: number, codec: CompressionCodec, report: IntegerReport, from = 0): Promise<(writer: ByteWriter) => RowGroup> {
+  const chunks = planRowGroup(buffer, count, report, from);
+  const pending = chunks.flatMap((chunk) => chunk.pages.map((page) => compressAsync(codec, page.body)));
+  return Promise.all(pending).then((compressed) => (writer: ByteWriter) => writeRowGroup(writer, chunks, compressed, codec));
 }
