@@ -9,17 +9,23 @@
  *   after it (JSON; bigints, byte arrays and non-finite numbers tagged so they round-trip exactly);
  * - ROWS: rows not yet in a row group, column by column (columns.ts).
  *
- * Rows are appended (and fdatasync'ed) every flush interval. When a row group is written, the journal is
- * replaced whole (written beside, fsync'ed, renamed over): header, every row group so far, and the rows
- * still pending. Reading stops at the first record that is short or fails its checksum: that is the tail
- * a crash tore, and everything before it is intact.
+ * Rows are appended (and fdatasync'ed) every flush interval. When a row group is written, its ROW_GROUP
+ * record is appended too: it stands for the first `num_rows` rows still pending, so a reader replays the
+ * records in order, ROWS adding pending rows at the end and ROW_GROUP taking them from the front (rows of a
+ * row group that were never journaled take none). Once the journal outgrows a bound, it is replaced whole
+ * (written beside, fsync'ed, renamed over): header, every row group so far, and the rows still pending.
+ * Version 1 journals (always replaced, so their row groups precede their rows) replay the same way.
+ * Reading stops at the first record that is short or fails its checksum: that is the tail a crash tore,
+ * and everything before it is intact.
  */
 import type { RowGroup } from "hyparquet";
 import type { Column, TableName } from "../tables.ts";
 import { ByteBuilder, ByteReader, type TableBuffer } from "./columns.ts";
 
 export const JOURNAL_FORMAT = "xtrader-parquet-journal";
-export const JOURNAL_VERSION = 1;
+export const JOURNAL_VERSION = 2;
+/** Versions this reader replays (see above). */
+const READABLE_VERSIONS: readonly number[] = [1, 2];
 
 const HEADER = 1;
 const ROW_GROUP = 2;
@@ -56,7 +62,10 @@ export interface RowsLocation {
 export interface ParsedJournal {
   readonly header: JournalHeader | undefined;
   readonly rowGroups: readonly JournaledRowGroup[];
+  /** ROWS records holding rows still pending after the replay, in order. */
   readonly rows: readonly RowsLocation[];
+  /** Leading rows of the first of `rows` that a row group took (skipped when decoding). */
+  readonly skipRows: number;
   /** Bytes after the last intact record (a torn write), 0 when the journal ends cleanly. */
   readonly tornBytes: number;
 }
@@ -92,7 +101,9 @@ export function readJournal(bytes: Uint8Array): ParsedJournal {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let header: JournalHeader | undefined;
   const rowGroups: JournaledRowGroup[] = [];
-  const rows: RowsLocation[] = [];
+  // Pending ROWS records with their row counts; `skipRows` of the first one are taken already.
+  const pending: { location: RowsLocation; rows: number }[] = [];
+  let skipRows = 0;
   let position = 0;
   while (position + RECORD_HEADER_BYTES <= bytes.length) {
     const length = view.getUint32(position, true);
@@ -105,26 +116,44 @@ export function readJournal(bytes: Uint8Array): ParsedJournal {
     const text = () => new TextDecoder().decode(bytes.subarray(payloadStart + 1, payloadEnd));
     if (kind === HEADER && header === undefined && position === 0) {
       const parsed = JSON.parse(text()) as JournalHeader;
-      if (parsed.format !== JOURNAL_FORMAT || parsed.version !== JOURNAL_VERSION) break;
+      if (parsed.format !== JOURNAL_FORMAT || !READABLE_VERSIONS.includes(parsed.version)) break;
       header = parsed;
     } else if (kind === ROW_GROUP && header) {
-      rowGroups.push(fromTagged(JSON.parse(text())) as JournaledRowGroup);
-    } else if (kind === ROWS && header) {
-      rows.push({ recordStart: position, payloadStart: payloadStart + 1, payloadEnd });
+      const rowGroup = fromTagged(JSON.parse(text())) as JournaledRowGroup;
+      rowGroups.push(rowGroup);
+      // The row group took the first num_rows pending rows (or all of them, if fewer were journaled).
+      let taken = Number(rowGroup.rowGroup.num_rows);
+      while (taken > 0 && pending.length > 0) {
+        const available = pending[0]!.rows - skipRows;
+        if (taken < available) {
+          skipRows += taken;
+          break;
+        }
+        taken -= available;
+        pending.shift();
+        skipRows = 0;
+      }
+    } else if (kind === ROWS && header && payloadEnd - payloadStart >= 5) {
+      // The payload starts with the record's row count (TableBuffer.encodeRows).
+      pending.push({ location: { recordStart: position, payloadStart: payloadStart + 1, payloadEnd }, rows: view.getUint32(payloadStart + 1, true) });
     } else {
       break;
     }
     position = payloadEnd;
   }
-  return { header, rowGroups, rows, tornBytes: bytes.length - position };
+  return { header, rowGroups, rows: pending.map((entry) => entry.location), skipRows, tornBytes: bytes.length - position };
 }
 
-/** Appends the rows of every ROWS record to a buffer; returns how many. */
-export function decodeRows(bytes: Uint8Array, locations: readonly RowsLocation[], buffer: TableBuffer): number {
+/** Appends the pending rows of the ROWS records to an empty buffer, the first `skipRows` left out; returns how many. */
+export function decodeRows(bytes: Uint8Array, locations: readonly RowsLocation[], buffer: TableBuffer, skipRows = 0): number {
   let rows = 0;
-  for (const location of locations) {
+  for (const [index, location] of locations.entries()) {
     const reader = new ByteReader(bytes, location.payloadStart, location.recordStart, location.payloadEnd);
     rows += buffer.decodeRows(reader);
+    if (index === 0 && skipRows > 0) {
+      buffer.discard(skipRows);
+      rows -= skipRows;
+    }
   }
   return rows;
 }

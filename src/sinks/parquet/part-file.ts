@@ -10,10 +10,13 @@
  * Order of durability (what a crash at any moment leaves, see recovery.ts):
  * 1. open: the journal (header) is created and fsync'ed, then the temporary file with its `PAR1` magic;
  * 2. every flush interval: pending rows are appended to the journal and fdatasync'ed;
- * 3. a row group: its bytes are written to the temporary file and fdatasync'ed; then a new journal
- *    (header, every row group's metadata, the rows still pending) is fsync'ed and renamed over the old;
- * 4. close: the footer is written, the file fsync'ed and hard-linked to its final name (a link never
- *    replaces an existing file), then the temporary file and the journal are removed.
+ * 3. a row group: its bytes are written to the temporary file and fdatasync'ed; then its metadata is
+ *    appended to the journal and fdatasync'ed (it stands for the first journaled rows, journal.ts); once
+ *    the journal outgrows JOURNAL_REPLACE_BYTES, a new one (header, every row group's metadata, the rows
+ *    still pending) is fsync'ed and renamed over it instead;
+ * 4. close: the remaining rows as row groups and the footer are written in one go, the file fsync'ed and
+ *    hard-linked to its final name (a link never replaces an existing file), then the temporary file and
+ *    the journal are removed. Until the link exists the journal still describes a valid prefix.
  */
 import { link, mkdir, open, readdir, rename, unlink, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
@@ -107,6 +110,8 @@ export class PartFile {
   /** Close progress, so a close that failed half-way resumes where it stopped. */
   private footerWritten = false;
   private linked = false;
+  /** The journal holds rows the buffer dropped: its next write replaces it instead of appending. */
+  private journalOutOfStep = false;
   /** The encoded rest of the file (row groups and footer) while the close is writing it. */
   private closingTail: { readonly bytes: Uint8Array; readonly rows: number } | undefined;
 
@@ -196,6 +201,7 @@ export class PartFile {
   dropRows(count: number): void {
     const dropped = Math.min(count, this.buffer.rows);
     this.buffer.discard(dropped);
+    if (dropped > 0 && this.journaledRows > 0) this.journalOutOfStep = true;
     this.journaledRows = Math.max(0, this.journaledRows - dropped);
     this.oldestPendingAt = this.buffer.rows > 0 ? this.oldestPendingAt : 0;
   }
@@ -309,9 +315,19 @@ export class PartFile {
   }
 
   private async appendJournal(): Promise<void> {
-    const from = this.journaledRows;
     const to = this.buffer.rows;
-    const record = rowsRecord(this.buffer, from, to);
+    if (this.journalOutOfStep) {
+      // Rows were dropped from the buffer that the journal still holds: rewrite it from the buffer.
+      await this.replaceJournal([this.headerBytes!, ...this.rowGroupRecords, rowsRecord(this.buffer, 0, to)]);
+      this.journalOutOfStep = false;
+    } else {
+      await this.appendToJournal(rowsRecord(this.buffer, this.journaledRows, to));
+    }
+    this.journaledRows = to;
+  }
+
+  /** Appends one record and makes it durable; a failed append is cut off again. */
+  private async appendToJournal(record: Uint8Array): Promise<void> {
     try {
       await writeAll(this.journal!, record, this.journalLength);
       await this.journal!.datasync();
@@ -320,7 +336,6 @@ export class PartFile {
       throw error;
     }
     this.journalLength += record.length;
-    this.journaledRows = to;
   }
 
   /** Encodes the first `count` pending rows as one row group and makes it durable. */
@@ -356,15 +371,21 @@ export class PartFile {
     const rowGroup = parquet.row_groups.at(-1)!;
     const endOffset = this.committedBytes + bytes.length;
     const rowGroupBytes = rowGroupRecord(rowGroup, endOffset);
-    // The new journal keeps only rows that were already durable in the old one; rows never journaled are
-    // journaled by the next flush as usual (re-encoding every pending row on every commit cost more than
-    // the row group itself when a burst left many rows pending).
     const journaled = this.journaledRows;
-    const pendingRecord = journaled > count ? rowsRecord(this.buffer, count, journaled) : undefined;
     try {
       await writeAll(this.dataFile!, bytes, this.committedBytes);
       await this.dataFile!.datasync();
-      await this.replaceJournal([this.headerBytes!, ...this.rowGroupRecords, rowGroupBytes, ...(pendingRecord ? [pendingRecord] : [])]);
+      if (this.journalOutOfStep || this.journalLength + rowGroupBytes.length > JOURNAL_REPLACE_BYTES) {
+        // A fresh journal: header, row groups, and only the rows that were durable already (rows never
+        // journaled are journaled by the next flush, as usual).
+        const pendingRecord = journaled > count ? rowsRecord(this.buffer, count, journaled) : undefined;
+        await this.replaceJournal([this.headerBytes!, ...this.rowGroupRecords, rowGroupBytes, ...(pendingRecord ? [pendingRecord] : [])]);
+        this.journalOutOfStep = false;
+      } else {
+        // The record takes the first `count` journaled rows (journal.ts): one append and one sync instead
+        // of a new journal, a rename and a directory sync per row group.
+        await this.appendToJournal(rowGroupBytes);
+      }
     } catch (error) {
       rollback();
       throw error;
@@ -503,6 +524,9 @@ export class PartFile {
  * every doubling.
  */
 const ENCODE_SLICE_MS = 8;
+
+/** A journal longer than this is replaced (compacted) at the next row group instead of appended to. */
+const JOURNAL_REPLACE_BYTES = 32 * 1024 * 1024;
 
 class EncodeTurns {
   private tail: Promise<void> = Promise.resolve();

@@ -208,7 +208,7 @@ async function recoverFile(
     });
     let pendingRows = 0;
     try {
-      pendingRows = decodeRows(journalBytes.subarray(0, validJournalLength), journal.rows, file.buffer);
+      pendingRows = decodeRows(journalBytes.subarray(0, validJournalLength), journal.rows, file.buffer, journal.skipRows);
     } catch (error) {
       log.error(`parquet recovery: the journaled rows of ${finalPath} cannot be decoded (${errorMessage(error)}); only its row groups are recovered`);
       file.buffer.discard(file.buffer.rows);
