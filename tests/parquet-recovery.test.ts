@@ -141,6 +141,37 @@ describe("ParquetSink crash recovery", () => {
     expect(await tradeIds(image)).toEqual([...ids(0, 350), "t1000"]);
   });
 
+  test("row groups sealed from journaled rows: images before and after the group is written recover exactly the durable rows", async () => {
+    const live = tempDirectory();
+    const { sink } = makeSink(live, { tuning: { rowGroupRows: 100, flushIntervalMs: 60_000 } });
+    await sink.start();
+    await sink.write(Array.from({ length: 60 }, (_, i) => tradeAt(i)));
+    await sink.flush(); // t0..t59 journaled
+    // Fills the buffer past a row group: t0..t99 are sealed at once (60 of them journaled), t100..t139 wait.
+    await sink.write(Array.from({ length: 80 }, (_, i) => tradeAt(60 + i)));
+    const beforeWrite = tempDirectory();
+    cpSync(live, beforeWrite, { recursive: true });
+    await sink.flush(); // the group is written (its record takes the 60 journaled rows), t100..t139 journaled
+    await sink.write(Array.from({ length: 30 }, (_, i) => tradeAt(140 + i)));
+    await sink.flush();
+    const afterWrite = tempDirectory();
+    cpSync(live, afterWrite, { recursive: true });
+    await sink.close();
+    expect(await tradeIds(live)).toEqual(ids(0, 170));
+
+    for (const [image, rows] of [
+      [beforeWrite, 60],
+      [afterWrite, 170],
+    ] as const) {
+      const { sink: recovering, stats } = makeSink(image);
+      await recovering.start();
+      await recovering.close();
+      expect(stats.errors).toBe(0);
+      expect(recovering.recovery).toMatchObject({ recoveredRows: rows, lostRows: 0 });
+      expect(await tradeIds(image)).toEqual(ids(0, rows));
+    }
+  });
+
   test("a torn journal tail and a half-written replacement journal are ignored", async () => {
     const image = await crashImage();
     const random = seededRandom(42);

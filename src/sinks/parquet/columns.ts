@@ -34,6 +34,8 @@ interface ColumnBuffer {
   data(count: number, report: IntegerReport): ColumnSource["data"];
   /** Forgets the first `count` rows (they are in a row group now). */
   discard(count: number, remaining: number): void;
+  /** Gives back capacity a burst grew, so memory follows the steady state (the sink calls it every flush interval, not per row group: shrinking after every row group meant growing again each time). */
+  trim?(): void;
   encode(out: ByteBuilder, from: number, to: number): void;
   decode(input: ByteReader, rows: number): void;
 }
@@ -129,9 +131,11 @@ export class NumberColumn implements ColumnBuffer {
     this.values.copyWithin(0, count, count + remaining);
     this.nulls?.copyWithin(0, count, count + remaining);
     this.length = remaining;
-    // Give back what a burst grew, so memory follows the steady state.
-    if (this.values.length > INITIAL_CAPACITY * 4 && remaining < this.values.length / 4) {
-      this.resize(Math.max(INITIAL_CAPACITY, remaining * 2));
+  }
+
+  trim(): void {
+    if (this.values.length > INITIAL_CAPACITY * 4 && this.length < this.values.length / 4) {
+      this.resize(Math.max(INITIAL_CAPACITY, this.length * 2));
     }
   }
 
@@ -196,8 +200,11 @@ export class BooleanColumn implements ColumnBuffer {
   discard(count: number, remaining: number): void {
     this.values.copyWithin(0, count, count + remaining);
     this.length = remaining;
-    if (this.values.length > INITIAL_CAPACITY * 4 && remaining < this.values.length / 4) {
-      this.resize(Math.max(INITIAL_CAPACITY, remaining * 2));
+  }
+
+  trim(): void {
+    if (this.values.length > INITIAL_CAPACITY * 4 && this.length < this.values.length / 4) {
+      this.resize(Math.max(INITIAL_CAPACITY, this.length * 2));
     }
   }
 
@@ -331,9 +338,12 @@ export class SymbolColumn implements ColumnBuffer {
   discard(count: number, remaining: number): void {
     this.codes.copyWithin(0, count, count + remaining);
     this.length = remaining;
-    if (this.codes.length > INITIAL_CAPACITY * 4 && remaining < this.codes.length / 4) {
-      const codes = new Uint8Array(Math.max(INITIAL_CAPACITY, remaining * 2));
-      codes.set(this.codes.subarray(0, remaining));
+  }
+
+  trim(): void {
+    if (this.codes.length > INITIAL_CAPACITY * 4 && this.length < this.codes.length / 4) {
+      const codes = new Uint8Array(Math.max(INITIAL_CAPACITY, this.length * 2));
+      codes.set(this.codes.subarray(0, this.length));
       this.codes = codes;
     }
   }
@@ -415,6 +425,10 @@ export class TableBuffer {
     const remaining = this.rows - count;
     for (const buffer of this.columns) buffer.discard(count, remaining);
     this.rows = remaining;
+  }
+
+  trim(): void {
+    for (const buffer of this.columns) buffer.trim?.();
   }
 
   /** Rows [from, to) in the journal's binary form. */

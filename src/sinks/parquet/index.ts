@@ -124,18 +124,28 @@ export class ParquetSink implements Sink {
         file = this.startFile(table, event.exchange, event.symbol, now);
       }
       added += file.add(event);
-      if (file.buffer.rows >= rowGroupRows && !this.inFlight.has(file)) this.launchSync(file, false);
+      if (file.buffer.rows >= rowGroupRows) this.seal(file, rowGroupRows);
     }
     this.memoryRows += added;
     this.options.stats.bufferedRows += added;
     if (this.memoryRows >= this.tuning.maxBufferedRows) return this.waitForRoom();
   }
 
+  /** Encodes the file's full row groups now (their rows leave the buffer) and starts writing them. */
+  private seal(file: PartFile, rowGroupRows: number): void {
+    try {
+      file.seal(rowGroupRows);
+    } catch (error) {
+      this.stepFailed(file, error);
+    }
+    if (!this.inFlight.has(file)) this.launchSync(file, false);
+  }
+
   /** Makes every accepted row durable (journal or row group); resolves when done or failed (logged). */
   async flush(): Promise<void> {
     // A step already running may have started before the newest rows arrived: go round until none is left.
     for (let round = 0; round < 3; round++) {
-      const waiting = [...this.openFiles()].filter((file) => file.journaledRows < file.buffer.rows);
+      const waiting = [...this.openFiles()].filter((file) => file.notDurableRows > 0 || file.sealedRows > 0);
       if (waiting.length === 0 && this.inFlight.size === 0) break;
       for (const file of waiting) this.launchSync(file, false);
       await Promise.all([...this.inFlight.values()]);
@@ -163,16 +173,17 @@ export class ParquetSink implements Sink {
     const underPressure = new Set<PartFile>();
     if (this.memoryRows > maxBufferedRows / 2) {
       let excess = this.memoryRows - maxBufferedRows / 2;
-      for (const file of [...this.openFiles()].sort((a, b) => b.buffer.rows - a.buffer.rows)) {
+      for (const file of [...this.openFiles()].sort((a, b) => b.memoryRows - a.memoryRows)) {
         if (excess <= 0) break;
         underPressure.add(file);
-        excess -= file.buffer.rows;
+        excess -= file.memoryRows;
       }
     }
     for (const file of this.openFiles()) {
+      file.buffer.trim();
       const old = file.oldestPendingAt > 0 && nowMs - file.oldestPendingAt >= rowGroupSeconds * 1000;
       const writeRowGroup = old || underPressure.has(file) || file.buffer.rows >= rowGroupRows;
-      if (writeRowGroup || file.journaledRows < file.buffer.rows) this.launchSync(file, writeRowGroup);
+      if (writeRowGroup || file.notDurableRows > 0 || file.sealedRows > 0) this.launchSync(file, writeRowGroup);
     }
     this.recordFlush();
     this.reportInvalidIntegers();
@@ -261,7 +272,7 @@ export class ParquetSink implements Sink {
     stats.errors++;
     if (error instanceof EncodeError) {
       // Retrying would fail the same way: drop these rows, loudly.
-      file.dropRows(error.rows);
+      if (!error.removed) file.dropRows(error.rows);
       stats.droppedRows += error.rows;
       log.error(`parquet: ${error.message} for ${file.directory}; the rows were dropped`);
       return;
@@ -294,12 +305,12 @@ export class ParquetSink implements Sink {
     let memory = 0;
     let notDurable = 0;
     for (const file of this.openFiles()) {
-      memory += file.buffer.rows;
-      notDurable += file.buffer.rows - file.journaledRows;
+      memory += file.memoryRows;
+      notDurable += file.notDurableRows;
     }
     for (const file of this.closing) {
-      memory += file.buffer.rows;
-      notDurable += file.buffer.rows - file.journaledRows;
+      memory += file.memoryRows;
+      notDurable += file.notDurableRows;
     }
     this.memoryRows = memory;
     this.options.stats.bufferedRows = notDurable;
@@ -317,7 +328,7 @@ export class ParquetSink implements Sink {
       );
     }
     // Writing row groups is what frees memory; start it now rather than at the next tick.
-    for (const file of this.openFiles()) if (file.buffer.rows > 0) this.launchSync(file, true);
+    for (const file of this.openFiles()) if (file.memoryRows > 0) this.launchSync(file, true);
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
@@ -359,7 +370,7 @@ export class ParquetSink implements Sink {
     let lost = 0;
     for (const file of this.closing) {
       durable += file.durableRows;
-      lost += file.buffer.rows - file.journaledRows;
+      lost += file.notDurableRows;
       await file.abandon();
     }
     stats.droppedRows += lost;

@@ -10,9 +10,8 @@
  * - ROWS: rows not yet in a row group, column by column (columns.ts).
  *
  * Rows are appended (and fdatasync'ed) every flush interval. When a row group is written, its ROW_GROUP
- * record is appended too: it stands for the first `num_rows` rows still pending, so a reader replays the
- * records in order, ROWS adding pending rows at the end and ROW_GROUP taking them from the front (rows of a
- * row group that were never journaled take none). Once the journal outgrows a bound, it is replaced whole
+ * record is appended too, saying how many of its rows were journaled, so a reader replays the records in
+ * order: ROWS add pending rows at the end, ROW_GROUP takes its journaled rows from the front. Once the journal outgrows a bound, it is replaced whole
  * (written beside, fsync'ed, renamed over): header, every row group so far, and the rows still pending.
  * Version 1 journals (always replaced, so their row groups precede their rows) replay the same way.
  * Reading stops at the first record that is short or fails its checksum: that is the tail a crash tore,
@@ -50,6 +49,8 @@ export interface JournaledRowGroup {
   readonly rowGroup: RowGroup;
   /** Length of the temporary file once this row group was written. */
   readonly endOffset: number;
+  /** How many of its rows were journaled (the pending rows it takes); absent: up to num_rows. */
+  readonly journaled?: number;
 }
 
 /** A ROWS record's location in the journal bytes, for decoding into a TableBuffer. */
@@ -70,13 +71,13 @@ export interface ParsedJournal {
   readonly tornBytes: number;
 }
 
-function record(kind: number, fill: (out: ByteBuilder) => void): Uint8Array {
-  const out = new ByteBuilder();
+function record(kind: number, fill: (out: ByteBuilder) => void, capacity?: number): Uint8Array {
+  const out = new ByteBuilder(capacity);
   out.uint32(0);
   out.uint32(0);
   out.uint8(kind);
   fill(out);
-  const bytes = out.contents().slice();
+  const bytes = out.contents();
   const view = new DataView(bytes.buffer);
   view.setUint32(0, bytes.length - RECORD_HEADER_BYTES, true);
   view.setUint32(4, Bun.hash.crc32(bytes.subarray(RECORD_HEADER_BYTES)), true);
@@ -87,14 +88,15 @@ export function headerRecord(header: JournalHeader): Uint8Array {
   return record(HEADER, (out) => out.bytes(new TextEncoder().encode(JSON.stringify(header))));
 }
 
-export function rowGroupRecord(rowGroup: RowGroup, endOffset: number): Uint8Array {
-  const json = JSON.stringify(toTagged({ endOffset, rowGroup }));
+export function rowGroupRecord(rowGroup: RowGroup, endOffset: number, journaled?: number): Uint8Array {
+  const json = JSON.stringify(toTagged({ endOffset, rowGroup, journaled }));
   return record(ROW_GROUP, (out) => out.bytes(new TextEncoder().encode(json)));
 }
 
 /** Rows [from, to) of a buffer. */
 export function rowsRecord(buffer: TableBuffer, from: number, to: number): Uint8Array {
-  return record(ROWS, (out) => buffer.encodeRows(out, from, to));
+  // Sized up front (8 bytes per value and column, plus padding and strings) so it is not grown by copying.
+  return record(ROWS, (out) => buffer.encodeRows(out, from, to), 64 + (to - from) * (buffer.columns.length * 9 + 8));
 }
 
 export function readJournal(bytes: Uint8Array): ParsedJournal {
@@ -121,8 +123,8 @@ export function readJournal(bytes: Uint8Array): ParsedJournal {
     } else if (kind === ROW_GROUP && header) {
       const rowGroup = fromTagged(JSON.parse(text())) as JournaledRowGroup;
       rowGroups.push(rowGroup);
-      // The row group took the first num_rows pending rows (or all of them, if fewer were journaled).
-      let taken = Number(rowGroup.rowGroup.num_rows);
+      // The row group took the first `journaled` pending rows (older writers: up to num_rows of them).
+      let taken = rowGroup.journaled ?? Number(rowGroup.rowGroup.num_rows);
       while (taken > 0 && pending.length > 0) {
         const available = pending[0]!.rows - skipRows;
         if (taken < available) {

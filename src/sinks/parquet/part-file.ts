@@ -79,6 +79,14 @@ export interface ResumeState {
 
 type State = "new" | "open" | "closed";
 
+/** A row group encoded from the buffer (its rows freed), compressing on the thread pool, waiting to be written. */
+interface SealedGroup {
+  readonly rows: number;
+  /** Of its rows, how many were in the journal when it was sealed (the pending rows its record takes). */
+  readonly journaled: number;
+  readonly write: Promise<(writer: ByteWriter) => RowGroup>;
+}
+
 export class PartFile {
   readonly buffer: TableBuffer;
   readonly directory: string;
@@ -92,6 +100,11 @@ export class PartFile {
   committedBytes = 0;
   /** Leading rows of `buffer` that are in the journal (durable, not yet in a row group). */
   journaledRows = 0;
+  /** Row groups sealed from the buffer and not yet written, oldest first (see seal()). */
+  private readonly sealed: SealedGroup[] = [];
+  /** Rows in `sealed`, and how many of those are in the journal. */
+  sealedRows = 0;
+  private sealedJournaledRows = 0;
   rowGroupCount = 0;
   /** performance.now() when the oldest row of `buffer` arrived; 0 when the buffer is empty. */
   oldestPendingAt = 0;
@@ -113,7 +126,7 @@ export class PartFile {
   /** The journal holds rows the buffer dropped: its next write replaces it instead of appending. */
   private journalOutOfStep = false;
   /** The encoded rest of the file (row groups and footer) while the close is writing it. */
-  private closingTail: { readonly bytes: Uint8Array; readonly rows: number } | undefined;
+  private closingTail: { readonly bytes: Uint8Array; readonly rows: number; readonly bufferRows: number } | undefined;
 
   /** The counter reserved for this file's name when it was started. */
   private reservedCounter: Promise<number> | undefined;
@@ -145,18 +158,28 @@ export class PartFile {
 
   /** Rows accepted for this file: in row groups or in memory. */
   get rows(): number {
-    return this.committedRows + this.buffer.rows;
+    return this.committedRows + this.memoryRows;
+  }
+
+  /** Rows in memory: in the buffer or in sealed row groups not yet written. */
+  get memoryRows(): number {
+    return this.sealedRows + this.buffer.rows;
   }
 
   /** Rows on disk (row groups and journal): survive a crash. */
   get durableRows(): number {
-    return this.committedRows + this.journaledRows;
+    return this.committedRows + this.sealedJournaledRows + this.journaledRows;
+  }
+
+  /** Rows only in memory: a crash now would lose them. */
+  get notDurableRows(): number {
+    return this.sealedRows - this.sealedJournaledRows + this.buffer.rows - this.journaledRows;
   }
 
   /** Approximate size the file would have now, for the byte limit. */
   estimatedBytes(): number {
     const perRow = this.committedRows > 0 ? this.committedBytes / this.committedRows : 0;
-    return this.committedBytes + this.buffer.rows * perRow;
+    return this.committedBytes + this.memoryRows * perRow;
   }
 
   get finalPath(): string | undefined {
@@ -178,16 +201,47 @@ export class PartFile {
   }
 
   /**
-   * Makes pending rows durable: full row groups are written, then the rest either as one more row group
-   * (`writeRemainder`: age limit or memory pressure) or appended to the journal.
+   * Encodes every full row group of the buffer now and frees its rows; compression continues on the
+   * thread pool and the next disk step writes the groups in order. Called on the hot path when a buffer
+   * fills: memory stays at about one row group per file however far the disk lags (fsyncs of many files
+   * at once), and column buffers never grow (and get copied) past it. Tables hyparquet-writer encodes are
+   * left to commitRowGroup. Throws EncodeError (the rows stay in the buffer).
+   */
+  seal(rowGroupRows: number): void {
+    if (!this.encodesFast || this.state === "closed") return;
+    while (this.buffer.rows >= rowGroupRows) this.sealOne(rowGroupRows);
+  }
+
+  /** Seals the first `count` buffer rows as one row group (rows stay in the buffer on EncodeError). */
+  private sealOne(count: number): void {
+    let write: Promise<(writer: ByteWriter) => RowGroup>;
+    try {
+      write = planAndCompressRowGroup(this.buffer, count, this.options.codec, this.options.integerReport);
+    } catch (error) {
+      throw new EncodeError(count, error);
+    }
+    write.catch(() => undefined); // awaited by the disk step; not unhandled meanwhile
+    const journaled = Math.min(count, this.journaledRows);
+    this.sealed.push({ rows: count, journaled, write });
+    this.sealedRows += count;
+    this.sealedJournaledRows += journaled;
+    this.buffer.discard(count);
+    this.journaledRows -= journaled;
+    if (this.buffer.rows === 0) this.oldestPendingAt = 0;
+  }
+
+  /**
+   * Makes pending rows durable: sealed and full row groups are written, then the rest either as one more
+   * row group (`writeRemainder`: age limit or memory pressure) or appended to the journal.
    */
   sync(rowGroupRows: number, writeRemainder: boolean): Promise<void> {
     return this.enqueue(async () => {
       if (this.state === "closed") return;
       if (this.state === "new") {
-        if (this.buffer.rows === 0) return;
+        if (this.memoryRows === 0) return;
         await this.create();
       }
+      while (this.sealed.length > 0) await this.writeSealed();
       while (this.buffer.rows >= rowGroupRows) await this.commitRowGroup(rowGroupRows);
       if (writeRemainder && this.buffer.rows > 0) {
         await this.commitRowGroup(this.buffer.rows);
@@ -211,7 +265,7 @@ export class PartFile {
     return this.enqueue(async () => {
       if (this.state === "closed") return;
       if (this.state === "new") {
-        if (this.buffer.rows === 0) {
+        if (this.memoryRows === 0) {
           this.state = "closed";
           return;
         }
@@ -338,10 +392,57 @@ export class PartFile {
     this.journalLength += record.length;
   }
 
-  /** Encodes the first `count` pending rows as one row group and makes it durable. */
+  /** Encodes the first `count` buffer rows as one row group and makes it durable. */
   private async commitRowGroup(count: number): Promise<void> {
-    // Encoding is synchronous: one row group per turn of the event loop, across all files.
+    // Encoding is synchronous: one slice of row groups per turn of the event loop, across all files.
     await encodeTurns.next();
+    if (this.encodesFast) {
+      this.sealOne(count);
+      while (this.sealed.length > 0) await this.writeSealed();
+      return;
+    }
+    // hyparquet-writer's path (tables with nullable columns): nothing seals these buffers meanwhile.
+    const parquet = this.parquet!;
+    const journaled = Math.min(count, this.journaledRows);
+    await this.commitEncoded(count, journaled, count, () =>
+      parquet.write({ columnData: this.buffer.columnData(count, this.options.integerReport), rowGroupSize: count }),
+    );
+    this.buffer.discard(count);
+    this.journaledRows -= journaled;
+    this.oldestPendingAt = this.buffer.rows > 0 ? performance.now() : 0;
+  }
+
+  /** Writes the oldest sealed row group and makes it durable. */
+  private async writeSealed(): Promise<void> {
+    const group = this.sealed[0]!;
+    let write: (writer: ByteWriter) => RowGroup;
+    try {
+      write = await group.write;
+    } catch (error) {
+      // Its rows are gone from the buffer: drop the group; the journal (which may hold some of them) is
+      // rewritten from memory at the next chance.
+      this.forgetSealed();
+      if (group.journaled > 0) this.journalOutOfStep = true;
+      throw new EncodeError(group.rows, error, true);
+    }
+    await this.commitEncoded(group.rows, group.journaled, 0, () => {
+      this.parquet!.row_groups.push(write(this.bytes));
+      this.parquet!.num_rows += BigInt(group.rows);
+    });
+    this.forgetSealed();
+  }
+
+  private forgetSealed(): void {
+    const group = this.sealed.shift()!;
+    this.sealedRows -= group.rows;
+    this.sealedJournaledRows -= group.journaled;
+  }
+
+  /**
+   * Writes one row group after the committed ones (`encode` puts it into the writer) and records it in
+   * the journal; `pendingFrom` is the first buffer row not in it (for a journal rewrite).
+   */
+  private async commitEncoded(rows: number, journaled: number, pendingFrom: number, encode: () => void): Promise<void> {
     const parquet = this.parquet!;
     const before = { rowGroups: parquet.row_groups.length, rows: parquet.num_rows, indexes: parquet.pendingIndexes.length };
     const rollback = () => {
@@ -353,37 +454,34 @@ export class PartFile {
     };
     let bytes: Uint8Array;
     try {
-      // Compression runs on the thread pool; the writer is only touched once it is done.
-      const write = this.encodesFast ? await planAndCompressRowGroup(this.buffer, count, this.options.codec, this.options.integerReport) : undefined;
       this.bytes.index = 0;
       this.bytes.offset = this.committedBytes;
-      if (write) {
-        parquet.row_groups.push(write(this.bytes));
-        parquet.num_rows += BigInt(count);
-      } else {
-        parquet.write({ columnData: this.buffer.columnData(count, this.options.integerReport), rowGroupSize: count });
-      }
+      encode();
       bytes = this.takeBytes();
     } catch (error) {
       rollback();
-      throw new EncodeError(count, error);
+      throw new EncodeError(rows, error);
     }
     const rowGroup = parquet.row_groups.at(-1)!;
     const endOffset = this.committedBytes + bytes.length;
-    const rowGroupBytes = rowGroupRecord(rowGroup, endOffset);
-    const journaled = this.journaledRows;
+    const rowGroupBytes = rowGroupRecord(rowGroup, endOffset, journaled);
     try {
       await writeAll(this.dataFile!, bytes, this.committedBytes);
       await this.dataFile!.datasync();
-      if (this.journalOutOfStep || this.journalLength + rowGroupBytes.length > JOURNAL_REPLACE_BYTES) {
-        // A fresh journal: header, row groups, and only the rows that were durable already (rows never
-        // journaled are journaled by the next flush, as usual).
-        const pendingRecord = journaled > count ? rowsRecord(this.buffer, count, journaled) : undefined;
+      // A rewrite needs every journaled row in memory, which sealed row groups (other than this one) no
+      // longer have: it waits until they are written.
+      // (The group being written is sealed[0] when it came from seal().)
+      const canRewrite = this.sealed.length <= 1;
+      if (canRewrite && (this.journalOutOfStep || this.journalLength + rowGroupBytes.length > JOURNAL_REPLACE_BYTES)) {
+        // Header, row groups, and only the rows that were durable already (rows never journaled are
+        // journaled by the next flush, as usual): buffer rows from pendingFrom that are in the journal.
+        const pendingEnd = pendingFrom + this.journaledRows - (pendingFrom > 0 ? journaled : 0);
+        const pendingRecord = pendingEnd > pendingFrom ? rowsRecord(this.buffer, pendingFrom, pendingEnd) : undefined;
         await this.replaceJournal([this.headerBytes!, ...this.rowGroupRecords, rowGroupBytes, ...(pendingRecord ? [pendingRecord] : [])]);
         this.journalOutOfStep = false;
       } else {
-        // The record takes the first `count` journaled rows (journal.ts): one append and one sync instead
-        // of a new journal, a rename and a directory sync per row group.
+        // The record takes the `journaled` oldest pending rows (journal.ts): one append and one sync
+        // instead of a new journal, a rename and a directory sync per row group.
         await this.appendToJournal(rowGroupBytes);
       }
     } catch (error) {
@@ -392,11 +490,8 @@ export class PartFile {
     }
     this.rowGroupRecords.push(rowGroupBytes);
     this.committedBytes = endOffset;
-    this.committedRows += count;
+    this.committedRows += rows;
     this.rowGroupCount++;
-    this.buffer.discard(count);
-    this.journaledRows = Math.max(0, journaled - count);
-    this.oldestPendingAt = this.buffer.rows > 0 ? performance.now() : 0;
   }
 
   /** Writes a complete new journal beside the current one and renames it over. */
@@ -423,8 +518,19 @@ export class PartFile {
   }
 
   /** Every pending row as row groups (rows stay in the buffer until written), then the footer. */
-  private async encodeTail(rowGroupRows: number): Promise<{ bytes: Uint8Array; rows: number }> {
+  private async encodeTail(rowGroupRows: number): Promise<{ bytes: Uint8Array; rows: number; bufferRows: number }> {
     const parquet = this.parquet!;
+    // A sealed group whose compression failed is dropped (counted) and the close tried again without it.
+    for (const group of this.sealed) {
+      try {
+        await group.write;
+      } catch (error) {
+        this.sealed.splice(this.sealed.indexOf(group), 1);
+        this.sealedRows -= group.rows;
+        this.sealedJournaledRows -= group.journaled;
+        throw new EncodeError(group.rows, error, true);
+      }
+    }
     const rows = this.buffer.rows;
     const before = { rowGroups: parquet.row_groups.length, rows: parquet.num_rows, indexes: parquet.pendingIndexes.length };
     this.bytes.index = 0;
@@ -432,7 +538,10 @@ export class PartFile {
     try {
       // Every row group is planned (sockets and timers run between them) and compressed on the thread pool
       // concurrently, then written in order.
-      const groups: { count: number; write: Promise<(writer: ByteWriter) => RowGroup> }[] = [];
+      const groups: { count: number; write: Promise<(writer: ByteWriter) => RowGroup> }[] = this.sealed.map((group) => ({
+        count: group.rows,
+        write: group.write,
+      }));
       for (let done = 0; done < rows; ) {
         const count = Math.min(rows - done, rowGroupRows);
         await encodeTurns.next();
@@ -447,7 +556,7 @@ export class PartFile {
         parquet.num_rows += BigInt(group.count);
       }
       parquet.finish();
-      return { bytes: this.takeBytes(), rows };
+      return { bytes: this.takeBytes(), rows: this.sealedRows + rows, bufferRows: rows };
     } catch (error) {
       parquet.row_groups.length = before.rowGroups;
       parquet.num_rows = before.rows;
@@ -478,7 +587,7 @@ export class PartFile {
       }
       // Kept across a retry: the row groups are in the writer's metadata already.
       this.closingTail ??= await this.encodeTail(rowGroupRows);
-      const { bytes, rows } = this.closingTail;
+      const { bytes, rows, bufferRows } = this.closingTail;
       await writeAll(this.dataFile!, bytes, this.committedBytes);
       await this.dataFile!.truncate(this.committedBytes + bytes.length);
       await this.dataFile!.sync();
@@ -489,7 +598,10 @@ export class PartFile {
       this.committedBytes += bytes.length;
       this.committedRows += rows;
       this.rowGroupCount = this.parquet!.row_groups.length;
-      this.buffer.discard(rows);
+      this.buffer.discard(bufferRows);
+      this.sealed.length = 0;
+      this.sealedRows = 0;
+      this.sealedJournaledRows = 0;
       this.journaledRows = 0;
       this.oldestPendingAt = 0;
     }
@@ -578,6 +690,8 @@ export class EncodeError extends Error {
   constructor(
     readonly rows: number,
     cause: unknown,
+    /** The rows are no longer in the buffer (a sealed row group whose compression failed). */
+    readonly removed = false,
   ) {
     super(`could not encode ${rows} row(s) as Parquet: ${cause instanceof Error ? cause.message : String(cause)}`);
   }

@@ -296,8 +296,10 @@ function stringStatistics(values: readonly string[], count: number): Statistics 
  */
 interface PlannedPage {
   readonly kind: "data" | "dictionary";
-  /** Uncompressed page body (a copy: the scratch buffer is reused). */
-  readonly body: Uint8Array;
+  /** Uncompressed page body (a copy: the scratch buffer is reused); let go once compressed. */
+  body: Uint8Array | undefined;
+  /** Uncompressed size in bytes. */
+  readonly size: number;
   readonly encoding: Encoding;
   /** Values in the page: rows for a data page, entries for a dictionary page. */
   readonly values: number;
@@ -323,13 +325,14 @@ function compressAsync(codec: CompressionCodec, bytes: Uint8Array): Uint8Array |
 }
 
 function dataPage(body: Uint8Array, encoding: Encoding, rows: number): PlannedPage {
-  return { kind: "data", body: body.slice(), encoding, values: rows };
+  return { kind: "data", body: body.slice(), size: body.length, encoding, values: rows };
 }
 
 function dictionaryPages(dictionary: readonly string[], indexes: Int32Array): PlannedPage[] {
   scratch.reset();
   plainStrings(scratch, dictionary, dictionary.length);
-  const dictionaryPage: PlannedPage = { kind: "dictionary", body: scratch.view().slice(), encoding: "PLAIN", values: dictionary.length };
+  const body = scratch.view().slice();
+  const dictionaryPage: PlannedPage = { kind: "dictionary", body, size: body.length, encoding: "PLAIN", values: dictionary.length };
   const bitWidth = dictionary.length <= 1 ? 0 : 32 - Math.clz32(dictionary.length - 1);
   scratch.reset();
   scratch.byte(bitWidth);
@@ -397,7 +400,7 @@ function writeRowGroup(writer: ByteWriter, chunks: readonly PlannedChunk[], comp
         dictionaryOffset = headerStart;
         writePageHeader(writer, {
           type: "DICTIONARY_PAGE",
-          uncompressed_page_size: page.body.length,
+          uncompressed_page_size: page.size,
           compressed_page_size: body.length,
           dictionary_page_header: { num_values: page.values, encoding: "PLAIN" },
         });
@@ -405,7 +408,7 @@ function writeRowGroup(writer: ByteWriter, chunks: readonly PlannedChunk[], comp
         dataOffset = headerStart;
         writePageHeader(writer, {
           type: "DATA_PAGE_V2",
-          uncompressed_page_size: page.body.length,
+          uncompressed_page_size: page.size,
           compressed_page_size: body.length,
           data_page_header_v2: {
             num_values: page.values,
@@ -418,7 +421,7 @@ function writeRowGroup(writer: ByteWriter, chunks: readonly PlannedChunk[], comp
           },
         });
       }
-      uncompressed += writer.offset - headerStart + page.body.length;
+      uncompressed += writer.offset - headerStart + page.size;
       writer.appendBytes(body);
     }
     const column = chunkOf(chunk.column, chunk.type, codec, {
@@ -495,17 +498,22 @@ function chunkOf(column: Column, type: ColumnChunk["meta_data"] extends infer M 
  */
 export function encodeRowGroup(writer: ByteWriter, buffer: TableBuffer, count: number, codec: CompressionCodec, report: IntegerReport, from = 0): RowGroup {
   const chunks = planRowGroup(buffer, count, report, from);
-  const compressed = chunks.flatMap((chunk) => chunk.pages.map((page) => compressSync(codec, page.body)));
+  const compressed = chunks.flatMap((chunk) => chunk.pages.map((page) => compressSync(codec, page.body!)));
   return writeRowGroup(writer, chunks, compressed, codec);
 }
 
 /**
- * As encodeRowGroup, with ZSTD compression on Bun's thread pool (same bytes). Rows are read before it
- * returns its promise; nothing is written until the promise resolves, then `write` runs with the
- * writer: the caller keeps the writer's position unchanged meanwhile (one step per file at a time).
+ * As encodeRowGroup, with ZSTD compression on Bun's thread pool (same bytes). The rows are read before it
+ * returns (the caller may discard them at once); the promise gives the function that writes the row group
+ * at a writer's position, called when the file's earlier row groups are written.
  */
 export function planAndCompressRowGroup(buffer: TableBuffer, count: number, codec: CompressionCodec, report: IntegerReport, from = 0): Promise<(writer: ByteWriter) => RowGroup> {
   const chunks = planRowGroup(buffer, count, report, from);
-  const pending = chunks.flatMap((chunk) => chunk.pages.map((page) => compressAsync(codec, page.body)));
-  return Promise.all(pending).then((compressed) => (writer: ByteWriter) => writeRowGroup(writer, chunks, compressed, codec));
+  const pages = chunks.flatMap((chunk) => chunk.pages);
+  const pending = pages.map((page) => compressAsync(codec, page.body!));
+  return Promise.all(pending).then((compressed) => {
+    // Only the compressed bodies are kept while the row group waits to be written.
+    for (const page of pages) page.body = undefined;
+    return (writer: ByteWriter) => writeRowGroup(writer, chunks, compressed, codec);
+  });
 }
