@@ -9,7 +9,7 @@ import { baseAmount, type MarketEvent } from "../src/core/events.ts";
 import { IlpEncoder } from "../src/sinks/questdb/encoder.ts";
 import { TABLES, TABLE_OF_EVENT, type ColumnKind } from "../src/sinks/tables.ts";
 import { IlpStreamParser, SchemaTracker, type IlpRow } from "./support/ilp-server.ts";
-import { HOSTILE_STRINGS, RandomEvents, T0, bbo, book, funding, gap, liquidation, trade } from "./support/questdb-events.ts";
+import { HOSTILE_STRINGS, RandomEvents, T0, bbo, book, funding, gap, liquidation, seededRandom, trade } from "./support/questdb-events.ts";
 import { appendReferenceRows, createReferenceBuffer } from "./support/questdb-reference.ts";
 
 function encodeOne(event: MarketEvent, maxLineBytes = 1 << 30): { bytes: Uint8Array; rows: number; encoder: IlpEncoder } {
@@ -81,6 +81,171 @@ describe("IlpEncoder writes the client's bytes", () => {
       book(8, { amountUnit: "quote", contractValue: 100, bids: [0, 5, 25_000.5, 3] }),
     ];
     for (const event of events) expect(hex(encodeOne(event).bytes)).toBe(hex(referenceBytes(event)));
+  });
+});
+
+/** Doubles of every shape the number printer distinguishes, seeded. */
+function seededDoubles(seed: number, count: number): number[] {
+  const random = seededRandom(seed);
+  const bits = new Float64Array(1);
+  const words = new Uint32Array(bits.buffer);
+  const out: number[] = [
+    0, -0, 0.1, 0.2, 0.1 + 0.2, 1e-6, 1e-7, 9.999999999999999e-7, 1.0000000000000002e-6, 0.000001, 0.0000015,
+    1e15, 1e15 - 0.5, 999999999999999.9, 99999999999999.98, 123456789012345.6, 4503599627370495.5, 2 ** 31 - 0.5,
+    2 ** 31 + 0.5, 21474836.47, 214748364.7, 1.005, 65000.1, 1e21, 1e21 - 65536, 123456789012345680000, 5e-324,
+    1.7976931348623157e308, 2 ** 53, 2 ** 53 + 2, 0.30000000000000004, 1 / 3, 2 / 3, Math.PI, 100.25, 0.01 * 3,
+    Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY,
+  ];
+  while (out.length < count) {
+    const roll = random();
+    let value: number;
+    if (roll < 0.3) {
+      // A venue's decimal: up to 15 digits, up to 20 of them after the point.
+      const decimals = Math.floor(random() * 21);
+      value = Math.round(random() * 10 ** Math.floor(random() * 16)) / 10 ** decimals;
+    } else if (roll < 0.45) {
+      value = Number((random() * 10 ** (Math.floor(random() * 30) - 10)).toPrecision(1 + Math.floor(random() * 17)));
+    } else if (roll < 0.6) {
+      words[0] = Math.floor(random() * 2 ** 32);
+      words[1] = Math.floor(random() * 2 ** 32);
+      value = bits[0]!;
+    } else if (roll < 0.75) {
+      value = random() * 10 ** (Math.floor(random() * 26) - 9);
+    } else if (roll < 0.9) {
+      // Products and quotients as base amounts make them (many digits).
+      value = (Math.round(random() * 1e5) / 1e3) * [0.01, 0.1, 0.001, 1e-6, 3, 10, 100][Math.floor(random() * 7)]!;
+      if (random() < 0.5) value /= Math.round(random() * 1e6) / 10;
+    } else {
+      // A neighbour (one unit in the last place) of a short decimal.
+      bits[0] = Math.round(random() * 1e6) / 10 ** Math.floor(random() * 8);
+      words[0] = (words[0]! + (random() < 0.5 ? 1 : -1)) >>> 0;
+      value = bits[0]!;
+    }
+    out.push(random() < 0.3 ? -value : value);
+  }
+  return out;
+}
+
+describe("IlpEncoder prints doubles as the client does", () => {
+  const values = seededDoubles(20260315, 40_000);
+
+  test("40,000 seeded doubles (plain and exponent forms, -0, tiny, huge, non-finite), twice through the cache", () => {
+    // One encoder: the second pass prints from the cache of recently printed doubles.
+    const encoder = new IlpEncoder({ maxLineBytes: 1 << 30, initialBytes: 128 });
+    for (let pass = 0; pass < 2; pass++) {
+      for (let i = 0; i + 3 < values.length; i += 4) {
+        const event = bbo(i, { bidPrice: values[i]!, bidAmount: values[i + 1]!, askPrice: values[i + 2]!, askAmount: values[i + 3]! });
+        encoder.encode(event);
+        const mine = hex(encoder.take() ?? new Uint8Array(0));
+        const theirs = hex(referenceBytes(event));
+        if (mine !== theirs) throw new Error(`pass ${pass}, values ${values.slice(i, i + 4).join(", ")}:\nours:   ${mine}\nclient: ${theirs}`);
+      }
+    }
+  });
+
+  test("values sharing cache slots never print each other's text", () => {
+    // Every value printed right after every other: a stale slot would show up as a wrong number.
+    const encoder = new IlpEncoder({ maxLineBytes: 1 << 30 });
+    const few = values.slice(0, 3000);
+    const random = seededRandom(7);
+    for (let i = 0; i < 20_000; i++) {
+      const a = few[Math.floor(random() * few.length)]!;
+      const b = few[Math.floor(random() * few.length)]!;
+      const event = trade(i, { price: a, amount: b, amountUnit: random() < 0.5 ? "base" : "quote", contractValue: random() < 0.5 ? 1 : 0.01 });
+      encoder.encode(event);
+      expect(hex(encoder.take() ?? new Uint8Array(0))).toBe(hex(referenceBytes(event)));
+    }
+  });
+});
+
+describe("IlpEncoder book rows", () => {
+  test("3,000 seeded books mixing finite and non-finite levels, every unit and contract value", () => {
+    const random = seededRandom(99);
+    const values = seededDoubles(4242, 5000);
+    const encoder = new IlpEncoder({ maxLineBytes: 1 << 30, initialBytes: 256 });
+    const side = (): number[] => {
+      const flat: number[] = [];
+      const levels = Math.floor(random() * 9);
+      for (let k = 0; k < levels; k++) {
+        const roll = random();
+        // Mostly plain levels; some with a non-finite or odd value anywhere in the row.
+        const odd = (): number => (random() < 0.4 ? [Number.NaN, Number.POSITIVE_INFINITY, -Number.MAX_VALUE][Math.floor(random() * 3)]! : values[Math.floor(random() * values.length)]!);
+        const price = roll < 0.15 ? odd() : Math.round((100 + random() * 50) * 10) / 10;
+        const amount = roll > 0.85 ? odd() : Math.round(random() * 9000) / 1000;
+        flat.push(price, amount);
+      }
+      return flat;
+    };
+    for (let i = 0; i < 3000; i++) {
+      const event = book(i, {
+        bids: side(),
+        asks: side(),
+        isSnapshot: random() < 0.2,
+        amountUnit: random() < 0.5 ? "base" : "quote",
+        contractValue: [1, 0.01, 100, 0.1][Math.floor(random() * 4)]!,
+      });
+      encoder.encode(event);
+      const mine = hex(encoder.take() ?? new Uint8Array(0));
+      const theirs = hex(referenceBytes(event));
+      if (mine !== theirs) throw new Error(`book ${i} differs:\nours:   ${JSON.stringify(mine)}\nclient: ${JSON.stringify(theirs)}`);
+    }
+  });
+
+  test("a non-finite level between finite ones, at the start and at the end", () => {
+    const nan = Number.NaN;
+    const patterns: number[][] = [
+      [1.5, 1, nan, 2, 3.5, 3, 4.5, 4],
+      [nan, 1, 2.5, 2, 3.5, 3, nan, 4, 5.5, 5],
+      [1.5, 1, 2.5, 2, nan, nan],
+      [1.5, nan, 2.5, 2, 3.5, Number.POSITIVE_INFINITY, 4.5, 4, 5.5, 5],
+      [nan, nan, nan, nan],
+    ];
+    for (const bids of patterns) {
+      for (const contractValue of [1, 0.01]) {
+        const event = book(1, { bids, asks: bids.slice().reverse(), contractValue, amountUnit: "base" });
+        expect(hex(encodeOne(event).bytes)).toBe(hex(referenceBytes(event)));
+      }
+    }
+  });
+});
+
+describe("IlpEncoder chunks", () => {
+  test("large chunks taken out and recycled keep their bytes; later chunks are right", () => {
+    const random = new RandomEvents(5150);
+    const sizes = seededRandom(77);
+    const encoder = new IlpEncoder({ maxLineBytes: 1 << 30, initialBytes: 64 << 10 });
+    const reference = createReferenceBuffer();
+    const held: Array<{ chunk: Uint8Array; copy: string }> = [];
+    const given = new Set<ArrayBufferLike>();
+    let expected = "";
+    let reused = 0;
+    // Chunks of very different sizes: small (sliced), large (handed over, or copied into recycled memory).
+    const nextTarget = () => [2 << 10, 70 << 10, 150 << 10, 300 << 10][Math.floor(sizes() * 4)]!;
+    let target = nextTarget();
+    for (let i = 0; i < 30_000; i++) {
+      const event = random.next();
+      encoder.encode(event);
+      const buffer = reference.reset();
+      appendReferenceRows(buffer, event);
+      expected += hex(Uint8Array.from(buffer.toBufferView() ?? []));
+      if (encoder.position < target) continue;
+      target = nextTarget();
+      const chunk = encoder.take()!;
+      expect(hex(chunk)).toBe(expected);
+      expected = "";
+      expect(chunk.byteOffset).toBe(0);
+      if (given.has(chunk.buffer)) reused++;
+      held.push({ chunk, copy: hex(chunk) });
+      // Chunks still held are never written to, whatever was recycled meanwhile.
+      for (const entry of held) expect(hex(entry.chunk)).toBe(entry.copy);
+      if (held.length > 3) {
+        const old = held.shift()!.chunk;
+        given.add(old.buffer);
+        encoder.recycle(old);
+      }
+    }
+    expect(hex(encoder.take() ?? new Uint8Array(0))).toBe(expected);
+    expect(reused).toBeGreaterThan(5);
   });
 });
 

@@ -5,6 +5,7 @@
  */
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import type { MarketEvent, Trade } from "../src/core/events.ts";
+import { Outbox } from "../src/sinks/questdb/outbox.ts";
 import { IlpServer, type IlpRow } from "./support/ilp-server.ts";
 import { HOSTILE_STRINGS, T0, bbo, book, funding, gap, liquidation, trade } from "./support/questdb-events.ts";
 import { createTestSink, type TestSink, type TestSinkOptions } from "./support/questdb-harness.ts";
@@ -373,3 +374,39 @@ describe("QuestDB away", () => {
   });
 });
 
+describe("QuestDB outbox memory", () => {
+  test("counts the memory a chunk holds and hands only sent, released chunks back for reuse", () => {
+    const released: Uint8Array[] = [];
+    const outbox = new Outbox((bytes) => released.push(bytes));
+    const chunk = (length: number, capacity: number) => new Uint8Array(new ArrayBuffer(capacity), 0, length);
+    const a = chunk(100, 160);
+    const b = chunk(50, 50);
+    const c = chunk(10, 64);
+    const d = chunk(20, 20);
+    for (const bytes of [a, b, c, d]) outbox.push(bytes, 1);
+    expect(outbox.bytes).toBe(160 + 50 + 64 + 20);
+    expect(outbox.unsentBytes).toBe(outbox.bytes);
+
+    const first = outbox.takeNext()!;
+    expect(outbox.unsentBytes).toBe(50 + 64 + 20);
+    outbox.sent(first, 1, true); // kept in the resend window: not released
+    expect(released).toEqual([]);
+    outbox.sent(outbox.takeNext()!, 2, false); // no window: released at once
+    expect(released).toEqual([b]);
+    outbox.expire(1); // the window's chunk from t=1
+    expect(released).toEqual([b, a]);
+    outbox.sent(outbox.takeNext()!, 3, true);
+    expect(outbox.releaseOldestSent()).toBe(true);
+    expect(released).toEqual([b, a, c]);
+    expect(outbox.bytes).toBe(20);
+
+    // Given up without a completed send: never handed back (a transport may still hold it).
+    outbox.takeNext();
+    outbox.discardInFlight();
+    outbox.push(chunk(5, 5), 2);
+    outbox.takeNext();
+    expect(outbox.abandonPending()).toEqual({ rows: 2, neverSentRows: 2 });
+    expect(released).toEqual([b, a, c]);
+    expect(outbox.bytes).toBe(0);
+  });
+});

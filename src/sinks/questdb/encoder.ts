@@ -34,7 +34,10 @@ for (const ch of " ,=\n\r\\") SYMBOL_ESCAPES[ch.charCodeAt(0)] = 1;
 const STRING_ESCAPES = new Uint8Array(128);
 for (const ch of '"\n\r\\') STRING_ESCAPES[ch.charCodeAt(0)] = 1;
 
-const POW10: readonly number[] = Array.from({ length: 17 }, (_, i) => 10 ** i);
+const POW10: readonly number[] = Array.from({ length: 23 }, (_, i) => 10 ** i);
+/** 1e-6 with 15 significant digits has 20 fractional digits; 10^20 is still an exact double. */
+const MAX_FRACTION_DIGITS = 20;
+const INT32_LIMIT = 2 ** 31;
 /** Integer-valued doubles below this print as plain digits in JS, so the digit writer can be used. */
 const PLAIN_INTEGER_LIMIT = 1e15;
 const INT64_LIMIT = 2 ** 63;
@@ -79,12 +82,83 @@ const CH_SPACE = 32;
 const CH_NEWLINE = 10;
 const CH_ZERO = 48;
 const CH_MINUS = 45;
+const CH_POINT = 46;
 const CH_I = 105; // LONG suffix
 const CH_T = 116; // TIMESTAMP suffix
 
 /** Upper bound of the bytes one printed number takes (JS prints at most ~24 characters). */
 const NUMBER_MAX_BYTES = 32;
 const SYMBOL_CACHE_LIMIT = 4096;
+/** take(): chunks from this size on go into recycled (or recyclable) memory; smaller ones are sliced. */
+const RECYCLE_MIN_BYTES = 64 << 10;
+const RECYCLE_GRANULE = 64 << 10;
+/** Most memory kept for reuse between a chunk's release and the next take(). */
+const RECYCLE_POOL_BYTES = 8 << 20;
+const DOUBLE_CACHE_BITS = 12;
+/** Length byte + text: toString() of a double is at most 25 characters ("-1.2345678901234567e-308"). */
+const DOUBLE_CACHE_STRIDE = 32;
+const DOUBLE_SCRATCH = new Float64Array(1);
+const DOUBLE_WORDS = new Uint32Array(DOUBLE_SCRATCH.buffer);
+
+/** "00" .. "99": two digits per division when printing integers. */
+const DIGIT_PAIRS = new Uint8Array(200);
+for (let i = 0; i < 100; i++) {
+  DIGIT_PAIRS[2 * i] = CH_ZERO + Math.floor(i / 10);
+  DIGIT_PAIRS[2 * i + 1] = CH_ZERO + (i % 10);
+}
+
+/** Digits of 0 <= n < 2^31. */
+function smallDigitCount(n: number): number {
+  if (n < 100000) return n < 100 ? (n < 10 ? 1 : 2) : n < 1000 ? 3 : n < 10000 ? 4 : 5;
+  return n < 10000000 ? (n < 1000000 ? 6 : 7) : n < 100000000 ? 8 : n < 1000000000 ? 9 : 10;
+}
+
+/** Writes the `count` low digits of 0 <= n < 2^31 ending just before `end` (no leading zeros added). */
+function writeSmallBackwards(buffer: Uint8Array, end: number, n: number, count: number): void {
+  let cursor = end;
+  let rest = n | 0;
+  let left = count;
+  while (left >= 2) {
+    const quotient = (rest / 100) | 0;
+    const pair = (rest - quotient * 100) << 1;
+    buffer[--cursor] = DIGIT_PAIRS[pair + 1]!;
+    buffer[--cursor] = DIGIT_PAIRS[pair]!;
+    rest = quotient;
+    left -= 2;
+  }
+  if (left === 1) buffer[--cursor] = CH_ZERO + rest;
+}
+
+/** Decimal digits of an integer 0 <= n < 2^53 at `position`; returns the position after them. */
+function writeUnsigned(buffer: Uint8Array, position: number, n: number): number {
+  if (n < INT32_LIMIT) {
+    const count = smallDigitCount(n);
+    writeSmallBackwards(buffer, position + count, n, count);
+    return position + count;
+  }
+  // Below 2^53: at most 8 digits above the low 8, each part an int32.
+  const high = Math.floor(n / 1e8);
+  const end = writeUnsigned(buffer, position, high);
+  writeSmallBackwards(buffer, end + 8, n - high * 1e8, 8);
+  return end + 8;
+}
+
+/** Exactly `width` digits of 0 <= n < 10^width (<= 2^53), zero-padded on the left. */
+function writePadded(buffer: Uint8Array, position: number, n: number, width: number): number {
+  const end = position + width;
+  let cursor = end;
+  let rest = n;
+  while (rest >= INT32_LIMIT) {
+    const high = Math.floor(rest / 1e8);
+    writeSmallBackwards(buffer, cursor, rest - high * 1e8, 8);
+    cursor -= 8;
+    rest = high;
+  }
+  const count = rest === 0 ? 0 : smallDigitCount(rest);
+  writeSmallBackwards(buffer, cursor, rest, count);
+  for (let i = position; i < cursor - count; i++) buffer[i] = CH_ZERO;
+  return end;
+}
 
 export interface EncoderOptions {
   /** Longest line the server accepts (QuestDB line.tcp.max.measurement.size, default 32768). */
@@ -104,6 +178,12 @@ export class IlpEncoder {
   lastRejection = "";
   private readonly maxLineBytes: number;
   private readonly symbolCache = new Map<string, Uint8Array>();
+  /** Memory of released chunks, reused by take(). */
+  private readonly pool: ArrayBuffer[] = [];
+  private poolBytes = 0;
+  /** Direct-mapped cache of printed doubles: key per slot (NaN: empty), text at slot * stride (length byte first). */
+  private readonly doubleKeys = new Float64Array(1 << DOUBLE_CACHE_BITS).fill(Number.NaN);
+  private readonly doubleTexts = new Uint8Array((1 << DOUBLE_CACHE_BITS) * DOUBLE_CACHE_STRIDE);
 
   constructor(options: EncoderOptions) {
     this.maxLineBytes = options.maxLineBytes;
@@ -156,13 +236,65 @@ export class IlpEncoder {
     this.rows = rows;
   }
 
-  /** Copies out what was written and starts over; undefined when nothing was written. */
+  /**
+   * Hands out what was written and starts over; undefined when nothing was written. The returned
+   * chunk's ArrayBuffer is its own (its byteLength is the memory it holds):
+   * - a small chunk is a copy;
+   * - a large chunk that fills at least half the buffer is the buffer itself (no copy), and writing goes
+   *   on in memory given back through recycle(), or new memory, sized for a chunk like this one plus a
+   *   quarter (so chunks of a steady stream hold about 1.25 times their bytes);
+   * - another large chunk is copied into recycled or new memory with a little room to spare.
+   * Fresh memory costs page faults and garbage collection, more than the copy; recycled memory neither.
+   */
   take(): Uint8Array | undefined {
-    if (this.position === 0) return undefined;
-    const bytes = this.buffer.slice(0, this.position);
+    const length = this.position;
+    if (length === 0) return undefined;
+    let bytes: Uint8Array;
+    const capacity = this.buffer.length;
+    if (length < RECYCLE_MIN_BYTES) {
+      bytes = this.buffer.slice(0, length);
+    } else if (length >= capacity >> 1) {
+      bytes = this.buffer.subarray(0, length);
+      this.buffer = new Uint8Array(this.memory(length + (length >> 2), length + (length >> 2)));
+    } else {
+      bytes = new Uint8Array(this.memory(length, length + (length >> 3)), 0, length);
+      bytes.set(this.buffer.subarray(0, length));
+    }
     this.position = 0;
     this.rows = 0;
     return bytes;
+  }
+
+  /**
+   * Gives back the memory of a chunk returned by take() that nobody reads any more (sent and released),
+   * for a later take() to fill. Keeps at most RECYCLE_POOL_BYTES; anything else is left to the GC.
+   */
+  recycle(chunk: Uint8Array): void {
+    const memory = chunk.buffer;
+    if (!(memory instanceof ArrayBuffer) || memory.byteLength < RECYCLE_MIN_BYTES) return;
+    if (memory.byteLength > RECYCLE_POOL_BYTES || this.pool.includes(memory)) return;
+    this.pool.push(memory);
+    this.poolBytes += memory.byteLength;
+    while (this.poolBytes > RECYCLE_POOL_BYTES) this.poolBytes -= this.pool.shift()!.byteLength;
+  }
+
+  /**
+   * At least `least` bytes of memory: the smallest pooled buffer of at most `least` * 5/4 + a granule,
+   * else a new one of `size` rounded up to the granule.
+   */
+  private memory(least: number, size: number): ArrayBuffer {
+    const pool = this.pool;
+    const most = least + (least >> 2) + RECYCLE_GRANULE;
+    let best = -1;
+    for (let i = 0; i < pool.length; i++) {
+      const length = pool[i]!.byteLength;
+      if (length >= least && length <= most && (best < 0 || length < pool[best]!.byteLength)) best = i;
+    }
+    if (best < 0) return new ArrayBuffer(Math.ceil(Math.max(size, least) / RECYCLE_GRANULE) * RECYCLE_GRANULE);
+    const memory = pool[best]!;
+    pool.splice(best, 1);
+    this.poolBytes -= memory.byteLength;
+    return memory;
   }
 
   // ---- tables ---------------------------------------------------------------------------------------
@@ -277,13 +409,19 @@ export class IlpEncoder {
     const count = levels.length >> 1;
     if (count === 0) return 0;
     const headBytes = 128 + event.exchange.length * 6 + event.symbol.length * 6;
-    this.ensure(headBytes + count * (headBytes + 3 * (NUMBER_MAX_BYTES + 16) + 2 * NUMBER_MAX_BYTES + 32));
+    // One row more than the levels: the shared head is written ahead for a row that may not come.
+    this.ensure(headBytes + (count + 1) * (headBytes + 3 * (NUMBER_MAX_BYTES + 16) + 2 * NUMBER_MAX_BYTES + 32));
     const buffer = this.buffer;
     const scale = event.contractValue;
     const inBase = event.amountUnit === "base";
-    // Offsets of the first row's shared head (table..is_snapshot) and tail (sequence..newline).
-    let headStart = -1;
-    let headEnd = 0;
+    // The first complete row gives the shared head (table..",price=") at [headStart, headEnd) and tail
+    // (",sequence=..." to the newline) at [tailStart, tailEnd); a copy of the head follows that tail at
+    // once, so "tail + next head" is one contiguous template and every further row costs one copy.
+    // `ahead`: the head of the next row is already written at the end (taken back if no row uses it).
+    let templated = false;
+    let ahead = false;
+    let headStart = 0;
+    let headLength = 0;
     let tailStart = 0;
     let tailEnd = 0;
     let longest = 0;
@@ -292,48 +430,77 @@ export class IlpEncoder {
       const amount = levels[i + 1]!;
       const scaled = amount * scale;
       const base = inBase ? scaled : price > 0 ? scaled / price : 0;
-      const rowStart = this.position;
-      if (headStart >= 0 && Number.isFinite(price) && Number.isFinite(amount) && Number.isFinite(base)) {
-        buffer.copyWithin(this.position, headStart, headEnd);
-        this.position += headEnd - headStart;
-        this.double(price);
-        this.bytes(F.amount);
-        this.double(amount);
-        this.bytes(F.baseAmount);
-        this.double(base);
-        buffer.copyWithin(this.position, tailStart, tailEnd);
-        this.position += tailEnd - tailStart;
+      const finite = Number.isFinite(price) && Number.isFinite(amount) && Number.isFinite(base);
+      let rowStart: number;
+      if (finite && templated) {
+        if (ahead) {
+          rowStart = this.position - headLength;
+        } else {
+          rowStart = this.position;
+          buffer.copyWithin(this.position, headStart, headStart + headLength);
+          this.position += headLength;
+        }
+        this.levelNumbers(price, amount, base);
+        const position = this.position;
+        buffer.copyWithin(position, tailStart, tailEnd + headLength);
+        this.position = position + (tailEnd - tailStart) + headLength;
+        ahead = true;
+        const length = position + (tailEnd - tailStart) - rowStart;
+        if (length > longest) longest = length;
       } else {
-        // First row (writes the shared parts) or a level with a non-finite value (written in full).
+        if (ahead) {
+          this.position -= headLength;
+          ahead = false;
+          // This row overwrites the template's own head copy: the next finite row makes a new template.
+          if (this.position === tailEnd) templated = false;
+        }
+        rowStart = this.position;
         this.bookHead(event, side);
-        const fast = Number.isFinite(price) && Number.isFinite(amount) && Number.isFinite(base);
-        if (fast) {
+        if (finite) {
           // The shared head ends with ",price=" so the following rows can continue with the number.
           this.bytes(F.price);
-          const sharedHeadEnd = this.position;
-          this.double(price);
-          this.bytes(F.amount);
-          this.double(amount);
-          this.bytes(F.baseAmount);
-          this.double(base);
-          const rowTailStart = this.position;
-          this.bookTail(event);
           headStart = rowStart;
-          headEnd = sharedHeadEnd;
-          tailStart = rowTailStart;
+          headLength = this.position - rowStart;
+          this.levelNumbers(price, amount, base);
+          tailStart = this.position;
+          this.bookTail(event);
           tailEnd = this.position;
+          templated = true;
+          buffer.copyWithin(tailEnd, headStart, headStart + headLength);
+          this.position = tailEnd + headLength;
+          ahead = true;
+          if (tailEnd - rowStart > longest) longest = tailEnd - rowStart;
         } else {
           this.optionalDouble(F.price, price);
           this.optionalDouble(F.amount, amount);
           this.optionalDouble(F.baseAmount, base);
           this.bookTail(event);
+          if (this.position - rowStart > longest) longest = this.position - rowStart;
         }
       }
       this.rows++;
-      const length = this.position - rowStart;
-      if (length > longest) longest = length;
     }
+    if (ahead) this.position -= headLength;
     return longest;
+  }
+
+  /** `<price>,amount=<amount>,base_amount=<base>` of a level whose three values are finite. */
+  private levelNumbers(price: number, amount: number, base: number): void {
+    this.double(price);
+    this.bytes(F.amount);
+    const amountStart = this.position;
+    this.double(amount);
+    const amountEnd = this.position;
+    this.bytes(F.baseAmount);
+    if (base === amount) {
+      // Amounts in base units with contract value 1: the same text again (0 and -0 both print "0").
+      const buffer = this.buffer;
+      let position = this.position;
+      for (let i = amountStart; i < amountEnd; i++) buffer[position++] = buffer[i]!;
+      this.position = position;
+    } else {
+      this.double(base);
+    }
   }
 
   private emptySnapshot(event: BookChange): number {
@@ -401,17 +568,81 @@ export class IlpEncoder {
     }
   }
 
-  /** A finite double exactly as Number.prototype.toString prints it. */
+  /**
+   * A finite double exactly as Number.prototype.toString prints it (the client's floatColumn does
+   * `value.toString()`): integers below 1e15 as digits; decimals of at most 15 significant digits in
+   * plain notation through decimalDigits(); anything else (more digits, exponent notation) via String().
+   */
   private double(value: number): void {
-    if (value === Math.trunc(value) && value < PLAIN_INTEGER_LIMIT && value > -PLAIN_INTEGER_LIMIT) {
-      this.integer(value);
-      return;
-    }
-    const text = String(value);
+    // Recently printed doubles (a book's prices recur from message to message) are copied from a
+    // direct-mapped cache keyed by the value's bits.
+    DOUBLE_SCRATCH[0] = value;
+    const slot = Math.imul(DOUBLE_WORDS[0]! ^ DOUBLE_WORDS[1]!, 0x9e3779b1) >>> (32 - DOUBLE_CACHE_BITS);
     const buffer = this.buffer;
     let position = this.position;
-    for (let i = 0; i < text.length; i++) buffer[position++] = text.charCodeAt(i);
-    this.position = position;
+    const texts = this.doubleTexts;
+    if (this.doubleKeys[slot] === value) {
+      let at = slot * DOUBLE_CACHE_STRIDE;
+      const end = at + 1 + texts[at]!;
+      for (at++; at < end; at++) buffer[position++] = texts[at]!;
+      this.position = position;
+      return;
+    }
+    const start = position;
+    if (value === Math.trunc(value) && value < PLAIN_INTEGER_LIMIT && value > -PLAIN_INTEGER_LIMIT) {
+      this.integer(value);
+    } else if (!this.decimalDigits(value)) {
+      const text = String(value);
+      for (let i = 0; i < text.length; i++) buffer[position++] = text.charCodeAt(i);
+      this.position = position;
+    }
+    const length = this.position - start;
+    if (length < DOUBLE_CACHE_STRIDE) {
+      this.doubleKeys[slot] = value;
+      let at = slot * DOUBLE_CACHE_STRIDE;
+      texts[at++] = length;
+      for (let i = start; i < start + length; i++) texts[at++] = buffer[i]!;
+    }
+  }
+
+  /**
+   * Writes a finite non-integer double whose shortest round-trip text has at most 15 significant digits
+   * and no exponent (1e-6 <= |value| < 1e15), exactly as toString() prints it; returns false (nothing
+   * written) for any other value.
+   *
+   * Why this is toString()'s text: for k = 1, 2, ... the candidate m = round(|value| * 10^k) is checked
+   * with m / 10^k === |value| (10^k and m < 10^15 are exact doubles, so the division is the correctly
+   * rounded value of the decimal m·10^-k, i.e. what parsing that text gives). If a decimal with k
+   * fractional digits and at most 15 significant digits parses to |value|, m is that decimal: it lies
+   * within |value|·2^-53·10^k < 0.12 of |value|·10^k, and the product is off by at most 0.0625, so
+   * rounding finds it. Two different decimals of at most 15 significant digits never parse to the same
+   * double (2^53 > 10^15 · 2), so the first k found gives the unique decimal of at most 15 significant
+   * digits that round-trips, which is the shortest one, which toString() prints (without trailing zeros:
+   * one would have matched at k - 1). Plain notation: toString uses it for 1e-6 <= |value| < 1e21.
+   */
+  private decimalDigits(value: number): boolean {
+    const magnitude = value < 0 ? -value : value;
+    if (!(magnitude >= 1e-6 && magnitude < PLAIN_INTEGER_LIMIT)) return false;
+    let k = 1;
+    let scale = 10;
+    let m = Math.round(magnitude * scale);
+    while (m / scale !== magnitude) {
+      if (++k > MAX_FRACTION_DIGITS) return false;
+      scale = POW10[k]!;
+      m = Math.round(magnitude * scale);
+      if (m >= PLAIN_INTEGER_LIMIT) return false;
+    }
+    if (m >= PLAIN_INTEGER_LIMIT) return false;
+    // The integer part is floor(|value|): the decimal is at least 10^-k away from an integer, |value|
+    // within 0.12·10^-k of it. m and whole·scale are below 2^53, so the fraction is exact.
+    const whole = Math.floor(magnitude);
+    const buffer = this.buffer;
+    let position = this.position;
+    if (value < 0) buffer[position++] = CH_MINUS;
+    position = writeUnsigned(buffer, position, whole);
+    buffer[position++] = CH_POINT;
+    this.position = writePadded(buffer, position, m - whole * scale, k);
+    return true;
   }
 
   /** A 64-bit integer as the client prints it (toString): digits for safe integers, else String(). */
@@ -433,16 +664,7 @@ export class IlpEncoder {
       buffer[position++] = CH_MINUS;
       n = -n;
     }
-    let digits = 1;
-    while (digits < 16 && n >= POW10[digits]!) digits++;
-    let cursor = position + digits;
-    while (n >= 10) {
-      const quotient = Math.floor(n / 10);
-      buffer[--cursor] = CH_ZERO + (n - quotient * 10);
-      n = quotient;
-    }
-    buffer[--cursor] = CH_ZERO + n;
-    this.position = position + digits;
+    this.position = writeUnsigned(buffer, position, n);
   }
 
   /** `name` then the escaped symbol value; an empty value is sent as NULL (both left out). */

@@ -57,7 +57,8 @@ export class QuestDbSink implements Sink {
   private readonly log: Logger;
   private readonly stats: SinkStats;
   private readonly encoder: IlpEncoder;
-  private readonly outbox = new Outbox();
+  /** Memory of chunks sent and released goes back to the encoder for later chunks. */
+  private readonly outbox = new Outbox((bytes) => this.encoder.recycle(bytes));
   private readonly backpressureBytes: number;
   private connection: IlpConnection | undefined;
   private pumping = false;

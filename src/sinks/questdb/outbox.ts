@@ -9,12 +9,17 @@
  * after reconnecting (the tables' DEDUP keys make that idempotent). Over HTTP a 204 is an
  * acknowledgement and the window is 0.
  *
- * Every byte here counts against the sink's memory bound; chunks in the resend window are the first to
- * go when memory is needed (they have most likely arrived).
+ * Every byte here counts against the sink's memory bound (a chunk counts the memory it holds, which
+ * for a chunk in recycled memory is a little more than its bytes); chunks in the resend window are the
+ * first to go when memory is needed (they have most likely arrived). A chunk released after it was sent
+ * (from the resend window, or right after its send completed) is handed to `onRelease`, so its memory
+ * can be reused for a later chunk; a chunk given up otherwise is left to the garbage collector.
  */
 
 export interface Chunk {
   readonly bytes: Uint8Array;
+  /** Memory held: the byte length of the chunk's ArrayBuffer. */
+  readonly size: number;
   readonly rows: number;
   /** Already counted in rowsWritten (this is a re-send). */
   counted: boolean;
@@ -32,14 +37,17 @@ export class Outbox {
   /** Rows not yet sent since they were last queued (unsent and in flight). */
   pendingRows = 0;
 
+  constructor(private readonly onRelease?: (bytes: Uint8Array) => void) {}
+
   get pendingChunks(): number {
     return this.unsent.length + (this.inFlight ? 1 : 0);
   }
 
   push(bytes: Uint8Array, rows: number): void {
-    this.unsent.push({ bytes, rows, counted: false, sentAt: 0 });
-    this.bytes += bytes.byteLength;
-    this.unsentBytes += bytes.byteLength;
+    const size = bytes.buffer.byteLength;
+    this.unsent.push({ bytes, size, rows, counted: false, sentAt: 0 });
+    this.bytes += size;
+    this.unsentBytes += size;
     this.pendingRows += rows;
   }
 
@@ -49,7 +57,7 @@ export class Outbox {
     const chunk = this.unsent.shift();
     if (!chunk) return undefined;
     this.inFlight = chunk;
-    this.unsentBytes -= chunk.bytes.byteLength;
+    this.unsentBytes -= chunk.size;
     return chunk;
   }
 
@@ -61,7 +69,7 @@ export class Outbox {
     chunk.counted = true;
     chunk.sentAt = now;
     if (keepForResend) this.window.push(chunk);
-    else this.bytes -= chunk.bytes.byteLength;
+    else this.release(chunk);
   }
 
   /** The in-flight chunk will never be accepted (QuestDB rejected its data): forget it. */
@@ -70,7 +78,7 @@ export class Outbox {
     if (!chunk) return undefined;
     this.inFlight = undefined;
     this.pendingRows -= chunk.rows;
-    this.bytes -= chunk.bytes.byteLength;
+    this.bytes -= chunk.size;
     return chunk;
   }
 
@@ -87,7 +95,7 @@ export class Outbox {
       back.push(this.inFlight);
       this.inFlight = undefined;
     }
-    for (const chunk of back) this.unsentBytes += chunk.bytes.byteLength;
+    for (const chunk of back) this.unsentBytes += chunk.size;
     this.pendingRows += resentRows; // the in-flight chunk's rows were still pending
     this.unsent = [...back, ...this.unsent];
     return resentRows;
@@ -95,16 +103,14 @@ export class Outbox {
 
   /** Releases resend-window chunks sent before `cutoff` (performance.now() time). */
   expire(cutoff: number): void {
-    while (this.window.length > 0 && this.window[0]!.sentAt <= cutoff) {
-      this.bytes -= this.window.shift()!.bytes.byteLength;
-    }
+    while (this.window.length > 0 && this.window[0]!.sentAt <= cutoff) this.release(this.window.shift()!);
   }
 
   /** Releases the oldest resend-window chunk to make room; false when the window is empty. */
   releaseOldestSent(): boolean {
     const chunk = this.window.shift();
     if (!chunk) return false;
-    this.bytes -= chunk.bytes.byteLength;
+    this.release(chunk);
     return true;
   }
 
@@ -116,12 +122,18 @@ export class Outbox {
     for (const chunk of pending) {
       rows += chunk.rows;
       if (!chunk.counted) neverSentRows += chunk.rows;
-      this.bytes -= chunk.bytes.byteLength;
+      this.bytes -= chunk.size;
     }
     this.unsent = [];
     this.inFlight = undefined;
     this.unsentBytes = 0;
     this.pendingRows = 0;
     return { rows, neverSentRows };
+  }
+
+  /** A sent chunk leaves: its memory is free for reuse (nothing reads it any more). */
+  private release(chunk: Chunk): void {
+    this.bytes -= chunk.size;
+    this.onRelease?.(chunk.bytes);
   }
 }
