@@ -204,7 +204,8 @@ export class BinanceTradeStream extends MarketStream {
     const p = price(LADDERS.binance, LADDERS.binance.midTicks + ((random() * 20) | 0) - 10);
     const q = (0.001 + random() * 2).toFixed(3);
     const m = random() < 0.5;
-    const text = `${this.prefix}${nowMs},"a":${id},"s":"${this.symbol}","p":"${p}","q":"${q}","f":${first},"l":${last},"T":${nowMs - 1},"m":${m}}}`;
+    // Field order as documented (https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams/Aggregate-Trade-Streams).
+    const text = `${this.prefix}${nowMs},"s":"${this.symbol}","a":${id},"p":"${p}","q":"${q}","f":${first},"l":${last},"T":${nowMs - 1},"m":${m}}}`;
     return { text, rows: 1 };
   }
 
