@@ -20,6 +20,9 @@ export class RejectedDataError extends Error {
 /** HTTP statuses that are about the request's data, not about reachability or credentials. */
 const REJECTED_DATA_STATUSES = new Set([400, 413, 422]);
 
+/** Largest single write to a TCP socket (see sendPieces). */
+const TCP_PIECE_BYTES = 64 * 1024;
+
 export interface ConnectionTimeouts {
   readonly connectTimeoutMs: number;
   readonly sendTimeoutMs: number;
@@ -64,7 +67,11 @@ export class IlpConnection {
   }
 
   /** Hands bytes to the transport. TCP: resolves once the kernel has them. HTTP: once QuestDB answered 204. */
-  async send(bytes: Uint8Array): Promise<void> {
+  send(bytes: Uint8Array): Promise<void> {
+    return this.kind === "http" || bytes.length <= TCP_PIECE_BYTES ? this.sendOnce(bytes) : this.sendPieces(bytes);
+  }
+
+  private async sendOnce(bytes: Uint8Array): Promise<void> {
     const transport = this.transport;
     if (!transport || this.lost) throw new Error("not connected");
     const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -86,6 +93,18 @@ export class IlpConnection {
     } catch (error) {
       this.markLost(errorMessage(error));
       throw error;
+    }
+  }
+
+  /**
+   * TCP: hands the chunk over in pieces of TCP_PIECE_BYTES, each once the previous one is with the kernel.
+   * Bun's node:net socket keeps what the kernel does not take at once in a buffer that it shifts down
+   * after every partial write, so a 2 MB write to a peer that reads slower than we encode cost about as
+   * much CPU in copying as the encoding itself; pieces keep that buffer small.
+   */
+  private async sendPieces(bytes: Uint8Array): Promise<void> {
+    for (let offset = 0; offset < bytes.length; offset += TCP_PIECE_BYTES) {
+      await this.sendOnce(bytes.subarray(offset, Math.min(bytes.length, offset + TCP_PIECE_BYTES)));
     }
   }
 
