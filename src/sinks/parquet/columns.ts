@@ -22,6 +22,13 @@ import { encodingOf } from "./schema.ts";
 
 const INITIAL_CAPACITY = 256;
 
+/** Next capacity for at least `needed` values: x4 while small, then x2 (fewer reallocations and copies as a busy file fills a row group). */
+function grown(capacity: number, needed: number): number {
+  let next = capacity;
+  while (next < needed) next *= next < 16_384 ? 4 : 2;
+  return next;
+}
+
 /** Values of constant columns, taken from the partition. */
 export interface Constants {
   readonly exchange: string;
@@ -62,20 +69,20 @@ export class NumberColumn implements ColumnBuffer {
   }
 
   push(value: number): void {
-    if (this.length === this.values.length) this.resize(this.length * 2);
+    if (this.length === this.values.length) this.resize(grown(this.values.length, this.length + 1));
     this.values[this.length++] = value;
   }
 
   /** Makes room for `count` more values and returns the array to write them into, from the old length. */
   extend(count: number): Float64Array {
     const needed = this.length + count;
-    if (needed > this.values.length) this.resize(Math.max(needed, this.values.length * 2));
+    if (needed > this.values.length) this.resize(grown(this.values.length, needed));
     this.length = needed;
     return this.values;
   }
 
   pushOptional(value: number | undefined): void {
-    if (this.length === this.values.length) this.resize(this.length * 2);
+    if (this.length === this.values.length) this.resize(grown(this.values.length, this.length + 1));
     this.nulls![this.length] = value === undefined ? 1 : 0;
     this.values[this.length++] = value ?? 0;
   }
@@ -172,14 +179,14 @@ export class BooleanColumn implements ColumnBuffer {
   constructor(readonly column: Column) {}
 
   push(value: boolean): void {
-    if (this.length === this.values.length) this.resize(this.length * 2);
+    if (this.length === this.values.length) this.resize(grown(this.values.length, this.length + 1));
     this.values[this.length++] = value ? 1 : 0;
   }
 
   /** Appends `count` copies of a value. */
   pushRepeated(value: boolean, count: number): void {
     const needed = this.length + count;
-    if (needed > this.values.length) this.resize(Math.max(needed, this.values.length * 2));
+    if (needed > this.values.length) this.resize(grown(this.values.length, needed));
     const values = this.values;
     const code = value ? 1 : 0;
     for (let i = this.length; i < needed; i++) values[i] = code;
@@ -298,7 +305,7 @@ export class SymbolColumn implements ColumnBuffer {
     const code = this.code(value);
     const needed = this.length + count;
     if (needed > this.codes.length) {
-      const codes = new Uint8Array(Math.max(needed, this.codes.length * 2));
+      const codes = new Uint8Array(grown(this.codes.length, needed));
       codes.set(this.codes.subarray(0, this.length));
       this.codes = codes;
     }

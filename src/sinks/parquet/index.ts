@@ -180,7 +180,9 @@ export class ParquetSink implements Sink {
       }
     }
     for (const file of this.openFiles()) {
-      file.buffer.trim();
+      // Capacity a burst grew goes back once a file is quiet (trimming busy files only made them grow again).
+      if (file.rows === file.rowsAtLastTick) file.buffer.trim();
+      file.rowsAtLastTick = file.rows;
       const old = file.oldestPendingAt > 0 && nowMs - file.oldestPendingAt >= rowGroupSeconds * 1000;
       const writeRowGroup = old || underPressure.has(file) || file.buffer.rows >= rowGroupRows;
       if (writeRowGroup || file.notDurableRows > 0 || file.sealedRows > 0) this.launchSync(file, writeRowGroup);

@@ -108,6 +108,8 @@ export class PartFile {
   rowGroupCount = 0;
   /** performance.now() when the oldest row of `buffer` arrived; 0 when the buffer is empty. */
   oldestPendingAt = 0;
+  /** `rows` at the sink's previous flush tick (a file that got none since is quiet). */
+  rowsAtLastTick = 0;
   private appendRows: RowAppender | undefined;
   private readonly header: Omit<JournalHeader, "finalName">;
   private readonly bytes = new ByteWriter();
