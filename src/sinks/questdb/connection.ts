@@ -68,43 +68,54 @@ export class IlpConnection {
 
   /** Hands bytes to the transport. TCP: resolves once the kernel has them. HTTP: once QuestDB answered 204. */
   send(bytes: Uint8Array): Promise<void> {
-    return this.kind === "http" || bytes.length <= TCP_PIECE_BYTES ? this.sendOnce(bytes) : this.sendPieces(bytes);
+    return this.kind === "http" ? this.sendOnce(bytes) : this.sendPieces(bytes);
   }
 
+  /** HTTP: one request per chunk; resolves once QuestDB answered 204. */
   private async sendOnce(bytes: Uint8Array): Promise<void> {
     const transport = this.transport;
     if (!transport || this.lost) throw new Error("not connected");
-    const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const sending = transport.send(data);
+    const sending = transport.send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
     sending.catch(() => undefined);
-    if (this.kind === "http") {
-      try {
-        await sending;
-      } catch (error) {
-        const message = errorMessage(error);
-        const status = /statusCode=(\d+)/.exec(message);
-        if (status && REJECTED_DATA_STATUSES.has(Number(status[1]))) throw new RejectedDataError(message);
-        throw error;
-      }
-      return;
-    }
     try {
-      await withTimeout(sending, this.timeouts.sendTimeoutMs, "send timed out (QuestDB stopped reading)");
+      await sending;
     } catch (error) {
-      this.markLost(errorMessage(error));
+      const message = errorMessage(error);
+      const status = /statusCode=(\d+)/.exec(message);
+      if (status && REJECTED_DATA_STATUSES.has(Number(status[1]))) throw new RejectedDataError(message);
       throw error;
     }
   }
 
   /**
-   * TCP: hands the chunk over in pieces of TCP_PIECE_BYTES, each once the previous one is with the kernel.
-   * Bun's node:net socket keeps what the kernel does not take at once in a buffer that it shifts down
-   * after every partial write, so a 2 MB write to a peer that reads slower than we encode cost about as
-   * much CPU in copying as the encoding itself; pieces keep that buffer small.
+   * TCP: writes the chunk to the client's socket in pieces of TCP_PIECE_BYTES, waiting for `drain` when the
+   * socket says its buffer is full, and resolves once the last piece is written (as the client's own
+   * send does). Bun's node:net socket keeps what the kernel does not take at once in a buffer that it
+   * shifts down after every partial write, and a write's callback does not wait for that buffer to empty:
+   * one 2 MB write, or many small ones, to a peer that reads slower than we encode cost about as much CPU in
+   * copying as the encoding itself. The connection (and its authentication) is still the client's.
    */
   private async sendPieces(bytes: Uint8Array): Promise<void> {
-    for (let offset = 0; offset < bytes.length; offset += TCP_PIECE_BYTES) {
-      await this.sendOnce(bytes.subarray(offset, Math.min(bytes.length, offset + TCP_PIECE_BYTES)));
+    const socket = this.socket;
+    if (!this.transport || !socket || this.lost) throw new Error("not connected");
+    const writing = (async () => {
+      for (let offset = 0; offset < bytes.length; offset += TCP_PIECE_BYTES) {
+        const end = Math.min(bytes.length, offset + TCP_PIECE_BYTES);
+        const piece = Buffer.from(bytes.buffer, bytes.byteOffset + offset, end - offset);
+        if (end === bytes.length) {
+          await new Promise<void>((resolve, reject) => socket.write(piece, (error) => (error ? reject(error) : resolve())));
+        } else if (!socket.write(piece)) {
+          await drained(socket);
+        }
+        if (this.lost || socket.destroyed) throw new Error(this.lastSocketError ?? "connection closed by QuestDB");
+      }
+    })();
+    writing.catch(() => undefined);
+    try {
+      await withTimeout(writing, this.timeouts.sendTimeoutMs, "send timed out (QuestDB stopped reading)");
+    } catch (error) {
+      this.markLost(errorMessage(error));
+      throw error;
     }
   }
 
@@ -125,6 +136,19 @@ export class IlpConnection {
     void this.close();
     this.onLost(reason);
   }
+}
+
+/** Resolves when the socket's buffer has drained, or it closed (the caller checks which). */
+function drained(socket: Socket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      socket.off("drain", done);
+      socket.off("close", done);
+      resolve();
+    };
+    socket.on("drain", done);
+    socket.on("close", done);
+  });
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
