@@ -81,12 +81,6 @@ class Bytes {
     this.buffer[this.length++] = Number(big);
   }
 
-  append(bytes: Uint8Array): void {
-    this.ensure(bytes.length);
-    this.buffer.set(bytes, this.length);
-    this.length += bytes.length;
-  }
-
   view(): Uint8Array {
     return this.buffer.subarray(0, this.length);
   }
@@ -97,10 +91,6 @@ const utf8 = new TextEncoder();
 const INT64_SCRATCH = new BigInt64Array(1);
 
 // ── value encodings ──
-
-function plainDoubles(out: Bytes, values: Float64Array): void {
-  out.append(new Uint8Array(values.buffer, values.byteOffset, values.length * 8));
-}
 
 function plainInt64s(out: Bytes, values: Float64Array): void {
   out.ensure(values.length * 8);
@@ -364,9 +354,9 @@ function planRowGroup(buffer: TableBuffer, count: number, report: IntegerReport,
       chunks.push({ column, type: "BOOLEAN", encoding: "PLAIN", rows: count, statistics: booleanStatistics(values), pages });
     } else if (source instanceof NumberColumn && column.kind === "double") {
       const values = source.head(from, count);
-      scratch.reset();
-      plainDoubles(scratch, values);
-      const pages = [dataPage(scratch.view(), "PLAIN", count)];
+      // PLAIN doubles are the values' own bytes: one copy, straight into the page body.
+      const body = new Uint8Array(values.slice().buffer);
+      const pages: PlannedPage[] = [{ kind: "data", body, size: body.length, encoding: "PLAIN", values: count }];
       chunks.push({ column, type: "DOUBLE", encoding: "PLAIN", rows: count, statistics: doubleStatistics(values), pages });
     } else if (source instanceof NumberColumn) {
       const values = source.integers(from, count, report);
