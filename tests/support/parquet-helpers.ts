@@ -158,7 +158,7 @@ export interface SinkUnderTest {
 /** A sink whose clock the test sets, logs captured. Flush timer is fast so tests do not wait. */
 export function makeSink(
   directory: string,
-  options: { settings?: Partial<ParquetSettings>; tuning?: Partial<ParquetTuning>; now?: number; closeTimeoutMs?: number } = {},
+  options: { settings?: Partial<ParquetSettings>; tuning?: Partial<ParquetTuning>; now?: number; closeTimeoutMs?: number; journalReplaceBytes?: number } = {},
 ): SinkUnderTest {
   const logs: string[] = [];
   const log: Logger = createLogger("debug");
@@ -173,6 +173,7 @@ export function makeSink(
     now: () => clock.now,
     tuning: { flushIntervalMs: 20, ...options.tuning },
     closeTimeoutMs: options.closeTimeoutMs,
+    journalReplaceBytes: options.journalReplaceBytes,
   });
   return { sink, stats, logs, clock };
 }

@@ -36,6 +36,8 @@ export interface ParquetSinkOptions {
   readonly tuning?: Partial<ParquetTuning>;
   /** How long close() keeps retrying files the disk refuses before it gives up (default 10 s). */
   readonly closeTimeoutMs?: number;
+  /** Journal size past which a file's journal is rewritten (default 32 MiB; tests lower it). */
+  readonly journalReplaceBytes?: number;
 }
 
 const DAY_MICROS = 86_400_000_000;
@@ -222,6 +224,7 @@ export class ParquetSink implements Sink {
       codec: this.codec,
       integerReport: this.integerReport,
       names: this.names,
+      journalReplaceBytes: this.options.journalReplaceBytes,
     });
     bySymbol.set(symbol, file);
     return file;

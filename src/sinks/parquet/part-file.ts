@@ -67,6 +67,8 @@ export interface PartFileOptions {
   /** Recovery only: the columns and directory recorded by the killed run. */
   readonly columns?: readonly Column[];
   readonly directory?: string;
+  /** Journal size past which it is rewritten instead of appended to (default JOURNAL_REPLACE_BYTES; tests lower it). */
+  readonly journalReplaceBytes?: number;
 }
 
 /** What a file looks like when it is resumed from a journal (recovery.ts). */
@@ -474,7 +476,8 @@ export class PartFile {
       // longer have: it waits until they are written.
       // (The group being written is sealed[0] when it came from seal().)
       const canRewrite = this.sealed.length <= 1;
-      if (canRewrite && (this.journalOutOfStep || this.journalLength + rowGroupBytes.length > JOURNAL_REPLACE_BYTES)) {
+      const limit = this.options.journalReplaceBytes ?? JOURNAL_REPLACE_BYTES;
+      if (canRewrite && (this.journalOutOfStep || this.journalLength + rowGroupBytes.length > limit)) {
         // Header, row groups, and only the rows that were durable already (rows never journaled are
         // journaled by the next flush, as usual): buffer rows from pendingFrom that are in the journal.
         const pendingEnd = pendingFrom + this.journaledRows - (pendingFrom > 0 ? journaled : 0);
