@@ -43,7 +43,7 @@ class FeedConnector implements Connector {
 
   constructor(
     private readonly context: ConnectorContext,
-    private readonly subscriptions: readonly Subscription[],
+    subscriptions: readonly Subscription[],
     url: string,
     staleAfterMs: number,
   ) {
