@@ -374,8 +374,9 @@ export class PartFile {
 
   private async appendJournal(): Promise<void> {
     const to = this.buffer.rows;
-    if (this.journalOutOfStep) {
-      // Rows were dropped from the buffer that the journal still holds: rewrite it from the buffer.
+    // Rows were dropped from the buffer that the journal still holds: rewrite it from the buffer, once no
+    // sealed group holds journaled rows the buffer no longer has (until then, append as usual).
+    if (this.journalOutOfStep && this.sealed.length === 0) {
       await this.replaceJournal([this.headerBytes!, ...this.rowGroupRecords, rowsRecord(this.buffer, 0, to)]);
       this.journalOutOfStep = false;
     } else {
