@@ -4,7 +4,7 @@
  * not exactly Binance's layout or carries a value the connector would reject.
  */
 import { expect, test } from "bun:test";
-import { scanDepthFrame } from "../src/connectors/binance-futures-scan.ts";
+import { scanAggTradeFrame, scanDepthFrame } from "../src/connectors/binance-futures-scan.ts";
 import { seededRandom } from "./support/random.ts";
 
 function frame(random: () => number, index: number): string {
@@ -79,4 +79,70 @@ test("empty sides and numbers in exponent form are read as Number() reads them",
     bids: [],
     asks: [3000.5, 1e-8, 3001, 0],
   });
+});
+
+// ── aggTrade ──
+
+function tradeFrame(random: () => number, index: number): string {
+  const first = 90_000_000 + index * 3;
+  // Field order as documented (Aggregate-Trade-Streams); JSON.stringify keeps insertion order.
+  const data = {
+    e: "aggTrade",
+    E: 1_767_614_400_000 + index,
+    s: "ETHUSDT",
+    a: 5_000_000 + index,
+    p: (1 + random() * 100_000).toFixed(Math.floor(random() * 8)),
+    q: random() < 0.05 ? "0" : (random() * 1000).toFixed(Math.floor(random() * 9)),
+    f: first,
+    l: first + Math.floor(random() * 3),
+    T: 1_767_614_399_990 + index,
+    m: random() < 0.5,
+  };
+  return JSON.stringify({ stream: "ethusdt@aggTrade", data });
+}
+
+/** What the connector's JSON path (normalizeTrade) reads from a frame. */
+function tradeViaJson(text: string) {
+  const { stream, data } = JSON.parse(text);
+  return { stream, tradeId: data.a, price: Number(data.p), quantity: Number(data.q), tradeTime: data.T, buyerIsMaker: data.m };
+}
+
+test("every aggTrade frame in Binance's documented layout reads exactly as JSON.parse reads it", () => {
+  const random = seededRandom(2027);
+  for (let i = 0; i < 3000; i++) {
+    const text = tradeFrame(random, i);
+    expect(scanAggTradeFrame(text)).toEqual(tradeViaJson(text));
+  }
+});
+
+test("aggTrade frames in any other shape, or with values the connector rejects, are declined", () => {
+  const base = tradeFrame(seededRandom(3), 1);
+  expect(scanAggTradeFrame(base)).toBeDefined();
+  const variants = [
+    base.replace('"a":', '"nq":"1.0","a":'), // a new field
+    base.replace(/"s":"ETHUSDT","a":(\d+)/, '"a":$1,"s":"ETHUSDT"'), // fields moved
+    base.replace('}}', ',"z":1}}'),
+    base.replace('"stream":', ' "stream":'),
+    base.replace('"aggTrade","E"', '"trade","E"'),
+    base.replace(/"a":\d+/, '"a":-1'),
+    base.replace(/"a":\d+/, '"a":"12"'),
+    base.replace(/"T":\d+/, '"T":1.5'),
+    base.replace(/"p":"[^"]*"/, '"p":""'),
+    base.replace(/"p":"[^"]*"/, '"p":"0"'),
+    base.replace(/"p":"[^"]*"/, '"p":"-1.5"'),
+    base.replace(/"q":"[^"]*"/, '"q":" 2"'),
+    base.replace(/"q":"[^"]*"/, '"q":"abc"'),
+    base.replace(/"p":"([^"]*)"/, '"p":$1'), // a number instead of a string
+    base.replace(/"m":(true|false)/, '"m":1'),
+    base.replace(/"m":(true|false)/, '"m":"true"'),
+    base.slice(0, -1),
+    `${base} `,
+  ];
+  for (const variant of variants) {
+    expect(variant).not.toBe(base);
+    expect(scanAggTradeFrame(variant)).toBeUndefined();
+  }
+  // A depth frame is not a trade, and a trade frame is not a depth update.
+  expect(scanAggTradeFrame(frame(seededRandom(4), 2))).toBeUndefined();
+  expect(scanDepthFrame(base)).toBeUndefined();
 });

@@ -117,3 +117,65 @@ export function scanDepthFrame(text: string): ScannedDepth | undefined {
   if (finalId < firstId) return undefined;
   return { stream: text.substring(HEAD.length, streamEnd), eventTime, transactionTime, firstId, finalId, previousFinalId, bids, asks };
 }
+
+export interface ScannedAggTrade {
+  readonly stream: string;
+  readonly tradeId: number;
+  readonly price: number;
+  readonly quantity: number;
+  readonly tradeTime: number;
+  readonly buyerIsMaker: boolean;
+}
+
+const TRADE_DATA = '","data":{"e":"aggTrade","E":';
+
+/**
+ * The aggregate-trade event in `text`, in the documented field order
+ * (https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams/Aggregate-Trade-Streams):
+ *
+ *   {"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":..,"s":"BTCUSDT","a":..,"p":"..","q":"..",
+ *    "f":..,"l":..,"T":..,"m":true}}
+ *
+ * or undefined for anything else (a field added or moved, whitespace, a malformed value): the connector's
+ * JSON.parse path then handles and reports it.
+ */
+export function scanAggTradeFrame(text: string): ScannedAggTrade | undefined {
+  if (!text.startsWith(HEAD)) return undefined;
+  const streamEnd = text.indexOf('"', HEAD.length);
+  if (streamEnd < 0 || !text.startsWith(TRADE_DATA, streamEnd)) return undefined;
+  let at = streamEnd + TRADE_DATA.length;
+  const end = text.indexOf(",", at);
+  if (end < 0 || Number.isNaN(integer(text, at, end))) return undefined;
+  if (!text.startsWith(',"s":"', end)) return undefined;
+  const symbolEnd = text.indexOf('"', end + 6);
+  if (symbolEnd < 0) return undefined;
+  at = field(text, symbolEnd + 1, ',"a":');
+  if (at < 0) return undefined;
+  const tradeId = scanned;
+  if (!text.startsWith(',"p":"', at)) return undefined;
+  const priceStart = at + 6;
+  const price = quoted(text, priceStart);
+  at = cursor.end;
+  if (at < 0 || !text.startsWith('","q":"', at)) return undefined;
+  const quantityStart = at + 7;
+  const quantity = quoted(text, quantityStart);
+  at = cursor.end;
+  if (at < 0 || text.charCodeAt(at + 1) !== COMMA) return undefined;
+  // Number("") is 0 and Number(" 1") is 1: both values must be non-empty and start with a digit.
+  const priceFirst = text.charCodeAt(priceStart) - ZERO;
+  const quantityFirst = text.charCodeAt(quantityStart) - ZERO;
+  if (priceFirst < 0 || priceFirst > 9 || quantityFirst < 0 || quantityFirst > 9) return undefined;
+  if (!(price > 0) || !(quantity >= 0) || price === Number.POSITIVE_INFINITY || quantity === Number.POSITIVE_INFINITY) return undefined;
+  at = field(text, at + 1, ',"f":');
+  if (at < 0) return undefined;
+  at = field(text, at, ',"l":');
+  if (at < 0) return undefined;
+  at = field(text, at, ',"T":');
+  if (at < 0) return undefined;
+  const tradeTime = scanned;
+  let buyerIsMaker: boolean;
+  if (text.startsWith(',"m":true}}', at) && at + 11 === text.length) buyerIsMaker = true;
+  else if (text.startsWith(',"m":false}}', at) && at + 12 === text.length) buyerIsMaker = false;
+  else return undefined;
+  return { stream: text.substring(HEAD.length, streamEnd), tradeId, price, quantity, tradeTime, buyerIsMaker };
+}

@@ -22,7 +22,7 @@ import { gapEvent } from "../core/events.ts";
 import { OrderBook } from "../core/order-book.ts";
 import type { Subscription } from "../core/subscriptions.ts";
 import { DepthSequencer } from "./binance-futures-book.ts";
-import { scanDepthFrame } from "./binance-futures-scan.ts";
+import { scanAggTradeFrame, scanDepthFrame } from "./binance-futures-scan.ts";
 import { RestWeightGate, type RestResult } from "./binance-futures-rest.ts";
 import { endpoint } from "./endpoints.ts";
 import type { Connector, ConnectorContext, ExchangeSpec } from "./types.ts";
@@ -781,7 +781,7 @@ export class BinanceFuturesConnector implements Connector {
 
   onFrame(connection: StreamConnection, text: string, receivedAt: number): void {
     if (this.stopped) return;
-    if (this.onScannedDepth(connection, text, receivedAt)) return;
+    if (this.onScannedDepth(connection, text, receivedAt) || this.onScannedTrade(connection, text, receivedAt)) return;
     let message: Payload;
     try {
       message = JSON.parse(text);
@@ -873,6 +873,31 @@ export class BinanceFuturesConnector implements Connector {
     };
     if (update.finalId > feed.lastKey) feed.lastKey = update.finalId;
     this.consumeDepth(feed, update);
+    this.switchIfOverlapping(feed);
+    return true;
+  }
+
+  /** As onScannedDepth, for aggTrade frames of a live TRADES feed (the rules of normalizeTrade). */
+  private onScannedTrade(connection: StreamConnection, text: string, receivedAt: number): boolean {
+    const scanned = scanAggTradeFrame(text);
+    if (!scanned) return false;
+    const feed = this.feeds.get(scanned.stream);
+    if (!feed || feed.stream !== "TRADES" || feed.failed || feed.connection !== connection) return false;
+    feed.subscription.stats.messages++;
+    feed.subscription.stats.lastMessageAt = receivedAt;
+    this.emitKeyed(feed, scanned.tradeId, {
+      type: "trade",
+      exchange: EXCHANGE,
+      symbol: feed.subscription.symbol,
+      timestamp: msToMicros(scanned.tradeTime),
+      localTimestamp: receivedAt,
+      id: String(scanned.tradeId),
+      side: scanned.buyerIsMaker ? "sell" : "buy",
+      price: scanned.price,
+      amount: scanned.quantity,
+      amountUnit: SIZING.amountUnit,
+      contractValue: SIZING.contractValue,
+    });
     this.switchIfOverlapping(feed);
     return true;
   }
