@@ -7,6 +7,7 @@ import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { MarketEvent } from "../src/core/events.ts";
 import { decodePartitionValue, encodePartitionValue } from "../src/sinks/parquet/layout.ts";
+import { PartFile } from "../src/sinks/parquet/part-file.ts";
 import { TABLES } from "../src/sinks/tables.ts";
 import {
   BASE_TIME,
@@ -334,6 +335,37 @@ describe("ParquetSink output", () => {
       expect(summary!.total).toBeCloseTo(Array.from({ length: 300 }, (_, i) => tradeAt(i).price).reduce((a, b) => a + b), 6);
     });
   }
+});
+
+describe("PartFile sealing", () => {
+  test("a remainder commit waiting for its turn while the hot path seals the same rows writes each row once, in order", async () => {
+    const root = tempDirectory();
+    const file = new PartFile({
+      root,
+      table: "trades",
+      exchange: "BINANCE_FUTURES",
+      symbol: "BTCUSDT",
+      openedAt: BASE_TIME,
+      rotateAt: BASE_TIME + 3_600_000_000,
+      codec: "ZSTD",
+      integerReport: { invalid: 0 },
+    });
+    file.add(tradeAt(0));
+    await file.sync(8, false); // the file exists on disk, t0 is journaled
+    for (let i = 1; i < 5; i++) file.add(tradeAt(i));
+    await Bun.sleep(20); // the encoding slice has expired: the next row group waits for a timer hop
+    // The tick asks for the remainder (5 rows) as a row group; while it waits for its turn, more rows
+    // arrive and the hot path seals a full group (8) out of the same buffer.
+    const remainder = file.sync(8, true);
+    for (let i = 0; i < 10; i++) await null; // the step has counted its rows and waits for its turn
+    for (let i = 5; i < 10; i++) file.add(tradeAt(i));
+    file.seal(8);
+    await remainder;
+    await file.close(8);
+    const path = file.finalPath!;
+    expect((await readWithHyparquet(path)).map((row) => row.id)).toEqual(Array.from({ length: 10 }, (_, i) => `t${i}`));
+    expect(file.committedRows).toBe(10);
+  });
 });
 
 describe("ParquetSink disk faults", () => {

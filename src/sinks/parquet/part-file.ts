@@ -402,7 +402,9 @@ export class PartFile {
     // Encoding is synchronous: one slice of row groups per turn of the event loop, across all files.
     await encodeTurns.next();
     if (this.encodesFast) {
-      this.sealOne(count);
+      // While this step waited for its turn, the hot path may have sealed some of these rows already.
+      const rows = Math.min(count, this.buffer.rows);
+      if (rows > 0) this.sealOne(rows);
       while (this.sealed.length > 0) await this.writeSealed();
       return;
     }
