@@ -366,6 +366,35 @@ describe("PartFile sealing", () => {
     expect((await readWithHyparquet(path)).map((row) => row.id)).toEqual(Array.from({ length: 10 }, (_, i) => `t${i}`));
     expect(file.committedRows).toBe(10);
   });
+
+  test("rows sealed while a journal append is in flight wait for it: journal and buffer stay in step", async () => {
+    const root = tempDirectory();
+    const file = new PartFile({
+      root,
+      table: "trades",
+      exchange: "BINANCE_FUTURES",
+      symbol: "BTCUSDT",
+      openedAt: BASE_TIME,
+      rotateAt: BASE_TIME + 3_600_000_000,
+      codec: "ZSTD",
+      integerReport: { invalid: 0 },
+    });
+    file.add(tradeAt(0));
+    await file.sync(8, false); // the file exists on disk, t0 is journaled
+    for (let i = 1; i < 5; i++) file.add(tradeAt(i));
+    const append = file.sync(8, false); // journals t1..t4
+    for (let i = 0; i < 10; i++) await null; // the append is in flight
+    for (let i = 5; i < 10; i++) file.add(tradeAt(i));
+    file.seal(8);
+    await append;
+    // Journaled rows are always the buffer's first rows (or sealed ones): never more than it holds.
+    expect(file.durableRows).toBe(5);
+    expect(file.notDurableRows).toBe(5);
+    await file.sync(8, false);
+    expect(file.notDurableRows).toBe(0);
+    await file.close(8);
+    expect((await readWithHyparquet(file.finalPath!)).map((row) => row.id)).toEqual(Array.from({ length: 10 }, (_, i) => `t${i}`));
+  });
 });
 
 describe("ParquetSink disk faults", () => {

@@ -129,6 +129,8 @@ export class PartFile {
   private linked = false;
   /** The journal holds rows the buffer dropped: its next write replaces it instead of appending. */
   private journalOutOfStep = false;
+  /** A journal append of buffer rows is in flight (seal() waits). */
+  private appendingJournal = false;
   /** The encoded rest of the file (row groups and footer) while the close is writing it. */
   private closingTail: { readonly bytes: Uint8Array; readonly rows: number; readonly bufferRows: number } | undefined;
 
@@ -212,7 +214,9 @@ export class PartFile {
    * left to commitRowGroup. Throws EncodeError (the rows stay in the buffer).
    */
   seal(rowGroupRows: number): void {
-    if (!this.encodesFast || this.state === "closed") return;
+    // Not while a journal append is in flight: it ends by marking the rows it wrote as journaled, which
+    // must still be the buffer's first rows then (the next write or sync seals them).
+    if (!this.encodesFast || this.state === "closed" || this.appendingJournal) return;
     while (this.buffer.rows >= rowGroupRows) this.sealOne(rowGroupRows);
   }
 
@@ -373,6 +377,15 @@ export class PartFile {
   }
 
   private async appendJournal(): Promise<void> {
+    this.appendingJournal = true;
+    try {
+      await this.appendJournalRows();
+    } finally {
+      this.appendingJournal = false;
+    }
+  }
+
+  private async appendJournalRows(): Promise<void> {
     const to = this.buffer.rows;
     // Rows were dropped from the buffer that the journal still holds: rewrite it from the buffer, once no
     // sealed group holds journaled rows the buffer no longer has (until then, append as usual).
