@@ -337,19 +337,23 @@ describe("ParquetSink output", () => {
   }
 });
 
+/** A trades file of its own, driven directly (no sink around it). */
+function tradesFile(): PartFile {
+  return new PartFile({
+    root: tempDirectory(),
+    table: "trades",
+    exchange: "BINANCE_FUTURES",
+    symbol: "BTCUSDT",
+    openedAt: BASE_TIME,
+    rotateAt: BASE_TIME + 3_600_000_000,
+    codec: "ZSTD",
+    integerReport: { invalid: 0 },
+  });
+}
+
 describe("PartFile sealing", () => {
   test("a remainder commit waiting for its turn while the hot path seals the same rows writes each row once, in order", async () => {
-    const root = tempDirectory();
-    const file = new PartFile({
-      root,
-      table: "trades",
-      exchange: "BINANCE_FUTURES",
-      symbol: "BTCUSDT",
-      openedAt: BASE_TIME,
-      rotateAt: BASE_TIME + 3_600_000_000,
-      codec: "ZSTD",
-      integerReport: { invalid: 0 },
-    });
+    const file = tradesFile();
     file.add(tradeAt(0));
     await file.sync(8, false); // the file exists on disk, t0 is journaled
     for (let i = 1; i < 5; i++) file.add(tradeAt(i));
@@ -368,17 +372,7 @@ describe("PartFile sealing", () => {
   });
 
   test("rows sealed while a journal append is in flight wait for it: journal and buffer stay in step", async () => {
-    const root = tempDirectory();
-    const file = new PartFile({
-      root,
-      table: "trades",
-      exchange: "BINANCE_FUTURES",
-      symbol: "BTCUSDT",
-      openedAt: BASE_TIME,
-      rotateAt: BASE_TIME + 3_600_000_000,
-      codec: "ZSTD",
-      integerReport: { invalid: 0 },
-    });
+    const file = tradesFile();
     file.add(tradeAt(0));
     await file.sync(8, false); // the file exists on disk, t0 is journaled
     for (let i = 1; i < 5; i++) file.add(tradeAt(i));

@@ -158,11 +158,16 @@ function normalizeTrade(feed: Feed, data: Payload, receivedAt: number): Trade | 
   if (typeof id !== "number" || typeof time !== "number" || !(price > 0) || !(amount >= 0)) return undefined;
   if (typeof buyerIsMaker !== "boolean") return undefined;
   parsedKey = id;
+  return tradeEvent(feed, id, time, price, amount, buyerIsMaker, receivedAt);
+}
+
+/** The normalized aggTrade (also built from frames read without JSON.parse, onScannedTrade). */
+function tradeEvent(feed: Feed, id: number, timeMs: number, price: number, amount: number, buyerIsMaker: boolean, receivedAt: number): Trade {
   return {
     type: "trade",
     exchange: EXCHANGE,
     symbol: feed.subscription.symbol,
-    timestamp: msToMicros(time),
+    timestamp: msToMicros(timeMs),
     localTimestamp: receivedAt,
     id: String(id),
     side: buyerIsMaker ? "sell" : "buy",
@@ -885,19 +890,8 @@ export class BinanceFuturesConnector implements Connector {
     if (!feed || feed.stream !== "TRADES" || feed.failed || feed.connection !== connection) return false;
     feed.subscription.stats.messages++;
     feed.subscription.stats.lastMessageAt = receivedAt;
-    this.emitKeyed(feed, scanned.tradeId, {
-      type: "trade",
-      exchange: EXCHANGE,
-      symbol: feed.subscription.symbol,
-      timestamp: msToMicros(scanned.tradeTime),
-      localTimestamp: receivedAt,
-      id: String(scanned.tradeId),
-      side: scanned.buyerIsMaker ? "sell" : "buy",
-      price: scanned.price,
-      amount: scanned.quantity,
-      amountUnit: SIZING.amountUnit,
-      contractValue: SIZING.contractValue,
-    });
+    const { tradeId, tradeTime, price, quantity, buyerIsMaker } = scanned;
+    this.emitKeyed(feed, tradeId, tradeEvent(feed, tradeId, tradeTime, price, quantity, buyerIsMaker, receivedAt));
     this.switchIfOverlapping(feed);
     return true;
   }
