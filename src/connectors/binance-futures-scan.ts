@@ -83,11 +83,20 @@ function levels(text: string, at: number, out: number[]): number {
   }
 }
 
+/**
+ * `{"stream":"<name>` followed by `data` (the event's fixed opening up to its `E` value): the end of the
+ * stream name, or -1.
+ */
+function streamEndBefore(text: string, data: string): number {
+  if (!text.startsWith(HEAD)) return -1;
+  const streamEnd = text.indexOf('"', HEAD.length);
+  return streamEnd >= 0 && text.startsWith(data, streamEnd) ? streamEnd : -1;
+}
+
 /** The diff-depth event in `text`, or undefined when the frame is not exactly that shape. */
 export function scanDepthFrame(text: string): ScannedDepth | undefined {
-  if (!text.startsWith(HEAD)) return undefined;
-  const streamEnd = text.indexOf('"', HEAD.length);
-  if (streamEnd < 0 || !text.startsWith(DATA, streamEnd)) return undefined;
+  const streamEnd = streamEndBefore(text, DATA);
+  if (streamEnd < 0) return undefined;
   let at = streamEnd + DATA.length;
   let end = text.indexOf(",", at);
   if (end < 0) return undefined;
@@ -140,9 +149,8 @@ const TRADE_DATA = '","data":{"e":"aggTrade","E":';
  * JSON.parse path then handles and reports it.
  */
 export function scanAggTradeFrame(text: string): ScannedAggTrade | undefined {
-  if (!text.startsWith(HEAD)) return undefined;
-  const streamEnd = text.indexOf('"', HEAD.length);
-  if (streamEnd < 0 || !text.startsWith(TRADE_DATA, streamEnd)) return undefined;
+  const streamEnd = streamEndBefore(text, TRADE_DATA);
+  if (streamEnd < 0) return undefined;
   let at = streamEnd + TRADE_DATA.length;
   const end = text.indexOf(",", at);
   if (end < 0 || Number.isNaN(integer(text, at, end))) return undefined;
