@@ -11,17 +11,9 @@
  * it becomes (one per level, one per trade), which lets the harness check that every row was stored.
  */
 
-/** mulberry32: small, fast, seedable. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
+import { seededRandom } from "../../tests/support/random.ts";
+
+export { seededRandom };
 
 export type StreamKind = "binance-depth" | "binance-trade" | "okx-books" | "deribit-book";
 

@@ -14,6 +14,7 @@ import {
   type MarketEvent,
   type Trade,
 } from "../../src/core/events.ts";
+import { seededRandom } from "./random.ts";
 
 export const T0 = 1_700_000_000_000_000; // µs
 
@@ -112,17 +113,7 @@ export function gap(n: number, overrides: Partial<Gap> = {}): Gap {
   };
 }
 
-/** mulberry32: small, fast, seeded; deterministic across runs. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom };
 
 export const HOSTILE_STRINGS: readonly string[] = [
   "",
