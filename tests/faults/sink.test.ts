@@ -29,9 +29,10 @@ describe("sink faults (Parquet)", () => {
       });
       const { venues, xtrader } = running;
       await venues.run(800);
-      // Bursts: the venues send much faster than the sink writes (a row group and a sync every 8 rows).
+      // Bursts: the venues send much faster than the sink writes (a row group and a sync every 8 rows). Large
+      // enough that the queue overflows however fast the sink has become (120 steps no longer always did).
       for (let burst = 0; burst < 3; burst++) {
-        for (let i = 0; i < 120; i++) venues.step();
+        for (let i = 0; i < 400; i++) venues.step();
         await venues.run(400);
       }
       await venues.quiesce();
