@@ -1,7 +1,7 @@
 /**
  * The ceilings xtrader is measured against, run as their own process by bench/run.ts:
  *
- *   bun bench/ceiling-client.ts --urls ws://..,ws://.. --expect N [--ilp 127.0.0.1:PORT]
+ *   bun bench/ceiling-client.ts --urls ws://..,ws://.. --expect N [--warm W] [--ilp 127.0.0.1:PORT]
  *
  * - (a) without --ilp: Bun's WebSocket client receiving the frames and calling JSON.parse on each, nothing
  *   else: the fastest any collector on this runtime can take these frames in.
@@ -10,7 +10,9 @@
  *   TCP socket: the fastest way to get these frames into QuestDB.
  *
  * Opens one connection per URL (the load server deals streams to them the way xtrader's connectors group
- * them) and prints one JSON line when `expect` messages were handled:
+ * them). With --warm, the first W messages are a warm-up (handled the same way, then
+ * {"type":"warm"} is printed) and the measurement starts with the next one. Prints one JSON line when
+ * `expect` measured messages were handled:
  * {"type":"done","messages":N,"firstAt":ms,"lastAt":ms,"cpuMicros":µs} (epoch milliseconds; CPU time
  * between the first and the last message).
  */
@@ -20,13 +22,15 @@ const { values: args } = parseArgs({
   options: {
     urls: { type: "string" },
     expect: { type: "string" },
+    warm: { type: "string", default: "0" },
     ilp: { type: "string" },
   },
 });
 const urls = (args.urls ?? "").split(",").filter(Boolean);
 const expected = Number(args.expect);
-if (urls.length === 0 || !(expected > 0)) {
-  console.error("usage: bun bench/ceiling-client.ts --urls ws://..[,..] --expect N [--ilp host:port]");
+const warmUp = Number(args.warm);
+if (urls.length === 0 || !(expected > 0) || !(warmUp >= 0)) {
+  console.error("usage: bun bench/ceiling-client.ts --urls ws://..[,..] --expect N [--warm W] [--ilp host:port]");
   process.exit(2);
 }
 const epochMs = () => performance.timeOrigin + performance.now();
@@ -125,6 +129,7 @@ if (args.ilp) {
 
 // ── receive ──
 
+let warmLeft = warmUp;
 let messages = 0;
 let firstAt = 0;
 let cpuAtFirst = 0;
@@ -132,11 +137,30 @@ const withIlp = ilpSocket !== undefined;
 let sink = 0;
 
 function onMessage(event: MessageEvent): void {
+  if (warmLeft > 0) {
+    handle(event);
+    if (--warmLeft === 0) {
+      flush();
+      console.log(JSON.stringify({ type: "warm" }));
+    }
+    return;
+  }
   if (messages === 0) {
     firstAt = epochMs();
     const cpu = process.cpuUsage();
     cpuAtFirst = cpu.user + cpu.system;
   }
+  handle(event);
+  if (++messages === expected) {
+    flush();
+    const lastAt = epochMs();
+    const cpu = process.cpuUsage();
+    console.log(JSON.stringify({ type: "done", messages, firstAt, lastAt, cpuMicros: cpu.user + cpu.system - cpuAtFirst, sink }));
+    // Let the ILP tail drain before exiting; the parent closes us.
+  }
+}
+
+function handle(event: MessageEvent): void {
   const message = JSON.parse(event.data as string);
   if (withIlp) {
     writeRows(message);
@@ -144,13 +168,6 @@ function onMessage(event: MessageEvent): void {
     else scheduleFlush();
   } else if (message === null) {
     sink++;
-  }
-  if (++messages === expected) {
-    flush();
-    const lastAt = epochMs();
-    const cpu = process.cpuUsage();
-    console.log(JSON.stringify({ type: "done", messages, firstAt, lastAt, cpuMicros: cpu.user + cpu.system - cpuAtFirst, sink }));
-    // Let the ILP tail drain before exiting; the parent closes us.
   }
 }
 

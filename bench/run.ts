@@ -2,7 +2,7 @@
  * xtrader's benchmark (`npm run bench`): builds the binary, then measures it against the bare ceilings and
  * a peer, and prints the tables that docs/performance.md records.
  *
- *   bun bench/run.ts [--runs 3] [--count 150000] [--rate 2000] [--seconds 20] [--binary PATH] [--json FILE]
+ *   bun bench/run.ts [--runs 3] [--count 150000] [--warmup 30000] [--rate 2000] [--seconds 20] [--binary PATH] [--json FILE]
  *                    [--only parse,ilp,throughput,steady,memory] [--smoke]
  *
  * Sections (each reports medians of --runs runs; the machine is shared and noisy, so ratios of runs taken
@@ -12,7 +12,9 @@
  * - throughput: a fixed count of frames as fast as they are taken: ceiling (a) receive + JSON.parse,
  *               ceiling (b) + hand-built ILP writer, and the compiled binary to Parquet (ZSTD; the clock
  *               stops when the process has exited and every file is closed) and to QuestDB (a counting
- *               stand-in); each on the `depth` and `mixed` workloads (bench/lib/workloads.ts)
+ *               stand-in); each on the `depth` and `mixed` workloads (bench/lib/workloads.ts). Every
+ *               process (ceilings too) first takes --warmup frames and pauses, as a running collector
+ *               meets a burst; --warmup 0 measures a cold start instead
  * - steady:     2,000 messages/s over 200 symbols: exchange→disk lag p50/p99, CPU, peak RSS, per sink
  * - memory:     peak RSS with 50 subscriptions at the same rate, per sink
  * `--smoke` runs every section once with tiny counts (the test suite uses it: the scripts must start).
@@ -38,6 +40,7 @@ const { values } = parseArgs({
   options: {
     runs: { type: "string", default: "3" },
     count: { type: "string", default: "150000" },
+    warmup: { type: "string", default: "30000" },
     rate: { type: "string", default: "2000" },
     seconds: { type: "string", default: "20" },
     binary: { type: "string" },
@@ -49,6 +52,7 @@ const { values } = parseArgs({
 const smoke = values.smoke!;
 const runs = smoke ? 1 : Number(values.runs);
 const count = smoke ? 1500 : Number(values.count);
+const warmup = smoke ? 300 : Number(values.warmup);
 const rate = smoke ? 400 : Number(values.rate);
 const seconds = smoke ? 1 : Number(values.seconds);
 const scale = smoke ? 0.05 : 1;
@@ -99,7 +103,7 @@ interface Target {
   readonly met: boolean;
 }
 
-const report: Record<string, unknown> = { date: new Date().toISOString(), runs, count, rate, seconds, smoke };
+const report: Record<string, unknown> = { date: new Date().toISOString(), runs, count, warmup, rate, seconds, smoke };
 const targets: Target[] = [];
 const output: string[] = [];
 const print = (text: string) => {
@@ -166,10 +170,10 @@ try {
         let a: CeilingResult | undefined;
         try {
           progress(`throughput ${workload} run ${run}/${runs}: ceiling (a)`);
-          a = await runCeiling({ workload, scale, count, withIlp: false, counter });
+          a = await runCeiling({ workload, scale, count, warmup, withIlp: false, counter });
           samples.a.push(a);
           progress(`throughput ${workload} run ${run}/${runs}: ceiling (b)`);
-          const b = await runCeiling({ workload, scale, count, withIlp: true, counter });
+          const b = await runCeiling({ workload, scale, count, warmup, withIlp: true, counter });
           samples.b.push(b);
           ratios.b.push(b.messagesPerSecond / a.messagesPerSecond);
         } catch (error) {
@@ -178,7 +182,7 @@ try {
         for (const sink of ["parquet", "questdb"] as SinkName[]) {
           progress(`throughput ${workload} run ${run}/${runs}: xtrader → ${sink}`);
           try {
-            const r = await runThroughput({ command: [binary], sink, workload, scale, count, counter, log: progress });
+            const r = await runThroughput({ command: [binary], sink, workload, scale, count, warmup, counter, log: progress });
             samples[sink].push(r);
             if (r.storedRows !== r.expectedRows || r.gapRows > 0) {
               failures.push(`${sink} ${workload}: stored ${r.storedRows} of ${r.expectedRows} rows, ${r.gapRows} gap row(s) (the sink fell behind and data was dropped)`);
@@ -198,7 +202,7 @@ try {
         fmt.mib(median(list.map((r) => ("peakRssBytes" in r ? r.peakRssBytes : Number.NaN)))),
         ratio ? fmt.pct(median(ratio)) : "100 %",
       ];
-      print(`## Throughput, \`${workload}\` workload (${fmt.int(count)} frames, as fast as they are taken)\n`);
+      print(`## Throughput, \`${workload}\` workload (${fmt.int(count)} frames, as fast as they are taken, after ${fmt.int(warmup)} warm-up frames)\n`);
       print(table(
         ["", "msgs/s", "rows/s", "CPU µs/msg", "peak RSS", "of ceiling (a)"],
         [

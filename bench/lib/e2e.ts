@@ -1,10 +1,12 @@
 /**
  * One run of the compiled xtrader binary against the load server:
  * - `throughput`: a fixed count of pre-built frames pushed as fast as xtrader takes them (queue bounds
- *   raised, see UNBOUNDED); once xtrader has received every frame it gets SIGTERM, and the clock runs from
- *   the first frame until every row is stored (Parquet: the process exited, so every file is closed;
- *   QuestDB: the stand-in server received the last row). Rows stored are then checked
- *   against the rows the frames make (Parquet: the footers of the files, which must all be readable).
+ *   raised, see UNBOUNDED), after a warm-up burst and a pause (bursts hit a collector that has been
+ *   running: its code compiled, books built, files open); once xtrader has read every frame it gets
+ *   SIGTERM, and the clock runs from the first measured frame until every row is stored (Parquet: the
+ *   process exited, so every file is closed, warm-up rows included; QuestDB: the stand-in server received
+ *   the last row). Rows stored are then checked against the rows the frames make (Parquet: the footers of
+ *   the files, which must all be readable).
  * - `steady`: frames at a fixed rate, stamped with their send time, for the exchange→disk lag.
  * Both report CPU time per message and peak RSS of the xtrader process.
  */
@@ -14,7 +16,7 @@ import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { asyncBufferFromFile, parquetMetadataAsync } from "hyparquet";
 import type { CounterProcess } from "./counter-process.ts";
-import { LoadServer } from "./load-server.ts";
+import { LoadServer, WARM_UP_PAUSE_MS } from "./load-server.ts";
 import { ParquetJournalWatch } from "./parquet-watch.ts";
 import { cpuMicros, epochMs, freePort, histogramQuantile, memory, quantile, sumMetrics } from "./proc.ts";
 import { buildWorkload, type WorkloadName } from "./workloads.ts";
@@ -168,22 +170,29 @@ function peakSampler(pid: number): { stop(): number } {
  */
 const UNBOUNDED = { XTRADER_QUEUE_CAPACITY: "100000000", PARQUET_MAX_BUFFERED_ROWS: "100000000" };
 
-export async function runThroughput(options: RunOptions & { readonly count: number }): Promise<ThroughputResult> {
+export async function runThroughput(options: RunOptions & { readonly count: number; readonly warmup: number }): Promise<ThroughputResult> {
   const workload = buildWorkload(options.workload, options.scale);
   const server = new LoadServer(workload);
+  const warm = options.warmup > 0 ? server.prebuild(options.warmup) : undefined;
   const prebuilt = server.prebuild(options.count);
   await options.counter.reset();
   const started = await startXtrader({ ...options, env: { ...UNBOUNDED, ...options.env } }, server);
   try {
     await server.whenReady(90_000);
     if (server.unexpected.length > 0) throw new Error(`load server got unexpected requests: ${server.unexpected.slice(0, 3).join("; ")}`);
-    const framesBefore = server.sentFrames;
     const pid = started.child.pid;
     const peak = peakSampler(pid);
+    if (warm) {
+      await server.burst(warm);
+      await waitForMessages(started, server.sentFrames, 120_000);
+      if (options.sink === "questdb") await options.counter.waitForRows(server.expectedRows, 120_000);
+      await Bun.sleep(WARM_UP_PAUSE_MS);
+    }
+    const framesBefore = server.sentFrames;
     const cpuBefore = cpuMicros(pid);
     const startedAt = epochMs();
     await server.burst(prebuilt);
-    await waitForMessages(started, server.sentFrames, 120_000);
+    await server.whenDelivered(120_000);
     let endedAt: number;
     let cpuAfter: number;
     let storedRows: number;
