@@ -8,7 +8,8 @@ import type { MarketEvent, Trade } from "../src/core/events.ts";
 import { Outbox } from "../src/sinks/questdb/outbox.ts";
 import { IlpServer, type IlpRow } from "./support/ilp-server.ts";
 import { HOSTILE_STRINGS, T0, bbo, book, funding, gap, liquidation, trade } from "./support/questdb-events.ts";
-import { createTestSink, type TestSink, type TestSinkOptions } from "./support/questdb-harness.ts";
+import { resolveSettings } from "../src/sinks/questdb/settings.ts";
+import { createTestSink, memoryLogger, type TestSink, type TestSinkOptions } from "./support/questdb-harness.ts";
 import { StalledServer } from "./support/questdb-stalled-server.ts";
 
 let server: IlpServer | undefined;
@@ -206,10 +207,15 @@ describe("QuestDB away", () => {
     expect(logs.some((line) => line.includes("reachable again"))).toBe(true);
   });
 
-  for (const mode of ["close", "reset"] as const) {
-    test(`connection dropped mid-run (${mode}): no row is lost, re-sent rows are only those of the resend window`, async () => {
+  // Plain TCP goes through Bun's own socket; QUESTDB_TCP_NATIVE=false (and TLS or authentication) through
+  // the client's node:net socket. Both must survive the same faults.
+  for (const [mode, socket] of [["close", "native"], ["reset", "native"], ["close", "client"], ["reset", "client"]] as const) {
+    test(`connection dropped mid-run (${mode}, ${socket} socket): no row is lost, re-sent rows are only those of the resend window`, async () => {
       server = await IlpServer.start();
-      const { sink, stats, logs } = await startSink({ ilpPort: server.port, env: { QUESTDB_FLUSH_ROWS: "20" } });
+      const { sink, stats, logs } = await startSink({
+        ilpPort: server.port,
+        env: { QUESTDB_FLUSH_ROWS: "20", QUESTDB_TCP_NATIVE: String(socket === "native") },
+      });
       let next = 0;
       for (let round = 0; round < 10; round++) {
         await sink.write(trades(next, 30));
@@ -314,11 +320,14 @@ describe("QuestDB away", () => {
     expect(stats.rowsWritten).toBe(5);
   });
 
-  test("a QuestDB that stops reading: the stalled write times out, the connection is replaced, nothing is lost", async () => {
+  for (const socket of ["native", "client"] as const) test(`a QuestDB that stops reading (${socket} socket): the stalled write times out, the connection is replaced, nothing is lost`, async () => {
     allowAbandonedLines = true; // a connection given up after a stalled write may end mid-line
     const stalled = await StalledServer.start();
     try {
-      const { sink, stats, logs } = await startSink({ ilpPort: stalled.port, env: { QUESTDB_SEND_TIMEOUT_MS: "1000", QUESTDB_FLUSH_ROWS: "1000" } });
+      const { sink, stats, logs } = await startSink({
+        ilpPort: stalled.port,
+        env: { QUESTDB_SEND_TIMEOUT_MS: "1000", QUESTDB_FLUSH_ROWS: "1000", QUESTDB_TCP_NATIVE: String(socket === "native") },
+      });
       const written = trades(0, 30_000); // ~5 MB: more than the kernel buffers of a connection hold
       for (let i = 0; i < written.length; i += 1000) await sink.write(written.slice(i, i + 1000));
       await stalled.waitForLog(logs, "send timed out");
@@ -371,6 +380,23 @@ describe("QuestDB away", () => {
     await server.waitForRows(1, "trades");
     expect(stats.errors).toBe(0);
     expect(stats.outageSecondsTotal).toBe(0);
+  });
+});
+
+describe("which socket carries ILP/TCP", () => {
+  const resolve = (clientConf: string | undefined, env: Record<string, string> = {}) =>
+    resolveSettings({ host: "::1", ilpPort: 9011, httpPort: 9000, clientConf, bufferMaxBytes: 1 << 20 }, env, memoryLogger().log).nativeTcp;
+
+  test("plain TCP: Bun's own socket, at QUESTDB_HOST/QUESTDB_ILP_PORT or the configuration's addr", () => {
+    expect(resolve(undefined)).toEqual({ host: "::1", port: 9011 });
+    expect(resolve("tcp::addr=db.internal:9012;")).toEqual({ host: "db.internal", port: 9012 });
+  });
+
+  test("TLS, authentication, HTTP and QUESTDB_TCP_NATIVE=false: the client's transport", () => {
+    expect(resolve("tcps::addr=db.internal:9009;")).toBeUndefined();
+    expect(resolve("tcp::addr=db.internal:9009;username=admin;token=secret;token_x=x;token_y=y;")).toBeUndefined();
+    expect(resolve("http::addr=db.internal:9000;")).toBeUndefined();
+    expect(resolve(undefined, { QUESTDB_TCP_NATIVE: "false" })).toBeUndefined();
   });
 });
 

@@ -307,9 +307,13 @@ export class QuestDbSink implements Sink {
   }
 
   private async connect(): Promise<boolean> {
-    const { kind, senderOptions, connectTimeoutMs, sendTimeoutMs } = this.settings;
-    const connection: IlpConnection = new IlpConnection(kind, senderOptions, { connectTimeoutMs, sendTimeoutMs }, (reason) =>
-      this.connectionLost(connection, reason),
+    const { kind, senderOptions, nativeTcp, connectTimeoutMs, sendTimeoutMs } = this.settings;
+    const connection: IlpConnection = new IlpConnection(
+      kind,
+      senderOptions,
+      { connectTimeoutMs, sendTimeoutMs },
+      (reason) => this.connectionLost(connection, reason),
+      nativeTcp,
     );
     try {
       await connection.open();

@@ -20,6 +20,9 @@
  *   QUESTDB_CLOSE_TIMEOUT_MS    how long shutdown keeps trying to deliver buffered rows (default 10000)
  *   QUESTDB_MAX_LINE_BYTES      longest row accepted; QuestDB's line.tcp.max.measurement.size (32768)
  *   QUESTDB_CREATE_TABLES       false: never send DDL, rely on existing tables or ILP auto-creation
+ *   QUESTDB_TCP_NATIVE          false: plain TCP through the client's node:net socket as well (default
+ *                               true: Bun's own socket, written a whole chunk at a time; TLS and
+ *                               authenticated connections always use the client's)
  */
 import { SenderOptions, createTransport } from "@questdb/nodejs-client";
 import { readFileSync } from "node:fs";
@@ -43,6 +46,8 @@ export interface ResolvedSettings {
   readonly address: string;
   /** Parsed by the client; handed to its createTransport() for every connection. */
   readonly senderOptions: SenderOptions;
+  /** Plain TCP (no TLS, no authentication): where Bun's own socket connects; else the client's transport. */
+  readonly nativeTcp: { readonly host: string; readonly port: number } | undefined;
   readonly flushRows: number;
   readonly flushIntervalMs: number;
   readonly resendWindowMs: number;
@@ -104,6 +109,10 @@ export function resolveSettings(settings: QuestDbSettings, env: Environment, log
     kind,
     address: `${urlHost}:${port}`,
     senderOptions,
+    nativeTcp:
+      senderOptions.protocol === "tcp" && !hasTcpAuthentication(senderOptions) && booleanSetting(env, "QUESTDB_TCP_NATIVE", true)
+        ? { host, port }
+        : undefined,
     flushRows: integer(env, "QUESTDB_FLUSH_ROWS", confFlushRows ?? (kind === "http" ? 75_000 : 10_000), 1, 10_000_000),
     flushIntervalMs: integer(env, "QUESTDB_FLUSH_INTERVAL_MS", confFlushInterval ?? 1000, 10, 3_600_000),
     resendWindowMs: kind === "tcp" ? integer(env, "QUESTDB_RESEND_WINDOW_MS", 10_000, 0, 3_600_000) : 0,
@@ -117,6 +126,11 @@ export function resolveSettings(settings: QuestDbSettings, env: Environment, log
     ddl: booleanSetting(env, "QUESTDB_CREATE_TABLES", true) ? ddlEndpoint(senderOptions, kind, urlHost, settings.httpPort) : undefined,
   };
   return resolved;
+}
+
+/** The client authenticates a TCP connection (JWK challenge) when any of these is set. */
+function hasTcpAuthentication(options: SenderOptions): boolean {
+  return Boolean(options.username || options.token || options.token_x || options.token_y || options.auth);
 }
 
 function ddlEndpoint(options: SenderOptions, kind: TransportKind, urlHost: string, httpPort: number): HttpEndpoint {
