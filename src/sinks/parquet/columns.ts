@@ -44,7 +44,8 @@ interface ColumnBuffer {
   /** Gives back capacity a burst grew, so memory follows the steady state (the sink calls it every flush interval, not per row group: shrinking after every row group meant growing again each time). */
   trim?(): void;
   encode(out: ByteBuilder, from: number, to: number): void;
-  decode(input: ByteReader, rows: number): void;
+  /** `coded`: a version-3 journal record (only symbol columns differ, see SymbolColumn). */
+  decode(input: ByteReader, rows: number, coded: boolean): void;
 }
 
 /** Counts integer columns' values that were not integers (a connector bug), stored truncated or as 0. */
@@ -355,12 +356,26 @@ export class SymbolColumn implements ColumnBuffer {
     }
   }
 
+  /** The values this column knows (JSON), then one code byte per row. */
   encode(out: ByteBuilder, from: number, to: number): void {
-    out.json(this.strings(from, to));
+    out.json(this.known);
+    out.bytes(this.codes.subarray(from, to));
   }
 
-  decode(input: ByteReader, rows: number): void {
+  decode(input: ByteReader, rows: number, coded: boolean): void {
     const values = input.json();
+    if (coded) {
+      if (!Array.isArray(values) || values.some((value) => typeof value !== "string")) {
+        throw new Error(`journal: column ${this.column.name} does not list its values`);
+      }
+      const codes = input.bytes(rows);
+      for (let i = 0; i < rows; i++) {
+        const value = (values as string[])[codes[i]!];
+        if (value === undefined) throw new Error(`journal: column ${this.column.name} has a code without a value`);
+        this.push(value);
+      }
+      return;
+    }
     if (!Array.isArray(values) || values.length !== rows || values.some((value) => typeof value !== "string")) {
       throw new Error(`journal: column ${this.column.name} does not hold ${rows} strings`);
     }
@@ -444,9 +459,9 @@ export class TableBuffer {
     for (const buffer of this.columns) buffer.encode(out, from, to);
   }
 
-  decodeRows(input: ByteReader): number {
+  decodeRows(input: ByteReader, coded: boolean): number {
     const rows = input.uint32();
-    for (const buffer of this.columns) buffer.decode(input, rows);
+    for (const buffer of this.columns) buffer.decode(input, rows, coded);
     this.rows += rows;
     return rows;
   }
@@ -585,8 +600,8 @@ export class ByteBuilder {
   private view: DataView;
   length = 0;
 
-  constructor(capacity = 4096) {
-    this.buffer = new Uint8Array(capacity);
+  constructor(memory: number | ArrayBuffer = 4096) {
+    this.buffer = typeof memory === "number" ? new Uint8Array(memory) : new Uint8Array(memory);
     this.view = new DataView(this.buffer.buffer);
   }
 

@@ -7,7 +7,9 @@
  * - HEADER (first): table, partition, columns, codec and final name, as JSON;
  * - ROW_GROUP: the footer metadata of one row group already in the temporary file, with the file length
  *   after it (JSON; bigints, byte arrays and non-finite numbers tagged so they round-trip exactly);
- * - ROWS: rows not yet in a row group, column by column (columns.ts).
+ * - ROWS: rows not yet in a row group, column by column (columns.ts). Since version 3 a symbol column is
+ *   its list of values (JSON) and one code byte per row (kind CODED_ROWS); versions 1 and 2 wrote every
+ *   row's string in a JSON array (kind ROWS), which cost more than the rest of the record together.
  *
  * Rows are appended (and fdatasync'ed) every flush interval. When a row group is written, its ROW_GROUP
  * record is appended too, saying how many of its rows were journaled, so a reader replays the records in
@@ -22,14 +24,21 @@ import type { Column, TableName } from "../tables.ts";
 import { ByteBuilder, ByteReader, type TableBuffer } from "./columns.ts";
 
 export const JOURNAL_FORMAT = "xtrader-parquet-journal";
-export const JOURNAL_VERSION = 2;
+export const JOURNAL_VERSION = 3;
 /** Versions this reader replays (see above). */
-const READABLE_VERSIONS: readonly number[] = [1, 2];
+const READABLE_VERSIONS: readonly number[] = [1, 2, 3];
 
 const HEADER = 1;
 const ROW_GROUP = 2;
+/** Versions 1 and 2: symbol columns as JSON arrays of strings. */
 const ROWS = 3;
+/** Version 3: symbol columns as their values and a code byte per row. */
+const CODED_ROWS = 4;
 const RECORD_HEADER_BYTES = 8;
+/** ROWS records from this size on are built in reused memory (released once written). */
+const REUSE_MIN_BYTES = 64 << 10;
+/** Most memory kept for reuse between a record's release and the next record. */
+const REUSE_POOL_BYTES = 16 << 20;
 
 export interface JournalHeader {
   readonly format: typeof JOURNAL_FORMAT;
@@ -58,6 +67,8 @@ export interface RowsLocation {
   readonly recordStart: number;
   readonly payloadStart: number;
   readonly payloadEnd: number;
+  /** Symbol columns as values + code bytes (version 3), else as JSON strings. */
+  readonly coded: boolean;
 }
 
 export interface ParsedJournal {
@@ -72,7 +83,7 @@ export interface ParsedJournal {
 }
 
 function record(kind: number, fill: (out: ByteBuilder) => void, capacity?: number): Uint8Array {
-  const out = new ByteBuilder(capacity);
+  const out = new ByteBuilder(capacity === undefined ? undefined : reusedMemory(capacity));
   out.uint32(0);
   out.uint32(0);
   out.uint8(kind);
@@ -93,10 +104,41 @@ export function rowGroupRecord(rowGroup: RowGroup, endOffset: number, journaled?
   return record(ROW_GROUP, (out) => out.bytes(new TextEncoder().encode(json)));
 }
 
-/** Rows [from, to) of a buffer. */
+/**
+ * Rows [from, to) of a buffer. Give the record back with releaseRowsRecord() once it is written and not
+ * kept: fresh memory for every record cost page faults on the event loop (a second's rows of a busy book
+ * are megabytes).
+ */
 export function rowsRecord(buffer: TableBuffer, from: number, to: number): Uint8Array {
-  // Sized up front (8 bytes per value and column, plus padding and strings) so it is not grown by copying.
-  return record(ROWS, (out) => buffer.encodeRows(out, from, to), 64 + (to - from) * (buffer.columns.length * 9 + 8));
+  // Sized up front (8 bytes per value and column, plus padding and symbol values) so it is not grown by copying.
+  return record(CODED_ROWS, (out) => buffer.encodeRows(out, from, to), 64 + buffer.columns.length * 4096 + (to - from) * (buffer.columns.length * 9 + 8));
+}
+
+const reusable: ArrayBuffer[] = [];
+let reusableBytes = 0;
+
+/** Memory of at least `size` bytes: a released record's if one fits (up to twice the size), else new. */
+function reusedMemory(size: number): ArrayBuffer {
+  if (size >= REUSE_MIN_BYTES) {
+    for (let i = 0; i < reusable.length; i++) {
+      const memory = reusable[i]!;
+      if (memory.byteLength >= size && memory.byteLength <= size * 2) {
+        reusable.splice(i, 1);
+        reusableBytes -= memory.byteLength;
+        return memory;
+      }
+    }
+  }
+  return new ArrayBuffer(size);
+}
+
+/** Hands a written ROWS record's memory back for the next one (nothing may read the record afterwards). */
+export function releaseRowsRecord(record: Uint8Array): void {
+  const memory = record.buffer;
+  if (!(memory instanceof ArrayBuffer) || memory.byteLength < REUSE_MIN_BYTES || reusable.includes(memory)) return;
+  reusable.push(memory);
+  reusableBytes += memory.byteLength;
+  while (reusableBytes > REUSE_POOL_BYTES) reusableBytes -= reusable.shift()!.byteLength;
 }
 
 export function readJournal(bytes: Uint8Array): ParsedJournal {
@@ -135,9 +177,10 @@ export function readJournal(bytes: Uint8Array): ParsedJournal {
         pending.shift();
         skipRows = 0;
       }
-    } else if (kind === ROWS && header && payloadEnd - payloadStart >= 5) {
+    } else if ((kind === ROWS || kind === CODED_ROWS) && header && payloadEnd - payloadStart >= 5) {
       // The payload starts with the record's row count (TableBuffer.encodeRows).
-      pending.push({ location: { recordStart: position, payloadStart: payloadStart + 1, payloadEnd }, rows: view.getUint32(payloadStart + 1, true) });
+      const location = { recordStart: position, payloadStart: payloadStart + 1, payloadEnd, coded: kind === CODED_ROWS };
+      pending.push({ location, rows: view.getUint32(payloadStart + 1, true) });
     } else {
       break;
     }
@@ -151,7 +194,7 @@ export function decodeRows(bytes: Uint8Array, locations: readonly RowsLocation[]
   let rows = 0;
   for (const [index, location] of locations.entries()) {
     const reader = new ByteReader(bytes, location.payloadStart, location.recordStart, location.payloadEnd);
-    rows += buffer.decodeRows(reader);
+    rows += buffer.decodeRows(reader, location.coded);
     if (index === 0 && skipRows > 0) {
       buffer.discard(skipRows);
       rows -= skipRows;

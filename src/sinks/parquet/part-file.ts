@@ -31,6 +31,7 @@ import {
   JOURNAL_VERSION,
   headerRecord,
   rowGroupRecord,
+  releaseRowsRecord,
   rowsRecord,
   type JournaledRowGroup,
   type JournalHeader,
@@ -393,7 +394,12 @@ export class PartFile {
       await this.replaceJournal([this.headerBytes!, ...this.rowGroupRecords, rowsRecord(this.buffer, 0, to)]);
       this.journalOutOfStep = false;
     } else {
-      await this.appendToJournal(rowsRecord(this.buffer, this.journaledRows, to));
+      const record = rowsRecord(this.buffer, this.journaledRows, to);
+      try {
+        await this.appendToJournal(record);
+      } finally {
+        releaseRowsRecord(record);
+      }
     }
     this.journaledRows = to;
   }
