@@ -11,10 +11,9 @@
 import { closeSync, openSync, readdirSync, readSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { ByteReader } from "../../src/sinks/parquet/columns.ts";
+import { CODED_ROWS, ROWS } from "../../src/sinks/parquet/journal.ts";
 import { epochMs } from "./proc.ts";
 
-/** Record kind of pending rows in a journal (journal.ts: HEADER 1, ROW_GROUP 2, ROWS 3). */
-const ROWS = 3;
 const RECORD_HEADER_BYTES = 8;
 
 interface Tracked {
@@ -87,7 +86,8 @@ export class ParquetJournalWatch {
       const payloadStart = position + RECORD_HEADER_BYTES;
       const payloadEnd = payloadStart + length;
       if (length < 1 || payloadEnd > bytes.length) break; // still being written
-      if (bytes[payloadStart] === ROWS) {
+      // Pending rows, either format: the timestamp column comes first in both.
+      if (bytes[payloadStart] === ROWS || bytes[payloadStart] === CODED_ROWS) {
         const reader = new ByteReader(bytes, payloadStart + 1, position, payloadEnd);
         const rows = reader.uint32();
         // Every table starts with exchange and symbol (constant, not stored per row), then timestamp.

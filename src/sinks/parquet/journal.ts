@@ -31,9 +31,9 @@ const READABLE_VERSIONS: readonly number[] = [1, 2, 3];
 const HEADER = 1;
 const ROW_GROUP = 2;
 /** Versions 1 and 2: symbol columns as JSON arrays of strings. */
-const ROWS = 3;
+export const ROWS = 3;
 /** Version 3: symbol columns as their values and a code byte per row. */
-const CODED_ROWS = 4;
+export const CODED_ROWS = 4;
 const RECORD_HEADER_BYTES = 8;
 /** ROWS records from this size on are built in reused memory (released once written). */
 const REUSE_MIN_BYTES = 64 << 10;
