@@ -128,14 +128,21 @@ export class IlpConnection {
         if (offset < bytes.length) await new Promise<void>((resolve) => (this.onDrain = resolve));
       }
     })();
+    try {
+      await this.withinSendTimeout(writing);
+    } finally {
+      this.onDrain = undefined;
+    }
+  }
+
+  /** A TCP write that has not finished within QUESTDB_SEND_TIMEOUT_MS means the connection is dead. */
+  private async withinSendTimeout(writing: Promise<void>): Promise<void> {
     writing.catch(() => undefined);
     try {
       await withTimeout(writing, this.timeouts.sendTimeoutMs, "send timed out (QuestDB stopped reading)");
     } catch (error) {
       this.markLost(errorMessage(error));
       throw error;
-    } finally {
-      this.onDrain = undefined;
     }
   }
 
@@ -184,13 +191,7 @@ export class IlpConnection {
         if (this.lost || socket.destroyed) throw new Error(this.lastSocketError ?? "connection closed by QuestDB");
       }
     })();
-    writing.catch(() => undefined);
-    try {
-      await withTimeout(writing, this.timeouts.sendTimeoutMs, "send timed out (QuestDB stopped reading)");
-    } catch (error) {
-      this.markLost(errorMessage(error));
-      throw error;
-    }
+    await this.withinSendTimeout(writing);
   }
 
   async close(): Promise<void> {
