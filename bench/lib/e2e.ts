@@ -15,6 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { asyncBufferFromFile, parquetMetadataAsync } from "hyparquet";
+import type { CeilingResult } from "./ceilings.ts";
 import type { CounterProcess } from "./counter-process.ts";
 import { LoadServer, WARM_UP_PAUSE_MS } from "./load-server.ts";
 import { ParquetJournalWatch } from "./parquet-watch.ts";
@@ -35,13 +36,8 @@ export interface RunOptions {
   readonly log?: (line: string) => void;
 }
 
-export interface ThroughputResult {
-  readonly messages: number;
-  readonly rows: number;
-  readonly seconds: number;
-  readonly messagesPerSecond: number;
-  readonly rowsPerSecond: number;
-  readonly cpuMicrosPerMessage: number;
+/** The figures a ceiling run gives, plus what xtrader's own runs add. */
+export interface ThroughputResult extends CeilingResult {
   readonly peakRssBytes: number;
   /** Rows found in the destination vs rows the frames make (snapshots included). */
   readonly storedRows: number;

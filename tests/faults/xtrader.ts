@@ -235,6 +235,14 @@ export async function readParquetOutput(root: string): Promise<Output> {
       tables[table]!.push(row as Row);
     }
   }
+  return output(
+    tables,
+    files.filter((path) => path.split("/").at(-1)!.startsWith(".")),
+    files.filter((path) => path.endsWith(".parquet") && !path.split("/").at(-1)!.startsWith(".")),
+  );
+}
+
+function output(tables: Record<string, Row[]>, leftovers: string[], files: string[]): Output {
   return {
     trades: tables.trades!,
     l2: tables.l2!,
@@ -242,8 +250,8 @@ export async function readParquetOutput(root: string): Promise<Output> {
     gaps: tables.gaps!,
     funding: tables.funding!,
     liquidations: tables.liquidations!,
-    leftovers: files.filter((path) => path.split("/").at(-1)!.startsWith(".")),
-    files: files.filter((path) => path.endsWith(".parquet") && !path.split("/").at(-1)!.startsWith(".")),
+    leftovers,
+    files,
   };
 }
 
@@ -286,14 +294,5 @@ export function ilpOutput(rows: readonly import("../support/ilp-server.ts").IlpR
     seen.set(key, tables[ilp.table]!.length);
     tables[ilp.table]!.push(row as Row);
   }
-  return {
-    trades: tables.trades!,
-    l2: tables.l2!,
-    bbo: tables.bbo!,
-    gaps: tables.gaps!,
-    funding: tables.funding!,
-    liquidations: tables.liquidations!,
-    leftovers: [],
-    files: [],
-  };
+  return output(tables, [], []);
 }
