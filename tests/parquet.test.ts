@@ -6,7 +6,9 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { MarketEvent } from "../src/core/events.ts";
-import { decodePartitionValue, encodePartitionValue } from "../src/sinks/parquet/layout.ts";
+import { StringColumn, TableBuffer } from "../src/sinks/parquet/columns.ts";
+import { decodeRows, readJournal } from "../src/sinks/parquet/journal.ts";
+import { decodePartitionValue, encodePartitionValue, journalFileName } from "../src/sinks/parquet/layout.ts";
 import { PartFile } from "../src/sinks/parquet/part-file.ts";
 import { TABLES } from "../src/sinks/tables.ts";
 import {
@@ -371,7 +373,7 @@ describe("PartFile sealing", () => {
     expect(file.committedRows).toBe(10);
   });
 
-  test("rows sealed while a journal append is in flight wait for it: journal and buffer stay in step", async () => {
+  test("rows sealed while a journal append is in flight: the group takes the rows the append journaled, the journal replays exactly", async () => {
     const file = tradesFile();
     file.add(tradeAt(0));
     await file.sync(8, false); // the file exists on disk, t0 is journaled
@@ -379,13 +381,21 @@ describe("PartFile sealing", () => {
     const append = file.sync(8, false); // journals t1..t4
     for (let i = 0; i < 10; i++) await null; // the append is in flight
     for (let i = 5; i < 10; i++) file.add(tradeAt(i));
-    file.seal(8);
+    file.seal(8); // t0..t7 sealed at once (the append does not hold the hot path up)
+    expect(file.sealedRows).toBe(8);
     await append;
-    // Journaled rows are always the buffer's first rows (or sealed ones): never more than it holds.
+    // t0..t4 are journaled, all of them now inside the sealed group; t5..t9 are not durable yet.
+    expect(file.journaledRows).toBe(0);
     expect(file.durableRows).toBe(5);
     expect(file.notDurableRows).toBe(5);
-    await file.sync(8, false);
+    await file.sync(8, false); // writes the group (its record takes t0..t4 from the journal), journals t8, t9
     expect(file.notDurableRows).toBe(0);
+    // What a crash now would recover: one row group in the file and exactly t8, t9 pending in the journal.
+    const journal = readJournal(readFileSync(join(file.directory, journalFileName(file.finalName!))));
+    expect(journal.rowGroups.map((group) => group.journaled)).toEqual([5]);
+    const pending = new TableBuffer(TABLES.trades, { exchange: "BINANCE_FUTURES", symbol: "BTCUSDT" });
+    decodeRows(readFileSync(join(file.directory, journalFileName(file.finalName!))), journal.rows, pending, journal.skipRows);
+    expect(pending.column("id", StringColumn).head(0, pending.rows).slice(0, pending.rows)).toEqual(["t8", "t9"]);
     await file.close(8);
     expect((await readWithHyparquet(file.finalPath!)).map((row) => row.id)).toEqual(Array.from({ length: 10 }, (_, i) => `t${i}`));
   });

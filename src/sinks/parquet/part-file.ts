@@ -85,8 +85,11 @@ type State = "new" | "open" | "closed";
 /** A row group encoded from the buffer (its rows freed), compressing on the thread pool, waiting to be written. */
 interface SealedGroup {
   readonly rows: number;
-  /** Of its rows, how many were in the journal when it was sealed (the pending rows its record takes). */
-  readonly journaled: number;
+  /**
+   * Of its rows, how many are in the journal (the pending rows its record takes): those journaled when it
+   * was sealed, raised when a journal append in flight then completes (see journaledThrough()).
+   */
+  journaled: number;
   readonly write: Promise<(writer: ByteWriter) => RowGroup>;
 }
 
@@ -130,8 +133,11 @@ export class PartFile {
   private linked = false;
   /** The journal holds rows the buffer dropped: its next write replaces it instead of appending. */
   private journalOutOfStep = false;
-  /** A journal append of buffer rows is in flight (seal() waits). */
-  private appendingJournal = false;
+  /**
+   * While a journal append of buffer rows is in flight: the rows taken off the buffer's front meanwhile, in
+   * order (sealed groups, or dropped rows), so the append's completion can tell which of them it journaled.
+   */
+  private appending: { readonly removals: { readonly rows: number; readonly group?: SealedGroup }[] } | undefined;
   /** The encoded rest of the file (row groups and footer) while the close is writing it. */
   private closingTail: { readonly bytes: Uint8Array; readonly rows: number; readonly bufferRows: number } | undefined;
 
@@ -215,9 +221,7 @@ export class PartFile {
    * left to commitRowGroup. Throws EncodeError (the rows stay in the buffer).
    */
   seal(rowGroupRows: number): void {
-    // Not while a journal append is in flight: it ends by marking the rows it wrote as journaled, which
-    // must still be the buffer's first rows then (the next write or sync seals them).
-    if (!this.encodesFast || this.state === "closed" || this.appendingJournal) return;
+    if (!this.encodesFast || this.state === "closed") return;
     while (this.buffer.rows >= rowGroupRows) this.sealOne(rowGroupRows);
   }
 
@@ -231,7 +235,9 @@ export class PartFile {
     }
     write.catch(() => undefined); // awaited by the disk step; not unhandled meanwhile
     const journaled = Math.min(count, this.journaledRows);
-    this.sealed.push({ rows: count, journaled, write });
+    const group: SealedGroup = { rows: count, journaled, write };
+    this.sealed.push(group);
+    this.appending?.removals.push({ rows: count, group });
     this.sealedRows += count;
     this.sealedJournaledRows += journaled;
     this.buffer.discard(count);
@@ -264,7 +270,8 @@ export class PartFile {
   dropRows(count: number): void {
     const dropped = Math.min(count, this.buffer.rows);
     this.buffer.discard(dropped);
-    if (dropped > 0 && this.journaledRows > 0) this.journalOutOfStep = true;
+    if (dropped > 0 && (this.journaledRows > 0 || this.appending)) this.journalOutOfStep = true;
+    if (dropped > 0) this.appending?.removals.push({ rows: dropped });
     this.journaledRows = Math.max(0, this.journaledRows - dropped);
     this.oldestPendingAt = this.buffer.rows > 0 ? this.oldestPendingAt : 0;
   }
@@ -378,12 +385,30 @@ export class PartFile {
   }
 
   private async appendJournal(): Promise<void> {
-    this.appendingJournal = true;
+    this.appending = { removals: [] };
     try {
       await this.appendJournalRows();
     } finally {
-      this.appendingJournal = false;
+      this.appending = undefined;
     }
+  }
+
+  /**
+   * A journal append that began when the buffer held rows [0, to) completed: those rows are journaled.
+   * Rows the hot path sealed (or dropped) off the front meanwhile come first: the groups among them take
+   * their share (their ROW_GROUP records are written by a later disk step, so not yet), the buffer the rest.
+   */
+  private journaledThrough(to: number): void {
+    let position = 0;
+    for (const { rows, group } of this.appending?.removals ?? []) {
+      if (group) {
+        const journaled = Math.min(rows, Math.max(0, to - position));
+        this.sealedJournaledRows += journaled - group.journaled;
+        group.journaled = journaled;
+      }
+      position += rows;
+    }
+    this.journaledRows = Math.max(0, to - position);
   }
 
   private async appendJournalRows(): Promise<void> {
@@ -401,7 +426,7 @@ export class PartFile {
         releaseRowsRecord(record);
       }
     }
-    this.journaledRows = to;
+    this.journaledThrough(to);
   }
 
   /** Appends one record and makes it durable; a failed append is cut off again. */
