@@ -401,6 +401,22 @@ describe("PartFile sealing", () => {
   });
 });
 
+describe("PartFile sealed groups in sequence", () => {
+  test("row groups sealed and written one after another read back exactly, in order", async () => {
+    const file = tradesFile();
+    for (let group = 0; group < 6; group++) {
+      for (let i = group * 8; i < group * 8 + 8; i++) file.add(tradeAt(i));
+      file.seal(8);
+      await file.sync(8, false); // compressed and written before the next group is sealed
+    }
+    await file.close(8);
+    const rows = await readWithHyparquet(file.finalPath!);
+    expect(rows.map((row) => row.id)).toEqual(Array.from({ length: 48 }, (_, i) => `t${i}`));
+    expect(rows.map((row) => row.price)).toEqual(Array.from({ length: 48 }, (_, i) => tradeAt(i).price));
+    expect(rows.map((row) => row.amount)).toEqual(Array.from({ length: 48 }, (_, i) => tradeAt(i).amount));
+  });
+});
+
 describe("ParquetSink disk faults", () => {
   test("a write error is reported and counted, rows wait in memory, and writing resumes when the disk recovers", async () => {
     const directory = tempDirectory();
