@@ -4,6 +4,7 @@
  * dropped mid-run, restart, buffer bound, shutdown while down) with the stats it reports.
  */
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { readdirSync, readlinkSync } from "node:fs";
 import type { MarketEvent, Trade } from "../src/core/events.ts";
 import { Outbox } from "../src/sinks/questdb/outbox.ts";
 import { IlpServer, type IlpRow } from "./support/ilp-server.ts";
@@ -45,6 +46,17 @@ async function startSink(options: TestSinkOptions): Promise<TestSink> {
 
 function ids(rows: readonly IlpRow[]): string[] {
   return rows.map((row) => (row.fields.id as { value: string }).value);
+}
+
+/** Sockets this process has open (file descriptors that are sockets). */
+function openSockets(): number {
+  return readdirSync("/proc/self/fd").filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`).startsWith("socket:");
+    } catch {
+      return false; // closed meanwhile
+    }
+  }).length;
 }
 
 const trades = (from: number, count: number): Trade[] => Array.from({ length: count }, (_, i) => trade(from + i));
@@ -336,6 +348,28 @@ describe("QuestDB away", () => {
       server = await IlpServer.start({ port: stalled.port });
       await server.waitFor(() => new Set(ids(server!.rowsIn("trades"))).size === written.length || undefined, 10_000, "every row");
       expect(stats.rowsWritten).toBe(written.length);
+      expect(stats.droppedRows).toBe(0);
+    } finally {
+      await stalled.stop();
+    }
+  });
+
+  for (const socket of ["native", "client"] as const) test(`a QuestDB that keeps stalling (${socket} socket): every connection given up is closed, no socket piles up`, async () => {
+    allowAbandonedLines = true;
+    const stalled = await StalledServer.start();
+    try {
+      const before = openSockets();
+      const { sink, stats } = await startSink({
+        ilpPort: stalled.port,
+        env: { QUESTDB_SEND_TIMEOUT_MS: "150", QUESTDB_RECONNECT_MIN_MS: "10", QUESTDB_RECONNECT_MAX_MS: "20", QUESTDB_TCP_NATIVE: String(socket === "native") },
+      });
+      const written = trades(0, 30_000); // more than the kernel buffers of a connection hold
+      for (let i = 0; i < written.length; i += 1000) await sink.write(written.slice(i, i + 1000));
+      await stalled.waitFor(() => stalled.connectionsAccepted >= 6, 10_000);
+      // The stalled server holds its ends open; ours must be gone except the current one (and the
+      // server's accepted ends, which live in this process too: at most one per accepted connection).
+      const ours = openSockets() - before - stalled.connectionsAccepted;
+      expect(ours).toBeLessThanOrEqual(2);
       expect(stats.droppedRows).toBe(0);
     } finally {
       await stalled.stop();

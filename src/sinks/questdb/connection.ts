@@ -194,11 +194,16 @@ export class IlpConnection {
     await this.withinSendTimeout(writing);
   }
 
-  async close(): Promise<void> {
+  /**
+   * Closes the connection. `abort`: it failed (peer gone, or stopped reading): Bun's socket is torn down at
+   * once, rather than ended with a FIN queued behind bytes a frozen peer will never read.
+   */
+  async close(abort = false): Promise<void> {
     this.lost = true;
     const native = this.native;
     this.native = undefined;
-    native?.end();
+    if (abort) native?.terminate();
+    else native?.end();
     this.resumeSender();
     const transport = this.transport;
     this.transport = undefined;
@@ -213,7 +218,7 @@ export class IlpConnection {
     this.resumeSender(); // a sender waiting for drain sees the loss
     if (this.lost) return;
     this.lost = true;
-    void this.close();
+    void this.close(true);
     this.onLost(reason);
   }
 }
