@@ -20,7 +20,7 @@
  */
 import { link, mkdir, open, readdir, rename, unlink, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
-import type { CompressionCodec, RowGroup } from "hyparquet";
+import type { CompressionCodec } from "hyparquet";
 import { ByteWriter, ParquetWriter } from "hyparquet-writer";
 import { VERSION } from "../../cli/version.ts";
 import type { MarketEvent } from "../../core/events.ts";
@@ -45,7 +45,7 @@ import {
   tempFileName,
   utcParts,
 } from "./layout.ts";
-import { fastEncodable, planAndCompressRowGroup } from "./row-group.ts";
+import { fastEncodable, planAndCompressRowGroup, type RowGroupWrite } from "./row-group.ts";
 import { COMPRESSORS, schemaOf } from "./schema.ts";
 
 export const CREATED_BY = `xtrader version ${VERSION}`;
@@ -90,7 +90,7 @@ interface SealedGroup {
    * was sealed, raised when a journal append in flight then completes (see journaledThrough()).
    */
   journaled: number;
-  readonly write: Promise<(writer: ByteWriter) => RowGroup>;
+  readonly write: Promise<RowGroupWrite>;
 }
 
 export class PartFile {
@@ -227,7 +227,7 @@ export class PartFile {
 
   /** Seals the first `count` buffer rows as one row group (rows stay in the buffer on EncodeError). */
   private sealOne(count: number): void {
-    let write: Promise<(writer: ByteWriter) => RowGroup>;
+    let write: Promise<RowGroupWrite>;
     try {
       write = planAndCompressRowGroup(this.buffer, count, this.options.codec, this.options.integerReport);
     } catch (error) {
@@ -466,7 +466,7 @@ export class PartFile {
   /** Writes the oldest sealed row group and makes it durable. */
   private async writeSealed(): Promise<void> {
     const group = this.sealed[0]!;
-    let write: (writer: ByteWriter) => RowGroup;
+    let write: RowGroupWrite;
     try {
       write = await group.write;
     } catch (error) {
@@ -477,6 +477,7 @@ export class PartFile {
       throw new EncodeError(group.rows, error, true);
     }
     await this.commitEncoded(group.rows, group.journaled, 0, () => {
+      this.bytes.ensure(write.bytes);
       this.parquet!.row_groups.push(write(this.bytes));
       this.parquet!.num_rows += BigInt(group.rows);
     });
@@ -590,7 +591,7 @@ export class PartFile {
     try {
       // Every row group is planned (sockets and timers run between them) and compressed on the thread pool
       // concurrently, then written in order.
-      const groups: { count: number; write: Promise<(writer: ByteWriter) => RowGroup> }[] = this.sealed.map((group) => ({
+      const groups: { count: number; write: Promise<RowGroupWrite> }[] = this.sealed.map((group) => ({
         count: group.rows,
         write: group.write,
       }));
@@ -602,10 +603,13 @@ export class PartFile {
         groups.push({ count, write });
         done += count;
       }
-      for (const group of groups) {
-        const write = await group.write;
+      const writes = await Promise.all(groups.map((group) => group.write));
+      // Room for everything at once (the footer lists every row group of the file): the writer would
+      // otherwise double its way up from 1 KiB, copying at every step.
+      this.bytes.ensure(writes.reduce((sum, write) => sum + write.bytes, 0) + FOOTER_BYTES_PER_ROW_GROUP * (parquet.row_groups.length + writes.length + 1));
+      for (const [index, write] of writes.entries()) {
         parquet.row_groups.push(write(this.bytes));
-        parquet.num_rows += BigInt(group.count);
+        parquet.num_rows += BigInt(groups[index]!.count);
       }
       parquet.finish();
       return { bytes: this.takeBytes(), rows: this.sealedRows + rows, bufferRows: rows };
@@ -669,9 +673,12 @@ export class PartFile {
     this.state = "closed";
   }
 
-  /** Copies out what the writer encoded and gives its buffer back, so idle files hold no bytes. */
+  /**
+   * Hands out what the writer encoded and gives it a new small buffer, so idle files hold no bytes. No
+   * copy: the writer was sized for what it got (ensure() before writing), so its buffer is little more.
+   */
   private takeBytes(): Uint8Array {
-    const bytes = this.bytes.getBytes().slice();
+    const bytes = this.bytes.getBytes();
     this.bytes.buffer = new ArrayBuffer(1024);
     this.bytes.view = new DataView(this.bytes.buffer);
     this.bytes.index = 0;
@@ -688,6 +695,9 @@ export class PartFile {
  * every doubling.
  */
 const ENCODE_SLICE_MS = 8;
+
+/** Footer metadata of one row group (its column chunks, encodings and statistics), about. */
+const FOOTER_BYTES_PER_ROW_GROUP = 2048;
 
 /** A journal longer than this is replaced (compacted) at the next row group instead of appended to. */
 const JOURNAL_REPLACE_BYTES = 32 * 1024 * 1024;

@@ -497,13 +497,20 @@ export function encodeRowGroup(writer: ByteWriter, buffer: TableBuffer, count: n
  * returns (the caller may discard them at once); the promise gives the function that writes the row group
  * at a writer's position, called when the file's earlier row groups are written.
  */
-export function planAndCompressRowGroup(buffer: TableBuffer, count: number, codec: CompressionCodec, report: IntegerReport, from = 0): Promise<(writer: ByteWriter) => RowGroup> {
+export function planAndCompressRowGroup(buffer: TableBuffer, count: number, codec: CompressionCodec, report: IntegerReport, from = 0): Promise<RowGroupWrite> {
   const chunks = planRowGroup(buffer, count, report, from);
   const pages = chunks.flatMap((chunk) => chunk.pages);
   const pending = pages.map((page) => compressAsync(codec, page.body!));
   return Promise.all(pending).then((compressed) => {
     // Only the compressed bodies are kept while the row group waits to be written.
     for (const page of pages) page.body = undefined;
-    return (writer: ByteWriter) => writeRowGroup(writer, chunks, compressed, codec);
+    const bytes = compressed.reduce((sum, body) => sum + body.length, 0) + pages.length * PAGE_HEADER_BYTES_BOUND;
+    return Object.assign((writer: ByteWriter) => writeRowGroup(writer, chunks, compressed, codec), { bytes });
   });
 }
+
+/** Writes a planned, compressed row group at a writer's position; `bytes`: about how many it writes (at most). */
+export type RowGroupWrite = ((writer: ByteWriter) => RowGroup) & { readonly bytes: number };
+
+/** A page header with its statistics (two doubles or short strings) stays well under this. */
+const PAGE_HEADER_BYTES_BOUND = 256;
