@@ -89,6 +89,7 @@ const fmt = {
   ms: (micros: number) => (Number.isFinite(micros) ? `${(micros / 1000).toFixed(1)} ms` : "–"),
   mib: (bytes: number) => (Number.isFinite(bytes) && bytes > 0 ? `${Math.round(bytes / 2 ** 20)} MiB` : "–"),
   us: (value: number) => (Number.isFinite(value) ? value.toFixed(1) : "–"),
+  s: (seconds: number) => (Number.isFinite(seconds) ? `${seconds.toFixed(2)} s` : "–"),
 };
 
 function table(header: string[], rows: string[][]): string {
@@ -200,11 +201,15 @@ try {
         fmt.m(median(list.map((r) => r.rowsPerSecond))),
         fmt.us(median(list.map((r) => r.cpuMicrosPerMessage))),
         fmt.mib(median(list.map((r) => ("peakRssBytes" in r ? r.peakRssBytes : Number.NaN)))),
+        // Where an xtrader run's time went: reading the frames, then the stop (files closed, rows sent).
+        list.length > 0 && "receiveSeconds" in list[0]!
+          ? `${fmt.s(median(list.map((r) => (r as ThroughputResult).receiveSeconds)))} + ${fmt.s(median(list.map((r) => r.seconds - (r as ThroughputResult).receiveSeconds)))}`
+          : "–",
         ratio ? fmt.pct(median(ratio)) : "100 %",
       ];
       print(`## Throughput, \`${workload}\` workload (${fmt.int(count)} frames, as fast as they are taken, after ${fmt.int(warmup)} warm-up frames)\n`);
       print(table(
-        ["", "msgs/s", "rows/s", "CPU µs/msg", "peak RSS", "of ceiling (a)"],
+        ["", "msgs/s", "rows/s", "CPU µs/msg", "peak RSS", "receive + stop", "of ceiling (a)"],
         [
           row("ceiling (a): receive + JSON.parse", samples.a, undefined),
           row("ceiling (b): + hand-built ILP writer", samples.b, ratios.b),

@@ -417,6 +417,52 @@ describe("PartFile sealed groups in sequence", () => {
   });
 });
 
+describe("ParquetSink close", () => {
+  test("a file busy with a disk step at shutdown starts closing when that step ends, not after every other close", async () => {
+    const directory = tempDirectory();
+    const { sink } = makeSink(directory, { tuning: { flushIntervalMs: 60_000 } });
+    await sink.start();
+    await sink.write([tradeAt(0, "BUSYUSDT"), tradeAt(1, "SLOWUSDT")]);
+    await sink.flush(); // both files exist on disk
+    const files = (sink as unknown as { files: Map<string, Map<string, Map<string, PartFile>>> }).files.get("trades")!.get("BINANCE_FUTURES")!;
+    const busy = files.get("BUSYUSDT")!;
+    const slow = files.get("SLOWUSDT")!;
+    // BUSY's disk step (a journal append) stays in flight until released; SLOW's close until released.
+    const gate = () => {
+      let open!: () => void;
+      return { opened: new Promise<void>((resolve) => (open = resolve)), open: () => open() };
+    };
+    const busyStep = gate();
+    const slowClose = gate();
+    const sync = busy.sync.bind(busy);
+    busy.sync = async (...args) => {
+      await busyStep.opened;
+      return sync(...args);
+    };
+    const close = slow.close.bind(slow);
+    slow.close = async (...args) => {
+      await slowClose.opened;
+      return close(...args);
+    };
+    let busyCloseStarted = false;
+    const busyClose = busy.close.bind(busy);
+    busy.close = (...args) => {
+      busyCloseStarted = true;
+      return busyClose(...args);
+    };
+    await sink.write([tradeAt(2, "BUSYUSDT")]);
+    const flushed = sink.flush(); // launches BUSY's step, which now waits at the gate
+    const closed = sink.close();
+    await Bun.sleep(20);
+    expect(busyCloseStarted).toBe(false); // its step is still running
+    busyStep.open();
+    await pollUntil(() => busyCloseStarted, 5000, "BUSY's close to start while SLOW's close is still running");
+    slowClose.open();
+    await Promise.all([flushed, closed]);
+    expect((await duckRows(directory, "trades")).map((row) => row.id).sort()).toEqual(["t0", "t1", "t2"]);
+  });
+});
+
 describe("ParquetSink disk faults", () => {
   test("a write error is reported and counted, rows wait in memory, and writing resumes when the disk recovers", async () => {
     const directory = tempDirectory();

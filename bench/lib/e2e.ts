@@ -43,6 +43,8 @@ export interface ThroughputResult extends CeilingResult {
   readonly storedRows: number;
   readonly expectedRows: number;
   readonly gapRows: number;
+  /** From the first measured frame until xtrader had read the last one (the rest is the stop and close). */
+  readonly receiveSeconds: number;
 }
 
 export interface SteadyResult {
@@ -189,6 +191,7 @@ export async function runThroughput(options: RunOptions & { readonly count: numb
     const startedAt = epochMs();
     await server.burst(prebuilt);
     await server.whenDelivered(120_000);
+    const deliveredAt = epochMs();
     let endedAt: number;
     let cpuAfter: number;
     let storedRows: number;
@@ -224,6 +227,7 @@ export async function runThroughput(options: RunOptions & { readonly count: numb
       storedRows,
       expectedRows: server.expectedRows,
       gapRows,
+      receiveSeconds: (deliveredAt - startedAt) / 1000,
     };
   } finally {
     if (started.child.exitCode === null) started.child.kill("SIGKILL");

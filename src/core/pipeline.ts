@@ -211,10 +211,13 @@ export class Pipeline {
       const { log, sink } = this.options;
       log.info(`stopping (${reason}): closing connections, then flushing ${this.channel.depthRows} queued row(s)`);
       this.resyncWanted.clear();
+      const stopStarted = performance.now();
+      const elapsed = () => `${Math.round(performance.now() - stopStarted)} ms`;
       const results = await Promise.allSettled([...this.connectors.values()].map((connector) => connector.stop()));
       for (const result of results) {
         if (result.status === "rejected") log.warn(`a connector did not stop cleanly: ${errorMessage(result.reason)}`);
       }
+      log.debug(`stop: connections closed after ${elapsed()}`);
       this.channel.close();
       // A sink that holds the pipeline (QuestDB away, disk full) would keep the drain waiting forever:
       // give it a while, then close it anyway; rows it can no longer take are counted as dropped.
@@ -230,8 +233,10 @@ export class Pipeline {
           `sink ${sink.name} has not taken the last ${this.channel.depthRows} queued row(s) within ${drainMs / 1000} s; closing it now`,
         );
       }
+      log.debug(`stop: queue drained after ${elapsed()}`);
       await sink.close();
       await this.consumer;
+      log.debug(`stop: sink closed after ${elapsed()}`);
       log.info("stopped; all data flushed");
     })();
     return this.stopping;

@@ -362,7 +362,16 @@ export class ParquetSink implements Sink {
     const deadline = performance.now() + (this.options.closeTimeoutMs ?? 10_000);
     for (;;) {
       let allStarted = true;
-      for (const file of this.closing) allStarted = this.launchClose(file) && allStarted;
+      const busy: Promise<void>[] = [];
+      for (const file of this.closing) {
+        if (this.launchClose(file)) continue;
+        allStarted = false;
+        // A file busy with a step (a journal append, a row group) starts closing as soon as that step
+        // ends: waiting for every other close first put a second wave of closes behind the first.
+        // (That step may have been this file's close, launched by a rotation: then it is done.)
+        busy.push(this.inFlight.get(file)!.then(() => void (this.closing.has(file) && this.launchClose(file))));
+      }
+      await Promise.all(busy);
       await Promise.all([...this.inFlight.values()]);
       if (this.closing.size === 0 || performance.now() >= deadline) break;
       // Closes that failed are retried after a pause; one that waited for a running step, at once.
