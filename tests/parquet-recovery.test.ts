@@ -131,7 +131,15 @@ describe("ParquetSink crash recovery", () => {
 
     const { sink, stats, logs } = makeSink(image);
     await sink.start();
-    expect(sink.recovery).toEqual({ recoveredFiles: [join(image, PARTITION, NAME)], recoveredRows: 350, lostRows: 0, unrecoverable: [] });
+    expect(sink.recovery).toEqual({
+      recoveredFiles: [join(image, PARTITION, NAME)],
+      recoveredRows: 350,
+      lostRows: 0,
+      unrecoverable: [],
+      interrupted: [{ table: "trades", exchange: "BINANCE_FUTURES", symbol: "BTCUSDT" }],
+    });
+    // The stream the dead run had open: the pipeline marks it with an unclean_stop gap.
+    expect(sink.interruptedStreams()).toEqual([{ exchange: "BINANCE_FUTURES", symbol: "BTCUSDT", stream: "TRADES" }]);
     expect(logs.some((line) => line.includes("3 row group(s) from the temporary file, 50 row(s) from the journal"))).toBe(true);
     // Writing on after recovery takes a new name and leaves the recovered file alone.
     await sink.write([tradeAt(1000)]);
@@ -257,6 +265,8 @@ describe("ParquetSink crash recovery", () => {
     await second.sink.start();
     await second.sink.close();
     expect(second.sink.recovery!.recoveredFiles).toEqual([]);
+    // The run died after the file was complete: none of its rows can be missing, so no gap is asked for.
+    expect(second.sink.interruptedStreams()).toEqual([]);
     expect(listFiles(partition)).toEqual([NAME]);
     expect(readFileSync(join(partition, NAME)).equals(complete)).toBe(true);
   });
@@ -268,6 +278,10 @@ describe("ParquetSink crash recovery", () => {
     await seed.start();
     await seed.write([tradeAt(0)]);
     await seed.close();
+    const clean = makeSink(directory);
+    await clean.sink.start();
+    expect(clean.sink.interruptedStreams()).toEqual([]); // after a clean stop, nothing to mark
+    await clean.sink.close();
     // A temporary file with no journal and no footer, and a file whose creation died before its header.
     writeFileSync(join(partition, tempFileName("120000-0005.parquet")), "PAR1 and then nothing useful");
     writeFileSync(join(partition, journalFileName("120000-0006.parquet")), new Uint8Array([1, 2, 3]));
@@ -277,6 +291,8 @@ describe("ParquetSink crash recovery", () => {
     await sink.start();
     await sink.close();
     expect(sink.recovery!.unrecoverable).toEqual([join(partition, `${tempFileName("120000-0005.parquet")}.unrecoverable`)]);
+    // Both dead files were open in the killed run (one unreadable, one never written): one gap for the stream.
+    expect(sink.interruptedStreams()).toEqual([{ exchange: "BINANCE_FUTURES", symbol: "BTCUSDT", stream: "TRADES" }]);
     expect(stats.errors).toBe(1);
     expect(logs.some((line) => line.startsWith("error:") && line.includes("no journal and no footer"))).toBe(true);
     expect(listFiles(partition)).toEqual([`${tempFileName("120000-0005.parquet")}.unrecoverable`, NAME]);

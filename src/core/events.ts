@@ -100,6 +100,8 @@ export const GAP_REASONS = [
   "overflow",
   "snapshot_failed",
   "subscription_error",
+  // The previous run died without a clean stop (killed, crashed, power lost): its last rows may be missing.
+  "unclean_stop",
 ] as const;
 export type GapReason = (typeof GAP_REASONS)[number];
 

@@ -18,7 +18,7 @@ import type { Sink } from "../sinks/types.ts";
 import { BoundedChannel } from "./channel.ts";
 import type { Config } from "./config.ts";
 import { errorMessage } from "./errors.ts";
-import { gapEvent, rowCount, type ExchangeId, type MarketEvent } from "./events.ts";
+import { EXCHANGES, gapEvent, rowCount, type ExchangeId, type MarketEvent } from "./events.ts";
 import type { Logger } from "./log.ts";
 import { SinkStats } from "./stats.ts";
 import type { ExchangeRegistry, Subscription } from "./subscriptions.ts";
@@ -69,6 +69,7 @@ export class Pipeline {
   async start(): Promise<void> {
     const { config, registry, log, sink } = this.options;
     await sink.start();
+    this.markInterruptedStreams();
     this.consumer = this.consume();
     const byExchange = new Map<ExchangeId, Subscription[]>();
     for (const subscription of config.subscriptions) {
@@ -90,6 +91,28 @@ export class Pipeline {
       );
       connector.start();
     }
+  }
+
+  /**
+   * A previous run that died without a clean stop lost the rows it had not yet made durable: each stream
+   * the sink found unfinished gets an `unclean_stop` gap, so the hole is marked in the data, not only in
+   * a log line. Streams that are no longer subscribed are marked too (their rows are the ones lost).
+   */
+  private markInterruptedStreams(): void {
+    const { config, log, sink } = this.options;
+    const interrupted = sink.interruptedStreams?.() ?? [];
+    if (interrupted.length === 0) return;
+    const detail = "the previous run stopped without a clean shutdown (killed, crashed or power lost); rows it received shortly before may be missing";
+    const other: MarketEvent[] = [];
+    for (const { exchange, symbol, stream } of interrupted) {
+      if (!(EXCHANGES as readonly string[]).includes(exchange)) continue;
+      const target = { exchange: exchange as ExchangeId, symbol, stream };
+      const subscription = config.subscriptions.find((s) => s.exchange === exchange && s.symbol === symbol && s.stream === stream);
+      if (subscription) this.emit(subscription, gapEvent(target, "unclean_stop", detail));
+      else other.push(gapEvent(target, "unclean_stop", detail));
+    }
+    if (other.length > 0) void sink.write(other);
+    log.warn(`the previous run did not stop cleanly: marked ${interrupted.length} stream(s) with an unclean_stop gap`);
   }
 
   /** The connectors' emit: counts, applies the overflow policy and queues. Hot path. */

@@ -6,7 +6,7 @@
  * `timestamp` = integer microseconds since the epoch (Parquet TIMESTAMP(MICROS, UTC), QuestDB TIMESTAMP).
  * In every table `timestamp` is the exchange event time and `local_timestamp` the receive time.
  */
-import type { EventType } from "../core/events.ts";
+import type { EventType, Stream } from "../core/events.ts";
 
 export type ColumnKind = "symbol" | "string" | "double" | "long" | "timestamp" | "boolean";
 
@@ -83,4 +83,13 @@ export const TABLE_OF_EVENT: Readonly<Record<EventType, TableName>> = {
   funding: "funding",
   liquidation: "liquidations",
   gap: "gaps",
+};
+
+/** The stream whose rows a table holds (`gaps` holds markers of every stream). */
+export const STREAM_OF_TABLE: Readonly<Record<Exclude<TableName, "gaps">, Stream>> = {
+  trades: "TRADES",
+  l2: "L2",
+  bbo: "BBO",
+  funding: "FUNDING",
+  liquidations: "LIQUIDATIONS",
 };

@@ -2,7 +2,7 @@
  * What every sink implements. Sinks know nothing about exchanges: they receive normalized events and
  * store them by event type (one table per stream, plus `gaps`).
  */
-import type { MarketEvent } from "../core/events.ts";
+import type { MarketEvent, Stream } from "../core/events.ts";
 
 export interface Sink {
   readonly name: string;
@@ -17,4 +17,15 @@ export interface Sink {
   flush(): Promise<void>;
   /** Flushes and closes; every file is complete afterwards. */
   close(): Promise<void>;
+  /**
+   * After start(): the streams whose last rows the previous run may have lost because it died without a
+   * clean stop (a sink that cannot tell returns nothing). The pipeline marks each with an `unclean_stop` gap.
+   */
+  interruptedStreams?(): readonly InterruptedStream[];
+}
+
+export interface InterruptedStream {
+  readonly exchange: string;
+  readonly symbol: string;
+  readonly stream: Stream;
 }

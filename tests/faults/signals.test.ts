@@ -5,7 +5,10 @@
  * cut-off; for SIGKILL, more than one flush interval before) must be stored exactly once.
  */
 import { afterEach, describe, expect, test } from "bun:test";
+import { decodePartitionValue } from "../../src/sinks/parquet/layout.ts";
+import { STREAM_OF_TABLE } from "../../src/sinks/tables.ts";
 import { cleanup, expectFaithful, finish, startBinary, startScenario } from "./scenario.ts";
+import { gapsOf } from "./verify.ts";
 import { readParquetOutput } from "./xtrader.ts";
 
 afterEach(cleanup);
@@ -47,6 +50,7 @@ describe("stop and kill (Parquet)", () => {
       await venues.barrier();
       // Several flush intervals (100 ms): everything before the cut-off is in a journal or a row group.
       await Bun.sleep(500);
+      const killedAt = Date.now() * 1000;
       running.xtrader.kill("SIGKILL");
       expect(await running.xtrader.exited).not.toBe(0);
       const afterKill = await readParquetOutput(running.dataDirectory);
@@ -65,6 +69,23 @@ describe("stop and kill (Parquet)", () => {
       const output = await finish({ ...running, xtrader: restarted });
       // Trades after the cut-off reached the killed process within its last flush interval and may be lost.
       expectFaithful(output, venues, { cutoff });
+      // Every stream the killed run had a file open for is marked in the data: an unclean_stop gap, written
+      // by the new run after the kill (between the killed run's last rows and its own first ones).
+      const killedStreams = new Set(
+        afterKill.leftovers
+          .filter((name) => name.endsWith(".journal") && !name.startsWith("gaps/"))
+          .map((name) => {
+            const [table, exchange, symbol] = name.split("/").map((part) => decodePartitionValue(part.slice(part.indexOf("=") + 1)));
+            return `${STREAM_OF_TABLE[table as keyof typeof STREAM_OF_TABLE]}:${exchange}@${symbol}`;
+          }),
+      );
+      expect(killedStreams.size).toBeGreaterThan(0);
+      const marked = gapsOf(output, { reason: "unclean_stop" });
+      expect([...marked.keys()].sort()).toEqual([...killedStreams].sort());
+      for (const [key, gaps] of marked) {
+        expect(gaps.length, key).toBe(1);
+        expect(Number(gaps[0]!.local_timestamp)).toBeGreaterThanOrEqual(killedAt);
+      }
       // Every file the killed run had open is now a complete file under its own name.
       for (const leftover of afterKill.leftovers.filter((name) => name.endsWith(".tmp"))) {
         const finalName = leftover.replace(/\/\.([^/]+)\.tmp$/, "/$1");

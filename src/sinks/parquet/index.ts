@@ -15,8 +15,8 @@ import { errorMessage } from "../../core/errors.ts";
 import { rowCount, type MarketEvent } from "../../core/events.ts";
 import type { Logger } from "../../core/log.ts";
 import type { SinkStats } from "../../core/stats.ts";
-import { TABLE_OF_EVENT, type TableName } from "../tables.ts";
-import type { Sink } from "../types.ts";
+import { STREAM_OF_TABLE, TABLE_OF_EVENT, type TableName } from "../tables.ts";
+import type { InterruptedStream, Sink } from "../types.ts";
 import type { IntegerReport } from "./columns.ts";
 import { EncodeError, NameAllocator, PartFile, errorCode } from "./part-file.ts";
 import { recoverDirectory, type RecoveryReport } from "./recovery.ts";
@@ -105,6 +105,15 @@ export class ParquetSink implements Sink {
       log.error(`parquet: crash recovery in ${directory} failed: ${errorMessage(error)}; leftovers stay for the next start`);
     }
     this.timer ??= setInterval(() => this.tick(), this.tuning.flushIntervalMs);
+  }
+
+  interruptedStreams(): readonly InterruptedStream[] {
+    const streams: InterruptedStream[] = [];
+    for (const { table, exchange, symbol } of this.recovery?.interrupted ?? []) {
+      // A lost gap row leaves its stream's other rows intact; the gap itself cannot be re-marked.
+      if (table !== "gaps") streams.push({ exchange, symbol, stream: STREAM_OF_TABLE[table] });
+    }
+    return streams;
   }
 
   write(events: readonly MarketEvent[]): void | Promise<void> {

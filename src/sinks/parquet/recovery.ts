@@ -14,13 +14,13 @@
  */
 import { open, readdir, readFile, rename, stat, unlink, type FileHandle } from "node:fs/promises";
 import type { CompressionCodec } from "hyparquet";
-import { join } from "node:path";
+import { join, relative, sep } from "node:path";
 import { errorMessage } from "../../core/errors.ts";
 import type { Logger } from "../../core/log.ts";
-import { TABLE_NAMES } from "../tables.ts";
+import { TABLE_NAMES, type TableName } from "../tables.ts";
 import type { IntegerReport } from "./columns.ts";
 import { decodeRows, readJournal, type JournaledRowGroup } from "./journal.ts";
-import { journalFileName, nextJournalFileName, parseInProgressName, tempFileName, unrecoverableFileName } from "./layout.ts";
+import { decodePartitionValue, journalFileName, nextJournalFileName, parseInProgressName, tempFileName, unrecoverableFileName } from "./layout.ts";
 import { PartFile, linkUnderFreeName, syncDirectory, writeAll } from "./part-file.ts";
 
 const MAGIC = new TextEncoder().encode("PAR1");
@@ -33,6 +33,17 @@ export interface RecoveryReport {
   readonly lostRows: number;
   /** Leftovers kept aside under `*.unrecoverable` names, or left in place after an error. */
   readonly unrecoverable: string[];
+  /**
+   * Partitions whose file the previous run still had open when it died (killed, crashed, power lost): rows
+   * it received within its last flush interval never reached the journal. One entry per partition.
+   */
+  readonly interrupted: InterruptedPartition[];
+}
+
+export interface InterruptedPartition {
+  readonly table: TableName;
+  readonly exchange: string;
+  readonly symbol: string;
 }
 
 interface Leftovers {
@@ -45,7 +56,7 @@ export async function recoverDirectory(
   root: string,
   options: { readonly log: Logger; readonly rowGroupRows: number; readonly integerReport: IntegerReport },
 ): Promise<RecoveryReport> {
-  const report = { recoveredFiles: [] as string[], recoveredRows: 0, lostRows: 0, unrecoverable: [] as string[] };
+  const report = { recoveredFiles: [] as string[], recoveredRows: 0, lostRows: 0, unrecoverable: [] as string[], interrupted: [] as InterruptedPartition[] };
   for (const directory of await partitionDirectories(root)) {
     let names: string[];
     try {
@@ -65,18 +76,28 @@ export async function recoverDirectory(
       else leftovers.next = true;
       byFile.set(parsed.finalName, leftovers);
     }
+    let interrupted = false;
     for (const [finalName, leftovers] of byFile) {
       try {
-        await recoverFile(directory, finalName, leftovers, options, report);
+        interrupted = (await recoverFile(directory, finalName, leftovers, options, report)) || interrupted;
       } catch (error) {
+        interrupted = true;
         options.log.error(
           `parquet recovery: could not recover ${join(directory, finalName)}: ${errorMessage(error)}; its leftovers stay in place for the next start`,
         );
         report.unrecoverable.push(join(directory, finalName));
       }
     }
+    if (interrupted) report.interrupted.push(partitionOf(root, directory));
   }
   return report;
+}
+
+/** DIR/<table>/exchange=<E>/symbol=<S>/date=<D> back to its table, exchange and symbol. */
+function partitionOf(root: string, directory: string): InterruptedPartition {
+  const [table, exchange, symbol] = relative(root, directory).split(sep);
+  const value = (segment: string) => decodePartitionValue(segment.slice(segment.indexOf("=") + 1));
+  return { table: table as TableName, exchange: value(exchange!), symbol: value(symbol!) };
 }
 
 /** DIR/<table>/exchange=*\/symbol=*\/date=*: the only places files are written. */
@@ -108,7 +129,7 @@ async function recoverFile(
   leftovers: Leftovers,
   options: { readonly log: Logger; readonly rowGroupRows: number; readonly integerReport: IntegerReport },
   report: { recoveredFiles: string[]; recoveredRows: number; lostRows: number; unrecoverable: string[] },
-): Promise<void> {
+): Promise<boolean> {
   const { log } = options;
   const finalPath = join(directory, finalName);
   const tempPath = join(directory, tempFileName(finalName));
@@ -120,25 +141,25 @@ async function recoverFile(
     if (leftovers.tmp) await unlink(tempPath).catch(() => undefined);
     if (leftovers.journal) await unlink(journalPath).catch(() => undefined);
     log.info(`parquet recovery: ${finalPath} was complete; removed what the previous run left beside it`);
-    return;
+    return false;
   }
 
   if (!leftovers.journal) {
-    if (!leftovers.tmp) return;
+    if (!leftovers.tmp) return false;
     if (await isCompleteParquet(tempPath)) {
       const name = await linkUnderFreeName(directory, tempPath, finalName);
       await unlink(tempPath);
       await syncDirectory(directory);
       report.recoveredFiles.push(join(directory, name));
       log.info(`parquet recovery: ${join(directory, name)} was complete but not yet named; renamed`);
-      return;
+      return false;
     }
     await rename(tempPath, unrecoverableFileName(tempPath));
     report.unrecoverable.push(unrecoverableFileName(tempPath));
     log.error(
       `parquet recovery: ${tempPath} has no journal and no footer, so its rows cannot be read; kept as ${unrecoverableFileName(tempPath)}`,
     );
-    return;
+    return true;
   }
 
   const journalBytes = new Uint8Array(await readFile(journalPath));
@@ -150,14 +171,14 @@ async function recoverFile(
       if (leftovers.tmp) await unlink(tempPath);
       await unlink(journalPath);
       log.info(`parquet recovery: removed ${finalPath}'s empty leftovers (the previous run died while creating it)`);
-      return;
+      return true;
     }
     for (const path of [journalPath, ...(leftovers.tmp ? [tempPath] : [])]) {
       await rename(path, unrecoverableFileName(path));
       report.unrecoverable.push(unrecoverableFileName(path));
     }
     log.error(`parquet recovery: the journal of ${finalPath} has no valid header; its leftovers were kept as *.unrecoverable`);
-    return;
+    return true;
   }
   const header = journal.header;
   const validJournalLength = journalBytes.length - journal.tornBytes;
@@ -223,6 +244,7 @@ async function recoverFile(
     log.info(
       `parquet recovery: completed ${file.finalPath} with ${rows} row(s) (${rowGroups.length} row group(s) from the temporary file, ${pendingRows} row(s) from the journal)`,
     );
+    return true;
   } finally {
     await dataFile?.close().catch(() => undefined);
     await journalFile?.close().catch(() => undefined);
