@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { okxChecksum, okxSpot, okxSwap, SeqIdChain } from "../src/connectors/okx.ts";
+import { OKX_LIMITS, okxChecksum, okxSpot, okxSwap, SeqIdChain } from "../src/connectors/okx.ts";
 import type { BookChange, Liquidation, MarketEvent, Trade } from "../src/core/events.ts";
 import { parseSubscriptions } from "../src/core/subscriptions.ts";
 import { EXCHANGE_REGISTRY } from "../src/connectors/index.ts";
@@ -574,6 +574,35 @@ describe("OKX_SWAP against the fake exchange", () => {
     await bookCaughtUp(h, "BTCUSDT", market);
     expectBookIsTruth(h, "BTCUSDT", market);
     expect(h.subscriptions[0]!.stats.resyncs).toBe(1);
+  });
+
+  test("with the hourly subscribe budget spent, a resync takes its snapshot from REST and the book stays true", async () => {
+    const okx = startFake({ seed: 16 });
+    const h = connect("L2:OKX_SWAP@BTCUSDT");
+    await okx.waitForSubscriber("books", "BTC-USDT-SWAP");
+    await h.waitForEvents("book_change", 1);
+    const market = okx.market("BTC-USDT-SWAP");
+    // The subscribe took 1 op; each resync (unsubscribe + subscribe) takes 2 of OKX_LIMITS.subscribeOpsPerHour.
+    const affordable = Math.floor((OKX_LIMITS.subscribeOpsPerHour - 1) / 2);
+    const subscription = h.subscriptions[0]!;
+    for (let i = 0; i < affordable; i++) h.connector.resync(subscription, "overflow", `round ${i}`);
+    await h.waitFor(() => okx.clientOps("subscribe").length === 1 + affordable, 10_000, "every affordable resubscribe");
+    expect(okx.exchange.requests.some((request) => request.path === "/api/v5/market/books")).toBe(false);
+    // One more: no op left in this hour, so no unsubscribe/subscribe goes out; the snapshot comes from REST.
+    h.connector.resync(subscription, "overflow", "over budget");
+    await h.waitFor(
+      () => okx.exchange.requests.some((request) => request.path === "/api/v5/market/books"),
+      5000,
+      "the REST snapshot request",
+    );
+    expect(h.logs.some((line) => line.startsWith("warn") && line.includes("subscribe budget spent; resyncing from the REST snapshot"))).toBe(true);
+    okx.step("BTC-USDT-SWAP", 30);
+    await bookCaughtUp(h, "BTCUSDT", market);
+    expectBookIsTruth(h, "BTCUSDT", market);
+    expectSnapshotAfterEveryGap(h, "BTCUSDT");
+    expect(okx.clientOps("subscribe")).toHaveLength(1 + affordable);
+    expect(okx.clientOps("unsubscribe")).toHaveLength(affordable);
+    expect(subscription.stats.resyncs).toBe(affordable + 1);
   });
 
   test.each([false, true])("an unknown or refused instrument fails alone (venue refuses whole batch: %p)", async (rejectWholeBatch) => {
