@@ -203,7 +203,7 @@ try {
         fmt.mib(median(list.map((r) => ("peakRssBytes" in r ? r.peakRssBytes : Number.NaN)))),
         // Where an xtrader run's time went: reading the frames, then the stop (files closed, rows sent).
         list.length > 0 && "receiveSeconds" in list[0]!
-          ? `${fmt.s(median(list.map((r) => (r as ThroughputResult).receiveSeconds)))} + ${fmt.s(median(list.map((r) => r.seconds - (r as ThroughputResult).receiveSeconds)))}`
+          ? `${fmt.s(median(list.map((r) => (r as ThroughputResult).receiveSeconds)))} + ${fmt.s(Math.max(0, median(list.map((r) => r.seconds - (r as ThroughputResult).receiveSeconds))))}`
           : "–",
         ratio ? fmt.pct(median(ratio)) : "100 %",
       ];

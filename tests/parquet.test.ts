@@ -3,7 +3,7 @@
  * Crash recovery and the SIGKILL test are in parquet-recovery.test.ts.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { MarketEvent } from "../src/core/events.ts";
 import { StringColumn, TableBuffer } from "../src/sinks/parquet/columns.ts";
@@ -398,6 +398,51 @@ describe("PartFile sealing", () => {
     expect(pending.column("id", StringColumn).head(0, pending.rows).slice(0, pending.rows)).toEqual(["t8", "t9"]);
     await file.close(8);
     expect((await readWithHyparquet(file.finalPath!)).map((row) => row.id)).toEqual(Array.from({ length: 10 }, (_, i) => `t${i}`));
+  });
+});
+
+describe("PartFile journal rewrite", () => {
+  test("no rewrite while another sealed group holds journaled rows: a crash between two group writes loses nothing durable", async () => {
+    const root = tempDirectory();
+    // A 1-byte bound: every row-group commit would like to rewrite the journal.
+    const file = new PartFile({
+      root,
+      table: "trades",
+      exchange: "BINANCE_FUTURES",
+      symbol: "BTCUSDT",
+      openedAt: BASE_TIME,
+      rotateAt: BASE_TIME + 3_600_000_000,
+      codec: "ZSTD",
+      integerReport: { invalid: 0 },
+      journalReplaceBytes: 1,
+    });
+    for (let i = 0; i < 8; i++) file.add(tradeAt(i));
+    await file.sync(100, false); // t0..t7 journaled
+    file.seal(4); // two groups, t0..t3 and t4..t7, both made of journaled rows
+    expect(file.sealedRows).toBe(8);
+    expect(file.durableRows).toBe(8);
+    // A crash image after each group write of the next disk step.
+    const images: string[] = [];
+    const internals = file as unknown as { writeSealed: () => Promise<void> };
+    const writeSealed = internals.writeSealed.bind(file);
+    internals.writeSealed = async () => {
+      await writeSealed();
+      const image = tempDirectory();
+      cpSync(root, image, { recursive: true });
+      images.push(image);
+    };
+    await file.sync(4, false);
+    expect(images).toHaveLength(2);
+    // Rewriting after the first group would have kept only buffer rows (none): t4..t7, durable in the
+    // journal but held by the second sealed group, would be gone after a crash at that point.
+    for (const image of images) {
+      const { sink, stats } = makeSink(image);
+      await sink.start();
+      await sink.close();
+      expect(stats.errors).toBe(0);
+      expect((await duckRows(image, "trades")).map((row) => row.id).sort()).toEqual(Array.from({ length: 8 }, (_, i) => `t${i}`));
+    }
+    await file.close(4);
   });
 });
 
