@@ -340,9 +340,9 @@ describe("ParquetSink output", () => {
 });
 
 /** A trades file of its own, driven directly (no sink around it). */
-function tradesFile(): PartFile {
+function tradesFile(options: { root?: string; journalReplaceBytes?: number } = {}): PartFile {
   return new PartFile({
-    root: tempDirectory(),
+    root: options.root ?? tempDirectory(),
     table: "trades",
     exchange: "BINANCE_FUTURES",
     symbol: "BTCUSDT",
@@ -350,6 +350,7 @@ function tradesFile(): PartFile {
     rotateAt: BASE_TIME + 3_600_000_000,
     codec: "ZSTD",
     integerReport: { invalid: 0 },
+    journalReplaceBytes: options.journalReplaceBytes,
   });
 }
 
@@ -405,17 +406,7 @@ describe("PartFile journal rewrite", () => {
   test("no rewrite while another sealed group holds journaled rows: a crash between two group writes loses nothing durable", async () => {
     const root = tempDirectory();
     // A 1-byte bound: every row-group commit would like to rewrite the journal.
-    const file = new PartFile({
-      root,
-      table: "trades",
-      exchange: "BINANCE_FUTURES",
-      symbol: "BTCUSDT",
-      openedAt: BASE_TIME,
-      rotateAt: BASE_TIME + 3_600_000_000,
-      codec: "ZSTD",
-      integerReport: { invalid: 0 },
-      journalReplaceBytes: 1,
-    });
+    const file = tradesFile({ root, journalReplaceBytes: 1 });
     for (let i = 0; i < 8; i++) file.add(tradeAt(i));
     await file.sync(100, false); // t0..t7 journaled
     file.seal(4); // two groups, t0..t3 and t4..t7, both made of journaled rows
