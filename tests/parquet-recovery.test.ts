@@ -150,6 +150,16 @@ describe("ParquetSink crash recovery", () => {
     expect(await tradeIds(image)).toEqual([...ids(0, 350), "t1000"]);
   });
 
+  test("a stream left open in two date partitions (a kill around midnight) is one interrupted stream", async () => {
+    const image = await crashImage();
+    cpSync(join(image, PARTITION), join(image, PARTITION.replace("date=2026-01-05", "date=2026-01-06")), { recursive: true });
+    const { sink } = makeSink(image);
+    await sink.start();
+    expect(sink.recovery!.interrupted).toHaveLength(2);
+    expect(sink.interruptedStreams()).toEqual([{ exchange: "BINANCE_FUTURES", symbol: "BTCUSDT", stream: "TRADES" }]);
+    await sink.close();
+  });
+
   test("row groups sealed from journaled rows: images before and after the group is written recover exactly the durable rows", async () => {
     const live = tempDirectory();
     const { sink } = makeSink(live, { tuning: { rowGroupRows: 100, flushIntervalMs: 60_000 } });

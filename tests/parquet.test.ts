@@ -456,7 +456,7 @@ describe("PartFile sealed groups in sequence", () => {
 describe("ParquetSink close", () => {
   test("a file busy with a disk step at shutdown starts closing when that step ends, not after every other close", async () => {
     const directory = tempDirectory();
-    const { sink } = makeSink(directory, { tuning: { flushIntervalMs: 60_000 } });
+    const { sink, stats } = makeSink(directory, { tuning: { flushIntervalMs: 60_000 } });
     await sink.start();
     await sink.write([tradeAt(0, "BUSYUSDT"), tradeAt(1, "SLOWUSDT")]);
     await sink.flush(); // both files exist on disk
@@ -495,6 +495,8 @@ describe("ParquetSink close", () => {
     await pollUntil(() => busyCloseStarted, 5000, "BUSY's close to start while SLOW's close is still running");
     slowClose.open();
     await Promise.all([flushed, closed]);
+    expect(stats.filesClosed).toBe(2); // each file closed once
+    expect(stats.errors).toBe(0);
     expect((await duckRows(directory, "trades")).map((row) => row.id).sort()).toEqual(["t0", "t1", "t2"]);
   });
 });

@@ -178,6 +178,33 @@ describe("Pipeline", () => {
     await pipeline.stop("test");
   });
 
+  test("streams the sink found unfinished get one unclean_stop gap each, subscribed or not; foreign exchanges are skipped", async () => {
+    const sink = new (class extends MemorySink {
+      interruptedStreams() {
+        return [
+          { exchange: "BINANCE_FUTURES", symbol: "BTCUSDT", stream: "TRADES" as const }, // subscribed
+          { exchange: "OKX_SWAP", symbol: "ETHUSDT", stream: "L2" as const }, // subscribed by the dead run only
+          { exchange: "SOMEWHERE", symbol: "X", stream: "TRADES" as const }, // a directory we did not make
+        ];
+      }
+    })();
+    const { pipeline, config } = setUp("TRADES:BINANCE_FUTURES@BTCUSDT,L2:BINANCE_FUTURES@BTCUSDT", sink);
+    await pipeline.start();
+    await waitUntil(() => sink.buffered.length === 2, 2000, undefined, "two gap rows at the sink");
+    const gaps = sink.buffered.filter((event) => event.type === "gap");
+    expect(gaps.map((gap) => `${gap.stream}:${gap.exchange}@${gap.symbol}:${gap.reason}`).sort()).toEqual([
+      "L2:OKX_SWAP@ETHUSDT:unclean_stop",
+      "TRADES:BINANCE_FUTURES@BTCUSDT:unclean_stop",
+    ]);
+    const [trades, l2] = config.subscriptions;
+    expect(trades!.stats.gaps).toBe(1);
+    expect(l2!.stats.gaps).toBe(0);
+    // Written before any connector could emit: the marks come first.
+    expect(sink.buffered.every((event) => event.type === "gap")).toBe(true);
+    await pipeline.stop("test");
+    expect(sink.flushed).toHaveLength(2);
+  });
+
   test("graceful stop stops connectors, drains the queue and flushes the sink", async () => {
     const sink = new MemorySink({ writeDelayMs: 5, closeDelayMs: 50 });
     const { pipeline, config, connector } = setUp("TRADES:BINANCE_FUTURES@BTCUSDT", sink);

@@ -69,7 +69,7 @@ export class Pipeline {
   async start(): Promise<void> {
     const { config, registry, log, sink } = this.options;
     await sink.start();
-    this.markInterruptedStreams();
+    await this.markInterruptedStreams();
     this.consumer = this.consume();
     const byExchange = new Map<ExchangeId, Subscription[]>();
     for (const subscription of config.subscriptions) {
@@ -98,22 +98,36 @@ export class Pipeline {
    * the sink found unfinished gets an `unclean_stop` gap, so the hole is marked in the data, not only in
    * a log line. Streams that are no longer subscribed are marked too (their rows are the ones lost).
    */
-  private markInterruptedStreams(): void {
+  private async markInterruptedStreams(): Promise<void> {
     const { config, log, sink } = this.options;
     const interrupted = sink.interruptedStreams?.() ?? [];
     if (interrupted.length === 0) return;
     const detail = "the previous run stopped without a clean shutdown (killed, crashed or power lost); rows it received shortly before may be missing";
-    const other: MarketEvent[] = [];
+    const unsubscribed: MarketEvent[] = [];
+    let marked = 0;
     for (const { exchange, symbol, stream } of interrupted) {
+      // Partitions are named from our own events, so this is only a directory someone else made.
       if (!(EXCHANGES as readonly string[]).includes(exchange)) continue;
       const target = { exchange: exchange as ExchangeId, symbol, stream };
       const subscription = config.subscriptions.find((s) => s.exchange === exchange && s.symbol === symbol && s.stream === stream);
       if (subscription) this.emit(subscription, gapEvent(target, "unclean_stop", detail));
-      else other.push(gapEvent(target, "unclean_stop", detail));
+      else unsubscribed.push(gapEvent(target, "unclean_stop", detail));
+      marked++;
     }
-    if (other.length > 0) void sink.write(other);
-    log.warn(`the previous run did not stop cleanly: marked ${interrupted.length} stream(s) with an unclean_stop gap`);
+    // Streams no longer subscribed have no queue slot: handed to the sink directly, before the consumer
+    // starts (one write at a time), and never silently lost.
+    if (unsubscribed.length > 0) {
+      try {
+        await sink.write(unsubscribed);
+      } catch (error) {
+        this.sinkStats.droppedRows += unsubscribed.length;
+        this.sinkStats.errors++;
+        log.error(`sink ${sink.name} failed to accept ${unsubscribed.length} unclean_stop gap row(s): ${errorMessage(error)}`);
+      }
+    }
+    log.warn(`the previous run did not stop cleanly: marked ${marked} stream(s) with an unclean_stop gap`);
   }
+
 
   /** The connectors' emit: counts, applies the overflow policy and queues. Hot path. */
   readonly emit = (subscription: Subscription, event: MarketEvent): void => {

@@ -43,8 +43,8 @@ type GaugeOutput<L extends string> = Awaited<ReturnType<Gauge<L>["get"]>>;
 /**
  * One sample as prom-client's registry renders it. `sharedLabels` is the form prom-client's own histograms
  * use: the registry flattens such a label set once and caches the text by object identity (a WeakMap), so a
- * label set kept from scrape to scrape is escaped and joined once, not on every scrape; `labels` is
- * formatted per sample. With 280 subscriptions, formatting every label set on every scrape was most of a
+ * label set kept from scrape to scrape is escaped and joined once, not on every scrape; of `labels`
+ * (complete, for getMetricsAsJSON()) only what is not shared is formatted per sample. With 280 subscriptions, formatting every label set on every scrape was most of a
  * ~13 ms scrape of a ~0.9 MB page.
  */
 interface PromValue {
@@ -54,11 +54,11 @@ interface PromValue {
   readonly metricName?: string;
 }
 
-const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
-
 /**
  * A counter or gauge with one sample per subscription, read at scrape time (nothing to reset or set on
  * every scrape, no label hashing). prom-client writes `# TYPE` from `type`, so one class serves both.
+ * For the Prometheus text format, the registry's default (in OpenMetrics mode prom-client would append a
+ * second `_total` to these counter names).
  */
 class PerSubscriptionMetric extends Gauge<SubscriptionLabel> {
   constructor(
@@ -73,7 +73,8 @@ class PerSubscriptionMetric extends Gauge<SubscriptionLabel> {
 
   override async get(): Promise<GaugeOutput<SubscriptionLabel>> {
     const values: PromValue[] = [];
-    for (const [labels, value] of this.samples()) values.push({ labels: NO_LABELS, sharedLabels: labels, value });
+    // `labels` too, so getMetricsAsJSON() has them; the text renderer skips labels that are shared.
+    for (const [labels, value] of this.samples()) values.push({ labels, sharedLabels: labels, value });
     const output = { name: this.metricName, help: this.helpText, type: this.type, aggregator: "sum", values };
     return output as unknown as GaugeOutput<SubscriptionLabel>;
   }
@@ -94,11 +95,10 @@ class BucketedHistogram<L extends string> extends Histogram<L> {
     registry: Registry,
   ) {
     super({ name: metricName, help: helpText, labelNames, buckets: [...bounds], registers: [registry] });
-    this.bucketLabels = [...bounds.map((le) => ({ le })), { le: "+Inf" }];
   }
 
-  /** `{le: …}` per bucket, made once: only the counts change between scrapes. */
-  private readonly bucketLabels: readonly { le: number | string }[];
+  /** Per label set, its labels plus `le` for every bucket, made once: only the counts change. */
+  private readonly bucketLabels = new WeakMap<object, readonly Readonly<Record<string, string | number>>[]>();
 
   override async get(): Promise<HistogramOutput<L>> {
     const bucket = `${this.metricName}_bucket`;
@@ -106,14 +106,19 @@ class BucketedHistogram<L extends string> extends Histogram<L> {
     const count = `${this.metricName}_count`;
     const values: PromValue[] = [];
     for (const [labels, samples] of this.read()) {
+      let withLe = this.bucketLabels.get(labels);
+      if (!withLe) {
+        withLe = [...this.bounds.map((le) => ({ ...labels, le })), { ...labels, le: "+Inf" }];
+        this.bucketLabels.set(labels, withLe);
+      }
       let cumulative = 0;
       for (let i = 0; i < this.bounds.length; i++) {
         cumulative += samples.counts[i]!;
-        values.push({ labels: this.bucketLabels[i]!, sharedLabels: labels, value: cumulative, metricName: bucket });
+        values.push({ labels: withLe[i]!, sharedLabels: labels, value: cumulative, metricName: bucket });
       }
-      values.push({ labels: this.bucketLabels[this.bounds.length]!, sharedLabels: labels, value: samples.count, metricName: bucket });
-      values.push({ labels: NO_LABELS, sharedLabels: labels, value: samples.sum, metricName: sum });
-      values.push({ labels: NO_LABELS, sharedLabels: labels, value: samples.count, metricName: count });
+      values.push({ labels: withLe[this.bounds.length]!, sharedLabels: labels, value: samples.count, metricName: bucket });
+      values.push({ labels, sharedLabels: labels, value: samples.sum, metricName: sum });
+      values.push({ labels, sharedLabels: labels, value: samples.count, metricName: count });
     }
     // `type` is the string written after "# TYPE" (the .d.ts declares an enum that does not exist at run time).
     const output = { name: this.metricName, help: this.helpText, type: "histogram", aggregator: "sum", values };

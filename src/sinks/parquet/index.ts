@@ -108,12 +108,15 @@ export class ParquetSink implements Sink {
   }
 
   interruptedStreams(): readonly InterruptedStream[] {
-    const streams: InterruptedStream[] = [];
+    const streams = new Map<string, InterruptedStream>();
     for (const { table, exchange, symbol } of this.recovery?.interrupted ?? []) {
       // A lost gap row leaves its stream's other rows intact; the gap itself cannot be re-marked.
-      if (table !== "gaps") streams.push({ exchange, symbol, stream: STREAM_OF_TABLE[table] });
+      if (table === "gaps") continue;
+      const stream = STREAM_OF_TABLE[table];
+      // One per stream, though a kill around midnight leaves files in two date partitions.
+      streams.set(`${stream}:${exchange}@${symbol}`, { exchange, symbol, stream });
     }
-    return streams;
+    return [...streams.values()];
   }
 
   write(events: readonly MarketEvent[]): void | Promise<void> {
@@ -371,16 +374,16 @@ export class ParquetSink implements Sink {
     const deadline = performance.now() + (this.options.closeTimeoutMs ?? 10_000);
     for (;;) {
       let allStarted = true;
-      const busy: Promise<void>[] = [];
+      const busy: Promise<boolean>[] = [];
       for (const file of this.closing) {
         if (this.launchClose(file)) continue;
-        allStarted = false;
         // A file busy with a step (a journal append, a row group) starts closing as soon as that step
         // ends: waiting for every other close first put a second wave of closes behind the first.
-        // (That step may have been this file's close, launched by a rotation: then it is done.)
-        busy.push(this.inFlight.get(file)!.then(() => void (this.closing.has(file) && this.launchClose(file))));
+        // (That step may have been this file's own close, launched by retire(): then it is done, or it
+        // failed and is tried once more at once; later attempts wait for the pause below.)
+        busy.push(this.inFlight.get(file)!.then(() => !this.closing.has(file) || this.launchClose(file)));
       }
-      await Promise.all(busy);
+      for (const started of await Promise.all(busy)) allStarted &&= started;
       await Promise.all([...this.inFlight.values()]);
       if (this.closing.size === 0 || performance.now() >= deadline) break;
       // Closes that failed are retried after a pause; one that waited for a running step, at once.

@@ -35,7 +35,8 @@ export interface RecoveryReport {
   readonly unrecoverable: string[];
   /**
    * Partitions whose file the previous run still had open when it died (killed, crashed, power lost): rows
-   * it received within its last flush interval never reached the journal. One entry per partition.
+   * it received within its last flush interval never reached the journal. One entry per partition (a
+   * stream may have two: a file of the previous date still closing and the new one).
    */
   readonly interrupted: InterruptedPartition[];
 }
@@ -81,23 +82,30 @@ export async function recoverDirectory(
       try {
         interrupted = (await recoverFile(directory, finalName, leftovers, options, report)) || interrupted;
       } catch (error) {
-        interrupted = true;
+        // Not marked: the leftovers stay for the next start, which would mark the stream again on every
+        // start until they are recovered. The error log and `errors` say where data may be missing.
         options.log.error(
           `parquet recovery: could not recover ${join(directory, finalName)}: ${errorMessage(error)}; its leftovers stay in place for the next start`,
         );
         report.unrecoverable.push(join(directory, finalName));
       }
     }
-    if (interrupted) report.interrupted.push(partitionOf(root, directory));
+    const partition = interrupted ? partitionOf(root, directory) : undefined;
+    if (partition) report.interrupted.push(partition);
   }
   return report;
 }
 
-/** DIR/<table>/exchange=<E>/symbol=<S>/date=<D> back to its table, exchange and symbol. */
-function partitionOf(root: string, directory: string): InterruptedPartition {
+/** DIR/<table>/exchange=<E>/symbol=<S>/date=<D> back to its table, exchange and symbol (undefined for a
+ * directory we did not name: a hand-made `symbol=100%` does not decode). */
+function partitionOf(root: string, directory: string): InterruptedPartition | undefined {
   const [table, exchange, symbol] = relative(root, directory).split(sep);
   const value = (segment: string) => decodePartitionValue(segment.slice(segment.indexOf("=") + 1));
-  return { table: table as TableName, exchange: value(exchange!), symbol: value(symbol!) };
+  try {
+    return { table: table as TableName, exchange: value(exchange!), symbol: value(symbol!) };
+  } catch {
+    return undefined;
+  }
 }
 
 /** DIR/<table>/exchange=*\/symbol=*\/date=*: the only places files are written. */
