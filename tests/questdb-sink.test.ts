@@ -4,7 +4,9 @@
  * dropped mid-run, restart, buffer bound, shutdown while down) with the stats it reports.
  */
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { generateKeyPairSync } from "node:crypto";
 import { readdirSync, readlinkSync } from "node:fs";
+import { UserError } from "../src/core/errors.ts";
 import type { MarketEvent, Trade } from "../src/core/events.ts";
 import { Outbox } from "../src/sinks/questdb/outbox.ts";
 import { IlpServer, type IlpRow } from "./support/ilp-server.ts";
@@ -12,6 +14,7 @@ import { HOSTILE_STRINGS, T0, bbo, book, funding, gap, liquidation, trade } from
 import { resolveSettings } from "../src/sinks/questdb/settings.ts";
 import { createTestSink, memoryLogger, type TestSink, type TestSinkOptions } from "./support/questdb-harness.ts";
 import { StalledServer } from "./support/questdb-stalled-server.ts";
+import { waitUntil } from "./support/fake-exchange.ts";
 
 let server: IlpServer | undefined;
 let current: TestSink | undefined;
@@ -417,6 +420,72 @@ describe("QuestDB away", () => {
   });
 });
 
+describe("authenticated ILP/TCP (JWK challenge)", () => {
+  /** A fresh P-256 key: `d` is what QDB_CLIENT_CONF's `token` holds, x/y are `token_x`/`token_y`. */
+  function newKey() {
+    const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    const { d, x, y } = privateKey.export({ format: "jwk" });
+    return { d: d!, x: x!, y: y!, publicKey };
+  }
+
+  test.each([
+    ["username and token (the private key)", false],
+    ["username, token, token_x and token_y", true],
+  ])("%s: the challenge is signed and rows arrive", async (_name, withPublicKey) => {
+    const key = newKey();
+    server = await IlpServer.start({ auth: { keyId: "ingest", publicKey: key.publicKey } });
+    const conf = `tcp::addr=127.0.0.1:${server.port};username=ingest;token=${key.d};${withPublicKey ? `token_x=${key.x};token_y=${key.y};` : ""}`;
+    const { sink, stats, logs } = await startSink({ clientConf: conf, env: { QUESTDB_FLUSH_INTERVAL_MS: "50" } });
+    await sink.write(trades(0, 20));
+    expect(ids(await server.waitForRows(20, "trades"))).toEqual(trades(0, 20).map((row) => row.id));
+    expect(server.authenticated).toBe(1);
+    expect(server.authFailures).toEqual([]);
+    expect(stats.errors).toBe(0);
+    expect(logs.join("\n")).not.toContain(key.d);
+  });
+
+  test("a key the server does not know: refused, counted, one error naming the key id (not the secret), rows kept", async () => {
+    const key = newKey();
+    server = await IlpServer.start({ auth: { keyId: "ingest", publicKey: newKey().publicKey } });
+    const { sink, stats, logs } = await startSink({
+      clientConf: `tcp::addr=127.0.0.1:${server.port};username=ingest;token=${key.d};`,
+      env: { QUESTDB_FLUSH_INTERVAL_MS: "50" },
+    });
+    await sink.write(trades(0, 5));
+    await server.waitFor(() => server!.authFailures.length >= 3 || undefined, 5000, "repeated refusals");
+    await waitUntil(() => stats.errors >= 1, 5000, undefined, "the refusal counted");
+    expect(server.rows).toEqual([]);
+    expect(server.authFailures[0]).toContain("signature does not verify");
+    // QuestDB disconnects after a bad signature, and sends nothing either way: refusals in a row are an
+    // outage, logged once as an error naming the key id (never the secret).
+    await waitUntil(() => stats.outageSince > 0, 5000, undefined, "the outage");
+    expect(logs.filter((line) => line.startsWith("error") && line.includes("does not accept key id 'ingest'"))).toHaveLength(1);
+    expect(stats.droppedRows).toBe(0);
+    // The key is added on QuestDB's side: the rows kept meanwhile arrive, once each, and the outage ends.
+    server.auth = { keyId: "ingest", publicKey: key.publicKey };
+    expect(ids(await server.waitForRows(5, "trades"))).toEqual(["t0", "t1", "t2", "t3", "t4"]);
+    await waitUntil(() => stats.outageSince === 0, 5000, undefined, "the end of the outage");
+    expect(logs.join("\n")).not.toContain(key.d);
+  });
+
+  test("a token that is no P-256 private key, or token_x/token_y of another key: one line at start", () => {
+    const key = newKey();
+    const other = newKey();
+    const resolve = (conf: string) => () =>
+      resolveSettings({ host: "127.0.0.1", ilpPort: 9009, httpPort: 9000, clientConf: conf, bufferMaxBytes: 1 << 20 }, {}, memoryLogger().log);
+    expect(resolve("tcp::addr=db:9009;username=ingest;token=not-a-key;")).toThrow(UserError);
+    expect(resolve("tcp::addr=db:9009;username=ingest;token=not-a-key;")).toThrow("token is not a P-256 private key");
+    expect(resolve(`tcp::addr=db:9009;username=ingest;token=${key.d};token_x=${other.x};token_y=${other.y};`)).toThrow(
+      "token_x/token_y are not the public key of token",
+    );
+    try {
+      resolve(`tcp::addr=db:9009;username=ingest;token=${key.d};token_x=${other.x};token_y=${other.y};`)();
+    } catch (error) {
+      expect((error as Error).message).not.toContain(key.d);
+    }
+  });
+});
+
 describe("which socket carries ILP/TCP", () => {
   const resolve = (clientConf: string | undefined, env: Record<string, string> = {}) =>
     resolveSettings({ host: "::1", ilpPort: 9011, httpPort: 9000, clientConf, bufferMaxBytes: 1 << 20 }, env, memoryLogger().log).nativeTcp;
@@ -428,7 +497,8 @@ describe("which socket carries ILP/TCP", () => {
 
   test("TLS, authentication, HTTP and QUESTDB_TCP_NATIVE=false: the client's transport", () => {
     expect(resolve("tcps::addr=db.internal:9009;")).toBeUndefined();
-    expect(resolve("tcp::addr=db.internal:9009;username=admin;token=secret;token_x=x;token_y=y;")).toBeUndefined();
+    const { d, x, y } = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ format: "jwk" });
+    expect(resolve(`tcp::addr=db.internal:9009;username=admin;token=${d};token_x=${x};token_y=${y};`)).toBeUndefined();
     expect(resolve("http::addr=db.internal:9000;")).toBeUndefined();
     expect(resolve(undefined, { QUESTDB_TCP_NATIVE: "false" })).toBeUndefined();
   });

@@ -10,7 +10,13 @@
  *
  * For fault tests (reusable by the end-to-end suite): stop/restart on the same port, drop every
  * connection (orderly FIN or abrupt), count rows per table, wait for rows.
+ *
+ * With `auth`, every connection must first pass QuestDB's ILP/TCP authentication
+ * (https://questdb.io/docs/reference/api/ilp/authenticate/): the client sends its key id and `\n`, the
+ * server answers a challenge of printable characters and `\n`, the client sends the base64 ECDSA P-256
+ * SHA-256 signature of the challenge and `\n`; a wrong key id or signature closes the connection.
  */
+import { randomBytes, verify, type KeyObject } from "node:crypto";
 import type { Socket, TCPSocketListener } from "bun";
 
 export type IlpValue =
@@ -298,6 +304,8 @@ function excerpt(buffer: Uint8Array, offset: number): string {
 interface ConnectionState {
   readonly id: number;
   readonly parser: IlpStreamParser;
+  /** Authentication: what the server waits for (undefined: authenticated, or no auth configured). */
+  auth?: { phase: "key" | "signature"; text: string; challenge: string };
   /** The server closed it (drop/stop): an unfinished line is expected, not an error. */
   closedByServer: boolean;
 }
@@ -305,6 +313,8 @@ interface ConnectionState {
 export interface IlpServerOptions {
   /** Port to listen on; 0 (default) picks a free one, kept across restart(). */
   readonly port?: number;
+  /** Require ILP/TCP authentication with this key id and P-256 public key. */
+  readonly auth?: { readonly keyId: string; readonly publicKey: KeyObject };
 }
 
 export class IlpServer {
@@ -322,16 +332,23 @@ export class IlpServer {
   abandonedPartialLines = 0;
   /** While true, every new connection is closed as soon as it is accepted (a server refusing clients). */
   closeOnAccept = false;
+  /** Connections that authenticated, and those closed for a wrong key id or signature (with `auth`). */
+  authenticated = 0;
+  readonly authFailures: string[] = [];
   private listener: TCPSocketListener<ConnectionState> | undefined;
   private readonly sockets = new Set<Socket<ConnectionState>>();
   private readonly schema = new SchemaTracker();
   private listeners: Array<() => void> = [];
   private nextId = 1;
 
-  private constructor(public port: number) {}
+  private constructor(
+    public port: number,
+    /** Changeable while running: the key QuestDB's authentication file lists (for new connections). */
+    public auth: IlpServerOptions["auth"],
+  ) {}
 
   static async start(options: IlpServerOptions = {}): Promise<IlpServer> {
-    const server = new IlpServer(options.port ?? 0);
+    const server = new IlpServer(options.port ?? 0, options.auth);
     server.listen();
     return server;
   }
@@ -363,6 +380,7 @@ export class IlpServer {
             id,
             closedByServer: false,
             parser: new IlpStreamParser(this.schema, (row) => this.rows.push(row)),
+            auth: this.auth ? { phase: "key", text: "", challenge: "" } : undefined,
           };
           this.sockets.add(socket);
           if (this.closeOnAccept) {
@@ -374,6 +392,11 @@ export class IlpServer {
         data: (socket, data) => {
           const state = socket.data;
           if (state.closedByServer) return;
+          if (state.auth) {
+            const rest = this.authenticate(socket, Buffer.from(data));
+            if (rest === undefined) return;
+            data = rest;
+          }
           state.parser.feed(data);
           if (state.parser.failed !== undefined) {
             this.errors.push(`connection ${state.id}: ${state.parser.failed}`);
@@ -399,6 +422,49 @@ export class IlpServer {
       },
     });
     this.port = this.listener.port;
+  }
+
+  /** Runs the challenge-response; returns the bytes after it once authenticated (ILP from then on). */
+  private authenticate(socket: Socket<ConnectionState>, data: Buffer): Buffer | undefined {
+    const auth = socket.data.auth!;
+    const { keyId, publicKey } = this.auth!;
+    let bytes = data;
+    for (;;) {
+      const newline = bytes.indexOf(10);
+      if (newline < 0) {
+        auth.text += Buffer.from(bytes).toString("latin1");
+        return undefined;
+      }
+      const line = auth.text + Buffer.from(bytes.subarray(0, newline)).toString("latin1");
+      auth.text = "";
+      bytes = bytes.subarray(newline + 1);
+      const fail = (reason: string) => {
+        this.authFailures.push(`connection ${socket.data.id}: ${reason}`);
+        socket.data.closedByServer = true;
+        socket.end();
+        this.notify();
+        return undefined;
+      };
+      if (auth.phase === "key") {
+        if (line !== keyId) return fail(`unknown key id '${line}'`);
+        // QuestDB sends a random challenge of printable characters.
+        auth.challenge = randomBytes(48).toString("base64");
+        auth.phase = "signature";
+        socket.write(`${auth.challenge}\n`);
+        continue;
+      }
+      const signature = Buffer.from(line, "base64");
+      const challenge = Buffer.from(auth.challenge, "latin1");
+      // DER (what node's crypto.sign gives) or raw r||s (WebCrypto's form, in QuestDB's own example).
+      const valid =
+        verify("sha256", challenge, publicKey, signature) ||
+        (signature.length === 64 && verify("sha256", challenge, { key: publicKey, dsaEncoding: "ieee-p1363" }, signature));
+      if (!valid) return fail("signature does not verify");
+      socket.data.auth = undefined;
+      this.authenticated++;
+      this.notify();
+      return bytes;
+    }
   }
 
   /** Stops listening and closes every connection (QuestDB going down). */

@@ -335,7 +335,7 @@ export class QuestDbSink implements Sink {
     }
     this.connection = connection;
     this.connectedAt = performance.now();
-    if (kind === "tcp") this.endOutage();
+    if (kind === "tcp") this.endOutageOnceStable(connection);
     this.notifyProgress();
     return true;
   }
@@ -385,6 +385,19 @@ export class QuestDbSink implements Sink {
     // turn into a reconnect loop: back off. One that lived reconnects at once.
     const quick = performance.now() - this.connectedAt < QUICK_LOSS_MS;
     this.failures = quick ? this.failures + 1 : 0;
+    if (quick && this.failures >= 2) {
+      // Closed right after opening, again: QuestDB refuses us. With authentication that is its answer to a
+      // key it does not accept (https://questdb.io/docs/reference/api/ilp/authenticate/: it disconnects).
+      const keyId = this.settings.tcpKeyId;
+      this.failures--; // attemptFailed counts this one
+      this.attemptFailed(
+        keyId === undefined
+          ? `it closes every connection right after accepting it (${reason})`
+          : `it closes every connection right after authentication: QuestDB does not accept key id '${keyId}'; check QDB_CLIENT_CONF's username and token against QuestDB's authentication file`,
+        keyId === undefined ? "warn" : "error",
+      );
+      return;
+    }
     const pending = this.outbox.pendingRows;
     if (pending === 0) {
       this.log.debug(`QuestDB closed the idle connection (${reason}); reconnecting`);
@@ -398,10 +411,10 @@ export class QuestDbSink implements Sink {
     this.scheduleReconnect(quick ? this.backoffMs() : 0);
   }
 
-  private attemptFailed(reason: string): void {
+  private attemptFailed(reason: string, level: "warn" | "error" = "warn"): void {
     this.failures++;
     this.stats.errors++;
-    this.beginOutage(reason);
+    this.beginOutage(reason, level);
     this.scheduleReconnect(this.backoffMs());
     this.notifyProgress();
   }
@@ -422,7 +435,7 @@ export class QuestDbSink implements Sink {
     }, delay);
   }
 
-  private beginOutage(reason: string): void {
+  private beginOutage(reason: string, level: "warn" | "error" = "warn"): void {
     if (this.stats.outageSince > 0) {
       this.log.debug(`QuestDB still unreachable: ${reason}`);
       return;
@@ -430,10 +443,22 @@ export class QuestDbSink implements Sink {
     this.stats.outageSince = performance.now();
     this.lastReminderAt = this.stats.outageSince;
     this.droppedAtOutageStart = this.stats.droppedRows;
-    this.log.warn(
+    this.log[level](
       `QuestDB at ${this.settings.address} is unreachable (${reason}); collecting continues, rows are buffered ` +
         `in memory (up to ${mebibytes(this.settings.bufferMaxBytes)} MiB) and sent when it is back`,
     );
+  }
+
+  /**
+   * Over TCP, QuestDB is back once a connection has stayed open a moment: it answers a key it does not
+   * accept (and a proxy without a backend answers everything) by closing a connection it just accepted.
+   */
+  private endOutageOnceStable(connection: IlpConnection): void {
+    if (this.stats.outageSince === 0) return;
+    const timer = setTimeout(() => {
+      if (this.connection === connection) this.endOutage();
+    }, QUICK_LOSS_MS);
+    timer.unref?.();
   }
 
   private endOutage(): void {

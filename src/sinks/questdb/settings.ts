@@ -25,6 +25,7 @@
  *                               authenticated connections always use the client's)
  */
 import { SenderOptions, createTransport } from "@questdb/nodejs-client";
+import { createECDH } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { QuestDbSettings } from "../../core/config.ts";
 import { UserError, errorMessage } from "../../core/errors.ts";
@@ -48,6 +49,8 @@ export interface ResolvedSettings {
   readonly senderOptions: SenderOptions;
   /** Plain TCP (no TLS, no authentication): where Bun's own socket connects; else the client's transport. */
   readonly nativeTcp: { readonly host: string; readonly port: number } | undefined;
+  /** The key id (username) of an authenticated ILP/TCP connection, for messages; undefined without one. */
+  readonly tcpKeyId: string | undefined;
   readonly flushRows: number;
   readonly flushIntervalMs: number;
   readonly resendWindowMs: number;
@@ -92,6 +95,7 @@ export function resolveSettings(settings: QuestDbSettings, env: Environment, log
     if (senderOptions.stdlib_http === false) log.warn("QDB_CLIENT_CONF sets stdlib_http=off; using stdlib_http=on, which Bun needs");
     senderOptions.stdlib_http = true;
   }
+  if (kind === "tcp" && hasTcpAuthentication(senderOptions) && !senderOptions.jwk) senderOptions.jwk = challengeKey(senderOptions);
   try {
     // Constructing a transport validates authentication and TLS options (it does not connect).
     createTransport(senderOptions);
@@ -113,6 +117,7 @@ export function resolveSettings(settings: QuestDbSettings, env: Environment, log
       senderOptions.protocol === "tcp" && !hasTcpAuthentication(senderOptions) && booleanSetting(env, "QUESTDB_TCP_NATIVE", true)
         ? { host, port }
         : undefined,
+    tcpKeyId: kind === "tcp" && hasTcpAuthentication(senderOptions) ? senderOptions.username : undefined,
     flushRows: integer(env, "QUESTDB_FLUSH_ROWS", confFlushRows ?? (kind === "http" ? 75_000 : 10_000), 1, 10_000_000),
     flushIntervalMs: integer(env, "QUESTDB_FLUSH_INTERVAL_MS", confFlushInterval ?? 1000, 10, 3_600_000),
     resendWindowMs: kind === "tcp" ? integer(env, "QUESTDB_RESEND_WINDOW_MS", 10_000, 0, 3_600_000) : 0,
@@ -126,6 +131,37 @@ export function resolveSettings(settings: QuestDbSettings, env: Environment, log
     ddl: booleanSetting(env, "QUESTDB_CREATE_TABLES", true) ? ddlEndpoint(senderOptions, kind, urlHost, settings.httpPort) : undefined,
   };
   return resolved;
+}
+
+/**
+ * The key the client signs the ILP/TCP challenge with (https://questdb.io/docs/reference/api/ilp/authenticate/).
+ * From `username` and `token` alone the client builds a JWK whose public point (x, y) is a fixed constant,
+ * not the token's: node's crypto signs with such a key anyway, Bun's rejects it ("Invalid JWK EC key", an
+ * error inside the client's socket handler), so every authenticated TCP connection failed. The point is
+ * derived from the private key here, and `token_x`/`token_y`, when given, must be that point.
+ */
+function challengeKey(options: SenderOptions): Record<string, string> {
+  const { username, token } = options;
+  if (!username || !token) {
+    throw new UserError("invalid QDB_CLIENT_CONF: ILP/TCP authentication needs both username (the key id) and token (its P-256 private key); see docs/sinks/questdb.md");
+  }
+  let point: Buffer;
+  try {
+    const d = Buffer.from(token, "base64url");
+    if (d.length !== 32) throw new Error("not 32 bytes");
+    const ecdh = createECDH("prime256v1");
+    ecdh.setPrivateKey(d);
+    point = ecdh.getPublicKey(); // 0x04, X (32 bytes), Y (32 bytes)
+  } catch {
+    throw new UserError("invalid QDB_CLIENT_CONF: token is not a P-256 private key (the JWK's d: 32 bytes, base64url); see docs/sinks/questdb.md");
+  }
+  const x = point.subarray(1, 33);
+  const y = point.subarray(33);
+  const mismatch = (given: string | undefined, actual: Buffer) => given !== undefined && !Buffer.from(given, "base64url").equals(actual);
+  if (mismatch(options.token_x, x) || mismatch(options.token_y, y)) {
+    throw new UserError("invalid QDB_CLIENT_CONF: token_x/token_y are not the public key of token; see docs/sinks/questdb.md");
+  }
+  return { kid: username, kty: "EC", crv: "P-256", d: token, x: x.toString("base64url"), y: y.toString("base64url") };
 }
 
 /** The client authenticates a TCP connection (JWK challenge) when any of these is set. */
