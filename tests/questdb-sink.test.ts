@@ -5,7 +5,8 @@
  */
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { generateKeyPairSync } from "node:crypto";
-import { readdirSync, readlinkSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { join } from "node:path";
 import { UserError } from "../src/core/errors.ts";
 import type { MarketEvent, Trade } from "../src/core/events.ts";
 import { Outbox } from "../src/sinks/questdb/outbox.ts";
@@ -486,6 +487,33 @@ describe("authenticated ILP/TCP (JWK challenge)", () => {
   });
 });
 
+describe("ILP over TLS (tcps)", () => {
+  const TLS_DIR = join(import.meta.dir, "support", "tls");
+  const tls = { cert: readFileSync(join(TLS_DIR, "localhost-cert.pem"), "utf8"), key: readFileSync(join(TLS_DIR, "localhost-key.pem"), "utf8") };
+
+  test.each([
+    ["the server's CA from tls_ca", `tls_ca=${join(TLS_DIR, "localhost-cert.pem")};`],
+    ["tls_verify=unsafe_off", "tls_verify=unsafe_off;"],
+  ])("%s: rows arrive over TLS", async (_name, confTls) => {
+    server = await IlpServer.start({ tls });
+    const { sink, stats } = await startSink({ clientConf: `tcps::addr=127.0.0.1:${server.port};${confTls}`, env: { QUESTDB_FLUSH_INTERVAL_MS: "50" } });
+    await sink.write(trades(0, 20));
+    expect(ids(await server.waitForRows(20, "trades"))).toEqual(trades(0, 20).map((row) => row.id));
+    expect(stats.errors).toBe(0);
+  });
+
+  test("a certificate that does not verify: no row leaves, the outage names TLS, rows are kept", async () => {
+    server = await IlpServer.start({ tls });
+    const { sink, stats, logs } = await startSink({ clientConf: `tcps::addr=127.0.0.1:${server.port};`, env: { QUESTDB_FLUSH_INTERVAL_MS: "50" } });
+    await sink.write(trades(0, 5));
+    await waitUntil(() => stats.outageSince > 0, 5000, undefined, "the outage");
+    expect(logs.some((line) => line.startsWith("warn") && line.includes("unreachable") && line.includes("TLS"))).toBe(true);
+    expect(server.rows).toEqual([]);
+    expect(stats.droppedRows).toBe(0);
+    expect(stats.bufferedRows).toBe(5);
+  });
+});
+
 describe("which socket carries ILP/TCP", () => {
   const resolve = (clientConf: string | undefined, env: Record<string, string> = {}) =>
     resolveSettings({ host: "::1", ilpPort: 9011, httpPort: 9000, clientConf, bufferMaxBytes: 1 << 20 }, env, memoryLogger().log).nativeTcp;
@@ -495,8 +523,9 @@ describe("which socket carries ILP/TCP", () => {
     expect(resolve("tcp::addr=db.internal:9012;")).toEqual({ host: "db.internal", port: 9012 });
   });
 
-  test("TLS, authentication, HTTP and QUESTDB_TCP_NATIVE=false: the client's transport", () => {
-    expect(resolve("tcps::addr=db.internal:9009;")).toBeUndefined();
+  test("TLS: Bun's own socket too; authentication, HTTP and QUESTDB_TCP_NATIVE=false: the client's transport", () => {
+    expect(resolve("tcps::addr=db.internal:9009;")).toEqual({ host: "db.internal", port: 9009, tls: { ca: undefined, verify: true } });
+    expect(resolve("tcps::addr=db.internal:9009;tls_verify=unsafe_off;")).toEqual({ host: "db.internal", port: 9009, tls: { ca: undefined, verify: false } });
     const { d, x, y } = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ format: "jwk" });
     expect(resolve(`tcp::addr=db.internal:9009;username=admin;token=${d};token_x=${x};token_y=${y};`)).toBeUndefined();
     expect(resolve("http::addr=db.internal:9000;")).toBeUndefined();

@@ -315,6 +315,8 @@ export interface IlpServerOptions {
   readonly port?: number;
   /** Require ILP/TCP authentication with this key id and P-256 public key. */
   readonly auth?: { readonly keyId: string; readonly publicKey: KeyObject };
+  /** Speak TLS (QuestDB's `tcps`) with this certificate and key (PEM). */
+  readonly tls?: { readonly cert: string; readonly key: string };
 }
 
 export class IlpServer {
@@ -345,10 +347,11 @@ export class IlpServer {
     public port: number,
     /** Changeable while running: the key QuestDB's authentication file lists (for new connections). */
     public auth: IlpServerOptions["auth"],
+    private readonly tls: IlpServerOptions["tls"],
   ) {}
 
   static async start(options: IlpServerOptions = {}): Promise<IlpServer> {
-    const server = new IlpServer(options.port ?? 0, options.auth);
+    const server = new IlpServer(options.port ?? 0, options.auth, options.tls);
     server.listen();
     return server;
   }
@@ -372,6 +375,7 @@ export class IlpServer {
     this.listener = Bun.listen<ConnectionState>({
       hostname: "127.0.0.1",
       port: this.port,
+      tls: this.tls,
       socket: {
         open: (socket) => {
           this.connectionsAccepted++;

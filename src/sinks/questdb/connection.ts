@@ -11,10 +11,10 @@
  * Reconnecting, buffering and re-sending are the sink's job (index.ts).
  */
 import { createTransport, type SenderOptions, type SenderTransport } from "@questdb/nodejs-client";
-import type { Socket as NodeSocket } from "node:net";
+import { isIP, type Socket as NodeSocket } from "node:net";
 import type { Socket as BunSocket } from "bun";
 import { errorMessage } from "../../core/errors.ts";
-import type { TransportKind } from "./settings.ts";
+import type { NativeTcpEndpoint, TransportKind } from "./settings.ts";
 
 /** A send QuestDB answered with a client error: the same bytes will never be accepted. */
 export class RejectedDataError extends Error {
@@ -47,8 +47,8 @@ export class IlpConnection {
     private readonly timeouts: ConnectionTimeouts,
     /** Called at most once, when an open TCP connection closes or fails by itself. */
     private readonly onLost: (reason: string) => void,
-    /** Plain TCP: connect Bun's own socket here instead of the client's. */
-    private readonly nativeTcp?: { readonly host: string; readonly port: number },
+    /** TCP without authentication (plain or TLS): connect Bun's own socket here instead of the client's. */
+    private readonly nativeTcp?: NativeTcpEndpoint,
   ) {}
 
   /** TCP: connects (and authenticates). HTTP: nothing to open; reachability shows on the first send. */
@@ -76,12 +76,31 @@ export class IlpConnection {
     if (this.lost || socket?.destroyed) throw new Error(this.lastSocketError ?? "connection closed while connecting");
   }
 
-  private async openNative(endpoint: { readonly host: string; readonly port: number }): Promise<void> {
+  private async openNative(endpoint: NativeTcpEndpoint): Promise<void> {
+    let handshakeDone: (() => void) | undefined;
+    const handshake = endpoint.tls ? new Promise<void>((resolve) => (handshakeDone = resolve)) : undefined;
     const connecting = Bun.connect<undefined>({
       hostname: endpoint.host,
       port: endpoint.port,
+      tls: endpoint.tls
+        ? {
+            ca: endpoint.tls.ca,
+            rejectUnauthorized: endpoint.tls.verify,
+            // SNI takes host names only; certificates for an address are checked against its IP SAN.
+            serverName: isIP(endpoint.host) ? undefined : endpoint.host,
+          }
+        : undefined,
       socket: {
         data() {}, // QuestDB answers nothing over ILP/TCP; it closes the connection on an error
+        handshake: (socket, success, authorizationError) => {
+          // With verification on, a certificate that does not check out ends the connection here.
+          if (endpoint.tls?.verify && (!success || authorizationError)) {
+            this.lastSocketError = `TLS: ${authorizationError?.message ?? "handshake failed"}`;
+            socket.end();
+            this.markLost(this.lastSocketError);
+          }
+          handshakeDone?.();
+        },
         drain: () => this.resumeSender(),
         error: (_socket, error) => {
           this.lastSocketError = errorMessage(error);
@@ -99,7 +118,12 @@ export class IlpConnection {
       () => undefined,
     );
     try {
-      this.native = await withTimeout(connecting, this.timeouts.connectTimeoutMs, "connect timed out");
+      this.native = await withTimeout(
+        // TLS: rows are written once the certificate has been checked, not into a handshake that then fails.
+        handshake ? Promise.all([connecting, handshake]).then(([socket]) => socket) : connecting,
+        this.timeouts.connectTimeoutMs,
+        "connect timed out",
+      );
     } catch (error) {
       abandoned = true;
       this.lost = true;

@@ -100,9 +100,10 @@ export class QuestDbSink implements Sink {
   }
 
   async start(): Promise<void> {
-    const { kind, address, flushRows, flushIntervalMs, bufferMaxBytes } = this.settings;
+    const { kind, address, flushRows, flushIntervalMs, bufferMaxBytes, senderOptions } = this.settings;
+    const secure = senderOptions.protocol === "tcps" || senderOptions.protocol === "https";
     this.log.info(
-      `QuestDB sink: ILP over ${kind.toUpperCase()} to ${address}; sending every ${flushRows} rows or ${flushIntervalMs} ms; ` +
+      `QuestDB sink: ILP over ${kind.toUpperCase()}${secure ? " (TLS)" : ""} to ${address}; sending every ${flushRows} rows or ${flushIntervalMs} ms; ` +
         `up to ${mebibytes(bufferMaxBytes)} MiB buffered while QuestDB is away`,
     );
     this.flushTimer = setInterval(() => this.tick(), flushIntervalMs);

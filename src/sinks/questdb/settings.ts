@@ -41,6 +41,14 @@ export interface HttpEndpoint {
   readonly tls: { readonly rejectUnauthorized: boolean; readonly ca?: string } | undefined;
 }
 
+/** Where Bun's own socket connects for ILP/TCP (plain or TLS, without authentication). */
+export interface NativeTcpEndpoint {
+  readonly host: string;
+  readonly port: number;
+  /** `tcps::`: the CA certificates from `tls_ca` (PEM) and whether the server's certificate is checked. */
+  readonly tls?: { readonly ca: string | undefined; readonly verify: boolean };
+}
+
 export interface ResolvedSettings {
   readonly kind: TransportKind;
   /** host:port for log lines; never the configuration string (it may hold credentials). */
@@ -48,7 +56,7 @@ export interface ResolvedSettings {
   /** Parsed by the client; handed to its createTransport() for every connection. */
   readonly senderOptions: SenderOptions;
   /** Plain TCP (no TLS, no authentication): where Bun's own socket connects; else the client's transport. */
-  readonly nativeTcp: { readonly host: string; readonly port: number } | undefined;
+  readonly nativeTcp: NativeTcpEndpoint | undefined;
   /** The key id (username) of an authenticated ILP/TCP connection, for messages; undefined without one. */
   readonly tcpKeyId: string | undefined;
   readonly flushRows: number;
@@ -114,8 +122,16 @@ export function resolveSettings(settings: QuestDbSettings, env: Environment, log
     address: `${urlHost}:${port}`,
     senderOptions,
     nativeTcp:
-      senderOptions.protocol === "tcp" && !hasTcpAuthentication(senderOptions) && booleanSetting(env, "QUESTDB_TCP_NATIVE", true)
-        ? { host, port }
+      kind === "tcp" && !hasTcpAuthentication(senderOptions) && booleanSetting(env, "QUESTDB_TCP_NATIVE", true)
+        ? {
+            host,
+            port,
+            // (createTransport above has read tls_ca once already: a missing file is a start-up error.)
+            tls:
+              protocol === "tcps"
+                ? { ca: senderOptions.tls_ca ? readFileSync(senderOptions.tls_ca, "utf8") : undefined, verify: senderOptions.tls_verify !== false }
+                : undefined,
+          }
         : undefined,
     tcpKeyId: kind === "tcp" && hasTcpAuthentication(senderOptions) ? senderOptions.username : undefined,
     flushRows: integer(env, "QUESTDB_FLUSH_ROWS", confFlushRows ?? (kind === "http" ? 75_000 : 10_000), 1, 10_000_000),
