@@ -4,6 +4,8 @@
  * for Bun, authentication, outage and rejected batches), with no secret ever logged.
  */
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { UserError } from "../src/core/errors.ts";
 import { DEDUP_KEYS } from "../src/sinks/questdb/schema.ts";
 import { TABLES, TABLE_NAMES } from "../src/sinks/tables.ts";
@@ -158,6 +160,26 @@ describe("QDB_CLIENT_CONF", () => {
     current = undefined;
     expect(logs.join("\n")).not.toContain(password);
     expect(logs.join("\n")).not.toContain(Buffer.from(`ingest:${password}`).toString("base64"));
+  });
+
+  test.each([
+    ["the server's CA from tls_ca", `tls_ca=${join(import.meta.dir, "support", "tls", "localhost-cert.pem")};`],
+    ["tls_verify=unsafe_off", "tls_verify=unsafe_off;"],
+  ])("https:: with %s: tables created and rows sent over TLS", async (_name, confTls) => {
+    const tlsDir = join(import.meta.dir, "support", "tls");
+    http = await FakeQuestDbHttp.start(0, {
+      cert: readFileSync(join(tlsDir, "localhost-cert.pem"), "utf8"),
+      key: readFileSync(join(tlsDir, "localhost-key.pem"), "utf8"),
+    });
+    const { sink, stats } = await startSink({
+      clientConf: `https::addr=127.0.0.1:${http.port};${confTls}auto_flush_rows=2;`,
+      env: { QUESTDB_CREATE_TABLES: "true" },
+    });
+    await sink.write([trade(1), trade(2), bbo(3)]);
+    await sink.flush();
+    expect(http.queries).toHaveLength(TABLE_NAMES.length);
+    expect(http.rows.map((row) => row.table)).toEqual(["trades", "trades", "bbo"]);
+    expect(stats.errors).toBe(0);
   });
 
   test("http:: QuestDB down, then up: the batch is retried after the outage", async () => {

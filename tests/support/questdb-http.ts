@@ -33,10 +33,14 @@ export class FakeQuestDbHttp {
   private server: Server<undefined> | undefined;
   private readonly schema = new SchemaTracker();
 
-  private constructor(public port: number) {}
+  private constructor(
+    public port: number,
+    /** HTTPS with this certificate and key (PEM). */
+    private readonly tls?: { readonly cert: string; readonly key: string },
+  ) {}
 
-  static async start(port = 0): Promise<FakeQuestDbHttp> {
-    const fake = new FakeQuestDbHttp(port);
+  static async start(port = 0, tls?: { readonly cert: string; readonly key: string }): Promise<FakeQuestDbHttp> {
+    const fake = new FakeQuestDbHttp(port, tls);
     fake.listen();
     return fake;
   }
@@ -45,6 +49,7 @@ export class FakeQuestDbHttp {
     this.server = Bun.serve({
       hostname: "127.0.0.1",
       port: this.port,
+      tls: this.tls,
       fetch: async (request) => {
         const url = new URL(request.url);
         const recorded: RecordedHttpRequest = {
