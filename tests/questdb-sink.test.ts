@@ -430,13 +430,15 @@ describe("authenticated ILP/TCP (JWK challenge)", () => {
   }
 
   test.each([
-    ["username and token (the private key)", false],
-    ["username, token, token_x and token_y", true],
-  ])("%s: the challenge is signed and rows arrive", async (_name, withPublicKey) => {
+    ["username and token (the private key)", false, "true"],
+    ["username, token, token_x and token_y", true, "true"],
+    ["username and token, over the client's socket", false, "false"],
+    ["username, token, token_x and token_y, over the client's socket", true, "false"],
+  ])("%s: the challenge is signed and rows arrive", async (_name, withPublicKey, native) => {
     const key = newKey();
     server = await IlpServer.start({ auth: { keyId: "ingest", publicKey: key.publicKey } });
     const conf = `tcp::addr=127.0.0.1:${server.port};username=ingest;token=${key.d};${withPublicKey ? `token_x=${key.x};token_y=${key.y};` : ""}`;
-    const { sink, stats, logs } = await startSink({ clientConf: conf, env: { QUESTDB_FLUSH_INTERVAL_MS: "50" } });
+    const { sink, stats, logs } = await startSink({ clientConf: conf, env: { QUESTDB_FLUSH_INTERVAL_MS: "50", QUESTDB_TCP_NATIVE: native } });
     await sink.write(trades(0, 20));
     expect(ids(await server.waitForRows(20, "trades"))).toEqual(trades(0, 20).map((row) => row.id));
     expect(server.authenticated).toBe(1);
@@ -445,12 +447,12 @@ describe("authenticated ILP/TCP (JWK challenge)", () => {
     expect(logs.join("\n")).not.toContain(key.d);
   });
 
-  test("a key the server does not know: refused, counted, one error naming the key id (not the secret), rows kept", async () => {
+  test.each(["true", "false"])("a key the server does not know (native socket: %s): refused, counted, one error naming the key id (not the secret), rows kept", async (native) => {
     const key = newKey();
     server = await IlpServer.start({ auth: { keyId: "ingest", publicKey: newKey().publicKey } });
     const { sink, stats, logs } = await startSink({
       clientConf: `tcp::addr=127.0.0.1:${server.port};username=ingest;token=${key.d};`,
-      env: { QUESTDB_FLUSH_INTERVAL_MS: "50" },
+      env: { QUESTDB_FLUSH_INTERVAL_MS: "50", QUESTDB_TCP_NATIVE: native },
     });
     await sink.write(trades(0, 5));
     await server.waitFor(() => server!.authFailures.length >= 3 || undefined, 5000, "repeated refusals");
@@ -467,6 +469,21 @@ describe("authenticated ILP/TCP (JWK challenge)", () => {
     expect(ids(await server.waitForRows(5, "trades"))).toEqual(["t0", "t1", "t2", "t3", "t4"]);
     await waitUntil(() => stats.outageSince === 0, 5000, undefined, "the end of the outage");
     expect(logs.join("\n")).not.toContain(key.d);
+  });
+
+  test("a key id the server does not know: it closes instead of sending a challenge, and the outage says so", async () => {
+    const key = newKey();
+    server = await IlpServer.start({ auth: { keyId: "someone-else", publicKey: key.publicKey } });
+    const { sink, stats, logs } = await startSink({
+      clientConf: `tcp::addr=127.0.0.1:${server.port};username=ingest;token=${key.d};`,
+      env: { QUESTDB_FLUSH_INTERVAL_MS: "50" },
+    });
+    await sink.write(trades(0, 3));
+    await waitUntil(() => stats.outageSince > 0, 5000, undefined, "the outage");
+    expect(logs.some((line) => line.includes("unreachable") && line.includes("during authentication (key id 'ingest')"))).toBe(true);
+    expect(server.authFailures[0]).toContain("unknown key id 'ingest'");
+    expect(server.rows).toEqual([]);
+    expect(stats.droppedRows).toBe(0);
   });
 
   test("a token that is no P-256 private key, or token_x/token_y of another key: one line at start", () => {
@@ -523,11 +540,12 @@ describe("which socket carries ILP/TCP", () => {
     expect(resolve("tcp::addr=db.internal:9012;")).toEqual({ host: "db.internal", port: 9012 });
   });
 
-  test("TLS: Bun's own socket too; authentication, HTTP and QUESTDB_TCP_NATIVE=false: the client's transport", () => {
+  test("TLS and authentication: Bun's own socket too; HTTP and QUESTDB_TCP_NATIVE=false: the client's transport", () => {
     expect(resolve("tcps::addr=db.internal:9009;")).toEqual({ host: "db.internal", port: 9009, tls: { ca: undefined, verify: true } });
     expect(resolve("tcps::addr=db.internal:9009;tls_verify=unsafe_off;")).toEqual({ host: "db.internal", port: 9009, tls: { ca: undefined, verify: false } });
     const { d, x, y } = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ format: "jwk" });
-    expect(resolve(`tcp::addr=db.internal:9009;username=admin;token=${d};token_x=${x};token_y=${y};`)).toBeUndefined();
+    expect(resolve(`tcp::addr=db.internal:9009;username=admin;token=${d};token_x=${x};token_y=${y};`)?.auth?.keyId).toBe("admin");
+    expect(resolve(`tcp::addr=db.internal:9009;username=admin;token=${d};`, { QUESTDB_TCP_NATIVE: "false" })).toBeUndefined();
     expect(resolve("http::addr=db.internal:9000;")).toBeUndefined();
     expect(resolve(undefined, { QUESTDB_TCP_NATIVE: "false" })).toBeUndefined();
   });

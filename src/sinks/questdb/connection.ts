@@ -11,6 +11,7 @@
  * Reconnecting, buffering and re-sending are the sink's job (index.ts).
  */
 import { createTransport, type SenderOptions, type SenderTransport } from "@questdb/nodejs-client";
+import { sign } from "node:crypto";
 import { isIP, type Socket as NodeSocket } from "node:net";
 import type { Socket as BunSocket } from "bun";
 import { errorMessage } from "../../core/errors.ts";
@@ -77,6 +78,12 @@ export class IlpConnection {
   }
 
   private async openNative(endpoint: NativeTcpEndpoint): Promise<void> {
+    // QuestDB's challenge, once its line has arrived (https://questdb.io/docs/reference/api/ilp/authenticate/).
+    let challengeText = "";
+    let challengeDone: ((challenge: Buffer) => void) | undefined;
+    let closedDuringOpen: (() => void) | undefined;
+    const challenge = endpoint.auth ? new Promise<Buffer>((resolve) => (challengeDone = resolve)) : undefined;
+    const closed = new Promise<void>((resolve) => (closedDuringOpen = resolve));
     let handshakeDone: (() => void) | undefined;
     const handshake = endpoint.tls ? new Promise<void>((resolve) => (handshakeDone = resolve)) : undefined;
     const connecting = Bun.connect<undefined>({
@@ -91,7 +98,16 @@ export class IlpConnection {
           }
         : undefined,
       socket: {
-        data() {}, // QuestDB answers nothing over ILP/TCP; it closes the connection on an error
+        // QuestDB answers nothing over ILP/TCP (it closes the connection on an error), apart from the
+        // authentication challenge: printable characters and a newline.
+        data: (_socket, data) => {
+          if (!challengeDone) return;
+          challengeText += Buffer.from(data).toString("latin1");
+          const newline = challengeText.indexOf("\n");
+          if (newline < 0) return;
+          challengeDone(Buffer.from(challengeText.slice(0, newline), "latin1"));
+          challengeDone = undefined;
+        },
         handshake: (socket, success, authorizationError) => {
           // With verification on, a certificate that does not check out ends the connection here.
           if (endpoint.tls?.verify && (!success || authorizationError)) {
@@ -105,8 +121,14 @@ export class IlpConnection {
         error: (_socket, error) => {
           this.lastSocketError = errorMessage(error);
         },
-        end: () => this.markLost("connection closed by QuestDB"),
-        close: (_socket, error) => this.markLost(error ? errorMessage(error) : (this.lastSocketError ?? "connection closed by QuestDB")),
+        end: () => {
+          closedDuringOpen?.();
+          this.markLost("connection closed by QuestDB");
+        },
+        close: (_socket, error) => {
+          closedDuringOpen?.();
+          this.markLost(error ? errorMessage(error) : (this.lastSocketError ?? "connection closed by QuestDB"));
+        },
       },
     });
     let abandoned = false;
@@ -117,13 +139,25 @@ export class IlpConnection {
       },
       () => undefined,
     );
+    const ready = async (): Promise<BunSocket<undefined>> => {
+      const socket = await connecting;
+      // TLS: rows are written once the certificate has been checked, not into a handshake that then fails.
+      if (handshake) await handshake;
+      if (endpoint.auth && !this.lost) {
+        writeLine(socket, `${endpoint.auth.keyId}\n`);
+        // QuestDB closes the connection instead of sending a challenge for a key id it does not know.
+        const refused = closed.then(() => {
+          throw new Error(`connection closed by QuestDB during authentication (key id '${endpoint.auth!.keyId}')`);
+        });
+        refused.catch(() => undefined);
+        const signature = sign("sha256", await Promise.race([challenge!, refused]), endpoint.auth.key); // ECDSA P-256, DER
+        writeLine(socket, `${signature.toString("base64")}\n`);
+      }
+      closedDuringOpen = undefined;
+      return socket;
+    };
     try {
-      this.native = await withTimeout(
-        // TLS: rows are written once the certificate has been checked, not into a handshake that then fails.
-        handshake ? Promise.all([connecting, handshake]).then(([socket]) => socket) : connecting,
-        this.timeouts.connectTimeoutMs,
-        "connect timed out",
-      );
+      this.native = await withTimeout(ready(), this.timeouts.connectTimeoutMs, "connect timed out");
     } catch (error) {
       abandoned = true;
       this.lost = true;
@@ -274,4 +308,10 @@ function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promi
       },
     );
   });
+}
+
+/** A short line on a fresh connection: the kernel takes it whole, or the connection is unusable. */
+function writeLine(socket: BunSocket<undefined>, line: string): void {
+  const bytes = Buffer.from(line, "latin1");
+  if (socket.write(bytes) !== bytes.length) throw new Error("could not send the authentication");
 }

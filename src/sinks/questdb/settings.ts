@@ -25,7 +25,7 @@
  *                               authenticated connections always use the client's)
  */
 import { SenderOptions, createTransport } from "@questdb/nodejs-client";
-import { createECDH } from "node:crypto";
+import { createECDH, createPrivateKey, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { QuestDbSettings } from "../../core/config.ts";
 import { UserError, errorMessage } from "../../core/errors.ts";
@@ -41,12 +41,14 @@ export interface HttpEndpoint {
   readonly tls: { readonly rejectUnauthorized: boolean; readonly ca?: string } | undefined;
 }
 
-/** Where Bun's own socket connects for ILP/TCP (plain or TLS, without authentication). */
+/** Where Bun's own socket connects for ILP/TCP (plain or TLS, with or without authentication). */
 export interface NativeTcpEndpoint {
   readonly host: string;
   readonly port: number;
   /** `tcps::`: the CA certificates from `tls_ca` (PEM) and whether the server's certificate is checked. */
   readonly tls?: { readonly ca: string | undefined; readonly verify: boolean };
+  /** With `username`/`token`: the key id and the private key that signs QuestDB's challenge. */
+  readonly auth?: { readonly keyId: string; readonly key: KeyObject };
 }
 
 export interface ResolvedSettings {
@@ -122,7 +124,7 @@ export function resolveSettings(settings: QuestDbSettings, env: Environment, log
     address: `${urlHost}:${port}`,
     senderOptions,
     nativeTcp:
-      kind === "tcp" && !hasTcpAuthentication(senderOptions) && booleanSetting(env, "QUESTDB_TCP_NATIVE", true)
+      kind === "tcp" && booleanSetting(env, "QUESTDB_TCP_NATIVE", true)
         ? {
             host,
             port,
@@ -131,6 +133,9 @@ export function resolveSettings(settings: QuestDbSettings, env: Environment, log
               protocol === "tcps"
                 ? { ca: senderOptions.tls_ca ? readFileSync(senderOptions.tls_ca, "utf8") : undefined, verify: senderOptions.tls_verify !== false }
                 : undefined,
+            auth: senderOptions.jwk
+              ? { keyId: senderOptions.jwk.kid!, key: createPrivateKey({ key: senderOptions.jwk, format: "jwk" }) }
+              : undefined,
           }
         : undefined,
     tcpKeyId: kind === "tcp" && hasTcpAuthentication(senderOptions) ? senderOptions.username : undefined,
