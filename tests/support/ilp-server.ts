@@ -14,7 +14,7 @@
  * With `auth`, every connection must first pass QuestDB's ILP/TCP authentication
  * (https://questdb.io/docs/reference/api/ilp/authenticate/): the client sends its key id and `\n`, the
  * server answers a challenge of printable characters and `\n`, the client sends the base64 ECDSA P-256
- * SHA-256 signature of the challenge and `\n`; a wrong key id or signature closes the connection.
+ * SHA-256 signature of the challenge and `\n`; a wrong key id or signature then closes the connection.
  */
 import { randomBytes, verify, type KeyObject } from "node:crypto";
 import type { Socket, TCPSocketListener } from "bun";
@@ -305,7 +305,7 @@ interface ConnectionState {
   readonly id: number;
   readonly parser: IlpStreamParser;
   /** Authentication: what the server waits for (undefined: authenticated, or no auth configured). */
-  auth?: { phase: "key" | "signature"; text: string; challenge: string };
+  auth?: { phase: "key" | "signature"; text: string; challenge: string; keyId?: string };
   /** The server closed it (drop/stop): an unfinished line is expected, not an error. */
   closedByServer: boolean;
 }
@@ -450,13 +450,15 @@ export class IlpServer {
         return undefined;
       };
       if (auth.phase === "key") {
-        if (line !== keyId) return fail(`unknown key id '${line}'`);
-        // QuestDB sends a random challenge of printable characters.
+        // QuestDB sends a random challenge of printable characters whatever the key id, and says no only
+        // after the signature (LineTcpAuthConnectionContext: "authentication failed, unknown key id").
+        auth.keyId = line;
         auth.challenge = randomBytes(48).toString("base64");
         auth.phase = "signature";
         socket.write(`${auth.challenge}\n`);
         continue;
       }
+      if (auth.keyId !== keyId) return fail(`unknown key id '${auth.keyId}'`);
       const signature = Buffer.from(line, "base64");
       const challenge = Buffer.from(auth.challenge, "latin1");
       // DER (what node's crypto.sign gives) or raw r||s (WebCrypto's form, in QuestDB's own example).

@@ -48,7 +48,7 @@ export class IlpConnection {
     private readonly timeouts: ConnectionTimeouts,
     /** Called at most once, when an open TCP connection closes or fails by itself. */
     private readonly onLost: (reason: string) => void,
-    /** TCP without authentication (plain or TLS): connect Bun's own socket here instead of the client's. */
+    /** TCP (plain or TLS, authenticated or not): connect Bun's own socket here instead of the client's. */
     private readonly nativeTcp?: NativeTcpEndpoint,
   ) {}
 
@@ -109,8 +109,9 @@ export class IlpConnection {
           challengeDone = undefined;
         },
         handshake: (socket, success, authorizationError) => {
-          // With verification on, a certificate that does not check out ends the connection here.
-          if (endpoint.tls?.verify && (!success || authorizationError)) {
+          // A failed handshake ends the connection; so does, with verification on, a certificate that
+          // does not check out (tls_verify=unsafe_off ignores only the latter).
+          if (!success || (endpoint.tls?.verify && authorizationError)) {
             this.lastSocketError = `TLS: ${authorizationError?.message ?? "handshake failed"}`;
             socket.end();
             this.markLost(this.lastSocketError);
@@ -132,10 +133,12 @@ export class IlpConnection {
       },
     });
     let abandoned = false;
+    let connected: BunSocket<undefined> | undefined;
     // A connect that completes after its timeout must not leave a socket behind.
     connecting.then(
       (socket) => {
-        if (abandoned) socket.end();
+        connected = socket;
+        if (abandoned) socket.terminate();
       },
       () => undefined,
     );
@@ -143,15 +146,15 @@ export class IlpConnection {
       const socket = await connecting;
       // TLS: rows are written once the certificate has been checked, not into a handshake that then fails.
       if (handshake) await handshake;
-      if (endpoint.auth && !this.lost) {
+      if (endpoint.auth && !this.lost && !abandoned) {
         writeLine(socket, `${endpoint.auth.keyId}\n`);
-        // QuestDB closes the connection instead of sending a challenge for a key id it does not know.
-        const refused = closed.then(() => {
+        const closedFirst = closed.then(() => {
           throw new Error(`connection closed by QuestDB during authentication (key id '${endpoint.auth!.keyId}')`);
         });
-        refused.catch(() => undefined);
-        const signature = sign("sha256", await Promise.race([challenge!, refused]), endpoint.auth.key); // ECDSA P-256, DER
-        writeLine(socket, `${signature.toString("base64")}\n`);
+        closedFirst.catch(() => undefined);
+        const received = await Promise.race([challenge!, closedFirst]);
+        if (abandoned) return socket; // timed out meanwhile: the catch below has terminated it
+        writeLine(socket, `${sign("sha256", received, endpoint.auth.key).toString("base64")}\n`); // ECDSA P-256, DER
       }
       closedDuringOpen = undefined;
       return socket;
@@ -161,6 +164,8 @@ export class IlpConnection {
     } catch (error) {
       abandoned = true;
       this.lost = true;
+      // Connected but not through the handshake or the challenge in time: not left open.
+      connected?.terminate();
       await this.close();
       throw error;
     }

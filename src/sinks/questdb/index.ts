@@ -387,14 +387,15 @@ export class QuestDbSink implements Sink {
     const quick = performance.now() - this.connectedAt < QUICK_LOSS_MS;
     this.failures = quick ? this.failures + 1 : 0;
     if (quick && this.failures >= 2) {
-      // Closed right after opening, again: QuestDB refuses us. With authentication that is its answer to a
-      // key it does not accept (https://questdb.io/docs/reference/api/ilp/authenticate/: it disconnects).
+      // Closed right after opening, again: QuestDB refuses us. With authentication that is most likely its
+      // answer to a key it does not accept (https://questdb.io/docs/reference/api/ilp/authenticate/: it
+      // disconnects, with no message); rows sent meanwhile come back through the resend window.
       const keyId = this.settings.tcpKeyId;
       this.failures--; // attemptFailed counts this one
       this.attemptFailed(
         keyId === undefined
           ? `it closes every connection right after accepting it (${reason})`
-          : `it closes every connection right after authentication: QuestDB does not accept key id '${keyId}'; check QDB_CLIENT_CONF's username and token against QuestDB's authentication file`,
+          : `it closes every connection right after authentication: QuestDB probably does not accept key id '${keyId}' (or drops the connection for another reason); check QDB_CLIENT_CONF's username and token against QuestDB's authentication file`,
         keyId === undefined ? "warn" : "error",
       );
       return;

@@ -20,9 +20,8 @@
  *   QUESTDB_CLOSE_TIMEOUT_MS    how long shutdown keeps trying to deliver buffered rows (default 10000)
  *   QUESTDB_MAX_LINE_BYTES      longest row accepted; QuestDB's line.tcp.max.measurement.size (32768)
  *   QUESTDB_CREATE_TABLES       false: never send DDL, rely on existing tables or ILP auto-creation
- *   QUESTDB_TCP_NATIVE          false: plain TCP through the client's node:net socket as well (default
- *                               true: Bun's own socket, written a whole chunk at a time; TLS and
- *                               authenticated connections always use the client's)
+ *   QUESTDB_TCP_NATIVE          false: ILP/TCP (plain, TLS, authenticated) through the client's node:net
+ *                               socket (default true: Bun's own socket, written a whole chunk at a time)
  */
 import { SenderOptions, createTransport } from "@questdb/nodejs-client";
 import { createECDH, createPrivateKey, type KeyObject } from "node:crypto";
@@ -57,7 +56,7 @@ export interface ResolvedSettings {
   readonly address: string;
   /** Parsed by the client; handed to its createTransport() for every connection. */
   readonly senderOptions: SenderOptions;
-  /** Plain TCP (no TLS, no authentication): where Bun's own socket connects; else the client's transport. */
+  /** ILP/TCP (plain or TLS, authenticated or not): where Bun's own socket connects; else the client's transport. */
   readonly nativeTcp: NativeTcpEndpoint | undefined;
   /** The key id (username) of an authenticated ILP/TCP connection, for messages; undefined without one. */
   readonly tcpKeyId: string | undefined;
