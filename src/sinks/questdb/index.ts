@@ -390,7 +390,7 @@ export class QuestDbSink implements Sink {
       // Closed right after opening, again: QuestDB refuses us. With authentication that is most likely its
       // answer to a key it does not accept (https://questdb.io/docs/reference/api/ilp/authenticate/: it
       // disconnects, with no message); rows sent meanwhile come back through the resend window.
-      const keyId = this.settings.tcpKeyId;
+      const keyId = this.settings.senderOptions.jwk?.kid; // set for authenticated ILP/TCP (settings.ts)
       this.failures--; // attemptFailed counts this one
       this.attemptFailed(
         keyId === undefined

@@ -58,8 +58,6 @@ export interface ResolvedSettings {
   readonly senderOptions: SenderOptions;
   /** ILP/TCP (plain or TLS, authenticated or not): where Bun's own socket connects; else the client's transport. */
   readonly nativeTcp: NativeTcpEndpoint | undefined;
-  /** The key id (username) of an authenticated ILP/TCP connection, for messages; undefined without one. */
-  readonly tcpKeyId: string | undefined;
   readonly flushRows: number;
   readonly flushIntervalMs: number;
   readonly resendWindowMs: number;
@@ -137,7 +135,6 @@ export function resolveSettings(settings: QuestDbSettings, env: Environment, log
               : undefined,
           }
         : undefined,
-    tcpKeyId: kind === "tcp" && hasTcpAuthentication(senderOptions) ? senderOptions.username : undefined,
     flushRows: integer(env, "QUESTDB_FLUSH_ROWS", confFlushRows ?? (kind === "http" ? 75_000 : 10_000), 1, 10_000_000),
     flushIntervalMs: integer(env, "QUESTDB_FLUSH_INTERVAL_MS", confFlushInterval ?? 1000, 10, 3_600_000),
     resendWindowMs: kind === "tcp" ? integer(env, "QUESTDB_RESEND_WINDOW_MS", 10_000, 0, 3_600_000) : 0,
