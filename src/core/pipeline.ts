@@ -128,7 +128,6 @@ export class Pipeline {
     log.warn(`the previous run did not stop cleanly: marked ${marked} stream(s) with an unclean_stop gap`);
   }
 
-
   /** The connectors' emit: counts, applies the overflow policy and queues. Hot path. */
   readonly emit = (subscription: Subscription, event: MarketEvent): void => {
     const stats = subscription.stats;

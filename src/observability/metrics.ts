@@ -44,8 +44,8 @@ type GaugeOutput<L extends string> = Awaited<ReturnType<Gauge<L>["get"]>>;
  * One sample as prom-client's registry renders it. `sharedLabels` is the form prom-client's own histograms
  * use: the registry flattens such a label set once and caches the text by object identity (a WeakMap), so a
  * label set kept from scrape to scrape is escaped and joined once, not on every scrape; of `labels`
- * (complete, for getMetricsAsJSON()) only what is not shared is formatted per sample. With 280 subscriptions, formatting every label set on every scrape was most of a
- * ~13 ms scrape of a ~0.9 MB page.
+ * (complete, for getMetricsAsJSON()) only what is not shared is formatted per sample. With 280
+ * subscriptions, formatting every label set on every scrape was most of a ~13 ms scrape of a ~0.9 MB page.
  */
 interface PromValue {
   readonly labels: Readonly<Record<string, string | number>>;
