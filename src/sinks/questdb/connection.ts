@@ -3,9 +3,9 @@
  * authentication; TCP with QUESTDB_TCP_NATIVE=false), or, for ILP/TCP (plain, TLS, authenticated), Bun's
  * own socket (`Bun.connect`): Bun's socket takes a whole chunk per write and hands back what the kernel
  * did not take, without copying it (sending 555 MB of ILP to a local reader cost ~130 ms of CPU that way,
- * ~330 ms through node:net in 64 KiB pieces), and the client's TCP authentication does not work under Bun
- * (settings.ts, challengeKey). The client does not reconnect and does not tell when a TCP peer goes away,
- * so this wrapper:
+ * ~330 ms through node:net in 64 KiB pieces); TLS and QuestDB's authentication challenge are done here
+ * too (the client's TCP path works only with the key settings.ts builds, see challengeKey). The client
+ * does not reconnect and does not tell when a TCP peer goes away, so this wrapper:
  * - bounds connect and send with timeouts (a half-open peer otherwise stalls a write forever);
  * - watches the TCP socket's `close`/`error` events and reports the loss once through `onLost`;
  * - never leaves a promise of the client unobserved (a late rejection would be unhandled).
