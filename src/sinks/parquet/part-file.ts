@@ -47,6 +47,7 @@ import {
 } from "./layout.ts";
 import { fastEncodable, planAndCompressRowGroup, type RowGroupWrite } from "./row-group.ts";
 import { COMPRESSORS, schemaOf } from "./schema.ts";
+import { NotEncodable, writeFooter } from "./thrift.ts";
 
 export const CREATED_BY = `xtrader version ${VERSION}`;
 const MAGIC = new TextEncoder().encode("PAR1");
@@ -611,7 +612,7 @@ export class PartFile {
         parquet.row_groups.push(write(this.bytes));
         parquet.num_rows += BigInt(groups[index]!.count);
       }
-      parquet.finish();
+      this.writeFooter();
       return { bytes: this.takeBytes(), rows: this.sealedRows + rows, bufferRows: rows };
     } catch (error) {
       parquet.row_groups.length = before.rowGroups;
@@ -671,6 +672,20 @@ export class PartFile {
     await unlink(join(this.directory, journalFileName(finalName))).catch(ignoreMissing);
     await syncDirectory(this.directory);
     this.state = "closed";
+  }
+
+  /** The footer after the last row group: thrift.ts's writer, hyparquet-writer's for what that does not know. */
+  private writeFooter(): void {
+    const parquet = this.parquet!;
+    if (parquet.pendingIndexes.length === 0 && parquet.statisticsTruncateLength === undefined) {
+      try {
+        writeFooter(this.bytes, { version: 2, created_by: parquet.createdBy, schema: parquet.schema, num_rows: parquet.num_rows, row_groups: parquet.row_groups, key_value_metadata: parquet.kvMetadata });
+        return;
+      } catch (error) {
+        if (!(error instanceof NotEncodable)) throw error;
+      }
+    }
+    parquet.finish();
   }
 
   /**

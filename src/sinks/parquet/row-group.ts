@@ -8,8 +8,8 @@
  * builds BigInts for 64-bit deltas and sorts out page boundaries value by value, which made encoding a
  * 16,384-row L2 row group cost 50-100 ms on the event loop (~200 k rows/s). Here Float64Array bytes are
  * the PLAIN page as they are, deltas are packed with 32-bit arithmetic, and the encoder is about ten times
- * faster. hyparquet-writer still writes page headers, dictionary pages and the footer, so files are the
- * same format; tests/parquet-row-group.test.ts reads them back with hyparquet and DuckDB.
+ * faster. Page headers and the footer are thrift.ts's, byte for byte what hyparquet-writer writes, so files
+ * are the same format; tests/parquet-row-group.test.ts reads them back with hyparquet and DuckDB.
  *
  * Page layout (https://parquet.apache.org/docs/file-format/data-pages/encodings/): DELTA_BINARY_PACKED
  * blocks of 128 values in 4 miniblocks of 32; a chunk whose adjusted deltas need more than 32 bits (never
@@ -17,12 +17,12 @@
  */
 import type { ColumnChunk, CompressionCodec, Encoding, RowGroup } from "hyparquet";
 import type { ByteWriter } from "hyparquet-writer";
-import { writePageHeader } from "hyparquet-writer/src/datapage.js";
 import { writeRleBitPackedHybrid } from "hyparquet-writer/src/encoding.js";
 import { snappyCompress } from "hyparquet-writer/src/snappy.js";
 import type { Column } from "../tables.ts";
 import { BooleanColumn, ConstantColumn, NumberColumn, StringColumn, SymbolColumn, type IntegerReport, type TableBuffer } from "./columns.ts";
 import { COMPRESSORS } from "./schema.ts";
+import { writeDataPageV2Header, writeDictionaryPageHeader } from "./thrift.ts";
 
 /** True when every column is required: the tables this encoder handles (funding has nullable columns). */
 export function fastEncodable(columns: readonly Column[]): boolean {
@@ -388,28 +388,10 @@ function writeRowGroup(writer: ByteWriter, chunks: readonly PlannedChunk[], comp
       const headerStart = writer.offset;
       if (page.kind === "dictionary") {
         dictionaryOffset = headerStart;
-        writePageHeader(writer, {
-          type: "DICTIONARY_PAGE",
-          uncompressed_page_size: page.size,
-          compressed_page_size: body.length,
-          dictionary_page_header: { num_values: page.values, encoding: "PLAIN" },
-        });
+        writeDictionaryPageHeader(writer, page.size, body.length, page.values);
       } else {
         dataOffset = headerStart;
-        writePageHeader(writer, {
-          type: "DATA_PAGE_V2",
-          uncompressed_page_size: page.size,
-          compressed_page_size: body.length,
-          data_page_header_v2: {
-            num_values: page.values,
-            num_nulls: 0,
-            num_rows: page.values,
-            encoding: page.encoding,
-            definition_levels_byte_length: 0,
-            repetition_levels_byte_length: 0,
-            is_compressed: true,
-          },
-        });
+        writeDataPageV2Header(writer, page.size, body.length, page.values, page.encoding);
       }
       uncompressed += writer.offset - headerStart + page.size;
       writer.appendBytes(body);
