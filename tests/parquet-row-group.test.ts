@@ -9,7 +9,7 @@ import { join } from "node:path";
 import type { CompressionCodec } from "hyparquet";
 import { ByteWriter, ParquetWriter } from "hyparquet-writer";
 import type { BookChange, MarketEvent } from "../src/core/events.ts";
-import { rowAppender, TableBuffer } from "../src/sinks/parquet/columns.ts";
+import { EVENT_ROWS_SLACK, NumberColumn, rowAppender, TableBuffer } from "../src/sinks/parquet/columns.ts";
 import { encodeRowGroup, fastEncodable } from "../src/sinks/parquet/row-group.ts";
 import { COMPRESSORS, schemaOf } from "../src/sinks/parquet/schema.ts";
 import { TABLES, type TableName } from "../src/sinks/tables.ts";
@@ -146,4 +146,27 @@ test("uncompressed files from row-group.ts are valid too", async () => {
   expect(rows).toBe(2500);
   const codecs = await query(`SELECT DISTINCT compression FROM parquet_metadata('${fast}')`);
   expect(codecs.map((row) => row.compression)).toEqual(["UNCOMPRESSED"]);
+});
+
+test("column buffers of a table the sink seals stop growing at a row group plus one event", () => {
+  const rowGroupRows = 16_384;
+  const buffer = new TableBuffer(TABLES.l2, { exchange: "OKX_SWAP", symbol: "BTC-USDT-SWAP" }, rowGroupRows + EVENT_ROWS_SLACK);
+  const append = rowAppender("l2", buffer);
+  const price = buffer.column("price", NumberColumn);
+  const prices: number[] = [];
+  // 20-row depth messages until the buffer holds a row group, as the sink appends before it seals.
+  for (let i = 0; buffer.rows < rowGroupRows; i++) {
+    const book = bookAt(i, "BTC-USDT-SWAP", 10);
+    append(book);
+    for (const side of [book.bids, book.asks]) for (let j = 0; j < side.length; j += 2) prices.push(side[j]!);
+  }
+  expect(buffer.rows).toBeGreaterThan(rowGroupRows);
+  // Doubling would have made 32,768.
+  expect(price.capacity).toBe(rowGroupRows + EVENT_ROWS_SLACK);
+  expect([...price.head(0, buffer.rows)]).toEqual(prices);
+  // An event bigger than the slack (a deep snapshot) still fits: the limit only applies while it is enough.
+  const snapshot = { ...bookAt(99_999, "BTC-USDT-SWAP", 1500), isSnapshot: true };
+  append(snapshot);
+  expect(price.capacity).toBeGreaterThanOrEqual(buffer.rows);
+  expect(price.head(buffer.rows - 1, 1)[0]).toBe(snapshot.asks.at(-2)!);
 });

@@ -22,12 +22,22 @@ import { encodingOf } from "./schema.ts";
 
 const INITIAL_CAPACITY = 256;
 
-/** Next capacity for at least `needed` values: x4 while small, then x2 (fewer reallocations and copies as a busy file fills a row group). */
-function grown(capacity: number, needed: number): number {
+/**
+ * Next capacity for at least `needed` values: x4 while small, then x2 (fewer reallocations and copies as a
+ * busy file fills a row group), but no more than `limit` when that is enough. The sink seals a row group as
+ * soon as a buffer holds a row group's rows, so a buffer of a table it seals never needs more than a row
+ * group plus one event: doubling past that (16,384 rows and a 20-level depth message made 32,768) allocated,
+ * copied and page-faulted twice the memory for a few rows, on every busy file.
+ */
+function grown(capacity: number, needed: number, limit: number): number {
   let next = capacity;
   while (next < needed) next *= next < 16_384 ? 4 : 2;
-  return next;
+  // Within a factor of two of the limit, go straight to it: one copy instead of two.
+  return needed <= limit && next * 2 > limit ? limit : next;
 }
+
+/** Rows of one event that a buffer is sized for beyond a row group (a depth message; a snapshot may need more). */
+export const EVENT_ROWS_SLACK = 1024;
 
 /** Values of constant columns, taken from the partition. */
 export interface Constants {
@@ -65,25 +75,28 @@ export class NumberColumn implements ColumnBuffer {
   private nulls: Uint8Array | undefined;
   length = 0;
 
-  constructor(readonly column: Column) {
+  constructor(
+    readonly column: Column,
+    private readonly growthLimit = Number.POSITIVE_INFINITY,
+  ) {
     if (column.nullable) this.nulls = new Uint8Array(INITIAL_CAPACITY);
   }
 
   push(value: number): void {
-    if (this.length === this.values.length) this.resize(grown(this.values.length, this.length + 1));
+    if (this.length === this.values.length) this.resize(grown(this.values.length, this.length + 1, this.growthLimit));
     this.values[this.length++] = value;
   }
 
   /** Makes room for `count` more values and returns the array to write them into, from the old length. */
   extend(count: number): Float64Array {
     const needed = this.length + count;
-    if (needed > this.values.length) this.resize(grown(this.values.length, needed));
+    if (needed > this.values.length) this.resize(grown(this.values.length, needed, this.growthLimit));
     this.length = needed;
     return this.values;
   }
 
   pushOptional(value: number | undefined): void {
-    if (this.length === this.values.length) this.resize(grown(this.values.length, this.length + 1));
+    if (this.length === this.values.length) this.resize(grown(this.values.length, this.length + 1, this.growthLimit));
     this.nulls![this.length] = value === undefined ? 1 : 0;
     this.values[this.length++] = value ?? 0;
   }
@@ -109,6 +122,11 @@ export class NumberColumn implements ColumnBuffer {
       }
     }
     return out;
+  }
+
+  /** Values the column has room for without growing. */
+  get capacity(): number {
+    return this.values.length;
   }
 
   /** Values [from, from + count) (a view; row-group encoding, see row-group.ts). */
@@ -177,17 +195,20 @@ export class BooleanColumn implements ColumnBuffer {
   private values = new Uint8Array(INITIAL_CAPACITY);
   length = 0;
 
-  constructor(readonly column: Column) {}
+  constructor(
+    readonly column: Column,
+    private readonly growthLimit = Number.POSITIVE_INFINITY,
+  ) {}
 
   push(value: boolean): void {
-    if (this.length === this.values.length) this.resize(grown(this.values.length, this.length + 1));
+    if (this.length === this.values.length) this.resize(grown(this.values.length, this.length + 1, this.growthLimit));
     this.values[this.length++] = value ? 1 : 0;
   }
 
   /** Appends `count` copies of a value. */
   pushRepeated(value: boolean, count: number): void {
     const needed = this.length + count;
-    if (needed > this.values.length) this.resize(grown(this.values.length, needed));
+    if (needed > this.values.length) this.resize(grown(this.values.length, needed, this.growthLimit));
     const values = this.values;
     const code = value ? 1 : 0;
     for (let i = this.length; i < needed; i++) values[i] = code;
@@ -284,7 +305,10 @@ export class SymbolColumn implements ColumnBuffer {
   private readonly codeOf = new Map<string, number>();
   length = 0;
 
-  constructor(readonly column: Column) {}
+  constructor(
+    readonly column: Column,
+    private readonly growthLimit = Number.POSITIVE_INFINITY,
+  ) {}
 
   private code(value: string): number {
     let code = this.codeOf.get(value);
@@ -306,7 +330,7 @@ export class SymbolColumn implements ColumnBuffer {
     const code = this.code(value);
     const needed = this.length + count;
     if (needed > this.codes.length) {
-      const codes = new Uint8Array(grown(this.codes.length, needed));
+      const codes = new Uint8Array(grown(this.codes.length, needed, this.growthLimit));
       codes.set(this.codes.subarray(0, this.length));
       this.codes = codes;
     }
@@ -404,24 +428,26 @@ export class TableBuffer {
   readonly columns: readonly ColumnBuffer[];
   rows = 0;
 
+  /** `growthLimit`: capacity a column stops growing at while that is enough (see grown()). */
   constructor(
     readonly definition: readonly Column[],
     constants: Constants,
+    growthLimit = Number.POSITIVE_INFINITY,
   ) {
     this.columns = definition.map((column): ColumnBuffer => {
       if (column.name === "exchange") return new ConstantColumn(column, constants.exchange);
       if (column.name === "symbol") return new ConstantColumn(column, constants.symbol);
       switch (column.kind) {
         case "symbol":
-          return new SymbolColumn(column);
+          return new SymbolColumn(column, growthLimit);
         case "string":
           return new StringColumn(column);
         case "double":
         case "long":
         case "timestamp":
-          return new NumberColumn(column);
+          return new NumberColumn(column, growthLimit);
         case "boolean":
-          return new BooleanColumn(column);
+          return new BooleanColumn(column, growthLimit);
       }
     });
   }

@@ -237,6 +237,7 @@ export class ParquetSink implements Sink {
       integerReport: this.integerReport,
       names: this.names,
       journalReplaceBytes: this.options.journalReplaceBytes,
+      rowGroupRows: this.tuning.rowGroupRows,
     });
     bySymbol.set(symbol, file);
     return file;

@@ -25,7 +25,7 @@ import { ByteWriter, ParquetWriter } from "hyparquet-writer";
 import { VERSION } from "../../cli/version.ts";
 import type { MarketEvent } from "../../core/events.ts";
 import { TABLES, type Column, type TableName } from "../tables.ts";
-import { TableBuffer, rowAppender, type IntegerReport, type RowAppender } from "./columns.ts";
+import { EVENT_ROWS_SLACK, TableBuffer, rowAppender, type IntegerReport, type RowAppender } from "./columns.ts";
 import {
   JOURNAL_FORMAT,
   JOURNAL_VERSION,
@@ -71,6 +71,8 @@ export interface PartFileOptions {
   readonly directory?: string;
   /** Journal size past which it is rewritten instead of appended to (default JOURNAL_REPLACE_BYTES; tests lower it). */
   readonly journalReplaceBytes?: number;
+  /** Rows per row group the sink seals at, so column buffers are sized for no more (absent: they just grow). */
+  readonly rowGroupRows?: number;
 }
 
 /** What a file looks like when it is resumed from a journal (recovery.ts). */
@@ -153,8 +155,9 @@ export class PartFile {
     // A failed reservation is retried by create(); do not let it surface as an unhandled rejection.
     this.reservedCounter?.catch(() => undefined);
     const columns = options.columns ?? TABLES[table];
-    this.buffer = new TableBuffer(columns, { exchange, symbol });
     this.encodesFast = fastEncodable(columns);
+    const growthLimit = this.encodesFast && options.rowGroupRows ? options.rowGroupRows + EVENT_ROWS_SLACK : Number.POSITIVE_INFINITY;
+    this.buffer = new TableBuffer(columns, { exchange, symbol }, growthLimit);
     this.header = { format: JOURNAL_FORMAT, version: JOURNAL_VERSION, table, exchange, symbol, columns, codec, openedAt };
   }
 
