@@ -10,7 +10,8 @@ import type { CompressionCodec } from "hyparquet";
 import { ByteWriter, ParquetWriter } from "hyparquet-writer";
 import type { BookChange, MarketEvent } from "../src/core/events.ts";
 import { EVENT_ROWS_SLACK, NumberColumn, rowAppender, TableBuffer } from "../src/sinks/parquet/columns.ts";
-import { encodeRowGroup, fastEncodable } from "../src/sinks/parquet/row-group.ts";
+import { Bytes, encodeRowGroup, fastEncodable, writeIndexesRle } from "../src/sinks/parquet/row-group.ts";
+import { writeRleBitPackedHybrid } from "hyparquet-writer/src/encoding.js";
 import { COMPRESSORS, schemaOf } from "../src/sinks/parquet/schema.ts";
 import { TABLES, type TableName } from "../src/sinks/tables.ts";
 import {
@@ -169,4 +170,27 @@ test("column buffers of a table the sink seals stop growing at a row group plus 
   append(snapshot);
   expect(price.capacity).toBeGreaterThanOrEqual(buffer.rows);
   expect(price.head(buffer.rows - 1, 1)[0]).toBe(snapshot.asks.at(-2)!);
+});
+
+test("dictionary indexes are RLE/bit-packed exactly as hyparquet-writer packs them", () => {
+  const random = seededRandom(11);
+  for (let round = 0; round < 300; round++) {
+    const distinct = 1 + Math.floor(random() * 5);
+    const length = Math.floor(random() * 400);
+    // Runs of every length around the RLE threshold of 8.
+    const codes = new Uint8Array(length);
+    for (let i = 0; i < length; ) {
+      const run = 1 + Math.floor(random() * 14);
+      codes.fill(Math.floor(random() * distinct), i, Math.min(length, i + run));
+      i += run;
+    }
+    // Codes map one to one to indexes in another order, as a dictionary of first appearances does.
+    const indexOf = Int16Array.from({ length: distinct }, (_, code) => (code + round) % distinct);
+    const bitWidth = distinct <= 1 ? 0 : 32 - Math.clz32(distinct - 1);
+    const ours = new Bytes();
+    writeIndexesRle(ours, codes, indexOf, bitWidth);
+    const reference = new ByteWriter();
+    writeRleBitPackedHybrid(reference, Int32Array.from(codes, (code) => indexOf[code]!), bitWidth);
+    expect(ours.view()).toEqual(reference.getBytes());
+  }
 });

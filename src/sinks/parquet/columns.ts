@@ -339,22 +339,28 @@ export class SymbolColumn implements ColumnBuffer {
     this.length = needed;
   }
 
-  /** Distinct values of rows [from, from + count) in order of appearance, and each row's index into them. */
-  dictionary(from: number, count: number): { dictionary: string[]; indexes: Int32Array } {
-    const dense = new Int16Array(this.known.length).fill(-1);
+  /**
+   * Distinct values of rows [from, from + count) in order of appearance, and for each code the index of its
+   * value among them (-1 for codes not in those rows): row-group.ts encodes the indexes from the codes.
+   */
+  dictionary(from: number, count: number): { dictionary: string[]; indexOf: Int16Array } {
+    const indexOf = new Int16Array(this.known.length).fill(-1);
     const dictionary: string[] = [];
-    const indexes = new Int32Array(count);
     const codes = this.codes;
-    for (let i = 0; i < count; i++) {
-      const code = codes[from + i]!;
-      let index = dense[code]!;
-      if (index < 0) {
-        index = dense[code] = dictionary.length;
+    for (let i = from; i < from + count; i++) {
+      const code = codes[i]!;
+      if (indexOf[code]! < 0) {
+        indexOf[code] = dictionary.length;
         dictionary.push(this.known[code]!);
+        if (dictionary.length === this.known.length) break;
       }
-      indexes[i] = index;
     }
-    return { dictionary, indexes };
+    return { dictionary, indexOf };
+  }
+
+  /** Codes of rows [from, from + count) (a view). */
+  head(from: number, count: number): Uint8Array {
+    return this.codes.subarray(from, from + count);
   }
 
   private strings(from: number, to: number): string[] {

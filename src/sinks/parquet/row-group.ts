@@ -17,7 +17,6 @@
  */
 import type { ColumnChunk, CompressionCodec, Encoding, RowGroup } from "hyparquet";
 import type { ByteWriter } from "hyparquet-writer";
-import { writeRleBitPackedHybrid } from "hyparquet-writer/src/encoding.js";
 import { snappyCompress } from "hyparquet-writer/src/snappy.js";
 import type { Column } from "../tables.ts";
 import { BooleanColumn, ConstantColumn, NumberColumn, StringColumn, SymbolColumn, type IntegerReport, type TableBuffer } from "./columns.ts";
@@ -35,7 +34,7 @@ const COMPRESS: Readonly<Record<string, (input: Uint8Array) => Uint8Array>> = {
 };
 
 /** A growable byte buffer for one page body. */
-class Bytes {
+export class Bytes {
   buffer = new Uint8Array(1 << 16);
   length = 0;
 
@@ -104,15 +103,19 @@ function plainInt64s(out: Bytes, values: Float64Array): void {
 
 function plainBooleans(out: Bytes, values: Uint8Array): void {
   out.ensure((values.length + 7) >> 3);
-  let byte = 0;
-  for (let i = 0; i < values.length; i++) {
-    if (values[i] === 1) byte |= 1 << (i & 7);
-    if ((i & 7) === 7) {
-      out.buffer[out.length++] = byte;
-      byte = 0;
-    }
+  const buffer = out.buffer;
+  const whole = values.length & ~7;
+  // Values are 0 or 1: eight of them make one byte, LSB first.
+  for (let i = 0; i < whole; i += 8) {
+    buffer[out.length++] =
+      values[i]! | (values[i + 1]! << 1) | (values[i + 2]! << 2) | (values[i + 3]! << 3) |
+      (values[i + 4]! << 4) | (values[i + 5]! << 5) | (values[i + 6]! << 6) | (values[i + 7]! << 7);
   }
-  if (values.length & 7) out.buffer[out.length++] = byte;
+  if (whole < values.length) {
+    let byte = 0;
+    for (let i = whole; i < values.length; i++) byte |= values[i]! << (i - whole);
+    buffer[out.length++] = byte;
+  }
 }
 
 function plainStrings(out: Bytes, values: readonly string[], count: number): void {
@@ -134,6 +137,7 @@ const BLOCK = 128;
 const MINIBLOCK = 32;
 const deltas = new Float64Array(BLOCK);
 const widths = new Uint8Array(4);
+const miniblockMaxima = new Float64Array(4);
 
 /**
  * DELTA_BINARY_PACKED of safe integers (stored in a Float64Array). Returns false, writing nothing, when an
@@ -141,41 +145,37 @@ const widths = new Uint8Array(4);
  */
 function deltaBinaryPacked(out: Bytes, values: Float64Array): boolean {
   const count = values.length;
-  // Check first, so that a fallback leaves `out` untouched.
-  for (let start = 1; start < count; start += BLOCK) {
-    const end = Math.min(count, start + BLOCK);
-    let min = Number.POSITIVE_INFINITY;
-    let max = Number.NEGATIVE_INFINITY;
-    for (let i = start; i < end; i++) {
-      const delta = values[i]! - values[i - 1]!;
-      if (delta < min) min = delta;
-      if (delta > max) max = delta;
-    }
-    if (!(max - min < 2 ** 32) || !Number.isSafeInteger(min)) return false;
-  }
+  const start = out.length;
   out.varint(BLOCK);
   out.varint(BLOCK / MINIBLOCK);
   out.varint(count);
   out.zigzag(count > 0 ? values[0]! : 0);
-  for (let start = 1; start < count; start += BLOCK) {
-    const end = Math.min(count, start + BLOCK);
-    const n = end - start;
+  for (let first = 1; first < count; first += BLOCK) {
+    const n = Math.min(count, first + BLOCK) - first;
+    // One pass: deltas, their minimum and each miniblock's maximum.
     let min = Number.POSITIVE_INFINITY;
-    for (let i = 0; i < n; i++) {
-      const delta = values[start + i]! - values[start + i - 1]!;
-      deltas[i] = delta;
-      if (delta < min) min = delta;
+    let max = Number.NEGATIVE_INFINITY;
+    const miniblocks = Math.ceil(n / MINIBLOCK);
+    for (let m = 0; m < miniblocks; m++) {
+      let miniblockMax = Number.NEGATIVE_INFINITY;
+      const end = Math.min(n, (m + 1) * MINIBLOCK);
+      for (let i = m * MINIBLOCK; i < end; i++) {
+        const delta = values[first + i]! - values[first + i - 1]!;
+        deltas[i] = delta;
+        if (delta < min) min = delta;
+        if (delta > miniblockMax) miniblockMax = delta;
+      }
+      miniblockMaxima[m] = miniblockMax;
+      if (miniblockMax > max) max = miniblockMax;
+    }
+    if (!(max - min < 2 ** 32) || !Number.isSafeInteger(min)) {
+      // Undone, so the caller can write PLAIN instead.
+      out.length = start;
+      return false;
     }
     out.zigzag(min);
-    const miniblocks = Math.ceil(n / MINIBLOCK);
     for (let m = 0; m < 4; m++) {
-      let maxAdjusted = 0;
-      if (m < miniblocks) {
-        for (let i = m * MINIBLOCK; i < Math.min(n, (m + 1) * MINIBLOCK); i++) {
-          const adjusted = deltas[i]! - min;
-          if (adjusted > maxAdjusted) maxAdjusted = adjusted;
-        }
-      }
+      const maxAdjusted = m < miniblocks ? miniblockMaxima[m]! - min : 0;
       widths[m] = maxAdjusted === 0 ? 0 : 32 - Math.clz32(maxAdjusted >>> 0);
     }
     out.ensure(4 + miniblocks * MINIBLOCK * 4);
@@ -318,7 +318,11 @@ function dataPage(body: Uint8Array, encoding: Encoding, rows: number): PlannedPa
   return { kind: "data", body: body.slice(), size: body.length, encoding, values: rows };
 }
 
-function dictionaryPages(dictionary: readonly string[], indexes: Int32Array): PlannedPage[] {
+/**
+ * A dictionary page and its RLE_DICTIONARY data page; `writeIndexes` writes the rows' indexes (the RLE/bit-packed
+ * hybrid) after the bit width byte.
+ */
+function dictionaryPages(dictionary: readonly string[], rows: number, writeIndexes: (bitWidth: number) => void): PlannedPage[] {
   scratch.reset();
   plainStrings(scratch, dictionary, dictionary.length);
   const body = scratch.view().slice();
@@ -326,8 +330,70 @@ function dictionaryPages(dictionary: readonly string[], indexes: Int32Array): Pl
   const bitWidth = dictionary.length <= 1 ? 0 : 32 - Math.clz32(dictionary.length - 1);
   scratch.reset();
   scratch.byte(bitWidth);
-  writeRleBitPackedHybrid(rleTarget(scratch), indexes, bitWidth);
-  return [dictionaryPage, dataPage(scratch.view(), "RLE_DICTIONARY", indexes.length)];
+  writeIndexes(bitWidth);
+  return [dictionaryPage, dataPage(scratch.view(), "RLE_DICTIONARY", rows)];
+}
+
+/**
+ * The RLE/bit-packed hybrid of dictionary indexes, read from byte codes through `indexOf` (code to index)
+ * without materializing them: runs of 8 or more equal values as RLE runs, the rest as bit-packed groups of
+ * 8 values, zero-padded at the end. This is hyparquet-writer's writeRleBitPackedHybrid, to the byte
+ * (tests/parquet-row-group.test.ts), without its per-value calls through a generic writer.
+ * https://parquet.apache.org/docs/file-format/data-pages/encodings/#run-length-encoding--bit-packing-hybrid-rle--3
+ */
+export function writeIndexesRle(out: Bytes, codes: Uint8Array, indexOf: Int16Array, bitWidth: number): void {
+  const end = codes.length;
+  const valueBytes = (bitWidth + 7) >> 3;
+  let packedStart = 0;
+  let packedGroups = 0;
+  let i = 0;
+  while (i < end) {
+    const code = codes[i]!;
+    let run = 1;
+    while (i + run < end && codes[i + run] === code) run++;
+    if (run >= 8) {
+      if (packedGroups > 0) {
+        writeBitPacked(out, codes, indexOf, bitWidth, packedStart, packedGroups);
+        packedGroups = 0;
+      }
+      out.varint(run * 2);
+      const index = indexOf[code]!;
+      out.ensure(valueBytes);
+      for (let b = 0; b < valueBytes; b++) out.buffer[out.length++] = (index >> (b * 8)) & 0xff;
+      i += run;
+    } else {
+      if (packedGroups === 0) packedStart = i;
+      packedGroups++;
+      i += 8;
+    }
+  }
+  if (packedGroups > 0) writeBitPacked(out, codes, indexOf, bitWidth, packedStart, packedGroups);
+}
+
+function writeBitPacked(out: Bytes, codes: Uint8Array, indexOf: Int16Array, bitWidth: number, start: number, groups: number): void {
+  out.varint(groups * 2 + 1);
+  if (bitWidth === 0) return;
+  const mask = (1 << bitWidth) - 1;
+  out.ensure(groups * bitWidth + 1);
+  let bits = 0;
+  let used = 0;
+  for (let i = start; i < start + groups * 8; i++) {
+    const value = i < codes.length ? indexOf[codes[i]!]! & mask : 0;
+    bits |= value << used;
+    used += bitWidth;
+    while (used >= 8) {
+      out.buffer[out.length++] = bits & 0xff;
+      bits >>>= 8;
+      used -= 8;
+    }
+  }
+  if (used > 0) out.buffer[out.length++] = bits & 0xff;
+}
+
+/** The indexes of a constant column: `count` zeros of bit width 0, as writeIndexesRle writes them. */
+function writeConstantIndexes(out: Bytes, count: number): void {
+  if (count >= 8) out.varint(count * 2);
+  else if (count > 0) out.varint(3); // one bit-packed group, no value bits
 }
 
 /** Step 1: page bodies and statistics of rows [from, from + count). */
@@ -335,11 +401,16 @@ function planRowGroup(buffer: TableBuffer, count: number, report: IntegerReport,
   const chunks: PlannedChunk[] = [];
   for (const source of buffer.columns) {
     const column = source.column;
-    if (source instanceof ConstantColumn || source instanceof SymbolColumn) {
-      const { dictionary, indexes } =
-        source instanceof ConstantColumn ? { dictionary: [source.value], indexes: new Int32Array(count) } : source.dictionary(from, count);
+    if (source instanceof ConstantColumn) {
+      const dictionary = [source.value];
+      const pages = dictionaryPages(dictionary, count, () => writeConstantIndexes(scratch, count));
+      chunks.push({ column, type: "BYTE_ARRAY", encoding: "RLE_DICTIONARY", rows: count, statistics: stringStatistics(dictionary, 1), pages });
+    } else if (source instanceof SymbolColumn) {
+      const { dictionary, indexOf } = source.dictionary(from, count);
+      const codes = source.head(from, count);
+      const pages = dictionaryPages(dictionary, count, (bitWidth) => writeIndexesRle(scratch, codes, indexOf, bitWidth));
       const statistics = stringStatistics(dictionary, dictionary.length);
-      chunks.push({ column, type: "BYTE_ARRAY", encoding: "RLE_DICTIONARY", rows: count, statistics, pages: dictionaryPages(dictionary, indexes) });
+      chunks.push({ column, type: "BYTE_ARRAY", encoding: "RLE_DICTIONARY", rows: count, statistics, pages });
     } else if (source instanceof StringColumn) {
       const values = source.head(from, count);
       scratch.reset();
@@ -415,21 +486,6 @@ function writeRowGroup(writer: ByteWriter, chunks: readonly PlannedChunk[], comp
     num_rows: BigInt(chunks[0]?.rows ?? 0),
     total_compressed_size: BigInt(writer.offset - groupStart),
   };
-}
-
-/** The two Writer methods writeRleBitPackedHybrid uses, over a Bytes buffer. */
-function rleTarget(bytes: Bytes): Parameters<typeof writeRleBitPackedHybrid>[0] {
-  return {
-    get offset() {
-      return bytes.length;
-    },
-    appendUint8(value: number) {
-      bytes.byte(value);
-    },
-    appendVarInt(value: number) {
-      bytes.varint(value);
-    },
-  } as unknown as Parameters<typeof writeRleBitPackedHybrid>[0];
 }
 
 function chunkOf(column: Column, type: ColumnChunk["meta_data"] extends infer M ? (M extends { type: infer T } ? T : never) : never, codec: CompressionCodec, parts: {
