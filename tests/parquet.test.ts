@@ -453,6 +453,27 @@ describe("PartFile sealed groups in sequence", () => {
   });
 });
 
+describe("PartFile footer", () => {
+  test("a footer the hand-written Thrift writer does not take is written by hyparquet-writer, and reads back", async () => {
+    const files = [tradesFile(), tradesFile()];
+    for (const file of files) {
+      for (let i = 0; i < 30; i++) file.add({ ...tradeAt(i), id: `trade-identifier-longer-than-sixteen-bytes-${i}` });
+      await file.sync(8, false);
+    }
+    // A statistics truncation length of its own is one thing thrift.ts leaves to hyparquet-writer.
+    (files[1] as unknown as { parquet: { statisticsTruncateLength: number } }).parquet.statisticsTruncateLength = 64;
+    for (const file of files) await file.close(8);
+    const [ours, fallback] = await Promise.all(files.map((file) => readWithHyparquet(file.finalPath!)));
+    expect(ours!.map((row) => row.id)).toEqual(Array.from({ length: 30 }, (_, i) => `trade-identifier-longer-than-sixteen-bytes-${i}`));
+    expect(fallback).toEqual(ours!);
+    // The fallback really ran: its string statistics are longer than thrift.ts's 16 bytes.
+    const [oursMeta, fallbackMeta] = await Promise.all(files.map((file) => hyparquetMetadata(file.finalPath!)));
+    const maxId = (meta: Awaited<ReturnType<typeof hyparquetMetadata>>) => meta.row_groups[0]!.columns.find((c) => c.meta_data!.path_in_schema[0] === "id")!.meta_data!.statistics!.max_value as string;
+    expect(maxId(oursMeta).length).toBeLessThanOrEqual(16);
+    expect(maxId(fallbackMeta).length).toBeGreaterThan(16);
+  });
+});
+
 describe("ParquetSink close", () => {
   test("a file busy with a disk step at shutdown starts closing when that step ends, not after every other close", async () => {
     const directory = tempDirectory();
