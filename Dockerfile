@@ -33,8 +33,10 @@ COPY --from=build /src/dist/xtrader /usr/local/bin/xtrader
 COPY --from=build --chown=65532:65532 /out/data /data
 USER 65532:65532
 WORKDIR /data
+# UV_THREADPOOL_SIZE: as the systemd unit sets it (see there and docs/deployment.md).
 ENV OUTPUT_DIRECTORY=/data \
-    METRICS_ADDR=0.0.0.0:9464
+    METRICS_ADDR=0.0.0.0:9464 \
+    UV_THREADPOOL_SIZE=16
 VOLUME ["/data"]
 EXPOSE 9464
 STOPSIGNAL SIGTERM

@@ -26,7 +26,7 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { runCeiling, type CeilingResult } from "./lib/ceilings.ts";
 import { CounterProcess } from "./lib/counter-process.ts";
-import { runSteady, runThroughput, type SinkName, type SteadyResult, type ThroughputResult } from "./lib/e2e.ts";
+import { DEPLOYED_ENV, runSteady, runThroughput, type SinkName, type SteadyResult, type ThroughputResult } from "./lib/e2e.ts";
 import { median } from "./lib/proc.ts";
 import type { WorkloadName } from "./lib/workloads.ts";
 import type { IlpEncodeResult } from "./ilp-encode.ts";
@@ -282,5 +282,6 @@ process.exit(failures.length > 0 ? 1 : 0);
 
 function navigatorLine(): string {
   const cpus = navigator.hardwareConcurrency;
-  return `${cpus} CPU(s), Bun ${Bun.version}, ${process.platform}-${process.arch}.`;
+  const deployed = Object.entries(DEPLOYED_ENV).map(([key, value]) => `${key}=${value}`).join(" ");
+  return `${cpus} CPU(s), Bun ${Bun.version}, ${process.platform}-${process.arch}; xtrader with the unit's environment (${deployed || "none"}).`;
 }

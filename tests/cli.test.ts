@@ -135,6 +135,8 @@ describe("flags and environment", () => {
     [{ "rotate-interval": "soon" }, {}, "invalid rotate interval 'soon'; expected a duration like 30s, 15m, 1h"],
     [{ "metrics-addr": "nowhere" }, {}, "invalid metrics address 'nowhere'; expected HOST:PORT, e.g. 127.0.0.1:9464"],
     [{ "log-format": "xml" }, {}, "invalid log format 'xml'; accepted: text, json"],
+    [{}, { UV_THREADPOOL_SIZE: "sixteen" }, "invalid UV_THREADPOOL_SIZE 'sixteen'; expected a whole number from 1 to 1024"],
+    [{}, { UV_THREADPOOL_SIZE: "0" }, "invalid UV_THREADPOOL_SIZE '0'; expected a whole number from 1 to 1024"],
   ])("rejects %p %p with one line", (args, env, expected) => {
     expect(userError(() => config(args, env as Record<string, string>))).toBe(expected);
   });

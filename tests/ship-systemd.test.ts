@@ -169,6 +169,16 @@ describe("xtrader@.service", () => {
     expect(unitValues(unit, "Service", "SystemCallFilter")[0]).toBe("@system-service");
     expect(service("MemoryMax")).toMatch(/^\d+[KMG]$/);
   });
+
+  test("Bun's thread pool gets the size the container image gives it, and the binary accepts it", () => {
+    const assignments = Object.fromEntries(unitValues(unit, "Service", "Environment").flatMap((line) => Object.entries(parseEnvironmentFile(line))));
+    expect(assignments.UV_THREADPOOL_SIZE).toBe("16");
+    const dockerfile = readFileSync(join(ROOT, "Dockerfile"), "utf8");
+    expect(/UV_THREADPOOL_SIZE=(\d+)/.exec(dockerfile)?.[1]).toBe(assignments.UV_THREADPOOL_SIZE);
+    expect(exampleText).toContain(`#UV_THREADPOOL_SIZE=${assignments.UV_THREADPOOL_SIZE}\n`);
+    const { config } = buildConfig({ subscriptions: "TRADES:BINANCE_FUTURES@BTCUSDT", "output-directory": temporaryRoot("xtrader-pool-") }, assignments, EXCHANGE_REGISTRY);
+    expect(config.env.UV_THREADPOOL_SIZE).toBe("16");
+  });
 });
 
 describe("systemd/xtrader.env.example", () => {

@@ -10,7 +10,7 @@
  * - `steady`: frames at a fixed rate, stamped with their send time, for the exchange→disk lag.
  * Both report CPU time per message and peak RSS of the xtrader process.
  */
-import { appendFileSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -69,6 +69,16 @@ interface Started {
   readonly stderr: Promise<string>;
 }
 
+/**
+ * What the shipped unit (`Environment=` lines of systemd/xtrader@.service; the container image sets the
+ * same) gives xtrader beyond its configuration: the binary is measured as it is deployed.
+ */
+export const DEPLOYED_ENV: Readonly<Record<string, string>> = Object.fromEntries(
+  [...readFileSync(join(import.meta.dir, "../../systemd/xtrader@.service"), "utf8").matchAll(/^Environment=([A-Z_][A-Z0-9_]*)=(\S*)$/gm)].map(
+    (match) => [match[1]!, match[2]!],
+  ),
+);
+
 async function startXtrader(options: RunOptions, server: LoadServer): Promise<Started> {
   const directory = mkdtempSync(join(tmpdir(), `xtrader-bench-${options.sink}-`));
   const metricsPort = freePort();
@@ -80,6 +90,7 @@ async function startXtrader(options: RunOptions, server: LoadServer): Promise<St
         PATH: process.env.PATH ?? "/usr/bin:/bin",
         SUBSCRIPTIONS: server.workload.streams.map((stream) => stream.subscription).join(","),
         RUST_LOG: "warn",
+        ...DEPLOYED_ENV,
         ...server.env(),
         ...options.counter.env(),
         ...options.env,

@@ -291,6 +291,10 @@ export function buildConfig(
     const text = env[name]?.trim();
     if (text) check(positiveSeconds(name), text);
   }
+  // Read by Bun itself at process start (threads of its pool for file operations and compression); checked
+  // here so that a typo is a one-line error instead of a silently ignored setting.
+  const threadPoolText = env.UV_THREADPOOL_SIZE?.trim();
+  if (threadPoolText) check(integer("UV_THREADPOOL_SIZE", 1, 1024), threadPoolText);
 
   const config: Config = {
     subscriptions,
