@@ -6,10 +6,10 @@
  */
 import { describe, expect, test } from "bun:test";
 import type { RowGroup } from "hyparquet";
-import { ByteBuilder, ByteReader, rowAppender, StringColumn, SymbolColumn, TableBuffer } from "../src/sinks/parquet/columns.ts";
+import { BooleanColumn, ByteBuilder, ByteReader, NumberColumn, PER_EVENT_COLUMNS, rowAppender, RunColumn, StringColumn, SymbolColumn, TableBuffer } from "../src/sinks/parquet/columns.ts";
 import { decodeRows, headerRecord, JOURNAL_FORMAT, JOURNAL_VERSION, readJournal, rowGroupRecord, rowsRecord } from "../src/sinks/parquet/journal.ts";
 import { TABLES } from "../src/sinks/tables.ts";
-import { tradeAt } from "./support/parquet-helpers.ts";
+import { bookAt, seededRandom, tradeAt } from "./support/parquet-helpers.ts";
 
 const COLUMNS = TABLES.trades;
 const CONSTANTS = { exchange: "BINANCE_FUTURES", symbol: "BTCUSDT" };
@@ -150,3 +150,77 @@ describe("Parquet journal replay", () => {
     expect(readJournal(bytes).header).toBeUndefined();
   });
 });
+
+describe("per-event columns (RunColumn)", () => {
+  test("rows read back as appended, through discards that cut a run, for integers and flags", () => {
+    const random = seededRandom(5);
+    const numbers = new RunColumn({ name: "sequence", kind: "long" });
+    const flags = new RunColumn({ name: "is_snapshot", kind: "boolean" });
+    let expectedNumbers: number[] = [];
+    let expectedFlags: number[] = [];
+    for (let step = 0; step < 400; step++) {
+      if (random() < 0.15 && numbers.length > 0) {
+        // A row group sealed off the front: any count, usually in the middle of a run.
+        const count = Math.floor(random() * numbers.length) + 1;
+        numbers.discard(count, numbers.length - count);
+        flags.discard(count, flags.length - count);
+        expectedNumbers = expectedNumbers.slice(count);
+        expectedFlags = expectedFlags.slice(count);
+      } else {
+        const rows = Math.floor(random() * 25);
+        const value = Math.floor(random() * 4) * 1_000_003; // repeats, so neighbouring runs merge
+        const flag = random() < 0.3 ? 1 : 0;
+        numbers.pushRun(value, rows);
+        flags.pushRun(flag, rows);
+        for (let i = 0; i < rows; i++) expectedNumbers.push(value), expectedFlags.push(flag);
+      }
+      expect(numbers.length).toBe(expectedNumbers.length);
+      expect([...numbers.expand(0, numbers.length)]).toEqual(expectedNumbers);
+      expect([...flags.flags(0, flags.length)]).toEqual(expectedFlags);
+      // Any window, as a row group or a journal record reads it.
+      const from = Math.floor(random() * (expectedNumbers.length + 1));
+      const count = Math.floor(random() * (expectedNumbers.length - from + 1));
+      expect([...numbers.expand(from, count)]).toEqual(expectedNumbers.slice(from, from + count));
+    }
+  });
+
+  test("journal rows read the same into per-row and per-event buffers, and back", () => {
+    const books = Array.from({ length: 300 }, (_, i) => ({ ...bookAt(i, "BTC-USDT-SWAP", 1 + (i % 7)), isSnapshot: i % 50 === 0 }));
+    const perEvent = new TableBuffer(TABLES.l2, CONSTANTS, { perEvent: PER_EVENT_COLUMNS.l2 });
+    const append = rowAppender("l2", perEvent);
+    for (const book of books) append(book);
+    // Rows 37..(end - 11): both ends cut through a message.
+    const from = 37;
+    const to = perEvent.rows - 11;
+    const perRows = <T>(pick: (book: (typeof books)[number]) => T) =>
+      books.flatMap((book) => Array.from({ length: (book.bids.length + book.asks.length) >> 1 }, () => pick(book))).slice(from, to);
+    const expected = {
+      timestamp: perRows((book) => book.timestamp),
+      local_timestamp: perRows((book) => book.localTimestamp),
+      sequence: perRows((book) => book.sequence),
+      is_snapshot: perRows((book) => (book.isSnapshot ? 1 : 0)),
+    };
+    const journal = concat([l2Header(), rowsRecord(perEvent, from, to)]);
+    const replay = readJournal(journal);
+    // Per-row columns: the layout journals were written from before.
+    const perRow = new TableBuffer(TABLES.l2, CONSTANTS);
+    expect(decodeRows(journal, replay.rows, perRow, replay.skipRows)).toBe(to - from);
+    for (const name of ["timestamp", "local_timestamp", "sequence"] as const) {
+      expect([...perRow.column(name, NumberColumn).head(0, perRow.rows)]).toEqual(expected[name]);
+    }
+    expect([...perRow.column("is_snapshot", BooleanColumn).head(0, perRow.rows)]).toEqual(expected.is_snapshot);
+    // Written again from per-row columns and read into runs: the same rows.
+    const again = new TableBuffer(TABLES.l2, CONSTANTS, { perEvent: PER_EVENT_COLUMNS.l2 });
+    const rewritten = concat([l2Header(), rowsRecord(perRow, 0, perRow.rows)]);
+    decodeRows(rewritten, readJournal(rewritten).rows, again, 0);
+    for (const name of ["timestamp", "local_timestamp", "sequence"] as const) {
+      expect([...again.column(name, RunColumn).expand(0, again.rows)]).toEqual(expected[name]);
+    }
+    expect([...again.column("is_snapshot", RunColumn).flags(0, again.rows)]).toEqual(expected.is_snapshot);
+    expect([...again.column("price", NumberColumn).head(0, again.rows)]).toEqual([...perEvent.column("price", NumberColumn).head(from, to - from)]);
+  });
+});
+
+function l2Header(): Uint8Array {
+  return headerRecord({ format: JOURNAL_FORMAT, version: JOURNAL_VERSION, table: "l2", exchange: "OKX_SWAP", symbol: "BTC-USDT-SWAP", columns: TABLES.l2, codec: "ZSTD", finalName: "120000-0000.parquet", openedAt: 0 });
+}

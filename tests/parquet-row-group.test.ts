@@ -9,7 +9,7 @@ import { join } from "node:path";
 import type { CompressionCodec } from "hyparquet";
 import { ByteWriter, ParquetWriter } from "hyparquet-writer";
 import type { BookChange, MarketEvent } from "../src/core/events.ts";
-import { EVENT_ROWS_SLACK, NumberColumn, rowAppender, TableBuffer } from "../src/sinks/parquet/columns.ts";
+import { EVENT_ROWS_SLACK, NumberColumn, PER_EVENT_COLUMNS, rowAppender, TableBuffer } from "../src/sinks/parquet/columns.ts";
 import { Bytes, encodeRowGroup, fastEncodable, writeIndexesRle } from "../src/sinks/parquet/row-group.ts";
 import { writeRleBitPackedHybrid } from "hyparquet-writer/src/encoding.js";
 import { COMPRESSORS, schemaOf } from "../src/sinks/parquet/schema.ts";
@@ -35,7 +35,7 @@ const directory = tempDirectory("xtrader-row-group-");
 /** Writes `events` as row groups of `groupRows` with either encoder; returns the file path. */
 function writeFile(table: TableName, events: readonly MarketEvent[], groupRows: number, fast: boolean, codec: CompressionCodec, name: string): string {
   const columns = TABLES[table];
-  const buffer = new TableBuffer(columns, { exchange: events[0]!.exchange, symbol: events[0]!.symbol });
+  const buffer = new TableBuffer(columns, { exchange: events[0]!.exchange, symbol: events[0]!.symbol }, { perEvent: PER_EVENT_COLUMNS[table] });
   const append = rowAppender(table, buffer);
   const writer = new ByteWriter();
   const parquet = new ParquetWriter({ writer, schema: schemaOf(columns), codec, compressors: COMPRESSORS });
@@ -151,7 +151,7 @@ test("uncompressed files from row-group.ts are valid too", async () => {
 
 test("column buffers of a table the sink seals stop growing at a row group plus one event", () => {
   const rowGroupRows = 16_384;
-  const buffer = new TableBuffer(TABLES.l2, { exchange: "OKX_SWAP", symbol: "BTC-USDT-SWAP" }, rowGroupRows + EVENT_ROWS_SLACK);
+  const buffer = new TableBuffer(TABLES.l2, { exchange: "OKX_SWAP", symbol: "BTC-USDT-SWAP" }, { growthLimit: rowGroupRows + EVENT_ROWS_SLACK, perEvent: PER_EVENT_COLUMNS.l2 });
   const append = rowAppender("l2", buffer);
   const price = buffer.column("price", NumberColumn);
   const prices: number[] = [];

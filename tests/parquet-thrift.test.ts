@@ -11,7 +11,7 @@ import { ByteWriter, ParquetWriter } from "hyparquet-writer";
 import { writePageHeader } from "hyparquet-writer/src/datapage.js";
 import { writeMetadata } from "hyparquet-writer/src/metadata.js";
 import type { MarketEvent, Trade } from "../src/core/events.ts";
-import { rowAppender, TableBuffer } from "../src/sinks/parquet/columns.ts";
+import { PER_EVENT_COLUMNS, rowAppender, TableBuffer } from "../src/sinks/parquet/columns.ts";
 import { encodeRowGroup, fastEncodable } from "../src/sinks/parquet/row-group.ts";
 import { COMPRESSORS, schemaOf } from "../src/sinks/parquet/schema.ts";
 import { NotEncodable, writeDataPageV2Header, writeDictionaryPageHeader, writeFooter } from "../src/sinks/parquet/thrift.ts";
@@ -91,7 +91,7 @@ const TABLE_EVENTS: ReadonlyArray<{ table: TableName; events: () => MarketEvent[
 /** A file's metadata as the sink builds it: 17 row groups (a long list header), each encoder as the sink uses it. */
 function metadataOf(table: TableName, events: readonly MarketEvent[]): Omit<FileMetaData, "metadata_length"> {
   const columns = TABLES[table];
-  const buffer = new TableBuffer(columns, { exchange: events[0]!.exchange, symbol: events[0]!.symbol });
+  const buffer = new TableBuffer(columns, { exchange: events[0]!.exchange, symbol: events[0]!.symbol }, { perEvent: PER_EVENT_COLUMNS[table] });
   const append = rowAppender(table, buffer);
   for (const event of events) append(event);
   const writer = new ByteWriter();

@@ -429,20 +429,182 @@ export class ConstantColumn implements ColumnBuffer {
   decode(): void {}
 }
 
+/**
+ * Columns whose value is the same for every row of one event, stored once per event (RunColumn): an L2
+ * message's timestamps, sequence number and snapshot flag are 25 of an L2 row's 50 bytes.
+ */
+export const PER_EVENT_COLUMNS: Readonly<Partial<Record<TableName, readonly string[]>>> = {
+  l2: ["timestamp", "local_timestamp", "is_snapshot", "sequence"],
+};
+
+/** Reused memory for rows expanded from runs (one column at a time; see RunColumn.expand). */
+let expandedNumbers = new Float64Array(1024);
+let expandedFlags = new Uint8Array(1024);
+
+/**
+ * A required integer, timestamp or boolean column stored as runs: one value and the end row of each run
+ * of equal values. An L2 message's ~20 rows are one run, so appending is one store instead of twenty and
+ * the memory (in the buffer and in pages faulted in during a burst) is a twentieth. Rows are expanded
+ * into reused memory when a row group or a journal record reads them; the journal holds rows in the same
+ * form as NumberColumn/BooleanColumn write them, so journals do not depend on how the buffer stores them.
+ */
+export class RunColumn implements ColumnBuffer {
+  private values = new Float64Array(64);
+  /** End (exclusive) of each run, in rows from the start of the buffer. */
+  private ends = new Float64Array(64);
+  private runs = 0;
+  length = 0;
+
+  constructor(readonly column: Column) {
+    if (column.nullable || !(column.kind === "long" || column.kind === "timestamp" || column.kind === "boolean")) {
+      throw new Error(`column ${column.name}: a ${column.nullable ? "nullable " : ""}${column.kind} column cannot be stored as runs`);
+    }
+  }
+
+  /** Appends `rows` rows of one value (booleans as 1 and 0). */
+  pushRun(value: number, rows: number): void {
+    if (rows <= 0) return;
+    const last = this.runs - 1;
+    if (last >= 0 && this.values[last] === value) {
+      this.ends[last] = this.length + rows;
+    } else {
+      if (this.runs === this.values.length) this.resize(this.runs * 2);
+      this.values[this.runs] = value;
+      this.ends[this.runs] = this.length + rows;
+      this.runs++;
+    }
+    this.length += rows;
+  }
+
+  /** Index of the run holding row `row` (row < length). */
+  private runOf(row: number): number {
+    const ends = this.ends;
+    let low = 0;
+    let high = this.runs - 1;
+    while (low < high) {
+      const middle = (low + high) >> 1;
+      if (ends[middle]! > row) high = middle;
+      else low = middle + 1;
+    }
+    return low;
+  }
+
+  /** Rows [from, from + count) as numbers, in reused memory: valid until the next expansion of any run column. */
+  expand(from: number, count: number): Float64Array {
+    if (expandedNumbers.length < count) expandedNumbers = new Float64Array(Math.max(count, expandedNumbers.length * 2));
+    const out = expandedNumbers.subarray(0, count);
+    if (count === 0) return out;
+    const { values, ends } = this;
+    const end = from + count;
+    let row = from;
+    for (let run = this.runOf(from); row < end; run++) {
+      const runEnd = Math.min(ends[run]!, end);
+      out.fill(values[run]!, row - from, runEnd - from);
+      row = runEnd;
+    }
+    return out;
+  }
+
+  /** Rows [from, from + count) of a boolean column as 0/1 bytes, in reused memory (as expand()). */
+  flags(from: number, count: number): Uint8Array {
+    if (expandedFlags.length < count) expandedFlags = new Uint8Array(Math.max(count, expandedFlags.length * 2));
+    const out = expandedFlags.subarray(0, count);
+    if (count === 0) return out;
+    const { values, ends } = this;
+    const end = from + count;
+    let row = from;
+    for (let run = this.runOf(from); row < end; run++) {
+      const runEnd = Math.min(ends[run]!, end);
+      out.fill(values[run]!, row - from, runEnd - from);
+      row = runEnd;
+    }
+    return out;
+  }
+
+  /** Rows [from, from + count) of an integer column, non-integers repaired and counted as NumberColumn does. */
+  integers(from: number, count: number, report: IntegerReport): Float64Array {
+    const values = this.expand(from, count);
+    for (let i = 0; i < count; i++) {
+      const value = values[i]!;
+      if (!Number.isSafeInteger(value)) {
+        report.invalid++;
+        values[i] = Number.isFinite(value) ? Math.trunc(value) : 0;
+      }
+    }
+    return values;
+  }
+
+  data(count: number, report: IntegerReport): ColumnSource["data"] {
+    if (this.column.kind === "boolean") return Array.from(this.flags(0, count), (flag) => flag === 1);
+    return this.integers(0, count, report).slice();
+  }
+
+  discard(count: number, remaining: number): void {
+    if (count > 0 && this.runs > 0) {
+      // Runs that end at or before `count` go; the one holding row `count` (if any) is kept, shortened.
+      const first = count >= this.length ? this.runs : this.runOf(count);
+      const kept = this.runs - first;
+      this.values.copyWithin(0, first, this.runs);
+      this.ends.copyWithin(0, first, this.runs);
+      for (let i = 0; i < kept; i++) this.ends[i] = this.ends[i]! - count;
+      this.runs = kept;
+    }
+    this.length = remaining;
+  }
+
+  trim(): void {
+    if (this.values.length > 1024 && this.runs < this.values.length / 4) this.resize(Math.max(64, this.runs * 2));
+  }
+
+  /** The rows as NumberColumn (float64s) or BooleanColumn (bytes) would write them. */
+  encode(out: ByteBuilder, from: number, to: number): void {
+    if (this.column.kind === "boolean") out.bytes(this.flags(from, to - from));
+    else out.float64s(this.expand(from, to - from));
+  }
+
+  decode(input: ByteReader, rows: number): void {
+    if (this.column.kind === "boolean") {
+      const flags = input.bytes(rows);
+      for (let i = 0; i < rows; i++) this.pushRun(flags[i] === 1 ? 1 : 0, 1);
+    } else {
+      const values = input.float64s(rows);
+      for (let i = 0; i < rows; i++) this.pushRun(values[i]!, 1);
+    }
+  }
+
+  private resize(capacity: number): void {
+    const values = new Float64Array(capacity);
+    values.set(this.values.subarray(0, this.runs));
+    const ends = new Float64Array(capacity);
+    ends.set(this.ends.subarray(0, this.runs));
+    this.values = values;
+    this.ends = ends;
+  }
+}
+
+/** How a file's buffer is laid out beyond its columns. */
+export interface TableBufferOptions {
+  /** Capacity a column stops growing at while that is enough (see grown()). */
+  readonly growthLimit?: number;
+  /** Columns stored as runs (PER_EVENT_COLUMNS of the table). */
+  readonly perEvent?: readonly string[];
+}
+
 /** The pending rows of one file. */
 export class TableBuffer {
   readonly columns: readonly ColumnBuffer[];
   rows = 0;
 
-  /** `growthLimit`: capacity a column stops growing at while that is enough (see grown()). */
   constructor(
     readonly definition: readonly Column[],
     constants: Constants,
-    growthLimit = Number.POSITIVE_INFINITY,
+    options: TableBufferOptions = {},
   ) {
+    const growthLimit = options.growthLimit ?? Number.POSITIVE_INFINITY;
     this.columns = definition.map((column): ColumnBuffer => {
       if (column.name === "exchange") return new ConstantColumn(column, constants.exchange);
       if (column.name === "symbol") return new ConstantColumn(column, constants.symbol);
+      if (options.perEvent?.includes(column.name)) return new RunColumn(column);
       switch (column.kind) {
         case "symbol":
           return new SymbolColumn(column, growthLimit);
@@ -503,6 +665,7 @@ export class TableBuffer {
 export type RowAppender = (event: MarketEvent) => number;
 
 export function rowAppender(table: TableName, buffer: TableBuffer): RowAppender {
+  if (table === "l2") return bookAppender(buffer);
   const timestamp = buffer.column("timestamp", NumberColumn);
   const localTimestamp = buffer.column("local_timestamp", NumberColumn);
   switch (table) {
@@ -524,52 +687,6 @@ export function rowAppender(table: TableName, buffer: TableBuffer): RowAppender 
         base.push(baseAmount(trade, trade.price, trade.amount));
         buffer.rows++;
         return 1;
-      };
-    }
-    case "l2": {
-      const isSnapshot = buffer.column("is_snapshot", BooleanColumn);
-      const side = buffer.column("side", SymbolColumn);
-      const price = buffer.column("price", NumberColumn);
-      const amount = buffer.column("amount", NumberColumn);
-      const base = buffer.column("base_amount", NumberColumn);
-      const sequence = buffer.column("sequence", NumberColumn);
-      // One capacity check per event and column, then plain stores: a depth message is ~20 rows.
-      const levels = (book: BookChange, flat: readonly number[], row: number, prices: Float64Array, amounts: Float64Array, bases: Float64Array): void => {
-        for (let i = 0; i + 1 < flat.length; i += 2, row++) {
-          const levelPrice = flat[i]!;
-          const levelAmount = flat[i + 1]!;
-          prices[row] = levelPrice;
-          amounts[row] = levelAmount;
-          bases[row] = baseAmount(book, levelPrice, levelAmount);
-        }
-      };
-      return (event) => {
-        const book = event as BookChange;
-        const bidRows = book.bids.length >> 1;
-        const askRows = book.asks.length >> 1;
-        const rows = bidRows + askRows;
-        if (rows === 0) return 0;
-        const first = price.length;
-        const end = first + rows;
-        const timestamps = timestamp.extend(rows);
-        const localTimestamps = localTimestamp.extend(rows);
-        const sequences = sequence.extend(rows);
-        // Plain loops: a native fill() per event and column cost more than the ~20 stores it makes.
-        for (let row = first; row < end; row++) {
-          timestamps[row] = book.timestamp;
-          localTimestamps[row] = book.localTimestamp;
-          sequences[row] = book.sequence;
-        }
-        isSnapshot.pushRepeated(book.isSnapshot, rows);
-        side.pushRepeated("bid", bidRows);
-        side.pushRepeated("ask", askRows);
-        const prices = price.extend(rows);
-        const amounts = amount.extend(rows);
-        const bases = base.extend(rows);
-        levels(book, book.bids, first, prices, amounts, bases);
-        levels(book, book.asks, first + bidRows, prices, amounts, bases);
-        buffer.rows += rows;
-        return rows;
       };
     }
     case "bbo": {
@@ -624,6 +741,49 @@ export function rowAppender(table: TableName, buffer: TableBuffer): RowAppender 
       };
     }
   }
+}
+
+/** L2 rows: per-level columns row by row, the message's own fields (PER_EVENT_COLUMNS) as one run each. */
+function bookAppender(buffer: TableBuffer): RowAppender {
+  const timestamp = buffer.column("timestamp", RunColumn);
+  const localTimestamp = buffer.column("local_timestamp", RunColumn);
+  const isSnapshot = buffer.column("is_snapshot", RunColumn);
+  const sequence = buffer.column("sequence", RunColumn);
+  const side = buffer.column("side", SymbolColumn);
+  const price = buffer.column("price", NumberColumn);
+  const amount = buffer.column("amount", NumberColumn);
+  const base = buffer.column("base_amount", NumberColumn);
+  // One capacity check per event and column, then plain stores: a depth message is ~20 rows.
+  const levels = (book: BookChange, flat: readonly number[], row: number, prices: Float64Array, amounts: Float64Array, bases: Float64Array): void => {
+    for (let i = 0; i + 1 < flat.length; i += 2, row++) {
+      const levelPrice = flat[i]!;
+      const levelAmount = flat[i + 1]!;
+      prices[row] = levelPrice;
+      amounts[row] = levelAmount;
+      bases[row] = baseAmount(book, levelPrice, levelAmount);
+    }
+  };
+  return (event) => {
+    const book = event as BookChange;
+    const bidRows = book.bids.length >> 1;
+    const askRows = book.asks.length >> 1;
+    const rows = bidRows + askRows;
+    if (rows === 0) return 0;
+    const first = price.length;
+    timestamp.pushRun(book.timestamp, rows);
+    localTimestamp.pushRun(book.localTimestamp, rows);
+    sequence.pushRun(book.sequence, rows);
+    isSnapshot.pushRun(book.isSnapshot ? 1 : 0, rows);
+    side.pushRepeated("bid", bidRows);
+    side.pushRepeated("ask", askRows);
+    const prices = price.extend(rows);
+    const amounts = amount.extend(rows);
+    const bases = base.extend(rows);
+    levels(book, book.bids, first, prices, amounts, bases);
+    levels(book, book.asks, first + bidRows, prices, amounts, bases);
+    buffer.rows += rows;
+    return rows;
+  };
 }
 
 /** A growable little-endian byte buffer; float arrays are 8-byte aligned relative to its start. */

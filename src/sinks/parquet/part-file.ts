@@ -25,7 +25,7 @@ import { ByteWriter, ParquetWriter } from "hyparquet-writer";
 import { VERSION } from "../../cli/version.ts";
 import type { MarketEvent } from "../../core/events.ts";
 import { TABLES, type Column, type TableName } from "../tables.ts";
-import { EVENT_ROWS_SLACK, TableBuffer, rowAppender, type IntegerReport, type RowAppender } from "./columns.ts";
+import { EVENT_ROWS_SLACK, PER_EVENT_COLUMNS, TableBuffer, rowAppender, type IntegerReport, type RowAppender } from "./columns.ts";
 import {
   JOURNAL_FORMAT,
   JOURNAL_VERSION,
@@ -157,7 +157,7 @@ export class PartFile {
     const columns = options.columns ?? TABLES[table];
     this.encodesFast = fastEncodable(columns);
     const growthLimit = this.encodesFast && options.rowGroupRows ? options.rowGroupRows + EVENT_ROWS_SLACK : Number.POSITIVE_INFINITY;
-    this.buffer = new TableBuffer(columns, { exchange, symbol }, growthLimit);
+    this.buffer = new TableBuffer(columns, { exchange, symbol }, { growthLimit, perEvent: PER_EVENT_COLUMNS[table] });
     this.header = { format: JOURNAL_FORMAT, version: JOURNAL_VERSION, table, exchange, symbol, columns, codec, openedAt };
   }
 

@@ -19,7 +19,7 @@ import type { ColumnChunk, CompressionCodec, Encoding, RowGroup } from "hyparque
 import type { ByteWriter } from "hyparquet-writer";
 import { snappyCompress } from "hyparquet-writer/src/snappy.js";
 import type { Column } from "../tables.ts";
-import { BooleanColumn, ConstantColumn, NumberColumn, StringColumn, SymbolColumn, type IntegerReport, type TableBuffer } from "./columns.ts";
+import { BooleanColumn, ConstantColumn, NumberColumn, RunColumn, StringColumn, SymbolColumn, type IntegerReport, type TableBuffer } from "./columns.ts";
 import { COMPRESSORS } from "./schema.ts";
 import { writeDataPageV2Header, writeDictionaryPageHeader } from "./thrift.ts";
 
@@ -417,8 +417,8 @@ function planRowGroup(buffer: TableBuffer, count: number, report: IntegerReport,
       plainStrings(scratch, values, count);
       const pages = [dataPage(scratch.view(), "PLAIN", count)];
       chunks.push({ column, type: "BYTE_ARRAY", encoding: "PLAIN", rows: count, statistics: stringStatistics(values, count), pages });
-    } else if (source instanceof BooleanColumn) {
-      const values = source.head(from, count);
+    } else if (source instanceof BooleanColumn || (source instanceof RunColumn && column.kind === "boolean")) {
+      const values = source instanceof RunColumn ? source.flags(from, count) : source.head(from, count);
       scratch.reset();
       plainBooleans(scratch, values);
       const pages = [dataPage(scratch.view(), "PLAIN", count)];
@@ -429,7 +429,7 @@ function planRowGroup(buffer: TableBuffer, count: number, report: IntegerReport,
       const body = new Uint8Array(values.slice().buffer);
       const pages: PlannedPage[] = [{ kind: "data", body, size: body.length, encoding: "PLAIN", values: count }];
       chunks.push({ column, type: "DOUBLE", encoding: "PLAIN", rows: count, statistics: doubleStatistics(values), pages });
-    } else if (source instanceof NumberColumn) {
+    } else if (source instanceof NumberColumn || source instanceof RunColumn) {
       const values = source.integers(from, count, report);
       scratch.reset();
       const encoding: Encoding = deltaBinaryPacked(scratch, values) ? "DELTA_BINARY_PACKED" : "PLAIN";
