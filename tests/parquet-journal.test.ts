@@ -184,7 +184,7 @@ describe("per-event columns (RunColumn)", () => {
     }
   });
 
-  test("journal rows read the same into per-row and per-event buffers, and back", () => {
+  test("journal rows (version 4: runs; version 3: per row) read the same into per-row and per-event buffers", () => {
     const books = Array.from({ length: 300 }, (_, i) => ({ ...bookAt(i, "BTC-USDT-SWAP", 1 + (i % 7)), isSnapshot: i % 50 === 0 }));
     const perEvent = new TableBuffer(TABLES.l2, CONSTANTS, { perEvent: PER_EVENT_COLUMNS.l2 });
     const append = rowAppender("l2", perEvent);
@@ -200,18 +200,20 @@ describe("per-event columns (RunColumn)", () => {
       sequence: perRows((book) => book.sequence),
       is_snapshot: perRows((book) => (book.isSnapshot ? 1 : 0)),
     };
-    const journal = concat([l2Header(), rowsRecord(perEvent, from, to)]);
+    // A version 4 journal: the message fields as runs, as the header says.
+    expect(perEvent.runColumns.sort()).toEqual([...PER_EVENT_COLUMNS.l2!].sort());
+    const journal = concat([l2Header(4, perEvent.runColumns), rowsRecord(perEvent, from, to)]);
     const replay = readJournal(journal);
-    // Per-row columns: the layout journals were written from before.
+    // Into per-row columns (the layout before version 4).
     const perRow = new TableBuffer(TABLES.l2, CONSTANTS);
     expect(decodeRows(journal, replay.rows, perRow, replay.skipRows)).toBe(to - from);
     for (const name of ["timestamp", "local_timestamp", "sequence"] as const) {
       expect([...perRow.column(name, NumberColumn).head(0, perRow.rows)]).toEqual(expected[name]);
     }
     expect([...perRow.column("is_snapshot", BooleanColumn).head(0, perRow.rows)]).toEqual(expected.is_snapshot);
-    // Written again from per-row columns and read into runs: the same rows.
+    // Written again from per-row columns, as version 3 wrote every journal, and read into runs: the same rows.
     const again = new TableBuffer(TABLES.l2, CONSTANTS, { perEvent: PER_EVENT_COLUMNS.l2 });
-    const rewritten = concat([l2Header(), rowsRecord(perRow, 0, perRow.rows)]);
+    const rewritten = concat([l2Header(3, undefined), rowsRecord(perRow, 0, perRow.rows)]);
     decodeRows(rewritten, readJournal(rewritten).rows, again, 0);
     for (const name of ["timestamp", "local_timestamp", "sequence"] as const) {
       expect([...again.column(name, RunColumn).expand(0, again.rows)]).toEqual(expected[name]);
@@ -221,6 +223,6 @@ describe("per-event columns (RunColumn)", () => {
   });
 });
 
-function l2Header(): Uint8Array {
-  return headerRecord({ format: JOURNAL_FORMAT, version: JOURNAL_VERSION, table: "l2", exchange: "OKX_SWAP", symbol: "BTC-USDT-SWAP", columns: TABLES.l2, codec: "ZSTD", finalName: "120000-0000.parquet", openedAt: 0 });
+function l2Header(version: number, perEvent: readonly string[] | undefined): Uint8Array {
+  return headerRecord({ format: JOURNAL_FORMAT, version, table: "l2", exchange: "OKX_SWAP", symbol: "BTC-USDT-SWAP", columns: TABLES.l2, codec: "ZSTD", finalName: "120000-0000.parquet", openedAt: 0, perEvent });
 }

@@ -11,7 +11,7 @@
 import { closeSync, openSync, readdirSync, readSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { ByteReader } from "../../src/sinks/parquet/columns.ts";
-import { CODED_ROWS, ROWS } from "../../src/sinks/parquet/journal.ts";
+import { CODED_ROWS, HEADER, ROWS, type JournalHeader } from "../../src/sinks/parquet/journal.ts";
 import { epochMs } from "./proc.ts";
 
 const RECORD_HEADER_BYTES = 8;
@@ -19,6 +19,8 @@ const RECORD_HEADER_BYTES = 8;
 interface Tracked {
   inode: number;
   offset: number;
+  /** The header lists `timestamp` among the columns ROWS records hold as runs (journal version 4). */
+  timestampRuns: boolean;
 }
 
 export class ParquetJournalWatch {
@@ -67,7 +69,7 @@ export class ParquetJournalWatch {
     if (!tracked || tracked.inode !== stat.ino) {
       // A new journal, or one replaced after a row group: its pending rows were seen in the old one.
       const fresh = !tracked;
-      tracked = { inode: stat.ino, offset: fresh ? 0 : stat.size };
+      tracked = { inode: stat.ino, offset: fresh ? 0 : stat.size, timestampRuns: tracked?.timestampRuns ?? false };
       this.tracked.set(path, tracked);
       if (!fresh) return;
     }
@@ -86,14 +88,22 @@ export class ParquetJournalWatch {
       const payloadStart = position + RECORD_HEADER_BYTES;
       const payloadEnd = payloadStart + length;
       if (length < 1 || payloadEnd > bytes.length) break; // still being written
+      if (bytes[payloadStart] === HEADER) {
+        const header = JSON.parse(new TextDecoder().decode(bytes.subarray(payloadStart + 1, payloadEnd))) as JournalHeader;
+        tracked.timestampRuns = header.perEvent?.includes("timestamp") ?? false;
+      }
       // Pending rows, either format: the timestamp column comes first in both.
       if (bytes[payloadStart] === ROWS || bytes[payloadStart] === CODED_ROWS) {
         const reader = new ByteReader(bytes, payloadStart + 1, position, payloadEnd);
         const rows = reader.uint32();
-        // Every table starts with exchange and symbol (constant, not stored per row), then timestamp.
-        const timestamps = reader.float64s(rows);
-        for (let i = 0; i < rows; i++) {
-          if (timestamps[i]! >= this.sinceMicros) this.lags.push(nowMicros - timestamps[i]!);
+        // Every table starts with exchange and symbol (constant, not stored per row), then timestamp: one
+        // value per row, or (L2, journal version 4) runs: their count, values, then row counts.
+        const runs = tracked.timestampRuns ? reader.uint32() : rows;
+        const timestamps = reader.float64s(runs);
+        const lengths = tracked.timestampRuns ? reader.float64s(runs) : undefined;
+        for (let i = 0; i < runs; i++) {
+          if (timestamps[i]! < this.sinceMicros) continue;
+          for (let row = 0; row < (lengths?.[i] ?? 1); row++) this.lags.push(nowMicros - timestamps[i]!);
         }
         this.rowsSeen += rows;
       }

@@ -54,8 +54,11 @@ interface ColumnBuffer {
   /** Gives back capacity a burst grew, so memory follows the steady state (the sink calls it every flush interval, not per row group: shrinking after every row group meant growing again each time). */
   trim?(): void;
   encode(out: ByteBuilder, from: number, to: number): void;
-  /** `coded`: a version-3 journal record (only symbol columns differ, see SymbolColumn). */
-  decode(input: ByteReader, rows: number, coded: boolean): void;
+  /**
+   * `coded`: a journal record of version 3 on (only symbol columns differ, see SymbolColumn); `runs`: the
+   * record holds this column as runs (version 4, RunColumn), whatever this buffer keeps it as.
+   */
+  decode(input: ByteReader, rows: number, coded: boolean, runs: boolean): void;
 }
 
 /** Counts integer columns' values that were not integers (a connector bug), stored truncated or as 0. */
@@ -170,7 +173,13 @@ export class NumberColumn implements ColumnBuffer {
     out.float64s(this.values.subarray(from, to));
   }
 
-  decode(input: ByteReader, rows: number): void {
+  decode(input: ByteReader, rows: number, _coded: boolean, runs: boolean): void {
+    if (runs) {
+      readRuns(input, rows, (value, count) => {
+        for (let i = 0; i < count; i++) this.push(value);
+      });
+      return;
+    }
     const nulls = this.nulls ? input.bytes(rows) : undefined;
     const values = input.float64s(rows);
     for (let i = 0; i < rows; i++) {
@@ -241,7 +250,11 @@ export class BooleanColumn implements ColumnBuffer {
     out.bytes(this.values.subarray(from, to));
   }
 
-  decode(input: ByteReader, rows: number): void {
+  decode(input: ByteReader, rows: number, _coded: boolean, runs: boolean): void {
+    if (runs) {
+      readRuns(input, rows, (value, count) => this.pushRepeated(value === 1, count));
+      return;
+    }
     const values = input.bytes(rows);
     for (let i = 0; i < rows; i++) this.push(values[i] === 1);
   }
@@ -437,6 +450,21 @@ export const PER_EVENT_COLUMNS: Readonly<Partial<Record<TableName, readonly stri
   l2: ["timestamp", "local_timestamp", "is_snapshot", "sequence"],
 };
 
+/** Reads what RunColumn.encode wrote, `rows` rows in all, handing each run to `push`. */
+function readRuns(input: ByteReader, rows: number, push: (value: number, count: number) => void): void {
+  const count = input.uint32();
+  const values = input.float64s(count);
+  const lengths = input.float64s(count);
+  let total = 0;
+  for (let i = 0; i < count; i++) {
+    const length = lengths[i]!;
+    if (!Number.isSafeInteger(length) || length < 1) throw new Error("journal: a run without rows");
+    total += length;
+  }
+  if (total !== rows) throw new Error(`journal: runs hold ${total} rows, the record ${rows}`);
+  for (let i = 0; i < count; i++) push(values[i]!, lengths[i]!);
+}
+
 /** Reused memory for rows expanded from runs (one column at a time; see RunColumn.expand). */
 let expandedNumbers = new Float64Array(1024);
 let expandedFlags = new Uint8Array(1024);
@@ -492,28 +520,21 @@ export class RunColumn implements ColumnBuffer {
   /** Rows [from, from + count) as numbers, in reused memory: valid until the next expansion of any run column. */
   expand(from: number, count: number): Float64Array {
     if (expandedNumbers.length < count) expandedNumbers = new Float64Array(Math.max(count, expandedNumbers.length * 2));
-    const out = expandedNumbers.subarray(0, count);
-    if (count === 0) return out;
-    const { values, ends } = this;
-    const end = from + count;
-    let row = from;
-    for (let run = this.runOf(from); row < end; run++) {
-      const runEnd = Math.min(ends[run]!, end);
-      out.fill(values[run]!, row - from, runEnd - from);
-      row = runEnd;
-    }
-    return out;
+    return this.fillRows(expandedNumbers.subarray(0, count), from);
   }
 
   /** Rows [from, from + count) of a boolean column as 0/1 bytes, in reused memory (as expand()). */
   flags(from: number, count: number): Uint8Array {
     if (expandedFlags.length < count) expandedFlags = new Uint8Array(Math.max(count, expandedFlags.length * 2));
-    const out = expandedFlags.subarray(0, count);
-    if (count === 0) return out;
+    return this.fillRows(expandedFlags.subarray(0, count), from);
+  }
+
+  /** Writes rows [from, from + out.length) into `out`, one fill per run. */
+  private fillRows<T extends Float64Array | Uint8Array>(out: T, from: number): T {
     const { values, ends } = this;
-    const end = from + count;
+    const end = from + out.length;
     let row = from;
-    for (let run = this.runOf(from); row < end; run++) {
+    for (let run = out.length === 0 ? 0 : this.runOf(from); row < end; run++) {
       const runEnd = Math.min(ends[run]!, end);
       out.fill(values[run]!, row - from, runEnd - from);
       row = runEnd;
@@ -556,13 +577,27 @@ export class RunColumn implements ColumnBuffer {
     if (this.values.length > 1024 && this.runs < this.values.length / 4) this.resize(Math.max(64, this.runs * 2));
   }
 
-  /** The rows as NumberColumn (float64s) or BooleanColumn (bytes) would write them. */
+  /** Rows [from, to) as runs: their number, then each run's value, then each run's row count (float64s). */
   encode(out: ByteBuilder, from: number, to: number): void {
-    if (this.column.kind === "boolean") out.bytes(this.flags(from, to - from));
-    else out.float64s(this.expand(from, to - from));
+    const first = to > from ? this.runOf(from) : 0;
+    const last = to > from ? this.runOf(to - 1) : -1;
+    const count = last - first + 1;
+    out.uint32(count);
+    out.float64s(this.values.subarray(first, first + count));
+    if (expandedNumbers.length < count) expandedNumbers = new Float64Array(Math.max(count, expandedNumbers.length * 2));
+    const lengths = expandedNumbers.subarray(0, count);
+    for (let run = first; run <= last; run++) {
+      const start = run === 0 ? 0 : this.ends[run - 1]!;
+      lengths[run - first] = Math.min(this.ends[run]!, to) - Math.max(start, from);
+    }
+    out.float64s(lengths);
   }
 
-  decode(input: ByteReader, rows: number): void {
+  decode(input: ByteReader, rows: number, _coded: boolean, runs: boolean): void {
+    if (runs) {
+      readRuns(input, rows, (value, count) => this.pushRun(value, count));
+      return;
+    }
     if (this.column.kind === "boolean") {
       const flags = input.bytes(rows);
       for (let i = 0; i < rows; i++) this.pushRun(flags[i] === 1 ? 1 : 0, 1);
@@ -620,6 +655,11 @@ export class TableBuffer {
     });
   }
 
+  /** Names of the columns kept as runs (journal records hold them as runs too). */
+  get runColumns(): string[] {
+    return this.columns.filter((buffer) => buffer instanceof RunColumn).map((buffer) => buffer.column.name);
+  }
+
   column<T extends ColumnBuffer>(name: string, type: new (...args: never[]) => T): T {
     const found = this.columns.find((buffer) => buffer.column.name === name);
     if (!(found instanceof type)) throw new Error(`column ${name} is not a ${type.name}`);
@@ -653,9 +693,16 @@ export class TableBuffer {
     for (const buffer of this.columns) buffer.encode(out, from, to);
   }
 
-  decodeRows(input: ByteReader, coded: boolean): number {
+  /** `runs`: the columns the record holds as runs (journal header's `perEvent`). */
+  decodeRows(input: ByteReader, coded: boolean, runs: readonly string[] = []): number {
     const rows = input.uint32();
-    for (const buffer of this.columns) buffer.decode(input, rows, coded);
+    for (const buffer of this.columns) {
+      const asRuns = runs.includes(buffer.column.name);
+      if (asRuns && !(buffer instanceof NumberColumn || buffer instanceof BooleanColumn || buffer instanceof RunColumn)) {
+        throw new Error(`journal: column ${buffer.column.name} cannot be held as runs`);
+      }
+      buffer.decode(input, rows, coded, asRuns);
+    }
     this.rows += rows;
     return rows;
   }

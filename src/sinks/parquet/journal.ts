@@ -9,7 +9,9 @@
  *   after it (JSON; bigints, byte arrays and non-finite numbers tagged so they round-trip exactly);
  * - ROWS: rows not yet in a row group, column by column (columns.ts). Since version 3 a symbol column is
  *   its list of values (JSON) and one code byte per row (kind CODED_ROWS); versions 1 and 2 wrote every
- *   row's string in a JSON array (kind ROWS), which cost more than the rest of the record together.
+ *   row's string in a JSON array (kind ROWS), which cost more than the rest of the record together. Since
+ *   version 4 the columns the header lists in `perEvent` (an L2 message's timestamps, sequence and
+ *   snapshot flag) are runs: a value and a row count per run, instead of a value per row.
  *
  * Rows are appended (and fdatasync'ed) every flush interval. When a row group is written, its ROW_GROUP
  * record is appended too, saying how many of its rows were journaled, so a reader replays the records in
@@ -24,11 +26,11 @@ import type { Column, TableName } from "../tables.ts";
 import { ByteBuilder, ByteReader, type TableBuffer } from "./columns.ts";
 
 export const JOURNAL_FORMAT = "xtrader-parquet-journal";
-export const JOURNAL_VERSION = 3;
+export const JOURNAL_VERSION = 4;
 /** Versions this reader replays (see above). */
-const READABLE_VERSIONS: readonly number[] = [1, 2, 3];
+const READABLE_VERSIONS: readonly number[] = [1, 2, 3, 4];
 
-const HEADER = 1;
+export const HEADER = 1;
 const ROW_GROUP = 2;
 /** Versions 1 and 2: symbol columns as JSON arrays of strings. */
 export const ROWS = 3;
@@ -52,6 +54,8 @@ export interface JournalHeader {
   readonly finalName: string;
   /** When the file was opened, integer µs. */
   readonly openedAt: number;
+  /** Version 4: columns whose rows ROWS records hold as runs (absent: none). */
+  readonly perEvent?: readonly string[];
 }
 
 export interface JournaledRowGroup {
@@ -69,6 +73,8 @@ export interface RowsLocation {
   readonly payloadEnd: number;
   /** Symbol columns as values + code bytes (version 3), else as JSON strings. */
   readonly coded: boolean;
+  /** Columns held as runs (the header's `perEvent`). */
+  readonly runs: readonly string[];
 }
 
 export interface ParsedJournal {
@@ -179,7 +185,7 @@ export function readJournal(bytes: Uint8Array): ParsedJournal {
       }
     } else if ((kind === ROWS || kind === CODED_ROWS) && header && payloadEnd - payloadStart >= 5) {
       // The payload starts with the record's row count (TableBuffer.encodeRows).
-      const location = { recordStart: position, payloadStart: payloadStart + 1, payloadEnd, coded: kind === CODED_ROWS };
+      const location = { recordStart: position, payloadStart: payloadStart + 1, payloadEnd, coded: kind === CODED_ROWS, runs: header.perEvent ?? [] };
       pending.push({ location, rows: view.getUint32(payloadStart + 1, true) });
     } else {
       break;
@@ -194,7 +200,7 @@ export function decodeRows(bytes: Uint8Array, locations: readonly RowsLocation[]
   let rows = 0;
   for (const [index, location] of locations.entries()) {
     const reader = new ByteReader(bytes, location.payloadStart, location.recordStart, location.payloadEnd);
-    rows += buffer.decodeRows(reader, location.coded);
+    rows += buffer.decodeRows(reader, location.coded, location.runs);
     if (index === 0 && skipRows > 0) {
       buffer.discard(skipRows);
       rows -= skipRows;

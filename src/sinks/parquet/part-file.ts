@@ -158,7 +158,7 @@ export class PartFile {
     this.encodesFast = fastEncodable(columns);
     const growthLimit = this.encodesFast && options.rowGroupRows ? options.rowGroupRows + EVENT_ROWS_SLACK : Number.POSITIVE_INFINITY;
     this.buffer = new TableBuffer(columns, { exchange, symbol }, { growthLimit, perEvent: PER_EVENT_COLUMNS[table] });
-    this.header = { format: JOURNAL_FORMAT, version: JOURNAL_VERSION, table, exchange, symbol, columns, codec, openedAt };
+    this.header = { format: JOURNAL_FORMAT, version: JOURNAL_VERSION, table, exchange, symbol, columns, codec, openedAt, perEvent: this.buffer.runColumns };
   }
 
   get table(): TableName {
@@ -372,7 +372,10 @@ export class PartFile {
     this.dataFile = dataFile;
     this.journal = journal;
     this.journalLength = journalLength;
-    this.headerBytes = headerRecord(state.header);
+    // This run's records follow this run's header (version, columns held as runs); the old journal's header
+    // may be older, so the next journal write replaces the journal instead of appending to it.
+    this.headerBytes = headerRecord({ ...state.header, version: JOURNAL_VERSION, perEvent: this.buffer.runColumns });
+    this.journalOutOfStep = true;
     this.parquet = this.newParquetWriter();
     this.bytes.index = 0;
     this.bytes.offset = state.rowGroupEnd;

@@ -267,25 +267,15 @@ function appendTo(writer: ByteWriter): void {
 
 /** PageHeader of a dictionary page (PLAIN values). */
 export function writeDictionaryPageHeader(writer: ByteWriter, uncompressedSize: number, compressedSize: number, values: number): void {
-  out.reset();
-  out.valueField(1, PAGE_TYPES.indexOf("DICTIONARY_PAGE"));
-  out.valueField(2, uncompressedSize);
-  out.valueField(3, compressedSize);
-  out.structField(7, () => {
+  pageHeader(writer, "DICTIONARY_PAGE", uncompressedSize, compressedSize, 7, () => {
     out.valueField(1, values);
     out.valueField(2, encodingIndex("PLAIN"));
   });
-  out.byte(0);
-  appendTo(writer);
 }
 
 /** PageHeader of a compressed v2 data page of a required column (no levels, no nulls). */
 export function writeDataPageV2Header(writer: ByteWriter, uncompressedSize: number, compressedSize: number, rows: number, encoding: string): void {
-  out.reset();
-  out.valueField(1, PAGE_TYPES.indexOf("DATA_PAGE_V2"));
-  out.valueField(2, uncompressedSize);
-  out.valueField(3, compressedSize);
-  out.structField(8, () => {
+  pageHeader(writer, "DATA_PAGE_V2", uncompressedSize, compressedSize, 8, () => {
     out.valueField(1, rows);
     out.valueField(2, 0);
     out.valueField(3, rows);
@@ -294,6 +284,15 @@ export function writeDataPageV2Header(writer: ByteWriter, uncompressedSize: numb
     out.valueField(6, 0);
     // is_compressed defaults to true: left out.
   });
+}
+
+/** A PageHeader: type, sizes, and the header struct of its kind (field `field`, written by `body`). */
+function pageHeader(writer: ByteWriter, type: string, uncompressedSize: number, compressedSize: number, field: number, body: () => void): void {
+  out.reset();
+  out.valueField(1, PAGE_TYPES.indexOf(type));
+  out.valueField(2, uncompressedSize);
+  out.valueField(3, compressedSize);
+  out.structField(field, body);
   out.byte(0);
   appendTo(writer);
 }
