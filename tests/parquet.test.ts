@@ -360,7 +360,7 @@ describe("PartFile sealing", () => {
     file.add(tradeAt(0));
     await file.sync(8, false); // the file exists on disk, t0 is journaled
     for (let i = 1; i < 5; i++) file.add(tradeAt(i));
-    await Bun.sleep(20); // the encoding slice has expired: the next row group waits for a timer hop
+    await Bun.sleep(20); // the encoding slice has expired: the next row group waits for a turn of the event loop
     // The tick asks for the remainder (5 rows) as a row group; while it waits for its turn, more rows
     // arrive and the hot path seals a full group (8) out of the same buffer.
     const remainder = file.sync(8, true);
