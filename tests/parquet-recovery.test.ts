@@ -6,7 +6,12 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { appendFileSync, cpSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { open } from "node:fs/promises";
+import { NumberColumn, PER_EVENT_COLUMNS, rowAppender, TableBuffer } from "../src/sinks/parquet/columns.ts";
+import { decodeRows, headerRecord, JOURNAL_FORMAT, JOURNAL_VERSION, readJournal, rowsRecord } from "../src/sinks/parquet/journal.ts";
 import { journalFileName, nextJournalFileName, tempFileName } from "../src/sinks/parquet/layout.ts";
+import { PartFile } from "../src/sinks/parquet/part-file.ts";
+import { TABLES } from "../src/sinks/tables.ts";
 import {
   BASE_TIME,
   bookAt,
@@ -320,5 +325,61 @@ describe("ParquetSink crash recovery", () => {
     );
     expect(metadata.map((row) => row.date)).toEqual(["2026-01-05"]);
     expect(parquetFiles(image)).toEqual([`${PARTITION}/${NAME}`]);
+  });
+});
+
+describe("PartFile resumed from an older journal", () => {
+  test("its next journal write replaces the version 3 journal with a whole version 4 one, and no row is lost", async () => {
+    const directory = tempDirectory();
+    const finalName = "120000-0000.parquet";
+    const journalPath = join(directory, journalFileName(finalName));
+    const tempPath = join(directory, tempFileName(finalName));
+    const books = Array.from({ length: 20 }, (_, i) => bookAt(i, "BTC-USDT-SWAP", 3));
+    // What version 3 left: the L2 message fields one value per row.
+    const header = { format: JOURNAL_FORMAT, version: 3, table: "l2", exchange: "OKX_SWAP", symbol: "BTC-USDT-SWAP", columns: TABLES.l2, codec: "ZSTD", finalName, openedAt: BASE_TIME } as const;
+    const constants = { exchange: "OKX_SWAP", symbol: "BTC-USDT-SWAP" };
+    const appended = new TableBuffer(TABLES.l2, constants, { perEvent: PER_EVENT_COLUMNS.l2 });
+    const append = rowAppender("l2", appended);
+    for (const book of books.slice(0, 10)) append(book);
+    // Per-row columns (the layout before version 4) write the record as version 3 did.
+    const current = new Uint8Array([...headerRecord({ ...header, version: JOURNAL_VERSION, perEvent: appended.runColumns }), ...rowsRecord(appended, 0, appended.rows)]);
+    const old = new TableBuffer(TABLES.l2, constants);
+    decodeRows(current, readJournal(current).rows, old);
+    const journalBytes = new Uint8Array([...headerRecord(header), ...rowsRecord(old, 0, old.rows)]);
+    writeFileSync(journalPath, journalBytes);
+    writeFileSync(tempPath, "PAR1");
+
+    // As recovery resumes it.
+    const journal = readJournal(journalBytes);
+    const file = new PartFile({
+      root: "",
+      table: "l2",
+      exchange: "OKX_SWAP",
+      symbol: "BTC-USDT-SWAP",
+      openedAt: BASE_TIME,
+      rotateAt: BASE_TIME + 3_600_000_000,
+      codec: "ZSTD",
+      integerReport: { invalid: 0 },
+      columns: TABLES.l2,
+      directory,
+      rowGroupRows: 16_384,
+    });
+    expect(decodeRows(journalBytes, journal.rows, file.buffer, journal.skipRows)).toBe(60);
+    await file.resume(finalName, { header, rowGroups: [], rowGroupEnd: 4 }, await open(tempPath, "r+"), await open(journalPath, "r+"), journalBytes.length);
+
+    for (const book of books.slice(10)) file.add(book);
+    await file.sync(16_384, false);
+    const replaced = new Uint8Array(readFileSync(journalPath));
+    const replay = readJournal(replaced);
+    expect(replay.header?.version).toBe(JOURNAL_VERSION);
+    expect(replay.header?.perEvent).toEqual(file.buffer.runColumns);
+    const pending = new TableBuffer(TABLES.l2, { exchange: "OKX_SWAP", symbol: "BTC-USDT-SWAP" });
+    expect(decodeRows(replaced, replay.rows, pending, replay.skipRows)).toBe(120);
+    const sequences = books.flatMap((book) => [book.sequence, book.sequence, book.sequence, book.sequence, book.sequence, book.sequence]);
+    expect([...pending.column("sequence", NumberColumn).head(0, 120)]).toEqual(sequences);
+
+    await file.close(16_384);
+    const rows = await readWithHyparquet(file.finalPath!);
+    expect(rows.map((row) => Number(row.sequence))).toEqual(sequences);
   });
 });

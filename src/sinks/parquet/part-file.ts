@@ -134,7 +134,10 @@ export class PartFile {
   /** Close progress, so a close that failed half-way resumes where it stopped. */
   private footerWritten = false;
   private linked = false;
-  /** The journal holds rows the buffer dropped: its next write replaces it instead of appending. */
+  /**
+   * The journal no longer matches memory (it holds rows the buffer dropped, or a resumed journal's header
+   * is older than the records this run writes): its next write replaces it instead of appending.
+   */
   private journalOutOfStep = false;
   /**
    * While a journal append of buffer rows is in flight: the rows taken off the buffer's front meanwhile, in
