@@ -17,7 +17,7 @@ import {
   temporaryRoot,
   UNIT_FILE,
 } from "./support/ship-install.ts";
-import { parseEnvironmentFile, parseTimeSpan, parseUnit, unitValue, unitValues } from "./support/ship-systemd.ts";
+import { parseEnvironmentFile, parseTimeSpan, parseUnit, unitEnvironment, unitValue, unitValues } from "./support/ship-systemd.ts";
 
 const unit = parseUnit(readFileSync(UNIT_FILE, "utf8"));
 const service = (key: string) => unitValue(unit, "Service", key);
@@ -171,7 +171,7 @@ describe("xtrader@.service", () => {
   });
 
   test("Bun's thread pool gets the size the container image gives it, and the binary accepts it", () => {
-    const assignments = Object.fromEntries(unitValues(unit, "Service", "Environment").flatMap((line) => Object.entries(parseEnvironmentFile(line))));
+    const assignments = unitEnvironment(unit);
     expect(assignments.UV_THREADPOOL_SIZE).toBe("16");
     const dockerfile = readFileSync(join(ROOT, "Dockerfile"), "utf8");
     expect(/UV_THREADPOOL_SIZE=(\d+)/.exec(dockerfile)?.[1]).toBe(assignments.UV_THREADPOOL_SIZE);

@@ -18,6 +18,7 @@ import { asyncBufferFromFile, parquetMetadataAsync } from "hyparquet";
 import type { CeilingResult } from "./ceilings.ts";
 import type { CounterProcess } from "./counter-process.ts";
 import { LoadServer, WARM_UP_PAUSE_MS } from "./load-server.ts";
+import { parseUnit, unitEnvironment } from "../../tests/support/ship-systemd.ts";
 import { ParquetJournalWatch } from "./parquet-watch.ts";
 import { cpuMicros, epochMs, freePort, histogramQuantile, memory, quantile, sumMetrics } from "./proc.ts";
 import { buildWorkload, type WorkloadName } from "./workloads.ts";
@@ -73,10 +74,8 @@ interface Started {
  * What the shipped unit (`Environment=` lines of systemd/xtrader@.service; the container image sets the
  * same) gives xtrader beyond its configuration: the binary is measured as it is deployed.
  */
-export const DEPLOYED_ENV: Readonly<Record<string, string>> = Object.fromEntries(
-  [...readFileSync(join(import.meta.dir, "../../systemd/xtrader@.service"), "utf8").matchAll(/^Environment=([A-Z_][A-Z0-9_]*)=(\S*)$/gm)].map(
-    (match) => [match[1]!, match[2]!],
-  ),
+export const DEPLOYED_ENV: Readonly<Record<string, string>> = unitEnvironment(
+  parseUnit(readFileSync(join(import.meta.dir, "../../systemd/xtrader@.service"), "utf8")),
 );
 
 async function startXtrader(options: RunOptions, server: LoadServer): Promise<Started> {

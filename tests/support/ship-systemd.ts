@@ -47,6 +47,15 @@ export function unitValue(unit: Unit, section: string, key: string): string | un
   return unitValues(unit, section, key).at(-1);
 }
 
+/** The variables a unit's `Environment=` lines set (several assignments per line allowed), later lines winning. */
+export function unitEnvironment(unit: Unit, expand: (value: string) => string = (value) => value): Record<string, string> {
+  const environment: Record<string, string> = {};
+  for (const assignment of unitValues(unit, "Service", "Environment")) {
+    Object.assign(environment, parseEnvironmentFile(expand(assignment).replace(/\s+(?=[A-Za-z_]+=)/g, "\n")));
+  }
+  return environment;
+}
+
 /** %i (the instance name) and %%; any other specifier is unexpected here and an error. */
 export function expandSpecifiers(value: string, instance: string): string {
   return value.replace(/%(.)/g, (_, letter: string) => {
@@ -160,11 +169,7 @@ export function startUnit(options: UnitLaunchOptions): UnitProcess {
     environment.HOME = inRoot(join("/var/lib", user));
     environment.SHELL = "/usr/sbin/nologin";
   }
-  for (const assignment of unitValues(unit, "Service", "Environment")) {
-    for (const [key, value] of Object.entries(parseEnvironmentFile(expand(assignment).replace(/\s+(?=[A-Za-z_]+=)/g, "\n")))) {
-      environment[key] = value;
-    }
-  }
+  Object.assign(environment, unitEnvironment(unit, expand));
   for (const entry of unitValues(unit, "Service", "EnvironmentFile")) {
     const optional = entry.startsWith("-");
     const path = inRoot(expand(entry.replace(/^-/, "")));

@@ -66,6 +66,17 @@ export interface IntegerReport {
   invalid: number;
 }
 
+/** Repairs values[from...] of an integer column in place: non-integers truncated (non-finite as 0) and counted. */
+function repairIntegers(values: Float64Array, from: number, report: IntegerReport): void {
+  for (let i = from; i < values.length; i++) {
+    const value = values[i]!;
+    if (!Number.isSafeInteger(value)) {
+      report.invalid++;
+      values[i] = Number.isFinite(value) ? Math.trunc(value) : 0;
+    }
+  }
+}
+
 function toInt64(value: number, report: IntegerReport): bigint {
   if (Number.isSafeInteger(value)) return BigInt(value);
   report.invalid++;
@@ -117,13 +128,7 @@ export class NumberColumn implements ColumnBuffer {
     const out = values.slice(0, count);
     if (!integer) return out;
     // Required integers are DELTA_BINARY_PACKED, which takes numbers; only repair what is not an integer.
-    for (let i = 0; i < count; i++) {
-      const value = out[i]!;
-      if (!Number.isSafeInteger(value)) {
-        report.invalid++;
-        out[i] = Number.isFinite(value) ? Math.trunc(value) : 0;
-      }
-    }
+    repairIntegers(out, 0, report);
     return out;
   }
 
@@ -142,14 +147,9 @@ export class NumberColumn implements ColumnBuffer {
     const values = this.values.subarray(from, from + count);
     for (let i = 0; i < count; i++) {
       if (!Number.isSafeInteger(values[i]!)) {
+        // A copy: the buffer keeps what it was given.
         const out = values.slice();
-        for (let j = i; j < count; j++) {
-          const value = out[j]!;
-          if (!Number.isSafeInteger(value)) {
-            report.invalid++;
-            out[j] = Number.isFinite(value) ? Math.trunc(value) : 0;
-          }
-        }
+        repairIntegers(out, i, report);
         return out;
       }
     }
@@ -473,8 +473,8 @@ let expandedFlags = new Uint8Array(1024);
  * A required integer, timestamp or boolean column stored as runs: one value and the end row of each run
  * of equal values. An L2 message's ~20 rows are one run, so appending is one store instead of twenty and
  * the memory (in the buffer and in pages faulted in during a burst) is a twentieth. Rows are expanded
- * into reused memory when a row group or a journal record reads them; the journal holds rows in the same
- * form as NumberColumn/BooleanColumn write them, so journals do not depend on how the buffer stores them.
+ * into reused memory when a row group reads them; journal records (version 4) hold the runs, and the
+ * journal header says which columns they are, so a journal of either form replays into either layout.
  */
 export class RunColumn implements ColumnBuffer {
   private values = new Float64Array(64);
@@ -545,13 +545,7 @@ export class RunColumn implements ColumnBuffer {
   /** Rows [from, from + count) of an integer column, non-integers repaired and counted as NumberColumn does. */
   integers(from: number, count: number, report: IntegerReport): Float64Array {
     const values = this.expand(from, count);
-    for (let i = 0; i < count; i++) {
-      const value = values[i]!;
-      if (!Number.isSafeInteger(value)) {
-        report.invalid++;
-        values[i] = Number.isFinite(value) ? Math.trunc(value) : 0;
-      }
-    }
+    repairIntegers(values, 0, report);
     return values;
   }
 

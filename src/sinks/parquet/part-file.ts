@@ -621,7 +621,7 @@ export class PartFile {
         parquet.row_groups.push(write(this.bytes));
         parquet.num_rows += BigInt(groups[index]!.count);
       }
-      this.writeFooter();
+      this.appendFooter();
       return { bytes: this.takeBytes(), rows: this.sealedRows + rows, bufferRows: rows };
     } catch (error) {
       parquet.row_groups.length = before.rowGroups;
@@ -684,7 +684,7 @@ export class PartFile {
   }
 
   /** The footer after the last row group: thrift.ts's writer, hyparquet-writer's for what that does not know. */
-  private writeFooter(): void {
+  private appendFooter(): void {
     const parquet = this.parquet!;
     if (parquet.pendingIndexes.length === 0 && parquet.statisticsTruncateLength === undefined) {
       try {
