@@ -9,8 +9,8 @@ import { join } from "node:path";
 import type { CompressionCodec } from "hyparquet";
 import { ByteWriter, ParquetWriter } from "hyparquet-writer";
 import type { BookChange, MarketEvent } from "../src/core/events.ts";
-import { EVENT_ROWS_SLACK, NumberColumn, PER_EVENT_COLUMNS, rowAppender, TableBuffer } from "../src/sinks/parquet/columns.ts";
-import { Bytes, encodeRowGroup, fastEncodable, writeIndexesRle } from "../src/sinks/parquet/row-group.ts";
+import { BooleanColumn, EVENT_ROWS_SLACK, NumberColumn, PER_EVENT_COLUMNS, rowAppender, RunColumn, SymbolColumn, TableBuffer } from "../src/sinks/parquet/columns.ts";
+import { Bytes, deltaBinaryPacked, deltaBinaryPackedRuns, encodeRowGroup, fastEncodable, writeIndexesRle } from "../src/sinks/parquet/row-group.ts";
 import { writeRleBitPackedHybrid } from "hyparquet-writer/src/encoding.js";
 import { COMPRESSORS, schemaOf } from "../src/sinks/parquet/schema.ts";
 import { TABLES, type TableName } from "../src/sinks/tables.ts";
@@ -193,4 +193,88 @@ test("dictionary indexes are RLE/bit-packed exactly as hyparquet-writer packs th
     writeRleBitPackedHybrid(reference, Int32Array.from(codes, (code) => indexOf[code]!), bitWidth);
     expect(ours.view()).toEqual(reference.getBytes());
   }
+});
+
+test("DELTA_BINARY_PACKED from runs is byte for byte the encoding of the expanded rows, refusals included", () => {
+  const random = seededRandom(23);
+  let refused = 0;
+  let unsorted = 0;
+  for (let round = 0; round < 2000; round++) {
+    // Counts around block (128) and miniblock (32) edges; runs from single rows to longer than a block.
+    const count = [0, 1, 2, 31, 32, 33, 127, 128, 129, 130, 257][round % 11]! + (round % 3 === 0 ? Math.floor(random() * 600) : 0);
+    const longest = [1, 3, 20, 40, 200][round % 5]!;
+    const shape = round % 4; // 0 rising (timestamps), 1 rising with falls, 2 near the safe limit, 3 jumps past 32 bits
+    const values: number[] = [];
+    const lengths: number[] = [];
+    let value = shape === 2 ? 2 ** 53 - 2 ** 40 : 1_767_225_600_000_000 + Math.floor(random() * 1e9);
+    for (let rows = 0; rows < count; ) {
+      const length = Math.min(count - rows, 1 + Math.floor(random() * longest));
+      values.push(value);
+      lengths.push(length);
+      rows += length;
+      const step = Math.floor(random() * 5000);
+      value += shape === 1 && random() < 0.3 ? -step : shape === 3 && random() < 0.05 ? 2 ** 33 + step : step;
+    }
+    const expanded = new Float64Array(count);
+    for (let run = 0, row = 0; run < values.length; row += lengths[run]!, run++) expanded.fill(values[run]!, row, row + lengths[run]!);
+    const reference = new Bytes();
+    reference.byte(0xee); // output after other bytes, as in a page
+    const referenceOk = deltaBinaryPacked(reference, expanded);
+    const ours = new Bytes();
+    ours.byte(0xee);
+    const oursOk = deltaBinaryPackedRuns(ours, Float64Array.from(values), Float64Array.from(lengths), values.length, count);
+    expect(oursOk).toBe(referenceOk);
+    expect(ours.view()).toEqual(reference.view());
+    if (!oursOk) refused++;
+    if (shape === 1 && count > 100) unsorted++;
+  }
+  expect(refused).toBeGreaterThan(0);
+  expect(unsorted).toBeGreaterThan(0);
+});
+
+test("an L2 row group from per-event runs is byte for byte the one from per-row columns", () => {
+  const books = awkwardBooks(1500).map((book, i) => ({
+    ...book,
+    // Non-integers in integer columns are repaired (and counted) the same way either way.
+    sequence: i % 211 === 5 ? book.sequence + 0.5 : i % 307 === 9 ? Number.NaN : book.sequence,
+    timestamp: i % 97 === 0 ? book.timestamp - 3000 : book.timestamp,
+  }));
+  const constants = { exchange: "OKX_SWAP", symbol: "BTC-USDT-SWAP" };
+  const runBuffer = new TableBuffer(TABLES.l2, constants, { perEvent: PER_EVENT_COLUMNS.l2 });
+  const append = rowAppender("l2", runBuffer);
+  for (const book of books) append(book);
+  // The same rows in per-row columns (the layout before RunColumn), copied column by column.
+  const rowBuffer = new TableBuffer(TABLES.l2, constants);
+  const rows = runBuffer.rows;
+  for (const name of ["timestamp", "local_timestamp", "sequence"]) {
+    const column = rowBuffer.column(name, NumberColumn);
+    for (const value of runBuffer.column(name, RunColumn).expand(0, rows).slice()) column.push(value);
+  }
+  for (const flag of runBuffer.column("is_snapshot", RunColumn).flags(0, rows).slice()) rowBuffer.column("is_snapshot", BooleanColumn).push(flag === 1);
+  for (const book of books) {
+    rowBuffer.column("side", SymbolColumn).pushRepeated("bid", book.bids.length >> 1);
+    rowBuffer.column("side", SymbolColumn).pushRepeated("ask", book.asks.length >> 1);
+  }
+  for (const name of ["price", "amount", "base_amount"]) {
+    const column = rowBuffer.column(name, NumberColumn);
+    for (const value of runBuffer.column(name, NumberColumn).head(0, rows).slice()) column.push(value);
+  }
+  rowBuffer.rows = rows;
+  const encode = (buffer: TableBuffer, from: number, count: number, codec: CompressionCodec) => {
+    const writer = new ByteWriter();
+    const report = { invalid: 0 };
+    const rowGroup = encodeRowGroup(writer, buffer, count, codec, report, from);
+    return { bytes: writer.getBytes(), rowGroup, invalid: report.invalid, runColumns: buffer.runColumns };
+  };
+  for (const [from, count, codec] of [[0, 4000, "ZSTD"], [37, 1000, "UNCOMPRESSED"], [1234, 5, "UNCOMPRESSED"], [500, 1, "ZSTD"]] as const) {
+    const fromRuns = encode(runBuffer, from, count, codec);
+    const fromRows = encode(rowBuffer, from, count, codec);
+    expect(fromRuns.runColumns.length).toBe(4);
+    expect(fromRows.runColumns).toEqual([]);
+    expect(fromRuns.bytes).toEqual(fromRows.bytes);
+    expect(fromRuns.rowGroup).toEqual(fromRows.rowGroup);
+    expect(fromRuns.invalid).toBe(fromRows.invalid);
+  }
+  expect(rows).toBeGreaterThan(4000 + 1234);
+  expect(encode(runBuffer, 0, 4000, "UNCOMPRESSED").invalid).toBeGreaterThan(0);
 });

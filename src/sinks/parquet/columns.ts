@@ -466,6 +466,14 @@ function readRuns(input: ByteReader, rows: number, push: (value: number, count: 
 }
 
 /** Reused memory for rows expanded from runs (one column at a time; see RunColumn.expand). */
+/** Rows as runs: `runs` values, values[i] repeated lengths[i] times (RunColumn.runsOf). */
+export interface RowRuns {
+  values: Float64Array;
+  lengths: Float64Array;
+  runs: number;
+}
+
+const rowRuns: RowRuns = { values: new Float64Array(1024), lengths: new Float64Array(1024), runs: 0 };
 let expandedNumbers = new Float64Array(1024);
 let expandedFlags = new Uint8Array(1024);
 
@@ -547,6 +555,36 @@ export class RunColumn implements ColumnBuffer {
     const values = this.expand(from, count);
     repairIntegers(values, 0, report);
     return values;
+  }
+
+  /**
+   * The runs over rows [from, from + count), cut to that range, in reused memory (valid until the next call
+   * on any run column): each run's value, repaired and counted per row as integers() does, and its length
+   * (at least 1). For encoders that work per run instead of per row (row-group.ts).
+   */
+  runsOf(from: number, count: number, report: IntegerReport): RowRuns {
+    const first = count > 0 ? this.runOf(from) : 0;
+    const last = count > 0 ? this.runOf(from + count - 1) : -1;
+    const runs = last - first + 1;
+    if (rowRuns.values.length < runs) {
+      const capacity = Math.max(runs, rowRuns.values.length * 2);
+      rowRuns.values = new Float64Array(capacity);
+      rowRuns.lengths = new Float64Array(capacity);
+    }
+    const { values, lengths } = rowRuns;
+    for (let run = first; run <= last; run++) {
+      const start = run === 0 ? 0 : this.ends[run - 1]!;
+      const length = Math.min(this.ends[run]!, from + count) - Math.max(start, from);
+      let value = this.values[run]!;
+      if (!Number.isSafeInteger(value)) {
+        report.invalid += length;
+        value = Number.isFinite(value) ? Math.trunc(value) : 0;
+      }
+      values[run - first] = value;
+      lengths[run - first] = length;
+    }
+    rowRuns.runs = runs;
+    return rowRuns;
   }
 
   data(count: number, report: IntegerReport): ColumnSource["data"] {
