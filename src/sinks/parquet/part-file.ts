@@ -675,10 +675,16 @@ export class PartFile {
       this.finalName = await linkUnderFreeName(this.directory, tempPath, finalName);
       this.linked = true;
     }
-    await unlink(tempPath).catch(ignoreMissing);
-    await this.journal?.close().catch(() => undefined);
+    // The two removals are independent (both made durable by the directory sync): at a shutdown or a
+    // rotation every file queues its steps on the same thread pool, so fewer steps in a row end sooner.
+    const journal = this.journal;
     this.journal = undefined;
-    await unlink(join(this.directory, journalFileName(finalName))).catch(ignoreMissing);
+    await Promise.all([
+      unlink(tempPath).catch(ignoreMissing),
+      (journal ? journal.close().catch(() => undefined) : Promise.resolve()).then(() =>
+        unlink(join(this.directory, journalFileName(finalName))).catch(ignoreMissing),
+      ),
+    ]);
     await syncDirectory(this.directory);
     this.state = "closed";
   }
