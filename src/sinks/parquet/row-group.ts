@@ -168,18 +168,11 @@ export function deltaBinaryPacked(out: Bytes, values: Float64Array): boolean {
       miniblockMaxima[m] = miniblockMax;
       if (miniblockMax > max) max = miniblockMax;
     }
-    if (!(max - min < 2 ** 32) || !Number.isSafeInteger(min)) {
+    if (!writeBlockHeader(out, min, max, miniblocks)) {
       // Undone, so the caller can write PLAIN instead.
       out.length = start;
       return false;
     }
-    out.zigzag(min);
-    for (let m = 0; m < 4; m++) {
-      const maxAdjusted = m < miniblocks ? miniblockMaxima[m]! - min : 0;
-      widths[m] = maxAdjusted === 0 ? 0 : 32 - Math.clz32(maxAdjusted >>> 0);
-    }
-    out.ensure(4 + miniblocks * MINIBLOCK * 4);
-    for (let m = 0; m < 4; m++) out.buffer[out.length++] = widths[m]!;
     for (let m = 0; m < miniblocks; m++) {
       const width = widths[m]!;
       if (width === 0) continue;
@@ -202,6 +195,23 @@ export function deltaBinaryPacked(out: Bytes, values: Float64Array): boolean {
       // 32 values × width bits is a whole number of 32-bit words: nothing is left over.
     }
   }
+  return true;
+}
+
+/**
+ * A block's minimum delta and the bit widths of its 4 miniblocks (from miniblockMaxima, into `widths`),
+ * with room for the packed values after them; false, writing nothing, when adjusted deltas need more than
+ * 32 bits.
+ */
+function writeBlockHeader(out: Bytes, min: number, max: number, miniblocks: number): boolean {
+  if (!(max - min < 2 ** 32) || !Number.isSafeInteger(min)) return false;
+  out.zigzag(min);
+  for (let m = 0; m < 4; m++) {
+    const maxAdjusted = m < miniblocks ? miniblockMaxima[m]! - min : 0;
+    widths[m] = maxAdjusted === 0 ? 0 : 32 - Math.clz32(maxAdjusted >>> 0);
+  }
+  out.ensure(4 + miniblocks * MINIBLOCK * 4);
+  for (let m = 0; m < 4; m++) out.buffer[out.length++] = widths[m]!;
   return true;
 }
 
@@ -255,17 +265,10 @@ export function deltaBinaryPackedRuns(out: Bytes, values: Float64Array, lengths:
       miniblockMaxima[m] = miniblockMax;
       if (miniblockMax > max) max = miniblockMax;
     }
-    if (!(max - min < 2 ** 32) || !Number.isSafeInteger(min)) {
+    if (!writeBlockHeader(out, min, max, miniblocks)) {
       out.length = start;
       return false;
     }
-    out.zigzag(min);
-    for (let m = 0; m < 4; m++) {
-      const maxAdjusted = m < miniblocks ? miniblockMaxima[m]! - min : 0;
-      widths[m] = maxAdjusted === 0 ? 0 : 32 - Math.clz32(maxAdjusted >>> 0);
-    }
-    out.ensure(4 + miniblocks * MINIBLOCK * 4);
-    for (let m = 0; m < 4; m++) out.buffer[out.length++] = widths[m]!;
     // A slot inside a run holds 0 - min; with min 0 (non-decreasing values) only run starts are set.
     const inRun = (0 - min) >>> 0;
     for (let m = 0, s = 0; m < miniblocks; m++) {
