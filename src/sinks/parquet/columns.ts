@@ -465,7 +465,6 @@ function readRuns(input: ByteReader, rows: number, push: (value: number, count: 
   for (let i = 0; i < count; i++) push(values[i]!, lengths[i]!);
 }
 
-/** Reused memory for rows expanded from runs (one column at a time; see RunColumn.expand). */
 /** Rows as runs: `runs` values, values[i] repeated lengths[i] times (RunColumn.runsOf). */
 export interface RowRuns {
   values: Float64Array;
@@ -474,6 +473,7 @@ export interface RowRuns {
 }
 
 const rowRuns: RowRuns = { values: new Float64Array(1024), lengths: new Float64Array(1024), runs: 0 };
+/** Reused memory for rows expanded from runs (one column at a time; see RunColumn.expand). */
 let expandedNumbers = new Float64Array(1024);
 let expandedFlags = new Uint8Array(1024);
 
