@@ -608,7 +608,9 @@ export class PartFile {
       for (let done = 0; done < rows; ) {
         const count = Math.min(rows - done, rowGroupRows);
         await encodeTurns.next();
-        const write = planAndCompressRowGroup(this.buffer, count, this.options.codec, this.options.integerReport, done);
+        // Borrowed: a closing file's buffer takes no more rows and keeps these until the file is written
+        // (a retried close reuses closingTail), so its pages need no copy.
+        const write = planAndCompressRowGroup(this.buffer, count, this.options.codec, this.options.integerReport, done, true);
         write.catch(() => undefined); // awaited below; a failure must not count as unhandled meanwhile
         groups.push({ count, write });
         done += count;
