@@ -5,7 +5,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { cpSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { MarketEvent } from "../src/core/events.ts";
+import { baseAmount, type MarketEvent } from "../src/core/events.ts";
 import { StringColumn, TableBuffer } from "../src/sinks/parquet/columns.ts";
 import { decodeRows, readJournal } from "../src/sinks/parquet/journal.ts";
 import { decodePartitionValue, encodePartitionValue, journalFileName } from "../src/sinks/parquet/layout.ts";
@@ -452,6 +452,53 @@ describe("PartFile sealed groups in sequence", () => {
     expect(rows.map((row) => row.amount)).toEqual(Array.from({ length: 48 }, (_, i) => tradeAt(i).amount));
   });
 });
+
+describe("PartFile page memory", () => {
+  for (const codec of ["ZSTD", "UNCOMPRESSED"] as const) {
+    test(`${codec}: sealed groups ending mid-message keep their rows: pages never see the rows appended after them`, async () => {
+      await sealedGroupsReadBack(codec);
+    });
+  }
+
+  async function sealedGroupsReadBack(codec: "ZSTD" | "UNCOMPRESSED"): Promise<void> {
+    const file = new PartFile({
+      root: tempDirectory(),
+      table: "l2",
+      exchange: "OKX_SWAP",
+      symbol: "BTC-USDT-SWAP",
+      openedAt: BASE_TIME,
+      rotateAt: BASE_TIME + 3_600_000_000,
+      codec,
+      integerReport: { invalid: 0 },
+    });
+    // 2-10 rows a message and groups of 64: nearly every group ends inside a message, so rows follow it in
+    // the buffer when it is sealed, and more are appended at once, before its pages are compressed (on the
+    // thread pool for ZSTD). Promise callbacks run between messages while earlier groups still wait to be
+    // written; now and then they are written. (It caught page bodies sharing memory with the buffer.)
+    const books = Array.from({ length: 400 }, (_, i) => bookAt(i, "BTC-USDT-SWAP", 1 + (i % 5)));
+    for (const [i, book] of books.entries()) {
+      file.add(book);
+      file.seal(64);
+      await Bun.sleep(0);
+      if (i % 150 === 149) await file.sync(64, false);
+    }
+    await file.close(64);
+    const levels = books.flatMap((book) =>
+      [...pairs(book.bids), ...pairs(book.asks)].map(([price, amount]) => ({ price, amount, base: baseAmount(book, price, amount) })),
+    );
+    const rows = await readWithHyparquet(file.finalPath!);
+    expect(rows.length).toBe(levels.length);
+    expect(rows.map((row) => row.price)).toEqual(levels.map((level) => level.price));
+    expect(rows.map((row) => row.amount)).toEqual(levels.map((level) => level.amount));
+    expect(rows.map((row) => row.base_amount)).toEqual(levels.map((level) => level.base));
+    const meta = await hyparquetMetadata(file.finalPath!);
+    expect(meta.row_groups.length).toBeGreaterThan(20);
+  }
+});
+
+function pairs(flat: readonly number[]): [number, number][] {
+  return Array.from({ length: flat.length >> 1 }, (_, i) => [flat[2 * i]!, flat[2 * i + 1]!]);
+}
 
 describe("PartFile footer", () => {
   test("a footer the hand-written Thrift writer does not take is written by hyparquet-writer, and reads back", async () => {
