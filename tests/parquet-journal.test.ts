@@ -120,7 +120,7 @@ describe("Parquet journal replay", () => {
     out.json(["buy"]);
     out.bytes(new Uint8Array([0, 5]));
     const side = new SymbolColumn({ name: "side", kind: "symbol" });
-    expect(() => side.decode(new ByteReader(out.contents(), 0, 0, out.length), 2, true)).toThrow("code without a value");
+    expect(() => side.decode(new ByteReader(out.view(), 0, 0, out.length), 2, true)).toThrow("code without a value");
   });
 
   test("a version 2 journal (symbol columns as JSON strings) replays as before", () => {

@@ -6,6 +6,7 @@
  * per row. Numbers live in Float64Arrays; long and timestamp columns become BigInt64Arrays only when a
  * row group is encoded.
  */
+import { Bytes } from "./bytes.ts";
 import type { ColumnSource } from "hyparquet-writer";
 import {
   baseAmount,
@@ -865,45 +866,21 @@ function bookAppender(buffer: TableBuffer): RowAppender {
   };
 }
 
-/** A growable little-endian byte buffer; float arrays are 8-byte aligned relative to its start. */
-export class ByteBuilder {
-  private buffer: Uint8Array;
-  private view: DataView;
-  length = 0;
-
+/** Journal records: little-endian; float arrays are 8-byte aligned relative to the start. */
+export class ByteBuilder extends Bytes {
   constructor(memory: number | ArrayBuffer = 4096) {
-    this.buffer = typeof memory === "number" ? new Uint8Array(memory) : new Uint8Array(memory);
-    this.view = new DataView(this.buffer.buffer);
-  }
-
-  private ensure(extra: number): void {
-    if (this.length + extra <= this.buffer.length) return;
-    const next = new Uint8Array(Math.max(this.buffer.length * 2, this.length + extra));
-    next.set(this.buffer.subarray(0, this.length));
-    this.buffer = next;
-    this.view = new DataView(next.buffer);
-  }
-
-  uint8(value: number): void {
-    this.ensure(1);
-    this.buffer[this.length++] = value;
+    super(memory);
   }
 
   uint32(value: number): void {
     this.ensure(4);
-    this.view.setUint32(this.length, value, true);
+    this.dataView.setUint32(this.length, value, true);
     this.length += 4;
   }
 
   /** Writes a uint32 at an earlier position (a length or checksum filled in afterwards). */
   setUint32(position: number, value: number): void {
-    this.view.setUint32(position, value, true);
-  }
-
-  bytes(value: Uint8Array): void {
-    this.ensure(value.length);
-    this.buffer.set(value, this.length);
-    this.length += value.length;
+    this.dataView.setUint32(position, value, true);
   }
 
   float64s(values: Float64Array): void {
@@ -919,11 +896,6 @@ export class ByteBuilder {
     const encoded = new TextEncoder().encode(JSON.stringify(value));
     this.uint32(encoded.length);
     this.bytes(encoded);
-  }
-
-  /** The bytes written so far (a view: copy before reusing the builder). */
-  contents(): Uint8Array {
-    return this.buffer.subarray(0, this.length);
   }
 }
 

@@ -92,9 +92,9 @@ function record(kind: number, fill: (out: ByteBuilder) => void, capacity?: numbe
   const out = new ByteBuilder(capacity === undefined ? undefined : reusedMemory(capacity));
   out.uint32(0);
   out.uint32(0);
-  out.uint8(kind);
+  out.byte(kind);
   fill(out);
-  const bytes = out.contents();
+  const bytes = out.view();
   const view = new DataView(bytes.buffer);
   view.setUint32(0, bytes.length - RECORD_HEADER_BYTES, true);
   view.setUint32(4, Bun.hash.crc32(bytes.subarray(RECORD_HEADER_BYTES)), true);

@@ -20,6 +20,7 @@ import type { ByteWriter } from "hyparquet-writer";
 import { snappyCompress } from "hyparquet-writer/src/snappy.js";
 import type { Column } from "../tables.ts";
 import { BooleanColumn, ConstantColumn, NumberColumn, RunColumn, StringColumn, SymbolColumn, type IntegerReport, type TableBuffer } from "./columns.ts";
+import { Bytes } from "./bytes.ts";
 import { COMPRESSORS } from "./schema.ts";
 import { writeDataPageV2Header, writeDictionaryPageHeader } from "./thrift.ts";
 
@@ -32,58 +33,6 @@ const COMPRESS: Readonly<Record<string, (input: Uint8Array) => Uint8Array>> = {
   ZSTD: COMPRESSORS.ZSTD,
   SNAPPY: snappyCompress,
 };
-
-/** A growable byte buffer for one page body. */
-export class Bytes {
-  buffer = new Uint8Array(1 << 16);
-  length = 0;
-
-  reset(): void {
-    this.length = 0;
-  }
-
-  ensure(extra: number): void {
-    if (this.length + extra <= this.buffer.length) return;
-    const next = new Uint8Array(Math.max(this.buffer.length * 2, this.length + extra));
-    next.set(this.buffer.subarray(0, this.length));
-    this.buffer = next;
-  }
-
-  byte(value: number): void {
-    this.ensure(1);
-    this.buffer[this.length++] = value;
-  }
-
-  varint(value: number): void {
-    // Unsigned LEB128 of a non-negative safe integer.
-    this.ensure(8);
-    while (value >= 0x80) {
-      this.buffer[this.length++] = (value % 0x80) | 0x80;
-      value = Math.floor(value / 0x80);
-    }
-    this.buffer[this.length++] = value;
-  }
-
-  /** Zig-zag LEB128 of a signed 64-bit integer given as a safe integer. */
-  zigzag(value: number): void {
-    if (Math.abs(value) < 2 ** 52) {
-      this.varint(value >= 0 ? value * 2 : -value * 2 - 1);
-      return;
-    }
-    let big = BigInt(value);
-    big = big >= 0n ? big << 1n : (-big << 1n) - 1n;
-    this.ensure(10);
-    while (big >= 0x80n) {
-      this.buffer[this.length++] = Number(big & 0x7fn) | 0x80;
-      big >>= 7n;
-    }
-    this.buffer[this.length++] = Number(big);
-  }
-
-  view(): Uint8Array {
-    return this.buffer.subarray(0, this.length);
-  }
-}
 
 const scratch = new Bytes();
 const utf8 = new TextEncoder();
@@ -146,9 +95,9 @@ const miniblockMaxima = new Float64Array(4);
 export function deltaBinaryPacked(out: Bytes, values: Float64Array): boolean {
   const count = values.length;
   const start = out.length;
-  out.varint(BLOCK);
-  out.varint(BLOCK / MINIBLOCK);
-  out.varint(count);
+  out.uleb128(BLOCK);
+  out.uleb128(BLOCK / MINIBLOCK);
+  out.uleb128(count);
   out.zigzag(count > 0 ? values[0]! : 0);
   for (let first = 1; first < count; first += BLOCK) {
     const n = Math.min(count, first + BLOCK) - first;
@@ -228,9 +177,9 @@ const packedWords = new Uint32Array(MINIBLOCK);
  */
 export function deltaBinaryPackedRuns(out: Bytes, values: Float64Array, lengths: Float64Array, runs: number, count: number): boolean {
   const start = out.length;
-  out.varint(BLOCK);
-  out.varint(BLOCK / MINIBLOCK);
-  out.varint(count);
+  out.uleb128(BLOCK);
+  out.uleb128(BLOCK / MINIBLOCK);
+  out.uleb128(count);
   out.zigzag(count > 0 ? values[0]! : 0);
   let run = 1;
   let runStart = runs > 0 ? lengths[0]! : count;
@@ -470,7 +419,7 @@ export function writeIndexesRle(out: Bytes, codes: Uint8Array, indexOf: Int16Arr
         writeBitPacked(out, codes, indexOf, bitWidth, packedStart, packedGroups);
         packedGroups = 0;
       }
-      out.varint(run * 2);
+      out.uleb128(run * 2);
       const index = indexOf[code]!;
       out.ensure(valueBytes);
       for (let b = 0; b < valueBytes; b++) out.buffer[out.length++] = (index >> (b * 8)) & 0xff;
@@ -485,7 +434,7 @@ export function writeIndexesRle(out: Bytes, codes: Uint8Array, indexOf: Int16Arr
 }
 
 function writeBitPacked(out: Bytes, codes: Uint8Array, indexOf: Int16Array, bitWidth: number, start: number, groups: number): void {
-  out.varint(groups * 2 + 1);
+  out.uleb128(groups * 2 + 1);
   if (bitWidth === 0) return;
   const mask = (1 << bitWidth) - 1;
   out.ensure(groups * bitWidth + 1);
@@ -506,8 +455,8 @@ function writeBitPacked(out: Bytes, codes: Uint8Array, indexOf: Int16Array, bitW
 
 /** The indexes of a constant column: `count` zeros of bit width 0, as writeIndexesRle writes them. */
 function writeConstantIndexes(out: Bytes, count: number): void {
-  if (count >= 8) out.varint(count * 2);
-  else if (count > 0) out.varint(3); // one bit-packed group, no value bits
+  if (count >= 8) out.uleb128(count * 2);
+  else if (count > 0) out.uleb128(3); // one bit-packed group, no value bits
 }
 
 /** Step 1: page bodies and statistics of rows [from, from + count). */

@@ -14,6 +14,7 @@
  */
 import type { ColumnChunk, ColumnMetaData, FileMetaData, KeyValue, RowGroup, SchemaElement, Statistics } from "hyparquet";
 import type { ByteWriter } from "hyparquet-writer";
+import { Bytes } from "./bytes.ts";
 
 // Compact protocol type codes.
 const TRUE = 1;
@@ -53,41 +54,25 @@ const utf8 = new TextEncoder();
 const utf8Strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** A compact-protocol writer over one reused, growing buffer. */
-class CompactWriter {
-  bytes = new Uint8Array(1 << 16);
-  private view = new DataView(this.bytes.buffer);
-  length = 0;
+class CompactWriter extends Bytes {
   /** Field id last written in the current struct, and those of the structs around it. */
   private lastField = 0;
   private readonly outer: number[] = [];
 
-  reset(): void {
-    this.length = 0;
+  override reset(): void {
+    super.reset();
     this.lastField = 0;
     this.outer.length = 0;
-  }
-
-  private ensure(extra: number): void {
-    if (this.length + extra <= this.bytes.length) return;
-    const next = new Uint8Array(Math.max(this.bytes.length * 2, this.length + extra));
-    next.set(this.bytes.subarray(0, this.length));
-    this.bytes = next;
-    this.view = new DataView(next.buffer);
-  }
-
-  byte(value: number): void {
-    this.ensure(1);
-    this.bytes[this.length++] = value;
   }
 
   /** Unsigned LEB128 of a 32-bit value, with hyparquet-writer's 32-bit arithmetic. */
   varint(value: number): void {
     this.ensure(5);
     while ((value & ~0x7f) !== 0) {
-      this.bytes[this.length++] = (value & 0x7f) | 0x80;
+      this.buffer[this.length++] = (value & 0x7f) | 0x80;
       value >>>= 7;
     }
-    this.bytes[this.length++] = value;
+    this.buffer[this.length++] = value;
   }
 
   /** Zig-zag of a 32-bit integer (a number beyond int32 wraps, as hyparquet-writer's does). */
@@ -95,41 +80,16 @@ class CompactWriter {
     this.varint((value << 1) ^ (value >> 31));
   }
 
-  /** Zig-zag of a 64-bit integer. */
-  zigzag64(value: bigint): void {
-    const small = Number(value);
-    if (small < 2 ** 52 && small > -(2 ** 52)) {
-      // Exact in a double: LEB128 by division, no BigInt arithmetic (the common case: sizes, offsets, counts).
-      let zigzag = small >= 0 ? small * 2 : -small * 2 - 1;
-      this.ensure(10);
-      while (zigzag >= 0x80) {
-        this.bytes[this.length++] = (zigzag % 0x80) | 0x80;
-        zigzag = Math.floor(zigzag / 0x80);
-      }
-      this.bytes[this.length++] = zigzag;
-      return;
-    }
-    let zigzag = BigInt.asUintN(64, (value << 1n) ^ (value >> 63n));
-    this.ensure(10);
-    while (zigzag >= 0x80n) {
-      this.bytes[this.length++] = Number(zigzag & 0x7fn) | 0x80;
-      zigzag >>= 7n;
-    }
-    this.bytes[this.length++] = Number(zigzag);
-  }
-
   float64(value: number): void {
     this.ensure(8);
-    this.view.setFloat64(this.length, value, true);
+    this.dataView.setFloat64(this.length, value, true);
     this.length += 8;
   }
 
   binary(value: string | Uint8Array): void {
     if (typeof value !== "string") {
       this.varint(value.length);
-      this.ensure(value.length);
-      this.bytes.set(value, this.length);
-      this.length += value.length;
+      this.bytes(value);
       return;
     }
     let ascii = true;
@@ -145,7 +105,7 @@ class CompactWriter {
     }
     this.varint(value.length);
     this.ensure(value.length);
-    for (let i = 0; i < value.length; i++) this.bytes[this.length++] = value.charCodeAt(i);
+    for (let i = 0; i < value.length; i++) this.buffer[this.length++] = value.charCodeAt(i);
   }
 
   fieldHeader(field: number, type: number): void {
@@ -235,15 +195,12 @@ class CompactWriter {
 
   private value(type: number, value: unknown): void {
     if (type === I32 && typeof value === "number") this.zigzag32(value);
-    else if (type === I64 && typeof value === "bigint") this.zigzag64(value);
+    else if (type === I64 && typeof value === "bigint") this.zigzag(value);
     else if (type === DOUBLE && typeof value === "number") this.float64(value);
     else if (type === BINARY && (typeof value === "string" || value instanceof Uint8Array)) this.binary(value);
     else throw new NotEncodable(`a ${typeof value} where compact type ${type} is expected`);
   }
 
-  contents(): Uint8Array {
-    return this.bytes.subarray(0, this.length);
-  }
 }
 
 function typeOf(value: unknown): number {
@@ -260,7 +217,7 @@ function typeOf(value: unknown): number {
 const out = new CompactWriter();
 
 function appendTo(writer: ByteWriter): void {
-  writer.appendBytes(out.contents());
+  writer.appendBytes(out.view());
 }
 
 // ── page headers ──
