@@ -80,7 +80,7 @@ function setUp(
   subscriptions: string,
   sink: MemorySink,
   queueCapacity = 100_000,
-  options: { drainTimeoutMs?: number; batchSize?: number } = {},
+  options: { drainTimeoutMs?: number; batchSize?: number; youngCollectionRows?: number; collectYoung?: () => void } = {},
 ) {
   let connector: ScriptedConnector | undefined;
   const scripted: ExchangeSpec = {
@@ -161,6 +161,31 @@ describe("BoundedChannel", () => {
 });
 
 describe("Pipeline", () => {
+  test("collects the young generation after each write that brings youngCollectionRows more rows to the sink", async () => {
+    const sink = new MemorySink();
+    let collections = 0;
+    const { pipeline, config } = setUp("L2:BINANCE_FUTURES@BTCUSDT", sink, 100_000, {
+      youngCollectionRows: 100,
+      collectYoung: () => collections++,
+    });
+    await pipeline.start();
+    const [l2] = config.subscriptions;
+    pipeline.emit(l2!, book(l2!, 1, true, 60));
+    await waitUntil(() => sink.buffered.length === 1, 2000, undefined, "the snapshot at the sink");
+    expect(collections).toBe(0); // 60 rows so far
+    pipeline.emit(l2!, book(l2!, 2, false, 50));
+    await waitUntil(() => sink.buffered.length === 2, 2000, undefined, "the delta at the sink");
+    await waitUntil(() => collections === 1, 2000, undefined, "a collection at 110 rows");
+    for (let sequence = 3; sequence < 13; sequence++) {
+      pipeline.emit(l2!, book(l2!, sequence, false, 20));
+      await waitUntil(() => sink.buffered.length === sequence, 2000, undefined, `delta ${sequence} at the sink`);
+    }
+    await waitUntil(() => collections === 3, 2000, undefined, "two more collections for 200 more rows");
+    expect(l2!.stats.rowsWritten).toBe(310);
+    await pipeline.stop("test");
+    expect(collections).toBe(3);
+  });
+
   test("routes events to the sink and counts rows per subscription", async () => {
     const sink = new MemorySink();
     const { pipeline, config, connector } = setUp("TRADES:BINANCE_FUTURES@BTCUSDT,L2:BINANCE_FUTURES@BTCUSDT", sink);
