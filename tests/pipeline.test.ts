@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { buildConfig } from "../src/cli/config.ts";
 import { EXCHANGE_REGISTRY } from "../src/connectors/index.ts";
 import type { Connector, ConnectorContext, ExchangeSpec } from "../src/connectors/types.ts";
-import { BoundedChannel } from "../src/core/channel.ts";
+import { BoundedChannel, WAKE_EVENTS } from "../src/core/channel.ts";
 import { BASE_SIZING, type BookChange, type MarketEvent, type Trade } from "../src/core/events.ts";
 import { createLogger } from "../src/core/log.ts";
 import { Pipeline } from "../src/core/pipeline.ts";
@@ -141,6 +141,36 @@ describe("BoundedChannel", () => {
   test("an event larger than the bound still enters an empty queue", () => {
     const channel = new BoundedChannel(2);
     expect(channel.push(subscription, book(subscription, 1, true, 50))).toBe(true);
+  });
+
+  test("wakes a waiting consumer once at the end of the turn, or at once when a batch is queued", async () => {
+    const channel = new BoundedChannel(1_000_000);
+    const turn = () => new Promise((resolve) => setImmediate(resolve));
+    let wakes = 0;
+    void channel.whenReadable().then(() => wakes++);
+    channel.push(subscription, book(subscription, 1, false));
+    channel.push(subscription, book(subscription, 2, false));
+    await Promise.resolve();
+    await Promise.resolve();
+    expect(wakes).toBe(0); // not per push: the consumer would take one event per turn
+    await turn();
+    expect(wakes).toBe(1);
+    const events: MarketEvent[] = [];
+    const subscriptions: Subscription[] = [];
+    expect(channel.takeBatch(events, subscriptions, 100)).toBe(2);
+
+    void channel.whenReadable().then(() => wakes++);
+    for (let i = 0; i < WAKE_EVENTS; i++) channel.push(subscription, book(subscription, 10 + i, false));
+    await Promise.resolve();
+    expect(wakes).toBe(2); // a full batch wakes without waiting for the turn to end
+    expect(channel.takeBatch(events, subscriptions, 1000)).toBe(WAKE_EVENTS);
+    await turn(); // the wake scheduled by the first of those pushes finds nothing queued
+    expect(wakes).toBe(2);
+
+    void channel.whenReadable().then(() => wakes++);
+    channel.close();
+    await Promise.resolve();
+    expect(wakes).toBe(3); // closing wakes at once
   });
 
   test("keeps order across growth and wrap-around", () => {

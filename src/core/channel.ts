@@ -10,9 +10,17 @@
  * - Gap markers are small and rare and are what tells a consumer that data is missing, so they are
  *   admitted into a reserve above the bound (`reserveRows`), and only dropped (counted) past that.
  * - High-water mark and depth are kept for telemetry.
+ *
+ * Waking the consumer: Bun runs the microtasks after every WebSocket message, so a consumer woken at each
+ * push took one event per turn in a burst (180,000 batches for 180,000 events), paying its loop, a promise
+ * and a sink call per event. A push wakes it at once only when WAKE_EVENTS are queued; below that, once at
+ * the end of the current event-loop turn (setImmediate), so a lone message still goes straight through.
  */
 import { rowCount, type MarketEvent } from "./events.ts";
 import type { Subscription } from "./subscriptions.ts";
+
+/** Queued events that wake the consumer at once (a batch worth its overhead; ~0.4 ms of a burst). */
+export const WAKE_EVENTS = 64;
 
 export class BoundedChannel {
   private events: (MarketEvent | undefined)[];
@@ -20,6 +28,11 @@ export class BoundedChannel {
   private head = 0;
   private length = 0;
   private waiter: (() => void) | undefined;
+  private wakeScheduled = false;
+  private readonly scheduledWake = (): void => {
+    this.wakeScheduled = false;
+    if (this.length > 0) this.wake();
+  };
   /** Rows currently queued. */
   depthRows = 0;
   highWaterRows = 0;
@@ -60,10 +73,12 @@ export class BoundedChannel {
     this.length++;
     this.depthRows += rows;
     if (this.depthRows > this.highWaterRows) this.highWaterRows = this.depthRows;
-    const waiter = this.waiter;
-    if (waiter) {
-      this.waiter = undefined;
-      waiter();
+    if (this.waiter) {
+      if (this.length >= WAKE_EVENTS) this.wake();
+      else if (!this.wakeScheduled) {
+        this.wakeScheduled = true;
+        setImmediate(this.scheduledWake);
+      }
     }
     return true;
   }
@@ -98,6 +113,10 @@ export class BoundedChannel {
   /** No more pushes are accepted; queued events can still be taken. */
   close(): void {
     this.closed = true;
+    this.wake();
+  }
+
+  private wake(): void {
     const waiter = this.waiter;
     this.waiter = undefined;
     waiter?.();
