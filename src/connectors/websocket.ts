@@ -173,8 +173,9 @@ export class ReconnectingSocket {
       }
     };
     socket.onmessage = (message: MessageEvent) => {
-      const receivedAt = nowMicros();
-      this.lastFrameAt = performance.now();
+      const readAt = performance.now();
+      const receivedAt = nowMicros(readAt);
+      this.lastFrameAt = readAt;
       const data = message.data;
       const text = typeof data === "string" ? data : decoder.decode(data as ArrayBuffer);
       try {
