@@ -19,6 +19,7 @@ import type { Sink } from "../sinks/types.ts";
 import { BoundedChannel } from "./channel.ts";
 import type { Config } from "./config.ts";
 import { errorMessage } from "./errors.ts";
+import { FaultLog } from "./fault-log.ts";
 import { EXCHANGES, gapEvent, rowCount, type ExchangeId, type MarketEvent } from "./events.ts";
 import type { Logger } from "./log.ts";
 import { SinkStats } from "./stats.ts";
@@ -42,8 +43,6 @@ export interface PipelineOptions {
   readonly collectYoung?: () => void;
 }
 
-const DROP_LOG_INTERVAL_MS = 10_000;
-
 /**
  * Why the consumer collects the young generation itself: JSC starts a collection only once ~188 MB were
  * allocated since the last one, and in a burst most of that is short-lived (frames, events, the sinks'
@@ -63,15 +62,15 @@ export class Pipeline {
   private readonly awaitingSnapshot = new Set<Subscription>();
   /** Non-L2 subscriptions inside an overflow episode (gap marker already queued). */
   private readonly overflowing = new Set<Subscription>();
-  private readonly lastDropLog = new Map<Subscription, { at: number; count: number }>();
+  private readonly faults: FaultLog;
   /** L2 subscriptions to resync once the queue has room for their snapshot. */
   private readonly resyncWanted = new Set<Subscription>();
   private consumer: Promise<void> = Promise.resolve();
   private stopping: Promise<void> | undefined;
-  private sinkFailures = 0;
 
   constructor(private readonly options: PipelineOptions) {
     this.sinkStats = options.sinkStats ?? new SinkStats();
+    this.faults = new FaultLog(options.log);
     this.channel = new BoundedChannel(options.config.queueCapacityRows, (subscription, event) =>
       this.onDrop(subscription, event),
     );
@@ -171,18 +170,14 @@ export class Pipeline {
 
   private onDrop(subscription: Subscription, event: MarketEvent): void {
     if (this.channel.closed) return;
-    const now = performance.now();
-    // -Infinity: the first drop is logged at once, even in the first 10 s of the process (performance.now() starts near 0).
-    const logged = this.lastDropLog.get(subscription) ?? { at: Number.NEGATIVE_INFINITY, count: 0 };
-    logged.count++;
-    if (now - logged.at >= DROP_LOG_INTERVAL_MS) {
-      this.options.log.warn(
-        `${subscription.key}: sink is behind and the queue is full (${this.channel.depthRows} rows); dropped ${logged.count} event(s)`,
-      );
-      logged.at = now;
-      logged.count = 0;
-    }
-    this.lastDropLog.set(subscription, logged);
+    // One line per overload episode for the whole pipeline, not per subscription: with hundreds of
+    // subscriptions a per-subscription line every 10 s buried everything else. The per-subscription
+    // counts are in `dropped` (telemetry, /metrics).
+    this.faults.report(
+      "queue-full",
+      `sink is behind and the queue is full (${this.channel.depthRows} rows): dropping events, ` +
+        `${this.channel.droppedEvents} so far (latest ${subscription.key})`,
+    );
 
     if (subscription.stream === "L2") {
       const snapshotLost = event.type === "book_change" && event.isSnapshot;
@@ -209,7 +204,7 @@ export class Pipeline {
   }
 
   private async consume(): Promise<void> {
-    const { sink, log } = this.options;
+    const { sink } = this.options;
     const batchSize = this.options.batchSize ?? 4096;
     const events: MarketEvent[] = [];
     const subscriptions: Subscription[] = [];
@@ -241,9 +236,7 @@ export class Pipeline {
         }
         this.sinkStats.droppedRows += rows;
         this.sinkStats.errors++;
-        if (this.sinkFailures++ % 100 === 0) {
-          log.error(`sink ${sink.name} failed to accept ${rows} row(s): ${errorMessage(error)}`);
-        }
+        this.faults.report("sink-failed", `sink ${sink.name} failed to accept ${rows} row(s): ${errorMessage(error)}`, "error");
       }
       if (youngCollectionRows > 0 && rowsSinceCollection >= youngCollectionRows) {
         rowsSinceCollection = 0;
