@@ -50,7 +50,7 @@ export interface PipelineOptions {
  * allocation takes fresh memory: page faults (~1.5 µs each here) and cold caches on the event loop, the
  * bottleneck of a burst. An eden collection every 200,000 rows (~12,000 messages; every few seconds at
  * steady load) is cheap, since almost nothing young survives, and keeps the allocator reusing warm memory.
- * Measured in docs/performance.md (eighth session).
+ * Measured in docs/performance.md ("Consumer and pipeline").
  */
 const YOUNG_COLLECTION_ROWS = 200_000;
 
