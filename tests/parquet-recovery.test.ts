@@ -18,6 +18,7 @@ import {
   fundingAt,
   listFiles,
   makeSink,
+  markInterrupted,
   parquetFiles,
   query,
   readWithHyparquet,
@@ -86,12 +87,13 @@ describe("ParquetSink crash recovery", () => {
 
     const { sink, logs } = makeSink(directory);
     await sink.start();
+    await markInterrupted(sink);
     await sink.close();
     expect(sink.recovery!.lostRows).toBe(0);
     expect(sink.recovery!.unrecoverable).toEqual([]);
     expect(sink.recovery!.recoveredFiles.length).toBeGreaterThanOrEqual(3);
     expect(logs.some((line) => line.includes("completed"))).toBe(true);
-    // Only complete files remain.
+    // Only complete files remain (the gap rows marking the kill are durable: nothing is owed any more).
     expect(listFiles(directory)).toEqual(parquetFiles(directory));
 
     // Every stream is an exact, gap-free prefix of what the child generated.
@@ -127,6 +129,44 @@ describe("ParquetSink crash recovery", () => {
 
     // hyparquet reads every recovered file too.
     for (const file of parquetFiles(directory)) expect((await readWithHyparquet(join(directory, file))).length).toBeGreaterThan(0);
+  });
+
+  test("a restart killed right after its recovery leaves the unclean_stop markers to the next start", async () => {
+    const image = await crashImage();
+    const child = Bun.spawn([process.execPath, "tests/support/parquet-restart-child.ts", image], {
+      cwd: join(import.meta.dir, ".."),
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const reader = child.stdout.getReader();
+    let text = "";
+    while (!text.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`child exited early: ${await new Response(child.stderr).text()}`);
+      text += new TextDecoder().decode(value);
+    }
+    // The restart recovered the file (its leftovers are gone) and was given its gap row, not yet durable.
+    expect(text).toBe("marked 1\n");
+    child.kill("SIGKILL");
+    await child.exited;
+    expect(listFiles(join(image, PARTITION))).toEqual([NAME]);
+
+    const { sink } = makeSink(image);
+    await sink.start();
+    expect(sink.interruptedStreams()).toEqual([{ exchange: "BINANCE_FUTURES", symbol: "BTCUSDT", stream: "TRADES" }]);
+    await markInterrupted(sink, BASE_TIME + 1);
+    await sink.close();
+    const gaps = await query(
+      `SELECT stream, reason, exchange, symbol FROM read_parquet('${image}/gaps/**/*.parquet', hive_partitioning = true)`,
+    );
+    expect(gaps).toEqual([{ stream: "TRADES", reason: "unclean_stop", exchange: "BINANCE_FUTURES", symbol: "BTCUSDT" }]);
+    expect(await tradeIds(image)).toEqual(ids(0, 350));
+    // Marked durably once: the next start owes nothing.
+    expect(listFiles(image).filter((path) => !path.endsWith(".parquet"))).toEqual([]);
+    const { sink: again } = makeSink(image);
+    await again.start();
+    expect(again.interruptedStreams()).toEqual([]);
+    await again.close();
   });
 
   test("a power-cut image: row groups and journaled rows come back, unflushed rows are the only loss", async () => {
@@ -271,6 +311,7 @@ describe("ParquetSink crash recovery", () => {
     // Recover once to get the complete file, then put the leftovers back: a crash right after link().
     const first = makeSink(image);
     await first.sink.start();
+    await markInterrupted(first.sink);
     await first.sink.close();
     const complete = readFileSync(join(partition, NAME));
     writeFileSync(join(partition, journalFileName(NAME)), journal);

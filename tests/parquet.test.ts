@@ -11,6 +11,8 @@ import { decodeRows, readJournal } from "../src/sinks/parquet/journal.ts";
 import { decodePartitionValue, encodePartitionValue, journalFileName } from "../src/sinks/parquet/layout.ts";
 import { PartFile } from "../src/sinks/parquet/part-file.ts";
 import { TABLES } from "../src/sinks/tables.ts";
+import type { InterruptedStream } from "../src/sinks/types.ts";
+import { SinkWritability } from "../src/observability/readiness.ts";
 import {
   BASE_TIME,
   bboAt,
@@ -627,5 +629,129 @@ describe("ParquetSink disk faults", () => {
     await expect(sink.close()).rejects.toThrow("7 row(s) only in memory are lost");
     expect(stats.droppedRows).toBe(7);
     expect(() => sink.write([tradeAt(8)])).toThrow("closed");
+  });
+});
+
+describe("ParquetSink disk fault logging", () => {
+  test("one table failing while others write: one line for the episode, 'writing again' once, when every file writes again", async () => {
+    const directory = tempDirectory();
+    // trades cannot be created (ENOTDIR: a regular file where its directory must go); bbo writes fine.
+    writeFileSync(join(directory, "trades"), "in the way");
+    const { sink, stats, logs } = makeSink(directory);
+    await sink.start();
+    // Both tables get rows for many flush ticks: every tick fails trades and succeeds bbo.
+    for (let i = 0; i < 25; i++) {
+      await sink.write([tradeAt(i), bboAt(i)]);
+      await pollUntil(() => stats.errors > i, 5000, `failure ${i + 1}`);
+    }
+    expect(stats.outageSince).toBeGreaterThan(0);
+    const faultLines = () => logs.filter((line) => /cannot write|writing again/.test(line));
+    expect(faultLines()).toHaveLength(1);
+    expect(faultLines()[0]).toStartWith("error: parquet: cannot write in");
+
+    rmSync(join(directory, "trades"));
+    await pollUntil(() => stats.outageSince === 0, 5000, "the end of the outage");
+    const writingAgain = logs.filter((line) => line.includes("writing again"));
+    expect(writingAgain).toHaveLength(1);
+    expect(Number(/\((\d+) failure\(s\)\)/.exec(writingAgain[0]!)![1])).toBeGreaterThanOrEqual(25);
+    await sink.close();
+    expect((await duckRows(directory, "trades")).length).toBe(25);
+    expect((await duckRows(directory, "bbo")).length).toBe(25);
+  });
+});
+
+describe("ParquetSink output directory deleted while running", () => {
+  /** The rows of `table` per file in file order, with `file_row_number`. */
+  const rowsByFile = (root: string, table: string, columns: string) =>
+    query(`SELECT filename, file_row_number, ${columns} FROM read_parquet('${root}/${table}/**/*.parquet', hive_partitioning = true, filename = true, file_row_number = true) ORDER BY filename, file_row_number`);
+
+  test("found on the next tick: the loss is marked by output_lost gaps, books restart from a snapshot, rows after it are stored", async () => {
+    const root = join(tempDirectory(), "data");
+    const { sink, stats, logs } = makeSink(root);
+    const lost: InterruptedStream[] = [];
+    sink.onStreamsLost((streams) => lost.push(...streams));
+    const writable = new SinkWritability(stats);
+    await sink.start();
+    // Before: 100 trades, book messages 0..9 (0 a snapshot, 6 rows each), 10 BBO rows; all durable.
+    await sink.write(Array.from({ length: 100 }, (_, i) => tradeAt(i)));
+    await sink.write(Array.from({ length: 10 }, (_, i) => bookAt(i)));
+    await sink.write(Array.from({ length: 10 }, (_, i) => bboAt(i)));
+    await sink.flush();
+    expect(writable.problem()).toBeUndefined();
+
+    rmSync(root, { recursive: true });
+    // Writes into the deleted files still succeed: only the check on the flush tick can tell.
+    await pollUntil(() => writable.problem() !== undefined, 5000, "the sink to report itself not writable");
+    expect(lost.map((stream) => `${stream.stream}:${stream.exchange}@${stream.symbol}`).sort()).toEqual([
+      "BBO:DERIBIT@BTC-PERPETUAL",
+      "L2:OKX_SWAP@BTC-USD-SWAP",
+      "TRADES:BINANCE_FUTURES@BTCUSDT",
+    ]);
+    expect(stats.droppedRows).toBe(100 + 60 + 10);
+    expect(logs.filter((line) => line.includes("deleted or moved away"))).toHaveLength(1);
+
+    // After: trades go on; the book's deltas are dropped until its next snapshot (message 50).
+    await sink.write(Array.from({ length: 50 }, (_, i) => tradeAt(100 + i)));
+    await sink.write(Array.from({ length: 50 }, (_, i) => bookAt(10 + i)));
+    await sink.write(Array.from({ length: 5 }, (_, i) => bboAt(10 + i)));
+    await sink.flush();
+    expect(writable.problem()).toBeUndefined(); // the recreated tree takes rows again
+    await sink.close(); // nothing left to promise: it closes cleanly
+    expect(stats.droppedRows).toBe(100 + 60 + 10 + 40 * 6);
+    expect(listFiles(root).filter((path) => path.split("/").at(-1)!.startsWith("."))).toEqual([]);
+
+    expect((await duckRows(root, "trades")).map((row) => row.id)).toEqual(Array.from({ length: 50 }, (_, i) => `t${100 + i}`));
+    expect((await duckRows(root, "bbo")).length).toBe(5);
+    const book = await rowsByFile(root, "l2", "is_snapshot, sequence");
+    expect([...new Set(book.map((row) => Number(row.sequence)))]).toEqual(Array.from({ length: 10 }, (_, i) => bookAt(50 + i).sequence));
+    for (const row of book.filter((row) => Number(row.file_row_number) === 0)) expect(row.is_snapshot).toBe(true);
+
+    const gaps = await duckRows(root, "gaps");
+    expect(gaps.map((gap) => `${gap.stream}:${gap.reason}`).sort()).toEqual(["BBO:output_lost", "L2:output_lost", "TRADES:output_lost"]);
+    const tradeGap = gaps.find((gap) => gap.stream === "TRADES")!;
+    expect(tradeGap.detail).toContain("100 row(s)");
+    // Between the lost rows and the kept ones: stamped with the last lost row's receive time.
+    expect(tradeGap.local_timestamp).toBe(tradeAt(99).localTimestamp);
+  });
+
+  test("a book file started with deltas after the deletion (a rotation) goes with the lost one", async () => {
+    const root = join(tempDirectory(), "data");
+    // No tick: the loss is found when the rotated file's close fails to name it.
+    const { sink, stats, clock } = makeSink(root, { tuning: { flushIntervalMs: 60_000 } });
+    await sink.start();
+    await sink.write(Array.from({ length: 10 }, (_, i) => bookAt(i)));
+    await sink.flush();
+    rmSync(root, { recursive: true });
+    // The hour ends: the next deltas start a new file in a recreated tree, with no snapshot before them.
+    clock.now += HOUR;
+    await sink.write(Array.from({ length: 5 }, (_, i) => bookAt(10 + i)));
+    await sink.flush();
+    await pollUntil(() => stats.droppedRows === 15 * 6, 5000, "both files to be dropped");
+    await sink.write([bookAt(50), bookAt(51)]);
+    await sink.close();
+    const book = await rowsByFile(root, "l2", "is_snapshot, sequence");
+    expect([...new Set(book.map((row) => Number(row.sequence)))]).toEqual([bookAt(50).sequence, bookAt(51).sequence]);
+    expect(book[0]!.is_snapshot).toBe(true);
+    expect(listFiles(root).filter((path) => path.startsWith("l2/"))).toHaveLength(1);
+    const gaps = await duckRows(root, "gaps");
+    expect(gaps.map((gap) => `${gap.stream}:${gap.reason}`)).toEqual(["L2:output_lost"]);
+    expect(gaps[0]!.detail).toContain("90 row(s)");
+  });
+
+  test("deleted just before the stop: close() marks the loss and promises no recovery", async () => {
+    const root = join(tempDirectory(), "data");
+    const { sink, stats, logs } = makeSink(root, { tuning: { flushIntervalMs: 60_000 }, closeTimeoutMs: 300 });
+    await sink.start();
+    await sink.write(Array.from({ length: 30 }, (_, i) => tradeAt(i)));
+    await sink.flush();
+    await sink.write(Array.from({ length: 5 }, (_, i) => tradeAt(30 + i)));
+    rmSync(root, { recursive: true });
+    await sink.close();
+    expect(stats.droppedRows).toBe(35);
+    expect(logs.some((line) => line.includes("next start recovers"))).toBe(false);
+    expect(listFiles(root).filter((path) => path.split("/").at(-1)!.startsWith("."))).toEqual([]);
+    const gaps = await duckRows(root, "gaps");
+    expect(gaps.map((gap) => `${gap.stream}:${gap.reason}:${gap.symbol}`)).toEqual(["TRADES:output_lost:BTCUSDT"]);
+    expect(gaps[0]!.detail).toContain("35 row(s)");
   });
 });

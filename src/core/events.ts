@@ -102,6 +102,8 @@ export const GAP_REASONS = [
   "subscription_error",
   // The previous run died without a clean stop (killed, crashed, power lost): its last rows may be missing.
   "unclean_stop",
+  // The sink's files were deleted or moved away while being written (Parquet): rows it had stored are gone.
+  "output_lost",
 ] as const;
 export type GapReason = (typeof GAP_REASONS)[number];
 

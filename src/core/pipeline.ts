@@ -15,7 +15,7 @@
  */
 import { edenGC } from "bun:jsc";
 import type { Connector, ExchangeSpec } from "../connectors/types.ts";
-import type { Sink } from "../sinks/types.ts";
+import type { InterruptedStream, Sink } from "../sinks/types.ts";
 import { BoundedChannel } from "./channel.ts";
 import type { Config } from "./config.ts";
 import { errorMessage } from "./errors.ts";
@@ -83,6 +83,7 @@ export class Pipeline {
   /** Starts the sink, then every connector. Connection faults are handled inside connectors. */
   async start(): Promise<void> {
     const { config, registry, log, sink } = this.options;
+    sink.onStreamsLost?.((lost) => this.restartLostStreams(lost));
     await sink.start();
     await this.markInterruptedStreams();
     this.consumer = this.consume();
@@ -141,6 +142,21 @@ export class Pipeline {
       }
     }
     log.warn(`the previous run did not stop cleanly: marked ${marked} stream(s) with an unclean_stop gap`);
+  }
+
+  /**
+   * The sink lost rows it had stored (its files were deleted under it) and wrote an `output_lost` gap row
+   * per stream: count those, and restart lost books from a fresh snapshot, as after an overflow.
+   */
+  private restartLostStreams(lost: readonly InterruptedStream[]): void {
+    for (const { exchange, symbol, stream } of lost) {
+      const subscription = this.subscriptions.find((s) => s.exchange === exchange && s.symbol === symbol && s.stream === stream);
+      if (!subscription) continue;
+      subscription.stats.gaps++;
+      if (stream === "L2") {
+        this.connectors.get(subscription.exchange)?.resync(subscription, "output_lost", "the stored book was lost with its output file; a fresh snapshot follows");
+      }
+    }
   }
 
   /** The connectors' emit: counts, applies the overflow policy and queues. Hot path. */

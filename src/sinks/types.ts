@@ -22,6 +22,12 @@ export interface Sink {
    * clean stop (a sink that cannot tell returns nothing). The pipeline marks each with an `unclean_stop` gap.
    */
   interruptedStreams?(): readonly InterruptedStream[];
+  /**
+   * Registers who is told when the sink lost rows it had already accepted (Parquet: its open files were
+   * deleted or moved away under it). The sink marks the loss in the data itself (an `output_lost` gap row
+   * per stream); the handler restarts the lost books from snapshots.
+   */
+  onStreamsLost?(handler: (streams: readonly InterruptedStream[]) => void): void;
 }
 
 export interface InterruptedStream {

@@ -94,4 +94,45 @@ describe("stop and kill (Parquet)", () => {
     },
     60_000,
   );
+
+  test(
+    "SIGKILL, then a restart killed right after its recovery: the next start still writes the unclean_stop markers",
+    async () => {
+      const running = await startScenario({ seed: 36 });
+      const { venues } = running;
+      await venues.run(600);
+      await venues.barrier();
+      await Bun.sleep(300);
+      running.xtrader.kill("SIGKILL");
+      await running.xtrader.exited;
+      const killedStreams = new Set(
+        (await readParquetOutput(running.dataDirectory)).leftovers
+          .filter((name) => name.endsWith(".journal") && !name.startsWith("gaps/"))
+          .map((name) => {
+            const [table, exchange, symbol] = name.split("/").map((part) => decodePartitionValue(part.slice(part.indexOf("=") + 1)));
+            return `${STREAM_OF_TABLE[table as keyof typeof STREAM_OF_TABLE]}:${exchange}@${symbol}`;
+          }),
+      );
+      expect(killedStreams.size).toBeGreaterThan(0);
+
+      // The restart recovers the files and queues its markers, but its first journal flush is a minute away.
+      const restart = { venues, directory: running.directory, dataDirectory: running.dataDirectory, subscriptions: running.subscriptions };
+      const second = startBinary({ ...restart, env: { PARQUET_FLUSH_INTERVAL_MS: "60000" } });
+      await second.waitForLog(/^the previous run did not stop cleanly: marked \d+ stream/);
+      second.kill("SIGKILL");
+      await second.exited;
+      expect((await readParquetOutput(running.dataDirectory)).leftovers.filter((name) => !name.startsWith("."))).toEqual([]);
+
+      const third = startBinary(restart);
+      await venues.subscribed();
+      await venues.run(300);
+      const output = await finish({ ...running, xtrader: third });
+      const marked = gapsOf(output, { reason: "unclean_stop" });
+      expect([...marked.keys()].sort()).toEqual([...killedStreams].sort());
+      for (const [key, gaps] of marked) expect(gaps.length, key).toBe(1);
+      // Once stored, nothing is owed any more.
+      expect(output.leftovers).toEqual([]);
+    },
+    60_000,
+  );
 });

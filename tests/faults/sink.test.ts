@@ -1,15 +1,18 @@
 /**
  * Sink faults with the Parquet sink, end to end against the compiled binary on every venue at once:
- * a sink slower than the feed, and the disk filling up and freeing again. The stored rows are compared
+ * a sink slower than the feed, the disk filling up and freeing again, and the output directory deleted
+ * under the running collector. The stored rows are compared
  * with what the venues sent (verify.ts); where the design allows a loss (the pipeline's overflow policy)
  * the check allows exactly that, and only where a gap row marks it.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { statfsSync, unlinkSync, writeFileSync, mkdirSync } from "node:fs";
+import { mkdirSync, rmSync, statfsSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { cleanup, expectFaithful, finish, onCleanup, startScenario } from "./scenario.ts";
+import { decodePartitionValue } from "../../src/sinks/parquet/layout.ts";
+import { STREAM_OF_TABLE } from "../../src/sinks/tables.ts";
 import { gapsOf } from "./verify.ts";
-import { workDirectory } from "./xtrader.ts";
+import { listFiles, workDirectory } from "./xtrader.ts";
 
 afterEach(cleanup);
 
@@ -113,6 +116,42 @@ describe("sink faults (Parquet)", () => {
       expectFaithful(output, venues);
       // The outage was the sink's: no data gap was needed.
       expect(output.gaps).toEqual([]);
+    },
+    60_000,
+  );
+
+  test(
+    "output directory deleted while running: the loss is found, marked by output_lost gaps, books restart from snapshots, rows after it are stored",
+    async () => {
+      const running = await startScenario({ seed: 35 });
+      const { venues, xtrader } = running;
+      await venues.run(600);
+      await venues.barrier();
+      await Bun.sleep(300); // several flush intervals (100 ms): every stream has a file on disk
+      // The streams with a file open (its journal beside it) when the directory goes.
+      const open = new Set(
+        listFiles(running.dataDirectory)
+          .filter((name) => name.endsWith(".journal") && !name.startsWith("gaps/"))
+          .map((name) => {
+            const [table, exchange, symbol] = name.split("/").map((part) => decodePartitionValue(part.slice(part.indexOf("=") + 1)));
+            return `${STREAM_OF_TABLE[table as keyof typeof STREAM_OF_TABLE]}:${exchange}@${symbol}`;
+          }),
+      );
+      expect(open.size).toBeGreaterThan(10);
+      const deletedAt = Date.now() * 1000;
+      rmSync(running.dataDirectory, { recursive: true });
+      const found = await xtrader.waitForLog(/were deleted or moved away while being written/, 10_000);
+      expect(found.level).toBe("error");
+      await venues.run(800);
+      const output = await finish(running);
+      // Trades are missing only where an output_lost gap marks them, every book replays to the venue's
+      // (so no file starts with deltas whose snapshot was lost), nothing is left for a recovery.
+      expectFaithful(output, venues);
+      const marked = gapsOf(output, { reason: "output_lost" });
+      for (const stream of open) expect(marked.has(stream), stream).toBe(true);
+      // Every stored row was received after the deletion: what was before is gone with the directory.
+      for (const row of [...output.trades, ...output.l2, ...output.bbo]) expect(row.local_timestamp).toBeGreaterThan(deletedAt - 1_000_000);
+      expect(xtrader.logs.some((line) => /next start recovers/.test(line.message))).toBe(false);
     },
     60_000,
   );

@@ -4,7 +4,8 @@
  *
  * - trades: every trade delivered before the cut-off is stored exactly once with its price and amount;
  *   none is stored twice and none that was never sent; a trade may be missing only where an `overflow`
- *   gap row of its subscription marks the hole (the pipeline dropped it, loudly);
+ *   gap row of its subscription marks the hole (the pipeline dropped it, loudly), or an `output_lost` one
+ *   (its file was deleted under the sink);
  * - L2: replaying the rows per instrument (a snapshot resets, deltas apply) gives the venue's true book at
  *   every stored sequence number, the book is never crossed, no delta comes before the first snapshot,
  *   and after every L2 gap row the next stored message is a snapshot;
@@ -72,9 +73,10 @@ export function checkTrades(output: Output, truth: Truth, options: TradeCheckOpt
       problems.add("trade fields", `${id} stored ${row.price} x ${row.amount}, sent ${sent.price} x ${sent.amount}`);
     }
   }
-  // Holes are allowed only where an overflow gap of that subscription sits between the neighbours.
+  // Holes are allowed only where a gap of that subscription saying rows were dropped (overflow) or lost
+  // after they were stored (output_lost: the output directory was deleted) sits between the neighbours.
   const overflowGaps = groupBy(
-    output.gaps.filter((gap) => gap.stream === "TRADES" && gap.reason === "overflow"),
+    output.gaps.filter((gap) => gap.stream === "TRADES" && (gap.reason === "overflow" || gap.reason === "output_lost")),
     keyOf,
   );
   const bySubscription = groupBy(truth.trades, (trade) => `${trade.exchange}|${trade.symbol}`);
@@ -88,7 +90,7 @@ export function checkTrades(output: Output, truth: Truth, options: TradeCheckOpt
       const from = previousStored?.local_timestamp ?? Number.NEGATIVE_INFINITY;
       const to = next?.local_timestamp ?? Number.POSITIVE_INFINITY;
       const marked = (overflowGaps.get(key) ?? []).some((gap) => gap.local_timestamp >= from && gap.local_timestamp <= to);
-      if (!marked) problems.add("missing trade", `${key}: ${missing.length} trade(s) delivered but not stored and no overflow gap marks them (first ${missing[0]})`);
+      if (!marked) problems.add("missing trade", `${key}: ${missing.length} trade(s) delivered but not stored and no overflow/output_lost gap marks them (first ${missing[0]})`);
       missing = [];
     };
     for (const trade of trades) {

@@ -10,8 +10,10 @@ import { join, relative } from "node:path";
 import type { ParquetSettings } from "../../src/core/config.ts";
 import {
   BASE_SIZING,
+  gapEvent,
   type BookChange,
   type BookTicker,
+  type ExchangeId,
   type Funding,
   type Gap,
   type Liquidation,
@@ -176,6 +178,15 @@ export function makeSink(
     journalReplaceBytes: options.journalReplaceBytes,
   });
   return { sink, stats, logs, clock };
+}
+
+/** What the pipeline does once the sink has started: one `unclean_stop` gap row per interrupted stream. */
+export async function markInterrupted(sink: ParquetSink, at = BASE_TIME): Promise<Gap[]> {
+  const gaps = sink
+    .interruptedStreams()
+    .map((stream) => gapEvent({ ...stream, exchange: stream.exchange as ExchangeId }, "unclean_stop", "the previous run stopped without a clean shutdown", at));
+  await sink.write(gaps);
+  return gaps;
 }
 
 /** Paths (relative to `root`) of every file under it, hidden ones included, sorted. */

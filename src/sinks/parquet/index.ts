@@ -7,19 +7,24 @@
  * interval (journal append + fdatasync) and writes row groups when a buffer reaches its row or age
  * limit. Disk faults are counted, logged and retried; rows stay in memory meanwhile, and `write` makes
  * the pipeline wait once the memory bound is reached, so its overflow policy (gap rows) takes over.
+ * The same timer notices open files deleted or moved away under the sink (findLostFiles) and marks what
+ * they held with `output_lost` gap rows.
  */
 import type { CompressionCodec } from "hyparquet";
 import type { ParquetSettings } from "../../core/config.ts";
 import { nowMicros } from "../../core/clock.ts";
 import { errorMessage } from "../../core/errors.ts";
-import { rowCount, type MarketEvent } from "../../core/events.ts";
+import { EXCHANGES, gapEvent, rowCount, type BookChange, type ExchangeId, type Gap, type MarketEvent } from "../../core/events.ts";
+import { FaultLog } from "../../core/fault-log.ts";
 import type { Logger } from "../../core/log.ts";
 import type { SinkStats } from "../../core/stats.ts";
 import { STREAM_OF_TABLE, TABLE_OF_EVENT, type TableName } from "../tables.ts";
 import type { InterruptedStream, Sink } from "../types.ts";
 import type { IntegerReport } from "./columns.ts";
+import { utcParts } from "./layout.ts";
+import { PENDING_MARKERS_FILE, readPendingMarkers, streamKey, writePendingMarkers } from "./markers.ts";
 import { EncodeError, NameAllocator, PartFile, errorCode } from "./part-file.ts";
-import { recoverDirectory, type RecoveryReport } from "./recovery.ts";
+import { recoverDirectory, type InterruptedPartition, type RecoveryReport } from "./recovery.ts";
 import { CODEC } from "./schema.ts";
 import { parquetTuningFromEnv, type ParquetTuning } from "./settings.ts";
 
@@ -41,7 +46,12 @@ export interface ParquetSinkOptions {
 }
 
 const DAY_MICROS = 86_400_000_000;
-const ERROR_LOG_INTERVAL_MS = 30_000;
+
+/** A stream owed an `unclean_stop` gap row, and that row once the pipeline has written it. */
+interface OwedMarker {
+  readonly stream: InterruptedStream;
+  written?: { readonly event: Gap; readonly file: PartFile; readonly row: number };
+}
 
 export class ParquetSink implements Sink {
   readonly name = "parquet";
@@ -70,14 +80,28 @@ export class ParquetSink implements Sink {
   private durableSinceFlush = 0;
   private flushStartedAt = performance.now();
   private waiters: (() => void)[] = [];
-  private errorsInOutage = 0;
-  private lastErrorLogAt = 0;
-  private backpressureLogged = false;
+  /** Repeating faults: one log line per episode with counts. */
+  private readonly faults: FaultLog;
+  /** Files whose last disk step failed; the outage lasts until every one of them has written again. */
+  private readonly failing = new Set<PartFile>();
+  private failuresInOutage = 0;
+  /** Files whose check for being lost is running (one per file: a file stuck on a slow disk step does not hold up the others). */
+  private readonly checking = new Set<PartFile>();
+  /** Rounds of those checks still running. */
+  private readonly lostChecks = new Set<Promise<void>>();
+  /** Books whose file was lost, by `exchange@symbol`: their deltas are dropped (and counted) until a snapshot. */
+  private readonly awaitingSnapshot = new Map<string, number>();
+  private lossHandler: ((streams: readonly InterruptedStream[]) => void) | undefined;
+  /** Streams owed an `unclean_stop` gap row, by streamKey (see markers.ts). */
+  private readonly owedMarkers = new Map<string, OwedMarker>();
+  /** The running update of the pending-markers file. */
+  private markersUpdate: Promise<void> | undefined;
 
   constructor(private readonly options: ParquetSinkOptions) {
     this.now = options.now ?? nowMicros;
     this.codec = CODEC[options.settings.compression];
     this.tuning = { ...parquetTuningFromEnv(process.env), ...options.tuning };
+    this.faults = new FaultLog(options.log);
     for (const [key, value] of Object.entries(this.tuning)) {
       if (!Number.isFinite(value) || value <= 0) throw new Error(`parquet tuning ${key} must be positive, got ${value}`);
     }
@@ -86,11 +110,27 @@ export class ParquetSink implements Sink {
   async start(): Promise<void> {
     const { log, directory } = this.options;
     try {
+      // Streams a start that was killed before its gap rows were durable still owes.
+      const owed = await readPendingMarkers(directory).catch((error: unknown) => {
+        this.options.stats.errors++;
+        log.error(`parquet: cannot read ${PENDING_MARKERS_FILE} in ${directory} (${errorMessage(error)}); the streams it listed are not marked again`);
+        return [];
+      });
+      let recorded = owed;
       this.recovery = await recoverDirectory(directory, {
         log,
         rowGroupRows: this.tuning.rowGroupRows,
         integerReport: this.integerReport,
+        // Durable before any leftover is completed or removed: a kill from here on still marks these streams.
+        beforeChanges: async (partitions) => {
+          recorded = unionOfStreams(owed, streamsOf(partitions));
+          if (recorded.length > owed.length) await writePendingMarkers(directory, recorded);
+        },
       });
+      // Candidates whose file turned out complete are not owed a marker: the record keeps only what is.
+      const interrupted = unionOfStreams(owed, streamsOf(this.recovery.interrupted));
+      for (const stream of interrupted) this.owedMarkers.set(streamKey(stream), { stream });
+      if (interrupted.length !== recorded.length) await writePendingMarkers(directory, interrupted);
       const { recoveredFiles, recoveredRows, lostRows, unrecoverable } = this.recovery;
       if (recoveredFiles.length > 0 || unrecoverable.length > 0) {
         log.info(
@@ -107,16 +147,17 @@ export class ParquetSink implements Sink {
     this.timer ??= setInterval(() => this.tick(), this.tuning.flushIntervalMs);
   }
 
+  /**
+   * The streams owed an `unclean_stop` gap row: those whose file the previous run left open, and those a
+   * start killed before its own gap rows were durable left in the pending-markers file. The sink keeps
+   * that file until it has made the pipeline's gap rows for them durable.
+   */
   interruptedStreams(): readonly InterruptedStream[] {
-    const streams = new Map<string, InterruptedStream>();
-    for (const { table, exchange, symbol } of this.recovery?.interrupted ?? []) {
-      // A lost gap row leaves its stream's other rows intact; the gap itself cannot be re-marked.
-      if (table === "gaps") continue;
-      const stream = STREAM_OF_TABLE[table];
-      // One per stream, though a kill around midnight leaves files in two date partitions.
-      streams.set(`${stream}:${exchange}@${symbol}`, { exchange, symbol, stream });
-    }
-    return [...streams.values()];
+    return [...this.owedMarkers.values()].map((owed) => owed.stream);
+  }
+
+  onStreamsLost(handler: (streams: readonly InterruptedStream[]) => void): void {
+    this.lossHandler = handler;
   }
 
   write(events: readonly MarketEvent[]): void | Promise<void> {
@@ -127,6 +168,7 @@ export class ParquetSink implements Sink {
     let added = 0;
     for (let i = 0; i < events.length; i++) {
       const event = events[i]!;
+      if (this.awaitingSnapshot.size > 0 && event.type === "book_change" && this.deltaOfLostBook(event)) continue;
       const table = TABLE_OF_EVENT[event.type];
       let file = this.files.get(table)?.get(event.exchange)?.get(event.symbol);
       if (
@@ -137,6 +179,7 @@ export class ParquetSink implements Sink {
         if (file) this.retire(file);
         file = this.startFile(table, event.exchange, event.symbol, now);
       }
+      if (this.owedMarkers.size > 0 && event.type === "gap" && event.reason === "unclean_stop") this.markerWritten(event, file);
       added += file.add(event);
       if (file.buffer.rows >= rowGroupRows) this.seal(file, rowGroupRows);
     }
@@ -168,7 +211,10 @@ export class ParquetSink implements Sink {
   }
 
   close(): Promise<void> {
-    this.closePromise ??= this.closeAll();
+    this.closePromise ??= this.closeAll().finally(async () => {
+      await this.settleMarkers();
+      this.faults.flush();
+    });
     return this.closePromise;
   }
 
@@ -199,10 +245,14 @@ export class ParquetSink implements Sink {
       file.rowsAtLastTick = file.rows;
       const old = file.oldestPendingAt > 0 && nowMs - file.oldestPendingAt >= rowGroupSeconds * 1000;
       const writeRowGroup = old || underPressure.has(file) || file.buffer.rows >= rowGroupRows;
-      if (writeRowGroup || file.notDurableRows > 0 || file.sealedRows > 0) this.launchSync(file, writeRowGroup);
+      // A file whose last step failed is tried again even with nothing new to write: the outage ends
+      // only once every failing file has written again.
+      if (writeRowGroup || file.notDurableRows > 0 || file.sealedRows > 0 || this.failing.has(file)) this.launchSync(file, writeRowGroup);
     }
     this.recordFlush();
     this.reportInvalidIntegers();
+    void this.findLostFiles();
+    if (this.owedMarkers.size > 0) void this.settleMarkers();
   }
 
   private *openFiles(): Generator<PartFile> {
@@ -256,7 +306,7 @@ export class ParquetSink implements Sink {
     if (this.inFlight.has(file)) return false;
     const step = this.runStep(file, () => file.close(this.tuning.rowGroupRows))
       .then(() => {
-        if (file.state === "closed") {
+        if (file.state === "closed" && !file.lost) {
           this.closing.delete(file);
           if (this.counted.has(file)) this.options.stats.filesClosed++;
         }
@@ -271,9 +321,10 @@ export class ParquetSink implements Sink {
     const durableBefore = file.durableRows;
     try {
       await step();
-      this.diskRecovered();
+      this.stepSucceeded(file);
     } catch (error) {
-      this.stepFailed(file, error);
+      // A lost file's handles are closed under its steps: the loss is reported once, not these errors.
+      if (!file.lost) this.stepFailed(file, error);
     } finally {
       if (file.state !== "new" && !this.counted.has(file)) {
         this.counted.add(file);
@@ -286,36 +337,200 @@ export class ParquetSink implements Sink {
   }
 
   private stepFailed(file: PartFile, error: unknown): void {
-    const { log, stats } = this.options;
+    const { stats } = this.options;
     stats.errors++;
     if (error instanceof EncodeError) {
       // Retrying would fail the same way: drop these rows, loudly.
       if (!error.removed) file.dropRows(error.rows);
       stats.droppedRows += error.rows;
-      log.error(`parquet: ${error.message} for ${file.directory}; the rows were dropped`);
+      this.faults.report("encode", `parquet: ${error.message} for ${file.directory}; the rows were dropped`, "error", error.rows);
       return;
     }
-    const now = performance.now();
-    if (stats.outageSince === 0) stats.outageSince = now;
-    this.errorsInOutage++;
-    if (this.errorsInOutage === 1 || now - this.lastErrorLogAt >= ERROR_LOG_INTERVAL_MS) {
-      this.lastErrorLogAt = now;
-      const code = errorCode(error);
-      log.error(
-        `parquet: cannot write in ${file.directory}: ${errorMessage(error)}${code === "ENOSPC" ? " (disk full)" : code === "EACCES" || code === "EPERM" ? " (permission denied)" : ""}; ` +
-          `${this.memoryRows} row(s) kept in memory, retrying every ${this.tuning.flushIntervalMs} ms (${this.errorsInOutage} failure(s) so far)`,
-      );
-    }
+    if (stats.outageSince === 0) stats.outageSince = performance.now();
+    this.failing.add(file);
+    this.failuresInOutage++;
+    const code = errorCode(error);
+    // Which file fails changes from step to step (a lost permission fails creates but not appends to open
+    // files): one episode for the whole disk, whose message names the latest directory and cause.
+    this.faults.report(
+      "disk",
+      `parquet: cannot write in ${file.directory}: ${errorMessage(error)}${code === "ENOSPC" ? " (disk full)" : code === "EACCES" || code === "EPERM" ? " (permission denied)" : ""}; ` +
+        `${this.memoryRows} row(s) kept in memory, retrying every ${this.tuning.flushIntervalMs} ms`,
+      "error",
+    );
+    // A table directory that vanished fails the close's link: find out now whether the file was lost.
+    if (code === "ENOENT") void this.findLostFiles();
   }
 
-  private diskRecovered(): void {
+  /** The outage ends when every file that failed has written again, not at the first step that succeeds. */
+  private stepSucceeded(file: PartFile): void {
+    if (this.failing.delete(file) && this.failing.size === 0) this.outageEnded();
+  }
+
+  private outageEnded(): void {
     const { stats, log } = this.options;
     if (stats.outageSince === 0) return;
     const seconds = (performance.now() - stats.outageSince) / 1000;
     stats.outageSecondsTotal += seconds;
     stats.outageSince = 0;
-    log.info(`parquet: writing again after ${seconds.toFixed(1)} s of disk errors (${this.errorsInOutage} failure(s))`);
-    this.errorsInOutage = 0;
+    log.info(`parquet: writing again after ${seconds.toFixed(1)} s of disk errors (${this.failuresInOutage} failure(s))`);
+    this.failuresInOutage = 0;
+  }
+
+  /**
+   * Finds open files whose journal is no longer where it was created: the output directory, a table or
+   * partition directory was deleted or replaced while they were being written. Writes to such files still
+   * succeed (the handles keep the unlinked inodes), so no disk error would ever say so. One stat per open
+   * file, on the flush timer.
+   */
+  private findLostFiles(): Promise<void> {
+    const round = this.checkFiles();
+    this.lostChecks.add(round);
+    void round.finally(() => this.lostChecks.delete(round));
+    // Resolves when every running round is done, so close() acts on what earlier rounds find too.
+    return Promise.all([...this.lostChecks]).then(() => undefined);
+  }
+
+  private async checkFiles(): Promise<void> {
+    const files = [...this.openFiles(), ...this.closing].filter((file) => file.state === "open" && !this.checking.has(file));
+    for (const file of files) this.checking.add(file);
+    const lost = await Promise.all(
+      files.map((file) =>
+        file
+          .isLost()
+          .catch((error: unknown) => {
+            this.options.log.error(`parquet: checking whether ${file.directory} still exists failed: ${errorMessage(error)}`);
+            return false;
+          })
+          .finally(() => this.checking.delete(file)),
+      ),
+    );
+    const gone = files.filter((file, index) => lost[index] && !file.lost);
+    if (gone.length > 0) this.filesLost(gone);
+  }
+
+  /**
+   * Drops files that were deleted under the sink and marks what they held: an `output_lost` gap row per
+   * stream (written here, so it is stored even when the loss is found at shutdown), the handler restarts
+   * the books, and a book's deltas are dropped until its snapshot, so no file begins with deltas whose
+   * snapshot is gone. New files start in a recreated tree (create() makes the directories).
+   */
+  private filesLost(gone: PartFile[]): void {
+    const { stats, log } = this.options;
+    const lostFromTree = new Set(gone);
+    // A newer file of the same book that began with deltas (a rotation since the deletion) cannot be
+    // replayed without the lost one: it goes too, and the book restarts from a snapshot.
+    for (const newer of [...this.openFiles(), ...this.closing]) {
+      if (newer.table !== "l2" || newer.startsWithSnapshot !== false || newer.state === "closed" || lostFromTree.has(newer)) continue;
+      const sameBook = (file: PartFile) => file.table === "l2" && file.exchange === newer.exchange && file.symbol === newer.symbol;
+      if (gone.some((file) => sameBook(file) && file.order < newer.order)) gone.push(newer);
+    }
+    const byStream = new Map<string, { target: InterruptedStream; rows: number; since: number; lastAt: number; path: string }>();
+    const remarked: Gap[] = [];
+    let rows = 0;
+    for (const file of gone) {
+      if (this.files.get(file.table)?.get(file.exchange)?.get(file.symbol) === file) this.files.get(file.table)!.get(file.exchange)!.delete(file.symbol);
+      this.closing.delete(file);
+      this.failing.delete(file);
+      // A newer file dropped with a lost one is still in the tree: its leftovers go too.
+      file.discard(!lostFromTree.has(file)).catch((error: unknown) =>
+        log.error(`parquet: cannot remove the leftovers of ${file.finalPath}: ${errorMessage(error)}; the next start recovers it`),
+      );
+      rows += file.rows;
+      stats.droppedRows += file.rows;
+      stats.errors++;
+      if (file.table === "gaps") {
+        // Owed unclean_stop rows that were in it are written again; other gap rows cannot be re-marked.
+        for (const owed of this.owedMarkers.values()) {
+          if (owed.written?.file !== file) continue;
+          remarked.push(owed.written.event);
+          owed.written = undefined; // taken again by markerWritten() when the row is written anew
+        }
+        continue;
+      }
+      if (!(EXCHANGES as readonly string[]).includes(file.exchange)) continue;
+      const target = { exchange: file.exchange, symbol: file.symbol, stream: STREAM_OF_TABLE[file.table] };
+      const key = streamKey(target);
+      const lost = byStream.get(key) ?? { target, rows: 0, since: file.openedAt, lastAt: 0, path: file.finalPath ?? file.directory };
+      lost.rows += file.rows;
+      lost.since = Math.min(lost.since, file.openedAt);
+      lost.lastAt = Math.max(lost.lastAt, file.lastReceivedAt);
+      byStream.set(key, lost);
+      if (file.table === "l2") this.awaitingSnapshot.set(`${file.exchange}@${file.symbol}`, 0);
+    }
+    const gaps: Gap[] = [...remarked];
+    for (const { target, rows, since, lastAt, path } of byStream.values()) {
+      const detail = `the output file ${path} was deleted or moved away while being written; its ${rows} row(s) received since ${isoTime(since)} are lost`;
+      // Stamped with the receive time of the last lost row (as an overflow gap is with the dropped event's):
+      // rows still queued for the sink when the loss was noticed were received before it, and the gap
+      // must sit between the lost rows and the kept ones.
+      gaps.push(gapEvent({ ...target, exchange: target.exchange as ExchangeId }, "output_lost", detail, lastAt || this.now()));
+    }
+    if (gaps.length > 0) {
+      if (this.closed) {
+        log.error(`parquet: ${gaps.length} gap row(s) marking the loss could not be written: the sink is closed`);
+      } else {
+        // Small, and they must be stored: past the memory bound too.
+        void this.write(gaps);
+      }
+    }
+    this.faults.report(
+      "lost",
+      `parquet: ${gone.length} open file(s) under ${this.options.directory} were deleted or moved away while being written ` +
+        `(e.g. ${gone[0]!.finalPath ?? gone[0]!.directory}); their ${rows} row(s) are lost, marked by output_lost gap rows; ` +
+        `new files start in a recreated directory tree`,
+      "error",
+    );
+    this.recount();
+    if (this.failing.size === 0) this.outageEnded();
+    if (byStream.size > 0) this.lossHandler?.([...byStream.values()].map((lost) => lost.target));
+  }
+
+  /** Hot path while a lost book waits for its snapshot: true for a delta to drop (counted). */
+  private deltaOfLostBook(event: BookChange): boolean {
+    const key = `${event.exchange}@${event.symbol}`;
+    const dropped = this.awaitingSnapshot.get(key);
+    if (dropped === undefined) return false;
+    if (!event.isSnapshot) {
+      this.awaitingSnapshot.set(key, dropped + rowCount(event));
+      this.options.stats.droppedRows += rowCount(event);
+      return true;
+    }
+    this.awaitingSnapshot.delete(key);
+    this.options.log.info(
+      `parquet: L2 ${key} restarts from a snapshot after its file was lost; ${dropped} delta row(s) received before it were dropped`,
+    );
+    return false;
+  }
+
+  /** The pipeline's `unclean_stop` gap row for an owed stream: it is owed no more once this row is durable. */
+  private markerWritten(event: Gap, file: PartFile): void {
+    const owed = this.owedMarkers.get(streamKey(event));
+    if (owed && !owed.written) owed.written = { event, file, row: file.rows };
+  }
+
+  /** Takes the streams whose gap rows are durable off the pending-markers file. */
+  private settleMarkers(): Promise<void> {
+    this.markersUpdate ??= (async () => {
+      const settled: [string, OwedMarker][] = [];
+      for (const [key, owed] of this.owedMarkers) {
+        const written = owed.written;
+        if (written && !written.file.lost && written.file.durableRows > written.row) settled.push([key, owed]);
+      }
+      if (settled.length === 0) return;
+      for (const [key] of settled) this.owedMarkers.delete(key);
+      try {
+        await writePendingMarkers(this.options.directory, [...this.owedMarkers.values()].map((owed) => owed.stream));
+      } catch (error) {
+        for (const [key, owed] of settled) this.owedMarkers.set(key, owed);
+        this.faults.report(
+          "markers",
+          `parquet: cannot update ${PENDING_MARKERS_FILE} in ${this.options.directory} (${errorMessage(error)}); retrying`,
+          "error",
+        );
+      }
+    })().finally(() => (this.markersUpdate = undefined));
+    return this.markersUpdate;
   }
 
   /** Recomputes rows in memory and not yet durable, and lets a waiting writer go when there is room. */
@@ -334,17 +549,14 @@ export class ParquetSink implements Sink {
     this.options.stats.bufferedRows = notDurable;
     if (memory < this.tuning.maxBufferedRows * 0.9 && this.waiters.length > 0) {
       for (const resolve of this.waiters.splice(0)) resolve();
-      this.backpressureLogged = false;
     }
   }
 
   private waitForRoom(): Promise<void> {
-    if (!this.backpressureLogged) {
-      this.backpressureLogged = true;
-      this.options.log.warn(
-        `parquet: ${this.memoryRows} row(s) waiting in memory (limit ${this.tuning.maxBufferedRows}); holding the pipeline until the disk catches up`,
-      );
-    }
+    this.faults.report(
+      "backpressure",
+      `parquet: ${this.memoryRows} row(s) waiting in memory (limit ${this.tuning.maxBufferedRows}); holding the pipeline until the disk catches up`,
+    );
     // Writing row groups is what frees memory; start it now rather than at the next tick.
     for (const file of this.openFiles()) if (file.memoryRows > 0) this.launchSync(file, true);
     return new Promise((resolve) => this.waiters.push(resolve));
@@ -361,14 +573,15 @@ export class ParquetSink implements Sink {
 
   private reportInvalidIntegers(): void {
     if (this.integerReport.invalid === this.integersReported) return;
-    this.options.log.warn(
-      `parquet: ${this.integerReport.invalid - this.integersReported} timestamp/sequence value(s) were not integers; stored truncated (non-finite as 0)`,
-    );
+    const count = this.integerReport.invalid - this.integersReported;
+    this.faults.report("integers", `parquet: ${count} timestamp/sequence value(s) were not integers; stored truncated (non-finite as 0)`, "warn", count);
     this.integersReported = this.integerReport.invalid;
   }
 
   private async closeAll(): Promise<void> {
     const { stats } = this.options;
+    // Files deleted under the sink since the last tick are marked while gap rows can still be written.
+    await this.findLostFiles();
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     for (const file of [...this.openFiles()]) this.retire(file);
@@ -408,4 +621,27 @@ export class ParquetSink implements Sink {
       `parquet: ${count} file(s) could not be closed because the disk keeps failing; ${durable} row(s) are in their journals and the next start recovers them, ${lost} row(s) only in memory are lost`,
     );
   }
+}
+
+/** The streams of partitions (one per stream, though a kill around midnight leaves two date partitions). */
+function streamsOf(partitions: readonly InterruptedPartition[]): InterruptedStream[] {
+  const streams: InterruptedStream[] = [];
+  for (const { table, exchange, symbol } of partitions) {
+    // A lost gap row leaves its stream's other rows intact; the gap itself cannot be re-marked. Partitions
+    // are named from our own events, so another exchange is only a directory someone else made.
+    if (table === "gaps" || !(EXCHANGES as readonly string[]).includes(exchange)) continue;
+    streams.push({ exchange, symbol, stream: STREAM_OF_TABLE[table] });
+  }
+  return streams;
+}
+
+function unionOfStreams(...lists: (readonly InterruptedStream[])[]): InterruptedStream[] {
+  const byKey = new Map<string, InterruptedStream>();
+  for (const list of lists) for (const stream of list) byKey.set(streamKey(stream), stream);
+  return [...byKey.values()];
+}
+
+function isoTime(micros: number): string {
+  const { date, time } = utcParts(micros);
+  return `${date} ${time.slice(0, 2)}:${time.slice(2, 4)}:${time.slice(4, 6)} UTC`;
 }

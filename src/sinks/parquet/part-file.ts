@@ -18,7 +18,7 @@
  *    hard-linked to its final name (a link never replaces an existing file), then the temporary file and
  *    the journal are removed. Until the link exists the journal still describes a valid prefix.
  */
-import { link, mkdir, open, readdir, rename, unlink, type FileHandle } from "node:fs/promises";
+import { link, mkdir, open, readdir, rename, stat, unlink, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import type { CompressionCodec } from "hyparquet";
 import { ByteWriter, ParquetWriter } from "hyparquet-writer";
@@ -96,8 +96,13 @@ interface SealedGroup {
   readonly write: Promise<RowGroupWrite>;
 }
 
+/** Hands out PartFile.order. */
+let filesStarted = 0;
+
 export class PartFile {
   readonly buffer: TableBuffer;
+  /** Files are numbered in the order they were started (two can share an opening time). */
+  readonly order = ++filesStarted;
   readonly directory: string;
   readonly rotateAt: number;
   /** The final file name, chosen when the file is created on disk. */
@@ -119,6 +124,12 @@ export class PartFile {
   oldestPendingAt = 0;
   /** `rows` at the sink's previous flush tick (a file that got none since is quiet). */
   rowsAtLastTick = 0;
+  /** Receive time of the newest event added, integer µs (0 before the first). */
+  lastReceivedAt = 0;
+  /** Whether the file's first event was a book snapshot (undefined before its first event). */
+  startsWithSnapshot: boolean | undefined;
+  /** Its files were deleted or moved away under the sink (see isLost()); the sink dropped it. */
+  lost = false;
   private appendRows: RowAppender | undefined;
   private readonly header: Omit<JournalHeader, "finalName">;
   private readonly bytes = new ByteWriter();
@@ -127,6 +138,8 @@ export class PartFile {
   private parquet: ParquetWriter | undefined;
   private dataFile: FileHandle | undefined;
   private journal: FileHandle | undefined;
+  /** Device and inode of the journal (from its handle, at the first check), to tell whether its path still leads to it. */
+  private journalIdentity: FileIdentity | undefined;
   private journalLength = 0;
   private headerBytes: Uint8Array | undefined;
   private readonly rowGroupRecords: Uint8Array[] = [];
@@ -206,9 +219,17 @@ export class PartFile {
     return this.finalName && join(this.directory, this.finalName);
   }
 
+  get openedAt(): number {
+    return this.options.openedAt;
+  }
+
   /** Hot path: appends the event's rows to the column buffers. */
   add(event: MarketEvent): number {
-    if (this.buffer.rows === 0) this.oldestPendingAt = performance.now();
+    if (this.buffer.rows === 0) {
+      this.oldestPendingAt = performance.now();
+      this.startsWithSnapshot ??= event.type === "book_change" && event.isSnapshot;
+    }
+    this.lastReceivedAt = event.localTimestamp;
     this.appendRows ??= rowAppender(this.options.table, this.buffer);
     return this.appendRows(event);
   }
@@ -295,6 +316,56 @@ export class PartFile {
         await this.create();
       }
       await this.finish(rowGroupRows);
+    });
+  }
+
+  /**
+   * True when the file is open but its journal is no longer at its path: the output tree (or a part of it)
+   * was deleted or replaced while the file was being written, so neither this run nor the next start can
+   * make a file of what it held. Runs between the file's disk steps (a journal replacement renames a new
+   * journal over the path).
+   */
+  isLost(): Promise<boolean> {
+    return this.enqueue(async () => this.state === "open" && !(await this.journalAtPath()));
+  }
+
+  /**
+   * True when the file's journal is where the next start looks for it, so the rows it holds are
+   * recovered then; false when it has none or the path now leads elsewhere (the tree was deleted).
+   */
+  journalInPlace(): Promise<boolean> {
+    return this.enqueue(() => this.journalAtPath());
+  }
+
+  private async journalAtPath(): Promise<boolean> {
+    if (!this.finalName || !this.journal) return false;
+    try {
+      this.journalIdentity ??= identityOf(await this.journal.stat({ bigint: true }));
+      const atPath = identityOf(await stat(join(this.directory, journalFileName(this.finalName)), { bigint: true }));
+      return atPath.dev === this.journalIdentity.dev && atPath.ino === this.journalIdentity.ino;
+    } catch (error) {
+      const code = errorCode(error);
+      // Anything else (a permission lost on the directory, EIO) says nothing about whether the file is there.
+      return !(code === "ENOENT" || code === "ENOTDIR");
+    }
+  }
+
+  /**
+   * Takes the file out of service after it was lost: handles closed, rows dropped (the sink counts them).
+   * A file still in the tree that is dropped with a lost one (`removeLeftovers`) has its temporary file
+   * and journal removed, so the next start does not bring it back.
+   */
+  discard(removeLeftovers = false): Promise<void> {
+    this.lost = true;
+    return this.enqueue(async () => {
+      const remove = removeLeftovers && this.finalName !== undefined && (await this.journalAtPath());
+      await this.abandon();
+      if (!remove) return;
+      await Promise.all([
+        unlink(join(this.directory, tempFileName(this.finalName!))).catch(ignoreMissing),
+        unlink(join(this.directory, journalFileName(this.finalName!))).catch(ignoreMissing),
+      ]);
+      await syncDirectory(this.directory);
     });
   }
 
@@ -576,6 +647,7 @@ export class PartFile {
     }
     await this.journal!.close().catch(() => undefined);
     this.journal = next;
+    this.journalIdentity = undefined; // taken from the new handle by the next check
     this.journalLength = length;
     await syncDirectory(this.directory);
   }
@@ -790,6 +862,15 @@ export class EncodeError extends Error {
   ) {
     super(`could not encode ${rows} row(s) as Parquet: ${cause instanceof Error ? cause.message : String(cause)}`);
   }
+}
+
+interface FileIdentity {
+  readonly dev: bigint;
+  readonly ino: bigint;
+}
+
+function identityOf(stats: { readonly dev: bigint; readonly ino: bigint }): FileIdentity {
+  return { dev: stats.dev, ino: stats.ino };
 }
 
 export function errorCode(error: unknown): string | undefined {

@@ -53,11 +53,20 @@ interface Leftovers {
   next: boolean;
 }
 
-export async function recoverDirectory(
-  root: string,
-  options: { readonly log: Logger; readonly rowGroupRows: number; readonly integerReport: IntegerReport },
-): Promise<RecoveryReport> {
+export interface RecoveryOptions {
+  readonly log: Logger;
+  readonly rowGroupRows: number;
+  readonly integerReport: IntegerReport;
+  /**
+   * Called with every partition that has leftovers, before recovery changes anything: the leftovers are
+   * the only trace that the previous run died, so what must outlive them is recorded here.
+   */
+  readonly beforeChanges?: (partitions: readonly InterruptedPartition[]) => Promise<void>;
+}
+
+export async function recoverDirectory(root: string, options: RecoveryOptions): Promise<RecoveryReport> {
   const report = { recoveredFiles: [] as string[], recoveredRows: 0, lostRows: 0, unrecoverable: [] as string[], interrupted: [] as InterruptedPartition[] };
+  const found: { directory: string; byFile: Map<string, Leftovers> }[] = [];
   for (const directory of await partitionDirectories(root)) {
     let names: string[];
     try {
@@ -77,6 +86,16 @@ export async function recoverDirectory(
       else leftovers.next = true;
       byFile.set(parsed.finalName, leftovers);
     }
+    if (byFile.size > 0) found.push({ directory, byFile });
+  }
+  if (options.beforeChanges) {
+    const partitions = found
+      .filter(({ byFile }) => [...byFile.values()].some((leftovers) => leftovers.tmp || leftovers.journal))
+      .map(({ directory }) => partitionOf(root, directory))
+      .filter((partition) => partition !== undefined);
+    if (partitions.length > 0) await options.beforeChanges(partitions);
+  }
+  for (const { directory, byFile } of found) {
     let interrupted = false;
     for (const [finalName, leftovers] of byFile) {
       try {
@@ -135,7 +154,7 @@ async function recoverFile(
   directory: string,
   finalName: string,
   leftovers: Leftovers,
-  options: { readonly log: Logger; readonly rowGroupRows: number; readonly integerReport: IntegerReport },
+  options: RecoveryOptions,
   report: { recoveredFiles: string[]; recoveredRows: number; lostRows: number; unrecoverable: string[] },
 ): Promise<boolean> {
   const { log } = options;
