@@ -134,9 +134,11 @@ export function streamOf(event: MarketEvent): Stream {
   }
 }
 
-/** Rows an event becomes in a sink (one per level for books). */
+/** Rows an event becomes in a sink: one per level for books, and one for a snapshot without a level. */
 export function rowCount(event: MarketEvent): number {
-  return event.type === "book_change" ? (event.bids.length + event.asks.length) >> 1 : 1;
+  if (event.type !== "book_change") return 1;
+  const levels = (event.bids.length + event.asks.length) >> 1;
+  return levels === 0 && event.isSnapshot ? 1 : levels;
 }
 
 /** Base-currency amount of one quantity at one price, per the event's sizing. */
