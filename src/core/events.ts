@@ -100,6 +100,9 @@ export const GAP_REASONS = [
   "overflow",
   "snapshot_failed",
   "subscription_error",
+  // A venue id went backwards (reset, relisted symbol, an earlier id that was too high, a late event):
+  // the event is kept, and this marks that the stream's ids restarted there.
+  "id_reset",
   // The previous run died without a clean stop (killed, crashed, power lost): its last rows may be missing.
   "unclean_stop",
 ] as const;
