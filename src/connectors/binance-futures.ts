@@ -146,11 +146,9 @@ let parsedKey = 0;
 
 type Payload = Record<string, unknown>;
 
-/**
- * Prices and quantities are Binance decimal strings, read by json-scan.ts's strict reader (NaN for any
- * other form: `"Infinity"`, `"0x10"`, `" 5"`, `""`, `"1e309"`...). A price must be above 0, a traded
- * quantity too; a book level's quantity may be 0 (level removed).
- */
+// Prices and quantities are Binance decimal strings, read by json-scan.ts's strict reader (NaN for any
+// other form: "Infinity", "0x10", " 5", "", "1e309"...). A price must be above 0, a traded quantity too;
+// a book level's quantity may be 0 (level removed).
 
 /** aggTrade: `m` true = the buyer was the maker, so the taker sold. */
 function normalizeTrade(feed: Feed, data: Payload, receivedAt: number): Trade | undefined {
