@@ -438,6 +438,26 @@ describe("OKX_SWAP against the fake exchange", () => {
     expect(gaps(h)).toEqual([]);
   });
 
+  test("a REST snapshot is stamped no later than the first update applied on it (rows ordered by time replay it first)", async () => {
+    const okx = startFake({ wsSnapshot: false, seed: 14 });
+    const h = connect("L2:OKX_SWAP@BTCUSDT");
+    await okx.waitForSubscriber("books", "BTC-USDT-SWAP");
+    const market = okx.market("BTC-USDT-SWAP");
+    // The REST book is OKX's cache, a little older than the stream: it holds the state before the next
+    // update, but its `ts` is the (later) time of the response.
+    okx.serveStaleSnapshotNext("BTC-USDT-SWAP");
+    okx.failRest("/api/v5/market/books", [500]); // the first fetch fails: the response comes well after the update
+    okx.step("BTC-USDT-SWAP", 1, 0);
+    const [snapshot, first] = await h.waitForEvents("book_change", 2);
+    expect(snapshot).toMatchObject({ isSnapshot: true });
+    expect(first).toMatchObject({ isSnapshot: false, sequence: market.seqId });
+    expect(snapshot!.sequence).toBeLessThan(first!.sequence);
+    expect(snapshot!.timestamp).toBeLessThanOrEqual(first!.timestamp);
+    okx.step("BTC-USDT-SWAP", 5, 0);
+    await bookCaughtUp(h, "BTCUSDT", market);
+    expectBookIsTruth(h, "BTCUSDT", market);
+  });
+
   test("a REST snapshot with a seqId far too high: past the allowed overlap the book restarts (id_reset gap) instead of dropping every update", async () => {
     const okx = startFake({ wsSnapshot: false, seed: 12 });
     const market = okx.market("BTC-USDT-SWAP");
