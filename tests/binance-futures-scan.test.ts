@@ -5,6 +5,7 @@
  */
 import { expect, test } from "bun:test";
 import { scanAggTradeFrame, scanDepthFrame } from "../src/connectors/binance-futures-scan.ts";
+import { decimal } from "../src/connectors/json-scan.ts";
 import { seededRandom } from "./support/random.ts";
 
 function frame(random: () => number, index: number): string {
@@ -26,7 +27,7 @@ function frame(random: () => number, index: number): string {
 /** What the connector's JSON path makes of a frame (same rules as parseDepth/flatLevels). */
 function viaJson(text: string) {
   const { stream, data } = JSON.parse(text);
-  const flat = (levels: Array<[string, string]>) => levels.flatMap(([price, amount]) => [Number(price), Number(amount)]);
+  const flat = (levels: Array<[string, string]>) => levels.flatMap(([price, amount]) => [decimal(price), decimal(amount)]);
   return { stream, eventTime: data.E, transactionTime: data.T, firstId: data.U, finalId: data.u, previousFinalId: data.pu, bids: flat(data.b), asks: flat(data.a) };
 }
 
@@ -67,8 +68,8 @@ test("frames in any other shape, or with values the connector rejects, are decli
   expect(scanDepthFrame(base)).toEqual(viaJson(base));
 });
 
-test("empty sides and numbers in exponent form are read as Number() reads them", () => {
-  const text = '{"stream":"ethusdt@depth@100ms","data":{"e":"depthUpdate","E":2,"T":1,"s":"ETHUSDT","U":10,"u":12,"pu":9,"b":[],"a":[["3000.5","1e-8"],["3001","0"]]}}';
+test("empty sides and long decimals are read; numbers outside Binance's decimal form are declined", () => {
+  const text = '{"stream":"ethusdt@depth@100ms","data":{"e":"depthUpdate","E":2,"T":1,"s":"ETHUSDT","U":10,"u":12,"pu":9,"b":[],"a":[["3000.5","0.00000001"],["3001","0"],["3002","1234567.123456789012"]]}}';
   expect(scanDepthFrame(text)).toEqual({
     stream: "ethusdt@depth@100ms",
     eventTime: 2,
@@ -77,8 +78,13 @@ test("empty sides and numbers in exponent form are read as Number() reads them",
     finalId: 12,
     previousFinalId: 9,
     bids: [],
-    asks: [3000.5, 1e-8, 3001, 0],
+    asks: [3000.5, 1e-8, 3001, 0, 3002, 1234567.123456789],
   });
+  // Number() would read each of these; none is a Binance decimal (the JSON path refuses them too).
+  for (const hostile of ["1e-8", "Infinity", "1e309", "0x10", " 5", "5 ", "", "-1", "+1", "1.", ".5", "1.2.3", "9".repeat(400)]) {
+    expect(scanDepthFrame(text.replace('"0.00000001"', JSON.stringify(hostile)))).toBeUndefined();
+    expect(scanDepthFrame(text.replace('["3001"', `[${JSON.stringify(hostile)}`))).toBeUndefined();
+  }
 });
 
 // ── aggTrade ──
@@ -92,7 +98,7 @@ function tradeFrame(random: () => number, index: number): string {
     s: "ETHUSDT",
     a: 5_000_000 + index,
     p: (1 + random() * 100_000).toFixed(Math.floor(random() * 8)),
-    q: random() < 0.05 ? "0" : (random() * 1000).toFixed(Math.floor(random() * 9)),
+    q: (0.001 + random() * 1000).toFixed(Math.max(3, Math.floor(random() * 9))),
     f: first,
     l: first + Math.floor(random() * 3),
     T: 1_767_614_399_990 + index,
@@ -104,7 +110,7 @@ function tradeFrame(random: () => number, index: number): string {
 /** What the connector's JSON path (normalizeTrade) reads from a frame. */
 function tradeViaJson(text: string) {
   const { stream, data } = JSON.parse(text);
-  return { stream, tradeId: data.a, price: Number(data.p), quantity: Number(data.q), tradeTime: data.T, buyerIsMaker: data.m };
+  return { stream, tradeId: data.a, price: decimal(data.p), quantity: decimal(data.q), tradeTime: data.T, buyerIsMaker: data.m };
 }
 
 test("every aggTrade frame in Binance's documented layout reads exactly as JSON.parse reads it", () => {
@@ -131,6 +137,10 @@ test("aggTrade frames in any other shape, or with values the connector rejects, 
     base.replace(/"p":"[^"]*"/, '"p":"0"'),
     base.replace(/"p":"[^"]*"/, '"p":"-1.5"'),
     base.replace(/"q":"[^"]*"/, '"q":" 2"'),
+    base.replace(/"q":"[^"]*"/, '"q":"0"'), // a trade of nothing
+    base.replace(/"q":"[^"]*"/, '"q":"Infinity"'),
+    base.replace(/"p":"[^"]*"/, '"p":"1e309"'),
+    base.replace(/"p":"[^"]*"/, '"p":"0x10"'),
     base.replace(/"q":"[^"]*"/, '"q":"abc"'),
     base.replace(/"p":"([^"]*)"/, '"p":$1'), // a number instead of a string
     base.replace(/"m":(true|false)/, '"m":1'),

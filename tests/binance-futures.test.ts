@@ -3,12 +3,13 @@ import { buildConfig } from "../src/cli/config.ts";
 import { binanceFutures } from "../src/connectors/binance-futures.ts";
 import { DepthSequencer } from "../src/connectors/binance-futures-book.ts";
 import { RestWeightGate, type GateClock } from "../src/connectors/binance-futures-rest.ts";
-import type { BookChange, MarketEvent } from "../src/core/events.ts";
+import { RecentKeys } from "../src/connectors/dedup.ts";
+import type { BookChange, MarketEvent, Trade } from "../src/core/events.ts";
 import { createLogger } from "../src/core/log.ts";
 import type { OrderBook } from "../src/core/order-book.ts";
 import type { Subscription } from "../src/core/subscriptions.ts";
 import { rebuildBook, startConnector, type ConnectorHarness } from "./support/connector-harness.ts";
-import { FakeBinanceFutures, type FakeBinanceOptions } from "./support/fake-binance.ts";
+import { FakeBinanceFutures, type DepthFrame, type FakeBinanceOptions } from "./support/fake-binance.ts";
 import { FakeExchange } from "./support/fake-exchange.ts";
 
 let fake: FakeBinanceFutures | undefined;
@@ -126,8 +127,19 @@ describe("DepthSequencer", () => {
     expect(sequencer.check(105, 108, 104)).toBe("stale"); // duplicate
     expect(sequencer.check(112, 115, 110)).toBe("gap"); // pu skips 108..110
     sequencer.begin(200);
-    expect(sequencer.check(190, 200, 185)).toBe("apply"); // u == lastUpdateId
+    expect(sequencer.check(190, 200, 185)).toBe("covered"); // u == lastUpdateId: in sync, nothing to apply
     expect(sequencer.position).toBe(200);
+    expect(sequencer.check(201, 204, 200)).toBe("apply");
+  });
+
+  test("a repeat of an applied event is stale; an unseen u below the last applied one is 'backwards'", () => {
+    const sequencer = new DepthSequencer();
+    sequencer.begin(100);
+    expect(sequencer.check(100, 104, 95)).toBe("apply");
+    expect(sequencer.check(105, 9_999_999, 104)).toBe("apply"); // a u far too high, in chain
+    expect(sequencer.check(105, 9_999_999, 104)).toBe("stale"); // sent again
+    expect(sequencer.check(100, 104, 95)).toBe("stale"); // an older applied one sent again
+    expect(sequencer.check(105, 108, 104)).toBe("backwards"); // the real next one: never applied, below the last
   });
 });
 
@@ -418,8 +430,9 @@ describe("L2 book", () => {
       const served = fake.snapshotsServed.find((entry) => entry.symbol === symbol)!;
       expect(emitted[0]!.sequence).toBe(served.lastUpdateId);
       // Deltas are every delivered event after the snapshot, in order, field for field.
+      // (The one ending exactly at lastUpdateId is inside the snapshot and is not written again.)
       const deltas = emitted.slice(1);
-      const expected = fake.market(symbol).depthEvents.filter((event) => event.u >= served.lastUpdateId);
+      const expected = fake.market(symbol).depthEvents.filter((event) => event.u > served.lastUpdateId);
       expect(deltas.map((delta) => delta.sequence)).toEqual(expected.map((event) => event.u));
       const sample = expected[expected.length >> 1]!;
       const delta = deltas[expected.length >> 1]!;
@@ -467,9 +480,9 @@ describe("L2 book", () => {
     expect(h.events("gap")).toEqual([]);
   });
 
-  test("sync when the snapshot's lastUpdateId equals the first delta's u", async () => {
+  test("sync when the snapshot's lastUpdateId equals the first delta's u: that delta is inside the snapshot", async () => {
     const venue = (fake = FakeBinanceFutures.start());
-    let straddling: { U: number; u: number } | undefined;
+    let straddling: DepthFrame | undefined;
     venue.beforeSnapshot = (m) => {
       venue.beforeSnapshot = undefined;
       m.randomUpdate(venue.random);
@@ -477,11 +490,14 @@ describe("L2 book", () => {
       straddling = venue.flushDepth(); // sent just before the snapshot is taken
     };
     const h = (harness = startConnector("L2:BINANCE_FUTURES@BTCUSDT", venue.env));
-    const [snapshot, delta] = await h.waitForEvents("book_change", 2);
-    expect(snapshot!.sequence).toBe(straddling!.u);
-    expect(delta).toMatchObject({ isSnapshot: false, sequence: straddling!.u });
-    venue.depthStep();
+    const [snapshot] = await h.waitForEvents("book_change", 1);
+    expect(snapshot).toMatchObject({ isSnapshot: true, sequence: straddling!.u });
+    // The snapshot holds the state after that delta, so it is no later than the delta's time (whatever
+    // the time of the REST response); the delta itself adds nothing and is not written again.
+    expect(snapshot!.timestamp).toBeLessThanOrEqual(straddling!.T * 1000);
+    const next = venue.depthStep()!;
     await expectBookMatchesTruth(h, venue);
+    expect(books(h).map((event) => event.sequence)).toEqual([straddling!.u, next.u]);
     expect(h.events("gap")).toEqual([]);
   });
 
@@ -585,6 +601,119 @@ describe("L2 book", () => {
     expect(l2.stats.resyncs).toBe(1);
     expectSnapshotAfterEveryGap(emittedFor(h, l2.key));
     await expectBookMatchesTruth(h, fake);
+  });
+});
+
+describe("hostile numbers", () => {
+  /** Texts Number() reads as a number (or 0) that are not Binance decimals, or not a valid price/amount. */
+  const HOSTILE = ["Infinity", "1e309", "1e2", "0x10", " 5", "5 ", "", "-1", "NaN", "9".repeat(400)];
+
+  test("a hostile price or amount in any stream is a counted, logged parse error and never a row; a book resyncs", async () => {
+    const { fake, h } = start(
+      "TRADES:BINANCE_FUTURES@BTCUSDT,BBO:BINANCE_FUTURES@BTCUSDT,FUNDING:BINANCE_FUTURES@BTCUSDT,LIQUIDATIONS:BINANCE_FUTURES@BTCUSDT,L2:BINANCE_FUTURES@BTCUSDT",
+    );
+    for (const stream of ["aggTrade", "bookTicker", "markPrice@1s", "forceOrder"]) await fake.waitForSubscribers(`btcusdt@${stream}`);
+    await driveUntil(fake, () => books(h).length >= 2);
+    const market = fake.market();
+    const bboBefore = h.events("bbo").length;
+    const sent = { trades: 0, bbo: 0, funding: 0, liquidations: 0, l2: 0 };
+    for (const value of HOSTILE) {
+      for (const field of ["p", "q"] as const) fake.trade("BTCUSDT", { [field]: value }), sent.trades++;
+      for (const field of ["b", "B", "a", "A"] as const) fake.publish("btcusdt@bookTicker", { ...market.bookTickerFrame(), [field]: value }), sent.bbo++;
+      for (const field of ["p", "i", "r"] as const) {
+        if (field === "r" && (value === "-1" || value === "")) continue; // a negative rate is valid; "" means none
+        fake.markPrice("BTCUSDT", { [field]: value });
+        sent.funding++;
+      }
+      for (const field of ["ap", "z", "p", "q"] as const) fake.forceOrder("BTCUSDT", { [field]: value }), sent.liquidations++;
+      // A depth event in the chain with one hostile level: the book must not take it, and must restart.
+      for (const level of [[value, "1.000"], ["65000.0", value]]) {
+        const snapshots = books(h).filter((event) => event.isSnapshot).length;
+        const now = Date.now();
+        fake.publish("btcusdt@depth@100ms", { e: "depthUpdate", E: now, T: now, s: "BTCUSDT", U: market.lastEventFinalId, u: market.lastEventFinalId, pu: market.lastEventFinalId, b: [level], a: [] });
+        sent.l2++;
+        await driveUntil(fake, () => books(h).filter((event) => event.isSnapshot).length > snapshots);
+      }
+    }
+    const good = fake.trade();
+    fake.markPrice();
+    fake.forceOrder();
+    await h.waitFor(() => h.events("trade").length > 0 && h.events("funding").length > 0 && h.events("liquidation").length > 0, 5000, "the good messages");
+    expect(h.events("trade").map((trade) => trade.id)).toEqual([String(good.a)]);
+    expect(h.events("funding")).toHaveLength(1);
+    expect(h.events("liquidation")).toHaveLength(1);
+    // Every BBO written is one of the fake's own frames (the hostile ones are not).
+    const sentTickers = new Set(market.bookTickers.map(({ frame }) => `${frame.T * 1000}|${+frame.b}|${+frame.B}|${+frame.a}|${+frame.A}`));
+    const written = h.events("bbo").slice(bboBefore);
+    expect(written.length).toBeGreaterThan(0);
+    for (const bbo of written) expect(sentTickers.has(`${bbo.timestamp}|${bbo.bidPrice}|${bbo.bidAmount}|${bbo.askPrice}|${bbo.askAmount}`)).toBe(true);
+    for (const event of h.emitted.map((entry) => entry.event)) {
+      if (event.type === "trade" || event.type === "liquidation") expect(event.price > 0 && Number.isFinite(event.price) && event.amount > 0 && Number.isFinite(event.amount)).toBe(true);
+    }
+    const stats = (stream: string) => subscription(h, `${stream}:BINANCE_FUTURES@BTCUSDT`).stats;
+    expect(stats("TRADES").parseErrors).toBe(sent.trades);
+    expect(stats("BBO").parseErrors).toBe(sent.bbo);
+    expect(stats("FUNDING").parseErrors).toBe(sent.funding);
+    expect(stats("LIQUIDATIONS").parseErrors).toBe(sent.liquidations);
+    expect(stats("L2").parseErrors).toBe(sent.l2);
+    expect(h.events("gap").filter((gap) => gap.stream === "L2").map((gap) => gap.reason)).toEqual(Array(sent.l2).fill("sequence"));
+    expectSnapshotAfterEveryGap(emittedFor(h, "L2:BINANCE_FUTURES@BTCUSDT"));
+    await expectBookMatchesTruth(h, fake);
+    // One warning per fault episode, not one per frame.
+    expect(h.logs.filter((line) => line.startsWith("warn:") && line.includes("malformed aggTrade event"))).toHaveLength(1);
+  });
+});
+
+describe("venue ids that go back", () => {
+  test("RecentKeys: repeats of recent keys are duplicates, an unseen key below the last is a reset", () => {
+    const keys = new RecentKeys(4);
+    expect([10, 11, 11, 10, 9_000, 12, 9_000, 13, 12].map((key) => keys.take(key))).toEqual([
+      "new", "new", "duplicate", "duplicate", "new", "reset", "duplicate", "new", "duplicate",
+    ]);
+    // 9_000 has left the four remembered keys: keys up to it are new again, 10 (forgotten) is a reset.
+    expect([14, 15, 10].map((key) => keys.take(key))).toEqual(["new", "new", "reset"]);
+    expect(keys.last).toBe(10);
+  });
+
+  test("one too-high trade id, then normal ids: the normal trades are kept after an id_reset gap; repeats are still dropped", async () => {
+    const { fake, h } = start("TRADES:BINANCE_FUTURES@BTCUSDT");
+    await fake.waitForSubscribers("btcusdt@aggTrade");
+    const first = fake.trade();
+    const tooHigh = fake.trade("BTCUSDT", { a: 9_000_000_000_000 });
+    const normal = Array.from({ length: 30 }, () => fake.trade());
+    fake.publish("btcusdt@aggTrade", normal[10]); // a repeat, moments later
+    fake.publish("btcusdt@aggTrade", tooHigh);
+    const last = fake.trade();
+    await h.waitFor(() => h.events("trade").some((trade) => trade.id === String(last.a)), 5000, "the last trade");
+    const stored = emittedFor(h, "TRADES:BINANCE_FUTURES@BTCUSDT").map((event) => (event.type === "gap" ? `gap:${event.reason}` : (event as Trade).id));
+    expect(stored).toEqual([String(first.a), String(tooHigh.a), "gap:id_reset", ...[...normal, last].map((trade) => String(trade.a))]);
+    expect(h.events("gap")[0]!.detail).toContain(`key ${normal[0]!.a} is below the last key ${tooHigh.a}`);
+    expect(h.logs.some((line) => line.startsWith("warn:") && line.includes(`key ${normal[0]!.a} is below`))).toBe(true);
+  });
+
+  test("one too-high bookTicker update id, then normal ones: every BBO after it is kept, after an id_reset gap", async () => {
+    const { fake, h } = start("BBO:BINANCE_FUTURES@BTCUSDT");
+    await fake.waitForSubscribers("btcusdt@bookTicker");
+    fake.depthStep();
+    fake.publish("btcusdt@bookTicker", { ...fake.market().bookTickerFrame(), u: 9_000_000_000_000 });
+    for (let i = 0; i < 60; i++) fake.depthStep();
+    await h.waitFor(() => h.events("bbo").length === 62, 5000, "62 BBO rows");
+    expect(h.events("gap").map((gap) => gap.reason)).toEqual(["id_reset"]);
+  });
+
+  test("a too-high u in the depth chain restarts the book (id_reset gap, fresh snapshot) instead of ignoring what follows", async () => {
+    const { fake, h } = start("L2:BINANCE_FUTURES@BTCUSDT");
+    await driveUntil(fake, () => books(h).length >= 3);
+    const market = fake.market();
+    const now = Date.now();
+    fake.publish("btcusdt@depth@100ms", {
+      e: "depthUpdate", E: now, T: now, s: "BTCUSDT", U: market.lastEventFinalId + 1, u: 9_000_000_000_000, pu: market.lastEventFinalId, b: [], a: [],
+    });
+    await driveUntil(fake, () => books(h).filter((event) => event.isSnapshot).length >= 2);
+    await expectBookMatchesTruth(h, fake);
+    expect(h.events("gap").map((gap) => gap.reason)).toEqual(["id_reset"]);
+    expect(h.events("gap")[0]!.detail).toContain("is below the last applied u=9000000000000");
+    expectSnapshotAfterEveryGap(emittedFor(h, "L2:BINANCE_FUTURES@BTCUSDT"));
   });
 });
 

@@ -155,6 +155,7 @@ describe("ChangeIdSequence", () => {
     expect(sequence.check(111, 104)).toBe("duplicate");
     expect(sequence.check(104, 100)).toBe("duplicate");
     expect(sequence.check(120, 115)).toBe("gap");
+    expect(sequence.check(108, 106)).toBe("backwards"); // below the last, never seen
     expect(sequence.lastChangeId).toBe(111);
     sequence.reset();
     expect(sequence.check(130, 111)).toBe("awaiting_snapshot");
@@ -554,6 +555,25 @@ describe("L2 integrity", () => {
     expectBookEqualsTruth(fake, harness, "BTC-PERPETUAL", "BTC-PERPETUAL");
   });
 
+  test("a too-high change_id in the chain restarts the book (id_reset gap, fresh snapshot) instead of dropping what follows", async () => {
+    const { fake, harness } = setup("L2:DERIBIT@BTC-PERPETUAL");
+    await fake.waitForSubscribed("book.BTC-PERPETUAL.100ms");
+    for (let i = 0; i < 5; i++) fake.bookStep("BTC-PERPETUAL");
+    await waitForBookAt(fake, harness, "BTC-PERPETUAL", "BTC-PERPETUAL");
+    // Chained to the last change, but with an id far above the venue's: the next real change is below it.
+    const tooHigh = fake.nextChange("BTC-PERPETUAL", { bids: [], asks: [] });
+    fake.publish("book", "BTC-PERPETUAL", { ...tooHigh, change_id: 9_000_000_000_000 });
+    await harness.waitFor(() => bookEvents(harness, "BTC-PERPETUAL").at(-1)?.sequence === 9_000_000_000_000, 5000, "the too-high change");
+    for (let i = 0; i < 5; i++) fake.bookStep("BTC-PERPETUAL");
+    await harness.waitFor(() => bookEvents(harness, "BTC-PERPETUAL").filter((event) => event.isSnapshot).length === 2, 5000, "a fresh snapshot");
+    for (let i = 0; i < 5; i++) fake.bookStep("BTC-PERPETUAL");
+    await waitForBookAt(fake, harness, "BTC-PERPETUAL", "BTC-PERPETUAL");
+    expect(gaps(harness).map((gap) => gap.reason)).toEqual(["id_reset"]);
+    expect(gaps(harness)[0]!.detail).toContain("below the last change_id 9000000000000");
+    expectSnapshotAfterEveryGap(harness.emitted.map((entry) => entry.event), "BTC-PERPETUAL");
+    expectBookEqualsTruth(fake, harness, "BTC-PERPETUAL", "BTC-PERPETUAL");
+  });
+
   test("a crossed book is treated as a gap: counted resync and a fresh snapshot", async () => {
     const { fake, harness } = setup("L2:DERIBIT@ETH-PERPETUAL");
     await fake.waitForSubscribed("book.ETH-PERPETUAL.100ms");
@@ -644,6 +664,64 @@ describe("faults", () => {
     expect(trade!.id).toBe(sent!.trade_id);
     await harness.waitFor(() => bookEvents(harness, "BTC-PERPETUAL").filter((e) => e.isSnapshot).length === 2);
     expect(harness.logs.some((line) => line.startsWith("warn") && line.includes("malformed JSON"))).toBe(true);
+  });
+
+  test("a hostile price or amount in any channel is a counted, logged parse error and never a row; a book resyncs", async () => {
+    // JSON values that are not a finite number, or not a valid price or amount (Deribit sends numbers).
+    const HOSTILE = ["null", '"5"', "1e309", "-1e309", "-1", "0", '"0x10"', '" 5"', '"Infinity"', "true"];
+    const { fake, harness } = setup("TRADES:DERIBIT@BTC-PERPETUAL,BBO:DERIBIT@BTC-PERPETUAL,FUNDING:DERIBIT@BTC-PERPETUAL,L2:DERIBIT@BTC-PERPETUAL");
+    await fake.waitForSubscribed("book.BTC-PERPETUAL.100ms");
+    await harness.waitForEvents("book_change", 1);
+    const market = fake.market("BTC-PERPETUAL");
+    /** A notification whose `field` (a placeholder in `data`) is the raw JSON `token`. */
+    const raw = (channel: string, data: unknown, token: string) =>
+      JSON.stringify({ jsonrpc: "2.0", method: "subscription", params: { channel, data } }).replace('"__hostile__"', token);
+    const sent = { trades: 0, bbo: 0, funding: 0, l2: 0 };
+    const trade = { trade_seq: 1, trade_id: "BTC-1", timestamp: 1_767_225_600_000, price: 60_000, amount: 10, direction: "buy", instrument_name: "BTC-PERPETUAL" };
+    const quote = { timestamp: 1_767_225_600_000, instrument_name: "BTC-PERPETUAL", best_bid_price: 59_999, best_bid_amount: 10, best_ask_price: 60_001, best_ask_amount: 20 };
+    for (const token of HOSTILE) {
+      for (const field of ["price", "amount"]) fake.sendRaw(raw("trades.BTC-PERPETUAL.100ms", [{ ...trade, [field]: "__hostile__" }], token)), sent.trades++;
+      for (const field of ["best_bid_price", "best_ask_amount"]) fake.sendRaw(raw("quote.BTC-PERPETUAL", { ...quote, [field]: "__hostile__" }, token)), sent.bbo++;
+      if (token !== "null") {
+        // A field Deribit leaves out may be null; one that is there must be a number (a mark price above 0).
+        fake.sendRaw(raw("ticker.BTC-PERPETUAL.100ms", { timestamp: 1_767_225_600_000, mark_price: "__hostile__", index_price: 60_000, funding_8h: 0.0001 }, token));
+        sent.funding++;
+      }
+    }
+    // Each book resync costs two subscription requests, which Deribit rate-limits (burst 10, then ~3/s).
+    const hostileLevels = [
+      ["null", ["new", "__hostile__", 10]],
+      ['"0x10"', ["change", "__hostile__", 10]],
+      ["1e309", ["new", 59_000.5, "__hostile__"]],
+      ["-1", ["change", 59_000.5, "__hostile__"]],
+    ] as const;
+    for (const [token, level] of hostileLevels) {
+      const snapshots = bookEvents(harness, "BTC-PERPETUAL").filter((event) => event.isSnapshot).length;
+      const change = fake.nextChange("BTC-PERPETUAL", { bids: [level as unknown as Level], asks: [] });
+      fake.sendRaw(raw("book.BTC-PERPETUAL.100ms", change, token));
+      sent.l2++;
+      await harness.waitFor(() => bookEvents(harness, "BTC-PERPETUAL").filter((event) => event.isSnapshot).length > snapshots, 5000, "a fresh snapshot");
+    }
+    const [good] = fake.sendTrades("BTC-PERPETUAL", [{ direction: "buy" }]);
+    fake.sendQuote("BTC-PERPETUAL");
+    fake.sendTicker("BTC-PERPETUAL");
+    for (let i = 0; i < 3; i++) fake.bookStep("BTC-PERPETUAL");
+    await harness.waitFor(() => harness.events("trade").length > 0 && harness.events("bbo").length > 0 && harness.events("funding").length > 0, 5000, "the good messages");
+    await waitForBookAt(fake, harness, "BTC-PERPETUAL", "BTC-PERPETUAL");
+    expect(harness.events("trade").map((event) => event.id)).toEqual([good!.trade_id]);
+    expect(harness.events("bbo")).toHaveLength(1);
+    expect(harness.events("funding")).toHaveLength(1);
+    const stats = (stream: string) => harness.subscriptions.find((sub) => sub.stream === stream)!.stats;
+    expect(stats("TRADES").parseErrors).toBe(sent.trades);
+    expect(stats("BBO").parseErrors).toBe(sent.bbo);
+    expect(stats("FUNDING").parseErrors).toBe(sent.funding);
+    expect(stats("L2").parseErrors).toBe(sent.l2);
+    expect(gaps(harness).map((gap) => gap.reason)).toEqual(Array(sent.l2).fill("sequence"));
+    expectSnapshotAfterEveryGap(harness.emitted.map((entry) => entry.event), "BTC-PERPETUAL");
+    expectBookEqualsTruth(fake, harness, "BTC-PERPETUAL", "BTC-PERPETUAL");
+    expect(market.changeId).toBe(bookEvents(harness, "BTC-PERPETUAL").at(-1)!.sequence);
+    // One warning per fault episode and channel, not one per message.
+    expect(harness.logs.filter((line) => line.startsWith("warn") && line.includes("unreadable trade"))).toHaveLength(1);
   });
 
   test("an unknown instrument fails its subscription alone", async () => {

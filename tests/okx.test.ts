@@ -130,14 +130,23 @@ describe("SeqIdChain", () => {
 
   test("after a REST snapshot: older updates are stale, the bridging one applies, then the chain is strict", () => {
     const chain = new SeqIdChain();
-    chain.start(50, true);
+    chain.start(50, true, 2);
     expect(chain.next(44, 48)).toBe("stale");
     expect(chain.next(48, 50)).toBe("stale");
     expect(chain.next(50 - 2, 53)).toBe("apply");
     expect(chain.next(50, 55)).toBe("gap");
     const other = new SeqIdChain();
-    other.start(50, true);
+    other.start(50, true, 2);
     expect(other.next(51, 53)).toBe("gap");
+  });
+
+  test("after a REST snapshot, only the allowed overlap is stale: beyond it, updates below the snapshot are 'backwards'", () => {
+    const chain = new SeqIdChain();
+    chain.start(9_000_000, true, 3); // a snapshot seqId far above the stream's
+    expect(chain.next(10, 11)).toBe("stale");
+    expect(chain.next(11, 12)).toBe("stale");
+    expect(chain.next(12, 13)).toBe("stale");
+    expect(chain.next(13, 14)).toBe("backwards");
   });
 });
 
@@ -427,6 +436,42 @@ describe("OKX_SWAP against the fake exchange", () => {
     expectBookIsTruth(h, "BTCUSDT", market);
     expect(okx.exchange.requests.filter((request) => request.path === "/api/v5/market/books")).toHaveLength(2);
     expect(gaps(h)).toEqual([]);
+  });
+
+  test("a REST snapshot is stamped no later than the first update applied on it (rows ordered by time replay it first)", async () => {
+    const okx = startFake({ wsSnapshot: false, seed: 14 });
+    const h = connect("L2:OKX_SWAP@BTCUSDT");
+    await okx.waitForSubscriber("books", "BTC-USDT-SWAP");
+    const market = okx.market("BTC-USDT-SWAP");
+    // The REST book is OKX's cache, a little older than the stream: it holds the state before the next
+    // update, but its `ts` is the (later) time of the response.
+    okx.serveStaleSnapshotNext("BTC-USDT-SWAP");
+    okx.failRest("/api/v5/market/books", [500]); // the first fetch fails: the response comes well after the update
+    okx.step("BTC-USDT-SWAP", 1, 0);
+    const [snapshot, first] = await h.waitForEvents("book_change", 2);
+    expect(snapshot).toMatchObject({ isSnapshot: true });
+    expect(first).toMatchObject({ isSnapshot: false, sequence: market.seqId });
+    expect(snapshot!.sequence).toBeLessThan(first!.sequence);
+    expect(snapshot!.timestamp).toBeLessThanOrEqual(first!.timestamp);
+    okx.step("BTC-USDT-SWAP", 5, 0);
+    await bookCaughtUp(h, "BTCUSDT", market);
+    expectBookIsTruth(h, "BTCUSDT", market);
+  });
+
+  test("a REST snapshot with a seqId far too high: past the allowed overlap the book restarts (id_reset gap) instead of dropping every update", async () => {
+    const okx = startFake({ wsSnapshot: false, seed: 12 });
+    const market = okx.market("BTC-USDT-SWAP");
+    okx.serveSnapshotWithSeqIdNext("BTC-USDT-SWAP", market.seqId + 1_000_000_000);
+    const h = connect("L2:OKX_SWAP@BTCUSDT");
+    await okx.waitForSubscriber("books", "BTC-USDT-SWAP");
+    await h.waitForEvents("book_change", 1);
+    for (let i = 0; i <= OKX_LIMITS.restOverlapUpdates; i++) okx.step("BTC-USDT-SWAP", 1, 0);
+    await h.waitFor(() => gaps(h).length > 0, 5000, "the reset");
+    okx.step("BTC-USDT-SWAP", 10, 0);
+    await bookCaughtUp(h, "BTCUSDT", market);
+    expectBookIsTruth(h, "BTCUSDT", market);
+    expect(gaps(h).map((gap) => gap.reason)).toEqual(["id_reset"]);
+    expectSnapshotAfterEveryGap(h, "BTCUSDT");
   });
 
   test("REST snapshot failures (429, 418, 500) are marked once and retried until a snapshot arrives", async () => {
@@ -736,6 +781,67 @@ describe("OKX_SWAP against the fake exchange", () => {
     expect(trades!.stats.parseErrors).toBe(3);
     expect(bbo!.stats.parseErrors).toBe(2);
     expect(gaps(h)).toEqual([]);
+  });
+
+  test("a hostile price or size in any channel is a counted, logged parse error and never a row; a book resyncs", async () => {
+    // Texts Number() reads as a number (or 0) that are not OKX decimals, or not a valid price or size.
+    const HOSTILE = ["Infinity", "1e309", "1e2", "0x10", " 5", "5 ", "", "-1", "NaN", "9".repeat(400)];
+    const okx = startFake();
+    const h = connect(
+      "TRADES:OKX_SWAP@BTCUSDT,BBO:OKX_SWAP@BTCUSDT,FUNDING:OKX_SWAP@BTCUSDT,LIQUIDATIONS:OKX_SWAP@BTCUSDT,L2:OKX_SWAP@BTCUSDT",
+    );
+    for (const [channel, key] of [["trades", "BTC-USDT-SWAP"], ["bbo-tbt", "BTC-USDT-SWAP"], ["funding-rate", "BTC-USDT-SWAP"], ["mark-price", "BTC-USDT-SWAP"], ["liquidation-orders", "SWAP"], ["books", "BTC-USDT-SWAP"]]) {
+      await okx.waitForSubscriber(channel!, key!);
+    }
+    const market = okx.market("BTC-USDT-SWAP");
+    await h.waitForEvents("book_change", 1);
+    const bboBefore = h.events("bbo").length;
+    const ts = () => String(Date.now());
+    const sent = { trades: 0, bbo: 0, funding: 0, liquidations: 0, l2: 0 };
+    for (const value of HOSTILE) {
+      okx.sendTrade("BTC-USDT-SWAP", { px: value });
+      okx.sendTrade("BTC-USDT-SWAP", { sz: value });
+      sent.trades += 2;
+      okx.sendBbo("BTC-USDT-SWAP", [value, "1"], ["60000.1", "1"]);
+      okx.sendBbo("BTC-USDT-SWAP", ["59999.9", "1"], ["60000.1", value]);
+      sent.bbo += 2;
+      okx.sendMarkPrice("BTC-USDT-SWAP", value, ts());
+      sent.funding++;
+      if (value !== "-1" && value !== "") {
+        okx.sendFundingRate("BTC-USDT-SWAP", { fundingRate: value, fundingTime: ts(), nextFundingTime: ts(), ts: ts() });
+        sent.funding++;
+      }
+      okx.sendLiquidation("BTC-USDT-SWAP", [{ side: "sell", posSide: "long", bkPx: value, sz: "1", ts: ts() }]);
+      okx.sendLiquidation("BTC-USDT-SWAP", [{ side: "sell", posSide: "long", bkPx: "59000.5", sz: value, ts: ts() }]);
+      sent.liquidations += 2;
+      for (const level of [[value, "1"], ["60000.5", value]] as const) {
+        const snapshots = books(h, "BTCUSDT").filter((event) => event.isSnapshot).length;
+        okx.sendRawLevelUpdate("BTC-USDT-SWAP", { asks: [[level[0], level[1]]] });
+        sent.l2++;
+        await h.waitFor(() => books(h, "BTCUSDT").filter((event) => event.isSnapshot).length > snapshots, 5000, "a fresh snapshot");
+      }
+    }
+    const trade = okx.sendTrade("BTC-USDT-SWAP", {});
+    okx.sendMarkPrice("BTC-USDT-SWAP", "60000.2", ts());
+    okx.sendLiquidation("BTC-USDT-SWAP", [{ side: "sell", posSide: "long", bkPx: "59000.5", sz: "2", ts: ts() }]);
+    okx.step("BTC-USDT-SWAP", 5, 0);
+    await h.waitFor(() => h.events("liquidation").length > 0 && h.events("funding").length > 0 && h.events("trade").length > 0, 5000, "the good messages");
+    await bookCaughtUp(h, "BTCUSDT", market);
+    expect(h.events("trade").map((event) => event.id)).toEqual([trade.tradeId]);
+    expect(h.events("funding")).toHaveLength(1);
+    expect(h.events("liquidation")).toHaveLength(1);
+    for (const bbo of h.events("bbo").slice(bboBefore)) expect(bbo.bidPrice > 0 && bbo.askPrice > 0 && Number.isFinite(bbo.bidAmount + bbo.askAmount)).toBe(true);
+    const stats = (stream: string) => h.subscriptions.find((sub) => sub.stream === stream)!.stats;
+    expect(stats("TRADES").parseErrors).toBe(sent.trades);
+    expect(stats("BBO").parseErrors).toBe(sent.bbo);
+    expect(stats("FUNDING").parseErrors).toBe(sent.funding);
+    expect(stats("LIQUIDATIONS").parseErrors).toBe(sent.liquidations);
+    expect(stats("L2").parseErrors).toBe(sent.l2);
+    expect(gaps(h).map((gap) => gap.reason)).toEqual(Array(sent.l2).fill("sequence"));
+    expectSnapshotAfterEveryGap(h, "BTCUSDT");
+    expectBookIsTruth(h, "BTCUSDT", market);
+    // One warning per fault episode and subscription, not one per message.
+    expect(h.logs.filter((line) => line.startsWith("warn:") && line.includes("malformed trade"))).toHaveLength(1);
   });
 
   test("the instrument list is retried until it loads", async () => {

@@ -8,18 +8,28 @@
  *  4. the first processed event must have `U <= lastUpdateId AND u >= lastUpdateId`,
  *  5. every later event's `pu` must equal the previous event's `u`; otherwise start over from step 2.
  *
- * Beyond the document: an event whose `u` is not above the last applied `u` is a duplicate or a late
- * replay of data already applied; it is dropped rather than re-applied (re-applying absolute quantities
- * from an older event would undo newer ones).
+ * Beyond the document: an event whose `pu` does not continue the chain but whose `u` was applied moments
+ * ago is a repeat (a re-sent frame, a handover overlap); it is dropped rather than re-applied
+ * (re-applying absolute quantities from an older event would undo newer ones). One whose `u` is below
+ * the last applied `u` and was never applied means the ids went back (or the last was too high): the
+ * book restarts, as for a gap. Dropping every `u` not above the last one would let a single too-high
+ * `u` silence the book for good. An event wholly inside the snapshot (`u == lastUpdateId`) is
+ * `covered`: it syncs the chain, and there is nothing to apply.
  */
+import { RecentKeys } from "./dedup.ts";
+
 
 export type DepthVerdict =
   /** Apply this event to the book and emit it. */
   | "apply"
+  /** The first event after the snapshot, ending exactly at it: in sync, nothing to apply. */
+  | "covered"
   /** Already covered by the snapshot or by an applied event: drop it. */
   | "stale"
   /** `pu` does not continue the applied sequence: updates were missed. */
   | "gap"
+  /** Below the last applied `u` and never applied: the ids went back. */
+  | "backwards"
   /** The first event after the snapshot starts after it: the snapshot predates what the stream delivered. */
   | "snapshot_too_old"
   /** No snapshot yet: keep buffering. */
@@ -28,6 +38,8 @@ export type DepthVerdict =
 export class DepthSequencer {
   private snapshotId = -1;
   private lastApplied = -1;
+  /** `u` of recently applied events, to tell a repeat from ids going back. */
+  private readonly applied = new RecentKeys();
 
   /** The `u` of the last applied event, or the snapshot id before the first one (-1 before any snapshot). */
   get position(): number {
@@ -60,12 +72,19 @@ export class DepthSequencer {
     if (this.lastApplied < 0) {
       if (finalId < this.snapshotId) return "stale";
       if (firstId > this.snapshotId) return "snapshot_too_old";
-      this.lastApplied = finalId;
+      this.advance(finalId);
+      return finalId === this.snapshotId ? "covered" : "apply";
+    }
+    if (previousFinalId === this.lastApplied && finalId > this.lastApplied) {
+      this.advance(finalId);
       return "apply";
     }
-    if (finalId <= this.lastApplied) return "stale";
-    if (previousFinalId !== this.lastApplied) return "gap";
+    if (this.applied.has(finalId)) return "stale";
+    return finalId < this.lastApplied ? "backwards" : "gap";
+  }
+
+  private advance(finalId: number): void {
     this.lastApplied = finalId;
-    return "apply";
+    this.applied.take(finalId);
   }
 }

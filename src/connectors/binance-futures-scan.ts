@@ -7,7 +7,7 @@
  *
  * JSON.parse builds an object, two arrays per level and two strings per level, only for the connector to
  * turn them into numbers; this reads the text once and writes the flat [price, qty, ...] arrays directly
- * (prices and quantities still go through Number()). It accepts exactly the layout Binance sends, in its
+ * (prices and quantities through json-scan.ts's strict venue-decimal reader). It accepts exactly the layout Binance sends, in its
  * documented field order; anything else (a field added or moved, whitespace, another event, a malformed
  * value) returns undefined and the connector takes its JSON.parse path, which handles and reports it.
  */
@@ -61,19 +61,14 @@ function levels(text: string, at: number, out: number[]): number {
   if (text.charCodeAt(i) === CLOSE) return i + 1;
   for (;;) {
     if (text.charCodeAt(i) !== OPEN || text.charCodeAt(i + 1) !== QUOTE) return -1;
-    const priceStart = i + 2;
-    const price = quoted(text, priceStart);
+    const price = quoted(text, i + 2);
     const priceEnd = cursor.end;
     if (priceEnd < 0 || text.charCodeAt(priceEnd + 1) !== COMMA || text.charCodeAt(priceEnd + 2) !== QUOTE) return -1;
-    const amountStart = priceEnd + 3;
-    const amount = quoted(text, amountStart);
+    const amount = quoted(text, priceEnd + 3);
     const amountEnd = cursor.end;
     if (amountEnd < 0 || text.charCodeAt(amountEnd + 1) !== CLOSE) return -1;
-    // Number("") is 0 and Number(" 1") is 1: both sides must be non-empty and start with a digit.
-    const priceFirst = text.charCodeAt(priceStart) - ZERO;
-    const amountFirst = text.charCodeAt(amountStart) - ZERO;
-    if (priceFirst < 0 || priceFirst > 9 || amountFirst < 0 || amountFirst > 9) return -1;
-    if (!(price > 0) || !(amount >= 0) || price === Number.POSITIVE_INFINITY || amount === Number.POSITIVE_INFINITY) return -1;
+    // quoted() read both as venue decimals (NaN otherwise); amount 0 removes the level.
+    if (!(price > 0) || !(amount >= 0)) return -1;
     out.push(price, amount);
     i = amountEnd + 2;
     const next = text.charCodeAt(i);
@@ -161,19 +156,14 @@ export function scanAggTradeFrame(text: string): ScannedAggTrade | undefined {
   if (at < 0) return undefined;
   const tradeId = scanned;
   if (!text.startsWith(',"p":"', at)) return undefined;
-  const priceStart = at + 6;
-  const price = quoted(text, priceStart);
+  const price = quoted(text, at + 6);
   at = cursor.end;
   if (at < 0 || !text.startsWith('","q":"', at)) return undefined;
-  const quantityStart = at + 7;
-  const quantity = quoted(text, quantityStart);
+  const quantity = quoted(text, at + 7);
   at = cursor.end;
   if (at < 0 || text.charCodeAt(at + 1) !== COMMA) return undefined;
-  // Number("") is 0 and Number(" 1") is 1: both values must be non-empty and start with a digit.
-  const priceFirst = text.charCodeAt(priceStart) - ZERO;
-  const quantityFirst = text.charCodeAt(quantityStart) - ZERO;
-  if (priceFirst < 0 || priceFirst > 9 || quantityFirst < 0 || quantityFirst > 9) return undefined;
-  if (!(price > 0) || !(quantity >= 0) || price === Number.POSITIVE_INFINITY || quantity === Number.POSITIVE_INFINITY) return undefined;
+  // As normalizeTrade: a positive price and a positive quantity, both venue decimals.
+  if (!(price > 0) || !(quantity > 0)) return undefined;
   at = field(text, at + 1, ',"f":');
   if (at < 0) return undefined;
   at = field(text, at, ',"l":');

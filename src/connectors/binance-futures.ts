@@ -19,12 +19,15 @@ import type {
   Trade,
 } from "../core/events.ts";
 import { gapEvent } from "../core/events.ts";
+import { FaultLog } from "../core/fault-log.ts";
 import { OrderBook } from "../core/order-book.ts";
 import type { Subscription } from "../core/subscriptions.ts";
 import { DepthSequencer } from "./binance-futures-book.ts";
 import { scanAggTradeFrame, scanDepthFrame } from "./binance-futures-scan.ts";
 import { RestWeightGate, type RestResult } from "./binance-futures-rest.ts";
+import { RecentKeys } from "./dedup.ts";
 import { endpoint } from "./endpoints.ts";
+import { bboSide, decimal } from "./json-scan.ts";
 import type { Connector, ConnectorContext, ExchangeSpec } from "./types.ts";
 import { backoffDelay, backoffFromEnv, ReconnectingSocket, type BackoffOptions, type CloseInfo, type OpenInfo } from "./websocket.ts";
 
@@ -106,7 +109,6 @@ const EXCHANGE_INFO_PATH = "/fapi/v1/exchangeInfo";
 const INVALID_SYMBOL = -1121;
 const KEEPALIVE_ID = 0;
 const KEEPALIVE_MESSAGE = JSON.stringify({ method: "LIST_SUBSCRIPTIONS", id: KEEPALIVE_ID });
-const LOG_INTERVAL_MS = 10_000;
 
 /** Extra environment knobs (tests, the fault suite, unusual deployments). */
 export const ENV = {
@@ -144,18 +146,18 @@ let parsedKey = 0;
 
 type Payload = Record<string, unknown>;
 
-function finite(value: unknown): number {
-  return typeof value === "string" && value !== "" ? Number(value) : typeof value === "number" ? value : Number.NaN;
-}
+// Prices and quantities are Binance decimal strings, read by json-scan.ts's strict reader (NaN for any
+// other form: "Infinity", "0x10", " 5", "", "1e309"...). A price must be above 0, a traded quantity too;
+// a book level's quantity may be 0 (level removed).
 
 /** aggTrade: `m` true = the buyer was the maker, so the taker sold. */
 function normalizeTrade(feed: Feed, data: Payload, receivedAt: number): Trade | undefined {
   const id = data.a;
   const time = data.T;
-  const price = finite(data.p);
-  const amount = finite(data.q);
+  const price = decimal(data.p);
+  const amount = decimal(data.q);
   const buyerIsMaker = data.m;
-  if (typeof id !== "number" || typeof time !== "number" || !(price > 0) || !(amount >= 0)) return undefined;
+  if (typeof id !== "number" || typeof time !== "number" || !(price > 0) || !(amount > 0)) return undefined;
   if (typeof buyerIsMaker !== "boolean") return undefined;
   parsedKey = id;
   return tradeEvent(feed, id, time, price, amount, buyerIsMaker, receivedAt);
@@ -181,12 +183,12 @@ function tradeEvent(feed: Feed, id: number, timeMs: number, price: number, amoun
 function normalizeBookTicker(feed: Feed, data: Payload, receivedAt: number): BookTicker | undefined {
   const updateId = data.u;
   const time = typeof data.T === "number" ? data.T : data.E;
-  const bidPrice = finite(data.b);
-  const bidAmount = finite(data.B);
-  const askPrice = finite(data.a);
-  const askAmount = finite(data.A);
+  const bidPrice = decimal(data.b);
+  const bidAmount = decimal(data.B);
+  const askPrice = decimal(data.a);
+  const askAmount = decimal(data.A);
   if (typeof updateId !== "number" || typeof time !== "number") return undefined;
-  if (!(bidPrice >= 0 && bidAmount >= 0 && askPrice >= 0 && askAmount >= 0)) return undefined;
+  if (!bboSide(bidPrice, bidAmount) || !bboSide(askPrice, askAmount)) return undefined;
   parsedKey = updateId;
   return {
     type: "bbo",
@@ -204,11 +206,11 @@ function normalizeBookTicker(feed: Feed, data: Payload, receivedAt: number): Boo
 /** markPriceUpdate: delivery contracts send `r: ""` and `T: 0` (no funding); those become undefined. */
 function normalizeMarkPrice(feed: Feed, data: Payload, receivedAt: number): Funding | undefined {
   const time = data.E;
-  const markPrice = finite(data.p);
-  const indexPrice = finite(data.i);
-  const fundingRate = data.r === "" ? undefined : finite(data.r);
+  const markPrice = decimal(data.p);
+  const indexPrice = decimal(data.i);
+  const fundingRate = data.r === "" ? undefined : decimal(data.r, true);
   const nextFunding = data.T === 0 ? undefined : data.T;
-  if (typeof time !== "number" || !(markPrice > 0) || !(indexPrice >= 0)) return undefined;
+  if (typeof time !== "number" || !(markPrice > 0) || !(indexPrice > 0)) return undefined;
   if (fundingRate !== undefined && Number.isNaN(fundingRate)) return undefined;
   if (nextFunding !== undefined && typeof nextFunding !== "number") return undefined;
   parsedKey = time;
@@ -234,13 +236,14 @@ function normalizeForceOrder(feed: Feed, data: Payload, receivedAt: number): Liq
   const order = data.o as Payload | undefined;
   if (order === null || typeof order !== "object") return undefined;
   const tradeTime = order.T;
-  const averagePrice = finite(order.ap);
-  const orderPrice = finite(order.p);
-  const filled = finite(order.z);
-  const quantity = finite(order.q);
+  const averagePrice = decimal(order.ap);
+  const orderPrice = decimal(order.p);
+  const filled = decimal(order.z);
+  const quantity = decimal(order.q);
+  if (Number.isNaN(averagePrice) || Number.isNaN(orderPrice) || Number.isNaN(filled) || Number.isNaN(quantity)) return undefined;
   const price = averagePrice > 0 ? averagePrice : orderPrice;
   const amount = filled > 0 ? filled : quantity;
-  if (typeof tradeTime !== "number" || !(price > 0) || !(amount >= 0)) return undefined;
+  if (typeof tradeTime !== "number" || !(price > 0) || !(amount > 0)) return undefined;
   const side: TakerSide = order.S === "SELL" ? "sell" : order.S === "BUY" ? "buy" : "unknown";
   parsedKey = tradeTime;
   return {
@@ -283,8 +286,8 @@ function flatLevels(raw: unknown): number[] | undefined {
   for (let i = 0; i < raw.length; i++) {
     const level = raw[i];
     if (!Array.isArray(level)) return undefined;
-    const price = finite(level[0]);
-    const amount = finite(level[1]);
+    const price = decimal(level[0]);
+    const amount = decimal(level[1]);
     if (!(price > 0) || !(amount >= 0)) return undefined;
     out.push(price, amount);
   }
@@ -357,8 +360,11 @@ interface Feed {
   /** The connection whose events are used (during a rollover, its successor's events wait in `handover`). */
   connection: StreamConnection | undefined;
   failed: boolean;
-  /** Key (trade id, update id, event time) of the last event taken from the primary connection. */
-  lastKey: number;
+  /**
+   * Keys (trade id, update id, event time) recently taken from the primary connection: repeats of them are
+   * dropped, a key below the last that was not taken is a reset (dedup.ts).
+   */
+  readonly keys: RecentKeys;
   /** Events from the successor connection awaiting the switch (keys and payloads). */
   handoverKeys: number[];
   handoverItems: Array<MarketEvent | DepthUpdate>;
@@ -547,7 +553,8 @@ export class BinanceFuturesConnector implements Connector {
   private readonly backoff: BackoffOptions;
   private readonly streamsPerConnection: number;
   private readonly staleOverrideMs: number | undefined;
-  private readonly lastLog = new Map<string, { at: number; suppressed: number }>();
+  /** Repeating faults (parse errors, resyncs, snapshot failures, id resets), one log line per episode. */
+  private readonly faults: FaultLog;
   private connectionCount = 0;
   private started = false;
   private stopped = false;
@@ -557,6 +564,7 @@ export class BinanceFuturesConnector implements Connector {
     subscriptions: readonly Subscription[],
   ) {
     this.log = context.log;
+    this.faults = new FaultLog(context.log);
     const env = context.config.env;
     this.wsRoot = endpoint(env, EXCHANGE, "WS", DEFAULT_ENDPOINTS.ws);
     this.backoff = backoffFromEnv(env);
@@ -586,7 +594,7 @@ export class BinanceFuturesConnector implements Connector {
         channel,
         connection: undefined,
         failed: false,
-        lastKey: Number.NEGATIVE_INFINITY,
+        keys: new RecentKeys(),
         handoverKeys: [],
         handoverItems: [],
         book:
@@ -620,6 +628,7 @@ export class BinanceFuturesConnector implements Connector {
     this.timers.clear();
     this.rest.close();
     await Promise.all([...this.connections].map((connection) => connection.stop()));
+    this.faults.flush();
   }
 
   resync(subscription: Subscription, reason: GapReason, detail: string): void {
@@ -841,16 +850,22 @@ export class BinanceFuturesConnector implements Connector {
   /** The old connection delivered what the successor already buffered: the successor has everything after. */
   private switchIfOverlapping(feed: Feed): void {
     const successor = feed.connection?.successor;
-    if (successor && feed.handoverKeys.length > 0 && feed.handoverKeys[0]! <= feed.lastKey) this.switchFeed(feed, successor);
+    if (successor && feed.handoverKeys.length > 0 && feed.handoverKeys[0]! <= feed.keys.last) this.switchFeed(feed, successor);
   }
 
-  /** Emits unless the event is not newer than the last one (duplicate or replay). */
+  /**
+   * Emits unless the event repeats one taken moments ago (handover overlap, a re-sent frame). A key below
+   * the last one that was never taken is a reset (dedup.ts): the event is kept after an `id_reset` gap.
+   */
   private emitKeyed(feed: Feed, key: number, event: MarketEvent): void {
-    if (key <= feed.lastKey) {
-      this.logLimited(`dup:${feed.streamName}`, "debug", `${feed.subscription.key}: dropped a duplicate event (key ${key})`);
-      return;
+    const last = feed.keys.last;
+    const verdict = feed.keys.take(key);
+    if (verdict === "duplicate") return;
+    if (verdict === "reset") {
+      const detail = `${feed.channel.event} key ${key} is below the last key ${last} and was not seen before: the venue's ids went back, or the last one was too high`;
+      this.faults.report(`reset:${feed.streamName}`, `${feed.subscription.key}: ${detail}; kept, marked by a gap row`);
+      this.gap(feed, "id_reset", detail);
     }
-    feed.lastKey = key;
     this.emit(feed.subscription, event);
   }
 
@@ -876,7 +891,7 @@ export class BinanceFuturesConnector implements Connector {
       bids: scanned.bids,
       asks: scanned.asks,
     };
-    if (update.finalId > feed.lastKey) feed.lastKey = update.finalId;
+    feed.keys.take(update.finalId);
     this.consumeDepth(feed, update);
     this.switchIfOverlapping(feed);
     return true;
@@ -904,7 +919,7 @@ export class BinanceFuturesConnector implements Connector {
       if (feed.book!.phase === "live") this.restartBook(feed, "sequence", "unreadable depth update");
       return;
     }
-    if (update.finalId > feed.lastKey) feed.lastKey = update.finalId;
+    feed.keys.take(update.finalId);
     this.consumeDepth(feed, update);
     this.switchIfOverlapping(feed);
   }
@@ -937,14 +952,32 @@ export class BinanceFuturesConnector implements Connector {
         book.buffer.push(update);
         return;
       }
+      case "backwards": {
+        const detail = `depth update u=${update.finalId} is below the last applied u=${book.sequencer.position} and was not applied before`;
+        this.restartBook(feed, "id_reset", detail);
+        book.buffer.push(update);
+        return;
+      }
+      case "covered":
+        // Its every update is in the snapshot (u == lastUpdateId): the snapshot alone is that state.
+        if (book.phase === "syncing") this.goLive(feed, update);
+        return;
       case "apply":
-        if (book.phase === "syncing") this.goLive(feed);
+        if (book.phase === "syncing") this.goLive(feed, update);
         if (book.phase === "live") this.applyDelta(feed, update);
     }
   }
 
-  /** Emits the held snapshot (the first straddling delta has arrived). */
-  private goLive(feed: Feed): void {
+  /**
+   * Emits the held snapshot; `first` is the delta that straddles it. The snapshot's rows carry the time
+   * of the state they hold: the REST body's `T` (or `E`) is the time of the response, which can be
+   * later than `first`'s own transaction time (Order Book: "E: Message output time, T: Transaction
+   * time", https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api/Order-Book),
+   * while the state at lastUpdateId is no later than `first`, which ends at or after it. So that
+   * ordering rows by (timestamp, sequence) replays the snapshot before `first`, the snapshot gets the
+   * earlier of the two.
+   */
+  private goLive(feed: Feed, first: DepthUpdate): void {
     const book = feed.book!;
     const snapshot = book.held!;
     book.held = undefined;
@@ -958,7 +991,7 @@ export class BinanceFuturesConnector implements Connector {
       type: "book_change",
       exchange: EXCHANGE,
       symbol: feed.subscription.symbol,
-      timestamp: snapshot.timestamp,
+      timestamp: Math.min(snapshot.timestamp, first.timestamp),
       localTimestamp: snapshot.receivedAt,
       isSnapshot: true,
       sequence: snapshot.lastUpdateId,
@@ -1005,7 +1038,7 @@ export class BinanceFuturesConnector implements Connector {
   /** Integrity break or external request: counted, marked, and rebuilt from a fresh snapshot. */
   private restartBook(feed: Feed, reason: GapReason, detail: string): void {
     feed.subscription.stats.resyncs++;
-    this.logLimited(`resync:${feed.streamName}`, "warn", `${feed.subscription.key}: resync (${reason}: ${detail})`);
+    this.faults.report(`resync:${feed.streamName}`, `${feed.subscription.key}: resync (${reason}: ${detail})`);
     this.gap(feed, reason, detail);
     if (feed.book!.phase === "idle") return; // the connection is down; it resyncs when it is back
     // A snapshot already in flight is kept: the sequencer rejects it if it is older than the new deltas.
@@ -1050,7 +1083,7 @@ export class BinanceFuturesConnector implements Connector {
       book.failures++;
       if (book.failures === 1) this.gap(feed, "snapshot_failed", `depth snapshot failed: ${why}; retrying`);
       const delay = Math.max(result.retryAfterMs ?? 0, backoffDelay(this.backoff, book.failures - 1));
-      this.logLimited(`snapshot:${feed.streamName}`, "warn", `${feed.subscription.key}: depth snapshot failed (${why}); retry in ${Math.ceil(delay / 1000)} s`);
+      this.faults.report(`snapshot:${feed.streamName}`, `${feed.subscription.key}: depth snapshot failed (${why}); retry in ${Math.ceil(delay / 1000)} s`);
       this.later(delay, () => {
         if (generation !== book.generation || feed.failed) return;
         book.requesting = false;
@@ -1084,17 +1117,17 @@ export class BinanceFuturesConnector implements Connector {
       this.parseError(feed, `malformed ${feed.channel.event} event`);
       return;
     }
-    if (key <= feed.lastKey || feed.handoverKeys.length >= LIMITS.handoverBufferEvents) {
+    if (key <= feed.keys.last || feed.handoverKeys.length >= LIMITS.handoverBufferEvents) {
       // The successor delivered something the old connection already did: from here on it has everything.
       this.switchFeed(feed, successor);
-      if (key > feed.lastKey) this.takeFromPrimary(feed, item, key);
+      if (!feed.keys.has(key)) this.takeFromPrimary(feed, item, key);
       return;
     }
     feed.handoverKeys.push(key);
     feed.handoverItems.push(item);
   }
 
-  /** Makes `successor` the feed's connection and replays what it buffered beyond the last key. */
+  /** Makes `successor` the feed's connection and replays what it buffered that the old one did not deliver. */
   private switchFeed(feed: Feed, successor: StreamConnection): void {
     const previous = feed.connection;
     if (previous === successor) return;
@@ -1105,7 +1138,7 @@ export class BinanceFuturesConnector implements Connector {
     feed.handoverKeys = [];
     feed.handoverItems = [];
     for (let i = 0; i < items.length; i++) {
-      if (keys[i]! > feed.lastKey) this.takeFromPrimary(feed, items[i]!, keys[i]!);
+      if (!feed.keys.has(keys[i]!)) this.takeFromPrimary(feed, items[i]!, keys[i]!);
     }
     if (previous && previous.successor === successor && previous.streams.size === 0) this.retire(previous);
   }
@@ -1114,7 +1147,7 @@ export class BinanceFuturesConnector implements Connector {
     feed.subscription.stats.messages++;
     feed.subscription.stats.lastMessageAt = (item as { receivedAt?: number }).receivedAt ?? (item as MarketEvent).localTimestamp;
     if (feed.book) {
-      if (key > feed.lastKey) feed.lastKey = key;
+      feed.keys.take(key);
       this.consumeDepth(feed, item as DepthUpdate);
     } else {
       this.emitKeyed(feed, key, item as MarketEvent);
@@ -1180,26 +1213,13 @@ export class BinanceFuturesConnector implements Connector {
 
   private parseError(feed: Feed, what: string): void {
     feed.subscription.stats.parseErrors++;
-    this.logLimited(`parse:${feed.streamName}`, "warn", `${feed.subscription.key}: ${what}; skipped`);
+    this.faults.report(`parse:${feed.streamName}`, `${feed.subscription.key}: ${what}; skipped (counted as a parse error)`);
   }
 
   /** A frame that belongs to no subscription counts against every subscription of its connection. */
   private badFrame(connection: StreamConnection, what: string, text: string): void {
     for (const feed of this.feedsOn(connection)) feed.subscription.stats.parseErrors++;
-    this.logLimited(`frame:${connection.name}`, "warn", `${connection.name}: ${what}: ${text.slice(0, 120)}; skipped`);
-  }
-
-  /** Logs at most once per LOG_INTERVAL_MS per key, with how many were suppressed in between. */
-  private logLimited(key: string, level: "warn" | "debug", text: string): void {
-    const now = performance.now();
-    const entry = this.lastLog.get(key);
-    if (entry && now - entry.at < LOG_INTERVAL_MS) {
-      entry.suppressed++;
-      return;
-    }
-    const suffix = entry && entry.suppressed > 0 ? ` (${entry.suppressed} similar suppressed)` : "";
-    this.lastLog.set(key, { at: now, suppressed: 0 });
-    this.log[level](`${text}${suffix}`);
+    this.faults.report(`frame:${connection.name}`, `${connection.name}: ${what}: ${text.slice(0, 120)}; skipped (counted as a parse error)`);
   }
 
   private later(ms: number, action: () => void): void {

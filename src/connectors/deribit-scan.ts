@@ -120,14 +120,13 @@ function levels(text: string, at: number, out: number[]): number {
       isDelete = true;
     } else return -1;
     const price = jsonNumber(text, i);
-    if (!Number.isFinite(price) || text.charCodeAt(numberEnd) !== COMMA) return -1;
+    if (!(price > 0 && price !== Number.POSITIVE_INFINITY) || text.charCodeAt(numberEnd) !== COMMA) return -1;
     const amount = jsonNumber(text, numberEnd + 1);
     // The JSON path reads any amount of a delete as 0 (but a non-number there is a different frame).
     if (Number.isNaN(amount) || text.charCodeAt(numberEnd) !== CLOSE) return -1;
-    if (!isDelete && !(amount >= 0 && amount !== Number.POSITIVE_INFINITY)) {
-      // Infinity passes the connector's `amount >= 0`: leave it (and anything negative) to the JSON path.
-      return -1;
-    }
+    // As flattenLevels: a finite price above 0 and a finite amount of 0 or more (a non-finite one, 1e309,
+    // and anything negative are left to the JSON path, which reports them).
+    if (!isDelete && !(amount >= 0 && amount !== Number.POSITIVE_INFINITY)) return -1;
     out.push(price, isDelete ? 0 : amount);
     i = numberEnd + 1;
     const next = text.charCodeAt(i);

@@ -21,11 +21,13 @@
 import { msToMicros } from "../core/clock.ts";
 import type { DeribitCredentials } from "../core/config.ts";
 import { BASE_SIZING, gapEvent, type GapReason, type Sizing, type Stream, type TakerSide } from "../core/events.ts";
+import { FaultLog } from "../core/fault-log.ts";
 import { OrderBook } from "../core/order-book.ts";
 import type { Subscription } from "../core/subscriptions.ts";
 import { ChangeIdSequence, flattenLevels } from "./deribit-book.ts";
 import { scanDeribitBookChange } from "./deribit-scan.ts";
 import { endpoint } from "./endpoints.ts";
+import { bboSide, jsonFinite } from "./json-scan.ts";
 import type { Connector, ConnectorContext, ExchangeSpec, InstrumentResult } from "./types.ts";
 import { backoffFromEnv, ReconnectingSocket, type CloseInfo, type OpenInfo } from "./websocket.ts";
 
@@ -178,8 +180,6 @@ interface Tokens {
   readonly refresh: string;
 }
 
-const PARSE_LOG_INTERVAL_MS = 10_000;
-
 /** Token bucket for subscribe/unsubscribe requests. */
 class RequestPacer {
   private tokens: number;
@@ -223,14 +223,15 @@ class DeribitConnector implements Connector {
   private hasBeenOpen = false;
   private stopped = false;
   private authRejected = false;
-  private parseErrorsSinceLog = 0;
-  private lastParseLogAt = Number.NEGATIVE_INFINITY;
+  /** Repeating faults (unreadable messages), one log line per episode. */
+  private readonly faults: FaultLog;
 
   constructor(
     private readonly context: ConnectorContext,
     subscriptions: readonly Subscription[],
   ) {
     const { config } = context;
+    this.faults = new FaultLog(context.log);
     this.credentials = config.deribit.credentials;
     this.interval = this.credentials ? INTERVALS.authenticated : INTERVALS.public;
     for (const subscription of subscriptions) {
@@ -288,6 +289,7 @@ class DeribitConnector implements Connector {
     this.stopped = true;
     this.resetSession();
     await this.socket.stop();
+    this.faults.flush();
   }
 
   resync(subscription: Subscription, reason: GapReason, detail: string): void {
@@ -652,11 +654,11 @@ class DeribitConnector implements Connector {
     if (!Array.isArray(data)) return this.parseError(channel, "trades notification without a trade list", text);
     const { amountUnit, contractValue } = channel.sizing;
     for (const trade of data as Array<Record<string, unknown>>) {
-      const price = Number(trade?.price);
-      const amount = Number(trade?.amount);
-      const time = Number(trade?.timestamp);
+      const price = jsonFinite(trade?.price);
+      const amount = jsonFinite(trade?.amount);
+      const time = jsonFinite(trade?.timestamp);
       const id = trade?.trade_id;
-      if (!Number.isFinite(price) || !Number.isFinite(amount) || !Number.isFinite(time) || (typeof id !== "string" && typeof id !== "number")) {
+      if (!(price > 0) || !(amount > 0) || Number.isNaN(time) || (typeof id !== "string" && typeof id !== "number")) {
         this.parseError(channel, "unreadable trade", text);
         continue;
       }
@@ -705,8 +707,8 @@ class DeribitConnector implements Connector {
     const book = data as { change_id?: unknown; prev_change_id?: unknown; timestamp?: unknown; bids?: unknown; asks?: unknown } | null;
     const changeId = book?.change_id;
     const prevChangeId = book?.prev_change_id;
-    const time = Number(book?.timestamp);
-    if (typeof changeId !== "number" || (prevChangeId !== undefined && typeof prevChangeId !== "number") || !Number.isFinite(time)) {
+    const time = jsonFinite(book?.timestamp);
+    if (typeof changeId !== "number" || (prevChangeId !== undefined && typeof prevChangeId !== "number") || Number.isNaN(time)) {
       this.parseError(channel, "unreadable book notification", text);
       if (channel.sequence.lastChangeId !== undefined) this.resyncBook(channel, "sequence", "unreadable book notification");
       return;
@@ -740,6 +742,13 @@ class DeribitConnector implements Connector {
         channel,
         "sequence",
         `prev_change_id ${prevChangeId} != last change_id ${channel.sequence.lastChangeId}`,
+      );
+    }
+    if (verdict === "backwards") {
+      return this.resyncBook(
+        channel,
+        "id_reset",
+        `change_id ${changeId} is below the last change_id ${channel.sequence.lastChangeId} and was not seen before`,
       );
     }
     const bids: number[] = flatBids ?? [];
@@ -778,13 +787,13 @@ class DeribitConnector implements Connector {
 
   private onQuote(channel: Channel, data: unknown, receivedAt: number, text: string): void {
     const quote = data as Record<string, unknown> | null;
-    const time = Number(quote?.timestamp);
+    const time = jsonFinite(quote?.timestamp);
     // A side without orders is sent as null: stored as price 0, amount 0.
-    const bidPrice = Number(quote?.best_bid_price ?? 0);
-    const bidAmount = Number(quote?.best_bid_amount ?? 0);
-    const askPrice = Number(quote?.best_ask_price ?? 0);
-    const askAmount = Number(quote?.best_ask_amount ?? 0);
-    if (![time, bidPrice, bidAmount, askPrice, askAmount].every(Number.isFinite)) {
+    const bidPrice = quoteSide(quote?.best_bid_price);
+    const bidAmount = quoteSide(quote?.best_bid_amount);
+    const askPrice = quoteSide(quote?.best_ask_price);
+    const askAmount = quoteSide(quote?.best_ask_amount);
+    if (Number.isNaN(time) || !bboSide(bidPrice, bidAmount) || !bboSide(askPrice, askAmount)) {
       return this.parseError(channel, "unreadable quote", text);
     }
     const timestamp = msToMicros(time);
@@ -805,14 +814,21 @@ class DeribitConnector implements Connector {
 
   private onTicker(channel: Channel, data: unknown, receivedAt: number, text: string): void {
     const ticker = data as Record<string, unknown> | null;
-    const time = Number(ticker?.timestamp);
-    if (!Number.isFinite(time)) return this.parseError(channel, "unreadable ticker", text);
+    const time = jsonFinite(ticker?.timestamp);
+    if (Number.isNaN(time)) return this.parseError(channel, "unreadable ticker", text);
     const markPrice = optionalNumber(ticker!.mark_price);
     const indexPrice = optionalNumber(ticker!.index_price);
     // The 8-hour rate is on the scale other venues report; funding accrues continuously, so there is
     // no next funding time (https://support.deribit.com/hc/en-us/articles/25944756807069-Inverse-perpetual).
     const fundingRate = optionalNumber(ticker!.funding_8h);
     const currentFundingRate = optionalNumber(ticker!.current_funding);
+    // A field that is there must be a number (a price above 0): a bad one is no null to store.
+    if (
+      Number.isNaN(markPrice) || Number.isNaN(indexPrice) || Number.isNaN(fundingRate) || Number.isNaN(currentFundingRate) ||
+      (markPrice !== undefined && !(markPrice > 0)) || (indexPrice !== undefined && !(indexPrice > 0))
+    ) {
+      return this.parseError(channel, "unreadable ticker", text);
+    }
     const timestamp = msToMicros(time);
     for (const subscription of channel.subscriptions) {
       this.context.emit(subscription, {
@@ -848,23 +864,14 @@ class DeribitConnector implements Connector {
 
   /**
    * Counts an unreadable message on the subscriptions it belongs to (all of them when that cannot be
-   * told) and logs it, at warn at most once per interval.
+   * told) and logs it, one line per episode (FaultLog).
    */
   private parseError(channel: Channel | undefined, what: string, text: string): void {
     const targets = channel ? [channel] : this.liveChannels();
     for (const target of targets) for (const subscription of target.subscriptions) subscription.stats.parseErrors++;
-    this.parseErrorsSinceLog++;
     const sample = this.redact(text.length > 200 ? `${text.slice(0, 200)}...` : text);
-    const now = performance.now();
-    if (now - this.lastParseLogAt >= PARSE_LOG_INTERVAL_MS) {
-      this.context.log.warn(
-        `${EXCHANGE}: ${what}${channel ? ` on ${channel.name}` : ""}, skipped (${this.parseErrorsSinceLog} unreadable message(s) since the last report): ${sample}`,
-      );
-      this.parseErrorsSinceLog = 0;
-      this.lastParseLogAt = now;
-    } else {
-      this.context.log.debug(`${EXCHANGE}: ${what}${channel ? ` on ${channel.name}` : ""}, skipped: ${sample}`);
-    }
+    const where = channel ? ` on ${channel.name}` : "";
+    this.faults.report(`parse${where}`, `${EXCHANGE}: ${what}${where}, skipped (unreadable messages are counted as parse errors): ${sample}`);
   }
 }
 
@@ -881,10 +888,18 @@ function liquidatedSides(liquidation: string, takerSide: TakerSide): TakerSide[]
   return sides;
 }
 
+/**
+ * A field Deribit may leave out or send as null: undefined then; NaN when it is there but is not a finite
+ * number (the caller refuses the message).
+ */
 function optionalNumber(value: unknown): number | undefined {
   if (value === undefined || value === null) return undefined;
-  const number = Number(value);
-  return Number.isFinite(number) ? number : undefined;
+  return jsonFinite(value);
+}
+
+/** One side of a quote: null (no orders) is 0, anything else must be a finite number. */
+function quoteSide(value: unknown): number {
+  return value === undefined || value === null ? 0 : jsonFinite(value);
 }
 
 export const deribit: ExchangeSpec = {

@@ -1,8 +1,13 @@
 /**
- * Shared pieces of the JSON-free frame readers (binance-futures-scan.ts, okx-scan.ts, deribit-scan.ts).
- * Each reader accepts only the exact documented shape of its hottest frame and declines anything else,
- * which then goes through JSON.parse; these helpers must therefore give exactly what Number() and
- * JSON.parse give, or a value the caller declines (NaN, -1).
+ * Shared pieces of the JSON-free frame readers (binance-futures-scan.ts, okx-scan.ts, deribit-scan.ts)
+ * and the one strict reader of venue numbers every connector uses (`quoted`, `decimal`, `jsonFinite`).
+ *
+ * Venue numbers: Binance and OKX send decimal strings (`"65001.5"`, `"-0.0001"`), Deribit JSON numbers.
+ * Only that form is a number: no exponent, hex, spaces, sign where none belongs, `Infinity`, empty
+ * string or null, and nothing too large to be finite. Number() is far more lenient (`Number(" 5")` is 5,
+ * `Number("0x10")` 16, `Number("")` 0, `Number("1e309")` Infinity), so it never sees venue text directly.
+ * A scanner accepts only the exact documented shape of its hottest frame and declines anything else,
+ * which then goes through JSON.parse and these same readers, so both paths accept the same values.
  */
 
 export const QUOTE = 34; // "
@@ -24,9 +29,9 @@ export const POW10: readonly number[] = [
 export const cursor = { end: -1 };
 
 /**
- * Number() of the string content starting at `at` up to its closing quote, whose position goes to
- * `cursor.end`. Plain digits with an optional fraction (at most 15 digits, so exact) are computed as
- * digits / 10^decimals in the same pass that finds the quote; anything else by Number().
+ * The unsigned venue decimal `digits[.digits]` starting at `at` and ending at its closing quote, whose
+ * position goes to `cursor.end`; NaN (and `cursor.end` -1) for any other content. Computed in the same
+ * pass that finds the quote.
  */
 export function quoted(text: string, at: number): number {
   let mantissa = 0;
@@ -41,15 +46,65 @@ export function quoted(text: string, at: number): number {
     code = text.charCodeAt(++i);
   }
   if (code !== QUOTE) {
-    const end = text.indexOf('"', i);
-    cursor.end = end;
-    return end < 0 ? Number.NaN : Number(text.substring(at, end));
+    cursor.end = -1;
+    return Number.NaN;
   }
   cursor.end = i;
-  const length = i - at;
-  if (point < 0) return length > 0 && length <= 15 ? mantissa : Number(text.substring(at, i));
-  if (point === at || point === i - 1 || length > 16) return Number(text.substring(at, i));
-  return mantissa / POW10[i - point - 1]!;
+  return decimalValue(text, at, i, point, mantissa);
+}
+
+/**
+ * A venue decimal given as a JSON string: `digits[.digits]`, with a leading `-` only when `signed`
+ * (funding rates); NaN for anything else, including a value that is not a string.
+ */
+export function decimal(value: unknown, signed = false): number {
+  if (typeof value !== "string") return Number.NaN;
+  let at = 0;
+  const negative = signed && value.charCodeAt(0) === MINUS;
+  if (negative) at = 1;
+  let mantissa = 0;
+  let point = -1;
+  for (let i = at; i < value.length; i++) {
+    const code = value.charCodeAt(i);
+    const digit = code - ZERO;
+    if (digit >= 0 && digit <= 9) mantissa = mantissa * 10 + digit;
+    else if (code === DOT && point < 0) point = i;
+    else return Number.NaN;
+  }
+  const number = decimalValue(value, at, value.length, point, mantissa);
+  return negative ? -number : number;
+}
+
+/** A venue number given as a JSON number (Deribit): itself when finite, else NaN (null, strings...). */
+export function jsonFinite(value: unknown): number {
+  return typeof value === "number" && Number.isFinite(value) ? value : Number.NaN;
+}
+
+/**
+ * One side of a best bid/offer, once read: empty (price and amount 0, how venues mark a side without
+ * orders) or a price and an amount both above 0.
+ */
+export function bboSide(price: number, amount: number): boolean {
+  return (price > 0 && amount > 0) || (price === 0 && amount === 0);
+}
+
+/**
+ * The value of the digits in [at, end) with a decimal point at `point` (-1: none), `mantissa` being
+ * their value read as one integer: exact as mantissa / 10^decimals up to 15 digits (one IEEE division),
+ * else Number() of the text, which holds only digits and one point. NaN when there is no digit on one
+ * side of the point, or when the value is not finite (hundreds of digits).
+ */
+function decimalValue(text: string, at: number, end: number, point: number, mantissa: number): number {
+  const length = end - at;
+  if (point < 0) {
+    if (length === 0) return Number.NaN;
+    if (length <= 15) return mantissa;
+  } else {
+    if (point === at || point === end - 1) return Number.NaN;
+    if (length <= 16) return mantissa / POW10[end - point - 1]!;
+  }
+  const value = Number(text.substring(at, end));
+  return Number.isFinite(value) ? value : Number.NaN;
 }
 
 /** Position of the closing quote of a string starting at `at` (after its opening quote); -1 if it has escapes. */

@@ -7,7 +7,7 @@
  *
  * JSON.parse builds an object, an array and four strings per level, only for the connector to turn two of
  * the strings into numbers; this reads the text once and writes the flat [price, size, ...] arrays directly
- * (through Number(), exactly as the connector's JSON path converts them). It accepts only that layout, in
+ * (through json-scan.ts's strict venue-decimal reader, as the connector's JSON path reads them). It accepts only that layout, in
  * the documented field order, and only with checksum 0 (absent since OKX's deprecation: a non-zero one needs
  * the level texts, which only the JSON path keeps). Anything else (snapshots, another field or order,
  * whitespace, escapes, a value the connector would refuse) returns undefined and the connector takes its
@@ -50,7 +50,7 @@ function integer(text: string, at: number, end: number): number {
 
 /**
  * Reads `[["px","sz",...],...]` at `at` into `out`; the position after the closing bracket, or -1.
- * A level is two or more strings; price and size must pass the connector's checks (finite, size >= 0).
+ * A level is two or more strings; price and size must pass the connector's checks (price > 0, size >= 0).
  */
 function levels(text: string, at: number, out: number[]): number {
   if (text.charCodeAt(at) !== OPEN) return -1;
@@ -58,14 +58,14 @@ function levels(text: string, at: number, out: number[]): number {
   if (text.charCodeAt(i) === CLOSE) return i + 1;
   for (;;) {
     if (text.charCodeAt(i) !== OPEN || text.charCodeAt(i + 1) !== QUOTE) return -1;
-    // No escape check for price and size: a backslash in either makes Number() NaN, which is declined.
+    // No escape check for price and size: quoted() reads a backslash as NaN, which is declined.
     const price = quoted(text, i + 2);
     const priceEnd = cursor.end;
     if (priceEnd < 0 || text.charCodeAt(priceEnd + 1) !== COMMA || text.charCodeAt(priceEnd + 2) !== QUOTE) return -1;
     const size = quoted(text, priceEnd + 3);
     const sizeEnd = cursor.end;
     if (sizeEnd < 0) return -1;
-    if (!Number.isFinite(price) || !Number.isFinite(size) || size < 0) return -1;
+    if (!(price > 0) || !(size >= 0)) return -1;
     out.push(price, size);
     i = sizeEnd + 1;
     // The deprecated liquidated-orders field, the order count, and whatever strings OKX may add.

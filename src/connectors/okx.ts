@@ -29,10 +29,12 @@ import type {
   TakerSide,
 } from "../core/events.ts";
 import { gapEvent } from "../core/events.ts";
+import { FaultLog } from "../core/fault-log.ts";
 import type { Logger } from "../core/log.ts";
 import { OrderBook } from "../core/order-book.ts";
 import type { Subscription } from "../core/subscriptions.ts";
 import { endpoint } from "./endpoints.ts";
+import { bboSide, decimal } from "./json-scan.ts";
 import { scanOkxBooksUpdate, type ScannedOkxBook } from "./okx-scan.ts";
 import type { Connector, ConnectorContext, ExchangeSpec, InstrumentResult } from "./types.ts";
 import { backoffDelay, backoffFromEnv, ReconnectingSocket, type BackoffOptions, type CloseInfo } from "./websocket.ts";
@@ -71,6 +73,12 @@ export const OKX_LIMITS = {
   checksumDepth: 25,
   /** Updates buffered while a REST snapshot is fetched; beyond this the fetch starts over. */
   bookBufferLimit: 10_000,
+  /**
+   * After a REST snapshot, updates it already holds (seqId not above its own) are dropped: the buffered
+   * ones, and at most this many arriving later (the stream lagging the REST cache by a few pushes).
+   * Beyond, the snapshot's seqId is taken as wrong (too high, or the ids went back): resync.
+   */
+  restOverlapUpdates: 100,
 } as const;
 
 /**
@@ -209,19 +217,22 @@ class InstrumentList {
 
 // ─── Sequence validation (pure, no transport) ──────────────────────────────────────────────────────
 
-export type SequenceVerdict = "apply" | "duplicate" | "stale" | "gap";
+export type SequenceVerdict = "apply" | "duplicate" | "stale" | "gap" | "backwards";
 
 /**
  * The seqId/prevSeqId chain of one book (https://www.okx.com/docs-v5/en/#order-book-trading-market-data-ws-order-book-channel):
  * an update applies when its prevSeqId equals the last applied seqId. That single rule accepts jumps of
  * more than one, the idle heartbeat (seqId == prevSeqId) and the reset after maintenance (seqId below
  * prevSeqId). After a REST snapshot (seqId S, taken between two pushes) the first update applies when
- * prevSeqId <= S < seqId, updates with seqId <= S are already in the snapshot.
+ * prevSeqId <= S < seqId, updates with seqId <= S are already in the snapshot; only `overlap` of them are
+ * taken as such (the overlap between the REST cache and the stream), after that they are `backwards`:
+ * a snapshot seqId that is too high must not silence the book.
  */
 export class SeqIdChain {
   private last = Number.NaN;
   private lastPrev = Number.NaN;
   private bridging = false;
+  private overlapLeft = 0;
 
   get seqId(): number {
     return this.last;
@@ -231,10 +242,12 @@ export class SeqIdChain {
     return !Number.isNaN(this.last);
   }
 
-  start(seqId: number, fromRest: boolean): void {
+  /** From a snapshot; `overlap`: for a REST one, how many updates it may already hold. */
+  start(seqId: number, fromRest: boolean, overlap = 0): void {
     this.last = seqId;
     this.lastPrev = Number.NaN;
     this.bridging = fromRest;
+    this.overlapLeft = overlap;
   }
 
   reset(): void {
@@ -248,7 +261,7 @@ export class SeqIdChain {
     if (!this.started) return "gap";
     if (prevSeqId === this.last) return this.advance(prevSeqId, seqId);
     if (this.bridging) {
-      if (seqId <= this.last) return "stale";
+      if (seqId <= this.last) return this.overlapLeft-- > 0 ? "stale" : "backwards";
       if (prevSeqId < this.last) return this.advance(prevSeqId, seqId);
       return "gap";
     }
@@ -401,6 +414,12 @@ function envMs(env: Readonly<Record<string, string | undefined>>, name: string, 
   return Number.isFinite(value) && value > 0 && value <= 2_147_483_647 ? value : fallback;
 }
 
+/** OKX times are strings of integer milliseconds; NaN for anything else. */
+function okxTime(value: unknown): number {
+  const ms = decimal(value);
+  return Number.isSafeInteger(ms) ? ms : Number.NaN;
+}
+
 function side(value: unknown): TakerSide {
   return value === "buy" || value === "sell" ? value : "unknown";
 }
@@ -416,9 +435,6 @@ class OkxConnection {
   private readonly opTimes: number[] = [];
   private opened = false;
   private nextRequest = 0;
-  private parseErrorsSinceLog = 0;
-  // -Infinity: the first unparsable frame is logged at warn even in the first 10 s of the process.
-  private lastParseLogAt = Number.NEGATIVE_INFINITY;
   private batchRetryTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
@@ -586,15 +602,7 @@ class OkxConnection {
   /** A frame no subscription can be blamed for: counted on every subscription of this connection. */
   private parseError(what: string, subs: readonly SubState[] = this.subs): void {
     for (const sub of subs) sub.subscription.stats.parseErrors++;
-    this.parseErrorsSinceLog++;
-    const now = performance.now();
-    if (now - this.lastParseLogAt >= 10_000) {
-      this.connector.log.warn(`${this.name}: ${what} (${this.parseErrorsSinceLog} unparsable frame(s) in the last 10 s)`);
-      this.lastParseLogAt = now;
-      this.parseErrorsSinceLog = 0;
-    } else {
-      this.connector.log.debug(`${this.name}: ${what}`);
-    }
+    this.connector.faults.report(`parse:${this.name}`, `${this.name}: ${what}; skipped (counted as a parse error)`);
   }
 
   private routed(arg: OkxArg | undefined): SubState[] | undefined {
@@ -722,6 +730,8 @@ class OkxConnector implements Connector {
   private readonly aborts = new Set<AbortController>();
   private readonly sleepers = new Set<() => void>();
   private started = false;
+  /** Repeating faults (unreadable frames and items), one log line per episode. */
+  readonly faults: FaultLog;
 
   constructor(
     readonly exchange: ExchangeId,
@@ -731,6 +741,7 @@ class OkxConnector implements Connector {
   ) {
     const env = context.config.env;
     this.log = context.log;
+    this.faults = new FaultLog(context.log);
     this.backoff = backoffFromEnv(env);
     this.wsUrl = endpoint(env, exchange, "WS", OKX_ENDPOINTS.ws);
     this.restUrl = endpoint(env, exchange, "REST", OKX_ENDPOINTS.rest);
@@ -753,6 +764,7 @@ class OkxConnector implements Connector {
       state.l2?.forget();
     }
     await Promise.all(this.connections.map((connection) => connection.stop()));
+    this.faults.flush();
   }
 
   resync(subscription: Subscription, reason: GapReason, detail: string): void {
@@ -936,7 +948,7 @@ class OkxConnector implements Connector {
 
   private parseErrorOf(sub: SubState, what: string): void {
     sub.subscription.stats.parseErrors++;
-    this.log.debug(`${sub.subscription.key}: ${what}`);
+    this.faults.report(`parse:${sub.subscription.key}`, `${sub.subscription.key}: ${what}; skipped (counted as a parse error)`);
   }
 
   // ── data ──
@@ -962,10 +974,10 @@ class OkxConnector implements Connector {
   }
 
   private onTrade(sub: SubState, item: Record<string, unknown>, receivedAt: number): void {
-    const price = Number(item.px);
-    const amount = Number(item.sz);
-    const ts = Number(item.ts);
-    if (!Number.isFinite(price) || !Number.isFinite(amount) || !Number.isFinite(ts)) {
+    const price = decimal(item.px);
+    const amount = decimal(item.sz);
+    const ts = okxTime(item.ts);
+    if (!(price > 0) || !(amount > 0) || Number.isNaN(ts)) {
       this.parseErrorOf(sub, "malformed trade");
       return;
     }
@@ -986,10 +998,17 @@ class OkxConnector implements Connector {
   }
 
   private onBbo(sub: SubState, item: Record<string, unknown>, receivedAt: number): void {
-    const ts = Number(item.ts);
+    const ts = okxTime(item.ts);
     const bid = Array.isArray(item.bids) ? (item.bids[0] as Level | undefined) : undefined;
     const ask = Array.isArray(item.asks) ? (item.asks[0] as Level | undefined) : undefined;
-    if (!Number.isFinite(ts) || !Array.isArray(item.bids) || !Array.isArray(item.asks)) {
+    const bidPrice = bid ? decimal(bid[0]) : Number.NaN;
+    const bidAmount = bid ? decimal(bid[1]) : Number.NaN;
+    const askPrice = ask ? decimal(ask[0]) : Number.NaN;
+    const askAmount = ask ? decimal(ask[1]) : Number.NaN;
+    if (
+      Number.isNaN(ts) || !Array.isArray(item.bids) || !Array.isArray(item.asks) ||
+      (bid && !bboSide(bidPrice, bidAmount)) || (ask && !bboSide(askPrice, askAmount))
+    ) {
       this.parseErrorOf(sub, "malformed bbo-tbt");
       return;
     }
@@ -1000,10 +1019,10 @@ class OkxConnector implements Connector {
       symbol: sub.subscription.symbol,
       timestamp: msToMicros(ts),
       localTimestamp: receivedAt,
-      bidPrice: bid ? Number(bid[0]) : Number.NaN,
-      bidAmount: bid ? Number(bid[1]) : Number.NaN,
-      askPrice: ask ? Number(ask[0]) : Number.NaN,
-      askAmount: ask ? Number(ask[1]) : Number.NaN,
+      bidPrice,
+      bidAmount,
+      askPrice,
+      askAmount,
     });
   }
 
@@ -1014,16 +1033,17 @@ class OkxConnector implements Connector {
    * https://www.okx.com/docs-v5/en/#public-data-websocket-funding-rate-channel
    */
   private onFunding(sub: SubState, channel: string, item: Record<string, unknown>, receivedAt: number): void {
-    const ts = Number(item.ts);
-    const optional = (value: unknown): number | undefined => {
-      if (value === undefined || value === "") return undefined;
-      const number = Number(value);
-      return Number.isFinite(number) ? number : undefined;
-    };
-    const markPrice = channel === "mark-price" ? optional(item.markPx) : undefined;
-    const fundingRate = channel === "funding-rate" ? optional(item.fundingRate) : undefined;
-    const fundingTime = channel === "funding-rate" ? optional(item.fundingTime) : undefined;
-    if (!Number.isFinite(ts) || (markPrice === undefined && fundingRate === undefined)) {
+    const ts = okxTime(item.ts);
+    // Absent or "": not sent; anything else must be in OKX's own form, or the message is refused.
+    const optional = (value: unknown, read: (value: unknown) => number): number | undefined =>
+      value === undefined || value === "" ? undefined : read(value);
+    const markPrice = channel === "mark-price" ? optional(item.markPx, decimal) : undefined;
+    const fundingRate = channel === "funding-rate" ? optional(item.fundingRate, (value) => decimal(value, true)) : undefined;
+    const fundingTime = channel === "funding-rate" ? optional(item.fundingTime, okxTime) : undefined;
+    if (
+      Number.isNaN(ts) || (markPrice === undefined && fundingRate === undefined) ||
+      (markPrice !== undefined && !(markPrice > 0)) || Number.isNaN(fundingRate) || Number.isNaN(fundingTime)
+    ) {
       this.parseErrorOf(sub, `malformed ${channel}`);
       return;
     }
@@ -1047,10 +1067,10 @@ class OkxConnector implements Connector {
    */
   onLiquidation(sub: SubState, detail: unknown, receivedAt: number): void {
     const d = (typeof detail === "object" && detail !== null ? detail : {}) as Record<string, unknown>;
-    const price = Number(d.bkPx);
-    const amount = Number(d.sz);
-    const ts = Number(d.ts);
-    if (!Number.isFinite(price) || !Number.isFinite(amount) || !Number.isFinite(ts)) {
+    const price = decimal(d.bkPx);
+    const amount = decimal(d.sz);
+    const ts = okxTime(d.ts);
+    if (!(price > 0) || !(amount > 0) || Number.isNaN(ts)) {
       this.parseErrorOf(sub, "malformed liquidation detail");
       return;
     }
@@ -1130,7 +1150,7 @@ class OkxConnector implements Connector {
     if (l2.phase === "idle") return;
     const empty = Array.isArray(data.bids) && Array.isArray(data.asks) && data.bids.length === 0 && data.asks.length === 0;
     // An empty snapshot is what a removed snapshot may look like: REST decides.
-    const outcome = empty ? "malformed" : this.installSnapshot(sub, data, receivedAt, false);
+    const outcome = empty ? "malformed" : this.installSnapshot(sub, data, receivedAt);
     if (outcome !== "malformed") return;
     if (!empty) this.parseErrorOf(sub, "malformed book snapshot");
     if (l2.phase === "live") this.resync(sub.subscription, "sequence", "malformed book snapshot");
@@ -1139,25 +1159,26 @@ class OkxConnector implements Connector {
 
   /**
    * Replaces the book with a snapshot (WS or REST) and emits it. "malformed": nothing changed;
-   * "refused": its checksum failed and a resync has started.
+   * "refused": its checksum failed and a resync has started. For a REST snapshot, `rest` gives how many
+   * buffered updates it may already hold and the time of the first one it does not (see runSnapshotFetch).
    */
   private installSnapshot(
     sub: SubState,
     data: BookData,
     receivedAt: number,
-    fromRest: boolean,
+    rest?: { readonly buffered: number; readonly nextUpdateTime: number },
   ): "installed" | "malformed" | "refused" {
     const l2 = sub.l2!;
     const bids = flatten(data.bids);
     const asks = flatten(data.asks);
-    const ts = Number(data.ts);
-    if (!bids || !asks || !Number.isFinite(ts)) return "malformed";
+    const ts = okxTime(data.ts);
+    if (!bids || !asks || Number.isNaN(ts)) return "malformed";
     const seqId = data.seqId as number;
     l2.forget();
     l2.phase = "live";
     l2.restFailures = 0;
     l2.snapshotFailureMarked = false;
-    l2.chain.start(seqId, fromRest);
+    l2.chain.start(seqId, rest !== undefined, rest ? rest.buffered + OKX_LIMITS.restOverlapUpdates : 0);
     if (typeof data.checksum === "number" && data.checksum !== 0) l2.checksumsSeen = true;
     l2.tracking = l2.checksumsSeen;
     applyLevels(l2, bids, asks, data);
@@ -1167,7 +1188,9 @@ class OkxConnector implements Connector {
       this.log.info(`${sub.subscription.key}: the snapshot itself is crossed (pre-open auction?); tolerated until it uncrosses`);
     }
     if (!this.checksumHolds(sub, data.checksum)) return "refused";
-    this.emitBook(sub, true, seqId, ts, receivedAt, bids, asks);
+    // The snapshot's time is that of the state it holds, which is no later than the first update beyond
+    // it: then ordering rows by (timestamp, sequence) never puts that update before the snapshot.
+    this.emitBook(sub, true, seqId, rest ? Math.min(ts, rest.nextUpdateTime) : ts, receivedAt, bids, asks);
     return "installed";
   }
 
@@ -1191,10 +1214,15 @@ class OkxConnector implements Connector {
       this.resync(sub.subscription, "sequence", `prevSeqId ${prevSeqId} does not follow seqId ${last} (update seqId ${seqId})`);
       return;
     }
+    if (verdict === "backwards") {
+      const detail = `update seqId ${seqId} is still not above the REST snapshot's seqId ${last} after ${OKX_LIMITS.restOverlapUpdates} later updates: the snapshot's seqId was wrong or the ids went back`;
+      this.resync(sub.subscription, "id_reset", detail);
+      return;
+    }
     const bids = flat ? (data.bids as number[]) : flatten(data.bids);
     const asks = flat ? (data.asks as number[]) : flatten(data.asks);
-    const ts = Number(data.ts);
-    if (!bids || !asks || !Number.isFinite(ts)) {
+    const ts = flat ? (data.ts as number) : okxTime(data.ts);
+    if (!bids || !asks || Number.isNaN(ts)) {
       this.parseErrorOf(sub, "malformed book update");
       this.resync(sub.subscription, "sequence", `malformed book update seqId ${seqId}`);
       return;
@@ -1288,7 +1316,7 @@ class OkxConnector implements Connector {
       const snapshot = result.ok && Array.isArray(result.data) ? (result.data[0] as BookData | undefined) : undefined;
       const valid =
         typeof snapshot === "object" && snapshot !== null && typeof snapshot.seqId === "number" &&
-        flatten(snapshot.bids) !== undefined && flatten(snapshot.asks) !== undefined && Number.isFinite(Number(snapshot.ts));
+        flatten(snapshot.bids) !== undefined && flatten(snapshot.asks) !== undefined && !Number.isNaN(okxTime(snapshot.ts));
       if (!valid) {
         const why = result.ok ? "response without a valid book" : result.error;
         const delay = (!result.ok && result.retryAfterMs) || backoffDelay(this.backoff, l2.restFailures++);
@@ -1311,7 +1339,11 @@ class OkxConnector implements Connector {
         continue;
       }
       const buffered = l2.buffer;
-      if (this.installSnapshot(sub, book, nowMicros(), true) !== "installed") return;
+      const seqId = book.seqId as number;
+      const next = buffered.find((update) => typeof update.data.seqId === "number" && update.data.seqId > seqId);
+      const nextUpdateTime = next === undefined ? Number.POSITIVE_INFINITY : okxTime(next.data.ts);
+      const rest = { buffered: buffered.length, nextUpdateTime: Number.isNaN(nextUpdateTime) ? Number.POSITIVE_INFINITY : nextUpdateTime };
+      if (this.installSnapshot(sub, book, nowMicros(), rest) !== "installed") return;
       this.log.debug(`${key}: REST snapshot seqId ${String(book.seqId)}; replaying ${buffered.length} buffered update(s)`);
       const liveEpoch = l2.epoch;
       for (const update of buffered) {
@@ -1323,15 +1355,18 @@ class OkxConnector implements Connector {
   }
 }
 
-/** Flattens OKX levels [[px, sz, "0", n], ...] to [px, sz, ...]; undefined when one is malformed. */
+/**
+ * Flattens OKX levels [[px, sz, "0", n], ...] to [px, sz, ...]; undefined when one is malformed: a price
+ * must be an OKX decimal above 0, a size one of 0 or more (json-scan.ts).
+ */
 function flatten(levels: unknown): number[] | undefined {
   if (!Array.isArray(levels)) return undefined;
   const out = new Array<number>(levels.length * 2);
   for (let i = 0; i < levels.length; i++) {
     const level = levels[i] as Level;
-    const price = Number(level?.[0]);
-    const amount = Number(level?.[1]);
-    if (!Number.isFinite(price) || !Number.isFinite(amount) || amount < 0) return undefined;
+    const price = decimal(level?.[0]);
+    const amount = decimal(level?.[1]);
+    if (!(price > 0) || !(amount >= 0)) return undefined;
     out[2 * i] = price;
     out[2 * i + 1] = amount;
   }

@@ -100,6 +100,9 @@ export const GAP_REASONS = [
   "overflow",
   "snapshot_failed",
   "subscription_error",
+  // A venue id went backwards (reset, relisted symbol, an earlier id that was too high, a late event):
+  // the event is kept, and this marks that the stream's ids restarted there.
+  "id_reset",
   // The previous run died without a clean stop (killed, crashed, power lost): its last rows may be missing.
   "unclean_stop",
   // The sink's files were deleted or moved away while being written (Parquet): rows it had stored are gone.
@@ -136,9 +139,11 @@ export function streamOf(event: MarketEvent): Stream {
   }
 }
 
-/** Rows an event becomes in a sink (one per level for books). */
+/** Rows an event becomes in a sink: one per level for books, and one for a snapshot without a level. */
 export function rowCount(event: MarketEvent): number {
-  return event.type === "book_change" ? (event.bids.length + event.asks.length) >> 1 : 1;
+  if (event.type !== "book_change") return 1;
+  const levels = (event.bids.length + event.asks.length) >> 1;
+  return levels === 0 && event.isSnapshot ? 1 : levels;
 }
 
 /** Base-currency amount of one quantity at one price, per the event's sizing. */

@@ -603,6 +603,11 @@ export class FakeOkx {
     return this.publishBook(market, { bids: [market.level(ask + 1, "1.000")], asks: [] });
   }
 
+  /** An update in the chain carrying these raw level strings, NOT applied to the truth (a corrupt frame). */
+  sendRawLevelUpdate(instId: string, levels: { bids?: FakeLevel[]; asks?: FakeLevel[] }): BookUpdateFrame {
+    return this.publishBook(this.market(instId), { bids: levels.bids ?? [], asks: levels.asks ?? [] });
+  }
+
   /** The next update carries a wrong non-zero checksum. */
   corruptNextChecksum(instId: string): void {
     this.corruptNext.add(instId);
@@ -644,6 +649,12 @@ export class FakeOkx {
   serveStaleSnapshotNext(instId: string): void {
     const market = this.market(instId);
     this.staleSnapshots.set(instId, { ...market.top(400), seqId: market.seqId });
+  }
+
+  /** The next REST book response for `instId` is the book as it is now, with this seqId (a wrong one). */
+  serveSnapshotWithSeqIdNext(instId: string, seqId: number): void {
+    const market = this.market(instId);
+    this.staleSnapshots.set(instId, { ...market.top(400), seqId });
   }
 
   // ── REST ──

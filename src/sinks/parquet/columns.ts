@@ -843,12 +843,26 @@ function bookAppender(buffer: TableBuffer): RowAppender {
       bases[row] = baseAmount(book, levelPrice, levelAmount);
     }
   };
+  // A snapshot without a level says "the book is now empty": one row without a side, NaN price and
+  // amounts, so that readers still reset the book (the same row as QuestDB's, docs/data-model.md).
+  const emptySnapshot = (book: BookChange): number => {
+    timestamp.pushRun(book.timestamp, 1);
+    localTimestamp.pushRun(book.localTimestamp, 1);
+    sequence.pushRun(book.sequence, 1);
+    isSnapshot.pushRun(1, 1);
+    side.push("");
+    price.push(Number.NaN);
+    amount.push(Number.NaN);
+    base.push(Number.NaN);
+    buffer.rows += 1;
+    return 1;
+  };
   return (event) => {
     const book = event as BookChange;
     const bidRows = book.bids.length >> 1;
     const askRows = book.asks.length >> 1;
     const rows = bidRows + askRows;
-    if (rows === 0) return 0;
+    if (rows === 0) return book.isSnapshot ? emptySnapshot(book) : 0;
     const first = price.length;
     timestamp.pushRun(book.timestamp, rows);
     localTimestamp.pushRun(book.localTimestamp, rows);
