@@ -149,6 +149,8 @@ class ReplayBook {
   readonly asks = new Map<number, number>();
 
   apply(row: Row): void {
+    // A snapshot without a level is one row without a side (docs/data-model.md): the clear is all it does.
+    if (row.side !== "bid" && row.side !== "ask") return;
     const side = row.side === "bid" ? this.bids : this.asks;
     const price = row.price as number;
     const amount = row.amount as number;
