@@ -27,6 +27,8 @@ import { scanAggTradeFrame, scanDepthFrame } from "./binance-futures-scan.ts";
 import { RestWeightGate, type RestResult } from "./binance-futures-rest.ts";
 import { RecentKeys } from "./dedup.ts";
 import { endpoint } from "./endpoints.ts";
+import { positiveFromEnv } from "./kit/env.ts";
+import { ResyncBrake, resyncBrakeFromEnv, type ResyncBrakeOptions } from "./kit/resync-brake.ts";
 import { bboSide, decimal } from "./json-scan.ts";
 import type { Connector, ConnectorContext, ExchangeSpec } from "./types.ts";
 import { backoffDelay, backoffFromEnv, ReconnectingSocket, type BackoffOptions, type CloseInfo, type OpenInfo } from "./websocket.ts";
@@ -349,6 +351,8 @@ interface BookState {
   generation: number;
   /** Consecutive failed snapshot requests (a gap is emitted on the first). */
   failures: number;
+  /** Spaces out the snapshots of a book that keeps resyncing. */
+  readonly brake: ResyncBrake;
 }
 
 /** One subscription as the connector sees it. */
@@ -530,14 +534,6 @@ class StreamConnection {
   }
 }
 
-function positiveFromEnv(env: Readonly<Record<string, string | undefined>>, name: string): number | undefined {
-  const text = env[name]?.trim();
-  if (!text) return undefined;
-  const value = Number(text);
-  // Above 2^31-1 ms a timer fires at once (TimeoutOverflowWarning): 1e12 as max age meant a reconnect storm.
-  return Number.isFinite(value) && value > 0 && value <= 2_147_483_647 ? value : Number.NaN;
-}
-
 // ─────────────────────────────────────────────── connector ───────────────────────────────────────────────
 
 export class BinanceFuturesConnector implements Connector {
@@ -551,6 +547,7 @@ export class BinanceFuturesConnector implements Connector {
   private readonly rest: RestWeightGate;
   private readonly wsRoot: string;
   private readonly backoff: BackoffOptions;
+  private readonly resyncBrake: ResyncBrakeOptions;
   private readonly streamsPerConnection: number;
   private readonly staleOverrideMs: number | undefined;
   /** Repeating faults (parse errors, resyncs, snapshot failures, id resets), one log line per episode. */
@@ -568,6 +565,7 @@ export class BinanceFuturesConnector implements Connector {
     const env = context.config.env;
     this.wsRoot = endpoint(env, EXCHANGE, "WS", DEFAULT_ENDPOINTS.ws);
     this.backoff = backoffFromEnv(env);
+    this.resyncBrake = resyncBrakeFromEnv(env);
     this.connectionMaxAgeMs = this.setting(env, ENV.connectionMaxAgeMs, LIMITS.connectionMaxAgeMs);
     this.requestAnswerTimeoutMs = this.setting(env, ENV.requestAnswerTimeoutMs, LIMITS.requestAnswerTimeoutMs);
     this.streamsPerConnection = Math.min(
@@ -608,6 +606,7 @@ export class BinanceFuturesConnector implements Connector {
                 requesting: false,
                 generation: 0,
                 failures: 0,
+                brake: new ResyncBrake(this.resyncBrake),
               }
             : undefined,
       };
@@ -940,11 +939,12 @@ export class BinanceFuturesConnector implements Connector {
         return;
       case "snapshot_too_old":
         // The snapshot is older than the first delta we hold: fetch a newer one (nothing was emitted).
-        this.log.debug(`${feed.subscription.key}: snapshot ${book.sequencer.position} predates delta U=${update.firstId}; refetching`);
+        const stale = `depth snapshot ${book.sequencer.position} predates the stream (delta U=${update.firstId})`;
+        this.log.debug(`${feed.subscription.key}: ${stale}; refetching`);
         book.held = undefined;
         book.sequencer.reset();
         book.buffer.push(update);
-        this.requestSnapshot(feed);
+        this.requestSnapshot(feed, stale);
         return;
       case "gap": {
         const detail = `depth update pu=${update.previousFinalId} does not follow u=${book.sequencer.position}`;
@@ -1032,7 +1032,7 @@ export class BinanceFuturesConnector implements Connector {
     book.held = undefined;
     book.sequencer.reset();
     book.local.clear();
-    this.requestSnapshot(feed);
+    this.requestSnapshot(feed, undefined);
   }
 
   /** Integrity break or external request: counted, marked, and rebuilt from a fresh snapshot. */
@@ -1058,10 +1058,31 @@ export class BinanceFuturesConnector implements Connector {
     book.local.clear();
   }
 
-  private requestSnapshot(feed: Feed): void {
+  /**
+   * Fetches a fresh snapshot once the resync brake allows (kit/resync-brake.ts). A held-back fetch writes
+   * no gap row of its own: a live book that restarted has written one already, and a book still syncing
+   * keeps buffering its deltas, so nothing is missing yet. `why` names the cause in the log line.
+   */
+  private requestSnapshot(feed: Feed, why: string | undefined): void {
     const book = feed.book!;
     if (book.requesting || feed.failed || this.stopped) return;
     book.requesting = true;
+    const delay = book.brake.next();
+    if (delay === 0) {
+      this.fetchSnapshot(feed);
+      return;
+    }
+    feed.subscription.stats.resyncsDelayed++;
+    const wait = `resync ${book.brake.count} in a row: next depth snapshot in ${Math.ceil(delay / 1000)} s`;
+    this.faults.report(`brake:${feed.streamName}`, `${feed.subscription.key}: ${why ? `${why}; ` : ""}${wait}`);
+    const generation = book.generation;
+    this.later(delay, () => {
+      if (generation === book.generation && !feed.failed) this.fetchSnapshot(feed);
+    });
+  }
+
+  private fetchSnapshot(feed: Feed): void {
+    const book = feed.book!;
     const generation = book.generation;
     const query = { symbol: feed.subscription.instrument, limit: String(LIMITS.depthSnapshotLimit) };
     void this.rest
@@ -1085,9 +1106,7 @@ export class BinanceFuturesConnector implements Connector {
       const delay = Math.max(result.retryAfterMs ?? 0, backoffDelay(this.backoff, book.failures - 1));
       this.faults.report(`snapshot:${feed.streamName}`, `${feed.subscription.key}: depth snapshot failed (${why}); retry in ${Math.ceil(delay / 1000)} s`);
       this.later(delay, () => {
-        if (generation !== book.generation || feed.failed) return;
-        book.requesting = false;
-        this.requestSnapshot(feed);
+        if (generation === book.generation && !feed.failed) this.fetchSnapshot(feed);
       });
       return;
     }

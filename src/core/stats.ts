@@ -57,6 +57,8 @@ export class SubscriptionStats {
   gaps = 0;
   /** Book resyncs started (fresh snapshot requested). */
   resyncs = 0;
+  /** Snapshots of a book that kept resyncing, held back by the resync backoff. */
+  resyncsDelayed = 0;
   parseErrors = 0;
   /** Events dropped because the channel was full. */
   dropped = 0;

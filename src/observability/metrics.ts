@@ -181,6 +181,7 @@ export function createMetricsRegistry(sources: MetricsSources): Registry {
   subscriptionCounter("xtrader_reconnects_total", "Reconnections of the subscription's connection", (s) => s.reconnects);
   subscriptionCounter("xtrader_gaps_total", "Gap markers written (data may be missing around them)", (s) => s.gaps);
   subscriptionCounter("xtrader_resyncs_total", "Order book resyncs (fresh snapshot requested)", (s) => s.resyncs);
+  subscriptionCounter("xtrader_resyncs_delayed_total", "Book snapshots held back because the book kept resyncing", (s) => s.resyncsDelayed);
   subscriptionCounter("xtrader_events_dropped_total", "Events dropped because the queue was full or the sink failed", (s) => s.dropped);
   // Before the first message the age counts from the start of the process, so an alert on it also fires
   // for a subscription that never received anything.

@@ -11,10 +11,15 @@ import { ensureBinary } from "../support/binary.ts";
 import { waitUntil } from "../support/fake-exchange.ts";
 import { parseExposition, type Exposition } from "../support/prometheus-text.ts";
 
-/** Settings every scenario shares: fast reconnects, frequent journal flushes, JSON logs. */
+/**
+ * Settings every scenario shares: fast reconnects, a light resync brake (scenarios break each book
+ * several times a second; the brake itself is tested in tests/kit), frequent journal flushes, JSON logs.
+ */
 export const BASE_ENV: Readonly<Record<string, string>> = {
   XTRADER_RECONNECT_MIN_MS: "50",
   XTRADER_RECONNECT_MAX_MS: "200",
+  XTRADER_RESYNC_BACKOFF_MIN_MS: "1",
+  XTRADER_RESYNC_BACKOFF_MAX_MS: "20",
   PARQUET_FLUSH_INTERVAL_MS: "100",
   RUST_LOG: "info",
   LOG_FORMAT: "json",

@@ -50,7 +50,14 @@ export function startConnector(
   const outputDirectory = mkdtempSync(join(tmpdir(), "xtrader-connector-"));
   const { config } = buildConfig(
     { subscriptions, "output-directory": outputDirectory },
-    { XTRADER_RECONNECT_MIN_MS: "50", XTRADER_RECONNECT_MAX_MS: "200", ...env },
+    // Fast reconnects and a light resync brake keep fault tests short; the brake still runs (tests/kit).
+    {
+      XTRADER_RECONNECT_MIN_MS: "50",
+      XTRADER_RECONNECT_MAX_MS: "200",
+      XTRADER_RESYNC_BACKOFF_MIN_MS: "1",
+      XTRADER_RESYNC_BACKOFF_MAX_MS: "20",
+      ...env,
+    },
   );
   const emitted: Emitted[] = [];
   const logs: string[] = [];
