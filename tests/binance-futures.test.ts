@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { buildConfig } from "../src/cli/config.ts";
 import { binanceFutures } from "../src/connectors/binance-futures.ts";
-import { DepthSequencer } from "../src/connectors/binance-futures-book.ts";
+import { DepthSequencer } from "../src/connectors/kit/sequence/binance-futures.ts";
 import { RestWeightGate, type GateClock } from "../src/connectors/binance-futures-rest.ts";
 import { RecentKeys } from "../src/connectors/dedup.ts";
 import type { BookChange, MarketEvent, Trade } from "../src/core/events.ts";

@@ -5,7 +5,7 @@
  * not exactly the venue's layout or carries a value the connector would treat differently.
  */
 import { describe, expect, test } from "bun:test";
-import { flattenLevels } from "../src/connectors/deribit-book.ts";
+import { flattenLevels } from "../src/connectors/deribit-scan.ts";
 import { scanDeribitBookChange } from "../src/connectors/deribit-scan.ts";
 import { decimal } from "../src/connectors/json-scan.ts";
 import { scanOkxBooksUpdate } from "../src/connectors/okx-scan.ts";

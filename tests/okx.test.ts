@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { OKX_LIMITS, okxChecksum, okxSpot, okxSwap, SeqIdChain } from "../src/connectors/okx.ts";
+import { okxChecksum, SeqIdChain } from "../src/connectors/kit/sequence/okx.ts";
+import { OKX_LIMITS, okxSpot, okxSwap } from "../src/connectors/okx.ts";
 import type { BookChange, Liquidation, MarketEvent, Trade } from "../src/core/events.ts";
 import { parseSubscriptions } from "../src/core/subscriptions.ts";
 import { EXCHANGE_REGISTRY } from "../src/connectors/index.ts";

@@ -3,7 +3,7 @@
  * funding (markPrice@1s) and liquidations (forceOrder). Venue notes: docs/venues/binance-futures.md.
  *
  * Shape: a declarative header (endpoints, channels, limits), the normalizers, then the connector. Book
- * sequence rules live in binance-futures-book.ts, REST weight handling in binance-futures-rest.ts.
+ * sequence rules live in kit/sequence/binance-futures.ts, REST weight handling in binance-futures-rest.ts.
  */
 import { msToMicros, nowMicros } from "../core/clock.ts";
 import { errorMessage } from "../core/errors.ts";
@@ -22,7 +22,7 @@ import { gapEvent } from "../core/events.ts";
 import { FaultLog } from "../core/fault-log.ts";
 import { OrderBook } from "../core/order-book.ts";
 import type { Subscription } from "../core/subscriptions.ts";
-import { DepthSequencer } from "./binance-futures-book.ts";
+import { DepthSequencer } from "./kit/sequence/binance-futures.ts";
 import { scanAggTradeFrame, scanDepthFrame } from "./binance-futures-scan.ts";
 import { RestWeightGate, type RestResult } from "./binance-futures-rest.ts";
 import { RecentKeys } from "./dedup.ts";

@@ -10,11 +10,11 @@
  * JSON.parse builds an object and an array per level only for the connector to read them; this reads the
  * text once and writes the flat [price, amount, ...] arrays directly. It accepts only that layout, in that
  * field order, with every number in JSON's own syntax and every level as the connector requires
- * (flattenLevels in deribit-book.ts: `delete` → amount 0). Anything else (the snapshot, another field or
+ * (flattenLevels below: `delete` → amount 0). Anything else (the snapshot, another field or
  * order, whitespace, escapes, an odd value) returns undefined and the connector takes its JSON.parse path,
  * which handles and reports it.
  */
-import { CLOSE, COMMA, DOT, MINUS, OPEN, POW10, QUOTE, ZERO, stringEnd } from "./json-scan.ts";
+import { CLOSE, COMMA, DOT, MINUS, OPEN, POW10, QUOTE, ZERO, jsonFinite, stringEnd } from "./json-scan.ts";
 
 export interface ScannedDeribitBook {
   readonly channel: string;
@@ -165,4 +165,24 @@ export function scanDeribitBookChange(text: string): ScannedDeribitBook | undefi
   at = levels(text, at + ASKS.length, asks);
   if (at < 0 || at + TAIL.length !== text.length || !text.endsWith(TAIL)) return undefined;
   return { channel: text.substring(HEAD.length, channelEnd), timestamp, prevChangeId, changeId, bids, asks };
+}
+
+/**
+ * `[action, price, amount]` levels into `[price, amount, ...]`; `delete` becomes amount 0. A price must
+ * be a finite JSON number above 0, an amount one of 0 or more (json-scan.ts); false otherwise.
+ */
+export function flattenLevels(levels: unknown, out: number[]): boolean {
+  if (levels === undefined) return true;
+  if (!Array.isArray(levels)) return false;
+  for (const level of levels) {
+    if (!Array.isArray(level) || level.length < 3) return false;
+    const action = level[0];
+    const price = jsonFinite(level[1]);
+    const amount = action === "delete" ? 0 : jsonFinite(level[2]);
+    if ((action !== "new" && action !== "change" && action !== "delete") || !(price > 0) || !(amount >= 0)) {
+      return false;
+    }
+    out.push(price, amount);
+  }
+  return true;
 }

@@ -24,7 +24,8 @@ import { BASE_SIZING, gapEvent, type GapReason, type Sizing, type Stream, type T
 import { FaultLog } from "../core/fault-log.ts";
 import { OrderBook } from "../core/order-book.ts";
 import type { Subscription } from "../core/subscriptions.ts";
-import { ChangeIdSequence, flattenLevels } from "./deribit-book.ts";
+import { flattenLevels } from "./deribit-scan.ts";
+import { ChangeIdSequence } from "./kit/sequence/deribit.ts";
 import { scanDeribitBookChange } from "./deribit-scan.ts";
 import { endpoint } from "./endpoints.ts";
 import { bboSide, jsonFinite } from "./json-scan.ts";

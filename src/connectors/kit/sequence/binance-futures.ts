@@ -1,5 +1,5 @@
 /**
- * Sequence validation for Binance USDⓈ-M diff depth, kept apart from transport (it only sees ids).
+ * Sequence policy for Binance USDⓈ-M diff depth (U/u/pu against a REST snapshot): pure, it only sees ids.
  *
  * The documented procedure ("How to manage a local order book correctly",
  * https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams/How-to-manage-a-local-order-book-correctly):
@@ -16,8 +16,7 @@
  * `u` silence the book for good. An event wholly inside the snapshot (`u == lastUpdateId`) is
  * `covered`: it syncs the chain, and there is nothing to apply.
  */
-import { RecentKeys } from "./dedup.ts";
-
+import { RecentKeys } from "../../dedup.ts";
 
 export type DepthVerdict =
   /** Apply this event to the book and emit it. */
