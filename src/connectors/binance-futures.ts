@@ -28,6 +28,7 @@ import { RestWeightGate, type RestResult } from "./binance-futures-rest.ts";
 import { RecentKeys } from "./dedup.ts";
 import { endpoint } from "./endpoints.ts";
 import { positiveFromEnv } from "./kit/env.ts";
+import { TokenBucket } from "./kit/rate.ts";
 import { ResyncBrake, resyncBrakeFromEnv, type ResyncBrakeOptions } from "./kit/resync-brake.ts";
 import { bboSide, decimal } from "./json-scan.ts";
 import type { Connector, ConnectorContext, ExchangeSpec } from "./types.ts";
@@ -389,7 +390,8 @@ class StreamConnection {
   /** Reconnects when a sent request is never answered (the connection would otherwise carry nothing). */
   private answerTimer: ReturnType<typeof setTimeout> | undefined;
   private nextRequestId = 1;
-  private lastSentAt = 0;
+  /** The venue disconnects above 10 messages per second; we send at most LIMITS.requestsPerSecond. */
+  private readonly rate = new TokenBucket(1, LIMITS.requestsPerSecond);
   private pacer: ReturnType<typeof setTimeout> | undefined;
   private rolloverTimer: ReturnType<typeof setTimeout> | undefined;
   private stopping: Promise<void> | undefined;
@@ -472,13 +474,13 @@ class StreamConnection {
     this.pump();
   }
 
-  /** Sends queued requests no faster than LIMITS.requestsPerSecond (the venue disconnects above 10/s). */
+  /** Sends queued requests in order, as fast as the rate allows. */
   private pump(): void {
     if (this.pacer !== undefined || this.outbox.length === 0) return;
-    const spacing = 1000 / LIMITS.requestsPerSecond;
-    const wait = Math.max(0, this.lastSentAt + spacing - performance.now());
+    const wait = this.rate.take();
     this.pacer = setTimeout(() => {
       this.pacer = undefined;
+      if (wait > 0) return this.pump();
       const next = this.outbox.shift();
       if (next === undefined) return;
       if (!this.socket.send(next.text)) {
@@ -486,7 +488,6 @@ class StreamConnection {
         this.outbox.length = 0;
         return;
       }
-      this.lastSentAt = performance.now();
       this.expectAnswer();
       this.pump();
     }, wait);

@@ -25,6 +25,8 @@ import { FaultLog } from "../core/fault-log.ts";
 import { OrderBook } from "../core/order-book.ts";
 import type { Subscription } from "../core/subscriptions.ts";
 import { flattenLevels } from "./deribit-scan.ts";
+import { positiveOr } from "./kit/env.ts";
+import { TokenBucket } from "./kit/rate.ts";
 import { ChangeIdSequence } from "./kit/sequence/deribit.ts";
 import { scanDeribitBookChange } from "./deribit-scan.ts";
 import { endpoint } from "./endpoints.ts";
@@ -181,31 +183,6 @@ interface Tokens {
   readonly refresh: string;
 }
 
-/** Token bucket for subscribe/unsubscribe requests. */
-class RequestPacer {
-  private tokens: number;
-  private refilledAt = performance.now();
-
-  constructor(
-    private readonly burst: number,
-    private readonly perSecond: number,
-  ) {
-    this.tokens = burst;
-  }
-
-  /** Takes a token and returns 0, or returns how many ms until one is available. */
-  take(): number {
-    const now = performance.now();
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.refilledAt) / 1000) * this.perSecond);
-    this.refilledAt = now;
-    if (this.tokens >= 1) {
-      this.tokens -= 1;
-      return 0;
-    }
-    return Math.ceil(((1 - this.tokens) / this.perSecond) * 1000);
-  }
-}
-
 class DeribitConnector implements Connector {
   private readonly channels = new Map<string, Channel>();
   private readonly channelOf = new Map<Subscription, Channel>();
@@ -214,7 +191,8 @@ class DeribitConnector implements Connector {
   private readonly interval: Interval;
   private readonly pending = new Map<number, PendingRequest>();
   private readonly outbox: OutboxItem[] = [];
-  private readonly pacer = new RequestPacer(LIMITS.subscribeBurst, LIMITS.subscribesPerSecond);
+  /** Subscribe/unsubscribe requests. */
+  private readonly pacer = new TokenBucket(LIMITS.subscribeBurst, LIMITS.subscribesPerSecond);
   private outboxTimer: ReturnType<typeof setTimeout> | undefined;
   private refreshTimer: ReturnType<typeof setTimeout> | undefined;
   private nextId = 0;
@@ -255,12 +233,11 @@ class DeribitConnector implements Connector {
       this.channelOf.set(subscription, channel);
     }
     const url = deribitWsUrl(config.env, config.deribit.useTestnet);
-    const staleOverride = Number(config.env.XTRADER_DERIBIT_STALE_AFTER_MS);
-    const staleAfterMs =
-      // Above 2^31-1 ms a timer fires at once (TimeoutOverflowWarning): such a value is ignored.
-      Number.isFinite(staleOverride) && staleOverride > 0 && staleOverride <= 2_147_483_647
-        ? staleOverride
-        : Math.min(...subscriptions.map((subscription) => STALE_AFTER_MS[subscription.stream]));
+    const staleAfterMs = positiveOr(
+      config.env,
+      "XTRADER_DERIBIT_STALE_AFTER_MS",
+      Math.min(...subscriptions.map((subscription) => STALE_AFTER_MS[subscription.stream])),
+    );
     this.socket = new ReconnectingSocket({
       name: EXCHANGE,
       url: () => url,

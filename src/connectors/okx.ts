@@ -16,7 +16,7 @@
  * - any break (sequence, checksum, crossed book, pipeline overflow) → gap event, resubscribe, fresh
  *   snapshot before any further delta.
  */
-import { msToMicros, nowMicros, sleep } from "../core/clock.ts";
+import { msToMicros, nowMicros } from "../core/clock.ts";
 import { errorMessage } from "../core/errors.ts";
 import type {
   AmountUnit,
@@ -35,6 +35,8 @@ import { OrderBook } from "../core/order-book.ts";
 import type { Subscription } from "../core/subscriptions.ts";
 import { endpoint } from "./endpoints.ts";
 import { bboSide, decimal } from "./json-scan.ts";
+import { positiveOr } from "./kit/env.ts";
+import { SlidingWindow, TokenBucket } from "./kit/rate.ts";
 import { OKX_CHECKSUM_DEPTH, okxChecksum, SeqIdChain } from "./kit/sequence/okx.ts";
 import { scanOkxBooksUpdate, type ScannedOkxBook } from "./okx-scan.ts";
 import type { Connector, ConnectorContext, ExchangeSpec, InstrumentResult } from "./types.ts";
@@ -308,27 +310,9 @@ interface PendingRequest {
   readonly batch: boolean;
 }
 
-/** Spaces calls across every OKX connector of the process (connection and REST limits are per IP). */
-class Pacer {
-  private next = 0;
-  constructor(private readonly spacingMs: number) {}
-
-  async wait(): Promise<void> {
-    const now = performance.now();
-    const at = Math.max(now, this.next);
-    this.next = at + this.spacingMs;
-    if (at > now) await sleep(at - now);
-  }
-}
-
-const connectPacer = new Pacer(OKX_LIMITS.connectSpacingMs);
-const restBooksPacer = new Pacer(OKX_LIMITS.restBooksSpacingMs);
-
-function envMs(env: Readonly<Record<string, string | undefined>>, name: string, fallback: number): number {
-  const value = Number(env[name]);
-  // Above 2^31-1 ms a timer fires at once (TimeoutOverflowWarning), which would turn a window into a busy loop.
-  return Number.isFinite(value) && value > 0 && value <= 2_147_483_647 ? value : fallback;
-}
+/** Evenly spaced across every OKX connector of the process (connection and REST limits are per IP). */
+const connectPacer = new TokenBucket(1, 1000 / OKX_LIMITS.connectSpacingMs);
+const restBooksPacer = new TokenBucket(1, 1000 / OKX_LIMITS.restBooksSpacingMs);
 
 /** OKX times are strings of integer milliseconds; NaN for anything else. */
 function okxTime(value: unknown): number {
@@ -348,7 +332,8 @@ class OkxConnection {
   private readonly routes = new Map<string, Map<string, SubState[]>>();
   private readonly liquidationsByInstId = new Map<string, SubState>();
   private readonly pending = new Map<string, PendingRequest>();
-  private readonly opTimes: number[] = [];
+  /** subscribe/unsubscribe requests of this connection in the last hour. */
+  private readonly ops = new SlidingWindow(OKX_LIMITS.subscribeOpsPerHour, 3_600_000);
   private opened = false;
   private nextRequest = 0;
   private batchRetryTimer: ReturnType<typeof setTimeout> | undefined;
@@ -377,8 +362,8 @@ class OkxConnection {
       url: () => connector.wsUrl,
       log: connector.log,
       backoff: connector.backoff,
-      staleAfterMs: envMs(env, `XTRADER_${exchange}_STALE_MS`, OKX_TIMING.staleAfterMs),
-      keepalive: { idleMs: envMs(env, `XTRADER_${exchange}_KEEPALIVE_MS`, OKX_TIMING.keepaliveIdleMs), message: "ping" },
+      staleAfterMs: positiveOr(env, `XTRADER_${exchange}_STALE_MS`, OKX_TIMING.staleAfterMs),
+      keepalive: { idleMs: positiveOr(env, `XTRADER_${exchange}_KEEPALIVE_MS`, OKX_TIMING.keepaliveIdleMs), message: "ping" },
       onOpen: () => this.onOpen(),
       onMessage: (data, receivedAt) => this.onMessage(data, receivedAt),
       onClose: (info) => this.onClose(info),
@@ -390,7 +375,7 @@ class OkxConnection {
   }
 
   async start(): Promise<void> {
-    await connectPacer.wait();
+    await connectPacer.reserve();
     if (!this.connector.stopped) this.socket.start();
   }
 
@@ -400,7 +385,7 @@ class OkxConnection {
   }
 
   private onOpen(): void {
-    this.opTimes.length = 0;
+    this.ops.clear();
     this.pending.clear();
     const reopened = this.opened;
     this.opened = true;
@@ -432,25 +417,16 @@ class OkxConnection {
     }
   }
 
-  /** Counts one subscribe/unsubscribe request against the hourly budget; false when it is spent. */
-  private takeOp(count = 1): boolean {
-    const now = performance.now();
-    while (this.opTimes.length > 0 && now - this.opTimes[0]! > 3_600_000) this.opTimes.shift();
-    if (this.opTimes.length + count > OKX_LIMITS.subscribeOpsPerHour) return false;
-    for (let i = 0; i < count; i++) this.opTimes.push(now);
-    return true;
-  }
-
   /** One request for `subs` (a batch on (re)open, else one subscription), so errors can be attributed by id. */
   subscribe(subs: readonly SubState[], batch: boolean): boolean {
-    if (!this.isOpen || !this.takeOp()) return false;
+    if (!this.isOpen || !this.ops.take()) return false;
     this.sendSubscribe(subs, batch);
     return true;
   }
 
   /** Unsubscribes and subscribes one book again (fresh snapshot); false when the op budget is spent. */
   resubscribe(sub: SubState): boolean {
-    if (!this.isOpen || !this.takeOp(2)) return false;
+    if (!this.isOpen || !this.ops.take(2)) return false;
     this.socket.send(JSON.stringify({ op: "unsubscribe", args: sub.args }));
     this.sendSubscribe([sub], false);
     return true;
@@ -661,7 +637,7 @@ class OkxConnector implements Connector {
     this.backoff = backoffFromEnv(env);
     this.wsUrl = endpoint(env, exchange, "WS", OKX_ENDPOINTS.ws);
     this.restUrl = endpoint(env, exchange, "REST", OKX_ENDPOINTS.rest);
-    this.snapshotWaitMs = envMs(env, `XTRADER_${exchange}_SNAPSHOT_WAIT_MS`, OKX_TIMING.snapshotWaitMs);
+    this.snapshotWaitMs = positiveOr(env, `XTRADER_${exchange}_SNAPSHOT_WAIT_MS`, OKX_TIMING.snapshotWaitMs);
   }
 
   start(): void {
@@ -1223,7 +1199,7 @@ class OkxConnector implements Connector {
     const key = sub.subscription.key;
     const current = () => !this.stopped && !sub.failed && l2.epoch === epoch && l2.phase === "fetching";
     for (let tooOld = 0; ; ) {
-      await restBooksPacer.wait();
+      await restBooksPacer.reserve();
       if (!current()) return;
       const result = await this.getJson(
         `${OKX_ENDPOINTS.booksPath}?instId=${encodeURIComponent(sub.instrument.instId)}&sz=${OKX_LIMITS.bookDepth}`,
