@@ -639,7 +639,8 @@ export class BinanceFuturesConnector implements Connector {
       this.gap(feed, reason, detail);
       return;
     }
-    this.restartBook(feed, reason, detail);
+    // Paced by the pipeline itself (it waits for the queue to drain), so not braked.
+    this.restartBook(feed, reason, detail, false);
   }
 
   // ── startup ──
@@ -1026,24 +1027,24 @@ export class BinanceFuturesConnector implements Connector {
     } satisfies BookChange);
   }
 
-  private startSync(feed: Feed): void {
+  private startSync(feed: Feed, braked = true): void {
     const book = feed.book!;
     book.phase = "syncing";
     book.buffer = [];
     book.held = undefined;
     book.sequencer.reset();
     book.local.clear();
-    this.requestSnapshot(feed, undefined);
+    this.requestSnapshot(feed, undefined, braked);
   }
 
   /** Integrity break or external request: counted, marked, and rebuilt from a fresh snapshot. */
-  private restartBook(feed: Feed, reason: GapReason, detail: string): void {
+  private restartBook(feed: Feed, reason: GapReason, detail: string, braked = true): void {
     feed.subscription.stats.resyncs++;
     this.faults.report(`resync:${feed.streamName}`, `${feed.subscription.key}: resync (${reason}: ${detail})`);
     this.gap(feed, reason, detail);
     if (feed.book!.phase === "idle") return; // the connection is down; it resyncs when it is back
     // A snapshot already in flight is kept: the sequencer rejects it if it is older than the new deltas.
-    this.startSync(feed);
+    this.startSync(feed, braked);
   }
 
   /** The connection carrying this book was lost: forget everything until it is subscribed again. */
@@ -1062,13 +1063,14 @@ export class BinanceFuturesConnector implements Connector {
   /**
    * Fetches a fresh snapshot once the resync brake allows (kit/resync-brake.ts). A held-back fetch writes
    * no gap row of its own: a live book that restarted has written one already, and a book still syncing
-   * keeps buffering its deltas, so nothing is missing yet. `why` names the cause in the log line.
+   * keeps buffering its deltas, so nothing is missing yet. `why` names the cause in the log line;
+   * `braked` is false for the pipeline's own requests, which the pipeline paces.
    */
-  private requestSnapshot(feed: Feed, why: string | undefined): void {
+  private requestSnapshot(feed: Feed, why: string | undefined, braked = true): void {
     const book = feed.book!;
     if (book.requesting || feed.failed || this.stopped) return;
     book.requesting = true;
-    const delay = book.brake.next();
+    const delay = braked ? book.brake.next() : 0;
     if (delay === 0) {
       this.fetchSnapshot(feed);
       return;

@@ -27,6 +27,7 @@ import type { Subscription } from "../core/subscriptions.ts";
 import { flattenLevels } from "./deribit-scan.ts";
 import { positiveOr } from "./kit/env.ts";
 import { TokenBucket } from "./kit/rate.ts";
+import { ResyncBrake, resyncBrakeFromEnv } from "./kit/resync-brake.ts";
 import { ChangeIdSequence } from "./kit/sequence/deribit.ts";
 import { scanDeribitBookChange } from "./deribit-scan.ts";
 import { endpoint } from "./endpoints.ts";
@@ -151,6 +152,10 @@ interface Channel {
   failed: boolean;
   readonly sequence: ChangeIdSequence;
   readonly book: OrderBook;
+  /** Spaces out the resyncs of a book that keeps breaking (kit/resync-brake.ts). */
+  readonly brake: ResyncBrake;
+  /** The brake's delay before resubscribing; cleared with the session. */
+  brakeTimer: ReturnType<typeof setTimeout> | undefined;
 }
 
 interface RpcError {
@@ -211,6 +216,7 @@ class DeribitConnector implements Connector {
   ) {
     const { config } = context;
     this.faults = new FaultLog(context.log);
+    const brake = resyncBrakeFromEnv(config.env);
     this.credentials = config.deribit.credentials;
     this.interval = this.credentials ? INTERVALS.authenticated : INTERVALS.public;
     for (const subscription of subscriptions) {
@@ -226,6 +232,8 @@ class DeribitConnector implements Connector {
           failed: false,
           sequence: new ChangeIdSequence(),
           book: new OrderBook(),
+          brake: new ResyncBrake(brake),
+          brakeTimer: undefined,
         };
         this.channels.set(name, channel);
       }
@@ -274,7 +282,8 @@ class DeribitConnector implements Connector {
     const channel = this.channelOf.get(subscription);
     if (!channel || channel.failed || this.stopped) return;
     if (channel.kind === "book") {
-      this.resyncBook(channel, reason, detail);
+      // Paced by the pipeline itself (it waits for the queue to drain), so not braked.
+      this.resyncBook(channel, reason, detail, false);
     } else {
       this.emitGap(subscription, reason, detail);
     }
@@ -321,6 +330,10 @@ class DeribitConnector implements Connector {
     this.outbox.length = 0;
     clearTimeout(this.outboxTimer);
     clearTimeout(this.refreshTimer);
+    for (const channel of this.channels.values()) {
+      clearTimeout(channel.brakeTimer);
+      channel.brakeTimer = undefined;
+    }
     this.sessionReady = false;
     this.tokens = undefined;
   }
@@ -524,8 +537,11 @@ class DeribitConnector implements Connector {
     for (const subscription of channel.subscriptions) this.emitGap(subscription, "subscription_error", reason);
   }
 
-  /** Counts, marks and forgets the book, then resubscribes: Deribit answers with a fresh snapshot. */
-  private resyncBook(channel: Channel, reason: GapReason, detail: string): void {
+  /**
+   * Counts, marks and forgets the book, then resubscribes: Deribit answers with a fresh snapshot. When
+   * `braked`, a book that keeps breaking resubscribes after the brake's delay.
+   */
+  private resyncBook(channel: Channel, reason: GapReason, detail: string, braked = true): void {
     channel.sequence.reset();
     channel.book.clear();
     this.context.log.warn(`${EXCHANGE}: ${channel.name}: ${reason} (${detail}); resubscribing for a fresh snapshot`);
@@ -534,10 +550,24 @@ class DeribitConnector implements Connector {
       this.emitGap(subscription, reason, detail);
     }
     // Not connected or not yet authenticated: the next subscribeAll brings the snapshot anyway.
-    if (this.sessionReady) {
-      this.enqueue("unsubscribe", [channel.name], true);
-      this.enqueue("subscribe", [channel.name], true);
+    if (!this.sessionReady || channel.brakeTimer !== undefined) return;
+    const delay = braked ? channel.brake.next() : 0;
+    if (delay === 0) {
+      this.resubscribe(channel);
+      return;
     }
+    // Until then the book waits for a snapshot: its changes are not applied.
+    for (const subscription of channel.subscriptions) subscription.stats.resyncsDelayed++;
+    this.faults.report(`brake:${channel.name}`, `${EXCHANGE}: ${channel.name}: resync ${channel.brake.count} in a row: fresh snapshot in ${Math.ceil(delay / 1000)} s`);
+    channel.brakeTimer = setTimeout(() => {
+      channel.brakeTimer = undefined;
+      if (this.sessionReady && !channel.failed && !this.stopped) this.resubscribe(channel);
+    }, delay);
+  }
+
+  private resubscribe(channel: Channel): void {
+    this.enqueue("unsubscribe", [channel.name], true);
+    this.enqueue("subscribe", [channel.name], true);
   }
 
   // ── messages ──

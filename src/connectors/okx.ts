@@ -37,6 +37,7 @@ import { endpoint } from "./endpoints.ts";
 import { bboSide, decimal } from "./json-scan.ts";
 import { positiveOr } from "./kit/env.ts";
 import { SlidingWindow, TokenBucket } from "./kit/rate.ts";
+import { ResyncBrake, resyncBrakeFromEnv, type ResyncBrakeOptions } from "./kit/resync-brake.ts";
 import { OKX_CHECKSUM_DEPTH, okxChecksum, SeqIdChain } from "./kit/sequence/okx.ts";
 import { scanOkxBooksUpdate, type ScannedOkxBook } from "./okx-scan.ts";
 import type { Connector, ConnectorContext, ExchangeSpec, InstrumentResult } from "./types.ts";
@@ -272,11 +273,15 @@ class L2State {
   buffer: BufferedUpdate[] = [];
   /** Bumped whenever the book is forgotten, so a REST fetch or timer of an older episode does nothing. */
   epoch = 0;
+  /** The wait for a WebSocket snapshot, or the resync brake's delay before resubscribing. */
   waitTimer: ReturnType<typeof setTimeout> | undefined;
   restFailures = 0;
   snapshotFailureMarked = false;
   /** The last snapshot itself was crossed (pre-open auction, documented by OKX): tolerate until it uncrosses. */
   crossedTolerated = false;
+
+  /** Spaces out the resyncs of a book that keeps breaking (kit/resync-brake.ts). */
+  constructor(readonly brake: ResyncBrake) {}
 
   forget(): void {
     this.epoch++;
@@ -617,6 +622,7 @@ class OkxConnector implements Connector {
   readonly wsUrl: string;
   private readonly restUrl: string;
   private readonly snapshotWaitMs: number;
+  private readonly resyncBrake: ResyncBrakeOptions;
   private readonly states = new Map<Subscription, SubState>();
   private connections: OkxConnection[] = [];
   private readonly aborts = new Set<AbortController>();
@@ -638,6 +644,7 @@ class OkxConnector implements Connector {
     this.wsUrl = endpoint(env, exchange, "WS", OKX_ENDPOINTS.ws);
     this.restUrl = endpoint(env, exchange, "REST", OKX_ENDPOINTS.rest);
     this.snapshotWaitMs = positiveOr(env, `XTRADER_${exchange}_SNAPSHOT_WAIT_MS`, OKX_TIMING.snapshotWaitMs);
+    this.resyncBrake = resyncBrakeFromEnv(env);
   }
 
   start(): void {
@@ -659,12 +666,20 @@ class OkxConnector implements Connector {
     this.faults.flush();
   }
 
+  /** The pipeline's request (after an overflow): paced by the pipeline itself, so not braked. */
   resync(subscription: Subscription, reason: GapReason, detail: string): void {
     const sub = this.states.get(subscription);
     if (!sub?.l2 || sub.failed || this.stopped) {
       this.log.debug(`${subscription.key}: resync (${reason}) ignored: no live book`);
       return;
     }
+    this.restartBook(sub, reason, detail, false);
+  }
+
+  /** Counts, marks and forgets the book, then asks for a fresh snapshot (after the brake's delay when `braked`). */
+  private restartBook(sub: SubState, reason: GapReason, detail: string, braked = true): void {
+    if (!sub.l2 || sub.failed || this.stopped) return;
+    const subscription = sub.subscription;
     subscription.stats.resyncs++;
     this.log.warn(`${subscription.key}: resync (${reason}): ${detail}`);
     this.emitGap(sub, reason, detail);
@@ -675,10 +690,34 @@ class OkxConnector implements Connector {
       l2.phase = "idle";
       return;
     }
+    const delay = braked ? l2.brake.next() : 0;
+    if (delay > 0) {
+      // The book keeps breaking: it stays idle (its updates ignored) until the fresh snapshot is asked for.
+      l2.phase = "idle";
+      subscription.stats.resyncsDelayed++;
+      this.faults.report(
+        `brake:${subscription.key}`,
+        `${subscription.key}: resync ${l2.brake.count} in a row: fresh snapshot in ${Math.ceil(delay / 1000)} s`,
+      );
+      const epoch = l2.epoch;
+      l2.waitTimer = setTimeout(() => {
+        l2.waitTimer = undefined;
+        if (l2.epoch === epoch && !sub.failed && !this.stopped) this.resubscribeBook(sub);
+      }, delay);
+      return;
+    }
+    this.resubscribeBook(sub);
+  }
+
+  /** Asks for a fresh snapshot: a resubscription, or REST when the subscribe budget is spent. */
+  private resubscribeBook(sub: SubState): void {
+    const l2 = sub.l2!;
+    const connection = sub.connection;
+    if (!connection?.isOpen) return;
     l2.phase = "awaiting";
     if (!connection.resubscribe(sub)) {
       // Out of subscribe budget: keep the subscription and take the snapshot from REST instead.
-      this.log.warn(`${subscription.key}: subscribe budget spent; resyncing from the REST snapshot`);
+      this.log.warn(`${sub.subscription.key}: subscribe budget spent; resyncing from the REST snapshot`);
       this.fetchSnapshot(sub);
     }
   }
@@ -708,7 +747,7 @@ class OkxConnector implements Connector {
         subscription,
         instrument: resolved,
         args,
-        l2: subscription.stream === "L2" ? new L2State() : undefined,
+        l2: subscription.stream === "L2" ? new L2State(new ResyncBrake(this.resyncBrake)) : undefined,
         connection: undefined,
         failed: false,
         unacked: 0,
@@ -1003,7 +1042,7 @@ class OkxConnector implements Connector {
     const l2 = sub.l2!;
     if (typeof data.seqId !== "number" || typeof data.prevSeqId !== "number") {
       this.parseErrorOf(sub, "book message without seqId/prevSeqId");
-      if (l2.phase === "live") this.resync(sub.subscription, "sequence", "book message without seqId/prevSeqId");
+      if (l2.phase === "live") this.restartBook(sub, "sequence", "book message without seqId/prevSeqId");
       return;
     }
     if (action === "snapshot") {
@@ -1045,7 +1084,7 @@ class OkxConnector implements Connector {
     const outcome = empty ? "malformed" : this.installSnapshot(sub, data, receivedAt);
     if (outcome !== "malformed") return;
     if (!empty) this.parseErrorOf(sub, "malformed book snapshot");
-    if (l2.phase === "live") this.resync(sub.subscription, "sequence", "malformed book snapshot");
+    if (l2.phase === "live") this.restartBook(sub, "sequence", "malformed book snapshot");
     else if (l2.phase === "awaiting") this.fetchSnapshot(sub);
   }
 
@@ -1103,12 +1142,12 @@ class OkxConnector implements Connector {
       return;
     }
     if (verdict === "gap") {
-      this.resync(sub.subscription, "sequence", `prevSeqId ${prevSeqId} does not follow seqId ${last} (update seqId ${seqId})`);
+      this.restartBook(sub, "sequence", `prevSeqId ${prevSeqId} does not follow seqId ${last} (update seqId ${seqId})`);
       return;
     }
     if (verdict === "backwards") {
       const detail = `update seqId ${seqId} is still not above the REST snapshot's seqId ${last} after ${OKX_LIMITS.restOverlapUpdates} later updates: the snapshot's seqId was wrong or the ids went back`;
-      this.resync(sub.subscription, "id_reset", detail);
+      this.restartBook(sub, "id_reset", detail);
       return;
     }
     const bids = flat ? (data.bids as number[]) : flatten(data.bids);
@@ -1116,14 +1155,14 @@ class OkxConnector implements Connector {
     const ts = flat ? (data.ts as number) : okxTime(data.ts);
     if (!bids || !asks || Number.isNaN(ts)) {
       this.parseErrorOf(sub, "malformed book update");
-      this.resync(sub.subscription, "sequence", `malformed book update seqId ${seqId}`);
+      this.restartBook(sub, "sequence", `malformed book update seqId ${seqId}`);
       return;
     }
     applyLevels(l2, bids, asks, data);
     if (l2.book.isCrossed()) {
       if (!l2.crossedTolerated) {
         const detail = `best bid ${l2.book.bids.best()} >= best ask ${l2.book.asks.best()} after seqId ${seqId}`;
-        this.resync(sub.subscription, "crossed_book", detail);
+        this.restartBook(sub, "crossed_book", detail);
         return;
       }
     } else {
@@ -1143,12 +1182,12 @@ class OkxConnector implements Connector {
       // The first non-zero checksum on a book whose level texts were not kept (all before were 0): verify
       // from a fresh snapshot on, which is tracked from now on.
       l2.checksumsSeen = true;
-      this.resync(sub.subscription, "checksum", `first non-zero checksum ${checksum} at seqId ${l2.chain.seqId}; the book's level texts were not kept, so it restarts from a snapshot to verify`);
+      this.restartBook(sub, "checksum", `first non-zero checksum ${checksum} at seqId ${l2.chain.seqId}; the book's level texts were not kept, so it restarts from a snapshot to verify`);
       return false;
     }
     const ours = okxChecksum(topLevels(l2.rawBids, true), topLevels(l2.rawAsks, false));
     if (ours === checksum) return true;
-    this.resync(sub.subscription, "checksum", `checksum ${checksum} from OKX, ${ours} from our book at seqId ${l2.chain.seqId}`);
+    this.restartBook(sub, "checksum", `checksum ${checksum} from OKX, ${ours} from our book at seqId ${l2.chain.seqId}`);
     return false;
   }
 

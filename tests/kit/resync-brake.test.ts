@@ -2,6 +2,8 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { RESYNC_BRAKE, ResyncBrake, resyncBrakeFromEnv } from "../../src/connectors/kit/resync-brake.ts";
 import { rebuildBook, startConnector, type ConnectorHarness } from "../support/connector-harness.ts";
 import { FakeBinanceFutures } from "../support/fake-binance.ts";
+import { FakeDeribit } from "../support/fake-deribit.ts";
+import { FakeOkx } from "../support/fake-okx.ts";
 
 describe("ResyncBrake", () => {
   test("the first resyncs of a streak go at once, later ones wait twice as long each time, up to the cap", () => {
@@ -37,7 +39,7 @@ describe("ResyncBrake", () => {
   });
 });
 
-let fake: FakeBinanceFutures | undefined;
+let fake: { stop(): Promise<void> } | undefined;
 let harness: ConnectorHarness | undefined;
 
 afterEach(async () => {
@@ -98,5 +100,80 @@ describe("a REST snapshot that is stale every time (Binance futures)", () => {
     const rebuilt = rebuildBook(h.events("book_change"));
     expect({ bids: rebuilt.bids.sorted(), asks: rebuilt.asks.sorted() }).toEqual(market.trueBook());
     expect(h.events("gap")).toEqual([]);
+  });
+});
+
+/**
+ * A book that breaks again as soon as it is live (here: an update crossing it each time): the first
+ * resyncs go at once, later ones wait, and each break still writes its gap row before a fresh snapshot.
+ */
+async function breakRepeatedly(h: ConnectorHarness, symbol: string, breaks: number, breakBook: () => void, step: () => void): Promise<void> {
+  for (let i = 0; i < breaks; i++) {
+    await h.waitFor(() => h.events("book_change", symbol).filter((book) => book.isSnapshot).length === i + 1, 5_000, `snapshot ${i + 1}`);
+    step();
+    breakBook();
+    await h.waitFor(() => h.events("gap", symbol).length === i + 1, 5_000, `gap ${i + 1}`);
+  }
+  await h.waitFor(() => h.events("book_change", symbol).filter((book) => book.isSnapshot).length === breaks + 1, 5_000, "the last snapshot");
+}
+
+function expectBraked(h: ConnectorHarness, symbol: string, breaks: number, reason: string): void {
+  const l2 = h.subscriptions.find((subscription) => subscription.stream === "L2")!;
+  const marks = h.events("gap", symbol);
+  expect(marks.map((gap) => gap.reason)).toEqual(Array(breaks).fill(reason));
+  expect(l2.stats.resyncs).toBe(breaks);
+  // Three at once, the other ones after a wait.
+  expect(l2.stats.resyncsDelayed).toBe(breaks - 3);
+  // One log line for the episode (FaultLog), at its first held-back resync.
+  expect(h.logs.filter((line) => line.includes("in a row"))).toHaveLength(1);
+  expect(h.logs.some((line) => line.includes("resync 4 in a row"))).toBe(true);
+  let awaitingSnapshot = false;
+  for (const event of h.emitted.map((entry) => entry.event)) {
+    if (event.type === "gap") awaitingSnapshot = true;
+    if (event.type === "book_change") {
+      if (awaitingSnapshot) expect(event.isSnapshot).toBe(true);
+      awaitingSnapshot = false;
+    }
+  }
+}
+
+const BRAKE_ENV = { XTRADER_RESYNC_BACKOFF_MIN_MS: "20", XTRADER_RESYNC_BACKOFF_MAX_MS: "60000" };
+
+describe("a book that keeps breaking", () => {
+  test("OKX: resubscribes of the fourth and later resyncs are held back, counted and logged", async () => {
+    const okx = FakeOkx.start({ instruments: [{ instId: "BTC-USDT-SWAP", ctVal: "0.01", mid: 50_000, tick: 0.1, priceDecimals: 1, sizeDecimals: 0 }], seed: 7 });
+    fake = okx;
+    const h = (harness = startConnector("L2:OKX_SWAP@BTCUSDT", { ...okx.env("OKX_SWAP"), XTRADER_OKX_SWAP_SNAPSHOT_WAIT_MS: "200", ...BRAKE_ENV }));
+    await breakRepeatedly(h, "BTCUSDT", 6, () => okx.sendCrossedUpdate("BTC-USDT-SWAP"), () => okx.step("BTC-USDT-SWAP", 3));
+    expectBraked(h, "BTCUSDT", 6, "crossed_book");
+  });
+
+  test("Deribit: resubscribes of the fourth and later resyncs are held back, counted and logged", async () => {
+    const deribit = FakeDeribit.start();
+    fake = deribit;
+    const h = (harness = startConnector("L2:DERIBIT@ETH-PERPETUAL", deribit.env(BRAKE_ENV)));
+    await deribit.waitForSubscribed("book.ETH-PERPETUAL.100ms");
+    await breakRepeatedly(h, "ETH-PERPETUAL", 6, () => deribit.sendCrossingBookChange("ETH-PERPETUAL"), () => {
+      for (let i = 0; i < 3; i++) deribit.bookStep("ETH-PERPETUAL");
+    });
+    expectBraked(h, "ETH-PERPETUAL", 6, "crossed_book");
+  });
+
+  test("Binance futures: snapshots of the fourth and later resyncs are held back, counted and logged", async () => {
+    const binance = FakeBinanceFutures.start();
+    fake = binance;
+    const h = (harness = startConnector("L2:BINANCE_FUTURES@BTCUSDT", { ...binance.env, ...BRAKE_ENV }));
+    // The initial sync is a snapshot too: it starts the streak, so the third resync is already held back.
+    const driving = setInterval(() => binance.depthStep(), 5);
+    try {
+      await breakRepeatedly(h, "BTCUSDT", 6, () => binance.sendCrossedDepth(), () => binance.depthStep());
+    } finally {
+      clearInterval(driving);
+    }
+    const l2 = h.subscriptions[0]!;
+    expect(h.events("gap").map((gap) => gap.reason)).toEqual(Array(6).fill("crossed_book"));
+    // (A snapshot that predates the resubscribed stream is fetched again, also through the brake.)
+    expect(l2.stats.resyncsDelayed).toBeGreaterThanOrEqual(4);
+    expect(h.logs.filter((line) => line.includes("in a row"))).toHaveLength(1);
   });
 });
