@@ -24,7 +24,7 @@ import { parseArgs } from "node:util";
 import { normalizeBookChanges, normalizeTrades } from "tardis-dev";
 import { buildConfig } from "../src/cli/config.ts";
 import { EXCHANGE_REGISTRY } from "../src/connectors/index.ts";
-import type { Connector } from "../src/connectors/types.ts";
+import type { Connector } from "../src/core/connector.ts";
 import { rowCount, type ExchangeId, type MarketEvent } from "../src/core/events.ts";
 import { createLogger } from "../src/core/log.ts";
 import type { Subscription } from "../src/core/subscriptions.ts";

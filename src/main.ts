@@ -5,7 +5,7 @@
  */
 import { buildConfig, parseCommandLine, usage } from "./cli/config.ts";
 import { loadEnvironment } from "./cli/dotenv.ts";
-import { VERSION_LINE } from "./cli/version.ts";
+import { VERSION_LINE } from "./core/version.ts";
 import { EXCHANGE_REGISTRY } from "./connectors/index.ts";
 import { errorMessage, UserError } from "./core/errors.ts";
 import { rootLogger, setLogLevel } from "./core/log.ts";

@@ -11,7 +11,7 @@ import { decodeRows, readJournal } from "../src/sinks/parquet/journal.ts";
 import { decodePartitionValue, encodePartitionValue, journalFileName } from "../src/sinks/parquet/layout.ts";
 import { PartFile } from "../src/sinks/parquet/part-file.ts";
 import { TABLES } from "../src/sinks/tables.ts";
-import type { InterruptedStream } from "../src/sinks/types.ts";
+import type { InterruptedStream } from "../src/core/sink.ts";
 import { SinkWritability } from "../src/observability/readiness.ts";
 import {
   BASE_TIME,

@@ -4,12 +4,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildConfig } from "../src/cli/config.ts";
 import { EXCHANGE_REGISTRY } from "../src/connectors/index.ts";
-import type { Connector, ConnectorContext, ExchangeSpec } from "../src/connectors/types.ts";
+import type { Connector, ConnectorContext, ExchangeRegistry, ExchangeSpec } from "../src/core/connector.ts";
 import { BoundedChannel, WAKE_EVENTS } from "../src/core/channel.ts";
 import { BASE_SIZING, type BookChange, type MarketEvent, type Trade } from "../src/core/events.ts";
 import { createLogger } from "../src/core/log.ts";
 import { Pipeline } from "../src/core/pipeline.ts";
-import type { ExchangeRegistry, Subscription } from "../src/core/subscriptions.ts";
+import type { Subscription } from "../src/core/subscriptions.ts";
 import { waitUntil } from "./support/fake-exchange.ts";
 import { MemorySink } from "./support/memory-sink.ts";
 

@@ -12,9 +12,10 @@ import { EXCHANGE_REGISTRY } from "../connectors/index.ts";
 import { SINKS, type Config } from "../core/config.ts";
 import { UserError } from "../core/errors.ts";
 import { parseRustLog } from "../core/log.ts";
-import { parseSubscriptions, type ExchangeRegistry } from "../core/subscriptions.ts";
+import type { ExchangeRegistry } from "../core/connector.ts";
+import { parseSubscriptions } from "../core/subscriptions.ts";
 import type { Environment } from "./dotenv.ts";
-import { VERSION_LINE } from "./version.ts";
+import { VERSION_LINE } from "../core/version.ts";
 
 export const LOG_FORMATS = ["text", "json"] as const;
 export const COMPRESSIONS = ["zstd", "snappy", "none"] as const;

@@ -31,7 +31,7 @@ import { positiveFromEnv } from "./kit/env.ts";
 import { TokenBucket } from "./kit/rate.ts";
 import { ResyncBrake, resyncBrakeFromEnv, type ResyncBrakeOptions } from "./kit/resync-brake.ts";
 import { bboSide, decimal } from "./json-scan.ts";
-import type { Connector, ConnectorContext, ExchangeSpec } from "./types.ts";
+import type { Connector, ConnectorContext, ExchangeSpec } from "../core/connector.ts";
 import { backoffDelay, backoffFromEnv, ReconnectingSocket, type BackoffOptions, type CloseInfo, type OpenInfo } from "./websocket.ts";
 
 // ───────────────────────────────────────── declarative header ─────────────────────────────────────────

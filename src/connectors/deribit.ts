@@ -32,7 +32,7 @@ import { ChangeIdSequence } from "./kit/sequence/deribit.ts";
 import { scanDeribitBookChange } from "./deribit-scan.ts";
 import { endpoint } from "./endpoints.ts";
 import { bboSide, jsonFinite } from "./json-scan.ts";
-import type { Connector, ConnectorContext, ExchangeSpec, InstrumentResult } from "./types.ts";
+import type { Connector, ConnectorContext, ExchangeSpec, InstrumentResult } from "../core/connector.ts";
 import { backoffFromEnv, ReconnectingSocket, type CloseInfo, type OpenInfo } from "./websocket.ts";
 
 // ───────────────────────────── declarative header ─────────────────────────────

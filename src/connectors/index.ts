@@ -1,5 +1,5 @@
 /** The exchange registry: every venue xtrader speaks, one file each. */
-import type { ExchangeRegistry } from "../core/subscriptions.ts";
+import type { ExchangeRegistry } from "../core/connector.ts";
 import { binanceFutures } from "./binance-futures.ts";
 import { deribit } from "./deribit.ts";
 import { okxSpot, okxSwap } from "./okx.ts";

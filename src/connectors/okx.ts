@@ -40,7 +40,7 @@ import { SlidingWindow, TokenBucket } from "./kit/rate.ts";
 import { ResyncBrake, resyncBrakeFromEnv, type ResyncBrakeOptions } from "./kit/resync-brake.ts";
 import { OKX_CHECKSUM_DEPTH, okxChecksum, SeqIdChain } from "./kit/sequence/okx.ts";
 import { scanOkxBooksUpdate, type ScannedOkxBook } from "./okx-scan.ts";
-import type { Connector, ConnectorContext, ExchangeSpec, InstrumentResult } from "./types.ts";
+import type { Connector, ConnectorContext, ExchangeSpec, InstrumentResult } from "../core/connector.ts";
 import { backoffDelay, backoffFromEnv, ReconnectingSocket, type BackoffOptions, type CloseInfo } from "./websocket.ts";
 
 // ─── Declarative header ────────────────────────────────────────────────────────────────────────────

@@ -14,8 +14,8 @@
  * - for other streams, a gap marker (reason "overflow") is queued at the first drop of an episode.
  */
 import { edenGC } from "bun:jsc";
-import type { Connector, ExchangeSpec } from "../connectors/types.ts";
-import type { InterruptedStream, Sink } from "../sinks/types.ts";
+import type { Connector, ExchangeRegistry, ExchangeSpec } from "./connector.ts";
+import type { InterruptedStream, Sink } from "./sink.ts";
 import { BoundedChannel } from "./channel.ts";
 import type { Config } from "./config.ts";
 import { errorMessage } from "./errors.ts";
@@ -23,7 +23,7 @@ import { FaultLog } from "./fault-log.ts";
 import { EXCHANGES, gapEvent, rowCount, type ExchangeId, type MarketEvent } from "./events.ts";
 import type { Logger } from "./log.ts";
 import { SinkStats } from "./stats.ts";
-import type { ExchangeRegistry, Subscription } from "./subscriptions.ts";
+import type { Subscription } from "./subscriptions.ts";
 
 export interface PipelineOptions {
   readonly config: Config;

@@ -7,7 +7,6 @@
  * Every error is one line naming the bad token and what is accepted.
  */
 import * as v from "valibot";
-import type { ExchangeSpec } from "../connectors/types.ts";
 import { UserError } from "./errors.ts";
 import { EXCHANGES, STREAMS, type ExchangeId, type Stream } from "./events.ts";
 import { SubscriptionStats } from "./stats.ts";
@@ -24,7 +23,21 @@ export interface Subscription {
   readonly stats: SubscriptionStats;
 }
 
-export type ExchangeRegistry = Readonly<Record<ExchangeId, ExchangeSpec>>;
+export type InstrumentResult = { readonly native: string } | { readonly error: string };
+
+/** What the grammar needs of a venue: the streams it offers and its instrument rule. */
+export interface InstrumentRule {
+  readonly streams: readonly Stream[];
+  /**
+   * Maps an instrument as written (`BTCUSDT`, or the venue's native id) to the venue's native id, or an
+   * error sentence saying what is accepted. Purely syntactic: venues that need their instrument list
+   * resolve further when the connector starts.
+   */
+  nativeInstrument(symbol: string): InstrumentResult;
+}
+
+/** Every venue's rule by id (the registry of connectors, core/connector.ts, is one). */
+export type InstrumentRules = Readonly<Record<ExchangeId, InstrumentRule>>;
 
 const STREAM_ALIASES: Readonly<Record<string, Stream>> = { L1: "BBO" };
 
@@ -42,7 +55,7 @@ export interface ParsedSubscriptions {
   readonly duplicates: readonly string[];
 }
 
-export function parseSubscriptions(text: string, registry: ExchangeRegistry): ParsedSubscriptions {
+export function parseSubscriptions(text: string, registry: InstrumentRules): ParsedSubscriptions {
   const subscriptions: Subscription[] = [];
   const duplicates: string[] = [];
   const seen = new Set<string>();
@@ -65,7 +78,7 @@ export function parseSubscriptions(text: string, registry: ExchangeRegistry): Pa
   return { subscriptions, duplicates };
 }
 
-function parseOne(token: string, registry: ExchangeRegistry): Subscription {
+function parseOne(token: string, registry: InstrumentRules): Subscription {
   if (!v.is(TOKEN, token)) {
     throw new UserError(
       `malformed subscription '${token}'; expected STREAM:EXCHANGE@INSTRUMENT, e.g. L2:OKX_SWAP@BTCUSDT`,

@@ -4,7 +4,7 @@ import type { Logger } from "../core/log.ts";
 import type { SinkStats } from "../core/stats.ts";
 import { ParquetSink, parquetTuningFromEnv } from "./parquet/index.ts";
 import { QuestDbSink } from "./questdb/index.ts";
-import type { Sink } from "./types.ts";
+import type { Sink } from "../core/sink.ts";
 
 export function createSink(config: Config, log: Logger, stats: SinkStats): Sink {
   switch (config.sink) {

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildConfig } from "../../src/cli/config.ts";
 import { EXCHANGE_REGISTRY } from "../../src/connectors/index.ts";
-import type { Connector } from "../../src/connectors/types.ts";
+import type { Connector } from "../../src/core/connector.ts";
 import type { Config } from "../../src/core/config.ts";
 import type { EventType, MarketEvent } from "../../src/core/events.ts";
 import { createLogger, type LogLevel } from "../../src/core/log.ts";

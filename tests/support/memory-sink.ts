@@ -3,7 +3,7 @@
  * rows only count once flushed. Optionally slow, to make the pipeline's channel fill up.
  */
 import type { MarketEvent } from "../../src/core/events.ts";
-import type { Sink } from "../../src/sinks/types.ts";
+import type { Sink } from "../../src/core/sink.ts";
 
 export class MemorySink implements Sink {
   readonly name = "memory";

@@ -19,7 +19,7 @@ import { FaultLog } from "../../core/fault-log.ts";
 import type { Logger } from "../../core/log.ts";
 import type { SinkStats } from "../../core/stats.ts";
 import { STREAM_OF_TABLE, TABLE_OF_EVENT, type TableName } from "../tables.ts";
-import type { InterruptedStream, Sink } from "../types.ts";
+import type { InterruptedStream, Sink } from "../../core/sink.ts";
 import type { IntegerReport } from "./columns.ts";
 import { utcParts } from "./layout.ts";
 import { PENDING_MARKERS_FILE, readPendingMarkers, streamKey, writePendingMarkers } from "./markers.ts";

@@ -10,7 +10,7 @@
 import { open, readFile, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { EXCHANGES, STREAMS } from "../../core/events.ts";
-import type { InterruptedStream } from "../types.ts";
+import type { InterruptedStream } from "../../core/sink.ts";
 import { errorCode, syncDirectory, writeAll } from "./part-file.ts";
 
 export const PENDING_MARKERS_FILE = ".unclean-stop.pending";

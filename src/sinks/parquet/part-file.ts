@@ -22,7 +22,7 @@ import { link, mkdir, open, readdir, rename, stat, unlink, type FileHandle } fro
 import { join } from "node:path";
 import type { CompressionCodec } from "hyparquet";
 import { ByteWriter, ParquetWriter } from "hyparquet-writer";
-import { VERSION } from "../../cli/version.ts";
+import { VERSION } from "../../core/version.ts";
 import type { MarketEvent } from "../../core/events.ts";
 import { TABLES, type Column, type TableName } from "../tables.ts";
 import { EVENT_ROWS_SLACK, PER_EVENT_COLUMNS, TableBuffer, rowAppender, type IntegerReport, type RowAppender } from "./columns.ts";

@@ -24,7 +24,7 @@ import { errorMessage } from "../../core/errors.ts";
 import { rowCount, type MarketEvent } from "../../core/events.ts";
 import type { Logger } from "../../core/log.ts";
 import type { SinkStats } from "../../core/stats.ts";
-import type { Sink } from "../types.ts";
+import type { Sink } from "../../core/sink.ts";
 import { IlpConnection, RejectedDataError } from "./connection.ts";
 import { createTables } from "./ddl.ts";
 import { IlpEncoder } from "./encoder.ts";

@@ -2,7 +2,7 @@
  * What every sink implements. Sinks know nothing about exchanges: they receive normalized events and
  * store them by event type (one table per stream, plus `gaps`).
  */
-import type { MarketEvent, Stream } from "../core/events.ts";
+import type { MarketEvent, Stream } from "./events.ts";
 
 export interface Sink {
   readonly name: string;

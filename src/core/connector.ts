@@ -1,11 +1,14 @@
 /**
- * The contract between the core and an exchange connector. One file per exchange exports an
- * `ExchangeSpec` (its declarative header: streams, instrument rule) and the connector it creates.
+ * The contract between the core and an exchange connector. It lives in core so that core depends on no
+ * venue: each venue's file (src/connectors/) exports an `ExchangeSpec` (its declarative header: streams,
+ * instrument rule) and the connector it creates, and the registry (src/connectors/index.ts) lists them.
  */
-import type { Config } from "../core/config.ts";
-import type { ExchangeId, GapReason, MarketEvent, Stream } from "../core/events.ts";
-import type { Logger } from "../core/log.ts";
-import type { Subscription } from "../core/subscriptions.ts";
+import type { Config } from "./config.ts";
+import type { ExchangeId, GapReason, MarketEvent } from "./events.ts";
+import type { Logger } from "./log.ts";
+import type { InstrumentResult, InstrumentRule, Subscription } from "./subscriptions.ts";
+
+export type { InstrumentResult };
 
 /**
  * Who counts what (SubscriptionStats): the pipeline's `emit` counts `events`, `gaps` (gap events) and the
@@ -31,16 +34,10 @@ export interface Connector {
   resync(subscription: Subscription, reason: GapReason, detail: string): void;
 }
 
-export type InstrumentResult = { readonly native: string } | { readonly error: string };
+/** Every venue by id (src/connectors/index.ts). */
+export type ExchangeRegistry = Readonly<Record<ExchangeId, ExchangeSpec>>;
 
-export interface ExchangeSpec {
+export interface ExchangeSpec extends InstrumentRule {
   readonly id: ExchangeId;
-  readonly streams: readonly Stream[];
-  /**
-   * Maps an instrument as written (`BTCUSDT`, or the venue's native id) to the venue's native id, or an
-   * error sentence saying what is accepted. Purely syntactic: venues that need their instrument list
-   * resolve further when the connector starts.
-   */
-  nativeInstrument(symbol: string): InstrumentResult;
   create(context: ConnectorContext, subscriptions: readonly Subscription[]): Connector;
 }
