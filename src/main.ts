@@ -13,6 +13,7 @@ import { Pipeline } from "./core/pipeline.ts";
 import { SinkStats } from "./core/stats.ts";
 import { startTelemetry } from "./core/telemetry.ts";
 import { startObservability } from "./observability/index.ts";
+import { runReport } from "./report/index.ts";
 import { configureLogging, secretsOf } from "./observability/logging.ts";
 import { createSink } from "./sinks/index.ts";
 
@@ -20,6 +21,7 @@ import { createSink } from "./sinks/index.ts";
 let jsonLogs = false;
 
 async function main(argv: readonly string[]): Promise<number> {
+  if (argv[0] === "report") return runReport(argv.slice(1));
   const commandLine = parseCommandLine(argv);
   if (commandLine.kind === "help") {
     process.stdout.write(`${await usage()}\n`);

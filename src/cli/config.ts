@@ -78,7 +78,7 @@ export const ARGS = {
 export const command = defineCommand({
   meta: {
     name: "xtrader",
-    description: "Records crypto exchange market data to Parquet files or QuestDB",
+    description: "Records crypto exchange market data to Parquet files or QuestDB (what the files hold: xtrader report --help)",
   },
   args: ARGS,
 });
