@@ -16,7 +16,7 @@ import { rowCount, type MarketEvent } from "../../core/events.ts";
 import type { Logger } from "../../core/log.ts";
 import type { SinkStats } from "../../core/stats.ts";
 import { STREAM_OF_TABLE, TABLE_OF_EVENT, type TableName } from "../tables.ts";
-import type { InterruptedStream, Sink } from "../types.ts";
+import { CLEAN_CLOSE, type CloseReport, type InterruptedStream, type Sink } from "../types.ts";
 import type { IntegerReport } from "./columns.ts";
 import { EncodeError, NameAllocator, PartFile, errorCode } from "./part-file.ts";
 import { recoverDirectory, type RecoveryReport } from "./recovery.ts";
@@ -63,7 +63,7 @@ export class ParquetSink implements Sink {
   private integersReported = 0;
   private timer: ReturnType<typeof setInterval> | undefined;
   private closed = false;
-  private closePromise: Promise<void> | undefined;
+  private closePromise: Promise<CloseReport> | undefined;
   /** Rows in memory across files (approximate between ticks; recomputed after every step). */
   private memoryRows = 0;
   /** Rows made durable since the last recordFlush. */
@@ -167,7 +167,7 @@ export class ParquetSink implements Sink {
     this.recordFlush();
   }
 
-  close(): Promise<void> {
+  close(): Promise<CloseReport> {
     this.closePromise ??= this.closeAll();
     return this.closePromise;
   }
@@ -367,7 +367,11 @@ export class ParquetSink implements Sink {
     this.integersReported = this.integerReport.invalid;
   }
 
-  private async closeAll(): Promise<void> {
+  /**
+   * Closes every file; files the disk keeps refusing until the close timeout are reported: rows in their
+   * journals are kept (the next start recovers them), rows only in memory are lost, per table.
+   */
+  private async closeAll(): Promise<CloseReport> {
     const { stats } = this.options;
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
@@ -392,20 +396,23 @@ export class ParquetSink implements Sink {
     }
     this.recordFlush();
     for (const resolve of this.waiters.splice(0)) resolve();
-    if (this.closing.size === 0) return;
+    if (this.closing.size === 0) return CLEAN_CLOSE;
     let durable = 0;
     let lost = 0;
+    const lostRows: Partial<Record<TableName, number>> = {};
     for (const file of this.closing) {
       durable += file.durableRows;
       lost += file.notDurableRows;
+      if (file.notDurableRows > 0) lostRows[file.table] = (lostRows[file.table] ?? 0) + file.notDurableRows;
       await file.abandon();
     }
     stats.droppedRows += lost;
     stats.bufferedRows = 0;
     const count = this.closing.size;
     this.closing.clear();
-    throw new Error(
+    this.options.log.error(
       `parquet: ${count} file(s) could not be closed because the disk keeps failing; ${durable} row(s) are in their journals and the next start recovers them, ${lost} row(s) only in memory are lost`,
     );
+    return { lostRows, keptRows: durable, keptWhere: durable > 0 ? `journals under ${this.options.directory}` : undefined };
   }
 }

@@ -24,10 +24,12 @@ import { errorMessage } from "../../core/errors.ts";
 import { rowCount, type MarketEvent } from "../../core/events.ts";
 import type { Logger } from "../../core/log.ts";
 import type { SinkStats } from "../../core/stats.ts";
-import type { Sink } from "../types.ts";
+import type { TableName } from "../tables.ts";
+import type { CloseReport, Sink } from "../types.ts";
 import { IlpConnection, RejectedDataError } from "./connection.ts";
 import { createTables } from "./ddl.ts";
 import { IlpEncoder } from "./encoder.ts";
+import { rowsByTable } from "./lines.ts";
 import { Outbox } from "./outbox.ts";
 import { resolveSettings, type ResolvedSettings } from "./settings.ts";
 
@@ -78,7 +80,7 @@ export class QuestDbSink implements Sink {
   /** write() is holding the pipeline because the buffer is full (logged once per episode). */
   private holding = false;
   private closed = false;
-  private closingDone: Promise<void> | undefined;
+  private closingDone: Promise<CloseReport> | undefined;
 
   constructor(options: QuestDbSinkOptions) {
     this.log = options.log;
@@ -143,13 +145,16 @@ export class QuestDbSink implements Sink {
     await this.waitWhile(() => this.outbox.pendingChunks > 0 && this.deliverable());
   }
 
-  /** Flushes, keeps trying to deliver for QUESTDB_CLOSE_TIMEOUT_MS, then closes the connection. Idempotent. */
-  close(): Promise<void> {
+  /**
+   * Flushes, keeps trying to deliver for QUESTDB_CLOSE_TIMEOUT_MS, then closes the connection; resolves
+   * with the rows it could not deliver, per table. Idempotent.
+   */
+  close(): Promise<CloseReport> {
     this.closingDone ??= this.shutDown();
     return this.closingDone;
   }
 
-  private async shutDown(): Promise<void> {
+  private async shutDown(): Promise<CloseReport> {
     this.closing = true;
     clearInterval(this.flushTimer);
     this.seal();
@@ -165,6 +170,8 @@ export class QuestDbSink implements Sink {
     this.closed = true;
     if (this.reconnectTimer !== undefined) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
+    const lostRows: Partial<Record<TableName, number>> = {};
+    for (const chunk of this.outbox.pending()) rowsByTable(chunk.bytes, lostRows);
     const { rows, neverSentRows } = this.outbox.abandonPending();
     if (rows > 0) {
       this.stats.droppedRows += neverSentRows;
@@ -182,6 +189,7 @@ export class QuestDbSink implements Sink {
     }
     this.updateBuffered();
     this.notifyProgress();
+    return { lostRows, keptRows: 0 };
   }
 
   // ---- accepting rows -------------------------------------------------------------------------------

@@ -51,6 +51,11 @@ export class Outbox {
     this.pendingRows += rows;
   }
 
+  /** Chunks not yet delivered, in order: the one in flight, then the unsent ones. */
+  pending(): readonly Chunk[] {
+    return this.inFlight ? [this.inFlight, ...this.unsent] : this.unsent;
+  }
+
   /** Moves the oldest unsent chunk in flight. */
   takeNext(): Chunk | undefined {
     if (this.inFlight) throw new Error("a chunk is already in flight");
