@@ -1,7 +1,9 @@
 #!/usr/bin/env bun
 /**
  * xtrader entry point: command line → Config → pipeline (connectors → channel → sink) until stopped.
- * Exit codes: 0 clean stop, 1 runtime failure, 2 bad user input (one line, no stack trace), 130 forced.
+ * Exit codes: 0 clean stop (rows kept for the next start included), 1 runtime failure or a stop that timed
+ * out, 2 bad user input (one line, no stack trace), 3 stopped but rows were lost (the stop's log line says
+ * how many per table), 130 forced.
  */
 import { buildConfig, parseCommandLine, usage } from "./cli/config.ts";
 import { loadEnvironment } from "./cli/dotenv.ts";

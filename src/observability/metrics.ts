@@ -217,6 +217,7 @@ export function createMetricsRegistry(sources: MetricsSources): Registry {
   sinkCounter("xtrader_sink_rows_written_total", "Rows durably handed to the destination (flushed)", () => sinkStats.rowsWritten);
   sinkGauge("xtrader_sink_buffered_rows", "Rows accepted by the sink and not yet flushed", () => sinkStats.bufferedRows);
   sinkCounter("xtrader_sink_dropped_rows_total", "Rows lost by the sink (buffer bound exceeded, unrecoverable error)", () => sinkStats.droppedRows);
+  sinkCounter("xtrader_sink_refused_rows_total", "Rows the destination refused (QuestDB: a table whose columns do not match), set aside in a file", () => sinkStats.refusedRows);
   sinkCounter("xtrader_sink_flushes_total", "Successful flushes", () => sinkStats.flushes);
   sinkCounter("xtrader_sink_flush_seconds_total", "Time spent in successful flushes (divide by flushes for the mean latency)", () => sinkStats.flushSecondsTotal);
   sinkGauge("xtrader_sink_last_flush_seconds", "Duration of the last successful flush", () => sinkStats.lastFlushSeconds);

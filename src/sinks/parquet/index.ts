@@ -19,7 +19,7 @@ import { FaultLog } from "../../core/fault-log.ts";
 import type { Logger } from "../../core/log.ts";
 import type { SinkStats } from "../../core/stats.ts";
 import { STREAM_OF_TABLE, TABLE_OF_EVENT, type TableName } from "../tables.ts";
-import type { InterruptedStream, Sink } from "../types.ts";
+import { CLEAN_CLOSE, type CloseReport, type InterruptedStream, type Sink } from "../types.ts";
 import type { IntegerReport } from "./columns.ts";
 import { utcParts } from "./layout.ts";
 import { PENDING_MARKERS_FILE, readPendingMarkers, streamKey, writePendingMarkers } from "./markers.ts";
@@ -73,7 +73,7 @@ export class ParquetSink implements Sink {
   private integersReported = 0;
   private timer: ReturnType<typeof setInterval> | undefined;
   private closed = false;
-  private closePromise: Promise<void> | undefined;
+  private closePromise: Promise<CloseReport> | undefined;
   /** Rows in memory across files (approximate between ticks; recomputed after every step). */
   private memoryRows = 0;
   /** Rows made durable since the last recordFlush. */
@@ -210,7 +210,7 @@ export class ParquetSink implements Sink {
     this.recordFlush();
   }
 
-  close(): Promise<void> {
+  close(): Promise<CloseReport> {
     this.closePromise ??= this.closeAll().finally(async () => {
       await this.settleMarkers();
       this.faults.flush();
@@ -578,7 +578,11 @@ export class ParquetSink implements Sink {
     this.integersReported = this.integerReport.invalid;
   }
 
-  private async closeAll(): Promise<void> {
+  /**
+   * Closes every file; files the disk keeps refusing until the close timeout are reported: rows in their
+   * journals are kept (the next start recovers them), rows only in memory are lost, per table.
+   */
+  private async closeAll(): Promise<CloseReport> {
     const { stats } = this.options;
     // Files deleted under the sink since the last tick are marked while gap rows can still be written.
     await this.findLostFiles();
@@ -605,21 +609,28 @@ export class ParquetSink implements Sink {
     }
     this.recordFlush();
     for (const resolve of this.waiters.splice(0)) resolve();
-    if (this.closing.size === 0) return;
+    if (this.closing.size === 0) return CLEAN_CLOSE;
     let durable = 0;
     let lost = 0;
+    const lostRows: Partial<Record<TableName, number>> = {};
     for (const file of this.closing) {
-      durable += file.durableRows;
-      lost += file.notDurableRows;
+      // Journal rows are kept only while the journal is still where the next start looks for it (the
+      // directory may have been deleted or moved during the close retries).
+      const kept = (await file.journalInPlace()) ? file.durableRows : 0;
+      const gone = file.notDurableRows + file.durableRows - kept;
+      durable += kept;
+      lost += gone;
+      if (gone > 0) lostRows[file.table] = (lostRows[file.table] ?? 0) + gone;
       await file.abandon();
     }
     stats.droppedRows += lost;
     stats.bufferedRows = 0;
     const count = this.closing.size;
     this.closing.clear();
-    throw new Error(
-      `parquet: ${count} file(s) could not be closed because the disk keeps failing; ${durable} row(s) are in their journals and the next start recovers them, ${lost} row(s) only in memory are lost`,
+    this.options.log.error(
+      `parquet: ${count} file(s) could not be closed because the disk keeps failing; ${durable} row(s) are in their journals and the next start recovers them, ${lost} row(s) are lost`,
     );
+    return { lostRows, keptRows: durable, keptWhere: durable > 0 ? `journals under ${this.options.directory}` : undefined };
   }
 }
 
