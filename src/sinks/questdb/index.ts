@@ -82,7 +82,6 @@ const CHUNK_MAX_BYTES = 4 << 20;
 /** While connected, write() waits when this much (or a quarter of the bound) is waiting to be sent. */
 const BACKPRESSURE_MAX_BYTES = 64 << 20;
 const OUTAGE_REMINDER_MS = 60_000;
-const REJECTION_LOG_INTERVAL_MS = 10_000;
 /** Reconnect delay cap while shutting down: keep trying until QUESTDB_CLOSE_TIMEOUT_MS. */
 const CLOSING_RETRY_MS = 250;
 /** A TCP connection lost sooner than this after opening counts as a failed attempt (backoff). */
@@ -134,8 +133,6 @@ export class QuestDbSink implements Sink {
   private connectedAt = 0;
   private droppedAtOutageStart = 0;
   private lastReminderAt = 0;
-  private lastRejectionLogAt = Number.NEGATIVE_INFINITY;
-  private rejectionsSinceLog = 0;
   private progressWaiters: Array<() => void> = [];
   private closing = false;
   /** write() is holding the pipeline because the buffer is full (logged once per episode). */
@@ -400,15 +397,9 @@ export class QuestDbSink implements Sink {
 
   private reject(event: MarketEvent): void {
     this.rejectedEvents++;
-    this.rejectionsSinceLog++;
     this.stats.droppedRows += rowCount(event);
     this.stats.errors++;
-    const now = performance.now();
-    if (now - this.lastRejectionLogAt >= REJECTION_LOG_INTERVAL_MS) {
-      this.log.warn(`QuestDB sink dropped ${this.rejectionsSinceLog} event(s) ILP cannot carry; last: ${this.encoder.lastRejection}`);
-      this.lastRejectionLogAt = now;
-      this.rejectionsSinceLog = 0;
-    }
+    this.faults.report("rejected", `QuestDB sink dropped an event ILP cannot carry: ${this.encoder.lastRejection}`);
   }
 
   private seal(): void {
