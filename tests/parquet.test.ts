@@ -627,7 +627,7 @@ describe("ParquetSink disk faults", () => {
     await sink.start();
     await sink.write(Array.from({ length: 7 }, (_, i) => tradeAt(i)));
     expect(await sink.close()).toEqual({ lostRows: { trades: 7 }, keptRows: 0, keptWhere: undefined });
-    expect(logs.some((line) => line.includes("7 row(s) only in memory are lost"))).toBe(true);
+    expect(logs.some((line) => line.includes("7 row(s) are lost"))).toBe(true);
     expect(stats.droppedRows).toBe(7);
     expect(() => sink.write([tradeAt(8)])).toThrow("closed");
   });
