@@ -325,6 +325,7 @@ export class Pipeline {
       this.abandonQueue = true;
       await this.consumer;
       log.debug(`stop: sink closed after ${elapsed()}`);
+      this.faults.flush();
       const outcome = this.withQueuedRows(report);
       const lost = lostRowCount(outcome);
       const kept = outcome.keptRows > 0 ? `${outcome.keptRows} row(s) not delivered are kept in ${outcome.keptWhere ?? "the sink's files"} for the next start` : "";
