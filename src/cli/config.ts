@@ -13,6 +13,7 @@ import { SINKS, type Config } from "../core/config.ts";
 import { UserError } from "../core/errors.ts";
 import { parseRustLog } from "../core/log.ts";
 import { parseSubscriptions, type ExchangeRegistry } from "../core/subscriptions.ts";
+import { DEFAULT_MAX_FRAME_BYTES, MAX_FRAME_BYTES_ENV, MAX_FRAME_BYTES_LIMIT, MIN_FRAME_BYTES } from "../connectors/websocket.ts";
 import type { Environment } from "./dotenv.ts";
 import { VERSION_LINE } from "./version.ts";
 
@@ -328,6 +329,10 @@ export function buildConfig(
     queueCapacityRows: check(
       integer("XTRADER_QUEUE_CAPACITY", 1000),
       env.XTRADER_QUEUE_CAPACITY?.trim() || "500000",
+    ),
+    maxFrameBytes: check(
+      integer(MAX_FRAME_BYTES_ENV, MIN_FRAME_BYTES, MAX_FRAME_BYTES_LIMIT),
+      env[MAX_FRAME_BYTES_ENV]?.trim() || String(DEFAULT_MAX_FRAME_BYTES),
     ),
     env,
   };

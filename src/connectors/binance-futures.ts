@@ -399,6 +399,7 @@ class StreamConnection {
       log: owner.log,
       staleAfterMs,
       backoff,
+      maxFrameBytes: owner.maxFrameBytes,
       keepalive: { idleMs: Math.min(LIMITS.keepaliveIdleMs, Math.max(50, Math.floor(staleAfterMs / 3))), message: KEEPALIVE_MESSAGE },
       onOpen: (info) => this.onOpen(info),
       onMessage: (data, receivedAt) => owner.onFrame(this, data, receivedAt),
@@ -538,6 +539,7 @@ export class BinanceFuturesConnector implements Connector {
   readonly log: ConnectorContext["log"];
   readonly connectionMaxAgeMs: number;
   readonly requestAnswerTimeoutMs: number;
+  readonly maxFrameBytes: number;
   private readonly feeds = new Map<string, Feed>();
   private readonly feedOf = new Map<Subscription, Feed>();
   private readonly connections = new Set<StreamConnection>();
@@ -558,6 +560,7 @@ export class BinanceFuturesConnector implements Connector {
   ) {
     this.log = context.log;
     const env = context.config.env;
+    this.maxFrameBytes = context.config.maxFrameBytes;
     this.wsRoot = endpoint(env, EXCHANGE, "WS", DEFAULT_ENDPOINTS.ws);
     this.backoff = backoffFromEnv(env);
     this.connectionMaxAgeMs = this.setting(env, ENV.connectionMaxAgeMs, LIMITS.connectionMaxAgeMs);

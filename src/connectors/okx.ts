@@ -445,6 +445,7 @@ class OkxConnection {
       url: () => connector.wsUrl,
       log: connector.log,
       backoff: connector.backoff,
+      maxFrameBytes: connector.context.config.maxFrameBytes,
       staleAfterMs: envMs(env, `XTRADER_${exchange}_STALE_MS`, OKX_TIMING.staleAfterMs),
       keepalive: { idleMs: envMs(env, `XTRADER_${exchange}_KEEPALIVE_MS`, OKX_TIMING.keepaliveIdleMs), message: "ping" },
       onOpen: () => this.onOpen(),
