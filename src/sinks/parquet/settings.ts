@@ -35,7 +35,8 @@ export function parquetTuningFromEnv(env: Readonly<Record<string, string | undef
   for (const [key, { name, min, max }] of Object.entries(VARIABLES)) {
     const raw = env[name]?.trim();
     if (raw === undefined || raw === "") continue;
-    const value = Number(raw.replaceAll("_", ""));
+    // Digits (and _ separators) only: Number() would also take "0x10", "1e3" or "Infinity".
+    const value = /^\d[\d_]*$/.test(raw) ? Number(raw.replaceAll("_", "")) : Number.NaN;
     if (!Number.isInteger(value) || value < min || value > max) {
       throw new UserError(`invalid ${name} '${raw}': expected an integer from ${min} to ${max}`);
     }
