@@ -25,6 +25,7 @@ import { DepthSequencer } from "./binance-futures-book.ts";
 import { scanAggTradeFrame, scanDepthFrame } from "./binance-futures-scan.ts";
 import { RestWeightGate, type RestResult } from "./binance-futures-rest.ts";
 import { endpoint } from "./endpoints.ts";
+import { snapshotBodyBytes } from "./http-body.ts";
 import type { Connector, ConnectorContext, ExchangeSpec } from "./types.ts";
 import { backoffDelay, backoffFromEnv, ReconnectingSocket, type BackoffOptions, type CloseInfo, type OpenInfo } from "./websocket.ts";
 
@@ -91,6 +92,10 @@ export const LIMITS = {
   restWeightPerMinute: 2_400,
   restWeightShare: 0.8,
   restTimeoutMs: 10_000,
+  /**
+   * The deepest snapshot the venue serves (limit 5..1000); a deeper answer is refused.
+   * https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api/Order-Book
+   */
   depthSnapshotLimit: 1_000,
   /** GET /fapi/v1/depth weight for limit=1000 (Order-Book). */
   depthSnapshotWeight: 20,
@@ -1035,7 +1040,7 @@ export class BinanceFuturesConnector implements Connector {
     const generation = book.generation;
     const query = { symbol: feed.subscription.instrument, limit: String(LIMITS.depthSnapshotLimit) };
     void this.rest
-      .get(DEPTH_PATH, query, LIMITS.depthSnapshotWeight)
+      .get(DEPTH_PATH, query, LIMITS.depthSnapshotWeight, snapshotBodyBytes(LIMITS.depthSnapshotLimit))
       .then((result) => this.onSnapshot(feed, generation, result))
       .catch((error: unknown) => this.log.error(`${feed.subscription.key}: snapshot handling failed: ${errorMessage(error)}`));
   }
@@ -1043,13 +1048,19 @@ export class BinanceFuturesConnector implements Connector {
   private onSnapshot(feed: Feed, generation: number, result: RestResult): void {
     const book = feed.book!;
     if (this.stopped || feed.failed || generation !== book.generation) return;
-    const snapshot = result.ok ? parseSnapshot(result.body, result.receivedAt) : undefined;
+    const parsed = result.ok ? parseSnapshot(result.body, result.receivedAt) : undefined;
+    // The venue answers at most the depth asked for; more is a broken or hostile answer, not a book.
+    const levels = parsed ? Math.max(parsed.bids.length, parsed.asks.length) / 2 : 0;
+    const snapshot = levels <= LIMITS.depthSnapshotLimit ? parsed : undefined;
     if (!snapshot) {
       if (result.code === INVALID_SYMBOL) {
         this.failFeed(feed, `Binance rejected the depth snapshot for '${feed.subscription.instrument}': ${result.message}`);
         return;
       }
-      const why = result.ok ? "malformed snapshot body" : result.message;
+      const why = parsed
+        ? `${levels} levels a side, more than the ${LIMITS.depthSnapshotLimit} asked for`
+        : result.ok ? "malformed snapshot body" : result.message;
+      if (parsed || result.oversized) feed.subscription.stats.parseErrors++;
       book.failures++;
       if (book.failures === 1) this.gap(feed, "snapshot_failed", `depth snapshot failed: ${why}; retrying`);
       const delay = Math.max(result.retryAfterMs ?? 0, backoffDelay(this.backoff, book.failures - 1));
