@@ -81,7 +81,7 @@ function variablesReadInSource(): { literal: Set<string>; patterns: RegExp[] } {
   return { literal, patterns };
 }
 
-const NUMERIC = /_(MS|SECONDS|BYTES|ROWS|PORT|SIZE|CAPACITY|CONNECTION)$/;
+const NUMERIC = /_(MS|SECONDS|BYTES|ROWS|GROUPS|PORT|SIZE|CAPACITY|CONNECTION)$/;
 const NUMBER_GARBAGE = ["-1", "abc", "1e309", "0x10", "12abc", "Infinity", "1.5e3"];
 const TEXT_GARBAGE = ["no such thing!"];
 
