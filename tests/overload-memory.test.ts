@@ -25,7 +25,7 @@ function parquetCeilingBytes(settings: {
   connections: number;
 }): number {
   return (
-    256 * MIB +
+    320 * MIB +
     512 * settings.queueRows +
     512 * settings.bufferedRows +
     32 * 1024 * settings.openRowGroups +
