@@ -21,6 +21,7 @@ function parquetCeilingBytes(settings: {
   queueRows: number;
   bufferedRows: number;
   openRowGroups: number;
+  rowGroupRows: number;
   frameBytes: number;
   connections: number;
 }): number {
@@ -28,7 +29,7 @@ function parquetCeilingBytes(settings: {
     320 * MIB +
     512 * settings.queueRows +
     512 * settings.bufferedRows +
-    32 * 1024 * settings.openRowGroups +
+    32 * 1024 * (settings.openRowGroups + settings.bufferedRows / settings.rowGroupRows) +
     3 * settings.frameBytes * settings.connections
   );
 }
@@ -51,7 +52,7 @@ describe("memory under overload", () => {
     // On tmpfs when there is one: the sink is then bound by its own work, not by fsync, and makes row
     // groups as fast as it can (the worst case for footer memory).
     const root = mkdtempSync(join(existsSync("/dev/shm") ? "/dev/shm" : tmpdir(), "xtrader-overload-"));
-    const settings = { queueRows: 1000, bufferedRows: 1000, openRowGroups: 64, frameBytes: 65_536 };
+    const settings = { queueRows: 1000, bufferedRows: 1000, openRowGroups: 64, rowGroupRows: 1, frameBytes: 65_536 };
     const child = Bun.spawn(
       [
         ensureBinary(),
@@ -73,7 +74,7 @@ describe("memory under overload", () => {
           PARQUET_MAX_BUFFERED_ROWS: String(settings.bufferedRows),
           PARQUET_MAX_OPEN_ROW_GROUPS: String(settings.openRowGroups),
           XTRADER_MAX_FRAME_BYTES: String(settings.frameBytes),
-          PARQUET_ROW_GROUP_ROWS: "1",
+          PARQUET_ROW_GROUP_ROWS: String(settings.rowGroupRows),
           PARQUET_FLUSH_INTERVAL_MS: "100",
           RUST_LOG: "warn",
         },
