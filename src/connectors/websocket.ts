@@ -28,11 +28,15 @@ export interface BackoffOptions {
 
 export const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 500, maxMs: 30_000, factor: 2 };
 
-/** Backoff bounds can be tightened from the environment (tests, trials): XTRADER_RECONNECT_MIN_MS/MAX_MS. */
+/**
+ * Backoff bounds can be tightened from the environment (tests, trials): XTRADER_RECONNECT_MIN_MS/MAX_MS.
+ * The CLI refuses bad values before anything connects (src/cli/environment.ts); a caller that skips it
+ * still gets the defaults rather than a reconnect storm.
+ */
 export function backoffFromEnv(env: Readonly<Record<string, string | undefined>>): BackoffOptions {
   const min = Number(env.XTRADER_RECONNECT_MIN_MS);
   const max = Number(env.XTRADER_RECONNECT_MAX_MS);
-  // Above 2^31-1 ms a timer fires at once (TimeoutOverflowWarning): such values are ignored, not a reconnect storm.
+  // Above 2^31-1 ms a timer fires at once (TimeoutOverflowWarning).
   const usable = (ms: number) => Number.isFinite(ms) && ms > 0 && ms <= 2_147_483_647;
   const initialMs = usable(min) ? min : DEFAULT_BACKOFF.initialMs;
   const maxMs = usable(max) ? Math.max(max, initialMs) : Math.max(DEFAULT_BACKOFF.maxMs, initialMs);
