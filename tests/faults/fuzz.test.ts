@@ -118,7 +118,9 @@ async function runCase(directory: string, input: Case, codes: number[]): Promise
   // argv and the environment cannot carry NUL (the OS ends strings there); use another control character.
   const noNul = (text: string) => text.replaceAll("\u0000", "\u0001");
   input = { args: input.args.map(noNul), env: Object.fromEntries(Object.entries(input.env).map(([name, value]) => [name, noNul(value)])) };
-  const child = Bun.spawn([ensureBinary(), "--shutdown-after", "0", "--output-directory", join(directory, "data"), ...input.args], {
+  // A case that gives its own --shutdown-after must not have it twice (refused as such, not for its value).
+  const stop = input.args.includes("--shutdown-after") ? [] : ["--shutdown-after", "0"];
+  const child = Bun.spawn([ensureBinary(), ...stop, "--output-directory", join(directory, "data"), ...input.args], {
     cwd: directory,
     env: { PATH: process.env.PATH ?? "/usr/bin:/bin", XTRADER_SHUTDOWN_TIMEOUT_SECONDS: "5", ...OFFLINE, ...input.env },
     stdout: "pipe",
