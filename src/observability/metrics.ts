@@ -11,6 +11,7 @@
  * bytes, as Prometheus naming asks.
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { socketCounters } from "../connectors/websocket.ts";
 import type { BoundedChannel } from "../core/channel.ts";
 import { LAG_BUCKETS_US, type LagHistogram, type SinkStats, type SubscriptionStats } from "../core/stats.ts";
 import type { Subscription } from "../core/subscriptions.ts";
@@ -235,6 +236,13 @@ export function createMetricsRegistry(sources: MetricsSources): Registry {
   gauge("xtrader_queue_high_water_rows", "Most rows ever queued at once", () => channel.highWaterRows);
   counter("xtrader_queue_dropped_events_total", "Events that did not fit in the queue", () => channel.droppedEvents);
   counter("xtrader_queue_dropped_rows_total", "Rows that did not fit in the queue", () => channel.droppedRows);
+
+  // Connections.
+  counter(
+    "xtrader_oversized_frames_total",
+    "WebSocket messages over XTRADER_MAX_FRAME_BYTES; each closed its connection (gap rows, resync)",
+    () => socketCounters.oversizedFrames,
+  );
 
   // Process. Standard names so existing dashboards work; only what Bun reports truthfully.
   gauge("process_resident_memory_bytes", "Resident memory size in bytes", () => process.memoryUsage.rss());

@@ -96,6 +96,8 @@ export class ParquetSink implements Sink {
   private readonly owedMarkers = new Map<string, OwedMarker>();
   /** The running update of the pending-markers file. */
   private markersUpdate: Promise<void> | undefined;
+  /** Row groups of open and closing files: their footer metadata is in memory (approximate between steps). */
+  private rowGroupsInMemory = 0;
 
   constructor(private readonly options: ParquetSinkOptions) {
     this.now = options.now ?? nowMicros;
@@ -185,7 +187,9 @@ export class ParquetSink implements Sink {
     }
     this.memoryRows += added;
     this.options.stats.bufferedRows += added;
-    if (this.memoryRows >= this.tuning.maxBufferedRows) return this.waitForRoom();
+    if (this.memoryRows >= this.tuning.maxBufferedRows || this.rowGroupsInMemory > this.tuning.maxOpenRowGroups) {
+      return this.waitForRoom();
+    }
   }
 
   /** Encodes the file's full row groups now (their rows leave the buffer) and starts writing them. */
@@ -228,6 +232,7 @@ export class ParquetSink implements Sink {
       // An idle file is closed at its boundary; the next row starts a new one.
       if (now >= file.rotateAt) this.retire(file);
     }
+    this.retireForFooterMemory();
     for (const file of this.closing) this.launchClose(file);
     // Under memory pressure, the biggest buffers become row groups first.
     const underPressure = new Set<PartFile>();
@@ -253,6 +258,27 @@ export class ParquetSink implements Sink {
     this.reportInvalidIntegers();
     void this.findLostFiles();
     if (this.owedMarkers.size > 0) void this.settleMarkers();
+  }
+
+  /**
+   * Every row group's footer metadata (~20 kB) stays in memory until its file is closed. Under overload
+   * row groups come small and fast (memory pressure writes the buffers out whatever their size), and an
+   * hour-long file gathered them by the hundred thousand: 1.4 GB in 150 s, kept until the rotation. Past
+   * PARQUET_MAX_OPEN_ROW_GROUPS (open and closing files together) the open files with the most row groups
+   * are closed now, down to half the budget so a busy sink does not close one file per tick (the next rows
+   * start new files); while closes are pending above it, write() holds the pipeline (waitForRoom).
+   */
+  private retireForFooterMemory(): void {
+    let open = 0;
+    for (const file of this.openFiles()) open += file.rowGroupCount;
+    let closing = 0;
+    for (const file of this.closing) closing += file.rowGroupCount;
+    if (open + closing <= this.tuning.maxOpenRowGroups) return;
+    for (const file of [...this.openFiles()].sort((a, b) => b.rowGroupCount - a.rowGroupCount)) {
+      if (open <= this.tuning.maxOpenRowGroups / 2 || file.rowGroupCount === 0) break;
+      open -= file.rowGroupCount;
+      this.retire(file);
+    }
   }
 
   private *openFiles(): Generator<PartFile> {
@@ -537,28 +563,44 @@ export class ParquetSink implements Sink {
   private recount(): void {
     let memory = 0;
     let notDurable = 0;
+    let rowGroups = 0;
     for (const file of this.openFiles()) {
       memory += file.memoryRows;
       notDurable += file.notDurableRows;
+      rowGroups += file.rowGroupCount;
     }
     for (const file of this.closing) {
       memory += file.memoryRows;
       notDurable += file.notDurableRows;
+      // A close that just completed is still in the set (it leaves after this count).
+      if (file.state !== "closed") rowGroups += file.rowGroupCount;
     }
     this.memoryRows = memory;
+    this.rowGroupsInMemory = rowGroups;
     this.options.stats.bufferedRows = notDurable;
-    if (memory < this.tuning.maxBufferedRows * 0.9 && this.waiters.length > 0) {
+    if (memory < this.tuning.maxBufferedRows * 0.9 && rowGroups <= this.tuning.maxOpenRowGroups && this.waiters.length > 0) {
       for (const resolve of this.waiters.splice(0)) resolve();
     }
   }
 
   private waitForRoom(): Promise<void> {
-    this.faults.report(
-      "backpressure",
-      `parquet: ${this.memoryRows} row(s) waiting in memory (limit ${this.tuning.maxBufferedRows}); holding the pipeline until the disk catches up`,
-    );
-    // Writing row groups is what frees memory; start it now rather than at the next tick.
-    for (const file of this.openFiles()) if (file.memoryRows > 0) this.launchSync(file, true);
+    const rowsFull = this.memoryRows >= this.tuning.maxBufferedRows;
+    if (rowsFull) {
+      this.faults.report(
+        "backpressure",
+        `parquet: ${this.memoryRows} row(s) waiting in memory (limit ${this.tuning.maxBufferedRows}); holding the pipeline until the disk catches up`,
+      );
+      // Writing row groups is what frees memory; start it now rather than at the next tick.
+      for (const file of this.openFiles()) if (file.memoryRows > 0) this.launchSync(file, true);
+    } else {
+      this.faults.report(
+        "backpressure",
+        `parquet: ${this.rowGroupsInMemory} row group(s) in open and closing files (limit ${this.tuning.maxOpenRowGroups}, PARQUET_MAX_OPEN_ROW_GROUPS); holding the pipeline until files are closed`,
+      );
+      // Closing files is what frees footer memory (more row groups would only add to it).
+      this.retireForFooterMemory();
+      for (const file of this.closing) this.launchClose(file);
+    }
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
