@@ -1,7 +1,9 @@
 #!/usr/bin/env bun
 /**
  * xtrader entry point: command line → Config → pipeline (connectors → channel → sink) until stopped.
- * Exit codes: 0 clean stop, 1 runtime failure, 2 bad user input (one line, no stack trace), 130 forced.
+ * Exit codes: 0 clean stop (rows kept for the next start included), 1 runtime failure or a stop that timed
+ * out, 2 bad user input (one line, no stack trace), 3 stopped but rows were lost (the stop's log line says
+ * how many per table), 130 forced.
  */
 import { buildConfig, parseCommandLine, usage } from "./cli/config.ts";
 import { loadEnvironment } from "./cli/dotenv.ts";
@@ -13,6 +15,7 @@ import { Pipeline } from "./core/pipeline.ts";
 import { SinkStats } from "./core/stats.ts";
 import { startTelemetry } from "./core/telemetry.ts";
 import { startObservability } from "./observability/index.ts";
+import { runReport } from "./report/index.ts";
 import { configureLogging, secretsOf } from "./observability/logging.ts";
 import { createSink } from "./sinks/index.ts";
 
@@ -20,6 +23,7 @@ import { createSink } from "./sinks/index.ts";
 let jsonLogs = false;
 
 async function main(argv: readonly string[]): Promise<number> {
+  if (argv[0] === "report") return runReport(argv.slice(1));
   const commandLine = parseCommandLine(argv);
   if (commandLine.kind === "help") {
     process.stdout.write(`${await usage()}\n`);

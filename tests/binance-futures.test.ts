@@ -819,6 +819,28 @@ describe("faults", () => {
     await expectBookMatchesTruth(h, venue);
   });
 
+  test("a REST snapshot over the venue's depth is refused, by its size before parsing or by its level count: marked, counted, retried", async () => {
+    const venue = (fake = FakeBinanceFutures.start());
+    const levels = (count: number, from: number, step: number) =>
+      Array.from({ length: count }, (_, i) => [String(from + i * step), "1"]);
+    // 150,000 levels a side (~4 MB): refused on its Content-Length. 1,001 short levels fit the byte bound
+    // and are refused on their count (the venue serves at most 1,000).
+    const hostile = { lastUpdateId: 1, E: Date.now(), T: Date.now(), bids: levels(150_000, 1, 1), asks: levels(150_000, 200_000, 1) };
+    const deep = { lastUpdateId: 1, E: Date.now(), T: Date.now(), bids: levels(1001, 1, 1), asks: levels(1001, 9000, 1) };
+    venue.failNextDepth({ status: 200, body: hostile }, { status: 200, body: deep });
+    const h = (harness = startConnector("L2:BINANCE_FUTURES@BTCUSDT", venue.env));
+    await driveUntil(venue, () => books(h).length >= 2, { timeoutMs: 8000 });
+    const statuses = venue.restLog.filter((entry) => entry.path === "/fapi/v1/depth").map((entry) => entry.status);
+    expect(statuses).toEqual([200, 200, 200]);
+    expect(h.events("gap")).toHaveLength(1);
+    expect(h.events("gap")[0]).toMatchObject({ stream: "L2", reason: "snapshot_failed" });
+    expect(h.events("gap")[0]!.detail).toMatch(/^depth snapshot failed: HTTP 200 body of \d+ bytes \(Content-Length\) over the 272384-byte bound; retrying$/);
+    // Both refusals are counted; the second is inside the first one's log interval.
+    expect(h.subscriptions[0]!.stats.parseErrors).toBe(2);
+    for (const book of books(h)) expect(Math.max(book.bids.length, book.asks.length) / 2).toBeLessThanOrEqual(1000);
+    await expectBookMatchesTruth(h, venue);
+  });
+
   test("stop closes every connection and nothing is emitted afterwards", async () => {
     const { fake, h } = start("L2:BINANCE_FUTURES@BTCUSDT,TRADES:BINANCE_FUTURES@BTCUSDT");
     await fake.waitForSubscribers("btcusdt@aggTrade");

@@ -1,11 +1,12 @@
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { buildConfig, parseCommandLine } from "../src/cli/config.ts";
+import { buildConfig, parseCommandLine, usage } from "../src/cli/config.ts";
 import { loadEnvironment, parseDotenv } from "../src/cli/dotenv.ts";
 import { UserError } from "../src/core/errors.ts";
 import { parseRustLog } from "../src/core/log.ts";
+import { runBinary } from "./support/binary.ts";
 
 const outputDirectory = mkdtempSync(join(tmpdir(), "xtrader-cli-"));
 const base = { subscriptions: "TRADES:BINANCE_FUTURES@BTCUSDT", "output-directory": outputDirectory };
@@ -141,6 +142,57 @@ describe("flags and environment", () => {
     expect(userError(() => config(args, env as Record<string, string>))).toBe(expected);
   });
 
+  test("reconnect bounds: plain whole milliseconds, the first not above the second", () => {
+    for (const value of ["-1", "abc", "1e309", "0"]) {
+      expect(userError(() => config({}, { XTRADER_RECONNECT_MIN_MS: value }))).toBe(
+        `invalid XTRADER_RECONNECT_MIN_MS '${value}'; expected a whole number from 1 to 2147483647`,
+      );
+    }
+    expect(userError(() => config({}, { XTRADER_RECONNECT_MIN_MS: "5000", XTRADER_RECONNECT_MAX_MS: "1000" }))).toBe(
+      "XTRADER_RECONNECT_MIN_MS '5000' is above XTRADER_RECONNECT_MAX_MS '1000'; the first reconnect delay cannot exceed the cap",
+    );
+    expect(config({}, { XTRADER_RECONNECT_MIN_MS: "50", XTRADER_RECONNECT_MAX_MS: "200" }).subscriptions).toHaveLength(1);
+  });
+
+  test("endpoint overrides must be ws(s):// and http(s):// URLs", () => {
+    expect(userError(() => config({}, { XTRADER_BINANCE_FUTURES_WS_URL: "notaurl" }))).toBe(
+      "invalid XTRADER_BINANCE_FUTURES_WS_URL 'notaurl'; expected a ws:// or wss:// URL with a host, e.g. ws://127.0.0.1:9000",
+    );
+    expect(userError(() => config({}, { XTRADER_OKX_SPOT_REST_URL: "wss://www.okx.com" }))).toBe(
+      "invalid XTRADER_OKX_SPOT_REST_URL 'wss://www.okx.com'; expected a http:// or https:// URL with a host, e.g. http://127.0.0.1:9000",
+    );
+    expect(config({}, { XTRADER_BINANCE_FUTURES_WS_URL: "wss://fstream.binance.com/", XTRADER_BINANCE_FUTURES_REST_URL: "http://[::1]:8080" }).sink).toBe("parquet");
+  });
+
+  test("a credential with spaces or control characters is refused without echoing it", () => {
+    const message = userError(() =>
+      config({ subscriptions: "TRADES:DERIBIT@BTC-PERPETUAL" }, { DERIBIT_CLIENT_ID: "id", DERIBIT_CLIENT_SECRET: "s3cr et" }),
+    );
+    expect(message).toBe("invalid DERIBIT_CLIENT_SECRET: expected printable characters without spaces (the value is not shown)");
+  });
+
+  test("an XTRADER_ variable that xtrader does not read is reported", () => {
+    const { warnings } = buildConfig({ ...base }, { XTRADER_RECONECT_MIN_MS: "50", XTRADER_QUEUE_CAPACITY: "1000" });
+    expect(warnings).toEqual(["unknown variable XTRADER_RECONECT_MIN_MS ignored; the variables are listed in README.md"]);
+  });
+
+  test("XTRADER_MAX_FRAME_BYTES: default 4 MiB, bounded by Bun's own 128 MiB", () => {
+    expect(config({}).maxFrameBytes).toBe(4 << 20);
+    expect(config({}, { XTRADER_MAX_FRAME_BYTES: "1048576" }).maxFrameBytes).toBe(1 << 20);
+    expect(userError(() => config({}, { XTRADER_MAX_FRAME_BYTES: "134217729" }))).toBe(
+      "invalid XTRADER_MAX_FRAME_BYTES '134217729'; expected a whole number from 65536 to 134217728",
+    );
+  });
+
+  test("the observability variables are checked whether or not metrics are on", () => {
+    expect(userError(() => config({}, { XTRADER_EVENT_LOOP_LAG_LIMIT_SECONDS: "0" }))).toBe(
+      "invalid XTRADER_EVENT_LOOP_LAG_LIMIT_SECONDS '0'; expected a number of seconds > 0, e.g. 5",
+    );
+    expect(userError(() => config({}, { XTRADER_STALENESS_WINDOWS: "TRADES" }))).toStartWith(
+      "invalid XTRADER_STALENESS_WINDOWS entry 'TRADES': missing '='",
+    );
+  });
+
   test("an output directory that cannot be created or written is rejected", () => {
     const file = join(outputDirectory, "a-file");
     writeFileSync(file, "");
@@ -171,6 +223,11 @@ describe("flags and environment", () => {
 });
 
 describe("command line", () => {
+  test("--help says that --metrics-addr :PORT binds every interface and how to limit it", async () => {
+    const text = (await usage()).replace(/\s+/g, " ");
+    expect(text).toContain(":PORT or 0.0.0.0:PORT binds every interface; use 127.0.0.1:PORT or the pod IP");
+  });
+
   test("help and version", () => {
     expect(parseCommandLine(["--help"]).kind).toBe("help");
     expect(parseCommandLine(["-h"]).kind).toBe("help");
@@ -194,6 +251,22 @@ describe("command line", () => {
     expect(userError(() => buildConfig({ ...parsed.args, "output-directory": outputDirectory }, {}))).toBe(
       "invalid --shutdown-after '-1'; expected a number of seconds >= 0",
     );
+  });
+
+  test("a boolean flag takes no value but true or false: --verbose=maybe is refused", () => {
+    expect(userError(() => parseCommandLine(["--verbose=maybe"]))).toBe(
+      "invalid --verbose=maybe; --verbose takes no value (or --verbose=true / --verbose=false)",
+    );
+    expect(userError(() => parseCommandLine(["--help=please"]))).toStartWith("invalid --help=please;");
+    expect(parseCommandLine(["--verbose=false"])).toMatchObject({ kind: "run", args: { verbose: false } });
+    expect(parseCommandLine(["--verbose=TRUE"])).toMatchObject({ kind: "run", args: { verbose: true } });
+  });
+
+  test("an option given twice is refused instead of the last one silently winning", () => {
+    expect(userError(() => parseCommandLine(["--sink=questdb", "--sink", "parquet"]))).toBe(
+      "option --sink is given more than once; give it once",
+    );
+    expect(userError(() => parseCommandLine(["-h", "--help"]))).toBe("option --help is given more than once; give it once");
   });
 
   test("--name=value and --name value both work", () => {
@@ -224,6 +297,51 @@ describe(".env", () => {
   test("a line that is not KEY=value is a one-line error with its number", () => {
     expect(userError(() => parseDotenv("A=1\nnot a pair\n", ".env"))).toBe(".env line 2 is not KEY=value: 'not a pair'");
   });
+
+  test.each([
+    ['A="unterminated', '.env line 1: the " quote of A is not closed on its line'],
+    ["B='unterminated", ".env line 1: the ' quote of B is not closed on its line"],
+    ['C="x\\"', '.env line 1: the " quote of C is not closed on its line'],
+    ['D="x" y', ".env line 1: unexpected text after the quoted value of D; only a # comment may follow it"],
+  ])("a quote that does not close (or is followed by more than a comment) is refused: %p", (line, expected) => {
+    expect(userError(() => parseDotenv(`${line}\n`, ".env"))).toBe(expected);
+  });
+
+  test("a quoted value followed by a comment is fine", () => {
+    expect(parseDotenv("A=\"x y\" # note\nB='z' \n")).toEqual({ A: "x y", B: "z" });
+  });
+
+  test(".env that is a directory, too large, or not text is refused with one line", () => {
+    const directory = mkdtempSync(join(tmpdir(), "xtrader-dotenv-"));
+    mkdirSync(join(directory, ".env"));
+    expect(userError(() => loadEnvironment({}, directory))).toBe(
+      `${join(directory, ".env")} is a directory, not a regular file; .env must be a regular file of at most 1048576 bytes`,
+    );
+    const large = mkdtempSync(join(tmpdir(), "xtrader-dotenv-"));
+    writeFileSync(join(large, ".env"), `A=${"x".repeat(1 << 20)}\n`);
+    expect(userError(() => loadEnvironment({}, large))).toStartWith(`${join(large, ".env")} is larger than 1048576 bytes`);
+    const binary = mkdtempSync(join(tmpdir(), "xtrader-dotenv-"));
+    writeFileSync(join(binary, ".env"), "A=1\0\n");
+    expect(userError(() => loadEnvironment({}, binary))).toBe(`${join(binary, ".env")} holds NUL bytes; .env must be text`);
+    const dangling = mkdtempSync(join(tmpdir(), "xtrader-dotenv-"));
+    symlinkSync(join(dangling, "missing"), join(dangling, ".env"));
+    expect(userError(() => loadEnvironment({}, dangling))).toBe(`cannot read ${join(dangling, ".env")}: it is a link to nothing`);
+  });
+
+  // The binary, killed after 10 s: before the bound, a FIFO blocked the start forever and /dev/zero was
+  // read until memory ran out.
+  test.each([
+    ["a FIFO", (path: string) => Bun.spawnSync(["mkfifo", path]), "is a FIFO, not a regular file"],
+    ["a link to /dev/zero", (path: string) => symlinkSync("/dev/zero", path), "is a character device, not a regular file"],
+  ])(".env that is %s: exit 2 with one line, at once", async (_, make, expected) => {
+    const directory = mkdtempSync(join(tmpdir(), "xtrader-dotenv-"));
+    make(join(directory, ".env"));
+    const result = await runBinary(["--subscriptions", "TRADES:BINANCE_FUTURES@BTCUSDT"], { cwd: directory, timeoutMs: 10_000 });
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toBe(
+      `xtrader: error: ${join(directory, ".env")} ${expected}; .env must be a regular file of at most 1048576 bytes\n`,
+    );
+  }, 15_000);
 
   test("the real environment wins over .env", () => {
     const directory = mkdtempSync(join(tmpdir(), "xtrader-dotenv-"));

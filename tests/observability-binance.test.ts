@@ -80,7 +80,9 @@ describe("observability against the fake Binance venue", () => {
     const observability = startObservability(config, pipeline)!;
     cleanups.push(() => observability.stop());
     await pipeline.start();
-    cleanups.push(() => pipeline.stop("test"));
+    cleanups.push(async () => {
+      await pipeline.stop("test");
+    });
     await fake.waitForSubscribers("btcusdt@aggTrade");
     await fake.waitForSubscribers("btcusdt@depth@100ms");
 

@@ -494,6 +494,43 @@ describe("OKX_SWAP against the fake exchange", () => {
     expect(h.logs.some((line) => line.includes("HTTP 500"))).toBe(true);
   });
 
+  test("a REST snapshot deeper than the 400 levels asked for is refused, streamed or not: marked, counted, retried", async () => {
+    const okx = startFake({ wsSnapshot: false, seed: 12 });
+    const level = (price: number) => `["${price}","1","0","1"]`;
+    const side = (count: number, from: number) => Array.from({ length: count }, (_, i) => level(from + i)).join(",");
+    const book = (count: number) => `{"code":"0","msg":"","data":[{"asks":[${side(count, 60_000)}],"bids":[${side(count, 1)}],"ts":"${Date.now()}","seqId":1}]}`;
+    // 150,000 levels a side streamed in chunks without a Content-Length: refused once the count of bytes
+    // passes the bound. Then 401 short levels, within the byte bound: refused on their count.
+    const streamed = () => {
+      const text = book(150_000);
+      let offset = 0;
+      return new Response(
+        new ReadableStream({
+          pull(controller) {
+            if (offset >= text.length) return controller.close();
+            controller.enqueue(new TextEncoder().encode(text.slice(offset, (offset += 64 * 1024))));
+          },
+        }),
+        { headers: { "content-type": "application/json" } },
+      );
+    };
+    okx.serveNextBooks(streamed, () => new Response(book(401), { headers: { "content-type": "application/json" } }));
+    const h = connect("L2:OKX_SWAP@BTCUSDT");
+    await okx.waitForSubscriber("books", "BTC-USDT-SWAP");
+    const market = okx.market("BTC-USDT-SWAP");
+    okx.step("BTC-USDT-SWAP", 3);
+    await h.waitForEvents("book_change", 1, 10_000);
+    okx.step("BTC-USDT-SWAP", 10);
+    await bookCaughtUp(h, "BTCUSDT", market);
+    expectBookIsTruth(h, "BTCUSDT", market);
+    expect(gaps(h)).toHaveLength(1);
+    expect(gaps(h)[0]).toMatchObject({ reason: "snapshot_failed", stream: "L2" });
+    expect(gaps(h)[0]!.detail).toMatch(/^REST snapshot failed: HTTP 200 body over the 118784-byte bound \(more than \d+ bytes\)$/);
+    expect(h.logs.some((line) => line.includes("more than the 400 levels a side asked for"))).toBe(true);
+    expect(h.subscriptions[0]!.stats.parseErrors).toBe(2);
+    for (const event of books(h, "BTCUSDT")) expect(Math.max(event.bids.length, event.asks.length) / 2).toBeLessThanOrEqual(400);
+  });
+
   test("a seqId gap is counted, marked, resubscribed and followed by a fresh snapshot", async () => {
     const okx = startFake({ seed: 11 });
     const h = connect("L2:OKX_SWAP@BTCUSDT");

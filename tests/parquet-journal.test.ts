@@ -8,7 +8,7 @@ import { describe, expect, test } from "bun:test";
 import type { RowGroup } from "hyparquet";
 import { BooleanColumn, ByteBuilder, ByteReader, NumberColumn, PER_EVENT_COLUMNS, rowAppender, RunColumn, StringColumn, SymbolColumn, TableBuffer } from "../src/sinks/parquet/columns.ts";
 import { decodeRows, headerRecord, JOURNAL_FORMAT, JOURNAL_VERSION, readJournal, rowGroupRecord, rowsRecord } from "../src/sinks/parquet/journal.ts";
-import { TABLES } from "../src/sinks/tables.ts";
+import { TABLES } from "../src/core/tables.ts";
 import { bookAt, seededRandom, tradeAt } from "./support/parquet-helpers.ts";
 
 const COLUMNS = TABLES.trades;

@@ -11,7 +11,7 @@ import { NumberColumn, PER_EVENT_COLUMNS, rowAppender, TableBuffer } from "../sr
 import { decodeRows, headerRecord, JOURNAL_FORMAT, JOURNAL_VERSION, readJournal, rowsRecord } from "../src/sinks/parquet/journal.ts";
 import { journalFileName, nextJournalFileName, tempFileName } from "../src/sinks/parquet/layout.ts";
 import { PartFile } from "../src/sinks/parquet/part-file.ts";
-import { TABLES } from "../src/sinks/tables.ts";
+import { TABLES } from "../src/core/tables.ts";
 import {
   BASE_TIME,
   bookAt,

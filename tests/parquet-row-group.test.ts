@@ -14,7 +14,7 @@ import { Bytes } from "../src/sinks/parquet/bytes.ts";
 import { deltaBinaryPacked, deltaBinaryPackedRuns, encodeRowGroup, fastEncodable, writeIndexesRle } from "../src/sinks/parquet/row-group.ts";
 import { writeRleBitPackedHybrid } from "hyparquet-writer/src/encoding.js";
 import { COMPRESSORS, schemaOf } from "../src/sinks/parquet/schema.ts";
-import { TABLES, type TableName } from "../src/sinks/tables.ts";
+import { TABLES, type TableName } from "../src/core/tables.ts";
 import {
   bboAt,
   bookAt,

@@ -15,7 +15,7 @@ import { PER_EVENT_COLUMNS, rowAppender, TableBuffer } from "../src/sinks/parque
 import { encodeRowGroup, fastEncodable } from "../src/sinks/parquet/row-group.ts";
 import { COMPRESSORS, schemaOf } from "../src/sinks/parquet/schema.ts";
 import { NotEncodable, writeDataPageV2Header, writeDictionaryPageHeader, writeFooter } from "../src/sinks/parquet/thrift.ts";
-import { TABLES, type TableName } from "../src/sinks/tables.ts";
+import { TABLES, type TableName } from "../src/core/tables.ts";
 import { bboAt, bookAt, fundingAt, gapAt, liquidationAt, seededRandom, tradeAt } from "./support/parquet-helpers.ts";
 
 function bytesOf(write: (writer: ByteWriter) => void): Uint8Array {

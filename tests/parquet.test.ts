@@ -10,7 +10,7 @@ import { StringColumn, TableBuffer } from "../src/sinks/parquet/columns.ts";
 import { decodeRows, readJournal } from "../src/sinks/parquet/journal.ts";
 import { decodePartitionValue, encodePartitionValue, journalFileName } from "../src/sinks/parquet/layout.ts";
 import { PartFile } from "../src/sinks/parquet/part-file.ts";
-import { TABLES } from "../src/sinks/tables.ts";
+import { TABLES } from "../src/core/tables.ts";
 import type { InterruptedStream } from "../src/core/sink.ts";
 import { SinkWritability } from "../src/observability/readiness.ts";
 import {
@@ -620,13 +620,14 @@ describe("ParquetSink disk faults", () => {
     expect((await duckRows(directory, "trades")).length).toBe(1200);
   });
 
-  test("close() gives up on a disk that never recovers, and says what is lost", async () => {
+  test("close() gives up on a disk that never recovers, and reports what is lost, per table", async () => {
     const directory = tempDirectory();
     writeFileSync(join(directory, "trades"), "in the way");
-    const { sink, stats } = makeSink(directory, { closeTimeoutMs: 100 });
+    const { sink, stats, logs } = makeSink(directory, { closeTimeoutMs: 100 });
     await sink.start();
     await sink.write(Array.from({ length: 7 }, (_, i) => tradeAt(i)));
-    await expect(sink.close()).rejects.toThrow("7 row(s) only in memory are lost");
+    expect(await sink.close()).toEqual({ lostRows: { trades: 7 }, keptRows: 0, keptWhere: undefined });
+    expect(logs.some((line) => line.includes("7 row(s) are lost"))).toBe(true);
     expect(stats.droppedRows).toBe(7);
     expect(() => sink.write([tradeAt(8)])).toThrow("closed");
   });

@@ -348,7 +348,7 @@ describe("Pipeline", () => {
     const close = sink.close.bind(sink);
     sink.close = async () => {
       release();
-      await close();
+      return close();
     };
     const { pipeline, config } = setUp("TRADES:BINANCE_FUTURES@BTCUSDT", sink, 100_000, {
       drainTimeoutMs: 200,
@@ -359,11 +359,12 @@ describe("Pipeline", () => {
     for (let i = 0; i < 35; i++) pipeline.emit(subscription, trade(subscription, i));
     await waitUntil(() => sink.buffered.length === 10, 2000, undefined, "first batch at the sink");
     const started = performance.now();
-    await pipeline.stop("test");
+    const outcome = await pipeline.stop("test");
     expect(performance.now() - started).toBeGreaterThanOrEqual(200);
     expect(sink.closed).toBe(true);
     expect(sink.flushed).toHaveLength(10);
-    // The 25 rows still queued could not be taken: counted, never silent.
+    // The 25 rows still queued could not be taken: counted, reported per table, never silent.
+    expect(outcome.lostRows).toEqual({ trades: 25 });
     expect(subscription.stats.dropped).toBe(25);
     expect(pipeline.sinkStats.droppedRows).toBe(25);
   });

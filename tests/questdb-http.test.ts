@@ -1,14 +1,15 @@
 /**
- * QuestDbSink and QuestDB's HTTP endpoint: the DDL sent at start (to a fake /exec), the fallback to ILP
- * auto-creation when HTTP is unreachable, and QDB_CLIENT_CONF selecting ILP over HTTP (stdlib_http set
- * for Bun, authentication, outage and rejected batches), with no secret ever logged.
+ * QuestDbSink and QuestDB's HTTP endpoint: the DDL sent at start (to a fake /exec), rows held until it
+ * has run when HTTP answers late (retried with backoff), and QDB_CLIENT_CONF selecting ILP over HTTP
+ * (stdlib_http set for Bun, authentication, outage and refused lines), with no secret ever logged.
  */
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { UserError } from "../src/core/errors.ts";
 import { DEDUP_KEYS } from "../src/sinks/questdb/schema.ts";
-import { TABLES, TABLE_NAMES } from "../src/sinks/tables.ts";
+import { TABLES, TABLE_NAMES } from "../src/core/tables.ts";
 import { IlpServer } from "./support/ilp-server.ts";
 import { FakeQuestDbHttp } from "./support/questdb-http.ts";
 import { bbo, book, trade } from "./support/questdb-events.ts";
@@ -68,9 +69,11 @@ describe("tables created over HTTP at start", () => {
       if (ilp!.rows.length > 0 && queriesWhenFirstRowArrived < 0) queriesWhenFirstRowArrived = http!.queries.length;
       return ilp!.rows.length >= 4 || undefined;
     }, 5000, "rows");
-    expect(queriesWhenFirstRowArrived).toBe(TABLE_NAMES.length);
+    // Each table: created, then its columns checked; all of it before the first row.
+    expect(queriesWhenFirstRowArrived).toBe(2 * TABLE_NAMES.length);
+    expect(http.queries.filter((sql) => sql.startsWith("SELECT * FROM table_columns("))).toHaveLength(TABLE_NAMES.length);
 
-    const created = http.queries.map(parseCreateTable);
+    const created = http.queries.filter((sql) => sql.startsWith("CREATE")).map(parseCreateTable);
     expect(created.map((ddl) => ddl.table)).toEqual([...TABLE_NAMES]);
     const SQL: Record<string, string> = { symbol: "SYMBOL", string: "VARCHAR", double: "DOUBLE", long: "LONG", timestamp: "TIMESTAMP", boolean: "BOOLEAN" };
     for (const ddl of created) {
@@ -94,23 +97,42 @@ describe("tables created over HTTP at start", () => {
     await sink.write([book(1)]);
     await sink.flush();
     await ilp.waitForRows(3, "l2");
-    expect(http.queries).toHaveLength(TABLE_NAMES.length);
+    expect(http.queries.filter((sql) => sql.startsWith("CREATE"))).toHaveLength(TABLE_NAMES.length);
     expect(logs.some((line) => line.startsWith("warn:") && line.includes("could not create table l2") && line.includes("dedup key columns"))).toBe(true);
     expect(stats.errors).toBe(1);
   });
 
-  test("HTTP unreachable: falls back to ILP auto-creation and says so", async () => {
+  test("HTTP not answering yet (QuestDB starting): no row is sent until the DDL ran, which is retried; the tables get their DEDUP keys", async () => {
     ilp = await IlpServer.start();
-    const closedHttp = await IlpServer.reservePort(); // nothing listens there
-    const { sink, stats, logs } = await startSink({ ilpPort: ilp.port, httpPort: closedHttp.port });
+    const reserved = await IlpServer.reservePort(); // QuestDB's HTTP port, not up yet
+    const { sink, stats, logs } = await startSink({ ilpPort: ilp.port, httpPort: reserved.port, env: { QUESTDB_FLUSH_INTERVAL_MS: "20" } });
+    await sink.write([trade(1), bbo(2)]);
+    await sink.flush(); // returns: rows are held
+    await Bun.sleep(150);
+    // ILP is up, but a row now would make QuestDB create the table without DEDUP keys, for good.
+    expect(ilp.countRows()).toBe(0);
+    expect(stats.bufferedRows).toBe(2);
+    expect(stats.outageSince).toBeGreaterThan(0);
+    const warning = logs.find((line) => line.includes(`http://127.0.0.1:${reserved.port} does not answer`));
+    expect(warning).toContain("no row is sent until they are");
+    expect(warning).toContain("QUESTDB_CREATE_TABLES=false");
+    http = await FakeQuestDbHttp.start(reserved.port, undefined, ilp.catalog);
+    await ilp.waitForRows(2);
+    expect(ilp.catalog.tables.get("trades")!.dedupKeys).toEqual([...DEDUP_KEYS.trades]);
+    expect(ilp.catalog.tables.get("bbo")!.dedupKeys).toEqual([...DEDUP_KEYS.bbo]);
+    await ilp.waitFor(() => stats.outageSince === 0, 3000, "the outage to end");
+    expect(stats.droppedRows).toBe(0);
+  });
+
+  test("QUESTDB_CREATE_TABLES=false: no SQL at all, rows go at once (ILP creates the tables)", async () => {
+    ilp = await IlpServer.start();
+    http = await FakeQuestDbHttp.start(0, undefined, ilp.catalog);
+    const { sink } = await startSink({ ilpPort: ilp.port, httpPort: http.port, env: { QUESTDB_CREATE_TABLES: "false" } });
     await sink.write([trade(1)]);
     await sink.flush();
     await ilp.waitForRows(1, "trades");
-    const warning = logs.find((line) => line.includes("HTTP endpoint"));
-    expect(warning).toContain(`http://127.0.0.1:${closedHttp.port} is unreachable`);
-    expect(warning).toContain("auto-creates them");
-    expect(warning).toContain("without DEDUP keys");
-    expect(stats.outageSince).toBe(0);
+    expect(http.queries).toEqual([]);
+    expect(ilp.catalog.tables.get("trades")!.dedupKeys).toBeUndefined();
   });
 
   test("QuestDB down at start: tables are created when it comes up, before any row", async () => {
@@ -127,7 +149,34 @@ describe("tables created over HTTP at start", () => {
       if (ilp!.rows.length > 0 && queriesAtFirstRow < 0) queriesAtFirstRow = http!.queries.length;
       return ilp!.rows.length > 0 || undefined;
     }, 5000, "the row");
-    expect(queriesAtFirstRow).toBe(TABLE_NAMES.length);
+    expect(queriesAtFirstRow).toBe(2 * TABLE_NAMES.length);
+  });
+});
+
+describe("docker-compose.yml", () => {
+  const compose = Bun.YAML.parse(readFileSync(join(import.meta.dir, "..", "docker-compose.yml"), "utf8")) as {
+    services: Record<string, { image?: string; environment?: Record<string, string>; depends_on?: Record<string, { condition: string }>; healthcheck?: { test: string[] } }>;
+  };
+  const [questdbName, questdb] = Object.entries(compose.services).find(([, service]) => service.image?.startsWith("questdb/questdb:"))!;
+
+  test("collectors writing to QuestDB start once it is healthy, and healthy means its REST port answers SQL", async () => {
+    for (const service of Object.values(compose.services)) {
+      if (service.environment?.SINK === "questdb") expect(service.depends_on?.[questdbName]?.condition).toBe("service_healthy");
+    }
+    const [kind, ...command] = questdb.healthcheck!.test;
+    expect(kind).toBe("CMD");
+    http = await FakeQuestDbHttp.start();
+    // The same command, pointed at the fake's port (compose passes it as is: no $ to interpolate).
+    // (Not spawnSync: the fake answers on this process's event loop.)
+    const check = (port: number) =>
+      Bun.spawn(command.map((part) => part.replace("/127.0.0.1/9000", `/127.0.0.1/${port}`)), { stderr: "ignore" }).exited;
+    http.onExec = (sql) => (sql === "SELECT 1" ? { status: 200, body: { query: sql, columns: [], dataset: [[1]], count: 1 } } : undefined);
+    expect(await check(http.port)).toBe(0);
+    expect(http.queries).toContain("SELECT 1");
+    http.onExec = () => ({ status: 500, body: { error: "starting" } });
+    expect(await check(http.port)).not.toBe(0);
+    const closed = await IlpServer.reservePort();
+    expect(await check(closed.port)).not.toBe(0);
   });
 });
 
@@ -153,9 +202,9 @@ describe("QDB_CLIENT_CONF", () => {
     expect(writes.every((request) => request.query.get("precision") === "n")).toBe(true);
     // DDL goes to the same endpoint with the same credentials, before the first write.
     const exec = http.requests.filter((request) => request.path === "/exec");
-    expect(exec).toHaveLength(TABLE_NAMES.length);
+    expect(exec).toHaveLength(2 * TABLE_NAMES.length);
     expect(exec.every((request) => request.headers.get("authorization") === expectedAuth)).toBe(true);
-    expect(http.requests.findIndex((request) => request.path === "/write")).toBe(TABLE_NAMES.length);
+    expect(http.requests.findIndex((request) => request.path === "/write")).toBe(2 * TABLE_NAMES.length);
     await sink.close();
     current = undefined;
     expect(logs.join("\n")).not.toContain(password);
@@ -177,7 +226,7 @@ describe("QDB_CLIENT_CONF", () => {
     });
     await sink.write([trade(1), trade(2), bbo(3)]);
     await sink.flush();
-    expect(http.queries).toHaveLength(TABLE_NAMES.length);
+    expect(http.queries).toHaveLength(2 * TABLE_NAMES.length);
     expect(http.rows.map((row) => row.table)).toEqual(["trades", "trades", "bbo"]);
     expect(stats.errors).toBe(0);
   });
@@ -199,20 +248,35 @@ describe("QDB_CLIENT_CONF", () => {
     expect(logs.some((line) => line.includes("reachable again"))).toBe(true);
   });
 
-  test("http:: a batch QuestDB rejects (400) is dropped and reported; later batches are delivered", async () => {
+  test("http:: a table whose column QuestDB cannot cast to: its rows are set aside in refused.ilp, every other row is stored", async () => {
     http = await FakeQuestDbHttp.start();
-    let calls = 0;
-    http.onWrite = () => (++calls === 1 ? { status: 400, body: '{"code":"invalid","message":"cast error"}' } : undefined);
-    const { sink, stats, logs } = await startSink({ clientConf: `http::addr=127.0.0.1:${http.port};retry_timeout=0;` });
-    await sink.write([trade(1), trade(2)]);
-    await sink.flush();
-    await sink.write([trade(3)]);
-    await sink.flush();
-    expect(http.rows.map((row) => (row.fields.id as { value: string }).value)).toEqual(["t3"]);
-    expect(stats.droppedRows).toBe(2);
-    expect(stats.rowsWritten).toBe(1);
-    expect(stats.outageSince).toBe(0);
-    expect(logs.some((line) => line.startsWith("error:") && line.includes("rejected 2 row(s)") && line.includes("statusCode=400"))).toBe(true);
+    // Created by someone else with `id` as LONG: QuestDB answers 400 "cast error" to any batch holding a trade.
+    http.catalog.createTable("trades", { exchange: "SYMBOL", symbol: "SYMBOL", timestamp: "TIMESTAMP", id: "LONG" });
+    const directory = mkdtempSync(join(tmpdir(), "xtrader-questdb-"));
+    try {
+      const { sink, stats, logs } = await startSink({ clientConf: `http::addr=127.0.0.1:${http.port};retry_timeout=0;`, directory });
+      await sink.write([bbo(1), trade(2), book(3), trade(4), bbo(5)]);
+      await sink.flush();
+      await sink.write([trade(6), bbo(7)]);
+      await sink.flush();
+      expect(http.catalog.stored("bbo")).toHaveLength(3);
+      expect(http.catalog.stored("l2")).toHaveLength(3);
+      expect(http.catalog.stored("trades")).toHaveLength(0);
+      expect(stats.refusedRows).toBe(3);
+      expect(stats.droppedRows).toBe(0); // kept in the file, not lost
+      const refused = readFileSync(join(directory, "questdb", "refused.ilp"), "utf8");
+      expect(refused.split("\n").filter(Boolean).map((line) => line.split(",")[0])).toEqual(["trades", "trades", "trades"]);
+      const error = logs.find((line) => line.startsWith("error:") && line.includes("refuses the rows of table trades"));
+      // The client drops QuestDB's message; its HTTP endpoint, when the DDL is on, names the column (questdb-refused.test.ts).
+      expect(error).toContain("statusCode=400");
+      expect(error).toContain("(2 so far;"); // the third came later, straight to the file
+      expect(error).toContain(join(directory, "questdb", "refused.ilp"));
+      expect(stats.outageSince).toBe(0);
+    } finally {
+      await current?.sink.close();
+      current = undefined;
+      rmSync(directory, { recursive: true, force: true });
+    }
   });
 
   test("tcp:: with its own address is used instead of QUESTDB_HOST/QUESTDB_ILP_PORT", async () => {

@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { backoffDelay, ReconnectingSocket, type CloseInfo } from "../src/connectors/websocket.ts";
+import { backoffDelay, ReconnectingSocket, socketCounters, type CloseInfo } from "../src/connectors/websocket.ts";
 import { createLogger } from "../src/core/log.ts";
 import { FakeExchange } from "./support/fake-exchange.ts";
+import { memoryLogger } from "./support/questdb-harness.ts";
 
 const log = createLogger("error");
 let exchange: FakeExchange | undefined;
@@ -132,5 +133,41 @@ describe("ReconnectingSocket", () => {
     await fake.waitFor(() => !connection.open, 3000, "close");
     await Bun.sleep(200);
     expect(fake.connections).toHaveLength(1);
+  });
+
+  test("a message over the frame bound is not delivered: counted, the connection closed with 1009 and reopened", async () => {
+    const before = socketCounters.oversizedFrames;
+    const { fake, closes, messages } = open({ maxFrameBytes: 64 * 1024 });
+    const first = await fake.waitForConnection(1);
+    first.send({ small: 1 });
+    first.send("x".repeat(100_000));
+    const second = await fake.waitForConnection(2, 5000);
+    second.send({ small: 2 });
+    await fake.waitFor(() => messages.length === 2, 5000, "the frames after the big one");
+    expect(messages.map((message) => message.data)).toEqual(['{"small":1}', '{"small":2}']);
+    expect(first.closeCode).toBe(1009);
+    expect(closes[0]).toMatchObject({ wasOpen: true, initiatedBy: "message of 100000 bytes over the 65536-byte limit (XTRADER_MAX_FRAME_BYTES)" });
+    expect(socketCounters.oversizedFrames - before).toBe(1);
+  });
+
+  test("a message at the bound is delivered", async () => {
+    const { fake, messages } = open({ maxFrameBytes: 64 * 1024 });
+    const first = await fake.waitForConnection(1);
+    first.send("y".repeat(64 * 1024));
+    await fake.waitFor(() => messages.length === 1, 5000, "the frame");
+    expect(messages[0]!.data.length).toBe(64 * 1024);
+    expect(fake.connections).toHaveLength(1);
+  });
+
+  test("a venue that keeps dropping the connection is logged once per episode, not once per attempt", async () => {
+    const { log, lines } = memoryLogger();
+    const { fake, closes } = open({ log, backoff: { initialMs: 10, maxMs: 40, factor: 2 } });
+    fake.onConnection((connection) => connection.terminate());
+    await fake.waitFor(() => closes.length >= 12, 10_000, "twelve drops");
+    const disconnects = lines.filter((line) => line.includes("disconnected"));
+    expect(disconnects.length).toBeLessThanOrEqual(2);
+    await socket!.stop();
+    // The stop ends the episode with its count.
+    expect(lines.some((line) => /disconnected .*episode over, \d+ occurrence\(s\)/.test(line))).toBe(true);
   });
 });

@@ -10,12 +10,16 @@ import { join, resolve } from "node:path";
 import * as v from "valibot";
 import { EXCHANGE_REGISTRY } from "../connectors/index.ts";
 import { SINKS, type Config } from "../core/config.ts";
+import type { ExchangeId } from "../core/events.ts";
 import { UserError } from "../core/errors.ts";
 import { parseRustLog } from "../core/log.ts";
 import type { ExchangeRegistry } from "../core/connector.ts";
 import { parseSubscriptions } from "../core/subscriptions.ts";
-import type { Environment } from "./dotenv.ts";
 import { VERSION_LINE } from "../core/version.ts";
+import { DEFAULT_MAX_FRAME_BYTES, MAX_FRAME_BYTES_ENV, MAX_FRAME_BYTES_LIMIT, MIN_FRAME_BYTES } from "../connectors/websocket.ts";
+import type { Environment } from "./dotenv.ts";
+import { checkEnvironment } from "./environment.ts";
+import { BOOLEAN_WORDS, booleanText, check, choice, integer, MAX_TIMER_SECONDS, positiveSeconds } from "./rules.ts";
 
 export const LOG_FORMATS = ["text", "json"] as const;
 export const COMPRESSIONS = ["zstd", "snappy", "none"] as const;
@@ -64,7 +68,8 @@ export const ARGS = {
   },
   "metrics-addr": {
     type: "string",
-    description: "Serve /metrics, /healthz, /readyz on HOST:PORT (default off; env METRICS_ADDR)",
+    description:
+      "Serve /metrics, /healthz, /readyz on HOST:PORT (default off; env METRICS_ADDR). :PORT or 0.0.0.0:PORT binds every interface; use 127.0.0.1:PORT or the pod IP to limit who can reach it",
     valueHint: "host:port",
   },
   "log-format": {
@@ -79,7 +84,7 @@ export const ARGS = {
 export const command = defineCommand({
   meta: {
     name: "xtrader",
-    description: "Records crypto exchange market data to Parquet files or QuestDB",
+    description: "Records crypto exchange market data to Parquet files or QuestDB (what the files hold: xtrader report --help)",
   },
   args: ARGS,
 });
@@ -106,18 +111,33 @@ export type ParsedCommandLine =
   | { readonly kind: "version" }
   | { readonly kind: "run"; readonly args: Readonly<Record<string, unknown>> };
 
-const KNOWN_FLAGS = new Set<string>(
-  Object.entries(ARGS).flatMap(([name, def]) => [name, ...("alias" in def ? [def.alias] : [])]),
+/** Every spelling of a flag (name and alias) → its name. */
+const CANONICAL_FLAG = new Map<string, keyof typeof ARGS>(
+  (Object.entries(ARGS) as [keyof typeof ARGS, (typeof ARGS)[keyof typeof ARGS]][]).flatMap(([name, def]) => [
+    [name, name] as const,
+    ...("alias" in def ? [[def.alias, name] as const] : []),
+  ]),
 );
+const KNOWN_FLAGS = new Set<string>(CANONICAL_FLAG.keys());
 
-/** Parses argv (without the executable and script), rejecting unknown flags and stray words. */
+/** Parses argv (without the executable and script), rejecting unknown, repeated and malformed flags and stray words. */
 export function parseCommandLine(argv: readonly string[]): ParsedCommandLine {
+  const seen = new Set<string>();
   for (const token of argv) {
     // Negative numbers are values (`--shutdown-after -1` must reach its own validation message).
     if (!token.startsWith("-") || token === "-" || token === "--" || /^-\d/.test(token)) continue;
-    const name = token.replace(/^--?/, "").split("=")[0]!.replace(/^no-/, "");
+    const [written, value] = splitOnce(token.replace(/^--?/, ""), "=");
+    const name = written.replace(/^no-/, "");
     if (!KNOWN_FLAGS.has(name)) {
       throw new UserError(`unknown option '${token}'; see --help for the accepted options`);
+    }
+    const canonical = CANONICAL_FLAG.get(name)!;
+    // citty keeps the last of repeated options: the other one would be dropped without a word.
+    if (seen.has(canonical)) throw new UserError(`option --${canonical} is given more than once; give it once`);
+    seen.add(canonical);
+    // citty reads `--verbose=maybe` as true: a boolean flag takes no value, or an explicit true/false.
+    if (ARGS[canonical].type === "boolean" && value !== undefined && !(BOOLEAN_WORDS as readonly string[]).includes(value.toLowerCase())) {
+      throw new UserError(`invalid ${token}; --${canonical} takes no value (or --${canonical}=true / --${canonical}=false)`);
     }
   }
   const args = parseArgs(argv as string[], ARGS) as Record<string, unknown> & { _: string[] };
@@ -134,67 +154,22 @@ export function parseCommandLine(argv: readonly string[]): ParsedCommandLine {
   return { kind: "run", args };
 }
 
-/** Turns the first valibot issue into a one-line UserError. */
-function check<const TSchema extends v.GenericSchema>(schema: TSchema, value: unknown): v.InferOutput<TSchema> {
-  const result = v.safeParse(schema, value);
-  if (result.success) return result.output;
-  throw new UserError(result.issues[0].message);
+function splitOnce(text: string, separator: string): [string, string | undefined] {
+  const at = text.indexOf(separator);
+  return at < 0 ? [text, undefined] : [text.slice(0, at), text.slice(at + 1)];
 }
-
-const integer = (name: string, min: number, max = Number.MAX_SAFE_INTEGER) =>
-  v.pipe(
-    v.string(),
-    v.trim(),
-    v.regex(/^\d+$/, (issue) => `invalid ${name} '${issue.input}'; expected a whole number from ${min} to ${max}`),
-    v.transform(Number),
-    v.minValue(min, (issue) => `invalid ${name} '${issue.input}'; expected a whole number from ${min} to ${max}`),
-    v.maxValue(max, (issue) => `invalid ${name} '${issue.input}'; expected a whole number from ${min} to ${max}`),
-  );
-
-const choice = <const T extends readonly string[]>(name: string, options: T) =>
-  v.pipe(
-    v.string(),
-    v.trim(),
-    v.toLowerCase(),
-    v.picklist(options, (issue) => `invalid ${name} '${issue.input}'; accepted: ${options.join(", ")}`),
-  );
-
-const booleanText = (name: string) =>
-  v.pipe(
-    v.string(),
-    v.trim(),
-    v.toLowerCase(),
-    v.picklist(
-      ["true", "false", "1", "0", "yes", "no"],
-      (issue) => `invalid ${name} '${issue.input}'; accepted: true or false`,
-    ),
-    v.transform((text) => text === "true" || text === "1" || text === "yes"),
-  );
-
-/** The longest delay a timer takes (2^31-1 ms); above it Bun and Node fire at once. */
-const MAX_TIMER_SECONDS = 2_147_483;
 
 const SHUTDOWN_AFTER = v.pipe(
   v.string(),
   v.trim(),
   v.regex(
-    /^\d+(\.\d+)?$/,
+    /^\d{1,16}(\.\d{1,6})?$/,
     (issue) => `invalid --shutdown-after '${issue.input}'; expected a number of seconds >= 0`,
   ),
   v.transform(Number),
   // Longer than a timer can wait (2^31-1 ms): it would fire at once.
   v.maxValue(MAX_TIMER_SECONDS, (issue) => `invalid --shutdown-after '${issue.input}'; expected at most ${MAX_TIMER_SECONDS} seconds`),
 );
-
-/** Seconds read from the environment by the pipeline and main; checked here so a bad one is a one-line exit 2. */
-const positiveSeconds = (name: string) =>
-  v.pipe(
-    v.string(),
-    v.trim(),
-    v.regex(/^\d+(\.\d+)?$/, (issue) => `invalid ${name} '${issue.input}'; expected a number of seconds > 0`),
-    v.transform(Number),
-    v.check((seconds) => seconds > 0 && seconds <= MAX_TIMER_SECONDS, (issue) => `invalid ${name} '${issue.input}'; expected a number of seconds > 0 and at most ${MAX_TIMER_SECONDS}`),
-  );
 
 const DURATION_UNITS: Record<string, number> = { "": 1, s: 1, m: 60, h: 3600, d: 86_400 };
 const duration = (name: string) =>
@@ -292,6 +267,7 @@ export function buildConfig(
     const text = env[name]?.trim();
     if (text) check(positiveSeconds(name), text);
   }
+  warnings.push(...checkEnvironment(env, { exchanges: Object.keys(registry) as ExchangeId[], subscriptions }));
   // Read by Bun itself at process start (threads of its pool for file operations and compression); checked
   // here so that a typo is a one-line error instead of a silently ignored setting.
   const threadPoolText = env.UV_THREADPOOL_SIZE?.trim();
@@ -329,6 +305,10 @@ export function buildConfig(
     queueCapacityRows: check(
       integer("XTRADER_QUEUE_CAPACITY", 1000),
       env.XTRADER_QUEUE_CAPACITY?.trim() || "500000",
+    ),
+    maxFrameBytes: check(
+      integer(MAX_FRAME_BYTES_ENV, MIN_FRAME_BYTES, MAX_FRAME_BYTES_LIMIT),
+      env[MAX_FRAME_BYTES_ENV]?.trim() || String(DEFAULT_MAX_FRAME_BYTES),
     ),
     env,
   };

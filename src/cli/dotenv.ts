@@ -4,11 +4,19 @@
  * variable already in the real environment always wins over the file.
  *
  * Format: `KEY=value` lines; `export KEY=value` accepted; `#` comments; single quotes are literal, double
- * quotes understand \n \t \" \\; an unquoted value ends at ` #`.
+ * quotes understand \n \t \" \\; an unquoted value ends at ` #`. A quote must close on its line, and
+ * only a comment may follow it: anything else is refused with the line's number (exit 2).
+ *
+ * The file is read only if it is a regular file of at most DOTENV_MAX_BYTES of UTF-8 text. It is opened
+ * without blocking and checked on the open descriptor: a FIFO would block the start forever, a link to
+ * /dev/zero would be read until memory runs out.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, type Stats } from "node:fs";
 import { join } from "node:path";
 import { UserError } from "../core/errors.ts";
+
+/** Largest `.env` read: a settings file is a few hundred bytes; anything near this is not one. */
+export const DOTENV_MAX_BYTES = 1 << 20;
 
 export type Environment = Readonly<Record<string, string | undefined>>;
 
@@ -24,14 +32,17 @@ export function parseDotenv(text: string, fileName = ".env"): Record<string, str
     }
     const key = match[1]!;
     let value = match[2]!;
-    if (value.startsWith("'")) {
-      const end = value.indexOf("'", 1);
-      value = end > 0 ? value.slice(1, end) : value.slice(1);
-    } else if (value.startsWith('"')) {
-      const end = closingQuote(value);
-      value = value
-        .slice(1, end > 0 ? end : undefined)
-        .replace(/\\([nt"\\])/g, (_, c: string) => (c === "n" ? "\n" : c === "t" ? "\t" : c));
+    const where = `${fileName} line ${index + 1}`;
+    if (value.startsWith("'") || value.startsWith('"')) {
+      const quote = value[0]!;
+      const end = quote === "'" ? value.indexOf("'", 1) : closingQuote(value);
+      if (end < 0) throw new UserError(`${where}: the ${quote} quote of ${key} is not closed on its line`);
+      const rest = value.slice(end + 1).trim();
+      if (rest !== "" && !rest.startsWith("#")) {
+        throw new UserError(`${where}: unexpected text after the quoted value of ${key}; only a # comment may follow it`);
+      }
+      value = value.slice(1, end);
+      if (quote === '"') value = value.replace(/\\([nt"\\])/g, (_, c: string) => (c === "n" ? "\n" : c === "t" ? "\t" : c));
     } else {
       const comment = value.search(/\s#/);
       value = (comment >= 0 ? value.slice(0, comment) : value).trim();
@@ -55,15 +66,67 @@ export function loadEnvironment(
   directory: string = process.cwd(),
 ): Environment {
   const path = join(directory, ".env");
-  if (!existsSync(path)) return { ...realEnvironment };
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (error) {
-    throw new UserError(`cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
-  }
+  const text = readDotenv(path);
+  if (text === undefined) return { ...realEnvironment };
   const fromFile = parseDotenv(text, path);
   const merged: Record<string, string | undefined> = { ...fromFile };
   for (const [key, value] of Object.entries(realEnvironment)) if (value !== undefined) merged[key] = value;
   return merged;
+}
+
+/** The text of `path`, or undefined when there is no such file. */
+function readDotenv(path: string): string | undefined {
+  let descriptor: number;
+  try {
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+    descriptor = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" && !isLink(path)) return undefined;
+    throw new UserError(`cannot read ${path}: ${code === "ENOENT" ? "it is a link to nothing" : (code ?? String(error))}`);
+  }
+  try {
+    const stats = fstatSync(descriptor);
+    if (!stats.isFile()) {
+      throw new UserError(`${path} is ${kindOf(stats)}, not a regular file; .env must be a regular file of at most ${DOTENV_MAX_BYTES} bytes`);
+    }
+    // One byte more than allowed tells a file at the limit from a longer one (it may grow while read).
+    const bytes = new Uint8Array(Math.min(stats.size, DOTENV_MAX_BYTES) + 1);
+    let length = 0;
+    for (let read = -1; read !== 0 && length < bytes.length; length += read) {
+      read = readSync(descriptor, bytes, length, bytes.length - length, null);
+    }
+    if (length > DOTENV_MAX_BYTES) {
+      throw new UserError(`${path} is larger than ${DOTENV_MAX_BYTES} bytes; .env holds KEY=value settings, a few hundred bytes`);
+    }
+    const content = bytes.subarray(0, length);
+    if (content.includes(0)) throw new UserError(`${path} holds NUL bytes; .env must be text`);
+    try {
+      return new TextDecoder("utf-8", { fatal: true }).decode(content);
+    } catch {
+      throw new UserError(`${path} is not UTF-8 text`);
+    }
+  } catch (error) {
+    if (error instanceof UserError) throw error;
+    throw new UserError(`cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+  } finally {
+    closeSync(descriptor);
+  }
+}
+
+function isLink(path: string): boolean {
+  try {
+    return lstatSync(path).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
+
+function kindOf(stats: Stats): string {
+  if (stats.isDirectory()) return "a directory";
+  if (stats.isFIFO()) return "a FIFO";
+  if (stats.isCharacterDevice()) return "a character device";
+  if (stats.isBlockDevice()) return "a block device";
+  if (stats.isSocket()) return "a socket";
+  return "not a regular file";
 }

@@ -13,6 +13,7 @@
  */
 import { errorMessage } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
+import { boundedText, MAX_REST_BODY_BYTES } from "./http-body.ts";
 
 export interface RestResult {
   readonly ok: boolean;
@@ -27,6 +28,8 @@ export interface RestResult {
   readonly retryAfterMs: number | undefined;
   /** Receive time of the response (integer microseconds), for snapshots. */
   readonly receivedAt: number;
+  /** The body was over the request's bound and was not read (see http-body.ts). */
+  readonly oversized?: true;
 }
 
 export interface GateClock {
@@ -92,9 +95,12 @@ export class RestWeightGate {
     return Math.max(0, this.pausedUntil - now, forWeight);
   }
 
-  /** Queues a GET; resolves after earlier requests finished and the weight budget allows it. Never rejects. */
-  get(path: string, query: Readonly<Record<string, string>>, weight: number): Promise<RestResult> {
-    const run = this.tail.then(() => this.send(path, query, weight));
+  /**
+   * Queues a GET; resolves after earlier requests finished and the weight budget allows it. Never rejects.
+   * A body over `maxBodyBytes` is not read: the result fails with `oversized`.
+   */
+  get(path: string, query: Readonly<Record<string, string>>, weight: number, maxBodyBytes = MAX_REST_BODY_BYTES): Promise<RestResult> {
+    const run = this.tail.then(() => this.send(path, query, weight, maxBodyBytes));
     this.tail = run;
     return run;
   }
@@ -104,7 +110,7 @@ export class RestWeightGate {
     this.abort.abort();
   }
 
-  private async send(path: string, query: Readonly<Record<string, string>>, weight: number): Promise<RestResult> {
+  private async send(path: string, query: Readonly<Record<string, string>>, weight: number, maxBodyBytes: number): Promise<RestResult> {
     const signal = this.abort.signal;
     for (;;) {
       if (signal.aborted) return this.failed(0, "stopped");
@@ -119,7 +125,12 @@ export class RestWeightGate {
     let text: string;
     try {
       response = await fetch(url, { signal: AbortSignal.any([signal, AbortSignal.timeout(this.options.timeoutMs)]) });
-      text = await response.text();
+      const body = await boundedText(response, maxBodyBytes);
+      if ("tooLarge" in body) {
+        this.recordWeight(response.headers.get("x-mbx-used-weight-1m"));
+        return { ...this.failed(response.status, `HTTP ${response.status} ${body.tooLarge}`), oversized: true };
+      }
+      text = body.text;
     } catch (error) {
       return this.failed(0, signal.aborted ? "stopped" : `request failed: ${errorMessage(error)}`);
     }

@@ -31,6 +31,7 @@ import { positiveFromEnv } from "./kit/env.ts";
 import { TokenBucket } from "./kit/rate.ts";
 import { ResyncBrake, resyncBrakeFromEnv, type ResyncBrakeOptions } from "./kit/resync-brake.ts";
 import { bboSide, decimal } from "./json-scan.ts";
+import { snapshotBodyBytes } from "./http-body.ts";
 import type { Connector, ConnectorContext, ExchangeSpec } from "../core/connector.ts";
 import { backoffDelay, backoffFromEnv, ReconnectingSocket, type BackoffOptions, type CloseInfo, type OpenInfo } from "./websocket.ts";
 
@@ -97,6 +98,10 @@ export const LIMITS = {
   restWeightPerMinute: 2_400,
   restWeightShare: 0.8,
   restTimeoutMs: 10_000,
+  /**
+   * The deepest snapshot the venue serves (limit 5..1000); a deeper answer is refused.
+   * https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api/Order-Book
+   */
   depthSnapshotLimit: 1_000,
   /** GET /fapi/v1/depth weight for limit=1000 (Order-Book). */
   depthSnapshotWeight: 20,
@@ -411,6 +416,7 @@ class StreamConnection {
       log: owner.log,
       staleAfterMs,
       backoff,
+      maxFrameBytes: owner.maxFrameBytes,
       keepalive: { idleMs: Math.min(LIMITS.keepaliveIdleMs, Math.max(50, Math.floor(staleAfterMs / 3))), message: KEEPALIVE_MESSAGE },
       onOpen: (info) => this.onOpen(info),
       onMessage: (data, receivedAt) => owner.onFrame(this, data, receivedAt),
@@ -541,6 +547,7 @@ export class BinanceFuturesConnector implements Connector {
   readonly log: ConnectorContext["log"];
   readonly connectionMaxAgeMs: number;
   readonly requestAnswerTimeoutMs: number;
+  readonly maxFrameBytes: number;
   private readonly feeds = new Map<string, Feed>();
   private readonly feedOf = new Map<Subscription, Feed>();
   private readonly connections = new Set<StreamConnection>();
@@ -564,6 +571,7 @@ export class BinanceFuturesConnector implements Connector {
     this.log = context.log;
     this.faults = new FaultLog(context.log);
     const env = context.config.env;
+    this.maxFrameBytes = context.config.maxFrameBytes;
     this.wsRoot = endpoint(env, EXCHANGE, "WS", DEFAULT_ENDPOINTS.ws);
     this.backoff = backoffFromEnv(env);
     this.resyncBrake = resyncBrakeFromEnv(env);
@@ -1089,7 +1097,7 @@ export class BinanceFuturesConnector implements Connector {
     const generation = book.generation;
     const query = { symbol: feed.subscription.instrument, limit: String(LIMITS.depthSnapshotLimit) };
     void this.rest
-      .get(DEPTH_PATH, query, LIMITS.depthSnapshotWeight)
+      .get(DEPTH_PATH, query, LIMITS.depthSnapshotWeight, snapshotBodyBytes(LIMITS.depthSnapshotLimit))
       .then((result) => this.onSnapshot(feed, generation, result))
       .catch((error: unknown) => this.log.error(`${feed.subscription.key}: snapshot handling failed: ${errorMessage(error)}`));
   }
@@ -1097,13 +1105,19 @@ export class BinanceFuturesConnector implements Connector {
   private onSnapshot(feed: Feed, generation: number, result: RestResult): void {
     const book = feed.book!;
     if (this.stopped || feed.failed || generation !== book.generation) return;
-    const snapshot = result.ok ? parseSnapshot(result.body, result.receivedAt) : undefined;
+    const parsed = result.ok ? parseSnapshot(result.body, result.receivedAt) : undefined;
+    // The venue answers at most the depth asked for; more is a broken or hostile answer, not a book.
+    const levels = parsed ? Math.max(parsed.bids.length, parsed.asks.length) / 2 : 0;
+    const snapshot = levels <= LIMITS.depthSnapshotLimit ? parsed : undefined;
     if (!snapshot) {
       if (result.code === INVALID_SYMBOL) {
         this.failFeed(feed, `Binance rejected the depth snapshot for '${feed.subscription.instrument}': ${result.message}`);
         return;
       }
-      const why = result.ok ? "malformed snapshot body" : result.message;
+      const why = parsed
+        ? `${levels} levels a side, more than the ${LIMITS.depthSnapshotLimit} asked for`
+        : result.ok ? "malformed snapshot body" : result.message;
+      if (parsed || result.oversized) feed.subscription.stats.parseErrors++;
       book.failures++;
       if (book.failures === 1) this.gap(feed, "snapshot_failed", `depth snapshot failed: ${why}; retrying`);
       const delay = Math.max(result.retryAfterMs ?? 0, backoffDelay(this.backoff, book.failures - 1));

@@ -252,6 +252,7 @@ class DeribitConnector implements Connector {
       log: context.log,
       staleAfterMs,
       backoff: backoffFromEnv(config.env),
+      maxFrameBytes: config.maxFrameBytes,
       onOpen: (info) => this.onOpen(info),
       onMessage: (data, receivedAt) => this.onMessage(data, receivedAt),
       onClose: (info) => this.onClose(info),

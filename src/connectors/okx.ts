@@ -35,6 +35,7 @@ import { OrderBook } from "../core/order-book.ts";
 import type { Subscription } from "../core/subscriptions.ts";
 import { endpoint } from "./endpoints.ts";
 import { bboSide, decimal } from "./json-scan.ts";
+import { boundedText, MAX_REST_BODY_BYTES, snapshotBodyBytes } from "./http-body.ts";
 import { positiveOr } from "./kit/env.ts";
 import { SlidingWindow, TokenBucket } from "./kit/rate.ts";
 import { ResyncBrake, resyncBrakeFromEnv, type ResyncBrakeOptions } from "./kit/resync-brake.ts";
@@ -72,7 +73,10 @@ export const OKX_LIMITS = {
   argsPerConnection: 25,
   /** REST GET /api/v5/market/books: 40 requests per 2 s per IP; we use half. */
   restBooksSpacingMs: 100,
-  /** REST depth per side (the maximum) and the depth the checksum covers. */
+  /**
+   * REST depth per side (the maximum, `sz` of GET /api/v5/market/books; a deeper answer is refused) and
+   * the depth the checksum covers. https://www.okx.com/docs-v5/en/#order-book-trading-market-data-get-order-book
+   */
   bookDepth: 400,
   checksumDepth: OKX_CHECKSUM_DEPTH,
   /** Updates buffered while a REST snapshot is fetched; beyond this the fetch starts over. */
@@ -367,6 +371,7 @@ class OkxConnection {
       url: () => connector.wsUrl,
       log: connector.log,
       backoff: connector.backoff,
+      maxFrameBytes: connector.context.config.maxFrameBytes,
       staleAfterMs: positiveOr(env, `XTRADER_${exchange}_STALE_MS`, OKX_TIMING.staleAfterMs),
       keepalive: { idleMs: positiveOr(env, `XTRADER_${exchange}_KEEPALIVE_MS`, OKX_TIMING.keepaliveIdleMs), message: "ping" },
       onOpen: () => this.onOpen(),
@@ -820,15 +825,19 @@ class OkxConnector implements Connector {
 
   // ── REST ──
 
+  /** GET of a JSON answer; a body over `maxBytes` is not read (see http-body.ts). */
   private async getJson(
     path: string,
-  ): Promise<{ ok: true; data: unknown } | { ok: false; error: string; retryAfterMs: number | undefined }> {
+    maxBytes = MAX_REST_BODY_BYTES,
+  ): Promise<{ ok: true; data: unknown } | { ok: false; error: string; retryAfterMs: number | undefined; oversized?: true }> {
     const abort = new AbortController();
     this.aborts.add(abort);
     const timer = setTimeout(() => abort.abort(), OKX_TIMING.restTimeoutMs);
     try {
       const response = await fetch(`${this.restUrl}${path}`, { signal: abort.signal });
-      const body = (await response.text()) || "";
+      const bounded = await boundedText(response, maxBytes);
+      if ("tooLarge" in bounded) return { ok: false, error: `HTTP ${response.status} ${bounded.tooLarge}`, retryAfterMs: undefined, oversized: true };
+      const body = bounded.text;
       let parsed: { code?: unknown; msg?: unknown; data?: unknown } | undefined;
       try {
         parsed = JSON.parse(body);
@@ -1242,14 +1251,22 @@ class OkxConnector implements Connector {
       if (!current()) return;
       const result = await this.getJson(
         `${OKX_ENDPOINTS.booksPath}?instId=${encodeURIComponent(sub.instrument.instId)}&sz=${OKX_LIMITS.bookDepth}`,
+        snapshotBodyBytes(OKX_LIMITS.bookDepth),
       );
       if (!current()) return;
       const snapshot = result.ok && Array.isArray(result.data) ? (result.data[0] as BookData | undefined) : undefined;
+      // More levels than asked for (and than the venue serves) is a broken or hostile answer, not a book.
+      const tooDeep =
+        (Array.isArray(snapshot?.bids) && snapshot.bids.length > OKX_LIMITS.bookDepth) ||
+        (Array.isArray(snapshot?.asks) && snapshot.asks.length > OKX_LIMITS.bookDepth);
       const valid =
-        typeof snapshot === "object" && snapshot !== null && typeof snapshot.seqId === "number" &&
+        typeof snapshot === "object" && snapshot !== null && typeof snapshot.seqId === "number" && !tooDeep &&
         flatten(snapshot.bids) !== undefined && flatten(snapshot.asks) !== undefined && !Number.isNaN(okxTime(snapshot.ts));
       if (!valid) {
-        const why = result.ok ? "response without a valid book" : result.error;
+        const why = tooDeep
+          ? `more than the ${OKX_LIMITS.bookDepth} levels a side asked for`
+          : result.ok ? "response without a valid book" : result.error;
+        if (tooDeep || (!result.ok && result.oversized)) sub.subscription.stats.parseErrors++;
         const delay = (!result.ok && result.retryAfterMs) || backoffDelay(this.backoff, l2.restFailures++);
         this.log.warn(`${key}: REST snapshot failed (${why}); retrying in ${delay} ms`);
         if (!l2.snapshotFailureMarked) {

@@ -11,9 +11,13 @@
  * - Optional text keepalive (OKX's `ping`) sent when nothing has arrived for `keepalive.idleMs`.
  *   Protocol-level ping frames are answered by Bun itself.
  * - The receive time is taken first thing in the message handler, before any parsing.
+ * - A message larger than `maxFrameBytes` is not handed on: the connection is closed (1009) and reopened,
+ *   so the connector records a gap and restarts its books, and the frame is counted and logged.
+ * - Repeating faults (a venue that keeps refusing or dropping us) are logged once per episode (FaultLog).
  */
 import { nowMicros } from "../core/clock.ts";
 import { errorMessage } from "../core/errors.ts";
+import { FaultLog } from "../core/fault-log.ts";
 import type { Logger } from "../core/log.ts";
 
 export interface BackoffOptions {
@@ -24,16 +28,42 @@ export interface BackoffOptions {
 
 export const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 500, maxMs: 30_000, factor: 2 };
 
-/** Backoff bounds can be tightened from the environment (tests, trials): XTRADER_RECONNECT_MIN_MS/MAX_MS. */
+/**
+ * Backoff bounds can be tightened from the environment (tests, trials): XTRADER_RECONNECT_MIN_MS/MAX_MS.
+ * The CLI refuses bad values before anything connects (src/cli/environment.ts); a caller that skips it
+ * still gets the defaults rather than a reconnect storm.
+ */
 export function backoffFromEnv(env: Readonly<Record<string, string | undefined>>): BackoffOptions {
   const min = Number(env.XTRADER_RECONNECT_MIN_MS);
   const max = Number(env.XTRADER_RECONNECT_MAX_MS);
-  // Above 2^31-1 ms a timer fires at once (TimeoutOverflowWarning): such values are ignored, not a reconnect storm.
+  // Above 2^31-1 ms a timer fires at once (TimeoutOverflowWarning).
   const usable = (ms: number) => Number.isFinite(ms) && ms > 0 && ms <= 2_147_483_647;
   const initialMs = usable(min) ? min : DEFAULT_BACKOFF.initialMs;
   const maxMs = usable(max) ? Math.max(max, initialMs) : Math.max(DEFAULT_BACKOFF.maxMs, initialMs);
   return { initialMs, maxMs, factor: DEFAULT_BACKOFF.factor };
 }
+
+/**
+ * Largest message a connector accepts (XTRADER_MAX_FRAME_BYTES). The venues' largest legitimate messages
+ * are far below the default: a Deribit full-depth book snapshot (its REST book goes to 10,000 levels a
+ * side, ~0.7 MB as a notification), an OKX 400-level `books` snapshot (~40 kB), a Binance answer listing
+ * 1024 streams (~30 kB). Bun's client buffers a whole message before handing it over and refuses messages
+ * above 128 MiB itself (it closes with 1006), so the bound is checked on receipt and cannot exceed that.
+ */
+export const MAX_FRAME_BYTES_ENV = "XTRADER_MAX_FRAME_BYTES";
+export const DEFAULT_MAX_FRAME_BYTES = 4 << 20;
+export const MIN_FRAME_BYTES = 64 << 10;
+export const MAX_FRAME_BYTES_LIMIT = 128 << 20;
+
+/** Process-wide socket counters, read by the metrics endpoint. */
+export const socketCounters = {
+  /** Messages over the frame bound; each one closed its connection. */
+  oversizedFrames: 0,
+};
+
+/** Longest wait between full collections asked for after oversized frames (each one costs a pause). */
+const OVERSIZED_COLLECTION_INTERVAL_MS = 10_000;
+let lastOversizedCollectionAt = Number.NEGATIVE_INFINITY;
 
 /** Delay before reconnect attempt `attempt` (0-based): full jitter over an exponentially growing cap. */
 export function backoffDelay(options: BackoffOptions, attempt: number, random = Math.random): number {
@@ -67,6 +97,8 @@ export interface ReconnectingSocketOptions {
   readonly stableAfterMs?: number;
   readonly connectTimeoutMs?: number;
   readonly keepalive?: { readonly idleMs: number; readonly message: string };
+  /** Largest message handed to `onMessage` (default DEFAULT_MAX_FRAME_BYTES). */
+  readonly maxFrameBytes?: number;
   readonly onOpen: (info: OpenInfo) => void;
   readonly onMessage: (data: string, receivedAt: number) => void;
   readonly onClose: (info: CloseInfo) => void;
@@ -88,8 +120,14 @@ export class ReconnectingSocket {
   private connectTimer: ReturnType<typeof setTimeout> | undefined;
   private closed: Promise<void> = Promise.resolve();
   private resolveClosed: () => void = () => {};
+  private readonly faults: FaultLog;
+  private readonly maxFrameBytes: number;
 
-  constructor(private readonly options: ReconnectingSocketOptions) {}
+  constructor(private readonly options: ReconnectingSocketOptions) {
+    this.maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+    // An episode lasts while attempts keep failing: quiet longer than two capped backoff delays ends it.
+    this.faults = new FaultLog(options.log, { quietMs: Math.max(10_000, 2 * (options.backoff ?? DEFAULT_BACKOFF).maxMs) });
+  }
 
   get isOpen(): boolean {
     return this.socket?.readyState === WebSocket.OPEN;
@@ -132,6 +170,7 @@ export class ReconnectingSocket {
       this.socket.close(NORMAL_CLOSURE, "shutdown");
       await Promise.race([this.closed, new Promise((resolve) => setTimeout(resolve, 2000))]);
     }
+    this.faults.flush();
   }
 
   private connect(): void {
@@ -143,7 +182,7 @@ export class ReconnectingSocket {
     try {
       socket = new WebSocket(url);
     } catch (error) {
-      this.options.log.warn(`${this.options.name}: cannot open ${url}: ${errorMessage(error)}`);
+      this.faults.report(`${this.options.name}:open`, `${this.options.name}: cannot open ${url}: ${errorMessage(error)}`);
       this.resolveClosed();
       this.scheduleRetry();
       return;
@@ -153,7 +192,7 @@ export class ReconnectingSocket {
     this.connectTimer = setTimeout(() => {
       if (socket.readyState === WebSocket.CONNECTING) {
         this.closeReason = "connect timeout";
-        this.options.log.warn(`${this.options.name}: connect timeout`);
+        this.faults.report(`${this.options.name}:connect`, `${this.options.name}: connect timeout`);
         socket.close();
       }
     }, this.options.connectTimeoutMs ?? 10_000);
@@ -177,6 +216,12 @@ export class ReconnectingSocket {
       const receivedAt = nowMicros(readAt);
       this.lastFrameAt = readAt;
       const data = message.data;
+      // A string's length counts UTF-16 units, at most its UTF-8 bytes: never above the bytes received.
+      const size = typeof data === "string" ? data.length : (data as ArrayBuffer).byteLength;
+      if (size > this.maxFrameBytes) {
+        this.rejectFrame(socket, size);
+        return;
+      }
       const text = typeof data === "string" ? data : decoder.decode(data as ArrayBuffer);
       try {
         this.options.onMessage(text, receivedAt);
@@ -202,7 +247,8 @@ export class ReconnectingSocket {
       if (lived >= (this.options.stableAfterMs ?? 10_000)) this.attempt = 0;
       if (!this.stopped) {
         const why = info.initiatedBy ?? (wasOpen ? "closed by server" : "connect failed");
-        this.options.log.warn(
+        this.faults.report(
+          `${this.options.name}:disconnect`,
           `${this.options.name}: disconnected (${why}; code ${event.code}${event.reason ? ` '${event.reason}'` : ""})`,
         );
       }
@@ -234,7 +280,7 @@ export class ReconnectingSocket {
       const idle = now - this.lastFrameAt;
       if (idle >= staleAfterMs) {
         this.closeReason = "stale";
-        this.options.log.warn(`${this.options.name}: no data for ${Math.round(idle / 1000)} s, reconnecting`);
+        this.faults.report(`${this.options.name}:stale`, `${this.options.name}: no data for ${Math.round(idle / 1000)} s, reconnecting`);
         this.dropSocket(4001, "stale");
         return;
       }
@@ -243,6 +289,27 @@ export class ReconnectingSocket {
         socket.send(keepalive.message);
       }
     }, tick);
+  }
+
+  /**
+   * An oversized message: dropped unread, counted, and its connection closed with 1009 ("message too big")
+   * so the connector marks the gap and resyncs. A sender of huge messages would keep sending them on the
+   * same connection, and skipping one silently would leave a hole in a book.
+   */
+  private rejectFrame(socket: WebSocket, size: number): void {
+    socketCounters.oversizedFrames++;
+    const reason = `message of ${size} bytes over the ${this.maxFrameBytes}-byte limit (${MAX_FRAME_BYTES_ENV})`;
+    this.faults.report(`${this.options.name}:oversized`, `${this.options.name}: ${reason}; reconnecting`);
+    if (this.socket !== socket || this.closeReason !== undefined) return;
+    this.closeReason = reason;
+    this.dropSocket(1009, "message too big");
+    // JSC collects by allocation volume, so an idle collector would keep the dead message's memory for
+    // long; a full collection soon after gives it back (at most one per interval: each costs a pause).
+    const now = performance.now();
+    if (now - lastOversizedCollectionAt >= OVERSIZED_COLLECTION_INTERVAL_MS) {
+      lastOversizedCollectionAt = now;
+      setTimeout(() => Bun.gc(true), 0);
+    }
   }
 
   private dropSocket(code: number, reason: string): void {

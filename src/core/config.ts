@@ -44,6 +44,8 @@ export interface Config {
   readonly parquet: ParquetSettings;
   /** Bound of the connector→sink channel, in rows (one per L2 level). */
   readonly queueCapacityRows: number;
+  /** Largest WebSocket message accepted; a larger one closes its connection (XTRADER_MAX_FRAME_BYTES). */
+  readonly maxFrameBytes: number;
   /** The merged environment (.env under the real one) for settings owned by connectors and sinks. */
   readonly env: Readonly<Record<string, string | undefined>>;
 }

@@ -15,7 +15,8 @@
  */
 import { edenGC } from "bun:jsc";
 import type { Connector, ExchangeRegistry, ExchangeSpec } from "./connector.ts";
-import type { InterruptedStream, Sink } from "./sink.ts";
+import { lostRowCount, type CloseReport, type InterruptedStream, type Sink } from "./sink.ts";
+import { TABLE_OF_EVENT, type TableName } from "./tables.ts";
 import { BoundedChannel } from "./channel.ts";
 import type { Config } from "./config.ts";
 import { errorMessage } from "./errors.ts";
@@ -43,6 +44,12 @@ export interface PipelineOptions {
   readonly collectYoung?: () => void;
 }
 
+/** Exit code of a stop that completed but lost rows (0: nothing lost, 1: the stop failed or timed out). */
+export const EXIT_ROWS_LOST = 3;
+
+/** What a stop could not deliver: rows still queued plus the sink's CloseReport. */
+export type StopOutcome = CloseReport;
+
 /**
  * Why the consumer collects the young generation itself: JSC starts a collection only once ~188 MB were
  * allocated since the last one, and in a burst most of that is short-lived (frames, events, the sinks'
@@ -66,7 +73,9 @@ export class Pipeline {
   /** L2 subscriptions to resync once the queue has room for their snapshot. */
   private readonly resyncWanted = new Set<Subscription>();
   private consumer: Promise<void> = Promise.resolve();
-  private stopping: Promise<void> | undefined;
+  private stopping: Promise<StopOutcome> | undefined;
+  /** Set by a stop that closes the sink before it took the queue: the consumer hands it nothing more. */
+  private abandonQueue = false;
 
   constructor(private readonly options: PipelineOptions) {
     this.sinkStats = options.sinkStats ?? new SinkStats();
@@ -229,6 +238,7 @@ export class Pipeline {
     let rowsSinceCollection = 0;
     for (;;) {
       await this.channel.whenReadable();
+      if (this.abandonQueue) return;
       const taken = this.channel.takeBatch(events, subscriptions, batchSize);
       if (taken === 0) {
         if (this.channel.closed) return;
@@ -275,13 +285,17 @@ export class Pipeline {
   }
 
   /**
-   * Stops connectors, drains the channel into the sink, closes the sink. Idempotent. Rejects if any step
-   * fails; the caller bounds the total time.
+   * Stops connectors, drains the channel into the sink, closes the sink. Idempotent. Resolves with what
+   * could not be delivered (rows still queued when the sink was closed, and the sink's CloseReport);
+   * rejects if a step fails; the caller bounds the total time.
    */
-  stop(reason: string): Promise<void> {
+  stop(reason: string): Promise<StopOutcome> {
     this.stopping ??= (async () => {
       const { log, sink } = this.options;
-      log.info(`stopping (${reason}): closing connections, then flushing ${this.channel.depthRows} queued row(s)`);
+      log.info(
+        `stopping (${reason}): closing connections, then flushing ${this.channel.depthRows} queued row(s) and ` +
+          `${this.sinkStats.bufferedRows} buffered in the sink`,
+      );
       this.resyncWanted.clear();
       const stopStarted = performance.now();
       const elapsed = () => `${Math.round(performance.now() - stopStarted)} ms`;
@@ -292,7 +306,7 @@ export class Pipeline {
       log.debug(`stop: connections closed after ${elapsed()}`);
       this.channel.close();
       // A sink that holds the pipeline (QuestDB away, disk full) would keep the drain waiting forever:
-      // give it a while, then close it anyway; rows it can no longer take are counted as dropped.
+      // give it a while, then close it anyway; what it has not taken by then is counted below.
       const drainMs = this.options.drainTimeoutMs ?? 4000;
       let timer: ReturnType<typeof setTimeout> | undefined;
       const drained = await Promise.race([
@@ -304,19 +318,57 @@ export class Pipeline {
         log.warn(
           `sink ${sink.name} has not taken the last ${this.channel.depthRows} queued row(s) within ${drainMs / 1000} s; closing it now`,
         );
+        this.abandonQueue = true;
       }
       log.debug(`stop: queue drained after ${elapsed()}`);
-      await sink.close();
+      const report = await sink.close();
+      this.abandonQueue = true;
       await this.consumer;
       log.debug(`stop: sink closed after ${elapsed()}`);
-      log.info("stopped; all data flushed");
+      this.faults.flush();
+      const outcome = this.withQueuedRows(report);
+      const lost = lostRowCount(outcome);
+      const kept = outcome.keptRows > 0 ? `${outcome.keptRows} row(s) not delivered are kept in ${outcome.keptWhere ?? "the sink's files"} for the next start` : "";
+      if (lost > 0) {
+        log.error(`stopped; ${lost} row(s) were lost (${perTable(outcome.lostRows)})${kept ? `; ${kept}` : ""}`);
+      } else if (kept) {
+        log.warn(`stopped; ${kept}`);
+      } else {
+        log.info("stopped; all data flushed");
+      }
+      return outcome;
     })();
     return this.stopping;
   }
 
   /**
+   * Adds the rows still queued (the sink was closed before it took them; they never reached it) to the
+   * sink's report, counted as dropped on their subscriptions.
+   */
+  private withQueuedRows(report: CloseReport): StopOutcome {
+    const lostRows: Partial<Record<TableName, number>> = { ...report.lostRows };
+    const events: MarketEvent[] = [];
+    const subscriptions: Subscription[] = [];
+    let rows = 0;
+    while (this.channel.takeBatch(events, subscriptions, 4096) > 0) {
+      for (let i = 0; i < events.length; i++) {
+        const event = events[i]!;
+        const eventRows = rowCount(event);
+        const table = TABLE_OF_EVENT[event.type];
+        lostRows[table] = (lostRows[table] ?? 0) + eventRows;
+        subscriptions[i]!.stats.dropped++;
+        rows += eventRows;
+      }
+    }
+    if (rows === 0) return report;
+    this.sinkStats.droppedRows += rows;
+    return { ...report, lostRows };
+  }
+
+  /**
    * Runs until `--shutdown-after` elapses or SIGINT/SIGTERM arrives, then stops gracefully. Resolves with the
-   * exit code: 0 after a clean stop, 1 when the stop failed or timed out. A second signal exits 130 at once.
+   * exit code: 0 after a stop that lost nothing (rows kept for the next start included), EXIT_ROWS_LOST (3)
+   * after a stop that lost rows, 1 when the stop failed or timed out. A second signal exits 130 at once.
    */
   async run(): Promise<number> {
     const { config, log } = this.options;
@@ -333,9 +385,9 @@ export class Pipeline {
           resolve(1);
         }, timeoutMs);
         this.stop(reason).then(
-          () => {
+          (outcome) => {
             clearTimeout(timeout);
-            resolve(0);
+            resolve(lostRowCount(outcome) > 0 ? EXIT_ROWS_LOST : 0);
           },
           (error) => {
             clearTimeout(timeout);
@@ -358,4 +410,12 @@ export class Pipeline {
       }
     });
   }
+}
+
+/** "trades 12, l2 3400" */
+function perTable(rows: Readonly<Partial<Record<TableName, number>>>): string {
+  return Object.entries(rows)
+    .filter(([, count]) => (count ?? 0) > 0)
+    .map(([table, count]) => `${table} ${count}`)
+    .join(", ");
 }

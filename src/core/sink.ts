@@ -3,6 +3,7 @@
  * store them by event type (one table per stream, plus `gaps`).
  */
 import type { MarketEvent, Stream } from "./events.ts";
+import type { TableName } from "./tables.ts";
 
 export interface Sink {
   readonly name: string;
@@ -15,8 +16,11 @@ export interface Sink {
   write(events: readonly MarketEvent[]): void | Promise<void>;
   /** Pushes buffered rows to their destination. */
   flush(): Promise<void>;
-  /** Flushes and closes; every file is complete afterwards. */
-  close(): Promise<void>;
+  /**
+   * Flushes and closes; every file is complete afterwards. Resolves with what could not be delivered:
+   * the pipeline's stop reports it and exits non-zero when rows were lost. Idempotent.
+   */
+  close(): Promise<CloseReport>;
   /**
    * After start(): the streams whose last rows the previous run may have lost because it died without a
    * clean stop (a sink that cannot tell returns nothing). The pipeline marks each with an `unclean_stop` gap.
@@ -28,6 +32,25 @@ export interface Sink {
    * per stream); the handler restarts the lost books from snapshots.
    */
   onStreamsLost?(handler: (streams: readonly InterruptedStream[]) => void): void;
+}
+
+/** What a sink's close could not deliver to its destination. */
+export interface CloseReport {
+  /** Rows accepted but neither delivered nor kept anywhere: lost, per table. */
+  readonly lostRows: Readonly<Partial<Record<TableName, number>>>;
+  /** Rows not delivered but kept durably (journals, a QuestDB pending file) for the next start. */
+  readonly keptRows: number;
+  /** Where the kept rows are (a directory or file), for the stop's log line. */
+  readonly keptWhere?: string;
+}
+
+/** Nothing lost, nothing left behind. */
+export const CLEAN_CLOSE: CloseReport = Object.freeze({ lostRows: Object.freeze({}), keptRows: 0 });
+
+export function lostRowCount(report: CloseReport): number {
+  let total = 0;
+  for (const rows of Object.values(report.lostRows)) total += rows ?? 0;
+  return total;
 }
 
 export interface InterruptedStream {

@@ -75,6 +75,11 @@ export class SinkStats {
   bufferedRows = 0;
   /** Rows lost (buffer bound exceeded, unrecoverable disk error); always logged too. */
   droppedRows = 0;
+  /**
+   * Rows the destination refused (QuestDB: a table whose columns do not match); kept in a file when
+   * possible (docs/sinks/questdb.md), else also counted in droppedRows.
+   */
+  refusedRows = 0;
   flushes = 0;
   flushSecondsTotal = 0;
   lastFlushSeconds = 0;

@@ -26,10 +26,11 @@ export interface Observability extends MetricsServer {
   readonly eventLoop: EventLoopMonitor;
 }
 
-function lagLimitSeconds(env: Config["env"]): number {
+/** XTRADER_EVENT_LOOP_LAG_LIMIT_SECONDS, checked by the CLI before anything starts and read here. */
+export function lagLimitSeconds(env: Config["env"]): number {
   const text = env[EVENT_LOOP_LAG_LIMIT_ENV]?.trim();
   if (!text) return DEFAULT_EVENT_LOOP_LAG_LIMIT_SECONDS;
-  const seconds = /^\d+(\.\d+)?$/.test(text) ? Number(text) : Number.NaN;
+  const seconds = /^\d{1,10}(\.\d{1,6})?$/.test(text) ? Number(text) : Number.NaN;
   if (!(seconds > 0)) {
     throw new UserError(`invalid ${EVENT_LOOP_LAG_LIMIT_ENV} '${text}'; expected a number of seconds > 0, e.g. 5`);
   }

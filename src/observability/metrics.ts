@@ -11,6 +11,7 @@
  * bytes, as Prometheus naming asks.
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { socketCounters } from "../connectors/websocket.ts";
 import type { BoundedChannel } from "../core/channel.ts";
 import { LAG_BUCKETS_US, type LagHistogram, type SinkStats, type SubscriptionStats } from "../core/stats.ts";
 import type { Subscription } from "../core/subscriptions.ts";
@@ -218,6 +219,7 @@ export function createMetricsRegistry(sources: MetricsSources): Registry {
   sinkCounter("xtrader_sink_rows_written_total", "Rows durably handed to the destination (flushed)", () => sinkStats.rowsWritten);
   sinkGauge("xtrader_sink_buffered_rows", "Rows accepted by the sink and not yet flushed", () => sinkStats.bufferedRows);
   sinkCounter("xtrader_sink_dropped_rows_total", "Rows lost by the sink (buffer bound exceeded, unrecoverable error)", () => sinkStats.droppedRows);
+  sinkCounter("xtrader_sink_refused_rows_total", "Rows the destination refused (QuestDB: a table whose columns do not match), set aside in a file", () => sinkStats.refusedRows);
   sinkCounter("xtrader_sink_flushes_total", "Successful flushes", () => sinkStats.flushes);
   sinkCounter("xtrader_sink_flush_seconds_total", "Time spent in successful flushes (divide by flushes for the mean latency)", () => sinkStats.flushSecondsTotal);
   sinkGauge("xtrader_sink_last_flush_seconds", "Duration of the last successful flush", () => sinkStats.lastFlushSeconds);
@@ -235,6 +237,13 @@ export function createMetricsRegistry(sources: MetricsSources): Registry {
   gauge("xtrader_queue_high_water_rows", "Most rows ever queued at once", () => channel.highWaterRows);
   counter("xtrader_queue_dropped_events_total", "Events that did not fit in the queue", () => channel.droppedEvents);
   counter("xtrader_queue_dropped_rows_total", "Rows that did not fit in the queue", () => channel.droppedRows);
+
+  // Connections.
+  counter(
+    "xtrader_oversized_frames_total",
+    "WebSocket messages over XTRADER_MAX_FRAME_BYTES; each closed its connection (gap rows, resync)",
+    () => socketCounters.oversizedFrames,
+  );
 
   // Process. Standard names so existing dashboards work; only what Bun reports truthfully.
   gauge("process_resident_memory_bytes", "Resident memory size in bytes", () => process.memoryUsage.rss());

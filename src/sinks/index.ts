@@ -17,6 +17,6 @@ export function createSink(config: Config, log: Logger, stats: SinkStats): Sink 
         stats,
       });
     case "questdb":
-      return new QuestDbSink({ settings: config.questdb, env: config.env, log, stats });
+      return new QuestDbSink({ settings: config.questdb, env: config.env, log, stats, directory: config.outputDirectory });
   }
 }

@@ -6,7 +6,7 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { decodePartitionValue } from "../../src/sinks/parquet/layout.ts";
-import { STREAM_OF_TABLE } from "../../src/sinks/tables.ts";
+import { STREAM_OF_TABLE } from "../../src/core/tables.ts";
 import { cleanup, expectFaithful, finish, startBinary, startScenario } from "./scenario.ts";
 import { gapsOf } from "./verify.ts";
 import { readParquetOutput } from "./xtrader.ts";

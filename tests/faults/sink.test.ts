@@ -10,7 +10,7 @@ import { mkdirSync, rmSync, statfsSync, unlinkSync, writeFileSync } from "node:f
 import { join } from "node:path";
 import { cleanup, expectFaithful, finish, onCleanup, startScenario } from "./scenario.ts";
 import { decodePartitionValue } from "../../src/sinks/parquet/layout.ts";
-import { STREAM_OF_TABLE } from "../../src/sinks/tables.ts";
+import { STREAM_OF_TABLE } from "../../src/core/tables.ts";
 import { gapsOf } from "./verify.ts";
 import { listFiles, workDirectory } from "./xtrader.ts";
 

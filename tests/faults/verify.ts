@@ -11,7 +11,9 @@
  *   and after every L2 gap row the next stored message is a snapshot;
  * - timestamps: per instrument, trades' exchange and receive times never go back; within the deltas that
  *   follow one snapshot, neither do the book's;
- * - BBO: never crossed; Binance's rows are exactly bookTicker frames that were sent.
+ * - BBO: never crossed; Binance's rows are exactly bookTicker frames that were sent;
+ * - funding and liquidations: every message delivered is stored exactly once as the row it must become
+ *   (Deribit's liquidations: one row per liquidated side of a trade).
  */
 import { bookKey, fundingKey, liquidationKey, type Truth } from "./venues.ts";
 import type { Output, Row } from "./xtrader.ts";
@@ -289,9 +291,17 @@ export function gapsOf(output: Output, filter: { stream?: string; reason?: strin
   );
 }
 
-/** Every check at once; `cutoff` as in checkTrades. */
+/**
+ * Every check at once; `cutoff` as in checkTrades. Funding and liquidations are checked whenever the
+ * venues sent any (their truth is empty otherwise), on both sinks.
+ */
 export function verifyAll(output: Output, truth: Truth, options: TradeCheckOptions = {}): string[] {
-  return [...checkTrades(output, truth, options), ...checkBooks(output, truth).problems, ...checkBbo(output, truth)];
+  return [
+    ...checkTrades(output, truth, options),
+    ...checkBooks(output, truth).problems,
+    ...checkBbo(output, truth),
+    ...checkFundingAndLiquidations(output, truth),
+  ];
 }
 
 /** Rows per subscription key of a table, to make sure a scenario did not pass by writing nothing. */

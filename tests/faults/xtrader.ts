@@ -262,41 +262,20 @@ function output(tables: Record<string, Row[]>, leftovers: string[], files: strin
 
 // ── reading what reached QuestDB (the strict ILP test server) ──
 
-/** QuestDB's DEDUP UPSERT KEYS per table (docs/sinks/questdb.md): rows sent again after a reconnect collapse. */
-const DEDUP_KEYS: Readonly<Record<string, readonly string[]>> = {
-  trades: ["timestamp", "exchange", "symbol", "id"],
-  l2: ["timestamp", "exchange", "symbol", "sequence", "is_snapshot", "side", "price"],
-  bbo: ["timestamp", "exchange", "symbol", "local_timestamp", "bid_price", "bid_amount", "ask_price", "ask_amount"],
-  funding: ["timestamp", "exchange", "symbol", "local_timestamp"],
-  liquidations: ["timestamp", "exchange", "symbol", "id"],
-  gaps: ["timestamp", "exchange", "symbol", "stream", "reason", "local_timestamp"],
-};
-
 /**
- * The rows an ILP server received, as QuestDB would keep them: deduplicated on each table's keys with
- * UPSERT semantics (a later row with the same key replaces the earlier one's values; it keeps the first
- * one's place, so the order is the order xtrader first wrote them), values as plain numbers/strings, the
- * designated timestamp (ns) back in µs.
+ * The rows QuestDB holds, as the test server stored them (IlpServer.storedRows(): deduplicated on the
+ * DEDUP UPSERT KEYS the tables were created with, a later row replacing an earlier one with the same
+ * keys, as QuestDB does): values as plain numbers/strings, the designated timestamp (ns) back in µs.
  */
 export function ilpOutput(rows: readonly import("../support/ilp-server.ts").IlpRow[]): Output {
   const tables: Record<string, Row[]> = Object.fromEntries(TABLES.map((table) => [table, []]));
-  /** Dedup key → where the first copy sits; UPSERT keeps that place and takes the latest values. */
-  const seen = new Map<string, number>();
   for (const ilp of rows) {
+    if (!(ilp.table in tables)) continue;
     const row: Record<string, unknown> = { ...ilp.symbols };
     for (const [name, value] of Object.entries(ilp.fields)) {
       row[name] = typeof value.value === "bigint" ? Number(value.value) : value.value;
     }
     row.timestamp = ilp.timestamp === undefined ? undefined : Number(ilp.timestamp / 1000n);
-    const keys = DEDUP_KEYS[ilp.table];
-    if (!keys || !(ilp.table in tables)) continue;
-    const key = `${ilp.table}|${keys.map((name) => String(row[name])).join("|")}`;
-    const at = seen.get(key);
-    if (at !== undefined) {
-      tables[ilp.table]![at] = row as Row;
-      continue;
-    }
-    seen.set(key, tables[ilp.table]!.length);
     tables[ilp.table]!.push(row as Row);
   }
   return output(tables, [], []);

@@ -239,6 +239,7 @@ export class FakeOkx {
   private readonly connIds = new Map<FakeConnection, string>();
   private readonly restFaults = new Map<string, number[]>();
   private readonly staleSnapshots = new Map<string, { bids: FakeLevel[]; asks: FakeLevel[]; seqId: number }>();
+  private readonly nextBooks: Array<() => Response> = [];
   private dropNext = new Set<string>();
   private corruptNext = new Set<string>();
   private reorder = new Map<string, BookUpdateFrame | "pending">();
@@ -703,9 +704,16 @@ export class FakeOkx {
     return Response.json({ code: "0", msg: "", data });
   }
 
+  /** The next REST book requests get these answers, in order (then the true book again). */
+  serveNextBooks(...responses: Array<() => Response>): void {
+    this.nextBooks.push(...responses);
+  }
+
   private booksRoute(query: URLSearchParams): Response {
     const fault = this.restFault("/api/v5/market/books");
     if (fault) return fault;
+    const scripted = this.nextBooks.shift();
+    if (scripted) return scripted();
     const instId = query.get("instId") ?? "";
     const market = this.markets.get(instId);
     if (!market) return Response.json({ code: "51001", msg: "Instrument ID does not exist", data: [] });

@@ -250,14 +250,204 @@ export class SchemaTracker {
   }
 }
 
+/** One table as QuestDB keeps it: typed columns, designated timestamp, DEDUP UPSERT KEYS, stored rows. */
+export interface CatalogTable {
+  /** Column name → QuestDB type name (SYMBOL, VARCHAR, DOUBLE, LONG, TIMESTAMP, BOOLEAN, ...), in order. */
+  readonly columns: Map<string, string>;
+  readonly designated: string;
+  /** DEDUP UPSERT KEYS; undefined when the table does not deduplicate (e.g. created by ILP). */
+  dedupKeys: readonly string[] | undefined;
+  /** Rows as stored: one per dedup key, the last one received wins (in the first one's place). */
+  readonly rows: IlpRow[];
+  readonly index: Map<string, number>;
+}
+
+/** Column types an ILP value may be written to (https://questdb.com/docs/ingestion/ilp/columnset-types/). */
+const ILP_TARGETS: Readonly<Record<IlpValue["kind"] | "symbol", readonly string[]>> = {
+  // Symbolset values: "when the column does exist, it is expected to be of SYMBOL type, otherwise the line
+  // is rejected" (https://questdb.com/docs/ingestion/ilp/advanced-settings/#symbolset-values).
+  symbol: ["SYMBOL"],
+  string: ["VARCHAR", "STRING", "SYMBOL", "CHAR", "UUID", "DECIMAL"],
+  double: ["DOUBLE", "FLOAT", "DECIMAL"],
+  long: ["LONG", "BYTE", "SHORT", "INT", "FLOAT", "DOUBLE", "DATE", "TIMESTAMP", "DECIMAL"],
+  boolean: ["BOOLEAN", "BYTE", "SHORT", "INT", "FLOAT", "LONG", "DOUBLE"],
+  timestamp: ["TIMESTAMP", "TIMESTAMP_NS"],
+  timestamp_ns: ["TIMESTAMP", "TIMESTAMP_NS"],
+};
+/** The type ILP gives a column it creates. */
+const ILP_CREATES: Readonly<Record<IlpValue["kind"] | "symbol", string>> = {
+  symbol: "SYMBOL",
+  string: "VARCHAR",
+  double: "DOUBLE",
+  long: "LONG",
+  boolean: "BOOLEAN",
+  timestamp: "TIMESTAMP",
+  timestamp_ns: "TIMESTAMP",
+};
+const PROTOCOL_TYPE: Readonly<Record<IlpValue["kind"] | "symbol", string>> = {
+  symbol: "TAG",
+  string: "STRING",
+  double: "DOUBLE",
+  long: "LONG",
+  boolean: "BOOLEAN",
+  timestamp: "TIMESTAMP",
+  timestamp_ns: "TIMESTAMP",
+};
+const INTEGER_RANGES: Readonly<Record<string, readonly [bigint, bigint]>> = {
+  BYTE: [-128n, 127n],
+  SHORT: [-32768n, 32767n],
+  INT: [-(2n ** 31n) + 1n, 2n ** 31n - 1n],
+};
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * What QuestDB knows about its tables, shared by the fake ILP server and the fake HTTP endpoint so that
+ * they behave as one database:
+ * - `exec()` answers the SQL the sink sends over /exec: CREATE TABLE IF NOT EXISTS (with DEDUP UPSERT
+ *   KEYS), `table_columns('t')` / `SHOW COLUMNS FROM t` (QuestDB's column names and JSON shape,
+ *   https://questdb.com/docs/query/functions/meta/#table_columns), ALTER TABLE ... DEDUP ENABLE;
+ * - `admit()` checks a row like QuestDB's ILP: a missing table or column is created from the value's
+ *   type, an existing column must be of a type the value can be cast to, else the line is refused
+ *   ("cast error"), which over TCP closes the connection;
+ * - `store()` keeps rows with QuestDB's deduplication: a row whose UPSERT KEYS match a stored row
+ *   replaces it (https://questdb.com/docs/concepts/deduplication/), so a key that merges two different
+ *   observations loses one of them, as it would in QuestDB.
+ */
+export class QuestDbCatalog {
+  readonly tables = new Map<string, CatalogTable>();
+
+  /** A table as someone else created it (tests of hostile pre-existing tables). */
+  createTable(name: string, columns: Readonly<Record<string, string>>, options: { designated?: string; dedupKeys?: readonly string[] } = {}): void {
+    this.tables.set(name, {
+      columns: new Map(Object.entries(columns).map(([column, type]) => [column, type.toUpperCase()])),
+      designated: options.designated ?? "timestamp",
+      dedupKeys: options.dedupKeys,
+      rows: [],
+      index: new Map(),
+    });
+  }
+
+  /** The answer QuestDB's /exec gives to `sql`, for the statements the sink sends. */
+  exec(sql: string): { status: number; body: unknown } {
+    const error = (message: string) => ({ status: 400, body: { query: sql, error: message, position: 0 } });
+    const create = /^CREATE TABLE IF NOT EXISTS (\w+) \((.*)\) TIMESTAMP\((\w+)\) PARTITION BY DAY WAL DEDUP UPSERT KEYS\((.*)\)$/.exec(sql);
+    if (create) {
+      const [, name, columns, designated, keys] = create as unknown as [string, string, string, string, string];
+      if (!this.tables.has(name)) {
+        const definition = Object.fromEntries(columns.split(", ").map((column) => column.split(" ") as [string, string]));
+        const dedupKeys = keys.split(", ");
+        for (const key of dedupKeys) if (!(key in definition)) return error(`deduplicate key column not found [column=${key}]`);
+        this.createTable(name, definition, { designated, dedupKeys });
+      }
+      return { status: 200, body: { ddl: "OK" } };
+    }
+    const columns = /^(?:SELECT \* FROM )?table_columns\('(\w+)'\);?$/.exec(sql) ?? /^SHOW COLUMNS FROM (\w+);?$/.exec(sql);
+    if (columns) {
+      const table = this.tables.get(columns[1]!);
+      if (!table) return error(`table does not exist [table=${columns[1]}]`);
+      const names = ["column", "type", "indexed", "indexBlockCapacity", "symbolCached", "symbolCapacity", "designated", "upsertKey"];
+      const types = ["STRING", "STRING", "BOOLEAN", "INT", "BOOLEAN", "INT", "BOOLEAN", "BOOLEAN"];
+      const dataset = [...table.columns].map(([column, type]) => [
+        column,
+        type,
+        false,
+        0,
+        type === "SYMBOL",
+        type === "SYMBOL" ? 128 : 0,
+        column === table.designated,
+        table.dedupKeys?.includes(column) ?? false,
+      ]);
+      return {
+        status: 200,
+        body: { query: sql, columns: names.map((name, i) => ({ name, type: types[i] })), timestamp: -1, dataset, count: dataset.length },
+      };
+    }
+    const dedup = /^ALTER TABLE (\w+) DEDUP ENABLE UPSERT KEYS\((.*)\)$/.exec(sql);
+    if (dedup) {
+      const table = this.tables.get(dedup[1]!);
+      if (!table) return error(`table does not exist [table=${dedup[1]}]`);
+      const keys = dedup[2]!.split(", ");
+      for (const key of keys) if (!table.columns.has(key)) return error(`deduplicate key column not found [column=${key}]`);
+      if (!keys.includes(table.designated)) return error("deduplicate key list must include dedicated timestamp column");
+      table.dedupKeys = keys;
+      return { status: 200, body: { ddl: "OK" } };
+    }
+    return error("this fake QuestDB does not know the statement");
+  }
+
+  /** Checks a row against its table (creating what ILP creates); returns QuestDB's refusal, if any. */
+  admit(row: IlpRow): string | undefined {
+    let table = this.tables.get(row.table);
+    if (!table) {
+      this.createTable(row.table, { timestamp: "TIMESTAMP" });
+      table = this.tables.get(row.table)!;
+    }
+    const values: Array<[string, IlpValue["kind"] | "symbol", IlpValue | undefined]> = [
+      ...Object.keys(row.symbols).map((name): [string, "symbol", undefined] => [name, "symbol", undefined]),
+      ...Object.entries(row.fields).map(([name, value]): [string, IlpValue["kind"], IlpValue] => [name, value.kind, value]),
+    ];
+    for (const [name, kind, value] of values) {
+      const type = table.columns.get(name);
+      if (type === undefined) continue;
+      const refused = `table: ${row.table}, column: ${name}; cast error from protocol type: ${PROTOCOL_TYPE[kind]} to column type: ${type}`;
+      if (!ILP_TARGETS[kind].includes(type)) return refused;
+      // Casts that would lose data refuse the line too.
+      if (value?.kind === "long" && type in INTEGER_RANGES) {
+        const [min, max] = INTEGER_RANGES[type]!;
+        if (value.value < min || value.value > max) return refused;
+      }
+      if (value?.kind === "string" && type === "CHAR" && value.value.length > 1) return refused;
+      if (value?.kind === "string" && type === "UUID" && !UUID.test(value.value)) return refused;
+      if (value?.kind === "string" && type === "DECIMAL" && !/^-?\d+(\.\d+)?$/.test(value.value)) return refused;
+    }
+    for (const [name, kind] of values) if (!table.columns.has(name)) table.columns.set(name, ILP_CREATES[kind]);
+    return undefined;
+  }
+
+  /** Stores an admitted row, deduplicated on its table's UPSERT KEYS. */
+  store(row: IlpRow): void {
+    const table = this.tables.get(row.table);
+    if (!table) return;
+    if (table.dedupKeys === undefined) {
+      table.rows.push(row);
+      return;
+    }
+    const key = table.dedupKeys.map((name) => keyValue(row, name, table.designated)).join("\u0000");
+    const at = table.index.get(key);
+    if (at !== undefined) {
+      table.rows[at] = row;
+      return;
+    }
+    table.index.set(key, table.rows.length);
+    table.rows.push(row);
+  }
+
+  /** The rows a table holds, as QuestDB would return them (before ordering by timestamp). */
+  stored(table: string): IlpRow[] {
+    return this.tables.get(table)?.rows ?? [];
+  }
+}
+
+/** A column's value in a row as a dedup key part (the designated timestamp in µs, as QuestDB stores it). */
+function keyValue(row: IlpRow, name: string, designated: string): string {
+  if (name === designated) return row.timestamp === undefined ? "NULL" : String(row.timestamp / 1000n);
+  if (name in row.symbols) return `s:${row.symbols[name]}`;
+  const value = row.fields[name];
+  return value === undefined ? "NULL" : `${value.kind}:${String(value.value)}`;
+}
+
 /** Incremental parser for one stream of bytes (a TCP connection or an HTTP body). */
 export class IlpStreamParser {
   private pending: Uint8Array = new Uint8Array(0);
   failed: string | undefined;
+  /** The line was well formed but the database refused it (`failed` says why), as QuestDB does on a cast error. */
+  refused = false;
 
   constructor(
     private readonly schema: SchemaTracker,
     private readonly onRow: (row: IlpRow) => void,
+    /** Checks a row against the tables (QuestDbCatalog.admit): a message refuses it. */
+    private readonly admit?: (row: IlpRow) => string | undefined,
   ) {}
 
   /** Bytes of an unfinished line. */
@@ -280,6 +470,12 @@ export class IlpStreamParser {
       const conflict = this.schema.check(result.row);
       if (conflict !== undefined) {
         this.failed = `${conflict} in line ${JSON.stringify(excerpt(buffer, offset))}`;
+        return;
+      }
+      const refusal = this.admit?.(result.row);
+      if (refusal !== undefined) {
+        this.failed = `${refusal} in line ${JSON.stringify(excerpt(buffer, offset))}`;
+        this.refused = true;
         return;
       }
       this.onRow(result.row);
@@ -317,11 +513,19 @@ export interface IlpServerOptions {
   readonly auth?: { readonly keyId: string; readonly publicKey: KeyObject };
   /** Speak TLS (QuestDB's `tcps`) with this certificate and key (PEM). */
   readonly tls?: { readonly cert: string; readonly key: string };
+  /** The database's tables, shared with a FakeQuestDbHttp (default: a fresh one, filled by ILP alone). */
+  readonly catalog?: QuestDbCatalog;
 }
 
 export class IlpServer {
+  /** Every row received, in order, re-sent copies included (what is stored: storedRows()). */
   readonly rows: IlpRow[] = [];
   readonly errors: string[] = [];
+  /**
+   * Well-formed lines the tables refused (a cast error), each closing its connection as QuestDB does
+   * (https://questdb.com/docs/ingestion/ilp/advanced-settings/#error-handling). Not an error of the test.
+   */
+  readonly refusals: string[] = [];
   /** Connections accepted since start, across restarts. */
   connectionsAccepted = 0;
   /** Unfinished lines thrown away because the server closed the connection (QuestDB does the same). */
@@ -348,17 +552,18 @@ export class IlpServer {
     /** Changeable while running: the key QuestDB's authentication file lists (for new connections). */
     public auth: IlpServerOptions["auth"],
     private readonly tls: IlpServerOptions["tls"],
+    readonly catalog: QuestDbCatalog,
   ) {}
 
   static async start(options: IlpServerOptions = {}): Promise<IlpServer> {
-    const server = new IlpServer(options.port ?? 0, options.auth, options.tls);
+    const server = new IlpServer(options.port ?? 0, options.auth, options.tls, options.catalog ?? new QuestDbCatalog());
     server.listen();
     return server;
   }
 
   /** A port with nothing listening (for "QuestDB down at start"); restart() later listens on it. */
-  static async reservePort(): Promise<IlpServer> {
-    const server = await IlpServer.start();
+  static async reservePort(options: Omit<IlpServerOptions, "port"> = {}): Promise<IlpServer> {
+    const server = await IlpServer.start(options);
     await server.stop();
     return server;
   }
@@ -383,7 +588,14 @@ export class IlpServer {
           socket.data = {
             id,
             closedByServer: false,
-            parser: new IlpStreamParser(this.schema, (row) => this.rows.push(row)),
+            parser: new IlpStreamParser(
+              this.schema,
+              (row) => {
+                this.rows.push(row);
+                this.catalog.store(row);
+              },
+              (row) => this.catalog.admit(row),
+            ),
             auth: this.auth ? { phase: "key", text: "", challenge: "" } : undefined,
           };
           this.sockets.add(socket);
@@ -403,7 +615,7 @@ export class IlpServer {
           }
           state.parser.feed(data);
           if (state.parser.failed !== undefined) {
-            this.errors.push(`connection ${state.id}: ${state.parser.failed}`);
+            (state.parser.refused ? this.refusals : this.errors).push(`connection ${state.id}: ${state.parser.failed}`);
             state.closedByServer = true;
             socket.end();
           }
@@ -500,6 +712,12 @@ export class IlpServer {
       count++;
     }
     return count;
+  }
+
+  /** The rows QuestDB would hold: per table, deduplicated on its DEDUP UPSERT KEYS (see QuestDbCatalog). */
+  storedRows(table?: string): IlpRow[] {
+    if (table !== undefined) return this.catalog.stored(table);
+    return [...this.catalog.tables.keys()].flatMap((name) => this.catalog.stored(name));
   }
 
   rowsIn(table: string): IlpRow[] {

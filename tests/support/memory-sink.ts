@@ -3,7 +3,7 @@
  * rows only count once flushed. Optionally slow, to make the pipeline's channel fill up.
  */
 import type { MarketEvent } from "../../src/core/events.ts";
-import type { Sink } from "../../src/core/sink.ts";
+import { CLEAN_CLOSE, type CloseReport, type Sink } from "../../src/core/sink.ts";
 
 export class MemorySink implements Sink {
   readonly name = "memory";
@@ -30,9 +30,10 @@ export class MemorySink implements Sink {
     this.flushed.push(...this.buffered.splice(0));
   }
 
-  async close(): Promise<void> {
+  async close(): Promise<CloseReport> {
     if (this.options.closeDelayMs) await Bun.sleep(this.options.closeDelayMs);
     await this.flush();
     this.closed = true;
+    return CLEAN_CLOSE;
   }
 }

@@ -28,6 +28,8 @@ export interface TestSinkOptions {
   readonly clientConf?: string;
   readonly bufferMaxBytes?: number;
   readonly env?: Readonly<Record<string, string>>;
+  /** Output directory (the sink keeps pending and refused rows in its questdb/ subdirectory). */
+  readonly directory?: string;
 }
 
 export interface TestSink {
@@ -54,6 +56,6 @@ export function createTestSink(options: TestSinkOptions): TestSink {
   };
   const { log, lines } = memoryLogger();
   const stats = new SinkStats();
-  const sink = new QuestDbSink({ settings, env, log, stats });
+  const sink = new QuestDbSink({ settings, env, log, stats, directory: options.directory });
   return { sink, stats, logs: lines };
 }

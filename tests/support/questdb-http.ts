@@ -1,13 +1,16 @@
 /**
  * A fake QuestDB HTTP endpoint (Bun.serve on 127.0.0.1) for the sink tests:
- * - GET /exec?query=SQL records the statement and answers like QuestDB: 200 {"ddl":"OK"}, or what the
- *   test scripts (e.g. 400 {"query","error","position"});
+ * - GET /exec?query=SQL records the statement and answers like QuestDB from its tables (a QuestDbCatalog,
+ *   shared with an IlpServer so both are one database): CREATE TABLE, table_columns(), ALTER TABLE ...
+ *   DEDUP, or what the test scripts (e.g. 400 {"query","error","position"});
  * - POST /write (ILP over HTTP) parses the body with the strict ILP parser (a malformed line is recorded
- *   as an error and answered 400, like QuestDB) and answers 204, or a scripted status.
+ *   as an error and answered 400, like QuestDB), checks every row against the tables (a refused line is
+ *   answered 400 naming table and column, and nothing of the request is stored) and answers 204, or a
+ *   scripted status.
  * Request headers are kept so tests can check authentication.
  */
 import type { Server } from "bun";
-import { IlpStreamParser, SchemaTracker, type IlpRow } from "./ilp-server.ts";
+import { IlpStreamParser, QuestDbCatalog, SchemaTracker, type IlpRow } from "./ilp-server.ts";
 
 export interface RecordedHttpRequest {
   readonly method: string;
@@ -25,8 +28,10 @@ export class FakeQuestDbHttp {
   readonly queries: string[] = [];
   readonly rows: IlpRow[] = [];
   readonly errors: string[] = [];
+  /** ILP lines the tables refused (answered 400, as QuestDB does); not an error of the test. */
+  readonly refusals: string[] = [];
   writeRequests = 0;
-  /** Overrides the answer to /exec (undefined = the default {"ddl":"OK"}). */
+  /** Overrides the answer to /exec (undefined = the catalog's answer). */
   onExec: ExecHandler | undefined;
   /** Overrides the answer to /write before parsing (undefined = parse and answer 204). */
   onWrite: WriteHandler | undefined;
@@ -36,11 +41,16 @@ export class FakeQuestDbHttp {
   private constructor(
     public port: number,
     /** HTTPS with this certificate and key (PEM). */
-    private readonly tls?: { readonly cert: string; readonly key: string },
+    private readonly tls: { readonly cert: string; readonly key: string } | undefined,
+    readonly catalog: QuestDbCatalog,
   ) {}
 
-  static async start(port = 0, tls?: { readonly cert: string; readonly key: string }): Promise<FakeQuestDbHttp> {
-    const fake = new FakeQuestDbHttp(port, tls);
+  static async start(
+    port = 0,
+    tls?: { readonly cert: string; readonly key: string },
+    catalog: QuestDbCatalog = new QuestDbCatalog(),
+  ): Promise<FakeQuestDbHttp> {
+    const fake = new FakeQuestDbHttp(port, tls, catalog);
     fake.listen();
     return fake;
   }
@@ -62,7 +72,7 @@ export class FakeQuestDbHttp {
         if (url.pathname === "/exec" && request.method === "GET") {
           const sql = url.searchParams.get("query") ?? "";
           this.queries.push(sql);
-          const answer = this.onExec?.(sql) ?? { status: 200, body: { ddl: "OK" } };
+          const answer = this.onExec?.(sql) ?? this.catalog.exec(sql);
           return Response.json(answer.body, { status: answer.status });
         }
         if (url.pathname === "/write" && request.method === "POST") {
@@ -70,12 +80,18 @@ export class FakeQuestDbHttp {
           const scripted = this.onWrite?.(recorded);
           if (scripted) return new Response(scripted.body ?? "", { status: scripted.status });
           const body = new Uint8Array(await request.arrayBuffer());
-          const parser = new IlpStreamParser(this.schema, (row) => this.rows.push(row));
+          const accepted: IlpRow[] = [];
+          const parser = new IlpStreamParser(this.schema, (row) => accepted.push(row), (row) => this.catalog.admit(row));
           parser.feed(body);
           const error = parser.failed ?? (parser.pendingBytes > 0 ? "request body ends in the middle of a line" : undefined);
           if (error !== undefined) {
-            this.errors.push(error);
-            return Response.json({ code: "invalid", message: error }, { status: 400 });
+            (parser.refused ? this.refusals : this.errors).push(error);
+            return Response.json({ code: "invalid", message: `failed to parse line protocol: errors encountered on line(s): ${error}` }, { status: 400 });
+          }
+          // A request is one transaction: stored only once every line was accepted.
+          for (const row of accepted) {
+            this.rows.push(row);
+            this.catalog.store(row);
           }
           return new Response(null, { status: 204 });
         }

@@ -18,7 +18,7 @@ import {
   type Trade,
   type BookTicker,
 } from "../../core/events.ts";
-import type { Column, TableName } from "../tables.ts";
+import type { Column, TableName } from "../../core/tables.ts";
 import { encodingOf } from "./schema.ts";
 
 const INITIAL_CAPACITY = 256;

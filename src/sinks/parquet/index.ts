@@ -18,8 +18,8 @@ import { EXCHANGES, gapEvent, rowCount, type BookChange, type ExchangeId, type G
 import { FaultLog } from "../../core/fault-log.ts";
 import type { Logger } from "../../core/log.ts";
 import type { SinkStats } from "../../core/stats.ts";
-import { STREAM_OF_TABLE, TABLE_OF_EVENT, type TableName } from "../tables.ts";
-import type { InterruptedStream, Sink } from "../../core/sink.ts";
+import { STREAM_OF_TABLE, TABLE_OF_EVENT, type TableName } from "../../core/tables.ts";
+import { CLEAN_CLOSE, type CloseReport, type InterruptedStream, type Sink } from "../../core/sink.ts";
 import type { IntegerReport } from "./columns.ts";
 import { utcParts } from "./layout.ts";
 import { PENDING_MARKERS_FILE, readPendingMarkers, streamKey, writePendingMarkers } from "./markers.ts";
@@ -73,7 +73,7 @@ export class ParquetSink implements Sink {
   private integersReported = 0;
   private timer: ReturnType<typeof setInterval> | undefined;
   private closed = false;
-  private closePromise: Promise<void> | undefined;
+  private closePromise: Promise<CloseReport> | undefined;
   /** Rows in memory across files (approximate between ticks; recomputed after every step). */
   private memoryRows = 0;
   /** Rows made durable since the last recordFlush. */
@@ -96,6 +96,8 @@ export class ParquetSink implements Sink {
   private readonly owedMarkers = new Map<string, OwedMarker>();
   /** The running update of the pending-markers file. */
   private markersUpdate: Promise<void> | undefined;
+  /** Row groups of open and closing files: their footer metadata is in memory (approximate between steps). */
+  private rowGroupsInMemory = 0;
 
   constructor(private readonly options: ParquetSinkOptions) {
     this.now = options.now ?? nowMicros;
@@ -185,7 +187,9 @@ export class ParquetSink implements Sink {
     }
     this.memoryRows += added;
     this.options.stats.bufferedRows += added;
-    if (this.memoryRows >= this.tuning.maxBufferedRows) return this.waitForRoom();
+    if (this.memoryRows >= this.tuning.maxBufferedRows || this.rowGroupsInMemory > this.tuning.maxOpenRowGroups) {
+      return this.waitForRoom();
+    }
   }
 
   /** Encodes the file's full row groups now (their rows leave the buffer) and starts writing them. */
@@ -210,7 +214,7 @@ export class ParquetSink implements Sink {
     this.recordFlush();
   }
 
-  close(): Promise<void> {
+  close(): Promise<CloseReport> {
     this.closePromise ??= this.closeAll().finally(async () => {
       await this.settleMarkers();
       this.faults.flush();
@@ -228,6 +232,7 @@ export class ParquetSink implements Sink {
       // An idle file is closed at its boundary; the next row starts a new one.
       if (now >= file.rotateAt) this.retire(file);
     }
+    this.retireForFooterMemory();
     for (const file of this.closing) this.launchClose(file);
     // Under memory pressure, the biggest buffers become row groups first.
     const underPressure = new Set<PartFile>();
@@ -253,6 +258,27 @@ export class ParquetSink implements Sink {
     this.reportInvalidIntegers();
     void this.findLostFiles();
     if (this.owedMarkers.size > 0) void this.settleMarkers();
+  }
+
+  /**
+   * Every row group's footer metadata (~20 kB) stays in memory until its file is closed. Under overload
+   * row groups come small and fast (memory pressure writes the buffers out whatever their size), and an
+   * hour-long file gathered them by the hundred thousand: 1.4 GB in 150 s, kept until the rotation. Past
+   * PARQUET_MAX_OPEN_ROW_GROUPS (open and closing files together) the open files with the most row groups
+   * are closed now, down to half the budget so a busy sink does not close one file per tick (the next rows
+   * start new files); while closes are pending above it, write() holds the pipeline (waitForRoom).
+   */
+  private retireForFooterMemory(): void {
+    let open = 0;
+    for (const file of this.openFiles()) open += file.rowGroupCount;
+    let closing = 0;
+    for (const file of this.closing) closing += file.rowGroupCount;
+    if (open + closing <= this.tuning.maxOpenRowGroups) return;
+    for (const file of [...this.openFiles()].sort((a, b) => b.rowGroupCount - a.rowGroupCount)) {
+      if (open <= this.tuning.maxOpenRowGroups / 2 || file.rowGroupCount === 0) break;
+      open -= file.rowGroupCount;
+      this.retire(file);
+    }
   }
 
   private *openFiles(): Generator<PartFile> {
@@ -537,28 +563,44 @@ export class ParquetSink implements Sink {
   private recount(): void {
     let memory = 0;
     let notDurable = 0;
+    let rowGroups = 0;
     for (const file of this.openFiles()) {
       memory += file.memoryRows;
       notDurable += file.notDurableRows;
+      rowGroups += file.rowGroupCount;
     }
     for (const file of this.closing) {
       memory += file.memoryRows;
       notDurable += file.notDurableRows;
+      // A close that just completed is still in the set (it leaves after this count).
+      if (file.state !== "closed") rowGroups += file.rowGroupCount;
     }
     this.memoryRows = memory;
+    this.rowGroupsInMemory = rowGroups;
     this.options.stats.bufferedRows = notDurable;
-    if (memory < this.tuning.maxBufferedRows * 0.9 && this.waiters.length > 0) {
+    if (memory < this.tuning.maxBufferedRows * 0.9 && rowGroups <= this.tuning.maxOpenRowGroups && this.waiters.length > 0) {
       for (const resolve of this.waiters.splice(0)) resolve();
     }
   }
 
   private waitForRoom(): Promise<void> {
-    this.faults.report(
-      "backpressure",
-      `parquet: ${this.memoryRows} row(s) waiting in memory (limit ${this.tuning.maxBufferedRows}); holding the pipeline until the disk catches up`,
-    );
-    // Writing row groups is what frees memory; start it now rather than at the next tick.
-    for (const file of this.openFiles()) if (file.memoryRows > 0) this.launchSync(file, true);
+    const rowsFull = this.memoryRows >= this.tuning.maxBufferedRows;
+    if (rowsFull) {
+      this.faults.report(
+        "backpressure",
+        `parquet: ${this.memoryRows} row(s) waiting in memory (limit ${this.tuning.maxBufferedRows}); holding the pipeline until the disk catches up`,
+      );
+      // Writing row groups is what frees memory; start it now rather than at the next tick.
+      for (const file of this.openFiles()) if (file.memoryRows > 0) this.launchSync(file, true);
+    } else {
+      this.faults.report(
+        "backpressure",
+        `parquet: ${this.rowGroupsInMemory} row group(s) in open and closing files (limit ${this.tuning.maxOpenRowGroups}, PARQUET_MAX_OPEN_ROW_GROUPS); holding the pipeline until files are closed`,
+      );
+      // Closing files is what frees footer memory (more row groups would only add to it).
+      this.retireForFooterMemory();
+      for (const file of this.closing) this.launchClose(file);
+    }
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
@@ -578,7 +620,11 @@ export class ParquetSink implements Sink {
     this.integersReported = this.integerReport.invalid;
   }
 
-  private async closeAll(): Promise<void> {
+  /**
+   * Closes every file; files the disk keeps refusing until the close timeout are reported: rows in their
+   * journals are kept (the next start recovers them), rows only in memory are lost, per table.
+   */
+  private async closeAll(): Promise<CloseReport> {
     const { stats } = this.options;
     // Files deleted under the sink since the last tick are marked while gap rows can still be written.
     await this.findLostFiles();
@@ -605,21 +651,28 @@ export class ParquetSink implements Sink {
     }
     this.recordFlush();
     for (const resolve of this.waiters.splice(0)) resolve();
-    if (this.closing.size === 0) return;
+    if (this.closing.size === 0) return CLEAN_CLOSE;
     let durable = 0;
     let lost = 0;
+    const lostRows: Partial<Record<TableName, number>> = {};
     for (const file of this.closing) {
-      durable += file.durableRows;
-      lost += file.notDurableRows;
+      // Journal rows are kept only while the journal is still where the next start looks for it (the
+      // directory may have been deleted or moved during the close retries).
+      const kept = (await file.journalInPlace()) ? file.durableRows : 0;
+      const gone = file.notDurableRows + file.durableRows - kept;
+      durable += kept;
+      lost += gone;
+      if (gone > 0) lostRows[file.table] = (lostRows[file.table] ?? 0) + gone;
       await file.abandon();
     }
     stats.droppedRows += lost;
     stats.bufferedRows = 0;
     const count = this.closing.size;
     this.closing.clear();
-    throw new Error(
-      `parquet: ${count} file(s) could not be closed because the disk keeps failing; ${durable} row(s) are in their journals and the next start recovers them, ${lost} row(s) only in memory are lost`,
+    this.options.log.error(
+      `parquet: ${count} file(s) could not be closed because the disk keeps failing; ${durable} row(s) are in their journals and the next start recovers them, ${lost} row(s) are lost`,
     );
+    return { lostRows, keptRows: durable, keptWhere: durable > 0 ? `journals under ${this.options.directory}` : undefined };
   }
 }
 

@@ -22,7 +22,7 @@
  * and everything before it is intact.
  */
 import type { RowGroup } from "hyparquet";
-import type { Column, TableName } from "../tables.ts";
+import type { Column, TableName } from "../../core/tables.ts";
 import { ByteBuilder, ByteReader, type TableBuffer } from "./columns.ts";
 
 export const JOURNAL_FORMAT = "xtrader-parquet-journal";

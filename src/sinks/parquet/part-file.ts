@@ -24,7 +24,7 @@ import type { CompressionCodec } from "hyparquet";
 import { ByteWriter, ParquetWriter } from "hyparquet-writer";
 import { VERSION } from "../../core/version.ts";
 import type { MarketEvent } from "../../core/events.ts";
-import { TABLES, type Column, type TableName } from "../tables.ts";
+import { TABLES, type Column, type TableName } from "../../core/tables.ts";
 import { EVENT_ROWS_SLACK, PER_EVENT_COLUMNS, TableBuffer, rowAppender, type IntegerReport, type RowAppender } from "./columns.ts";
 import {
   JOURNAL_FORMAT,

@@ -17,7 +17,7 @@ import type { CompressionCodec } from "hyparquet";
 import { join, relative, sep } from "node:path";
 import { errorMessage } from "../../core/errors.ts";
 import type { Logger } from "../../core/log.ts";
-import { TABLE_NAMES, type TableName } from "../tables.ts";
+import { TABLE_NAMES, type TableName } from "../../core/tables.ts";
 import type { IntegerReport } from "./columns.ts";
 import { decodeRows, readJournal, type JournaledRowGroup } from "./journal.ts";
 import { decodePartitionValue, journalFileName, nextJournalFileName, parseInProgressName, tempFileName, unrecoverableFileName } from "./layout.ts";

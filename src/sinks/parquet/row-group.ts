@@ -18,7 +18,7 @@
 import type { ColumnChunk, CompressionCodec, Encoding, RowGroup } from "hyparquet";
 import type { ByteWriter } from "hyparquet-writer";
 import { snappyCompress } from "hyparquet-writer/src/snappy.js";
-import type { Column } from "../tables.ts";
+import type { Column } from "../../core/tables.ts";
 import { BooleanColumn, ConstantColumn, NumberColumn, RunColumn, StringColumn, SymbolColumn, type IntegerReport, type TableBuffer } from "./columns.ts";
 import { Bytes } from "./bytes.ts";
 import { COMPRESSORS } from "./schema.ts";

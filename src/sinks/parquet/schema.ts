@@ -1,5 +1,5 @@
 /**
- * Parquet types of the stored columns (src/sinks/tables.ts), per the data model:
+ * Parquet types of the stored columns (src/core/tables.ts), per the data model:
  * timestamps INT64 TIMESTAMP(MICROS, isAdjustedToUTC), strings BYTE_ARRAY STRING, prices and amounts
  * DOUBLE, booleans BOOLEAN, sequence numbers INT64. Low-cardinality strings (`symbol` kind) are always
  * dictionary-encoded; required integers use DELTA_BINARY_PACKED (timestamps and sequences are nearly
@@ -7,7 +7,7 @@
  */
 import type { CompressionCodec, Encoding, SchemaElement } from "hyparquet";
 import type { ParquetSettings } from "../../core/config.ts";
-import type { Column } from "../tables.ts";
+import type { Column } from "../../core/tables.ts";
 
 export const CODEC: Readonly<Record<ParquetSettings["compression"], CompressionCodec>> = {
   zstd: "ZSTD",

@@ -13,6 +13,11 @@ export interface ParquetTuning {
   readonly rowGroupSeconds: number;
   /** Rows held in memory across all files before `write` makes the pipeline wait (backpressure). */
   readonly maxBufferedRows: number;
+  /**
+   * Row groups of open files, all files together. Each one's footer metadata (~20 kB) stays in memory
+   * until its file is closed; past this many, the files with the most are closed early.
+   */
+  readonly maxOpenRowGroups: number;
 }
 
 export const DEFAULT_TUNING: ParquetTuning = {
@@ -20,6 +25,7 @@ export const DEFAULT_TUNING: ParquetTuning = {
   rowGroupRows: 16_384,
   rowGroupSeconds: 300,
   maxBufferedRows: 1_000_000,
+  maxOpenRowGroups: 10_000,
 };
 
 const VARIABLES: Readonly<Record<keyof ParquetTuning, { readonly name: string; readonly min: number; readonly max: number }>> = {
@@ -27,6 +33,7 @@ const VARIABLES: Readonly<Record<keyof ParquetTuning, { readonly name: string; r
   rowGroupRows: { name: "PARQUET_ROW_GROUP_ROWS", min: 1, max: 10_000_000 },
   rowGroupSeconds: { name: "PARQUET_ROW_GROUP_SECONDS", min: 1, max: 86_400 },
   maxBufferedRows: { name: "PARQUET_MAX_BUFFERED_ROWS", min: 1_000, max: 1_000_000_000 },
+  maxOpenRowGroups: { name: "PARQUET_MAX_OPEN_ROW_GROUPS", min: 16, max: 10_000_000 },
 };
 
 /** Reads PARQUET_* tuning variables; a bad value is a UserError naming the variable and the range. */
@@ -35,7 +42,8 @@ export function parquetTuningFromEnv(env: Readonly<Record<string, string | undef
   for (const [key, { name, min, max }] of Object.entries(VARIABLES)) {
     const raw = env[name]?.trim();
     if (raw === undefined || raw === "") continue;
-    const value = Number(raw.replaceAll("_", ""));
+    // Digits (and _ separators) only: Number() would also take "0x10", "1e3" or "Infinity".
+    const value = /^\d[\d_]*$/.test(raw) ? Number(raw.replaceAll("_", "")) : Number.NaN;
     if (!Number.isInteger(value) || value < min || value > max) {
       throw new UserError(`invalid ${name} '${raw}': expected an integer from ${min} to ${max}`);
     }

@@ -7,7 +7,8 @@
  * too (the client's TCP path works only with the key settings.ts builds, see challengeKey). The client
  * does not reconnect and does not tell when a TCP peer goes away, so this wrapper:
  * - bounds connect and send with timeouts (a half-open peer otherwise stalls a write forever);
- * - watches the TCP socket's `close`/`error` events and reports the loss once through `onLost`;
+ * - watches the TCP socket's `close`/`error` events and reports the loss once through `onLost`, saying
+ *   whether QuestDB closed it (how it refuses a line) or we gave it up (a stalled write, a bad certificate);
  * - never leaves a promise of the client unobserved (a late rejection would be unhandled).
  * Reconnecting, buffering and re-sending are the sink's job (index.ts).
  */
@@ -47,8 +48,8 @@ export class IlpConnection {
     private readonly kind: TransportKind,
     private readonly options: SenderOptions,
     private readonly timeouts: ConnectionTimeouts,
-    /** Called at most once, when an open TCP connection closes or fails by itself. */
-    private readonly onLost: (reason: string) => void,
+    /** Called at most once, when an open TCP connection closes (`byPeer`: QuestDB closed it) or fails. */
+    private readonly onLost: (reason: string, byPeer: boolean) => void,
     /** TCP (plain or TLS, authenticated or not): connect Bun's own socket here instead of the client's. */
     private readonly nativeTcp?: NativeTcpEndpoint,
   ) {}
@@ -67,7 +68,7 @@ export class IlpConnection {
     socket?.on("error", (error: Error) => {
       this.lastSocketError = errorMessage(error);
     });
-    socket?.on("close", () => this.markLost(this.lastSocketError ?? "connection closed by QuestDB"));
+    socket?.on("close", () => this.markLost(this.lastSocketError ?? "connection closed by QuestDB", true));
     try {
       await withTimeout(connecting, this.timeouts.connectTimeoutMs, "connect timed out");
     } catch (error) {
@@ -115,7 +116,7 @@ export class IlpConnection {
           if (!success || (endpoint.tls?.verify && authorizationError)) {
             this.lastSocketError = `TLS: ${authorizationError?.message ?? "handshake failed"}`;
             socket.end();
-            this.markLost(this.lastSocketError);
+            this.markLost(this.lastSocketError, false);
           }
           handshakeDone?.();
         },
@@ -125,11 +126,11 @@ export class IlpConnection {
         },
         end: () => {
           closedDuringOpen?.();
-          this.markLost("connection closed by QuestDB");
+          this.markLost("connection closed by QuestDB", true);
         },
         close: (_socket, error) => {
           closedDuringOpen?.();
-          this.markLost(error ? errorMessage(error) : (this.lastSocketError ?? "connection closed by QuestDB"));
+          this.markLost(error ? errorMessage(error) : (this.lastSocketError ?? "connection closed by QuestDB"), true);
         },
       },
     });
@@ -205,7 +206,7 @@ export class IlpConnection {
     try {
       await withTimeout(writing, this.timeouts.sendTimeoutMs, "send timed out (QuestDB stopped reading)");
     } catch (error) {
-      this.markLost(errorMessage(error));
+      this.markLost(errorMessage(error), false);
       throw error;
     }
   }
@@ -278,12 +279,12 @@ export class IlpConnection {
     }
   }
 
-  private markLost(reason: string): void {
+  private markLost(reason: string, byPeer: boolean): void {
     this.resumeSender(); // a sender waiting for drain sees the loss
     if (this.lost) return;
     this.lost = true;
     void this.close(true);
-    this.onLost(reason);
+    this.onLost(reason, byPeer);
   }
 }
 

@@ -25,6 +25,8 @@ export interface Chunk {
   counted: boolean;
   /** performance.now() of the last successful send. */
   sentAt: number;
+  /** The pending file of an earlier stop this chunk was read from (deleted once its chunks are sent). */
+  readonly file?: string;
 }
 
 export class Outbox {
@@ -43,12 +45,46 @@ export class Outbox {
     return this.unsent.length + (this.inFlight ? 1 : 0);
   }
 
-  push(bytes: Uint8Array, rows: number): void {
+  push(bytes: Uint8Array, rows: number, file?: string): void {
+    this.unsent.push(this.track(bytes, rows, false, file));
+  }
+
+  /** Queues a chunk before every other unsent one (what remains of a chunk after a refused line). */
+  pushFront(bytes: Uint8Array, rows: number, counted: boolean): void {
+    this.unsent.unshift(this.track(bytes, rows, counted, undefined));
+  }
+
+  private track(bytes: Uint8Array, rows: number, counted: boolean, file: string | undefined): Chunk {
     const size = bytes.buffer.byteLength;
-    this.unsent.push({ bytes, size, rows, counted: false, sentAt: 0 });
     this.bytes += size;
     this.unsentBytes += size;
     this.pendingRows += rows;
+    return { bytes, size, rows, counted, sentAt: 0, ...(file === undefined ? {} : { file }) };
+  }
+
+  /** Chunks not yet delivered, in order: the one in flight, then the unsent ones. */
+  pending(): readonly Chunk[] {
+    return this.inFlight ? [this.inFlight, ...this.unsent] : this.unsent;
+  }
+
+  /**
+   * Replaces each unsent chunk by what `rewrite` makes of it (undefined: keep it as it is), e.g. without
+   * the lines of a table QuestDB refuses. A chunk left with no row is dropped.
+   */
+  rewriteUnsent(rewrite: (chunk: Chunk) => { bytes: Uint8Array; rows: number } | undefined): void {
+    const rewritten: Chunk[] = [];
+    for (const chunk of this.unsent) {
+      const replacement = rewrite(chunk);
+      if (replacement === undefined) {
+        rewritten.push(chunk);
+        continue;
+      }
+      this.bytes -= chunk.size;
+      this.unsentBytes -= chunk.size;
+      this.pendingRows -= chunk.rows;
+      if (replacement.rows > 0) rewritten.push(this.track(replacement.bytes, replacement.rows, chunk.counted, chunk.file));
+    }
+    this.unsent = rewritten;
   }
 
   /** Moves the oldest unsent chunk in flight. */
@@ -114,7 +150,7 @@ export class Outbox {
     return true;
   }
 
-  /** Gives up on everything not yet sent (shutdown while QuestDB is away). */
+  /** Gives up on everything not yet sent (shutdown while QuestDB is away; the sink keeps it in a file if it can). */
   abandonPending(): { rows: number; neverSentRows: number } {
     let rows = 0;
     let neverSentRows = 0;

@@ -19,7 +19,10 @@
  *                               connection is dead (default 30000)
  *   QUESTDB_CLOSE_TIMEOUT_MS    how long shutdown keeps trying to deliver buffered rows (default 10000)
  *   QUESTDB_MAX_LINE_BYTES      longest row accepted; QuestDB's line.tcp.max.measurement.size (32768)
- *   QUESTDB_CREATE_TABLES       false: never send DDL, rely on existing tables or ILP auto-creation
+ *   QUESTDB_CREATE_TABLES       false: never send SQL (no CREATE TABLE, no check of existing tables, rows
+ *                               not held for them); rely on existing tables or ILP auto-creation
+ *   QUESTDB_REFUSAL_PROBE_MS    TCP: how long a connection must stay open after a piece of rows for the
+ *                               piece to count as accepted while looking for a refused line (default 1000)
  *   QUESTDB_TCP_NATIVE          false: ILP/TCP (plain, TLS, authenticated) through the client's node:net
  *                               socket (default true: Bun's own socket, written a whole chunk at a time)
  */
@@ -70,6 +73,8 @@ export interface ResolvedSettings {
   readonly bufferMaxBytes: number;
   /** Where CREATE TABLE goes; undefined when QUESTDB_CREATE_TABLES=false. */
   readonly ddl: HttpEndpoint | undefined;
+  /** TCP: a connection still open this long after a piece of rows means QuestDB took them (index.ts, isolate). */
+  readonly refusalProbeMs: number;
 }
 
 type Environment = Readonly<Record<string, string | undefined>>;
@@ -146,6 +151,7 @@ export function resolveSettings(settings: QuestDbSettings, env: Environment, log
     maxLineBytes: integer(env, "QUESTDB_MAX_LINE_BYTES", 32_768, 256, 1 << 30),
     bufferMaxBytes: settings.bufferMaxBytes,
     ddl: booleanSetting(env, "QUESTDB_CREATE_TABLES", true) ? ddlEndpoint(senderOptions, kind, urlHost, settings.httpPort) : undefined,
+    refusalProbeMs: integer(env, "QUESTDB_REFUSAL_PROBE_MS", 1000, 10, 60_000),
   };
   return resolved;
 }

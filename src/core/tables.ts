@@ -6,7 +6,7 @@
  * `timestamp` = integer microseconds since the epoch (Parquet TIMESTAMP(MICROS, UTC), QuestDB TIMESTAMP).
  * In every table `timestamp` is the exchange event time and `local_timestamp` the receive time.
  */
-import type { EventType, Stream } from "../core/events.ts";
+import type { EventType, Stream } from "./events.ts";
 
 export type ColumnKind = "symbol" | "string" | "double" | "long" | "timestamp" | "boolean";
 
