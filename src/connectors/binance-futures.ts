@@ -7,22 +7,24 @@
  */
 import { msToMicros, nowMicros } from "../core/clock.ts";
 import { errorMessage } from "../core/errors.ts";
-import type {
-  BookChange,
-  BookTicker,
-  Funding,
-  GapReason,
-  Liquidation,
-  MarketEvent,
-  Stream,
-  TakerSide,
-  Trade,
-} from "../core/events.ts";
+import type { BookChange, GapReason, MarketEvent, Stream } from "../core/events.ts";
 import { gapEvent } from "../core/events.ts";
 import { FaultLog } from "../core/fault-log.ts";
 import { OrderBook } from "../core/order-book.ts";
 import type { Subscription } from "../core/subscriptions.ts";
 import { DepthSequencer } from "./kit/sequence/binance-futures.ts";
+import {
+  depthDelta,
+  EVENT_KEYS,
+  NORMALIZERS,
+  parseDepth,
+  parseSnapshot,
+  SIZING,
+  tradeEvent,
+  type DepthSnapshot,
+  type DepthUpdate,
+  type Payload,
+} from "./binance-futures-normalize.ts";
 import { scanAggTradeFrame, scanDepthFrame } from "./binance-futures-scan.ts";
 import { RestWeightGate, type RestResult } from "./binance-futures-rest.ts";
 import { RecentKeys } from "./dedup.ts";
@@ -30,7 +32,6 @@ import { endpoint } from "./endpoints.ts";
 import { positiveFromEnv } from "./kit/env.ts";
 import { TokenBucket } from "./kit/rate.ts";
 import { ResyncBrake, resyncBrakeFromEnv, type ResyncBrakeOptions } from "./kit/resync-brake.ts";
-import { bboSide, decimal } from "./json-scan.ts";
 import { snapshotBodyBytes } from "./http-body.ts";
 import type { Connector, ConnectorContext, ExchangeSpec } from "../core/connector.ts";
 import { backoffDelay, backoffFromEnv, ReconnectingSocket, type BackoffOptions, type CloseInfo, type OpenInfo } from "./websocket.ts";
@@ -140,203 +141,6 @@ export const binanceFutures: ExchangeSpec = {
         },
   create: (context, subscriptions) => new BinanceFuturesConnector(context, subscriptions),
 };
-
-// ───────────────────────────────────────────── normalizers ─────────────────────────────────────────────
-
-/**
- * Every USD-M contract is quoted in base-asset quantity (BTC for BTCUSDT), so `amount` is base and
- * contractValue is 1.
- */
-const SIZING = { amountUnit: "base", contractValue: 1 } as const;
-
-/** Key of the last normalized event, for duplicate suppression (set by the normalizers, read right after). */
-let parsedKey = 0;
-
-type Payload = Record<string, unknown>;
-
-// Prices and quantities are Binance decimal strings, read by json-scan.ts's strict reader (NaN for any
-// other form: "Infinity", "0x10", " 5", "", "1e309"...). A price must be above 0, a traded quantity too;
-// a book level's quantity may be 0 (level removed).
-
-/** aggTrade: `m` true = the buyer was the maker, so the taker sold. */
-function normalizeTrade(feed: Feed, data: Payload, receivedAt: number): Trade | undefined {
-  const id = data.a;
-  const time = data.T;
-  const price = decimal(data.p);
-  const amount = decimal(data.q);
-  const buyerIsMaker = data.m;
-  if (typeof id !== "number" || typeof time !== "number" || !(price > 0) || !(amount > 0)) return undefined;
-  if (typeof buyerIsMaker !== "boolean") return undefined;
-  parsedKey = id;
-  return tradeEvent(feed, id, time, price, amount, buyerIsMaker, receivedAt);
-}
-
-/** The normalized aggTrade (also built from frames read without JSON.parse, onScannedTrade). */
-function tradeEvent(feed: Feed, id: number, timeMs: number, price: number, amount: number, buyerIsMaker: boolean, receivedAt: number): Trade {
-  return {
-    type: "trade",
-    exchange: EXCHANGE,
-    symbol: feed.subscription.symbol,
-    timestamp: msToMicros(timeMs),
-    localTimestamp: receivedAt,
-    id: String(id),
-    side: buyerIsMaker ? "sell" : "buy",
-    price,
-    amount,
-    amountUnit: SIZING.amountUnit,
-    contractValue: SIZING.contractValue,
-  };
-}
-
-function normalizeBookTicker(feed: Feed, data: Payload, receivedAt: number): BookTicker | undefined {
-  const updateId = data.u;
-  const time = typeof data.T === "number" ? data.T : data.E;
-  const bidPrice = decimal(data.b);
-  const bidAmount = decimal(data.B);
-  const askPrice = decimal(data.a);
-  const askAmount = decimal(data.A);
-  if (typeof updateId !== "number" || typeof time !== "number") return undefined;
-  if (!bboSide(bidPrice, bidAmount) || !bboSide(askPrice, askAmount)) return undefined;
-  parsedKey = updateId;
-  return {
-    type: "bbo",
-    exchange: EXCHANGE,
-    symbol: feed.subscription.symbol,
-    timestamp: msToMicros(time),
-    localTimestamp: receivedAt,
-    bidPrice,
-    bidAmount,
-    askPrice,
-    askAmount,
-  };
-}
-
-/** markPriceUpdate: delivery contracts send `r: ""` and `T: 0` (no funding); those become undefined. */
-function normalizeMarkPrice(feed: Feed, data: Payload, receivedAt: number): Funding | undefined {
-  const time = data.E;
-  const markPrice = decimal(data.p);
-  const indexPrice = decimal(data.i);
-  const fundingRate = data.r === "" ? undefined : decimal(data.r, true);
-  const nextFunding = data.T === 0 ? undefined : data.T;
-  if (typeof time !== "number" || !(markPrice > 0) || !(indexPrice > 0)) return undefined;
-  if (fundingRate !== undefined && Number.isNaN(fundingRate)) return undefined;
-  if (nextFunding !== undefined && typeof nextFunding !== "number") return undefined;
-  parsedKey = time;
-  return {
-    type: "funding",
-    exchange: EXCHANGE,
-    symbol: feed.subscription.symbol,
-    timestamp: msToMicros(time),
-    localTimestamp: receivedAt,
-    markPrice,
-    indexPrice,
-    fundingRate,
-    nextFundingTime: nextFunding === undefined ? undefined : msToMicros(nextFunding),
-  };
-}
-
-/**
- * forceOrder carries no id: the order's trade time `T` is unique per symbol (one push per symbol per
- * second at most) and becomes the id. Price is the average fill price `ap` and amount the filled quantity
- * `z`; the order price `p` and quantity `q` are used when nothing was filled.
- */
-function normalizeForceOrder(feed: Feed, data: Payload, receivedAt: number): Liquidation | undefined {
-  const order = data.o as Payload | undefined;
-  if (order === null || typeof order !== "object") return undefined;
-  const tradeTime = order.T;
-  const averagePrice = decimal(order.ap);
-  const orderPrice = decimal(order.p);
-  const filled = decimal(order.z);
-  const quantity = decimal(order.q);
-  if (Number.isNaN(averagePrice) || Number.isNaN(orderPrice) || Number.isNaN(filled) || Number.isNaN(quantity)) return undefined;
-  const price = averagePrice > 0 ? averagePrice : orderPrice;
-  const amount = filled > 0 ? filled : quantity;
-  if (typeof tradeTime !== "number" || !(price > 0) || !(amount > 0)) return undefined;
-  const side: TakerSide = order.S === "SELL" ? "sell" : order.S === "BUY" ? "buy" : "unknown";
-  parsedKey = tradeTime;
-  return {
-    type: "liquidation",
-    exchange: EXCHANGE,
-    symbol: feed.subscription.symbol,
-    timestamp: msToMicros(tradeTime),
-    localTimestamp: receivedAt,
-    id: String(tradeTime),
-    side,
-    price,
-    amount,
-    amountUnit: SIZING.amountUnit,
-    contractValue: SIZING.contractValue,
-  };
-}
-
-const NORMALIZERS: Readonly<Record<Exclude<Stream, "L2">, (feed: Feed, data: Payload, receivedAt: number) => MarketEvent | undefined>> = {
-  TRADES: normalizeTrade,
-  BBO: normalizeBookTicker,
-  FUNDING: normalizeMarkPrice,
-  LIQUIDATIONS: normalizeForceOrder,
-};
-
-/** One diff-depth event, parsed into flat level arrays. */
-interface DepthUpdate {
-  readonly firstId: number;
-  readonly finalId: number;
-  readonly previousFinalId: number;
-  readonly timestamp: number;
-  readonly receivedAt: number;
-  readonly bids: number[];
-  readonly asks: number[];
-}
-
-/** [["price","qty"], ...] → [price, qty, ...]; undefined if any level is malformed. */
-function flatLevels(raw: unknown): number[] | undefined {
-  if (!Array.isArray(raw)) return undefined;
-  const out: number[] = [];
-  for (let i = 0; i < raw.length; i++) {
-    const level = raw[i];
-    if (!Array.isArray(level)) return undefined;
-    const price = decimal(level[0]);
-    const amount = decimal(level[1]);
-    if (!(price > 0) || !(amount >= 0)) return undefined;
-    out.push(price, amount);
-  }
-  return out;
-}
-
-/** depthUpdate: timestamp is the transaction time `T` (event time `E` if absent). */
-function parseDepth(data: Payload, receivedAt: number): DepthUpdate | undefined {
-  const { U: firstId, u: finalId, pu: previousFinalId } = data;
-  const time = typeof data.T === "number" ? data.T : data.E;
-  if (typeof firstId !== "number" || typeof finalId !== "number" || typeof previousFinalId !== "number") return undefined;
-  if (typeof time !== "number" || finalId < firstId) return undefined;
-  const bids = flatLevels(data.b);
-  const asks = flatLevels(data.a);
-  if (!bids || !asks) return undefined;
-  return { firstId, finalId, previousFinalId, timestamp: msToMicros(time), receivedAt, bids, asks };
-}
-
-interface DepthSnapshot {
-  readonly lastUpdateId: number;
-  readonly timestamp: number;
-  readonly receivedAt: number;
-  readonly bids: number[];
-  readonly asks: number[];
-}
-
-function parseSnapshot(body: unknown, receivedAt: number): DepthSnapshot | undefined {
-  const data = body as Payload | null;
-  if (data === null || typeof data !== "object" || typeof data.lastUpdateId !== "number") return undefined;
-  const time = typeof data.T === "number" ? data.T : typeof data.E === "number" ? data.E : undefined;
-  const bids = flatLevels(data.bids);
-  const asks = flatLevels(data.asks);
-  if (!bids || !asks) return undefined;
-  return {
-    lastUpdateId: data.lastUpdateId,
-    timestamp: time === undefined ? receivedAt : msToMicros(time),
-    receivedAt,
-    bids,
-    asks,
-  };
-}
 
 // ──────────────────────────────────────────── connector state ────────────────────────────────────────────
 
@@ -847,12 +651,12 @@ export class BinanceFuturesConnector implements Connector {
   }
 
   private onEvent(feed: Feed, data: Payload, receivedAt: number): void {
-    const event = NORMALIZERS[feed.stream as Exclude<Stream, "L2">](feed, data, receivedAt);
+    const event = NORMALIZERS[feed.channel.event]!(data, receivedAt, feed.subscription);
     if (!event) {
       this.parseError(feed, `malformed ${feed.channel.event} event`);
       return;
     }
-    this.emitKeyed(feed, parsedKey, event);
+    this.emitKeyed(feed, EVENT_KEYS[feed.channel.event]!(data), event);
     this.switchIfOverlapping(feed);
   }
 
@@ -915,7 +719,7 @@ export class BinanceFuturesConnector implements Connector {
     feed.subscription.stats.messages++;
     feed.subscription.stats.lastMessageAt = receivedAt;
     const { tradeId, tradeTime, price, quantity, buyerIsMaker } = scanned;
-    this.emitKeyed(feed, tradeId, tradeEvent(feed, tradeId, tradeTime, price, quantity, buyerIsMaker, receivedAt));
+    this.emitKeyed(feed, tradeId, tradeEvent(feed.subscription, tradeId, tradeTime, price, quantity, buyerIsMaker, receivedAt));
     this.switchIfOverlapping(feed);
     return true;
   }
@@ -1020,19 +824,7 @@ export class BinanceFuturesConnector implements Connector {
       this.restartBook(feed, "crossed_book", detail);
       return;
     }
-    this.emit(feed.subscription, {
-      type: "book_change",
-      exchange: EXCHANGE,
-      symbol: feed.subscription.symbol,
-      timestamp: update.timestamp,
-      localTimestamp: update.receivedAt,
-      isSnapshot: false,
-      sequence: update.finalId,
-      bids: update.bids,
-      asks: update.asks,
-      amountUnit: SIZING.amountUnit,
-      contractValue: SIZING.contractValue,
-    } satisfies BookChange);
+    this.emit(feed.subscription, depthDelta(update, feed.subscription));
   }
 
   private startSync(feed: Feed, braked = true): void {
@@ -1146,8 +938,8 @@ export class BinanceFuturesConnector implements Connector {
       item = parseDepth(data, receivedAt);
       key = item?.finalId ?? 0;
     } else {
-      item = NORMALIZERS[feed.stream as Exclude<Stream, "L2">](feed, data, receivedAt);
-      key = parsedKey;
+      item = NORMALIZERS[feed.channel.event]!(data, receivedAt, feed.subscription);
+      key = item ? EVENT_KEYS[feed.channel.event]!(data) : 0;
     }
     if (!item) {
       this.parseError(feed, `malformed ${feed.channel.event} event`);

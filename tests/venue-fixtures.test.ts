@@ -1,0 +1,54 @@
+/**
+ * Recorded-shape frames through each venue's pure normalizers, compared field for field with the events
+ * they must become. One JSONL file per venue under tests/fixtures/, each line one frame as the venue's
+ * documentation shows it (`doc` names the page), the instrument, the receive time and the events.
+ * A venue joins by adding its frame normalizer below and its file.
+ */
+import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { normalizeFrame as binanceFutures } from "../src/connectors/binance-futures-normalize.ts";
+import { EXCHANGE_REGISTRY } from "../src/connectors/index.ts";
+import type { ExchangeId, MarketEvent, Stream } from "../src/core/events.ts";
+import type { InstrumentContext } from "../src/connectors/kit/normalize.ts";
+
+type FrameNormalizer = (text: string, receivedAt: number, instrument: InstrumentContext) => MarketEvent[];
+
+const VENUES: ReadonlyArray<{ readonly exchange: ExchangeId; readonly file: string; readonly normalize: FrameNormalizer }> = [
+  { exchange: "BINANCE_FUTURES", file: "binance-futures.jsonl", normalize: binanceFutures },
+];
+
+interface FixtureLine {
+  readonly stream: Stream;
+  readonly doc: string;
+  readonly symbol: string;
+  readonly receivedAt: number;
+  readonly frame: string;
+  readonly events: MarketEvent[];
+}
+
+function fixture(file: string): FixtureLine[] {
+  return readFileSync(join(import.meta.dir, "fixtures", file), "utf8")
+    .split("\n")
+    .filter((line) => line.trim() !== "")
+    .map((line) => JSON.parse(line) as FixtureLine);
+}
+
+for (const venue of VENUES) {
+  describe(`${venue.exchange} fixtures (tests/fixtures/${venue.file})`, () => {
+    const lines = fixture(venue.file);
+
+    test("cover every stream the venue offers", () => {
+      expect([...new Set(lines.map((line) => line.stream))].sort()).toEqual([...EXCHANGE_REGISTRY[venue.exchange].streams].sort());
+    });
+
+    for (const [index, line] of lines.entries()) {
+      test(`line ${index + 1}: ${line.stream} (${line.doc})`, () => {
+        const events = venue.normalize(line.frame, line.receivedAt, { symbol: line.symbol });
+        // JSON has no undefined: a field the venue does not carry is absent from the expected event.
+        expect(events).toEqual(line.events);
+        for (const event of events) expect(event.localTimestamp).toBe(line.receivedAt);
+      });
+    }
+  });
+}
