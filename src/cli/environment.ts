@@ -13,6 +13,7 @@ import type { ExchangeId } from "../core/events.ts";
 import { UserError } from "../core/errors.ts";
 import type { Subscription } from "../core/subscriptions.ts";
 import { endpointEnvName } from "../connectors/endpoints.ts";
+import { RESYNC_BACKOFF_ENV } from "../connectors/kit/resync-brake.ts";
 import { MAX_FRAME_BYTES_ENV } from "../connectors/websocket.ts";
 import { lagLimitSeconds, EVENT_LOOP_LAG_LIMIT_ENV } from "../observability/index.ts";
 import { STALENESS_ENV, stalenessWindows } from "../observability/readiness.ts";
@@ -46,6 +47,8 @@ export function environmentRules(context: EnvironmentContext): ReadonlyMap<strin
   const add = (name: string, rule: Rule) => rules.set(name, rule);
   add("XTRADER_RECONNECT_MIN_MS", (text) => check(milliseconds("XTRADER_RECONNECT_MIN_MS"), text));
   add("XTRADER_RECONNECT_MAX_MS", (text) => check(milliseconds("XTRADER_RECONNECT_MAX_MS"), text));
+  add(RESYNC_BACKOFF_ENV.min, (text) => check(milliseconds(RESYNC_BACKOFF_ENV.min), text));
+  add(RESYNC_BACKOFF_ENV.max, (text) => check(milliseconds(RESYNC_BACKOFF_ENV.max), text));
   for (const exchange of context.exchanges) {
     const ws = endpointEnvName(exchange, "WS");
     const rest = endpointEnvName(exchange, "REST");
@@ -82,6 +85,13 @@ export function checkEnvironment(env: Readonly<Record<string, string | undefined
   if (min && max && Number(min) > Number(max)) {
     throw new UserError(
       `XTRADER_RECONNECT_MIN_MS '${min}' is above XTRADER_RECONNECT_MAX_MS '${max}'; the first reconnect delay cannot exceed the cap`,
+    );
+  }
+  const resyncMin = env[RESYNC_BACKOFF_ENV.min]?.trim();
+  const resyncMax = env[RESYNC_BACKOFF_ENV.max]?.trim();
+  if (resyncMin && resyncMax && Number(resyncMin) > Number(resyncMax)) {
+    throw new UserError(
+      `${RESYNC_BACKOFF_ENV.min} '${resyncMin}' is above ${RESYNC_BACKOFF_ENV.max} '${resyncMax}'; the first held-back resync cannot wait longer than the cap`,
     );
   }
   const unknown = Object.keys(env).filter(

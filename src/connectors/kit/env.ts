@@ -18,14 +18,6 @@ export function positiveFromEnv(env: Env, name: string): number | undefined {
   return Number.isFinite(value) && value > 0 && value <= MAX_TIMER_MS ? value : Number.NaN;
 }
 
-/** As positiveFromEnv, 0 allowed; undefined when unset or unusable. */
-export function nonNegativeFromEnv(env: Env, name: string): number | undefined {
-  const text = env[name]?.trim();
-  if (!text) return undefined;
-  const value = Number(text);
-  return Number.isFinite(value) && value >= 0 && value <= MAX_TIMER_MS ? value : undefined;
-}
-
 /** positiveFromEnv with the fallback for unset and unusable values alike. */
 export function positiveOr(env: Env, name: string, fallback: number): number {
   const value = positiveFromEnv(env, name);

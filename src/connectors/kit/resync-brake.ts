@@ -10,7 +10,7 @@
  * exponentially longer, up to a cap, so a book in such a loop costs at most a handful of snapshots a
  * minute. A streak ends once the book has gone `calmAfterMs` without a resync.
  */
-import { nonNegativeFromEnv } from "./env.ts";
+import { positiveOr } from "./env.ts";
 
 export interface ResyncBrakeOptions {
   /** Resyncs of a streak that go at once. */
@@ -24,10 +24,12 @@ export interface ResyncBrakeOptions {
 
 export const RESYNC_BRAKE: ResyncBrakeOptions = { freeResyncs: 3, initialMs: 1_000, maxMs: 60_000, calmAfterMs: 60_000 };
 
-/** XTRADER_RESYNC_BACKOFF_MIN_MS / _MAX_MS tighten or loosen the brake (tests, unusual venues). */
+/** Variables that tighten or loosen the brake (tests, unusual deployments); checked in cli/environment.ts. */
+export const RESYNC_BACKOFF_ENV = { min: "XTRADER_RESYNC_BACKOFF_MIN_MS", max: "XTRADER_RESYNC_BACKOFF_MAX_MS" } as const;
+
 export function resyncBrakeFromEnv(env: Readonly<Record<string, string | undefined>>): ResyncBrakeOptions {
-  const initialMs = nonNegativeFromEnv(env, "XTRADER_RESYNC_BACKOFF_MIN_MS") ?? RESYNC_BRAKE.initialMs;
-  const maxMs = Math.max(initialMs, nonNegativeFromEnv(env, "XTRADER_RESYNC_BACKOFF_MAX_MS") ?? RESYNC_BRAKE.maxMs);
+  const initialMs = positiveOr(env, RESYNC_BACKOFF_ENV.min, RESYNC_BRAKE.initialMs);
+  const maxMs = Math.max(initialMs, positiveOr(env, RESYNC_BACKOFF_ENV.max, RESYNC_BRAKE.maxMs));
   return { ...RESYNC_BRAKE, initialMs, maxMs, calmAfterMs: Math.max(maxMs, RESYNC_BRAKE.calmAfterMs) };
 }
 
