@@ -9,19 +9,24 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { normalizeFrame as binanceFutures } from "../src/connectors/binance-futures-normalize.ts";
 import { EXCHANGE_REGISTRY } from "../src/connectors/index.ts";
+import { normalizeFrame as okx, type OkxInstrumentContext } from "../src/connectors/okx-normalize.ts";
 import type { ExchangeId, MarketEvent, Stream } from "../src/core/events.ts";
 import type { InstrumentContext } from "../src/connectors/kit/normalize.ts";
 
-type FrameNormalizer = (text: string, receivedAt: number, instrument: InstrumentContext) => MarketEvent[];
+// Each venue's normalizer takes its own instrument context; the fixture line carries what it needs.
+type FrameNormalizer = (text: string, receivedAt: number, instrument: never) => MarketEvent[];
 
 const VENUES: ReadonlyArray<{ readonly exchange: ExchangeId; readonly file: string; readonly normalize: FrameNormalizer }> = [
   { exchange: "BINANCE_FUTURES", file: "binance-futures.jsonl", normalize: binanceFutures },
+  { exchange: "OKX_SWAP", file: "okx.jsonl", normalize: okx satisfies (text: string, receivedAt: number, instrument: OkxInstrumentContext) => MarketEvent[] },
 ];
 
 interface FixtureLine {
   readonly stream: Stream;
   readonly doc: string;
   readonly symbol: string;
+  /** Instrument facts beyond the symbol that the venue's normalizer needs (OKX: exchange id, sizing). */
+  readonly instrument?: Readonly<Record<string, unknown>>;
   readonly receivedAt: number;
   readonly frame: string;
   readonly events: MarketEvent[];
@@ -44,7 +49,8 @@ for (const venue of VENUES) {
 
     for (const [index, line] of lines.entries()) {
       test(`line ${index + 1}: ${line.stream} (${line.doc})`, () => {
-        const events = venue.normalize(line.frame, line.receivedAt, { symbol: line.symbol });
+        const instrument: InstrumentContext = { symbol: line.symbol, ...line.instrument };
+        const events = venue.normalize(line.frame, line.receivedAt, instrument as never);
         // JSON has no undefined: a field the venue does not carry is absent from the expected event.
         expect(events).toEqual(line.events);
         for (const event of events) expect(event.localTimestamp).toBe(line.receivedAt);

@@ -16,27 +16,28 @@
  * - any break (sequence, checksum, crossed book, pipeline overflow) → gap event, resubscribe, fresh
  *   snapshot before any further delta.
  */
-import { msToMicros, nowMicros } from "../core/clock.ts";
+import { nowMicros } from "../core/clock.ts";
 import { errorMessage } from "../core/errors.ts";
-import type {
-  AmountUnit,
-  BookChange,
-  ExchangeId,
-  GapReason,
-  MarketEvent,
-  Sizing,
-  Stream,
-  TakerSide,
-} from "../core/events.ts";
+import type { AmountUnit, ExchangeId, GapReason, MarketEvent, Sizing, Stream } from "../core/events.ts";
 import { gapEvent } from "../core/events.ts";
 import { FaultLog } from "../core/fault-log.ts";
 import type { Logger } from "../core/log.ts";
 import { OrderBook } from "../core/order-book.ts";
 import type { Subscription } from "../core/subscriptions.ts";
 import { endpoint } from "./endpoints.ts";
-import { bboSide, decimal } from "./json-scan.ts";
 import { boundedText, MAX_REST_BODY_BYTES, snapshotBodyBytes } from "./http-body.ts";
 import { positiveOr } from "./kit/env.ts";
+import {
+  bookChange,
+  flatten,
+  normalizeBbo,
+  normalizeFunding,
+  normalizeLiquidation,
+  normalizeTrade,
+  okxTime,
+  type Level,
+  type OkxInstrumentContext,
+} from "./okx-normalize.ts";
 import { SlidingWindow, TokenBucket } from "./kit/rate.ts";
 import { ResyncBrake, resyncBrakeFromEnv, type ResyncBrakeOptions } from "./kit/resync-brake.ts";
 import { OKX_CHECKSUM_DEPTH, okxChecksum, SeqIdChain } from "./kit/sequence/okx.ts";
@@ -253,7 +254,6 @@ interface BufferedUpdate {
   readonly receivedAt: number;
 }
 
-type Level = readonly string[];
 
 // ─── Per-subscription state ────────────────────────────────────────────────────────────────────────
 
@@ -312,6 +312,8 @@ interface SubState {
   unacked: number;
   retryTimer: ReturnType<typeof setTimeout> | undefined;
   subscribeFailures: number;
+  /** What the normalizers know of this subscription (built once, not per message). */
+  readonly context: OkxInstrumentContext;
 }
 
 interface PendingRequest {
@@ -322,16 +324,6 @@ interface PendingRequest {
 /** Evenly spaced across every OKX connector of the process (connection and REST limits are per IP). */
 const connectPacer = new TokenBucket(1, 1000 / OKX_LIMITS.connectSpacingMs);
 const restBooksPacer = new TokenBucket(1, 1000 / OKX_LIMITS.restBooksSpacingMs);
-
-/** OKX times are strings of integer milliseconds; NaN for anything else. */
-function okxTime(value: unknown): number {
-  const ms = decimal(value);
-  return Number.isSafeInteger(ms) ? ms : Number.NaN;
-}
-
-function side(value: unknown): TakerSide {
-  return value === "buy" || value === "sell" ? value : "unknown";
-}
 
 // ─── Connection ────────────────────────────────────────────────────────────────────────────────────
 
@@ -758,6 +750,7 @@ class OkxConnector implements Connector {
         unacked: 0,
         retryTimer: undefined,
         subscribeFailures: 0,
+        context: { exchange: this.exchange, symbol: subscription.symbol, sizing: resolved.sizing },
       };
       this.states.set(subscription, state);
       ready.push(state);
@@ -914,122 +907,27 @@ class OkxConnector implements Connector {
   }
 
   private onTrade(sub: SubState, item: Record<string, unknown>, receivedAt: number): void {
-    const price = decimal(item.px);
-    const amount = decimal(item.sz);
-    const ts = okxTime(item.ts);
-    if (!(price > 0) || !(amount > 0) || Number.isNaN(ts)) {
-      this.parseErrorOf(sub, "malformed trade");
-      return;
-    }
-    const { sizing } = sub.instrument;
-    this.emit(sub, {
-      type: "trade",
-      exchange: this.exchange,
-      symbol: sub.subscription.symbol,
-      timestamp: msToMicros(ts),
-      localTimestamp: receivedAt,
-      amountUnit: sizing.amountUnit,
-      contractValue: sizing.contractValue,
-      id: String(item.tradeId ?? ""),
-      side: side(item.side),
-      price,
-      amount,
-    });
+    const event = normalizeTrade(item, receivedAt, sub.context);
+    if (event) this.emit(sub, event);
+    else this.parseErrorOf(sub, "malformed trade");
   }
 
   private onBbo(sub: SubState, item: Record<string, unknown>, receivedAt: number): void {
-    const ts = okxTime(item.ts);
-    const bid = Array.isArray(item.bids) ? (item.bids[0] as Level | undefined) : undefined;
-    const ask = Array.isArray(item.asks) ? (item.asks[0] as Level | undefined) : undefined;
-    const bidPrice = bid ? decimal(bid[0]) : Number.NaN;
-    const bidAmount = bid ? decimal(bid[1]) : Number.NaN;
-    const askPrice = ask ? decimal(ask[0]) : Number.NaN;
-    const askAmount = ask ? decimal(ask[1]) : Number.NaN;
-    if (
-      Number.isNaN(ts) || !Array.isArray(item.bids) || !Array.isArray(item.asks) ||
-      (bid && !bboSide(bidPrice, bidAmount)) || (ask && !bboSide(askPrice, askAmount))
-    ) {
-      this.parseErrorOf(sub, "malformed bbo-tbt");
-      return;
-    }
-    // An empty side (thin market, pre-open) is NaN: stored as NaN in Parquet, null in QuestDB.
-    this.emit(sub, {
-      type: "bbo",
-      exchange: this.exchange,
-      symbol: sub.subscription.symbol,
-      timestamp: msToMicros(ts),
-      localTimestamp: receivedAt,
-      bidPrice,
-      bidAmount,
-      askPrice,
-      askAmount,
-    });
+    const event = normalizeBbo(item, receivedAt, sub.context);
+    if (event) this.emit(sub, event);
+    else this.parseErrorOf(sub, "malformed bbo-tbt");
   }
 
-  /**
-   * funding-rate and mark-price become separate funding rows, each with what its message carries.
-   * `nextFundingTime` is OKX's `fundingTime`: the settlement at which `fundingRate` is charged (OKX's own
-   * `nextFundingTime` is the settlement after that one).
-   * https://www.okx.com/docs-v5/en/#public-data-websocket-funding-rate-channel
-   */
   private onFunding(sub: SubState, channel: string, item: Record<string, unknown>, receivedAt: number): void {
-    const ts = okxTime(item.ts);
-    // Absent or "": not sent; anything else must be in OKX's own form, or the message is refused.
-    const optional = (value: unknown, read: (value: unknown) => number): number | undefined =>
-      value === undefined || value === "" ? undefined : read(value);
-    const markPrice = channel === "mark-price" ? optional(item.markPx, decimal) : undefined;
-    const fundingRate = channel === "funding-rate" ? optional(item.fundingRate, (value) => decimal(value, true)) : undefined;
-    const fundingTime = channel === "funding-rate" ? optional(item.fundingTime, okxTime) : undefined;
-    if (
-      Number.isNaN(ts) || (markPrice === undefined && fundingRate === undefined) ||
-      (markPrice !== undefined && !(markPrice > 0)) || Number.isNaN(fundingRate) || Number.isNaN(fundingTime)
-    ) {
-      this.parseErrorOf(sub, `malformed ${channel}`);
-      return;
-    }
-    this.emit(sub, {
-      type: "funding",
-      exchange: this.exchange,
-      symbol: sub.subscription.symbol,
-      timestamp: msToMicros(ts),
-      localTimestamp: receivedAt,
-      markPrice,
-      indexPrice: undefined,
-      fundingRate,
-      nextFundingTime: fundingTime === undefined ? undefined : msToMicros(fundingTime),
-    });
+    const event = normalizeFunding(channel, item, receivedAt, sub.context);
+    if (event) this.emit(sub, event);
+    else this.parseErrorOf(sub, `malformed ${channel}`);
   }
 
-  /**
-   * OKX liquidation details carry no id; ours is `ts-side-sz-bkPx`, stable across reconnects.
-   * `side` is the liquidation order's side (sell = a long was liquidated), as in our model.
-   * https://www.okx.com/docs-v5/en/#public-data-websocket-liquidation-orders-channel
-   */
   onLiquidation(sub: SubState, detail: unknown, receivedAt: number): void {
-    const d = (typeof detail === "object" && detail !== null ? detail : {}) as Record<string, unknown>;
-    const price = decimal(d.bkPx);
-    const amount = decimal(d.sz);
-    const ts = okxTime(d.ts);
-    if (!(price > 0) || !(amount > 0) || Number.isNaN(ts)) {
-      this.parseErrorOf(sub, "malformed liquidation detail");
-      return;
-    }
-    let orderSide = side(d.side);
-    if (orderSide === "unknown") orderSide = d.posSide === "long" ? "sell" : d.posSide === "short" ? "buy" : "unknown";
-    const { sizing } = sub.instrument;
-    this.emit(sub, {
-      type: "liquidation",
-      exchange: this.exchange,
-      symbol: sub.subscription.symbol,
-      timestamp: msToMicros(ts),
-      localTimestamp: receivedAt,
-      amountUnit: sizing.amountUnit,
-      contractValue: sizing.contractValue,
-      id: `${String(d.ts)}-${String(d.side ?? d.posSide)}-${String(d.sz)}-${String(d.bkPx)}`,
-      side: orderSide,
-      price,
-      amount,
-    });
+    const event = normalizeLiquidation(detail, receivedAt, sub.context);
+    if (event) this.emit(sub, event);
+    else this.parseErrorOf(sub, "malformed liquidation detail");
   }
 
   // ── L2 ──
@@ -1209,21 +1107,7 @@ class OkxConnector implements Connector {
     bids: number[],
     asks: number[],
   ): void {
-    const { sizing } = sub.instrument;
-    const event: BookChange = {
-      type: "book_change",
-      exchange: this.exchange,
-      symbol: sub.subscription.symbol,
-      timestamp: msToMicros(ts),
-      localTimestamp: receivedAt,
-      amountUnit: sizing.amountUnit,
-      contractValue: sizing.contractValue,
-      isSnapshot,
-      sequence,
-      bids,
-      asks,
-    };
-    this.emit(sub, event);
+    this.emit(sub, bookChange(sub.context, isSnapshot, sequence, ts, receivedAt, bids, asks));
   }
 
   /**
@@ -1301,24 +1185,6 @@ class OkxConnector implements Connector {
       return;
     }
   }
-}
-
-/**
- * Flattens OKX levels [[px, sz, "0", n], ...] to [px, sz, ...]; undefined when one is malformed: a price
- * must be an OKX decimal above 0, a size one of 0 or more (json-scan.ts).
- */
-function flatten(levels: unknown): number[] | undefined {
-  if (!Array.isArray(levels)) return undefined;
-  const out = new Array<number>(levels.length * 2);
-  for (let i = 0; i < levels.length; i++) {
-    const level = levels[i] as Level;
-    const price = decimal(level?.[0]);
-    const amount = decimal(level?.[1]);
-    if (!(price > 0) || !(amount >= 0)) return undefined;
-    out[2 * i] = price;
-    out[2 * i + 1] = amount;
-  }
-  return out;
 }
 
 /** Applies flattened levels to the book and, while the book is tracked, the level texts to the raw maps. */
