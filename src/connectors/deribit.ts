@@ -18,12 +18,19 @@
  *   resubscribe the channel, which makes Deribit send a fresh snapshot
  *   (https://docs.deribit.com/subscriptions/orderbook/bookinstrument_nameinterval).
  */
-import { msToMicros } from "../core/clock.ts";
 import type { DeribitCredentials } from "../core/config.ts";
-import { BASE_SIZING, gapEvent, type GapReason, type Sizing, type Stream, type TakerSide } from "../core/events.ts";
+import { BASE_SIZING, gapEvent, type GapReason, type Sizing, type Stream } from "../core/events.ts";
 import { FaultLog } from "../core/fault-log.ts";
 import { OrderBook } from "../core/order-book.ts";
 import type { Subscription } from "../core/subscriptions.ts";
+import {
+  bookChange,
+  liquidationsOf,
+  normalizeQuote,
+  normalizeTicker,
+  normalizeTrade,
+  type DeribitInstrumentContext,
+} from "./deribit-normalize.ts";
 import { flattenLevels } from "./deribit-scan.ts";
 import { positiveOr } from "./kit/env.ts";
 import { TokenBucket } from "./kit/rate.ts";
@@ -31,7 +38,7 @@ import { ResyncBrake, resyncBrakeFromEnv } from "./kit/resync-brake.ts";
 import { ChangeIdSequence } from "./kit/sequence/deribit.ts";
 import { scanDeribitBookChange } from "./deribit-scan.ts";
 import { endpoint } from "./endpoints.ts";
-import { bboSide, jsonFinite } from "./json-scan.ts";
+import { jsonFinite } from "./json-scan.ts";
 import type { Connector, ConnectorContext, ExchangeSpec, InstrumentResult } from "../core/connector.ts";
 import { backoffFromEnv, ReconnectingSocket, type CloseInfo, type OpenInfo } from "./websocket.ts";
 
@@ -149,6 +156,8 @@ interface Channel {
   readonly sizing: Sizing;
   /** Every subscription this channel feeds (TRADES and LIQUIDATIONS share the trades channel). */
   readonly subscriptions: Subscription[];
+  /** What the normalizers know of each subscription, in the same order (built once, not per message). */
+  readonly contexts: DeribitInstrumentContext[];
   failed: boolean;
   readonly sequence: ChangeIdSequence;
   readonly book: OrderBook;
@@ -229,6 +238,7 @@ class DeribitConnector implements Connector {
           kind: spec.kind,
           sizing: deribitSizing(subscription.instrument),
           subscriptions: [],
+          contexts: [],
           failed: false,
           sequence: new ChangeIdSequence(),
           book: new OrderBook(),
@@ -238,6 +248,7 @@ class DeribitConnector implements Connector {
         this.channels.set(name, channel);
       }
       channel.subscriptions.push(subscription);
+      channel.contexts.push({ symbol: subscription.symbol, sizing: channel.sizing });
       this.channelOf.set(subscription, channel);
     }
     const url = deribitWsUrl(config.env, config.deribit.useTestnet);
@@ -659,54 +670,24 @@ class DeribitConnector implements Connector {
     }
   }
 
+  /**
+   * Every subscription of the channel gets its own events (its symbol as written); a trade is unreadable
+   * for all of them or for none, so it counts as one parse error.
+   */
   private onTrades(channel: Channel, data: unknown, receivedAt: number, text: string): void {
     if (!Array.isArray(data)) return this.parseError(channel, "trades notification without a trade list", text);
-    const { amountUnit, contractValue } = channel.sizing;
-    for (const trade of data as Array<Record<string, unknown>>) {
-      const price = jsonFinite(trade?.price);
-      const amount = jsonFinite(trade?.amount);
-      const time = jsonFinite(trade?.timestamp);
-      const id = trade?.trade_id;
-      if (!(price > 0) || !(amount > 0) || Number.isNaN(time) || (typeof id !== "string" && typeof id !== "number")) {
-        this.parseError(channel, "unreadable trade", text);
-        continue;
-      }
-      const side = takerSide(trade.direction);
-      const timestamp = msToMicros(time);
-      const liquidation = trade.liquidation;
-      for (const subscription of channel.subscriptions) {
-        if (subscription.stream === "TRADES") {
-          this.context.emit(subscription, {
-            type: "trade",
-            exchange: EXCHANGE,
-            symbol: subscription.symbol,
-            timestamp,
-            localTimestamp: receivedAt,
-            id: String(id),
-            side,
-            price,
-            amount,
-            amountUnit,
-            contractValue,
-          });
-        } else if (subscription.stream === "LIQUIDATIONS" && typeof liquidation === "string") {
-          // "T": the taker was liquidated (its order side is the trade direction); "M": the maker was
-          // (opposite side); "MT": both, so two liquidation orders.
-          for (const liquidatedSide of liquidatedSides(liquidation, side)) {
-            this.context.emit(subscription, {
-              type: "liquidation",
-              exchange: EXCHANGE,
-              symbol: subscription.symbol,
-              timestamp,
-              localTimestamp: receivedAt,
-              id: String(id),
-              side: liquidatedSide,
-              price,
-              amount,
-              amountUnit,
-              contractValue,
-            });
-          }
+    const { subscriptions, contexts } = channel;
+    for (const item of data as Array<Record<string, unknown>>) {
+      for (let i = 0; i < subscriptions.length; i++) {
+        const subscription = subscriptions[i]!;
+        const trade = normalizeTrade(item, receivedAt, contexts[i]!);
+        if (!trade) {
+          this.parseError(channel, "unreadable trade", text);
+          break;
+        }
+        if (subscription.stream === "TRADES") this.context.emit(subscription, trade);
+        else if (subscription.stream === "LIQUIDATIONS") {
+          for (const liquidation of liquidationsOf(trade, item.liquidation)) this.context.emit(subscription, liquidation);
         }
       }
     }
@@ -775,83 +756,27 @@ class DeribitConnector implements Connector {
         `best bid ${channel.book.bids.best()} >= best ask ${channel.book.asks.best()} after change_id ${changeId}`,
       );
     }
-    const timestamp = msToMicros(time);
-    const { amountUnit, contractValue } = channel.sizing;
-    for (const subscription of channel.subscriptions) {
-      this.context.emit(subscription, {
-        type: "book_change",
-        exchange: EXCHANGE,
-        symbol: subscription.symbol,
-        timestamp,
-        localTimestamp: receivedAt,
-        isSnapshot,
-        sequence: changeId,
-        bids,
-        asks,
-        amountUnit,
-        contractValue,
-      });
+    const { subscriptions, contexts } = channel;
+    for (let i = 0; i < subscriptions.length; i++) {
+      this.context.emit(subscriptions[i]!, bookChange(contexts[i]!, isSnapshot, changeId, time, receivedAt, bids, asks));
     }
   }
 
   private onQuote(channel: Channel, data: unknown, receivedAt: number, text: string): void {
-    const quote = data as Record<string, unknown> | null;
-    const time = jsonFinite(quote?.timestamp);
-    // A side without orders is sent as null: stored as price 0, amount 0.
-    const bidPrice = quoteSide(quote?.best_bid_price);
-    const bidAmount = quoteSide(quote?.best_bid_amount);
-    const askPrice = quoteSide(quote?.best_ask_price);
-    const askAmount = quoteSide(quote?.best_ask_amount);
-    if (Number.isNaN(time) || !bboSide(bidPrice, bidAmount) || !bboSide(askPrice, askAmount)) {
-      return this.parseError(channel, "unreadable quote", text);
-    }
-    const timestamp = msToMicros(time);
-    for (const subscription of channel.subscriptions) {
-      this.context.emit(subscription, {
-        type: "bbo",
-        exchange: EXCHANGE,
-        symbol: subscription.symbol,
-        timestamp,
-        localTimestamp: receivedAt,
-        bidPrice,
-        bidAmount,
-        askPrice,
-        askAmount,
-      });
+    const { subscriptions, contexts } = channel;
+    for (let i = 0; i < subscriptions.length; i++) {
+      const event = normalizeQuote(data, receivedAt, contexts[i]!);
+      if (!event) return this.parseError(channel, "unreadable quote", text);
+      this.context.emit(subscriptions[i]!, event);
     }
   }
 
   private onTicker(channel: Channel, data: unknown, receivedAt: number, text: string): void {
-    const ticker = data as Record<string, unknown> | null;
-    const time = jsonFinite(ticker?.timestamp);
-    if (Number.isNaN(time)) return this.parseError(channel, "unreadable ticker", text);
-    const markPrice = optionalNumber(ticker!.mark_price);
-    const indexPrice = optionalNumber(ticker!.index_price);
-    // The 8-hour rate is on the scale other venues report; funding accrues continuously, so there is
-    // no next funding time (https://support.deribit.com/hc/en-us/articles/25944756807069-Inverse-perpetual).
-    const fundingRate = optionalNumber(ticker!.funding_8h);
-    const currentFundingRate = optionalNumber(ticker!.current_funding);
-    // A field that is there must be a number (a price above 0): a bad one is no null to store.
-    if (
-      Number.isNaN(markPrice) || Number.isNaN(indexPrice) || Number.isNaN(fundingRate) || Number.isNaN(currentFundingRate) ||
-      (markPrice !== undefined && !(markPrice > 0)) || (indexPrice !== undefined && !(indexPrice > 0))
-    ) {
-      return this.parseError(channel, "unreadable ticker", text);
-    }
-    const timestamp = msToMicros(time);
-    for (const subscription of channel.subscriptions) {
-      this.context.emit(subscription, {
-        type: "funding",
-        exchange: EXCHANGE,
-        symbol: subscription.symbol,
-        timestamp,
-        localTimestamp: receivedAt,
-        markPrice,
-        indexPrice,
-        fundingRate,
-        nextFundingTime: undefined,
-        currentFundingRate,
-      });
+    const { subscriptions, contexts } = channel;
+    for (let i = 0; i < subscriptions.length; i++) {
+      const event = normalizeTicker(data, receivedAt, contexts[i]!);
+      if (!event) return this.parseError(channel, "unreadable ticker", text);
+      this.context.emit(subscriptions[i]!, event);
     }
   }
 
@@ -882,33 +807,6 @@ class DeribitConnector implements Connector {
     const where = channel ? ` on ${channel.name}` : "";
     this.faults.report(`parse${where}`, `${EXCHANGE}: ${what}${where}, skipped (unreadable messages are counted as parse errors): ${sample}`);
   }
-}
-
-function takerSide(direction: unknown): TakerSide {
-  return direction === "buy" ? "buy" : direction === "sell" ? "sell" : "unknown";
-}
-
-const OPPOSITE: Readonly<Record<TakerSide, TakerSide>> = { buy: "sell", sell: "buy", unknown: "unknown" };
-
-function liquidatedSides(liquidation: string, takerSide: TakerSide): TakerSide[] {
-  const sides: TakerSide[] = [];
-  if (liquidation.includes("T")) sides.push(takerSide);
-  if (liquidation.includes("M")) sides.push(OPPOSITE[takerSide]);
-  return sides;
-}
-
-/**
- * A field Deribit may leave out or send as null: undefined then; NaN when it is there but is not a finite
- * number (the caller refuses the message).
- */
-function optionalNumber(value: unknown): number | undefined {
-  if (value === undefined || value === null) return undefined;
-  return jsonFinite(value);
-}
-
-/** One side of a quote: null (no orders) is 0, anything else must be a finite number. */
-function quoteSide(value: unknown): number {
-  return value === undefined || value === null ? 0 : jsonFinite(value);
 }
 
 export const deribit: ExchangeSpec = {
