@@ -19,6 +19,7 @@ import { nowMicros } from "../core/clock.ts";
 import { errorMessage } from "../core/errors.ts";
 import { FaultLog } from "../core/fault-log.ts";
 import type { Logger } from "../core/log.ts";
+import { positiveOr } from "./kit/env.ts";
 
 export interface BackoffOptions {
   readonly initialMs: number;
@@ -34,12 +35,8 @@ export const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 500, maxMs: 30_000, 
  * still gets the defaults rather than a reconnect storm.
  */
 export function backoffFromEnv(env: Readonly<Record<string, string | undefined>>): BackoffOptions {
-  const min = Number(env.XTRADER_RECONNECT_MIN_MS);
-  const max = Number(env.XTRADER_RECONNECT_MAX_MS);
-  // Above 2^31-1 ms a timer fires at once (TimeoutOverflowWarning).
-  const usable = (ms: number) => Number.isFinite(ms) && ms > 0 && ms <= 2_147_483_647;
-  const initialMs = usable(min) ? min : DEFAULT_BACKOFF.initialMs;
-  const maxMs = usable(max) ? Math.max(max, initialMs) : Math.max(DEFAULT_BACKOFF.maxMs, initialMs);
+  const initialMs = positiveOr(env, "XTRADER_RECONNECT_MIN_MS", DEFAULT_BACKOFF.initialMs);
+  const maxMs = Math.max(positiveOr(env, "XTRADER_RECONNECT_MAX_MS", DEFAULT_BACKOFF.maxMs), initialMs);
   return { initialMs, maxMs, factor: DEFAULT_BACKOFF.factor };
 }
 
