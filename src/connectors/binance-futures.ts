@@ -2,8 +2,9 @@
  * Binance USDⓈ-M futures: trades (aggTrade), L2 (diff depth 100 ms + REST snapshot), BBO (bookTicker),
  * funding (markPrice@1s) and liquidations (forceOrder). Venue notes: docs/venues/binance-futures.md.
  *
- * Shape: a declarative header (endpoints, channels, limits), the normalizers, then the connector. Book
- * sequence rules live in kit/sequence/binance-futures.ts, REST weight handling in binance-futures-rest.ts.
+ * Shape: a declarative header (endpoints, channels, limits), then the connector. The pure normalizers
+ * live in binance-futures-normalize.ts, the book sequence rules in kit/sequence/binance-futures.ts, REST
+ * weight handling in binance-futures-rest.ts.
  */
 import { msToMicros, nowMicros } from "../core/clock.ts";
 import { errorMessage } from "../core/errors.ts";
