@@ -828,7 +828,11 @@ export class BinanceFuturesConnector implements Connector {
     this.emit(feed.subscription, depthDelta(update, feed.subscription));
   }
 
-  private startSync(feed: Feed, braked = true): void {
+  /**
+   * `braked` is false for the first sync on a (re)subscribed connection: reconnects have their own
+   * backoff, and like OKX's and Deribit's resubscriptions they are not counted as resyncs of the book.
+   */
+  private startSync(feed: Feed, braked = false): void {
     const book = feed.book!;
     book.phase = "syncing";
     book.buffer = [];

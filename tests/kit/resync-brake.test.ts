@@ -71,16 +71,16 @@ describe("a REST snapshot that is stale every time (Binance futures)", () => {
       await Bun.sleep(5);
     }
     const servedWhileStale = venue.snapshotsServed.length;
-    // 3 at once, then after 100, 200 and 400 ms (the next one waits 800 ms): without the brake the
-    // connector refetched as fast as the venue answered (thousands in seconds).
-    expect(servedWhileStale).toBeGreaterThanOrEqual(4);
-    expect(servedWhileStale).toBeLessThanOrEqual(7);
+    // The first sync, 3 refetches at once, then after 100, 200 and 400 ms (the next one waits 800 ms):
+    // without the brake the connector refetched as fast as the venue answered (thousands in seconds).
+    expect(servedWhileStale).toBeGreaterThanOrEqual(5);
+    expect(servedWhileStale).toBeLessThanOrEqual(8);
     // Nothing is written while the book syncs: its deltas are buffered, so nothing is missing yet.
     expect(h.events("book_change")).toEqual([]);
     expect(h.events("gap")).toEqual([]);
-    // Every fetch after the first three was held back; the next one may be waiting.
-    expect(l2.stats.resyncsDelayed).toBeGreaterThanOrEqual(servedWhileStale - 3);
-    expect(l2.stats.resyncsDelayed).toBeLessThanOrEqual(servedWhileStale - 2);
+    // Every refetch after the first three was held back; the next one may be waiting.
+    expect(l2.stats.resyncsDelayed).toBeGreaterThanOrEqual(servedWhileStale - 4);
+    expect(l2.stats.resyncsDelayed).toBeLessThanOrEqual(servedWhileStale - 3);
     expect(h.logs.some((line) => line.includes("predates the stream") && line.includes("resync 4 in a row"))).toBe(true);
 
     venue.beforeSnapshot = undefined;
@@ -163,7 +163,6 @@ describe("a book that keeps breaking", () => {
     const binance = FakeBinanceFutures.start();
     fake = binance;
     const h = (harness = startConnector("L2:BINANCE_FUTURES@BTCUSDT", { ...binance.env, ...BRAKE_ENV }));
-    // The initial sync is a snapshot too: it starts the streak, so the third resync is already held back.
     const driving = setInterval(() => binance.depthStep(), 5);
     try {
       await breakRepeatedly(h, "BTCUSDT", 6, () => binance.sendCrossedDepth(), () => binance.depthStep());
@@ -172,8 +171,8 @@ describe("a book that keeps breaking", () => {
     }
     const l2 = h.subscriptions[0]!;
     expect(h.events("gap").map((gap) => gap.reason)).toEqual(Array(6).fill("crossed_book"));
-    // (A snapshot that predates the resubscribed stream is fetched again, also through the brake.)
-    expect(l2.stats.resyncsDelayed).toBeGreaterThanOrEqual(4);
+    // (A snapshot that predates the stream is fetched again, also through the brake, so possibly more.)
+    expect(l2.stats.resyncsDelayed).toBeGreaterThanOrEqual(3);
     expect(h.logs.filter((line) => line.includes("in a row"))).toHaveLength(1);
   });
 });
