@@ -11,9 +11,9 @@
  * We keep our own spending under a share of the minute's limit (other programs may share the IP), wait for
  * the next minute when a request would exceed it, and pause the whole queue on 429/418.
  */
-import { errorMessage } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
-import { boundedText, MAX_REST_BODY_BYTES } from "./http-body.ts";
+import { MAX_REST_BODY_BYTES } from "./http-body.ts";
+import { jsonBody, restGet, retryAfterMs as retryAfter } from "./kit/rest.ts";
 
 export interface RestResult {
   readonly ok: boolean;
@@ -121,27 +121,16 @@ export class RestWeightGate {
     }
     this.spend(weight);
     const url = `${this.options.baseUrl}${path}?${new URLSearchParams(query as Record<string, string>)}`;
-    let response: Response;
-    let text: string;
-    try {
-      response = await fetch(url, { signal: AbortSignal.any([signal, AbortSignal.timeout(this.options.timeoutMs)]) });
-      const body = await boundedText(response, maxBodyBytes);
-      if ("tooLarge" in body) {
-        this.recordWeight(response.headers.get("x-mbx-used-weight-1m"));
-        return { ...this.failed(response.status, `HTTP ${response.status} ${body.tooLarge}`), oversized: true };
-      }
-      text = body.text;
-    } catch (error) {
-      return this.failed(0, signal.aborted ? "stopped" : `request failed: ${errorMessage(error)}`);
+    const answer = await restGet(url, AbortSignal.any([signal, AbortSignal.timeout(this.options.timeoutMs)]), maxBodyBytes);
+    if (answer.kind === "failed") return this.failed(0, signal.aborted ? "stopped" : `request failed: ${answer.error}`);
+    if (answer.kind === "too_large") {
+      this.recordWeight(answer.headers.get("x-mbx-used-weight-1m"));
+      return { ...this.failed(answer.status, `HTTP ${answer.status} ${answer.detail}`), oversized: true };
     }
+    const response = answer;
     const receivedAt = this.options.receivedAt();
     this.recordWeight(response.headers.get("x-mbx-used-weight-1m"));
-    let body: unknown;
-    try {
-      body = text === "" ? undefined : JSON.parse(text);
-    } catch {
-      body = undefined;
-    }
+    const body = jsonBody(response.text);
     const code = typeof (body as { code?: unknown })?.code === "number" ? (body as { code: number }).code : undefined;
     const venueMessage = typeof (body as { msg?: unknown })?.msg === "string" ? (body as { msg: string }).msg : "";
     if (response.ok && body !== undefined) {
@@ -149,8 +138,7 @@ export class RestWeightGate {
     }
     let retryAfterMs: number | undefined;
     if (response.status === 429 || response.status === 418) {
-      const seconds = Number(response.headers.get("retry-after"));
-      retryAfterMs = Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : DEFAULT_RETRY_AFTER_MS[response.status];
+      retryAfterMs = retryAfter(response.headers) ?? DEFAULT_RETRY_AFTER_MS[response.status];
       this.pausedUntil = Math.max(this.pausedUntil, this.clock.now() + retryAfterMs);
       this.options.log.warn(
         `${this.options.name}: HTTP ${response.status} from ${path} (${response.status === 418 ? "IP banned" : "rate limited"}); pausing REST for ${Math.ceil(retryAfterMs / 1000)} s`,

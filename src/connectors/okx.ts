@@ -17,7 +17,6 @@
  *   snapshot before any further delta.
  */
 import { nowMicros } from "../core/clock.ts";
-import { errorMessage } from "../core/errors.ts";
 import type { AmountUnit, ExchangeId, GapReason, MarketEvent, Sizing, Stream } from "../core/events.ts";
 import { gapEvent } from "../core/events.ts";
 import { FaultLog } from "../core/fault-log.ts";
@@ -25,7 +24,7 @@ import type { Logger } from "../core/log.ts";
 import { OrderBook } from "../core/order-book.ts";
 import type { Subscription } from "../core/subscriptions.ts";
 import { endpoint } from "./endpoints.ts";
-import { boundedText, MAX_REST_BODY_BYTES, snapshotBodyBytes } from "./http-body.ts";
+import { MAX_REST_BODY_BYTES, snapshotBodyBytes } from "./http-body.ts";
 import { positiveOr } from "./kit/env.ts";
 import {
   bookChange,
@@ -39,6 +38,7 @@ import {
   type OkxInstrumentContext,
 } from "./okx-normalize.ts";
 import { SlidingWindow, TokenBucket } from "./kit/rate.ts";
+import { jsonBody, restGet, retryAfterMs } from "./kit/rest.ts";
 import { ResyncBrake, resyncBrakeFromEnv, type ResyncBrakeOptions } from "./kit/resync-brake.ts";
 import { OKX_CHECKSUM_DEPTH, okxChecksum, SeqIdChain } from "./kit/sequence/okx.ts";
 import { scanOkxBooksUpdate, type ScannedOkxBook } from "./okx-scan.ts";
@@ -827,25 +827,16 @@ class OkxConnector implements Connector {
     this.aborts.add(abort);
     const timer = setTimeout(() => abort.abort(), OKX_TIMING.restTimeoutMs);
     try {
-      const response = await fetch(`${this.restUrl}${path}`, { signal: abort.signal });
-      const bounded = await boundedText(response, maxBytes);
-      if ("tooLarge" in bounded) return { ok: false, error: `HTTP ${response.status} ${bounded.tooLarge}`, retryAfterMs: undefined, oversized: true };
-      const body = bounded.text;
-      let parsed: { code?: unknown; msg?: unknown; data?: unknown } | undefined;
-      try {
-        parsed = JSON.parse(body);
-      } catch {
-        parsed = undefined;
-      }
-      if (response.ok && parsed && (parsed.code === "0" || parsed.code === 0)) return { ok: true, data: parsed.data };
-      const retryAfter = Number(response.headers.get("retry-after"));
+      const answer = await restGet(`${this.restUrl}${path}`, abort.signal, maxBytes);
+      if (answer.kind === "failed") return { ok: false, error: answer.error, retryAfterMs: undefined };
+      if (answer.kind === "too_large") return { ok: false, error: `HTTP ${answer.status} ${answer.detail}`, retryAfterMs: undefined, oversized: true };
+      const parsed = jsonBody(answer.text) as { code?: unknown; msg?: unknown; data?: unknown } | undefined;
+      if (answer.ok && parsed && (parsed.code === "0" || parsed.code === 0)) return { ok: true, data: parsed.data };
       return {
         ok: false,
-        error: `HTTP ${response.status}${parsed?.code !== undefined ? ` code ${String(parsed.code)}` : ""}${parsed?.msg ? ` '${String(parsed.msg)}'` : ""}`,
-        retryAfterMs: Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : undefined,
+        error: `HTTP ${answer.status}${parsed?.code !== undefined ? ` code ${String(parsed.code)}` : ""}${parsed?.msg ? ` '${String(parsed.msg)}'` : ""}`,
+        retryAfterMs: retryAfterMs(answer.headers),
       };
-    } catch (error) {
-      return { ok: false, error: errorMessage(error), retryAfterMs: undefined };
     } finally {
       clearTimeout(timer);
       this.aborts.delete(abort);
