@@ -120,10 +120,13 @@ describe("ParquetSink crash recovery", () => {
     );
     books.forEach((row, i) => {
       expect(Number(row.sequence)).toBe(bookAt(i).sequence);
-      expect(Number(row.levels)).toBe(6);
+      // A row group may end inside a message, so the last message can lose its tail with the rows of the
+      // last flush interval (docs/sinks/parquet.md: the unclean_stop gap marks it); every other is whole.
+      if (i < books.length - 1) expect(Number(row.levels)).toBe(6);
+      else expect(Number(row.levels)).toBeGreaterThan(0);
       expect(row.snapshot_ok).toBe(true);
+      total += Number(row.levels);
     });
-    total += books.length * 6;
     // At most the rows after the last flush the child saw complete are missing.
     expect(total).toBeGreaterThanOrEqual(durable);
 

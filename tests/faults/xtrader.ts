@@ -278,5 +278,9 @@ export function ilpOutput(rows: readonly import("../support/ilp-server.ts").IlpR
     row.timestamp = ilp.timestamp === undefined ? undefined : Number(ilp.timestamp / 1000n);
     tables[ilp.table]!.push(row as Row);
   }
+  // QuestDB returns a table in designated-timestamp order; books are read ORDER BY timestamp, sequence
+  // (docs/sinks/questdb.md). Replaying them in that order, not arrival order, checks the rule that a
+  // snapshot never sorts after the deltas applied on top of it.
+  tables.l2!.sort((a, b) => (a.timestamp as number) - (b.timestamp as number) || (a.sequence as number) - (b.sequence as number));
   return output(tables, [], []);
 }

@@ -663,18 +663,9 @@ export class QuestDbSink implements Sink {
   }
 
   private async connect(): Promise<boolean> {
-    const { kind, senderOptions, nativeTcp, connectTimeoutMs, sendTimeoutMs } = this.settings;
-    const connection: IlpConnection = new IlpConnection(
-      kind,
-      senderOptions,
-      { connectTimeoutMs, sendTimeoutMs },
-      (reason, byPeer) => this.connectionLost(connection, reason, byPeer),
-      nativeTcp,
-    );
-    try {
-      await connection.open();
-    } catch (error) {
-      this.attemptFailed(errorMessage(error));
+    const connection = await this.openConnection();
+    if (typeof connection === "string") {
+      this.attemptFailed(connection);
       return false;
     }
     if (this.closed) {
@@ -685,7 +676,7 @@ export class QuestDbSink implements Sink {
     this.connectedAt = performance.now();
     this.sentOnConnection = 0;
     this.firstSentChunk = undefined;
-    if (kind === "tcp") this.endOutageOnceStable(connection);
+    if (this.settings.kind === "tcp") this.endOutageOnceStable(connection);
     this.notifyProgress();
     return true;
   }
