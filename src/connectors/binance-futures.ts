@@ -32,6 +32,7 @@ import { RecentKeys } from "./dedup.ts";
 import { endpoint } from "./endpoints.ts";
 import { positiveFromEnv } from "./kit/env.ts";
 import { TokenBucket } from "./kit/rate.ts";
+import { PendingRequests } from "./kit/requests.ts";
 import { ResyncBrake, resyncBrakeFromEnv, type ResyncBrakeOptions } from "./kit/resync-brake.ts";
 import { snapshotBodyBytes } from "./http-body.ts";
 import type { Connector, ConnectorContext, ExchangeSpec } from "../core/connector.ts";
@@ -195,10 +196,9 @@ class StreamConnection {
   successor: StreamConnection | undefined;
   predecessor: StreamConnection | undefined;
   readonly socket: ReconnectingSocket;
-  private readonly pending = new Map<number, { method: string; streams: string[] }>();
+  /** Requests waiting for their answer; one unanswered for the timeout means a broken session: reconnect. */
+  private readonly pending: PendingRequests<number, { method: string; streams: string[] }>;
   private readonly outbox: Array<{ id: number; text: string }> = [];
-  /** Reconnects when a sent request is never answered (the connection would otherwise carry nothing). */
-  private answerTimer: ReturnType<typeof setTimeout> | undefined;
   private nextRequestId = 1;
   /** The venue disconnects above 10 messages per second; we send at most LIMITS.requestsPerSecond. */
   private readonly rate = new TokenBucket(1, LIMITS.requestsPerSecond);
@@ -215,6 +215,11 @@ class StreamConnection {
     staleAfterMs: number,
     backoff: BackoffOptions,
   ) {
+    this.pending = new PendingRequests(owner.requestAnswerTimeoutMs, (_id, request) => {
+      if (!this.socket.isOpen) return;
+      this.owner.log.warn(`${this.name}: no answer to ${request.method} within ${this.owner.requestAnswerTimeoutMs / 1000} s`);
+      this.socket.reconnect(`${request.method} not answered`);
+    });
     this.socket = new ReconnectingSocket({
       name,
       url: () => url,
@@ -259,13 +264,11 @@ class StreamConnection {
   onResponse(message: Payload): void {
     const id = message.id;
     if (id === KEEPALIVE_ID) return;
-    const request = typeof id === "number" ? this.pending.get(id) : undefined;
+    const request = typeof id === "number" ? this.pending.take(id) : undefined;
     if (!request) {
       this.owner.log.debug(`${this.name}: response to unknown request ${String(id)}`);
       return;
     }
-    this.pending.delete(id as number);
-    if (this.pending.size === this.outbox.length) clearTimeout(this.answerTimer);
     // Current docs wrap errors in `error`; older futures docs show `code`/`msg` at the top level.
     const error = (message.error ?? (typeof message.code === "number" ? message : undefined)) as Payload | undefined;
     if (error) {
@@ -280,7 +283,7 @@ class StreamConnection {
 
   private request(method: string, streams: string[]): void {
     const id = this.nextRequestId++;
-    this.pending.set(id, { method, streams });
+    this.pending.add(id, { method, streams }, true);
     this.outbox.push({ id, text: JSON.stringify({ method, params: streams, id }) });
     this.pump();
   }
@@ -299,23 +302,9 @@ class StreamConnection {
         this.outbox.length = 0;
         return;
       }
-      this.expectAnswer();
+      this.pending.sent(next.id);
       this.pump();
     }, wait);
-  }
-
-  /** Armed at every send; fires when some sent request (not one still queued) has had no answer for the timeout. */
-  private expectAnswer(): void {
-    clearTimeout(this.answerTimer);
-    this.answerTimer = setTimeout(() => {
-      if (!this.socket.isOpen) return;
-      for (const [id, request] of this.pending) {
-        if (this.outbox.some((queued) => queued.id === id)) continue;
-        this.owner.log.warn(`${this.name}: no answer to ${request.method} within ${this.owner.requestAnswerTimeoutMs / 1000} s`);
-        this.socket.reconnect(`${request.method} not answered`);
-        return;
-      }
-    }, this.owner.requestAnswerTimeoutMs);
   }
 
   private onOpen(info: OpenInfo): void {
@@ -339,7 +328,7 @@ class StreamConnection {
   }
 
   private clearTimers(): void {
-    clearTimeout(this.answerTimer);
+    this.pending.clear();
     clearTimeout(this.pacer);
     this.pacer = undefined;
     clearTimeout(this.rolloverTimer);

@@ -34,6 +34,7 @@ import {
 import { flattenLevels } from "./deribit-scan.ts";
 import { positiveOr } from "./kit/env.ts";
 import { TokenBucket } from "./kit/rate.ts";
+import { PendingRequests } from "./kit/requests.ts";
 import { ResyncBrake, resyncBrakeFromEnv } from "./kit/resync-brake.ts";
 import { ChangeIdSequence } from "./kit/sequence/deribit.ts";
 import { scanDeribitBookChange } from "./deribit-scan.ts";
@@ -181,7 +182,6 @@ interface RpcResponse {
 
 interface PendingRequest {
   readonly method: string;
-  readonly timer: ReturnType<typeof setTimeout>;
   readonly onAnswer: (response: RpcResponse) => void;
 }
 
@@ -203,7 +203,11 @@ class DeribitConnector implements Connector {
   private readonly socket: ReconnectingSocket;
   private readonly credentials: DeribitCredentials | undefined;
   private readonly interval: Interval;
-  private readonly pending = new Map<number, PendingRequest>();
+  /** Calls waiting for their answer; one unanswered for the timeout means a broken session: reconnect. */
+  private readonly pending = new PendingRequests<number, PendingRequest>(LIMITS.requestTimeoutMs, (id, request) => {
+    this.context.log.warn(`${EXCHANGE}: no answer to ${request.method} (id ${id}) within ${LIMITS.requestTimeoutMs} ms`);
+    this.socket.reconnect(`no answer to ${request.method}`);
+  });
   private readonly outbox: OutboxItem[] = [];
   /** Subscribe/unsubscribe requests. */
   private readonly pacer = new TokenBucket(LIMITS.subscribeBurst, LIMITS.subscribesPerSecond);
@@ -337,7 +341,6 @@ class DeribitConnector implements Connector {
 
   /** Forgets everything tied to the current connection (tokens are connection-scoped too). */
   private resetSession(): void {
-    for (const request of this.pending.values()) clearTimeout(request.timer);
     this.pending.clear();
     this.outbox.length = 0;
     clearTimeout(this.outboxTimer);
@@ -354,26 +357,16 @@ class DeribitConnector implements Connector {
 
   private request(method: string, params: Record<string, unknown>, onAnswer: (response: RpcResponse) => void): void {
     const id = ++this.nextId;
-    const timer = setTimeout(() => {
-      if (!this.pending.delete(id)) return;
-      this.context.log.warn(`${EXCHANGE}: no answer to ${method} (id ${id}) within ${LIMITS.requestTimeoutMs} ms`);
-      this.socket.reconnect(`no answer to ${method}`);
-    }, LIMITS.requestTimeoutMs);
-    this.pending.set(id, { method, timer, onAnswer });
-    if (!this.socket.send(JSON.stringify({ jsonrpc: "2.0", id, method, params }))) {
-      clearTimeout(timer);
-      this.pending.delete(id);
-    }
+    this.pending.add(id, { method, onAnswer });
+    if (!this.socket.send(JSON.stringify({ jsonrpc: "2.0", id, method, params }))) this.pending.take(id);
   }
 
   private onResponse(response: RpcResponse): void {
-    const request = this.pending.get(response.id);
+    const request = this.pending.take(response.id);
     if (!request) {
       this.context.log.debug(`${EXCHANGE}: answer to unknown request id ${response.id}`);
       return;
     }
-    this.pending.delete(response.id);
-    clearTimeout(request.timer);
     request.onAnswer(response);
   }
 

@@ -38,6 +38,7 @@ import {
   type OkxInstrumentContext,
 } from "./okx-normalize.ts";
 import { SlidingWindow, TokenBucket } from "./kit/rate.ts";
+import { PendingRequests } from "./kit/requests.ts";
 import { jsonBody, restGet, retryAfterMs } from "./kit/rest.ts";
 import { ResyncBrake, resyncBrakeFromEnv, type ResyncBrakeOptions } from "./kit/resync-brake.ts";
 import { OKX_CHECKSUM_DEPTH, okxChecksum, SeqIdChain } from "./kit/sequence/okx.ts";
@@ -332,7 +333,11 @@ class OkxConnection {
   /** channel → instId (or instType) → subscriptions. */
   private readonly routes = new Map<string, Map<string, SubState[]>>();
   private readonly liquidationsByInstId = new Map<string, SubState>();
-  private readonly pending = new Map<string, PendingRequest>();
+  /**
+   * Subscribe requests by id, so an error names the request it refuses. OKX acknowledges each argument
+   * without the id, so requests wait for no answer: they are forgotten with the connection.
+   */
+  private readonly pending = new PendingRequests<string, PendingRequest>(undefined);
   /** subscribe/unsubscribe requests of this connection in the last hour. */
   private readonly ops = new SlidingWindow(OKX_LIMITS.subscribeOpsPerHour, 3_600_000);
   private opened = false;
@@ -447,7 +452,7 @@ class OkxConnection {
         seen.add(key);
       }
     }
-    this.pending.set(id, { subs, batch });
+    this.pending.add(id, { subs, batch });
     this.socket.send(JSON.stringify({ id, op: "subscribe", args }));
   }
 
@@ -535,12 +540,11 @@ class OkxConnection {
   private onError(message: OkxMessage): void {
     const code = String(message.code ?? "");
     const text = String(message.msg ?? "");
-    const request = typeof message.id === "string" ? this.pending.get(message.id) : undefined;
+    const request = typeof message.id === "string" ? this.pending.take(message.id) : undefined;
     if (!request) {
       this.connector.log.warn(`${this.name}: OKX error ${code}: ${text}`);
       return;
     }
-    this.pending.delete(message.id as string);
     if (request.batch) {
       // Which argument of the batch was refused is not said reliably: once the acks of the good ones
       // are in, subscribe the rest one by one so each error names its own subscription.
