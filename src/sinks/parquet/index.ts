@@ -214,6 +214,25 @@ export class ParquetSink implements Sink {
     this.recordFlush();
   }
 
+  /**
+   * Closes every open file now (SIGHUP): what the sink holds becomes finished files that readers see,
+   * without waiting for the rotation; the next rows start new files. Resolves with how many files were
+   * closed and how many are still closing (a disk fault: retried by the tick, as at a rotation).
+   */
+  async closeOpenFiles(): Promise<{ readonly closed: number; readonly pending: number }> {
+    if (this.closed) return { closed: 0, pending: 0 };
+    const files = [...this.openFiles()];
+    for (const file of files) this.retire(file);
+    // A file with a step running when it was retired starts its close after that step.
+    for (let round = 0; round < 3 && files.some((file) => this.closing.has(file)); round++) {
+      await Promise.all(files.map((file) => this.inFlight.get(file)));
+      for (const file of files) if (this.closing.has(file)) this.launchClose(file);
+      await Promise.all(files.map((file) => this.inFlight.get(file)));
+    }
+    const pending = files.filter((file) => this.closing.has(file)).length;
+    return { closed: files.length - pending, pending };
+  }
+
   close(): Promise<CloseReport> {
     this.closePromise ??= this.closeAll().finally(async () => {
       await this.settleMarkers();
