@@ -1,6 +1,7 @@
 /**
  * The Parquet sink: one table per stream, Hive-partitioned by exchange, symbol and UTC date, rotated at
- * interval boundaries and row/byte limits, crash-safe through a journal beside every open file.
+ * interval boundaries and row/byte limits, crash-safe through a journal with every open file (both in
+ * DIR/.inprogress, out of the table trees).
  * Layout, types, durability and recovery: docs/sinks/parquet.md.
  *
  * Rows are appended to per-file column buffers on the hot path; a timer makes them durable every flush
