@@ -756,11 +756,12 @@ export class PartFile {
     if (!this.linked) {
       await mkdir(this.directory, { recursive: true });
       this.finalName = await linkUnderFreeName(this.directory, tempPath, finalName);
-      // The name is durable before the journal goes: they are in two directories, synced one by one.
-      if (this.directory !== this.workDirectory) await syncDirectory(this.directory);
+      // The name is made durable before the journal goes (they are in different directories).
+      await syncDirectory(this.directory);
       this.linked = true;
     }
-    // The two removals are independent (both made durable by the directory sync): at a shutdown or a
+    // The two removals are independent, and need no sync of their own: a crash that undoes them leaves
+    // leftovers beside a complete file, which the next start only removes (recovery.ts). At a shutdown or a
     // rotation every file queues its steps on the same thread pool, so fewer steps in a row end sooner.
     const journal = this.journal;
     this.journal = undefined;
@@ -770,7 +771,6 @@ export class PartFile {
         unlink(join(this.workDirectory, journalFileName(finalName))).catch(ignoreMissing),
       ),
     ]);
-    await syncDirectory(this.workDirectory);
     this.state = "closed";
   }
 
