@@ -152,11 +152,12 @@ describe("JSON logs", () => {
     expect(lines[3]).toBe("[info] [xtrader:OKX_SWAP] reconnected");
   });
 
-  test("text on a terminal: consola's decoration, but no blank lines around warnings and errors", () => {
+  test("text on a terminal: consola's decoration, but one line per entry too (no blank lines around warnings)", () => {
     const text = textLogger(true);
     expect(text).toContain("ℹ connected");
     const lines = text.split("\n");
     expect(lines.pop()).toBe("");
+    expect(lines).toHaveLength(4);
     expect(lines.filter((line) => line.trim() === "")).toEqual([]);
     expect(lines.filter((line) => line.includes("WARN"))).toHaveLength(1);
   });

@@ -7,8 +7,8 @@
  * In json mode every line goes to stdout, so stdout is nothing but JSON (stderr keeps only the one-line
  * startup errors of exit code 2).
  *
- * Text is one line per entry, always: journald makes every line an entry, so a blank line or a stack spread
- * over lines would be entries of their own. Colours and consola's decoration only where the line goes to a
+ * Text is one line per entry, always (a multi-line message or an error's stack joined with ` | `): journald
+ * makes every line an entry, so a blank line or a stack spread over lines would be entries of their own. Colours and consola's decoration only where the line goes to a
  * terminal and NO_COLOR is not set (https://no-color.org); elsewhere `[warn] [xtrader:OKX_SWAP] message`.
  *
  * Secrets are masked in both formats as a last line of defence (callers must not log them in the first
@@ -173,14 +173,10 @@ export function configureLogging(logger: Logger, options: LoggingOptions): void 
       // consola's routing: warnings and errors (levels 0 and 1) to the logger's stderr, the rest to stdout.
       const stream: LogStream = (logObj.level < 2 ? context.options.stderr : context.options.stdout) ?? process.stdout;
       const masked = secrets.length === 0 ? logObj : { ...logObj, args: logObj.args.map((arg) => maskValue(arg, secrets)) };
-      const text = colourWanted(stream, env)
-        ? // consola's fancy reporter wraps warnings and errors in blank lines: dropped (a stack keeps its lines).
-          fancy
-            .formatLogObj(masked, { columns: stream.columns ?? 0 })
-            .split("\n")
-            .filter((line) => line.trim() !== "")
-            .join("\n")
-        : oneLine(plain.formatLogObj(masked, { columns: 0 }));
+      // consola's fancy reporter wraps warnings and errors in blank lines: oneLine drops them.
+      const text = oneLine(
+        colourWanted(stream, env) ? fancy.formatLogObj(masked, { columns: stream.columns ?? 0 }) : plain.formatLogObj(masked, { columns: 0 }),
+      );
       stream.write(`${text}\n`);
     },
   };
