@@ -118,7 +118,7 @@ describe("xtrader@.service", () => {
     const root = temporaryRoot();
     expect(install(root, ensureBinary(), "verify", "TRADES:BINANCE_FUTURES@BTCUSDT").exitCode).toBe(0);
     addDistributionUnits(root);
-    // ExecReload's kill comes with the distribution (procps), as the units above do.
+    // ExecReload's kill comes with the distribution (procps, on every systemd host), as the units above do.
     const reload = unitValues(unit, "Service", "ExecReload");
     expect(reload).toEqual(["/bin/kill -HUP $MAINPID"]);
     mkdirSync(join(root, "bin"), { recursive: true });
