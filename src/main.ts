@@ -56,6 +56,16 @@ async function main(argv: readonly string[]): Promise<number> {
   );
   if (observability) log.info(`metrics on ${observability.url} (/metrics, /healthz, /readyz)`);
 
+  // SIGHUP (`systemctl reload`): close every open file now, so what was received is readable without
+  // waiting for the rotation (docs/sinks/parquet.md, "Reading fresh data").
+  process.on("SIGHUP", () => {
+    const closing = sink.closeOpenFiles?.().then(({ closed, pending }) =>
+      log.info(`SIGHUP: closed ${closed} open file(s)${pending > 0 ? `; ${pending} still closing (retried)` : ""}; new rows start new files`),
+    );
+    void (closing ?? sink.flush().then(() => log.info("SIGHUP: buffered rows sent"))).catch((error: unknown) =>
+      log.error(`SIGHUP: ${errorMessage(error)}`),
+    );
+  });
   process.on("unhandledRejection", (reason) => log.error(`unhandled rejection: ${errorMessage(reason)}`));
   process.on("uncaughtException", (error) => log.error(`uncaught exception: ${error.stack ?? error.message}`));
 

@@ -3,7 +3,22 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import packageJson from "../package.json" with { type: "json" };
-import { runBinary } from "./support/binary.ts";
+import { ensureBinary, runBinary } from "./support/binary.ts";
+import { FakeBinanceFutures } from "./support/fake-binance.ts";
+
+const ESC = "\u001b";
+
+/** Runs the binary under a pseudo-terminal (util-linux `script`), as a user at a terminal does. */
+async function runOnTerminal(args: string, env: Record<string, string> = {}): Promise<string> {
+  const child = Bun.spawn(["script", "-qec", `${ensureBinary()} ${args}`, "/dev/null"], {
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", TERM: "xterm-256color", ...env },
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [stdout] = await Promise.all([new Response(child.stdout).text(), child.exited]);
+  return stdout;
+}
 
 /** Bad user input: exit 2 and exactly one line on stderr, no stack trace. */
 async function expectUserError(args: string[], env: Record<string, string>, expected: string, cwd?: string) {
@@ -26,6 +41,39 @@ describe("compiled binary", () => {
     for (const word of ["--subscriptions", "--sink", "--output-directory", "--verbose", "--shutdown-after", "SUBSCRIPTIONS", "DERIBIT_CLIENT_SECRET", "QUESTDB_ILP_PORT", "RUST_LOG"]) {
       expect(result.stdout).toContain(word);
     }
+  });
+
+  test("--help has colours on a terminal only, and none with NO_COLOR", async () => {
+    const piped = await runBinary(["--help"]);
+    expect(piped.stdout).toContain("--subscriptions");
+    expect(piped.stdout).not.toContain(ESC);
+    const terminal = await runOnTerminal("--help");
+    expect(terminal).toContain("--subscriptions");
+    expect(terminal).toContain(`${ESC}[`);
+    const noColor = await runOnTerminal("--help", { NO_COLOR: "1" });
+    expect(noColor).toContain("--subscriptions");
+    expect(noColor).not.toContain(ESC);
+  });
+
+  test("text logs to a pipe (journald): one line per entry, none blank, no colour", async () => {
+    // A venue that is gone: every connection attempt is a warning.
+    const fake = FakeBinanceFutures.start({ symbols: ["BTCUSDT"] });
+    const env = fake.env;
+    await fake.stop();
+    const cwd = mkdtempSync(join(tmpdir(), "xtrader-bin-"));
+    const result = await runBinary(
+      ["--subscriptions", "TRADES:BINANCE_FUTURES@BTCUSDT,TRADES:BINANCE_FUTURES@BTCUSDT", "--output-directory", join(cwd, "data"), "--shutdown-after", "1"],
+      { env: { ...env, XTRADER_RECONNECT_MIN_MS: "50", XTRADER_RECONNECT_MAX_MS: "100", RUST_LOG: "debug" }, cwd },
+    );
+    expect(result.exitCode).toBe(0);
+    for (const [name, text] of [["stdout", result.stdout], ["stderr", result.stderr]] as const) {
+      expect(text.endsWith("\n"), name).toBe(true);
+      const lines = text.slice(0, -1).split("\n");
+      expect(lines.filter((line) => !/^\[(info|warn|error|debug)\] \[xtrader(:[A-Z_]+)?\] \S/.test(line)), name).toEqual([]);
+      expect(text, name).not.toContain(ESC);
+    }
+    expect(result.stderr).toContain("[warn] [xtrader] duplicate subscription 'TRADES:BINANCE_FUTURES@BTCUSDT' ignored\n");
+    expect(result.stdout).toContain("[info] [xtrader] stopped; all data flushed\n");
   });
 
   test.each([

@@ -1,4 +1,7 @@
 /**
+ * The defaults that systemd/xtrader.env.example and README.md's environment table show are the code's:
+ * uncommenting a line of the example changes no setting, and the README's default column says the same.
+ *
  * Every documented flag and environment variable refuses garbage, generated from README.md's two tables,
  * so that a new knob cannot skip validation: a variable read anywhere in src/ must be in the README's
  * table (else this fails), and every name in the tables gets garbage of its kind, which must be refused
@@ -10,11 +13,17 @@ import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ARGS, buildConfig, parseCommandLine } from "../src/cli/config.ts";
+import { LIMITS as BINANCE_LIMITS } from "../src/connectors/binance-futures.ts";
 import { EXCHANGE_REGISTRY } from "../src/connectors/index.ts";
+import { backoffFromEnv } from "../src/connectors/websocket.ts";
 import { UserError } from "../src/core/errors.ts";
 import { createLogger } from "../src/core/log.ts";
 import { SinkStats } from "../src/core/stats.ts";
+import { lagLimitSeconds } from "../src/observability/index.ts";
+import { stalenessWindows } from "../src/observability/readiness.ts";
 import { createSink } from "../src/sinks/index.ts";
+import { parquetTuningFromEnv } from "../src/sinks/parquet/settings.ts";
+import { resolveSettings } from "../src/sinks/questdb/settings.ts";
 import { ROOT } from "./support/binary.ts";
 
 const README = readFileSync(join(ROOT, "README.md"), "utf8");
@@ -87,6 +96,7 @@ const TEXT_GARBAGE = ["no such thing!"];
 
 /** Garbage a variable must refuse, by the kind its name and README row give it. */
 function garbageFor(name: string): string[] {
+  if (name === "NO_COLOR") return []; // any value means "no colour" (https://no-color.org)
   if (name === "OUTPUT_DIRECTORY") return [join(aFile, "sub")];
   if (name === "XTRADER_RECONNECT_MIN_MS" || name === "XTRADER_RECONNECT_MAX_MS") return [...NUMBER_GARBAGE, "0"];
   if (NUMERIC.test(name)) return NUMBER_GARBAGE;
@@ -179,5 +189,108 @@ describe("every documented flag refuses garbage with one line", () => {
     const message = refusal(() => prepare(argv, { OUTPUT_DIRECTORY: scratch }));
     expect(message, `${tokens.join(" ")} was accepted`).toBeDefined();
     expect(message!.includes(`--${flag}`) || message!.includes(flag.replaceAll("-", " ")) || message!.includes(tokens.at(-1)!), message).toBe(true);
+  });
+});
+
+describe("the defaults shown in systemd/xtrader.env.example and the README are the code's", () => {
+  const exampleText = readFileSync(join(ROOT, "systemd/xtrader.env.example"), "utf8");
+  /** `#NAME=value` lines: the default a commented line shows (an empty value means unset). */
+  const shown = new Map([...exampleText.matchAll(/^#([A-Z][A-Z0-9_]*)=(.*)$/gm)].map((match) => [match[1]!, match[2]!] as const));
+  const EXAMPLE_SUBSCRIPTIONS = "TRADES:BINANCE_FUTURES@BTCUSDT,TRADES:DERIBIT@BTC-PERPETUAL";
+  /** Set by the unit and the image, not by the code: the line shows what runs under the unit. */
+  const SET_BY_THE_UNIT = ["UV_THREADPOOL_SIZE"];
+  /** Read at run time by code that has no resolver to call: their defaults, as declared there. */
+  const DECLARED_ELSEWHERE: Record<string, number> = {
+    XTRADER_BINANCE_FUTURES_CONNECTION_MAX_AGE_MS: BINANCE_LIMITS.connectionMaxAgeMs,
+    XTRADER_BINANCE_FUTURES_STREAMS_PER_CONNECTION: BINANCE_LIMITS.streamsPerConnection,
+    XTRADER_BINANCE_FUTURES_REQUEST_TIMEOUT_MS: BINANCE_LIMITS.requestAnswerTimeoutMs,
+  };
+
+  /** Every setting the code derives from an environment, the way main.ts and the sinks derive them. */
+  function effective(env: Record<string, string>): unknown {
+    const previous = process.cwd();
+    process.chdir(scratch); // OUTPUT_DIRECTORY=./data is relative to the working directory
+    try {
+      const { config } = buildConfig({ subscriptions: EXAMPLE_SUBSCRIPTIONS }, env, EXCHANGE_REGISTRY);
+      const { env: _merged, ...settings } = config;
+      const { senderOptions: _client, ...questdb } = resolveSettings(config.questdb, config.env, log);
+      return {
+        settings,
+        parquet: parquetTuningFromEnv(config.env),
+        questdb,
+        backoff: backoffFromEnv(config.env),
+        eventLoopLagLimit: lagLimitSeconds(config.env),
+        staleness: [...stalenessWindows(config.subscriptions, config.env.XTRADER_STALENESS_WINDOWS).values()],
+      };
+    } finally {
+      process.chdir(previous);
+    }
+  }
+
+  /** A different value of the same kind: the code must react to it (a change, or a refusal). */
+  function otherValue(value: string): string {
+    if (/^\d+$/.test(value)) return String(Number(value) === 1 ? 2 : 1);
+    if (value === "true" || value === "false") return value === "true" ? "false" : "true";
+    return `${value}x`;
+  }
+
+  function reacts(name: string, value: string): boolean {
+    try {
+      return !Bun.deepEquals(effective({ [name]: value }), effective({}));
+    } catch (error) {
+      if (error instanceof UserError) return true;
+      throw error;
+    }
+  }
+
+  /**
+   * Defaults written inline where they are read (src/core/pipeline.ts, src/main.ts), with nothing to import:
+   * compared with the README's default column only.
+   */
+  const README_ONLY = ["XTRADER_SHUTDOWN_TIMEOUT_SECONDS", "XTRADER_TELEMETRY_INTERVAL_SECONDS"];
+
+  const resolvable = [...shown].filter(
+    ([name, value]) => value !== "" && !SET_BY_THE_UNIT.includes(name) && !README_ONLY.includes(name) && !(name in DECLARED_ELSEWHERE),
+  );
+
+  test.each(resolvable)("uncommenting #%s=%s changes no setting", (name, value) => {
+    expect(effective({ [name]: value })).toEqual(effective({}));
+    // And the comparison can see the variable at all (else the line above proves nothing).
+    expect(reacts(name, otherValue(value)), `${name} is not seen by the settings compared`).toBe(true);
+  });
+
+  test("defaults read by connectors are the ones they declare; the unit's own value is the unit's", () => {
+    for (const [name, value] of Object.entries(DECLARED_ELSEWHERE)) expect(shown.get(name), name).toBe(String(value));
+    const unit = readFileSync(join(ROOT, "systemd/xtrader@.service"), "utf8");
+    for (const name of SET_BY_THE_UNIT) expect(unit).toContain(`Environment=${name}=${shown.get(name)}\n`);
+  });
+
+  test("the README's default column agrees with the example", () => {
+    const rows = README.split("\n").filter((line) => line.startsWith("| `"));
+    let compared = 0;
+    for (const row of rows) {
+      const [namesCell, defaultCell] = row.slice(2).split(" | ");
+      const names = [...namesCell!.matchAll(/`([^`]+)`/g)].map((match) => match[1]!);
+      // Numbers (`4194304 (4 MiB)` is 4194304, `256 MiB` is 268435456) or backticked words, one per name.
+      const defaults = defaultCell!.split(", ").map((text) => {
+        const mebibytes = /^(\d+) MiB$/.exec(text.trim());
+        if (mebibytes) return String(Number(mebibytes[1]) * 1024 * 1024);
+        return /^`?([\w.]+)`?/.exec(text.trim())?.[1];
+      });
+      if (defaults.some((value) => value === undefined || !/^(\d+|true|false|[a-z0-9.]+)$/.test(value))) continue;
+      if (["as", "venue", "per", "Bun"].includes(defaultCell!.trim().split(/[ ']/)[0]!)) continue;
+      names.forEach((name, index) => {
+        const expected = defaults.length === 1 ? defaults[0] : defaults[index];
+        if (!shown.get(name)) return; // not in the example, or shown unset
+        expect(`${name}=${shown.get(name)}`).toBe(`${name}=${expected}`);
+        compared++;
+      });
+    }
+    expect(compared).toBeGreaterThan(10);
+    for (const name of README_ONLY) expect(defaultOf(name), name).toBe(shown.get(name)!);
+  });
+
+  test("the README's environment table names SINK, which compose and Kubernetes set", () => {
+    expect(documentedVariables).toContain("SINK");
   });
 });

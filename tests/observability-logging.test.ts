@@ -124,4 +124,46 @@ describe("JSON logs", () => {
     // Human-readable, not JSON.
     expect(() => JSON.parse(out[0]!)).toThrow();
   });
+
+  /** A logger whose stdout and stderr are one captured stream, a terminal or not. */
+  function textLogger(isTTY: boolean, env: Record<string, string> = {}) {
+    const out: string[] = [];
+    const stream = { isTTY, columns: 100, write: (chunk: string) => out.push(String(chunk)) } as unknown as NodeJS.WriteStream;
+    const logger = createConsola({ level: 3, defaults: { tag: "xtrader" }, stdout: stream, stderr: stream });
+    configureLogging(logger, { format: "text", secrets: [], env });
+    const child = logger.withTag("OKX_SWAP");
+    child.info("connected");
+    child.warn("gap on book", { subscription: "L2:OKX_SWAP@BTCUSDT" });
+    child.error("sink failed", new Error("disk on fire\nsecond line"));
+    child.info("reconnected");
+    return out.join("");
+  }
+
+  test("text not on a terminal (journald, a pipe): one line per entry, no blank line, no colour", () => {
+    const text = textLogger(false);
+    const lines = text.split("\n");
+    expect(lines.pop()).toBe("");
+    expect(lines).toHaveLength(4);
+    expect(text).not.toContain("\u001b");
+    expect(lines[0]).toBe("[info] [xtrader:OKX_SWAP] connected");
+    expect(lines[1]).toBe("[warn] [xtrader:OKX_SWAP] gap on book { subscription: 'L2:OKX_SWAP@BTCUSDT' }");
+    // The error's message and stack on the entry's one line.
+    expect(lines[2]).toStartWith("[error] [xtrader:OKX_SWAP] sink failed disk on fire | second line | at ");
+    expect(lines[3]).toBe("[info] [xtrader:OKX_SWAP] reconnected");
+  });
+
+  test("text on a terminal: consola's decoration, but one line per entry too (no blank lines around warnings)", () => {
+    const text = textLogger(true);
+    expect(text).toContain("ℹ connected");
+    const lines = text.split("\n");
+    expect(lines.pop()).toBe("");
+    expect(lines).toHaveLength(4);
+    expect(lines.filter((line) => line.trim() === "")).toEqual([]);
+    expect(lines.filter((line) => line.includes("WARN"))).toHaveLength(1);
+  });
+
+  test("text on a terminal with NO_COLOR: the plain lines", () => {
+    const withoutStack = (text: string) => text.replace(/ \| at .*/g, "");
+    expect(withoutStack(textLogger(true, { NO_COLOR: "1" }))).toBe(withoutStack(textLogger(false)));
+  });
 });

@@ -4,7 +4,7 @@
  * the torn writes a crash can add. A new sink's start() must turn each into valid files.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { appendFileSync, cpSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
+import { appendFileSync, cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { open } from "node:fs/promises";
 import { NumberColumn, PER_EVENT_COLUMNS, rowAppender, TableBuffer } from "../src/sinks/parquet/columns.ts";
@@ -31,6 +31,8 @@ import {
 afterAll(removeTempDirectories);
 
 const PARTITION = "trades/exchange=BINANCE_FUTURES/symbol=BTCUSDT/date=2026-01-05";
+/** Where the files being written of PARTITION are: the work directory at the root (layout.ts). */
+const WORK = `.inprogress/${PARTITION}`;
 const NAME = "120000-0000.parquet";
 const ids = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => `t${from + i}`);
 
@@ -174,8 +176,10 @@ describe("ParquetSink crash recovery", () => {
 
   test("a power-cut image: row groups and journaled rows come back, unflushed rows are the only loss", async () => {
     const image = await crashImage();
-    const leftovers = listFiles(join(image, PARTITION));
+    const leftovers = listFiles(join(image, WORK));
     expect(leftovers).toEqual([journalFileName(NAME), tempFileName(NAME)]);
+    // A file being written is not in its table's tree: a reader of the table sees finished files only.
+    expect(existsSync(join(image, "trades"))).toBe(false);
 
     const { sink, stats, logs } = makeSink(image);
     await sink.start();
@@ -194,13 +198,14 @@ describe("ParquetSink crash recovery", () => {
     await sink.close();
     expect(stats.errors).toBe(0);
     expect(listFiles(join(image, PARTITION))).toEqual([NAME, "120000-0001.parquet"]);
+    expect(listFiles(join(image, ".inprogress"))).toEqual([]);
     expect((await readWithHyparquet(join(image, PARTITION, NAME))).map((row) => row.id)).toEqual(ids(0, 350));
     expect(await tradeIds(image)).toEqual([...ids(0, 350), "t1000"]);
   });
 
   test("a stream left open in two date partitions (a kill around midnight) is one interrupted stream", async () => {
     const image = await crashImage();
-    cpSync(join(image, PARTITION), join(image, PARTITION.replace("date=2026-01-05", "date=2026-01-06")), { recursive: true });
+    cpSync(join(image, WORK), join(image, WORK.replace("date=2026-01-05", "date=2026-01-06")), { recursive: true });
     const { sink } = makeSink(image);
     await sink.start();
     expect(sink.recovery!.interrupted).toHaveLength(2);
@@ -272,21 +277,22 @@ describe("ParquetSink crash recovery", () => {
   test("a torn journal tail and a half-written replacement journal are ignored", async () => {
     const image = await crashImage();
     const random = seededRandom(42);
-    appendFileSync(join(image, PARTITION, journalFileName(NAME)), Uint8Array.from({ length: 37 }, () => Math.floor(random() * 256)));
-    writeFileSync(join(image, PARTITION, nextJournalFileName(NAME)), "half a journal");
+    appendFileSync(join(image, WORK, journalFileName(NAME)), Uint8Array.from({ length: 37 }, () => Math.floor(random() * 256)));
+    writeFileSync(join(image, WORK, nextJournalFileName(NAME)), "half a journal");
     const { sink, logs } = makeSink(image);
     await sink.start();
     await sink.close();
     expect(sink.recovery!.recoveredRows).toBe(350);
     expect(logs.some((line) => line.startsWith("warn:") && line.includes("37 byte(s)"))).toBe(true);
     expect(listFiles(join(image, PARTITION))).toEqual([NAME]);
+    expect(listFiles(join(image, ".inprogress"))).toEqual([]);
     expect(await tradeIds(image)).toEqual(ids(0, 350));
   });
 
   test("bytes of a row group the journal never recorded are cut off", async () => {
     const image = await crashImage();
     // A crash after a row group's bytes hit the disk but before the journal was replaced.
-    appendFileSync(join(image, PARTITION, tempFileName(NAME)), new Uint8Array(5000).fill(7));
+    appendFileSync(join(image, WORK, tempFileName(NAME)), new Uint8Array(5000).fill(7));
     const { sink } = makeSink(image);
     await sink.start();
     await sink.close();
@@ -296,7 +302,7 @@ describe("ParquetSink crash recovery", () => {
 
   test("a temporary file shorter than its journal says: journaled rows recovered, lost row groups reported", async () => {
     const image = await crashImage();
-    truncateSync(join(image, PARTITION, tempFileName(NAME)), 100);
+    truncateSync(join(image, WORK, tempFileName(NAME)), 100);
     const { sink, logs } = makeSink(image);
     await sink.start();
     await sink.close();
@@ -309,16 +315,18 @@ describe("ParquetSink crash recovery", () => {
   test("leftovers beside a file that was already named are removed; the file is untouched", async () => {
     const image = await crashImage();
     const partition = join(image, PARTITION);
-    const journal = readFileSync(join(partition, journalFileName(NAME)));
-    const temp = readFileSync(join(partition, tempFileName(NAME)));
+    const work = join(image, WORK);
+    const journal = readFileSync(join(work, journalFileName(NAME)));
+    const temp = readFileSync(join(work, tempFileName(NAME)));
     // Recover once to get the complete file, then put the leftovers back: a crash right after link().
     const first = makeSink(image);
     await first.sink.start();
     await markInterrupted(first.sink);
     await first.sink.close();
     const complete = readFileSync(join(partition, NAME));
-    writeFileSync(join(partition, journalFileName(NAME)), journal);
-    writeFileSync(join(partition, tempFileName(NAME)), temp);
+    mkdirSync(work, { recursive: true }); // the start removed it, empty
+    writeFileSync(join(work, journalFileName(NAME)), journal);
+    writeFileSync(join(work, tempFileName(NAME)), temp);
 
     const second = makeSink(image);
     await second.sink.start();
@@ -327,7 +335,31 @@ describe("ParquetSink crash recovery", () => {
     // The run died after the file was complete: none of its rows can be missing, so no gap is asked for.
     expect(second.sink.interruptedStreams()).toEqual([]);
     expect(listFiles(partition)).toEqual([NAME]);
+    expect(listFiles(join(image, ".inprogress"))).toEqual([]);
     expect(readFileSync(join(partition, NAME)).equals(complete)).toBe(true);
+  });
+
+  test("leftovers an earlier build kept beside the final name are recovered the same way", async () => {
+    const image = await crashImage();
+    const partition = join(image, PARTITION);
+    mkdirSync(partition, { recursive: true });
+    for (const name of [journalFileName(NAME), tempFileName(NAME)]) renameSync(join(image, WORK, name), join(partition, name));
+    rmSync(join(image, ".inprogress"), { recursive: true });
+    const { sink, stats } = makeSink(image);
+    await sink.start();
+    expect(sink.recovery).toEqual({
+      recoveredFiles: [join(partition, NAME)],
+      recoveredRows: 350,
+      lostRows: 0,
+      unrecoverable: [],
+      interrupted: [{ table: "trades", exchange: "BINANCE_FUTURES", symbol: "BTCUSDT" }],
+    });
+    expect(sink.interruptedStreams()).toEqual([{ exchange: "BINANCE_FUTURES", symbol: "BTCUSDT", stream: "TRADES" }]);
+    await sink.write([tradeAt(1000)]);
+    await sink.close();
+    expect(stats.errors).toBe(0);
+    expect(listFiles(partition)).toEqual([NAME, "120000-0001.parquet"]);
+    expect(await tradeIds(image)).toEqual([...ids(0, 350), "t1000"]);
   });
 
   test("what cannot be read is kept aside and reported, and empty leftovers are cleaned up", async () => {
@@ -341,7 +373,8 @@ describe("ParquetSink crash recovery", () => {
     await clean.sink.start();
     expect(clean.sink.interruptedStreams()).toEqual([]); // after a clean stop, nothing to mark
     await clean.sink.close();
-    // A temporary file with no journal and no footer, and a file whose creation died before its header.
+    // Where earlier builds kept them, beside the final names: a temporary file with no journal and no
+    // footer, and a file whose creation died before its header.
     writeFileSync(join(partition, tempFileName("120000-0005.parquet")), "PAR1 and then nothing useful");
     writeFileSync(join(partition, journalFileName("120000-0006.parquet")), new Uint8Array([1, 2, 3]));
     writeFileSync(join(partition, tempFileName("120000-0006.parquet")), "PAR1");

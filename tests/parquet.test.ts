@@ -394,10 +394,10 @@ describe("PartFile sealing", () => {
     await file.sync(8, false); // writes the group (its record takes t0..t4 from the journal), journals t8, t9
     expect(file.notDurableRows).toBe(0);
     // What a crash now would recover: one row group in the file and exactly t8, t9 pending in the journal.
-    const journal = readJournal(readFileSync(join(file.directory, journalFileName(file.finalName!))));
+    const journal = readJournal(readFileSync(join(file.workDirectory, journalFileName(file.finalName!))));
     expect(journal.rowGroups.map((group) => group.journaled)).toEqual([5]);
     const pending = new TableBuffer(TABLES.trades, { exchange: "BINANCE_FUTURES", symbol: "BTCUSDT" });
-    decodeRows(readFileSync(join(file.directory, journalFileName(file.finalName!))), journal.rows, pending, journal.skipRows);
+    decodeRows(readFileSync(join(file.workDirectory, journalFileName(file.finalName!))), journal.rows, pending, journal.skipRows);
     expect(pending.column("id", StringColumn).head(0, pending.rows).slice(0, pending.rows)).toEqual(["t8", "t9"]);
     await file.close(8);
     expect((await readWithHyparquet(file.finalPath!)).map((row) => row.id)).toEqual(Array.from({ length: 10 }, (_, i) => `t${i}`));

@@ -5,7 +5,7 @@
  * Chromium and looked at pixel by pixel.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { closeSync, cpSync, mkdirSync, openSync, readFileSync, truncateSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, cpSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, truncateSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { gapEvent, type MarketEvent } from "../src/core/events.ts";
 import { buildReport, SILENCE_MICROS, type Report, type StreamReport } from "../src/report/coverage.ts";
@@ -254,6 +254,32 @@ describe("the numbers", () => {
       });
       expect(footer.keyValue.get("xtrader.table")).toBe(path.split("/")[0]);
     }
+  });
+});
+
+describe("a live directory (the copy was taken with the 18:00 trades file open)", () => {
+  const OPEN_PARTITION = "trades/exchange=BINANCE_FUTURES/symbol=BTCUSDT/date=2026-01-05";
+  const OPEN_NAME = "180000-0000.parquet";
+
+  test("the table trees hold finished files only: a directory listing and DuckDB's glob of every file read them all", async () => {
+    const files = listFiles(join(directory, "trades"));
+    expect(files.filter((path) => !path.endsWith(".parquet") || path.split("/").at(-1)!.startsWith("."))).toEqual([]);
+    expect(listFiles(join(directory, ".inprogress"))).toEqual([`${OPEN_PARTITION}/${journalFileName(OPEN_NAME)}`, `${OPEN_PARTITION}/${tempFileName(OPEN_NAME)}`]);
+    // The glob that failed on journals ('No magic bytes found'): every file under the table, no suffix.
+    const [everything] = await query(`SELECT count(*) AS rows FROM read_parquet('${directory}/trades/**/*')`);
+    expect(Number(everything!.rows)).toBe(streamOf(TRADES).rows);
+  });
+
+  test("a file left open where earlier builds kept it (beside its final name) is still reported open", async () => {
+    const old = tempDirectory("xtrader-report-");
+    cpSync(directory, old, { recursive: true });
+    for (const name of [journalFileName(OPEN_NAME), tempFileName(OPEN_NAME)]) {
+      renameSync(join(old, ".inprogress", OPEN_PARTITION, name), join(old, OPEN_PARTITION, name));
+    }
+    rmSync(join(old, ".inprogress"), { recursive: true });
+    const opened = (await scanDirectory(old)).open.map((file) => file.path);
+    expect(opened).toEqual([`${OPEN_PARTITION}/${OPEN_NAME}`]);
+    expect((await scanDirectory(directory)).open.map((file) => file.path)).toEqual(opened);
   });
 });
 

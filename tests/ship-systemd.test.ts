@@ -3,7 +3,7 @@
  * installed result), and the example environment file, which must document every variable xtrader reads.
  */
 import { describe, expect, test } from "bun:test";
-import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync, statSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import packageJson from "../package.json" with { type: "json" };
 import { buildConfig } from "../src/cli/config.ts";
@@ -118,6 +118,11 @@ describe("xtrader@.service", () => {
     const root = temporaryRoot();
     expect(install(root, ensureBinary(), "verify", "TRADES:BINANCE_FUTURES@BTCUSDT").exitCode).toBe(0);
     addDistributionUnits(root);
+    // ExecReload's kill comes with the distribution (procps, on every systemd host), as the units above do.
+    const reload = unitValues(unit, "Service", "ExecReload");
+    expect(reload).toEqual(["/bin/kill -HUP $MAINPID"]);
+    mkdirSync(join(root, "bin"), { recursive: true });
+    cpSync("/bin/kill", join(root, "bin/kill"));
     const result = run(["systemd-analyze", "verify", "--man=no", `--root=${root}`, "xtrader@verify.service"]);
     expect(result.stderr).toBe("");
     expect(result.exitCode).toBe(0);

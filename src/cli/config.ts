@@ -7,9 +7,11 @@
 import { defineCommand, parseArgs, renderUsage, type ArgsDef } from "citty";
 import { existsSync, mkdirSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { stripVTControlCharacters } from "node:util";
 import * as v from "valibot";
 import { EXCHANGE_REGISTRY } from "../connectors/index.ts";
 import { SINKS, type Config } from "../core/config.ts";
+import { colourWanted } from "../observability/logging.ts";
 import type { ExchangeId } from "../core/events.ts";
 import { UserError } from "../core/errors.ts";
 import { parseRustLog } from "../core/log.ts";
@@ -89,9 +91,10 @@ export const command = defineCommand({
   args: ARGS,
 });
 
-export async function usage(): Promise<string> {
+/** The help text; colour codes only for a terminal without NO_COLOR (`--help | less`, `> file` get none). */
+export async function usage(colour = colourWanted(process.stdout)): Promise<string> {
   const text = await renderUsage(command);
-  return `${text}\n\n${ENVIRONMENT_HELP}`;
+  return `${colour ? text : stripVTControlCharacters(text)}\n\n${ENVIRONMENT_HELP}`;
 }
 
 const ENVIRONMENT_HELP = `Environment (a .env file in the working directory is loaded; real variables win):

@@ -17,6 +17,11 @@ export interface Sink {
   /** Pushes buffered rows to their destination. */
   flush(): Promise<void>;
   /**
+   * Finishes every open file now (SIGHUP), so readers see what the sink holds; the next rows start new
+   * files. Sinks without files (QuestDB) do not have it: flush() serves instead.
+   */
+  closeOpenFiles?(): Promise<{ readonly closed: number; readonly pending: number }>;
+  /**
    * Flushes and closes; every file is complete afterwards. Resolves with what could not be delivered:
    * the pipeline's stop reports it and exits non-zero when rows were lost. Idempotent.
    */

@@ -1,5 +1,5 @@
 /**
- * Log output: `--log-format text` (default, consola's human-readable lines) or `json` (LOG_FORMAT=json),
+ * Log output: `--log-format text` (default, human-readable lines) or `json` (LOG_FORMAT=json),
  * one JSON object per line for log shippers:
  *   {"time":"2026-01-02T03:04:05.678Z","level":"warn","message":"...","component":"xtrader:OKX_SWAP",...fields}
  * `level` is error|warn|info|debug|trace; `component` is the logger's tag; fields come from plain objects
@@ -7,12 +7,16 @@
  * In json mode every line goes to stdout, so stdout is nothing but JSON (stderr keeps only the one-line
  * startup errors of exit code 2).
  *
+ * Text is one line per entry, always (a multi-line message or an error's stack joined with ` | `): journald
+ * makes every line an entry, so a blank line or a stack spread over lines would be entries of their own. Colours and consola's decoration only where the line goes to a
+ * terminal and NO_COLOR is not set (https://no-color.org); elsewhere `[warn] [xtrader:OKX_SWAP] message`.
+ *
  * Secrets are masked in both formats as a last line of defence (callers must not log them in the first
  * place): every value of a secret-looking environment variable (…SECRET, …PASSWORD, …TOKEN, …API_KEY…)
  * and the password/token values inside QDB_CLIENT_CONF are replaced by [REDACTED] wherever they appear,
  * and fields with secret-looking names are redacted whatever their value.
  */
-import type { ConsolaReporter, LogObject } from "consola";
+import { createConsola, type ConsolaReporter, type LogObject } from "consola";
 import type { Config } from "../core/config.ts";
 import type { Logger } from "../core/log.ts";
 
@@ -110,11 +114,44 @@ export function jsonLogLine(logObj: LogObject, secrets: readonly string[]): stri
   }
 }
 
+/** Colour and decoration for `stream`: only a terminal, and not when NO_COLOR is set (https://no-color.org). */
+export function colourWanted(stream: { readonly isTTY?: boolean }, env: Record<string, string | undefined> = process.env): boolean {
+  return stream.isTTY === true && !env.NO_COLOR;
+}
+
+/** Lines of a multi-line entry (an error's stack, a multi-line message) joined into one. */
+function oneLine(text: string): string {
+  return text
+    .split("\n")
+    .map((line) => line.trim())
+    .filter((line) => line !== "")
+    .join(" | ");
+}
+
+interface TextReporter {
+  formatLogObj(logObj: LogObject, options: Record<string, unknown>): string;
+}
+
+/** consola's own formatter: fancy (colours, icons, badges) or basic (`[type] [tag] message`). */
+function reporterOf(fancy: boolean): TextReporter {
+  const options = { fancy } as Parameters<typeof createConsola>[0];
+  return createConsola(options).options.reporters[0] as unknown as TextReporter;
+}
+
+/** A writable stream as consola's reporters see it. */
+export interface LogStream {
+  readonly isTTY?: boolean;
+  readonly columns?: number;
+  write(text: string): unknown;
+}
+
 export interface LoggingOptions {
   readonly format: "text" | "json";
   readonly secrets: readonly string[];
   /** Where JSON lines go (default stdout). */
   readonly write?: (line: string) => void;
+  /** Text format: the environment that may set NO_COLOR (default process.env). */
+  readonly env?: Record<string, string | undefined>;
 }
 
 /**
@@ -128,10 +165,20 @@ export function configureLogging(logger: Logger, options: LoggingOptions): void 
     logger.setReporters([{ log: (logObj) => write(`${jsonLogLine(logObj, secrets)}\n`) }]);
     return;
   }
-  if (secrets.length === 0) return;
-  const reporters: ConsolaReporter[] = logger.options.reporters.map((reporter) => ({
-    log: (logObj, context) =>
-      reporter.log({ ...logObj, args: logObj.args.map((arg) => maskValue(arg, secrets)) }, context),
-  }));
-  logger.setReporters(reporters);
+  const env = options.env ?? process.env;
+  const fancy = reporterOf(true);
+  const plain = reporterOf(false);
+  const reporter: ConsolaReporter = {
+    log: (logObj, context) => {
+      // consola's routing: warnings and errors (levels 0 and 1) to the logger's stderr, the rest to stdout.
+      const stream: LogStream = (logObj.level < 2 ? context.options.stderr : context.options.stdout) ?? process.stdout;
+      const masked = secrets.length === 0 ? logObj : { ...logObj, args: logObj.args.map((arg) => maskValue(arg, secrets)) };
+      // consola's fancy reporter wraps warnings and errors in blank lines: oneLine drops them.
+      const text = oneLine(
+        colourWanted(stream, env) ? fancy.formatLogObj(masked, { columns: stream.columns ?? 0 }) : plain.formatLogObj(masked, { columns: 0 }),
+      );
+      stream.write(`${text}\n`);
+    },
+  };
+  logger.setReporters([reporter]);
 }

@@ -1,15 +1,16 @@
 /**
  * What an output directory holds, read without scanning the data: every finished file's footer (rows and
  * receive-time bounds per row group), every row of the `gaps` table (small: one row per fault), the files
- * still open (a journal or temporary file beside a final name that does not exist yet) and anything that
- * could not be read. Layout: docs/sinks/parquet.md.
+ * still open (a journal or temporary file in the work directory `DIR/.inprogress/`, or beside the final name
+ * where earlier builds kept them, whose final name does not exist yet) and anything that could not be
+ * read. Layout: docs/sinks/parquet.md.
  */
-import { readdirSync, readFileSync, statSync, type Dirent } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync, type Dirent } from "node:fs";
 import { join, relative } from "node:path";
 import { parquetReadObjects } from "hyparquet";
 import type { Stream } from "../core/events.ts";
 import { UserError, errorMessage } from "../core/errors.ts";
-import { decodePartitionValue, parseInProgressName } from "../sinks/parquet/layout.ts";
+import { decodePartitionValue, IN_PROGRESS_DIRECTORY, parseInProgressName } from "../sinks/parquet/layout.ts";
 import { STREAM_OF_TABLE, TABLE_NAMES, type TableName } from "../core/tables.ts";
 import { readFooter } from "./footer.ts";
 
@@ -37,7 +38,7 @@ export interface GapRow {
 }
 
 export interface OpenFile {
-  /** The final name's path relative to the root (the file itself is hidden beside it). */
+  /** The final name's path relative to the root (the file itself is in the work directory). */
   readonly path: string;
   readonly table: TableName;
   readonly exchange: string;
@@ -89,31 +90,37 @@ export async function scanDirectory(root: string): Promise<Scan> {
     throw new UserError(`cannot read output directory '${root}': ${(error as NodeJS.ErrnoException).code ?? errorMessage(error)}`);
   }
   if (!stats.isDirectory()) throw new UserError(`'${root}' is not a directory; expected an xtrader output directory (--output-directory)`);
-  const tables = TABLE_NAMES.filter((table) => isDirectory(join(root, table)));
+  const workRoot = join(root, IN_PROGRESS_DIRECTORY);
+  // In the first interval of a new directory only the work directory has a table yet.
+  const tables = TABLE_NAMES.filter((table) => isDirectory(join(root, table)) || isDirectory(join(workRoot, table)));
   if (tables.length === 0) {
     throw new UserError(`'${root}' is not an xtrader output directory: it has none of the table directories ${TABLE_NAMES.join(", ")}`);
   }
   const scan: Scan = { root, files: 0, streams: new Map(), gaps: [], open: [], unreadable: [] };
   const openPaths = new Set<string>();
   for (const table of tables) {
-    for (const partition of partitions(scan, table)) {
-      const names = new Set(partition.entries.map((entry) => entry.name));
-      for (const entry of partition.entries) {
-        if (!entry.isFile()) continue;
-        const path = join(partition.directory, entry.name);
-        const inProgress = parseInProgressName(entry.name);
-        if (inProgress) {
-          // A replacement beside its journal is the same file; beside its final name, a close in progress.
-          if (inProgress.kind === "journal.next" || names.has(inProgress.finalName)) continue;
-          const finalPath = relative(root, join(partition.directory, inProgress.finalName));
-          if (openPaths.has(finalPath)) continue;
-          openPaths.add(finalPath);
-          scan.open.push({ path: finalPath, table, exchange: partition.exchange, symbol: partition.symbol, openedAt: openedAt(partition.date, inProgress.finalName) });
-        } else if (entry.name.endsWith(".unrecoverable")) {
-          scan.unreadable.push({ path: relative(root, path), reason: "left by a killed run and could not be recovered (kept for inspection)" });
-        } else if (entry.name.endsWith(".parquet")) {
-          if (table === "gaps") await readGaps(scan, path);
-          else readDataFile(scan, table, partition, path);
+    for (const base of [root, workRoot]) {
+      for (const partition of partitions(scan, base, table)) {
+        const finalDirectory = join(root, relative(base, partition.directory));
+        const names = new Set(partition.entries.map((entry) => entry.name));
+        for (const entry of partition.entries) {
+          if (!entry.isFile()) continue;
+          const path = join(partition.directory, entry.name);
+          const inProgress = parseInProgressName(entry.name);
+          if (inProgress) {
+            // A replacement beside its journal is the same file; beside its final name, a close in progress.
+            if (inProgress.kind === "journal.next") continue;
+            if (base === root ? names.has(inProgress.finalName) : existsSync(join(finalDirectory, inProgress.finalName))) continue;
+            const finalPath = relative(root, join(finalDirectory, inProgress.finalName));
+            if (openPaths.has(finalPath)) continue;
+            openPaths.add(finalPath);
+            scan.open.push({ path: finalPath, table, exchange: partition.exchange, symbol: partition.symbol, openedAt: openedAt(partition.date, inProgress.finalName) });
+          } else if (entry.name.endsWith(".unrecoverable")) {
+            scan.unreadable.push({ path: relative(root, path), reason: "left by a killed run and could not be recovered (kept for inspection)" });
+          } else if (entry.name.endsWith(".parquet") && base === root) {
+            if (table === "gaps") await readGaps(scan, path);
+            else readDataFile(scan, table, partition, path);
+          }
         }
       }
     }
@@ -131,9 +138,10 @@ interface Partition {
 
 const DATE = /^\d{4}-\d{2}-\d{2}$/;
 
-/** DIR/<table>/exchange=*\/symbol=*\/date=*, in name order. */
-function* partitions(scan: Scan, table: TableName): Generator<Partition> {
-  for (const exchangeDirectory of subdirectories(scan, join(scan.root, table), "exchange=")) {
+/** BASE/<table>/exchange=*\/symbol=*\/date=*, in name order (BASE: the root or its work directory). */
+function* partitions(scan: Scan, base: string, table: TableName): Generator<Partition> {
+  if (!isDirectory(join(base, table))) return;
+  for (const exchangeDirectory of subdirectories(scan, join(base, table), "exchange=")) {
     for (const symbolDirectory of subdirectories(scan, exchangeDirectory.path, "symbol=")) {
       for (const dateDirectory of subdirectories(scan, symbolDirectory.path, "date=")) {
         let exchange: string;

@@ -128,9 +128,9 @@ describe("sink faults (Parquet)", () => {
       await venues.run(600);
       await venues.barrier();
       await Bun.sleep(300); // several flush intervals (100 ms): every stream has a file on disk
-      // The streams with a file open (its journal beside it) when the directory goes.
+      // The streams with a file open (its journal in the work directory) when the directory goes.
       const open = new Set(
-        listFiles(running.dataDirectory)
+        listFiles(join(running.dataDirectory, ".inprogress"))
           .filter((name) => name.endsWith(".journal") && !name.startsWith("gaps/"))
           .map((name) => {
             const [table, exchange, symbol] = name.split("/").map((part) => decodePartitionValue(part.slice(part.indexOf("=") + 1)));

@@ -191,7 +191,10 @@ export interface Output {
   readonly gaps: Row[];
   readonly funding: Row[];
   readonly liquidations: Row[];
-  /** Hidden leftovers (`.x.tmp`, `.x.journal`, ...) relative to the output directory. */
+  /**
+   * Hidden leftovers (`.x.tmp`, `.x.journal`, ...): those of the work directory `.inprogress/` by their path
+   * under it (`trades/exchange=.../.x.journal`), others relative to the output directory.
+   */
   readonly leftovers: string[];
   /** Complete data files relative to the output directory. */
   readonly files: string[];
@@ -242,7 +245,8 @@ export async function readParquetOutput(root: string): Promise<Output> {
   }
   return output(
     tables,
-    files.filter((path) => path.split("/").at(-1)!.startsWith(".")),
+    // Files being written are in the work directory under their table's relative path: named by that path.
+    files.filter((path) => path.split("/").at(-1)!.startsWith(".")).map((path) => path.replace(/^\.inprogress\//, "")),
     files.filter((path) => path.endsWith(".parquet") && !path.split("/").at(-1)!.startsWith(".")),
   );
 }

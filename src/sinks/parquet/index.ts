@@ -1,6 +1,7 @@
 /**
  * The Parquet sink: one table per stream, Hive-partitioned by exchange, symbol and UTC date, rotated at
- * interval boundaries and row/byte limits, crash-safe through a journal beside every open file.
+ * interval boundaries and row/byte limits, crash-safe through a journal with every open file (both in
+ * DIR/.inprogress, out of the table trees).
  * Layout, types, durability and recovery: docs/sinks/parquet.md.
  *
  * Rows are appended to per-file column buffers on the hot path; a timer makes them durable every flush
@@ -212,6 +213,25 @@ export class ParquetSink implements Sink {
       await Promise.all([...this.inFlight.values()]);
     }
     this.recordFlush();
+  }
+
+  /**
+   * Closes every open file now (SIGHUP): what the sink holds becomes finished files that readers see,
+   * without waiting for the rotation; the next rows start new files. Resolves with how many files were
+   * closed and how many are still closing (a disk fault: retried by the tick, as at a rotation).
+   */
+  async closeOpenFiles(): Promise<{ readonly closed: number; readonly pending: number }> {
+    if (this.closed) return { closed: 0, pending: 0 };
+    const files = [...this.openFiles()];
+    for (const file of files) this.retire(file);
+    // A file with a step running when it was retired starts its close after that step.
+    for (let round = 0; round < 3 && files.some((file) => this.closing.has(file)); round++) {
+      await Promise.all(files.map((file) => this.inFlight.get(file)));
+      for (const file of files) if (this.closing.has(file)) this.launchClose(file);
+      await Promise.all(files.map((file) => this.inFlight.get(file)));
+    }
+    const pending = files.filter((file) => this.closing.has(file)).length;
+    return { closed: files.length - pending, pending };
   }
 
   close(): Promise<CloseReport> {

@@ -1,6 +1,6 @@
 /**
- * The journal kept beside every file being written: what a later start needs to turn a killed run's
- * temporary file into valid Parquet.
+ * The journal kept with every file being written (in the work directory, layout.ts): what a later start
+ * needs to turn a killed run's temporary file into valid Parquet.
  *
  * A journal is a sequence of records, each `[u32 payload length][u32 CRC-32 of payload][payload]`, the
  * payload starting with a kind byte:
@@ -50,7 +50,7 @@ export interface JournalHeader {
   readonly symbol: string;
   readonly columns: readonly Column[];
   readonly codec: string;
-  /** The data file's name in its partition directory (the journal sits beside it). */
+  /** The data file's final name in its partition directory (the journal sits in the matching work directory). */
   readonly finalName: string;
   /** When the file was opened, integer µs. */
   readonly openedAt: number;

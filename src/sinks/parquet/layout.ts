@@ -8,10 +8,23 @@
  * (Hive's convention: DuckDB, Polars and pyarrow decode `%XX` in partition values), so any symbol maps
  * to a safe directory name and back.
  *
- * A file being written lives beside its final name as `.<name>.tmp`, with its journal `.<name>.journal`;
- * the leading dot and the suffix keep both out of `*.parquet` globs and out of readers' directory scans.
+ * A file being written lives outside the table trees, in one hidden work directory at the output root,
+ * under the same relative path: `DIR/.inprogress/<table>/.../.<name>.tmp` with its journal
+ * `.<name>.journal`. Any read of a table, by directory (Polars `scan_parquet("data/trades/")`, pandas) or
+ * by glob (DuckDB's `read_parquet` of every file under a table), sees finished files only; the work
+ * directory is not under any table. At close the finished file is linked to its final name in the table
+ * tree (the same file system, so the link is atomic). Earlier builds kept the two files beside the final
+ * name; recovery still looks there too.
  */
-import { join } from "node:path";
+import { join, relative } from "node:path";
+
+/** The hidden work directory at the output root that holds every file being written. */
+export const IN_PROGRESS_DIRECTORY = ".inprogress";
+
+/** Where the files being written of a partition directory live (the same path under the work directory). */
+export function inProgressDirectory(root: string, partition: string): string {
+  return join(root, IN_PROGRESS_DIRECTORY, relative(root, partition));
+}
 
 /** Bytes kept as they are in a partition value; everything else becomes %XX of its UTF-8 bytes. */
 const SAFE_BYTE = /^[A-Za-z0-9_.-]$/;

@@ -17,6 +17,8 @@
  * 4. close: the remaining rows as row groups and the footer are written in one go, the file fsync'ed and
  *    hard-linked to its final name (a link never replaces an existing file), then the temporary file and
  *    the journal are removed. Until the link exists the journal still describes a valid prefix.
+ * The temporary file and the journal live in the work directory (layout.ts, `DIR/.inprogress/...`), the
+ * final name in the table tree, so readers of a table never meet a file being written.
  */
 import { link, mkdir, open, readdir, rename, stat, unlink, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
@@ -38,6 +40,7 @@ import {
 } from "./journal.ts";
 import {
   dataFileName,
+  inProgressDirectory,
   journalFileName,
   nextCounter,
   nextJournalFileName,
@@ -66,9 +69,10 @@ export interface PartFileOptions {
   readonly integerReport: IntegerReport;
   /** Hands out file counters in the order files were started (absent in recovery, which never creates). */
   readonly names?: NameAllocator;
-  /** Recovery only: the columns and directory recorded by the killed run. */
+  /** Recovery only: the columns and directory recorded by the killed run, and where its leftovers are. */
   readonly columns?: readonly Column[];
   readonly directory?: string;
+  readonly workDirectory?: string;
   /** Journal size past which it is rewritten instead of appended to (default JOURNAL_REPLACE_BYTES; tests lower it). */
   readonly journalReplaceBytes?: number;
   /** Rows per row group the sink seals at, so column buffers are sized for no more (absent: they just grow). */
@@ -104,6 +108,8 @@ export class PartFile {
   /** Files are numbered in the order they were started (two can share an opening time). */
   readonly order = ++filesStarted;
   readonly directory: string;
+  /** Where the temporary file and the journal are (layout.ts): outside the table tree. */
+  readonly workDirectory: string;
   readonly rotateAt: number;
   /** The final file name, chosen when the file is created on disk. */
   finalName: string | undefined;
@@ -167,7 +173,9 @@ export class PartFile {
     const { root, table, exchange, symbol, openedAt, codec } = options;
     this.rotateAt = options.rotateAt;
     this.directory = options.directory ?? partitionDirectory(root, table, exchange, symbol, utcParts(openedAt).date);
-    this.reservedCounter = options.names?.reserve(`${table}/${exchange}/${symbol}`, this.directory, utcParts(openedAt).time);
+    // A directory given as is (recovery of an earlier build's leftovers) holds the file's leftovers too.
+    this.workDirectory = options.workDirectory ?? (options.directory ?? inProgressDirectory(root, this.directory));
+    this.reservedCounter = options.names?.reserve(`${table}/${exchange}/${symbol}`, this.directory, this.workDirectory, utcParts(openedAt).time);
     // A failed reservation is retried by create(); do not let it surface as an unhandled rejection.
     this.reservedCounter?.catch(() => undefined);
     const columns = options.columns ?? TABLES[table];
@@ -341,7 +349,7 @@ export class PartFile {
     if (!this.finalName || !this.journal) return false;
     try {
       this.journalIdentity ??= identityOf(await this.journal.stat({ bigint: true }));
-      const atPath = identityOf(await stat(join(this.directory, journalFileName(this.finalName)), { bigint: true }));
+      const atPath = identityOf(await stat(join(this.workDirectory, journalFileName(this.finalName)), { bigint: true }));
       return atPath.dev === this.journalIdentity.dev && atPath.ino === this.journalIdentity.ino;
     } catch (error) {
       const code = errorCode(error);
@@ -362,10 +370,10 @@ export class PartFile {
       await this.abandon();
       if (!remove) return;
       await Promise.all([
-        unlink(join(this.directory, tempFileName(this.finalName!))).catch(ignoreMissing),
-        unlink(join(this.directory, journalFileName(this.finalName!))).catch(ignoreMissing),
+        unlink(join(this.workDirectory, tempFileName(this.finalName!))).catch(ignoreMissing),
+        unlink(join(this.workDirectory, journalFileName(this.finalName!))).catch(ignoreMissing),
       ]);
-      await syncDirectory(this.directory);
+      await syncDirectory(this.workDirectory);
     });
   }
 
@@ -397,23 +405,23 @@ export class PartFile {
   /** Creates the journal and the temporary file under the first free name. */
   private async create(): Promise<void> {
     const time = utcParts(this.options.openedAt).time;
-    await mkdir(this.directory, { recursive: true });
+    await mkdir(this.workDirectory, { recursive: true });
     const reserved = this.reservedCounter;
     this.reservedCounter = undefined;
     let counter = reserved ? await reserved.catch(() => undefined) : undefined;
-    counter ??= nextCounter(await readdir(this.directory), time);
+    counter ??= nextCounter(await namesIn(this.directory, this.workDirectory), time);
     for (;;) {
       const finalName = dataFileName(time, counter);
       let journal: FileHandle | undefined;
       let dataFile: FileHandle | undefined;
       try {
-        journal = await open(join(this.directory, journalFileName(finalName)), "wx");
-        dataFile = await open(join(this.directory, tempFileName(finalName)), "wx");
+        journal = await open(join(this.workDirectory, journalFileName(finalName)), "wx");
+        dataFile = await open(join(this.workDirectory, tempFileName(finalName)), "wx");
         const header = headerRecord({ ...this.header, finalName });
         await writeAll(journal, header, 0);
         await journal.datasync();
         await writeAll(dataFile, MAGIC, 0);
-        await syncDirectory(this.directory);
+        await syncDirectory(this.workDirectory);
         this.finalName = finalName;
         this.journal = journal;
         this.dataFile = dataFile;
@@ -428,8 +436,8 @@ export class PartFile {
       } catch (error) {
         await journal?.close().catch(() => undefined);
         await dataFile?.close().catch(() => undefined);
-        if (journal) await unlink(join(this.directory, journalFileName(finalName))).catch(() => undefined);
-        if (dataFile) await unlink(join(this.directory, tempFileName(finalName))).catch(() => undefined);
+        if (journal) await unlink(join(this.workDirectory, journalFileName(finalName))).catch(() => undefined);
+        if (dataFile) await unlink(join(this.workDirectory, tempFileName(finalName))).catch(() => undefined);
         // Another writer took this name between readdir and open: take the next one.
         if (errorCode(error) === "EEXIST") {
           counter++;
@@ -630,7 +638,7 @@ export class PartFile {
 
   /** Writes a complete new journal beside the current one and renames it over. */
   private async replaceJournal(records: readonly Uint8Array[]): Promise<void> {
-    const nextPath = join(this.directory, nextJournalFileName(this.finalName!));
+    const nextPath = join(this.workDirectory, nextJournalFileName(this.finalName!));
     const next = await open(nextPath, "w");
     let length = 0;
     try {
@@ -639,7 +647,7 @@ export class PartFile {
         length += record.length;
       }
       await next.datasync();
-      await rename(nextPath, join(this.directory, journalFileName(this.finalName!)));
+      await rename(nextPath, join(this.workDirectory, journalFileName(this.finalName!)));
     } catch (error) {
       await next.close().catch(() => undefined);
       await unlink(nextPath).catch(() => undefined);
@@ -649,7 +657,7 @@ export class PartFile {
     this.journal = next;
     this.journalIdentity = undefined; // taken from the new handle by the next check
     this.journalLength = length;
-    await syncDirectory(this.directory);
+    await syncDirectory(this.workDirectory);
   }
 
   /** Every pending row as row groups (rows stay in the buffer until written), then the footer. */
@@ -719,7 +727,7 @@ export class PartFile {
    */
   private async finish(rowGroupRows: number): Promise<void> {
     const finalName = this.finalName!;
-    const tempPath = join(this.directory, tempFileName(finalName));
+    const tempPath = join(this.workDirectory, tempFileName(finalName));
     if (!this.footerWritten) {
       // Tables hyparquet-writer encodes (nullable columns: funding, a trickle) take the per-row-group path.
       if (!this.encodesFast) {
@@ -746,20 +754,23 @@ export class PartFile {
       this.oldestPendingAt = 0;
     }
     if (!this.linked) {
+      await mkdir(this.directory, { recursive: true });
       this.finalName = await linkUnderFreeName(this.directory, tempPath, finalName);
+      // The name is made durable before the journal goes (they are in different directories).
+      await syncDirectory(this.directory);
       this.linked = true;
     }
-    // The two removals are independent (both made durable by the directory sync): at a shutdown or a
+    // The two removals are independent, and need no sync of their own: a crash that undoes them leaves
+    // leftovers beside a complete file, which the next start only removes (recovery.ts). At a shutdown or a
     // rotation every file queues its steps on the same thread pool, so fewer steps in a row end sooner.
     const journal = this.journal;
     this.journal = undefined;
     await Promise.all([
       unlink(tempPath).catch(ignoreMissing),
       (journal ? journal.close().catch(() => undefined) : Promise.resolve()).then(() =>
-        unlink(join(this.directory, journalFileName(finalName))).catch(ignoreMissing),
+        unlink(join(this.workDirectory, journalFileName(finalName))).catch(ignoreMissing),
       ),
     ]);
-    await syncDirectory(this.directory);
     this.state = "closed";
   }
 
@@ -835,9 +846,9 @@ const encodeTurns = new EncodeTurns();
 export class NameAllocator {
   private readonly last = new Map<string, { directory: string; time: string; counter: Promise<number> }>();
 
-  reserve(partition: string, directory: string, time: string): Promise<number> {
+  reserve(partition: string, directory: string, workDirectory: string, time: string): Promise<number> {
     const previous = this.last.get(partition);
-    const fresh = async () => nextCounter(await readdir(directory).catch(emptyWhenMissing), time);
+    const fresh = async () => nextCounter(await namesIn(directory, workDirectory), time);
     const counter =
       previous && previous.directory === directory && previous.time === time
         ? previous.counter.then((value) => value + 1, fresh)
@@ -845,6 +856,15 @@ export class NameAllocator {
     this.last.set(partition, { directory, time, counter });
     return counter;
   }
+}
+
+/** Names in a partition directory and in its work directory (finished files and files being written). */
+async function namesIn(directory: string, workDirectory: string): Promise<string[]> {
+  const [finished, inProgress] = await Promise.all([
+    readdir(directory).catch(emptyWhenMissing),
+    directory === workDirectory ? [] : readdir(workDirectory).catch(emptyWhenMissing),
+  ]);
+  return [...finished, ...inProgress];
 }
 
 function emptyWhenMissing(error: unknown): string[] {

@@ -2,6 +2,9 @@
  * Crash recovery, run by ParquetSink.start(): finds what a killed run left in the output directory and
  * turns it into complete Parquet files under their final names, or says clearly what it could not.
  *
+ * Leftovers are looked for in the work directory (`DIR/.inprogress/<table>/...`, layout.ts) and, for files
+ * an earlier build left, beside the final names in the table tree.
+ *
  * For each `.<name>.journal` (see journal.ts and part-file.ts for the write order):
  * - the final `<name>` exists already: the run died after linking it; only the leftovers are removed;
  * - otherwise the temporary file is cut back to the end of the last journaled row group, the journaled
@@ -12,7 +15,7 @@
  * `.<name>.tmp.unrecoverable` and reported. A half-written replacement journal (`.journal.next`) is
  * ignored: the journal it was meant to replace is intact.
  */
-import { open, readdir, readFile, rename, stat, unlink, type FileHandle } from "node:fs/promises";
+import { open, readdir, readFile, rename, rmdir, stat, unlink, type FileHandle } from "node:fs/promises";
 import type { CompressionCodec } from "hyparquet";
 import { join, relative, sep } from "node:path";
 import { errorMessage } from "../../core/errors.ts";
@@ -20,7 +23,15 @@ import type { Logger } from "../../core/log.ts";
 import { TABLE_NAMES, type TableName } from "../../core/tables.ts";
 import type { IntegerReport } from "./columns.ts";
 import { decodeRows, readJournal, type JournaledRowGroup } from "./journal.ts";
-import { decodePartitionValue, journalFileName, nextJournalFileName, parseInProgressName, tempFileName, unrecoverableFileName } from "./layout.ts";
+import {
+  decodePartitionValue,
+  IN_PROGRESS_DIRECTORY,
+  journalFileName,
+  nextJournalFileName,
+  parseInProgressName,
+  tempFileName,
+  unrecoverableFileName,
+} from "./layout.ts";
 import { PartFile, linkUnderFreeName, syncDirectory, writeAll } from "./part-file.ts";
 
 const MAGIC = new TextEncoder().encode("PAR1");
@@ -66,14 +77,21 @@ export interface RecoveryOptions {
 
 export async function recoverDirectory(root: string, options: RecoveryOptions): Promise<RecoveryReport> {
   const report = { recoveredFiles: [] as string[], recoveredRows: 0, lostRows: 0, unrecoverable: [] as string[], interrupted: [] as InterruptedPartition[] };
-  const found: { directory: string; byFile: Map<string, Leftovers> }[] = [];
-  for (const directory of await partitionDirectories(root)) {
+  const found: { directory: string; workDirectory: string; byFile: Map<string, Leftovers> }[] = [];
+  const workRoot = join(root, IN_PROGRESS_DIRECTORY);
+  const workDirectories = await partitionDirectories(workRoot);
+  const places = [
+    ...workDirectories.map((workDirectory) => ({ workDirectory, directory: join(root, relative(workRoot, workDirectory)) })),
+    // Leftovers of earlier builds, which kept them beside the final names.
+    ...(await partitionDirectories(root)).map((directory) => ({ workDirectory: directory, directory })),
+  ];
+  for (const { directory, workDirectory } of places) {
     let names: string[];
     try {
-      names = await readdir(directory);
+      names = await readdir(workDirectory);
     } catch (error) {
-      options.log.error(`parquet recovery: cannot list ${directory}: ${errorMessage(error)}`);
-      report.unrecoverable.push(directory);
+      options.log.error(`parquet recovery: cannot list ${workDirectory}: ${errorMessage(error)}`);
+      report.unrecoverable.push(workDirectory);
       continue;
     }
     const byFile = new Map<string, Leftovers>();
@@ -86,7 +104,7 @@ export async function recoverDirectory(root: string, options: RecoveryOptions): 
       else leftovers.next = true;
       byFile.set(parsed.finalName, leftovers);
     }
-    if (byFile.size > 0) found.push({ directory, byFile });
+    if (byFile.size > 0) found.push({ directory, workDirectory, byFile });
   }
   if (options.beforeChanges) {
     const partitions = found
@@ -95,11 +113,11 @@ export async function recoverDirectory(root: string, options: RecoveryOptions): 
       .filter((partition) => partition !== undefined);
     if (partitions.length > 0) await options.beforeChanges(partitions);
   }
-  for (const { directory, byFile } of found) {
+  for (const { directory, workDirectory, byFile } of found) {
     let interrupted = false;
     for (const [finalName, leftovers] of byFile) {
       try {
-        interrupted = (await recoverFile(directory, finalName, leftovers, options, report)) || interrupted;
+        interrupted = (await recoverFile(directory, workDirectory, finalName, leftovers, options, report)) || interrupted;
       } catch (error) {
         // Not marked: the leftovers stay for the next start, which would mark the stream again on every
         // start until they are recovered. The error log and `errors` say where data may be missing.
@@ -112,7 +130,23 @@ export async function recoverDirectory(root: string, options: RecoveryOptions): 
     const partition = interrupted ? partitionOf(root, directory) : undefined;
     if (partition) report.interrupted.push(partition);
   }
+  await removeEmptyWorkDirectories(workRoot, workDirectories);
   return report;
+}
+
+/**
+ * The work directories of closed files stay behind empty (removing one while a file is being created in
+ * it would race); at start no file is open, so the empty ones go, up to the work root.
+ */
+async function removeEmptyWorkDirectories(workRoot: string, workDirectories: readonly string[]): Promise<void> {
+  for (const leaf of workDirectories) {
+    // date=, symbol=, exchange=, table: each removed only if empty (rmdir refuses otherwise).
+    let directory = leaf;
+    for (let level = 0; level < 4 && directory !== workRoot; level++) {
+      if (!(await rmdir(directory).then(() => true, () => false))) break;
+      directory = join(directory, "..");
+    }
+  }
 }
 
 /** DIR/<table>/exchange=<E>/symbol=<S>/date=<D> back to its table, exchange and symbol (undefined for a
@@ -152,6 +186,7 @@ async function partitionDirectories(root: string): Promise<string[]> {
 
 async function recoverFile(
   directory: string,
+  workDirectory: string,
   finalName: string,
   leftovers: Leftovers,
   options: RecoveryOptions,
@@ -159,9 +194,9 @@ async function recoverFile(
 ): Promise<boolean> {
   const { log } = options;
   const finalPath = join(directory, finalName);
-  const tempPath = join(directory, tempFileName(finalName));
-  const journalPath = join(directory, journalFileName(finalName));
-  if (leftovers.next) await unlink(join(directory, nextJournalFileName(finalName))).catch(() => undefined);
+  const tempPath = join(workDirectory, tempFileName(finalName));
+  const journalPath = join(workDirectory, journalFileName(finalName));
+  if (leftovers.next) await unlink(join(workDirectory, nextJournalFileName(finalName))).catch(() => undefined);
 
   if (await isCompleteParquet(finalPath)) {
     // Died after the final link: the data is complete; the leftovers are copies of it.
@@ -175,8 +210,9 @@ async function recoverFile(
     if (!leftovers.tmp) return false;
     if (await isCompleteParquet(tempPath)) {
       const name = await linkUnderFreeName(directory, tempPath, finalName);
+      if (workDirectory !== directory) await syncDirectory(directory);
       await unlink(tempPath);
-      await syncDirectory(directory);
+      await syncDirectory(workDirectory);
       report.recoveredFiles.push(join(directory, name));
       log.info(`parquet recovery: ${join(directory, name)} was complete but not yet named; renamed`);
       return false;
@@ -253,6 +289,7 @@ async function recoverFile(
       integerReport: options.integerReport,
       columns: header.columns,
       directory,
+      workDirectory,
     });
     let pendingRows = 0;
     try {
