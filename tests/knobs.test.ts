@@ -16,6 +16,7 @@ import { ARGS, buildConfig, parseCommandLine } from "../src/cli/config.ts";
 import { LIMITS as BINANCE_LIMITS } from "../src/connectors/binance-futures.ts";
 import { EXCHANGE_REGISTRY } from "../src/connectors/index.ts";
 import { backoffFromEnv } from "../src/connectors/websocket.ts";
+import { resyncBrakeFromEnv } from "../src/connectors/kit/resync-brake.ts";
 import { UserError } from "../src/core/errors.ts";
 import { createLogger } from "../src/core/log.ts";
 import { SinkStats } from "../src/core/stats.ts";
@@ -219,6 +220,7 @@ describe("the defaults shown in systemd/xtrader.env.example and the README are t
         parquet: parquetTuningFromEnv(config.env),
         questdb,
         backoff: backoffFromEnv(config.env),
+        resyncBrake: resyncBrakeFromEnv(config.env),
         eventLoopLagLimit: lagLimitSeconds(config.env),
         staleness: [...stalenessWindows(config.subscriptions, config.env.XTRADER_STALENESS_WINDOWS).values()],
       };
