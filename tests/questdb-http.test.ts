@@ -279,6 +279,26 @@ describe("QDB_CLIENT_CONF", () => {
     }
   });
 
+  test("http:: a proxy that refuses large requests (413): every row is stored in smaller pieces, none set aside", async () => {
+    http = await FakeQuestDbHttp.start();
+    // nginx's client_max_body_size in front of QuestDB: the refusal is about the request's size, not a line.
+    http.maxWriteBytes = 1500;
+    const directory = mkdtempSync(join(tmpdir(), "xtrader-questdb-"));
+    try {
+      const { sink, stats } = await startSink({ clientConf: `http::addr=127.0.0.1:${http.port};retry_timeout=0;`, directory });
+      await sink.write(Array.from({ length: 40 }, (_, i) => trade(i)));
+      await sink.flush();
+      expect(http.catalog.stored("trades")).toHaveLength(40);
+      expect(stats.refusedRows).toBe(0);
+      expect(stats.droppedRows).toBe(0);
+      expect(() => readFileSync(join(directory, "questdb", "refused.ilp"))).toThrow();
+    } finally {
+      await current?.sink.close();
+      current = undefined;
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
   test("tcp:: with its own address is used instead of QUESTDB_HOST/QUESTDB_ILP_PORT", async () => {
     ilp = await IlpServer.start();
     const { sink } = await startSink({ ilpPort: 1, clientConf: `tcp::addr=127.0.0.1:${ilp.port};` });

@@ -35,6 +35,8 @@ export class FakeQuestDbHttp {
   onExec: ExecHandler | undefined;
   /** Overrides the answer to /write before parsing (undefined = parse and answer 204). */
   onWrite: WriteHandler | undefined;
+  /** Largest /write body taken; a larger one is answered 413, as a proxy's body limit does (undefined: none). */
+  maxWriteBytes: number | undefined;
   private server: Server<undefined> | undefined;
   private readonly schema = new SchemaTracker();
 
@@ -80,6 +82,9 @@ export class FakeQuestDbHttp {
           const scripted = this.onWrite?.(recorded);
           if (scripted) return new Response(scripted.body ?? "", { status: scripted.status });
           const body = new Uint8Array(await request.arrayBuffer());
+          if (this.maxWriteBytes !== undefined && body.length > this.maxWriteBytes) {
+            return new Response("Request Entity Too Large", { status: 413 });
+          }
           const accepted: IlpRow[] = [];
           const parser = new IlpStreamParser(this.schema, (row) => accepted.push(row), (row) => this.catalog.admit(row));
           parser.feed(body);

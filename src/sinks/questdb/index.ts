@@ -802,10 +802,14 @@ export class QuestDbSink implements Sink {
     let refusal = reason;
     let low = 0; // lines before `low` have arrived
     let high = ends.length; // the refused line is before `high`
+    // Whether line `low` was itself refused when sent alone. A refusal of several lines may come from
+    // their size (HTTP 413 behind a proxy), not from one of them: a line is set aside only once it was
+    // refused on its own, never by elimination.
+    let refusedAlone = false;
     const started = performance.now();
     try {
-      while (high - low > 1) {
-        const middle = (low + high) >>> 1;
+      while (!refusedAlone) {
+        const middle = high - low > 1 ? (low + high) >>> 1 : high;
         const verdict = await this.probe(piece(low, middle));
         if (this.closed) return;
         if (verdict.kind === "unreachable") {
@@ -813,14 +817,26 @@ export class QuestDbSink implements Sink {
           this.probeFailed(verdict.reason);
           return;
         }
-        if (verdict.kind === "accepted") low = middle;
-        else {
+        if (verdict.kind === "accepted") {
+          low = middle;
+          if (low === ends.length) break;
+          if (high <= low) high = ends.length;
+        } else {
           high = middle;
           refusal = verdict.reason;
+          refusedAlone = high - low === 1;
         }
       }
     } finally {
       if (!chunk.counted && low > 0 && !this.closed) this.stats.recordFlush((performance.now() - started) / 1000, low);
+    }
+    if (!refusedAlone) {
+      // Every line went through on its own or in smaller pieces: nothing is refused.
+      this.replaceInFlight(chunk, ends, ends.length);
+      this.log.warn(`QuestDB refused a chunk whose lines it took in smaller pieces (${refusal.slice(0, 300)}); sending on`);
+      this.updateBuffered();
+      this.notifyProgress();
+      return;
     }
     const line = chunk.bytes.slice(startOf(low), ends[low]);
     this.replaceInFlight(chunk, ends, low + 1);
