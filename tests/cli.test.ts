@@ -295,7 +295,11 @@ describe(".env", () => {
   });
 
   test("a line that is not KEY=value is a one-line error with its number", () => {
-    expect(userError(() => parseDotenv("A=1\nnot a pair\n", ".env"))).toBe(".env line 2 is not KEY=value: 'not a pair'");
+    expect(userError(() => parseDotenv("A=1\nnot a pair\n", ".env"))).toBe(".env line 2 is not KEY=value (it starts with 'not')");
+    // A secret typed with ':' instead of '=' is never echoed.
+    const message = userError(() => parseDotenv("DERIBIT_CLIENT_SECRET: s3cr3t-value\n", ".env"));
+    expect(message).toBe(".env line 1 is not KEY=value (it starts with 'DERIBIT_CLIENT_SECRET')");
+    expect(message).not.toContain("s3cr3t");
   });
 
   test.each([

@@ -28,7 +28,9 @@ export function parseDotenv(text: string, fileName = ".env"): Record<string, str
     if (line === "" || line.startsWith("#")) return;
     const match = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(line);
     if (!match) {
-      throw new UserError(`${fileName} line ${index + 1} is not KEY=value: '${line.slice(0, 40)}'`);
+      // Only what stands before the first separator is quoted: the rest may be a secret typed with ':' or ' '.
+      const name = /^[^\s=:]*/.exec(line)![0].slice(0, 40);
+      throw new UserError(`${fileName} line ${index + 1} is not KEY=value (it starts with '${name}')`);
     }
     const key = match[1]!;
     let value = match[2]!;

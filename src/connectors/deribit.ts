@@ -796,7 +796,10 @@ class DeribitConnector implements Connector {
   private parseError(channel: Channel | undefined, what: string, text: string): void {
     const targets = channel ? [channel] : this.liveChannels();
     for (const target of targets) for (const subscription of target.subscriptions) subscription.stats.parseErrors++;
-    const sample = this.redact(text.length > 200 ? `${text.slice(0, 200)}...` : text);
+    // Redacted whole, then cut: a secret cut in two would no longer match. Frames that carry tokens or
+    // credentials are never quoted (tokens of a malformed auth answer are not known to redact).
+    const redacted = /access_token|refresh_token|client_secret/.test(text) ? "(not shown: it carries credentials)" : this.redact(text);
+    const sample = redacted.length > 200 ? `${redacted.slice(0, 200)}...` : redacted;
     const where = channel ? ` on ${channel.name}` : "";
     this.faults.report(`parse${where}`, `${EXCHANGE}: ${what}${where}, skipped (unreadable messages are counted as parse errors): ${sample}`);
   }
