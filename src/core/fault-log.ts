@@ -12,6 +12,11 @@ import type { Logger } from "./log.ts";
 
 export type FaultLevel = "warn" | "error";
 
+/** A message, or a function that makes it: called only when a line is logged (hot paths such as drops). */
+export type Message = string | (() => string);
+
+const text = (message: Message): string => (typeof message === "string" ? message : message());
+
 export interface FaultLogOptions {
   /** Longest a running episode stays silent before a summary line (default 60 s). */
   readonly summaryMs?: number;
@@ -24,7 +29,7 @@ export interface FaultLogOptions {
 interface Episode {
   readonly startedAt: number;
   level: FaultLevel;
-  message: string;
+  message: Message;
   lastAt: number;
   lastLineAt: number;
   /** Occurrences in the whole episode. */
@@ -54,7 +59,7 @@ export class FaultLog {
    * subscription, a file). `message` describes the latest occurrence; it is logged at the start of an
    * episode and in its summaries.
    */
-  report(key: string, message: string, level: FaultLevel = "warn", count = 1): void {
+  report(key: string, message: Message, level: FaultLevel = "warn", count = 1): void {
     const now = this.now();
     let episode = this.episodes.get(key);
     if (episode && now - episode.lastAt >= this.quietMs) {
@@ -63,7 +68,7 @@ export class FaultLog {
     }
     if (!episode) {
       this.episodes.set(key, { startedAt: now, level, message, lastAt: now, lastLineAt: now, total: count, unlogged: 0 });
-      this.log[level](count > 1 ? `${message} (${count} at once)` : message);
+      this.log[level](count > 1 ? `${text(message)} (${count} at once)` : text(message));
       this.schedule();
       return;
     }
@@ -74,7 +79,7 @@ export class FaultLog {
     episode.unlogged += count;
     if (now - episode.lastLineAt >= this.summaryMs) {
       this.log[level](
-        `${message} (${episode.unlogged} more in the last ${seconds(now - episode.lastLineAt)}; ` +
+        `${text(message)} (${episode.unlogged} more in the last ${seconds(now - episode.lastLineAt)}; ` +
           `${episode.total} since ${seconds(now - episode.startedAt)} ago)`,
       );
       episode.lastLineAt = now;
@@ -107,7 +112,7 @@ export class FaultLog {
     this.episodes.delete(key);
     if (episode.total > 1) {
       this.log[episode.level](
-        `${episode.message}: episode over, ${episode.total} occurrence(s) in ${seconds(episode.lastAt - episode.startedAt)}`,
+        `${text(episode.message)}: episode over, ${episode.total} occurrence(s) in ${seconds(episode.lastAt - episode.startedAt)}`,
       );
     }
   }

@@ -200,7 +200,8 @@ export class Pipeline {
     // counts are in `dropped` (telemetry, /metrics).
     this.faults.report(
       "queue-full",
-      `sink is behind and the queue is full (${this.channel.depthRows} rows): dropping events, ` +
+      () =>
+        `sink is behind and the queue is full (${this.channel.depthRows} rows): dropping events, ` +
         `${this.channel.droppedEvents} so far (latest ${subscription.key})`,
     );
 
