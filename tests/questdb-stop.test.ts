@@ -79,13 +79,15 @@ describe("stopping while QuestDB is away", () => {
     expect(first.stats.droppedRows).toBe(0);
 
     await server.restart();
-    const second = createTestSink({ ilpPort: server.port, directory, env: ENV });
+    // The file goes once its rows have left the resend window (sent again after a drop until then).
+    const second = createTestSink({ ilpPort: server.port, directory, env: { ...ENV, QUESTDB_RESEND_WINDOW_MS: "2000" } });
     cleanups.push(() => second.sink.close());
     await second.sink.start();
     await second.sink.write([trade(20)]);
     const rows = await server.waitForRows(21, "trades");
     expect(rows.map((row) => (row.fields.id as { value: string }).value)).toEqual(Array.from({ length: 21 }, (_, i) => `t${i}`));
-    await server.waitFor(() => !existsSync(path) || undefined, 3000, "the pending file to be deleted");
+    expect(existsSync(path)).toBe(true);
+    await server.waitFor(() => !existsSync(path) || undefined, 6000, "the pending file to be deleted");
     expect(await second.sink.close()).toEqual({ lostRows: {}, keptRows: 0, keptWhere: undefined });
   });
 

@@ -303,7 +303,7 @@ export class QuestDbSink implements Sink {
     let keptRows = 0;
     let neverSentRows = 0;
     for (const chunk of pending) {
-      if (chunk.file !== undefined) {
+      if (chunk.file !== undefined && this.loadedFiles.has(chunk.file)) {
         keptRows += chunk.rows;
         continue;
       }
@@ -358,6 +358,7 @@ export class QuestDbSink implements Sink {
     try {
       this.files?.remove(path);
     } catch (error) {
+      if ((error as { code?: unknown }).code === "ENOENT") return;
       // Left behind, its rows would be sent again at the next start: duplicates the DEDUP keys remove.
       this.log.warn(`QuestDB sink: could not delete ${path} (${errorMessage(error)}); its rows will be sent again at the next start`);
     }
@@ -391,6 +392,7 @@ export class QuestDbSink implements Sink {
     const bound = this.settings.bufferMaxBytes - extra;
     while (this.outbox.bytes + this.encoder.position > bound) {
       if (!this.outbox.releaseOldestSent()) return false;
+      if (this.loadedFiles.size > 0) this.removeDeliveredFiles();
     }
     return true;
   }
@@ -652,11 +654,13 @@ export class QuestDbSink implements Sink {
     this.notifyProgress();
   }
 
-  /** Deletes the pending files of earlier stops whose rows have all been sent. */
+  /**
+   * Deletes the pending files of earlier stops whose rows have all been sent and left the resend window:
+   * over TCP a sent row is only handed to the kernel, and the window is what is sent again after a drop.
+   */
   private removeDeliveredFiles(): void {
-    const waiting = new Set(this.outbox.pending().flatMap((chunk) => (chunk.file === undefined ? [] : [chunk.file])));
     for (const file of this.loadedFiles) {
-      if (waiting.has(file)) continue;
+      if (this.outbox.holdsFile(file)) continue;
       this.loadedFiles.delete(file);
       this.removeFile(file);
     }
@@ -861,7 +865,7 @@ export class QuestDbSink implements Sink {
     this.outbox.discardInFlight();
     if (from < ends.length) {
       const start = from === 0 ? 0 : ends[from - 1]!;
-      this.outbox.pushFront(chunk.bytes.slice(start), ends.length - from, chunk.counted);
+      this.outbox.pushFront(chunk.bytes.slice(start), ends.length - from, chunk.counted, chunk.file);
     }
     this.removeDeliveredFiles();
   }
@@ -1026,6 +1030,7 @@ export class QuestDbSink implements Sink {
 
   private expireResendWindow(): void {
     if (this.settings.resendWindowMs > 0) this.outbox.expire(performance.now() - this.settings.resendWindowMs);
+    if (this.loadedFiles.size > 0) this.removeDeliveredFiles();
   }
 
   /** The flush timer: seals a quiet stream's rows, keeps the connection and reports a long outage. */

@@ -50,8 +50,8 @@ export class Outbox {
   }
 
   /** Queues a chunk before every other unsent one (what remains of a chunk after a refused line). */
-  pushFront(bytes: Uint8Array, rows: number, counted: boolean): void {
-    this.unsent.unshift(this.track(bytes, rows, counted, undefined));
+  pushFront(bytes: Uint8Array, rows: number, counted: boolean, file?: string): void {
+    this.unsent.unshift(this.track(bytes, rows, counted, file));
   }
 
   private track(bytes: Uint8Array, rows: number, counted: boolean, file: string | undefined): Chunk {
@@ -60,6 +60,12 @@ export class Outbox {
     this.unsentBytes += size;
     this.pendingRows += rows;
     return { bytes, size, rows, counted, sentAt: 0, ...(file === undefined ? {} : { file }) };
+  }
+
+  /** True when a chunk read from `file` is unsent, in flight or in the resend window (it may be sent again). */
+  holdsFile(file: string): boolean {
+    const holds = (chunk: Chunk) => chunk.file === file;
+    return (this.inFlight !== undefined && holds(this.inFlight)) || this.unsent.some(holds) || this.window.some(holds);
   }
 
   /** Chunks not yet delivered, in order: the one in flight, then the unsent ones. */
