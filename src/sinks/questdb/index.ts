@@ -458,8 +458,23 @@ export class QuestDbSink implements Sink {
     if (this.refusedTables.has(table)) return;
     this.refusedTables.set(table, why);
     this.seal();
-    const tables = new Set([table]);
-    let rows = alreadySetAside;
+    const rows = alreadySetAside + this.divertRefusedRows();
+    this.updateBuffered();
+    this.notifyProgress();
+    this.log.error(
+      `QuestDB refuses the rows of table ${table}: ${why}. They are set aside in ${this.files?.refusedPath ?? "nowhere (no output directory): lost"} ` +
+        `(${rows} so far; ILP, to send again once the table is fixed) and counted in xtrader_sink_refused_rows_total; the other tables go on. ` +
+        "Fix or drop the table, then restart xtrader",
+    );
+  }
+
+  /**
+   * Sets aside the queued rows of refused tables (they would only be refused again); returns how many.
+   * Runs when a table is refused and when a lost connection puts the resend window back in the queue.
+   */
+  private divertRefusedRows(): number {
+    const tables = new Set(this.refusedTables.keys());
+    let rows = 0;
     this.outbox.rewriteUnsent((chunk) => {
       const split = partitionByTable(chunk.bytes, tables);
       if (split.takenRows === 0) return undefined;
@@ -468,13 +483,7 @@ export class QuestDbSink implements Sink {
       return { bytes: split.kept, rows: split.keptRows };
     });
     this.removeDeliveredFiles();
-    this.updateBuffered();
-    this.notifyProgress();
-    this.log.error(
-      `QuestDB refuses the rows of table ${table}: ${why}. They are set aside in ${this.files?.refusedPath ?? "nowhere (no output directory): lost"} ` +
-        `(${rows} so far; ILP, to send again once the table is fixed) and counted in xtrader_sink_refused_rows_total; the other tables go on. ` +
-        "Fix or drop the table, then restart xtrader",
-    );
+    return rows;
   }
 
   /**
@@ -691,6 +700,7 @@ export class QuestDbSink implements Sink {
     this.connection = undefined;
     void connection.close();
     const resent = this.outbox.requeue();
+    if (this.refusedTables.size > 0) this.divertRefusedRows();
     this.updateBuffered();
     this.notifyProgress();
     if (this.closed) return;
