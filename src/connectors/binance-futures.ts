@@ -834,7 +834,8 @@ export class BinanceFuturesConnector implements Connector {
   /** Integrity break or external request: counted, marked, and rebuilt from a fresh snapshot. */
   private restartBook(feed: Feed, reason: GapReason, detail: string, braked = true): void {
     feed.subscription.stats.resyncs++;
-    this.faults.report(`resync:${feed.streamName}`, `${feed.subscription.key}: resync (${reason}: ${detail})`);
+    // One episode per reason across books: an overload resyncs every book at once (each has its gap row).
+    this.faults.report(`resync:${reason}`, `${feed.subscription.key}: resync (${reason}: ${detail})`);
     this.gap(feed, reason, detail);
     if (feed.book!.phase === "idle") return; // the connection is down; it resyncs when it is back
     // A snapshot already in flight is kept: the sequencer rejects it if it is older than the new deltas.

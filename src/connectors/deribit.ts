@@ -549,7 +549,8 @@ class DeribitConnector implements Connector {
   private resyncBook(channel: Channel, reason: GapReason, detail: string, braked = true): void {
     channel.sequence.reset();
     channel.book.clear();
-    this.context.log.warn(`${EXCHANGE}: ${channel.name}: ${reason} (${detail}); resubscribing for a fresh snapshot`);
+    // One episode per reason across books: an overload resyncs every book at once (each has its gap row).
+    this.faults.report(`resync:${reason}`, `${EXCHANGE}: ${channel.name}: ${reason} (${detail}); resubscribing for a fresh snapshot`);
     for (const subscription of channel.subscriptions) {
       subscription.stats.resyncs++;
       this.emitGap(subscription, reason, detail);

@@ -682,7 +682,8 @@ class OkxConnector implements Connector {
     if (!sub.l2 || sub.failed || this.stopped) return;
     const subscription = sub.subscription;
     subscription.stats.resyncs++;
-    this.log.warn(`${subscription.key}: resync (${reason}): ${detail}`);
+    // One episode per reason across books: an overload resyncs every book at once (each has its gap row).
+    this.faults.report(`resync:${reason}`, `${subscription.key}: resync (${reason}): ${detail}`);
     this.emitGap(sub, reason, detail);
     const l2 = sub.l2;
     l2.forget();

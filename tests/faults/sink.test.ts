@@ -74,6 +74,11 @@ describe("sink faults (Parquet)", () => {
       expect(droppingSubscriptions).toBeGreaterThan(2);
       expect(queueFullLines).toBeGreaterThan(0);
       expect(queueFullLines).toBeLessThanOrEqual(2);
+      // Likewise the resyncs the overflow causes (about 20 here): a line at the start and at the end of the episode
+      // per venue connector (4), not one per resync (each has its gap row and xtrader_resyncs_total).
+      const resyncLines = xtrader.logs.filter((line) => /resync \(overflow|overflow \(.*resubscribing/.test(line.message)).length;
+      expect(resyncLines).toBeGreaterThan(0);
+      expect(resyncLines).toBeLessThanOrEqual(2 * 4);
     },
     60_000,
   );
