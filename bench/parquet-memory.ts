@@ -20,6 +20,7 @@ import { BASE_SIZING, type MarketEvent } from "../src/core/events.ts";
 import { createLogger } from "../src/core/log.ts";
 import { SinkStats } from "../src/core/stats.ts";
 import { ParquetSink } from "../src/sinks/parquet/index.ts";
+import { EXCHANGE_IDS } from "../src/connectors/index.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -42,6 +43,7 @@ let clock = Date.UTC(2026, 0, 5, 0, 0, 0) * 1000;
 const stats = new SinkStats();
 const sink = new ParquetSink({
   directory,
+  exchanges: EXCHANGE_IDS,
   settings: { rotateIntervalSeconds: 60, maxFileRows: 5_000_000, maxFileBytes: 512 * 1024 * 1024, compression: args.compression as "zstd" },
   log: createLogger("warn"),
   stats,

@@ -24,6 +24,7 @@ import { buildReport } from "../src/report/coverage.ts";
 import { scanDirectory } from "../src/report/scan.ts";
 import { renderText } from "../src/report/text.ts";
 import { ParquetSink } from "../src/sinks/parquet/index.ts";
+import { EXCHANGE_IDS } from "../src/connectors/index.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -86,6 +87,7 @@ async function generate(directory: string): Promise<Generated> {
   const stats = new SinkStats();
   const sink = new ParquetSink({
     directory,
+    exchanges: EXCHANGE_IDS,
     settings: { rotateIntervalSeconds: 3600, maxFileRows: 5_000_000, maxFileBytes: 512 * 1024 * 1024, compression: "zstd" },
     log: createLogger("warn"),
     stats,

@@ -8,7 +8,7 @@
 import { buildConfig, parseCommandLine, usage } from "./cli/config.ts";
 import { loadEnvironment } from "./cli/dotenv.ts";
 import { VERSION_LINE } from "./core/version.ts";
-import { EXCHANGE_REGISTRY } from "./connectors/index.ts";
+import { EXCHANGE_IDS, EXCHANGE_REGISTRY } from "./connectors/index.ts";
 import { errorMessage, UserError } from "./core/errors.ts";
 import { rootLogger, setLogLevel } from "./core/log.ts";
 import { Pipeline } from "./core/pipeline.ts";
@@ -41,7 +41,7 @@ async function main(argv: readonly string[]): Promise<number> {
   jsonLogs = config.logFormat === "json";
   const log = rootLogger;
   const sinkStats = new SinkStats();
-  const sink = createSink(config, log.withTag(config.sink), sinkStats);
+  const sink = createSink(config, log.withTag(config.sink), sinkStats, EXCHANGE_IDS);
   const pipeline = new Pipeline({ config, registry: EXCHANGE_REGISTRY, sink, sinkStats, log });
   // Before anything is logged (a bad setting or a busy address is a one-line exit 2), and before the
   // pipeline starts, so probes answer (not ready yet) while connections open.

@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ARGS, buildConfig, parseCommandLine } from "../src/cli/config.ts";
 import { LIMITS as BINANCE_LIMITS } from "../src/connectors/binance-futures.ts";
-import { EXCHANGE_REGISTRY } from "../src/connectors/index.ts";
+import { EXCHANGE_IDS, EXCHANGE_REGISTRY } from "../src/connectors/index.ts";
 import { backoffFromEnv } from "../src/connectors/websocket.ts";
 import { resyncBrakeFromEnv } from "../src/connectors/kit/resync-brake.ts";
 import { UserError } from "../src/core/errors.ts";
@@ -112,7 +112,7 @@ function prepare(argv: readonly string[], env: Record<string, string>): void {
   const parsed = parseCommandLine(argv);
   if (parsed.kind !== "run") throw new Error(`expected a run, got ${parsed.kind}`);
   const { config } = buildConfig(parsed.args, env, EXCHANGE_REGISTRY);
-  createSink(config, log, new SinkStats());
+  createSink(config, log, new SinkStats(), EXCHANGE_IDS);
 }
 
 /** Arguments and environment that start cleanly, in which `name` is in effect. */

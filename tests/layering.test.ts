@@ -1,10 +1,15 @@
 /**
  * The layering of src/, read from the import statements themselves: core knows no venue, no sink, no
  * CLI; sinks know no venue and no CLI; venues know no sink and no CLI; and no import cycle anywhere.
+ * The exchange list lives in the registry only: no file in core names a venue id, so adding a venue edits
+ * no file in core.
  */
 import { describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
+import { EXCHANGE_IDS, EXCHANGE_REGISTRY } from "../src/connectors/index.ts";
+import type { ExchangeSpec } from "../src/core/connector.ts";
+import { parseSubscriptions } from "../src/core/subscriptions.ts";
 
 const SRC = resolve(import.meta.dir, "../src");
 
@@ -81,4 +86,23 @@ describe("layering of src/", () => {
       expect(offending).toEqual([]);
     });
   }
+
+  test("no file in core names a venue id (code or comment): the registry is the one list", () => {
+    const ids = new RegExp(`\\b(${EXCHANGE_IDS.join("|")})\\b`, "g");
+    const offending: string[] = [];
+    for (const file of sourceFiles(join(SRC, "core"))) {
+      for (const match of readFileSync(file, "utf8").matchAll(ids)) offending.push(`${relative(SRC, file)}: ${match[0]}`);
+    }
+    expect(EXCHANGE_IDS.length).toBeGreaterThan(0);
+    expect(offending).toEqual([]);
+  });
+
+  test("a venue that only the registry knows is accepted by the subscription grammar", () => {
+    const newVenue: ExchangeSpec = { ...EXCHANGE_REGISTRY.DERIBIT!, id: "NEW_VENUE", nativeInstrument: (symbol) => ({ native: symbol }) };
+    const { subscriptions } = parseSubscriptions("TRADES:new_venue@XBTUSD", { ...EXCHANGE_REGISTRY, NEW_VENUE: newVenue });
+    expect(subscriptions.map((subscription) => [subscription.key, subscription.exchange])).toEqual([["TRADES:NEW_VENUE@XBTUSD", "NEW_VENUE"]]);
+    expect(() => parseSubscriptions("TRADES:NEW_VENUE@XBTUSD", EXCHANGE_REGISTRY)).toThrow(
+      `unknown exchange 'NEW_VENUE' in 'TRADES:NEW_VENUE@XBTUSD'; supported: ${EXCHANGE_IDS.join(", ")}`,
+    );
+  });
 });

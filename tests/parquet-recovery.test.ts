@@ -213,6 +213,22 @@ describe("ParquetSink crash recovery", () => {
     await sink.close();
   });
 
+  test("streams of the venues the sink is given are marked, whatever the venue; a partition of another exchange is not", async () => {
+    const image = await crashImage();
+    // A venue added to the registry after this sink's code was written, and a directory someone else made.
+    cpSync(join(image, WORK), join(image, WORK.replace("BINANCE_FUTURES", "NEW_VENUE")), { recursive: true });
+    cpSync(join(image, WORK), join(image, WORK.replace("BINANCE_FUTURES", "STRANGER")), { recursive: true });
+    const { sink } = makeSink(image, { exchanges: ["BINANCE_FUTURES", "NEW_VENUE"] });
+    await sink.start();
+    expect(sink.recovery!.interrupted).toHaveLength(3);
+    const byExchange = (a: { exchange: string }, b: { exchange: string }) => a.exchange.localeCompare(b.exchange);
+    expect(sink.interruptedStreams().toSorted(byExchange)).toEqual([
+      { exchange: "BINANCE_FUTURES", symbol: "BTCUSDT", stream: "TRADES" },
+      { exchange: "NEW_VENUE", symbol: "BTCUSDT", stream: "TRADES" },
+    ]);
+    await sink.close();
+  });
+
   test("row groups sealed from journaled rows: images before and after the group is written recover exactly the durable rows", async () => {
     const live = tempDirectory();
     const { sink } = makeSink(live, { tuning: { rowGroupRows: 100, flushIntervalMs: 60_000 } });

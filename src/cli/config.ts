@@ -9,10 +9,9 @@ import { existsSync, mkdirSync, statSync, unlinkSync, writeFileSync } from "node
 import { join, resolve } from "node:path";
 import { stripVTControlCharacters } from "node:util";
 import * as v from "valibot";
-import { EXCHANGE_REGISTRY } from "../connectors/index.ts";
+import { EXCHANGE_REGISTRY, SUBSCRIPTION_EXAMPLE } from "../connectors/index.ts";
 import { SINKS, type Config } from "../core/config.ts";
 import { colourWanted } from "../observability/logging.ts";
-import type { ExchangeId } from "../core/events.ts";
 import { UserError } from "../core/errors.ts";
 import { parseRustLog } from "../core/log.ts";
 import type { ExchangeRegistry } from "../core/connector.ts";
@@ -33,7 +32,7 @@ export const COMPRESSIONS = ["zstd", "snappy", "none"] as const;
 export const ARGS = {
   subscriptions: {
     type: "string",
-    description: "STREAM:EXCHANGE@INSTRUMENT[,...] (env SUBSCRIPTIONS), e.g. L2:OKX_SWAP@BTCUSDT",
+    description: `STREAM:EXCHANGE@INSTRUMENT[,...] (env SUBSCRIPTIONS), e.g. ${SUBSCRIPTION_EXAMPLE}`,
     valueHint: "list",
   },
   sink: { type: "string", description: "parquet | questdb (default parquet)", valueHint: "name" },
@@ -232,10 +231,10 @@ export function buildConfig(
   const subscriptionsText = setting("subscriptions", "SUBSCRIPTIONS");
   if (subscriptionsText === undefined) {
     throw new UserError(
-      "missing --subscriptions (or SUBSCRIPTIONS in the environment); expected STREAM:EXCHANGE@INSTRUMENT[,...], e.g. L2:OKX_SWAP@BTCUSDT",
+      `missing --subscriptions (or SUBSCRIPTIONS in the environment); expected STREAM:EXCHANGE@INSTRUMENT[,...], e.g. ${SUBSCRIPTION_EXAMPLE}`,
     );
   }
-  const { subscriptions, duplicates } = parseSubscriptions(subscriptionsText, registry);
+  const { subscriptions, duplicates } = parseSubscriptions(subscriptionsText, registry, SUBSCRIPTION_EXAMPLE);
   for (const duplicate of duplicates) warnings.push(`duplicate subscription '${duplicate}' ignored`);
 
   const sink = check(choice("sink", SINKS), setting("sink", "SINK") ?? "parquet");
@@ -270,7 +269,7 @@ export function buildConfig(
     const text = env[name]?.trim();
     if (text) check(positiveSeconds(name), text);
   }
-  warnings.push(...checkEnvironment(env, { exchanges: Object.keys(registry) as ExchangeId[], subscriptions }));
+  warnings.push(...checkEnvironment(env, { exchanges: Object.keys(registry), subscriptions }));
   // Read by Bun itself at process start (threads of its pool for file operations and compression); checked
   // here so that a typo is a one-line error instead of a silently ignored setting.
   const threadPoolText = env.UV_THREADPOOL_SIZE?.trim();

@@ -18,8 +18,12 @@ import { nowMicros } from "./clock.ts";
 export const STREAMS = ["TRADES", "L2", "BBO", "FUNDING", "LIQUIDATIONS"] as const;
 export type Stream = (typeof STREAMS)[number];
 
-export const EXCHANGES = ["BINANCE_FUTURES", "OKX_SWAP", "OKX_SPOT", "DERIBIT"] as const;
-export type ExchangeId = (typeof EXCHANGES)[number];
+/**
+ * A venue id (e.g. the `EXCHANGE` of a subscription). The venues are listed by the registry
+ * (src/connectors/index.ts), not here, so that adding one edits no file in core; an id is checked against
+ * the registry when subscriptions are parsed (subscriptions.ts).
+ */
+export type ExchangeId = string;
 
 /** How `amount` converts to base currency (see module comment). */
 export type AmountUnit = "base" | "quote";

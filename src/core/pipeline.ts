@@ -21,7 +21,7 @@ import { BoundedChannel } from "./channel.ts";
 import type { Config } from "./config.ts";
 import { errorMessage } from "./errors.ts";
 import { FaultLog } from "./fault-log.ts";
-import { EXCHANGES, gapEvent, rowCount, type ExchangeId, type MarketEvent } from "./events.ts";
+import { gapEvent, rowCount, type ExchangeId, type MarketEvent } from "./events.ts";
 import type { Logger } from "./log.ts";
 import { SinkStats } from "./stats.ts";
 import type { Subscription } from "./subscriptions.ts";
@@ -103,7 +103,7 @@ export class Pipeline {
       byExchange.set(subscription.exchange, list);
     }
     for (const [exchange, subscriptions] of byExchange) {
-      const spec: ExchangeSpec = registry[exchange];
+      const spec: ExchangeSpec = registry[exchange]!;
       const connector = spec.create({ emit: this.emit, log: log.withTag(exchange), config }, subscriptions);
       this.connectors.set(exchange, connector);
     }
@@ -124,7 +124,7 @@ export class Pipeline {
    * a log line. Streams that are no longer subscribed are marked too (their rows are the ones lost).
    */
   private async markInterruptedStreams(): Promise<void> {
-    const { config, log, sink } = this.options;
+    const { config, registry, log, sink } = this.options;
     const interrupted = sink.interruptedStreams?.() ?? [];
     if (interrupted.length === 0) return;
     const detail = "the previous run stopped without a clean shutdown (killed, crashed or power lost); rows it received shortly before may be missing";
@@ -132,8 +132,8 @@ export class Pipeline {
     let marked = 0;
     for (const { exchange, symbol, stream } of interrupted) {
       // Partitions are named from our own events, so this is only a directory someone else made.
-      if (!(EXCHANGES as readonly string[]).includes(exchange)) continue;
-      const target = { exchange: exchange as ExchangeId, symbol, stream };
+      if (!Object.hasOwn(registry, exchange)) continue;
+      const target = { exchange, symbol, stream };
       const subscription = config.subscriptions.find((s) => s.exchange === exchange && s.symbol === symbol && s.stream === stream);
       if (subscription) this.emit(subscription, gapEvent(target, "unclean_stop", detail));
       else unsubscribed.push(gapEvent(target, "unclean_stop", detail));

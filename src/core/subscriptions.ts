@@ -8,11 +8,11 @@
  */
 import * as v from "valibot";
 import { UserError } from "./errors.ts";
-import { EXCHANGES, STREAMS, type ExchangeId, type Stream } from "./events.ts";
+import { STREAMS, type ExchangeId, type Stream } from "./events.ts";
 import { SubscriptionStats } from "./stats.ts";
 
 export interface Subscription {
-  /** Canonical form, e.g. `L2:OKX_SWAP@BTCUSDT`. */
+  /** Canonical form, `STREAM:EXCHANGE@INSTRUMENT` after normalization. */
   readonly key: string;
   readonly stream: Stream;
   readonly exchange: ExchangeId;
@@ -36,7 +36,10 @@ export interface InstrumentRule {
   nativeInstrument(symbol: string): InstrumentResult;
 }
 
-/** Every venue's rule by id (the registry of connectors, core/connector.ts, is one). */
+/**
+ * Every venue's rule by id (the registry of connectors, core/connector.ts, is one): its keys are the
+ * exchange ids a subscription may name.
+ */
 export type InstrumentRules = Readonly<Record<ExchangeId, InstrumentRule>>;
 
 const STREAM_ALIASES: Readonly<Record<string, Stream>> = { L1: "BBO" };
@@ -46,7 +49,6 @@ const TOKEN = v.pipe(
   v.regex(/^[^:@\s]+\s*:\s*[^:@\s]+\s*@\s*\S+$/, "expected STREAM:EXCHANGE@INSTRUMENT"),
 );
 const STREAM = v.picklist(STREAMS);
-const EXCHANGE = v.picklist(EXCHANGES);
 const INSTRUMENT = v.pipe(v.string(), v.regex(/^[A-Z0-9][A-Z0-9._\-/]*$/));
 
 export interface ParsedSubscriptions {
@@ -55,14 +57,18 @@ export interface ParsedSubscriptions {
   readonly duplicates: readonly string[];
 }
 
-export function parseSubscriptions(text: string, registry: InstrumentRules): ParsedSubscriptions {
+/**
+ * `example` is a valid subscription quoted in the errors; core names no venue, so the caller (the CLI, from
+ * the registry) supplies it, and by default it is built from the first venue that offers L2.
+ */
+export function parseSubscriptions(text: string, registry: InstrumentRules, example = defaultExample(registry)): ParsedSubscriptions {
   const subscriptions: Subscription[] = [];
   const duplicates: string[] = [];
   const seen = new Set<string>();
   for (const rawToken of text.split(",")) {
     const token = rawToken.trim();
     if (token === "") continue;
-    const subscription = parseOne(token, registry);
+    const subscription = parseOne(token, registry, example);
     if (seen.has(subscription.key)) {
       duplicates.push(token);
       continue;
@@ -72,16 +78,21 @@ export function parseSubscriptions(text: string, registry: InstrumentRules): Par
   }
   if (subscriptions.length === 0) {
     throw new UserError(
-      `no subscription in '${text}'; expected STREAM:EXCHANGE@INSTRUMENT[,...], e.g. L2:OKX_SWAP@BTCUSDT`,
+      `no subscription in '${text}'; expected STREAM:EXCHANGE@INSTRUMENT[,...], e.g. ${example}`,
     );
   }
   return { subscriptions, duplicates };
 }
 
-function parseOne(token: string, registry: InstrumentRules): Subscription {
+function defaultExample(registry: InstrumentRules): string {
+  const id = Object.keys(registry).find((venue) => registry[venue]!.streams.includes("L2"));
+  return id === undefined ? "STREAM:EXCHANGE@INSTRUMENT" : `L2:${id}@BTCUSDT`;
+}
+
+function parseOne(token: string, registry: InstrumentRules, example: string): Subscription {
   if (!v.is(TOKEN, token)) {
     throw new UserError(
-      `malformed subscription '${token}'; expected STREAM:EXCHANGE@INSTRUMENT, e.g. L2:OKX_SWAP@BTCUSDT`,
+      `malformed subscription '${token}'; expected STREAM:EXCHANGE@INSTRUMENT, e.g. ${example}`,
     );
   }
   const colon = token.indexOf(":");
@@ -97,13 +108,14 @@ function parseOne(token: string, registry: InstrumentRules): Subscription {
     );
   }
   const stream = streamCandidate;
-  if (!v.is(EXCHANGE, exchangeText)) {
+  // Own keys only: `constructor` or `__proto__` is no venue.
+  if (!Object.hasOwn(registry, exchangeText)) {
     throw new UserError(
-      `unknown exchange '${token.slice(colon + 1, at).trim()}' in '${token}'; supported: ${EXCHANGES.join(", ")}`,
+      `unknown exchange '${token.slice(colon + 1, at).trim()}' in '${token}'; supported: ${Object.keys(registry).join(", ")}`,
     );
   }
   const exchange = exchangeText;
-  const spec = registry[exchange];
+  const spec = registry[exchange]!;
   if (!spec.streams.includes(stream)) {
     throw new UserError(
       `stream '${stream}' is not offered by ${exchange} in '${token}'; ${exchange} offers: ${spec.streams.join(", ")}`,

@@ -6,12 +6,14 @@ import { ParquetSink, parquetTuningFromEnv } from "./parquet/index.ts";
 import { QuestDbSink } from "./questdb/index.ts";
 import type { Sink } from "../core/sink.ts";
 
-export function createSink(config: Config, log: Logger, stats: SinkStats): Sink {
+/** `exchanges`: the venue ids of the registry (the sinks know no venue themselves). */
+export function createSink(config: Config, log: Logger, stats: SinkStats, exchanges: readonly string[]): Sink {
   switch (config.sink) {
     case "parquet":
       return new ParquetSink({
         directory: config.outputDirectory,
         settings: config.parquet,
+        exchanges,
         tuning: parquetTuningFromEnv(config.env),
         log,
         stats,

@@ -22,6 +22,7 @@ import {
 import { createLogger, type Logger } from "../../src/core/log.ts";
 import { SinkStats } from "../../src/core/stats.ts";
 import { ParquetSink, type ParquetTuning } from "../../src/sinks/parquet/index.ts";
+import { EXCHANGE_IDS } from "../../src/connectors/index.ts";
 
 /** 2026-01-05T12:00:00Z in µs. */
 export const BASE_TIME = Date.UTC(2026, 0, 5, 12, 0, 0) * 1000;
@@ -160,7 +161,14 @@ export interface SinkUnderTest {
 /** A sink whose clock the test sets, logs captured. Flush timer is fast so tests do not wait. */
 export function makeSink(
   directory: string,
-  options: { settings?: Partial<ParquetSettings>; tuning?: Partial<ParquetTuning>; now?: number; closeTimeoutMs?: number; journalReplaceBytes?: number } = {},
+  options: {
+    settings?: Partial<ParquetSettings>;
+    tuning?: Partial<ParquetTuning>;
+    now?: number;
+    closeTimeoutMs?: number;
+    journalReplaceBytes?: number;
+    exchanges?: readonly string[];
+  } = {},
 ): SinkUnderTest {
   const logs: string[] = [];
   const log: Logger = createLogger("debug");
@@ -169,6 +177,7 @@ export function makeSink(
   const clock = { now: options.now ?? BASE_TIME };
   const sink = new ParquetSink({
     directory,
+    exchanges: options.exchanges ?? EXCHANGE_IDS,
     settings: { ...DEFAULT_SETTINGS, ...options.settings },
     log,
     stats,

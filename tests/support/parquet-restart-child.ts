@@ -10,12 +10,14 @@ import { createLogger } from "../../src/core/log.ts";
 import { SinkStats } from "../../src/core/stats.ts";
 import { ParquetSink } from "../../src/sinks/parquet/index.ts";
 import { DEFAULT_SETTINGS, markInterrupted } from "./parquet-helpers.ts";
+import { EXCHANGE_IDS } from "../../src/connectors/index.ts";
 
 const [directory] = process.argv.slice(2);
 if (!directory) throw new Error("usage: parquet-restart-child.ts DIR");
 
 const sink = new ParquetSink({
   directory,
+  exchanges: EXCHANGE_IDS,
   settings: DEFAULT_SETTINGS,
   log: createLogger("warn"),
   stats: new SinkStats(),

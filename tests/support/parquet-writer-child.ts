@@ -12,6 +12,7 @@ import type { MarketEvent } from "../../src/core/events.ts";
 import { SinkStats } from "../../src/core/stats.ts";
 import { ParquetSink } from "../../src/sinks/parquet/index.ts";
 import { DEFAULT_SETTINGS, bookAt, tradeAt } from "./parquet-helpers.ts";
+import { EXCHANGE_IDS } from "../../src/connectors/index.ts";
 
 const [directory, flushMs = "100", rowGroupRows = "500"] = process.argv.slice(2);
 if (!directory) throw new Error("usage: parquet-writer-child.ts DIR [FLUSH_INTERVAL_MS] [ROW_GROUP_ROWS]");
@@ -19,6 +20,7 @@ if (!directory) throw new Error("usage: parquet-writer-child.ts DIR [FLUSH_INTER
 const stats = new SinkStats();
 const sink = new ParquetSink({
   directory,
+  exchanges: EXCHANGE_IDS,
   settings: DEFAULT_SETTINGS,
   log: createLogger("warn"),
   stats,

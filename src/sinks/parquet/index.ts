@@ -15,7 +15,7 @@ import type { CompressionCodec } from "hyparquet";
 import type { ParquetSettings } from "../../core/config.ts";
 import { nowMicros } from "../../core/clock.ts";
 import { errorMessage } from "../../core/errors.ts";
-import { EXCHANGES, gapEvent, rowCount, type BookChange, type ExchangeId, type Gap, type MarketEvent } from "../../core/events.ts";
+import { gapEvent, rowCount, type BookChange, type ExchangeId, type Gap, type MarketEvent } from "../../core/events.ts";
 import { FaultLog } from "../../core/fault-log.ts";
 import type { Logger } from "../../core/log.ts";
 import type { SinkStats } from "../../core/stats.ts";
@@ -34,6 +34,11 @@ export { DEFAULT_TUNING, parquetTuningFromEnv, type ParquetTuning } from "./sett
 export interface ParquetSinkOptions {
   readonly directory: string;
   readonly settings: ParquetSettings;
+  /**
+   * The venue ids of this build (the connectors' registry): a partition or pending marker of another
+   * exchange is a directory someone else made, never marked as a stream of ours.
+   */
+  readonly exchanges: readonly ExchangeId[];
   readonly log: Logger;
   readonly stats: SinkStats;
   /** Integer-µs wall clock (names, partitions, rotation); injectable for tests. Default nowMicros. */
@@ -61,6 +66,7 @@ export class ParquetSink implements Sink {
   recovery: RecoveryReport | undefined;
   private readonly now: () => number;
   private readonly codec: CompressionCodec;
+  private readonly exchanges: ReadonlySet<ExchangeId>;
   /** Open files by table, exchange, symbol. */
   private readonly files = new Map<TableName, Map<string, Map<string, PartFile>>>();
   /** Rotated files whose close has not completed yet (retried until it does). */
@@ -103,6 +109,7 @@ export class ParquetSink implements Sink {
   constructor(private readonly options: ParquetSinkOptions) {
     this.now = options.now ?? nowMicros;
     this.codec = CODEC[options.settings.compression];
+    this.exchanges = new Set(options.exchanges);
     this.tuning = { ...parquetTuningFromEnv(process.env), ...options.tuning };
     this.faults = new FaultLog(options.log);
     for (const [key, value] of Object.entries(this.tuning)) {
@@ -114,7 +121,7 @@ export class ParquetSink implements Sink {
     const { log, directory } = this.options;
     try {
       // Streams a start that was killed before its gap rows were durable still owes.
-      const owed = await readPendingMarkers(directory).catch((error: unknown) => {
+      const owed = await readPendingMarkers(directory, this.exchanges).catch((error: unknown) => {
         this.options.stats.errors++;
         log.error(`parquet: cannot read ${PENDING_MARKERS_FILE} in ${directory} (${errorMessage(error)}); the streams it listed are not marked again`);
         return [];
@@ -126,12 +133,12 @@ export class ParquetSink implements Sink {
         integerReport: this.integerReport,
         // Durable before any leftover is completed or removed: a kill from here on still marks these streams.
         beforeChanges: async (partitions) => {
-          recorded = unionOfStreams(owed, streamsOf(partitions));
+          recorded = unionOfStreams(owed, streamsOf(partitions, this.exchanges));
           if (recorded.length > owed.length) await writePendingMarkers(directory, recorded);
         },
       });
       // Candidates whose file turned out complete are not owed a marker: the record keeps only what is.
-      const interrupted = unionOfStreams(owed, streamsOf(this.recovery.interrupted));
+      const interrupted = unionOfStreams(owed, streamsOf(this.recovery.interrupted, this.exchanges));
       for (const stream of interrupted) this.owedMarkers.set(streamKey(stream), { stream });
       if (interrupted.length !== recorded.length) await writePendingMarkers(directory, interrupted);
       const { recoveredFiles, recoveredRows, lostRows, unrecoverable } = this.recovery;
@@ -494,7 +501,7 @@ export class ParquetSink implements Sink {
         }
         continue;
       }
-      if (!(EXCHANGES as readonly string[]).includes(file.exchange)) continue;
+      if (!this.exchanges.has(file.exchange)) continue;
       const target = { exchange: file.exchange, symbol: file.symbol, stream: STREAM_OF_TABLE[file.table] };
       const key = streamKey(target);
       const lost = byStream.get(key) ?? { target, rows: 0, since: file.openedAt, lastAt: 0, path: file.finalPath ?? file.directory };
@@ -510,7 +517,7 @@ export class ParquetSink implements Sink {
       // Stamped with the receive time of the last lost row (as an overflow gap is with the dropped event's):
       // rows still queued for the sink when the loss was noticed were received before it, and the gap
       // must sit between the lost rows and the kept ones.
-      gaps.push(gapEvent({ ...target, exchange: target.exchange as ExchangeId }, "output_lost", detail, lastAt || this.now()));
+      gaps.push(gapEvent(target, "output_lost", detail, lastAt || this.now()));
     }
     if (gaps.length > 0) {
       if (this.closed) {
@@ -697,12 +704,12 @@ export class ParquetSink implements Sink {
 }
 
 /** The streams of partitions (one per stream, though a kill around midnight leaves two date partitions). */
-function streamsOf(partitions: readonly InterruptedPartition[]): InterruptedStream[] {
+function streamsOf(partitions: readonly InterruptedPartition[], exchanges: ReadonlySet<ExchangeId>): InterruptedStream[] {
   const streams: InterruptedStream[] = [];
   for (const { table, exchange, symbol } of partitions) {
     // A lost gap row leaves its stream's other rows intact; the gap itself cannot be re-marked. Partitions
     // are named from our own events, so another exchange is only a directory someone else made.
-    if (table === "gaps" || !(EXCHANGES as readonly string[]).includes(exchange)) continue;
+    if (table === "gaps" || !exchanges.has(exchange)) continue;
     streams.push({ exchange, symbol, stream: STREAM_OF_TABLE[table] });
   }
   return streams;

@@ -9,7 +9,7 @@
  */
 import { open, readFile, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { EXCHANGES, STREAMS } from "../../core/events.ts";
+import { STREAMS } from "../../core/events.ts";
 import type { InterruptedStream } from "../../core/sink.ts";
 import { errorCode, syncDirectory, writeAll } from "./part-file.ts";
 
@@ -17,8 +17,11 @@ export const PENDING_MARKERS_FILE = ".unclean-stop.pending";
 
 export const streamKey = (stream: InterruptedStream): string => `${stream.stream}:${stream.exchange}@${stream.symbol}`;
 
-/** The streams a previous start recorded and did not mark durably; a file that does not parse is an error. */
-export async function readPendingMarkers(root: string): Promise<InterruptedStream[]> {
+/**
+ * The streams a previous start recorded and did not mark durably, of the `exchanges` this build knows; a
+ * file that does not parse is an error.
+ */
+export async function readPendingMarkers(root: string, exchanges: ReadonlySet<string>): Promise<InterruptedStream[]> {
   let text: string;
   try {
     text = await readFile(join(root, PENDING_MARKERS_FILE), "utf8");
@@ -28,7 +31,7 @@ export async function readPendingMarkers(root: string): Promise<InterruptedStrea
   }
   const parsed = JSON.parse(text) as { streams?: unknown };
   if (!Array.isArray(parsed.streams)) throw new Error(`${PENDING_MARKERS_FILE} has no list of streams`);
-  return parsed.streams.filter(isStream).map(({ exchange, symbol, stream }) => ({ exchange, symbol, stream }));
+  return parsed.streams.filter((stream) => isStream(stream, exchanges)).map(({ exchange, symbol, stream }) => ({ exchange, symbol, stream }));
 }
 
 /** Replaces the record with `streams` (removes it when empty); durable when this resolves. */
@@ -55,10 +58,11 @@ export async function writePendingMarkers(root: string, streams: readonly Interr
   await syncDirectory(root);
 }
 
-function isStream(value: unknown): value is InterruptedStream {
+function isStream(value: unknown, exchanges: ReadonlySet<string>): value is InterruptedStream {
   const { exchange, symbol, stream } = (value ?? {}) as Record<string, unknown>;
   return (
-    (EXCHANGES as readonly unknown[]).includes(exchange) &&
+    typeof exchange === "string" &&
+    exchanges.has(exchange) &&
     typeof symbol === "string" &&
     symbol !== "" &&
     (STREAMS as readonly unknown[]).includes(stream)
