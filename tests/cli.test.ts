@@ -4,6 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildConfig, parseCommandLine, usage } from "../src/cli/config.ts";
 import { loadEnvironment, parseDotenv } from "../src/cli/dotenv.ts";
+import { deribitSettings } from "../src/connectors/deribit.ts";
+import { EXCHANGE_REGISTRY } from "../src/connectors/index.ts";
+import type { ExchangeSpec } from "../src/core/connector.ts";
 import { UserError } from "../src/core/errors.ts";
 import { parseRustLog } from "../src/core/log.ts";
 import { runBinary } from "./support/binary.ts";
@@ -86,7 +89,8 @@ describe("flags and environment", () => {
     expect(built.verbose).toBe(false);
     expect(built.shutdownAfterSeconds).toBeUndefined();
     expect(built.logLevel).toBe("info");
-    expect(built.deribit).toEqual({ useTestnet: true, credentials: undefined });
+    // Deribit's settings are read by the venue from the config's environment, as its connector does.
+    expect(deribitSettings(built.env)).toEqual({ useTestnet: true, credentials: undefined });
     expect(built.questdb).toMatchObject({ host: "127.0.0.1", ilpPort: 9009, httpPort: 9000 });
     expect(built.parquet).toMatchObject({ rotateIntervalSeconds: 3600, compression: "zstd" });
   });
@@ -120,7 +124,7 @@ describe("flags and environment", () => {
     expect(built.shutdownAfterSeconds).toBe(2.5);
     expect(built.verbose).toBe(true);
     expect(built.questdb).toMatchObject({ host: "db.internal", ilpPort: 19009 });
-    expect(built.deribit).toEqual({ useTestnet: false, credentials: { clientId: "id", clientSecret: "secret" } });
+    expect(deribitSettings(built.env)).toEqual({ useTestnet: false, credentials: { clientId: "id", clientSecret: "secret" } });
     expect(built.logLevel).toBe("debug");
   });
 
@@ -210,7 +214,27 @@ describe("flags and environment", () => {
     ).toBe(
       "DERIBIT_CLIENT_ID is set but DERIBIT_CLIENT_SECRET is not; set both for authenticated Deribit channels, or neither for public ones",
     );
-    expect(config({}, { DERIBIT_CLIENT_ID: "id" }).deribit.credentials).toBeUndefined();
+    expect(deribitSettings(config({}, { DERIBIT_CLIENT_ID: "id" }).env, false).credentials).toBeUndefined();
+  });
+
+  test("a venue's own settings are checked by its declaration, before anything connects, knowing whether it is in use", () => {
+    const seen: boolean[] = [];
+    const newVenue: ExchangeSpec = {
+      ...EXCHANGE_REGISTRY.DERIBIT!,
+      id: "NEW_VENUE",
+      nativeInstrument: (symbol) => ({ native: symbol }),
+      checkSettings: (env, inUse) => {
+        seen.push(inUse);
+        if (inUse && !env.NEW_VENUE_API_KEY) throw new UserError("NEW_VENUE_API_KEY is not set; NEW_VENUE needs an API key");
+      },
+    };
+    const registry = { ...EXCHANGE_REGISTRY, NEW_VENUE: newVenue };
+    const build = (subscriptions: string, env: Record<string, string> = {}) =>
+      buildConfig({ ...base, subscriptions }, env, registry).config;
+    expect(userError(() => build("TRADES:NEW_VENUE@XBTUSD"))).toBe("NEW_VENUE_API_KEY is not set; NEW_VENUE needs an API key");
+    expect(build("TRADES:NEW_VENUE@XBTUSD", { NEW_VENUE_API_KEY: "key" }).subscriptions.map((s) => s.key)).toEqual(["TRADES:NEW_VENUE@XBTUSD"]);
+    expect(build("TRADES:BINANCE_FUTURES@BTCUSDT").subscriptions).toHaveLength(1);
+    expect(seen).toEqual([true, true, false]);
   });
 
   test("RUST_LOG forms", () => {

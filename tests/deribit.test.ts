@@ -3,7 +3,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildConfig } from "../src/cli/config.ts";
-import { deribit, deribitSizing, deribitWsUrl, DERIBIT_WS_URLS } from "../src/connectors/deribit.ts";
+import { deribit, deribitSettings, deribitSizing, deribitWsUrl, DERIBIT_WS_URLS } from "../src/connectors/deribit.ts";
 import { flattenLevels } from "../src/connectors/deribit-scan.ts";
 import { ChangeIdSequence } from "../src/connectors/kit/sequence/deribit.ts";
 import { EXCHANGE_REGISTRY } from "../src/connectors/index.ts";
@@ -120,7 +120,7 @@ describe("instruments and endpoints", () => {
   test("testnet by default, production when DERIBIT_USE_TESTNET=false, the override replaces either", () => {
     const dir = mkdtempSync(join(tmpdir(), "xtrader-deribit-"));
     const useTestnet = (env: Record<string, string>) =>
-      buildConfig({ subscriptions: "TRADES:DERIBIT@BTCUSD", "output-directory": dir }, env).config.deribit.useTestnet;
+      deribitSettings(buildConfig({ subscriptions: "TRADES:DERIBIT@BTCUSD", "output-directory": dir }, env).config.env).useTestnet;
     expect(deribitWsUrl({}, useTestnet({}))).toBe(DERIBIT_WS_URLS.testnet);
     expect(DERIBIT_WS_URLS.testnet).toBe("wss://test.deribit.com/ws/api/v2");
     expect(deribitWsUrl({}, useTestnet({ DERIBIT_USE_TESTNET: "false" }))).toBe("wss://www.deribit.com/ws/api/v2");
@@ -142,7 +142,7 @@ describe("instruments and endpoints", () => {
     expect((error as Error).message).toContain("DERIBIT_CLIENT_ID");
     expect((error as Error).message).not.toContain(CLIENT_SECRET);
     expect(() => build("L2:DERIBIT@BTCUSD", { DERIBIT_CLIENT_ID: CLIENT_ID })).toThrow(/DERIBIT_CLIENT_SECRET/);
-    expect(build("TRADES:BINANCE_FUTURES@BTCUSDT", { DERIBIT_CLIENT_SECRET: CLIENT_SECRET }).config.deribit.credentials).toBeUndefined();
+    expect(deribitSettings(build("TRADES:BINANCE_FUTURES@BTCUSDT", { DERIBIT_CLIENT_SECRET: CLIENT_SECRET }).config.env, false).credentials).toBeUndefined();
   });
 });
 

@@ -14,6 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ARGS, buildConfig, parseCommandLine } from "../src/cli/config.ts";
 import { LIMITS as BINANCE_LIMITS } from "../src/connectors/binance-futures.ts";
+import { deribitSettings } from "../src/connectors/deribit.ts";
 import { EXCHANGE_IDS, EXCHANGE_REGISTRY } from "../src/connectors/index.ts";
 import { backoffFromEnv } from "../src/connectors/websocket.ts";
 import { resyncBrakeFromEnv } from "../src/connectors/kit/resync-brake.ts";
@@ -219,6 +220,8 @@ describe("the defaults shown in systemd/xtrader.env.example and the README are t
         settings,
         parquet: parquetTuningFromEnv(config.env),
         questdb,
+        // Venues read their own settings from the same environment (each venue's declaration).
+        deribit: deribitSettings(config.env),
         backoff: backoffFromEnv(config.env),
         resyncBrake: resyncBrakeFromEnv(config.env),
         eventLoopLagLimit: lagLimitSeconds(config.env),

@@ -97,6 +97,14 @@ describe("layering of src/", () => {
     expect(offending).toEqual([]);
   });
 
+  test("core's Config holds only generic pieces: no venue's or sink's settings in its code", () => {
+    const code = readFileSync(join(SRC, "core/config.ts"), "utf8")
+      .replace(/\/\*[\s\S]*?\*\//g, "")
+      .replace(/\/\/.*$/gm, "");
+    expect(code).toContain("interface Config");
+    expect(code.match(/deribit|binance|okx|parquet|questdb|credential|secret/gi) ?? []).toEqual([]);
+  });
+
   test("a venue that only the registry knows is accepted by the subscription grammar", () => {
     const newVenue: ExchangeSpec = { ...EXCHANGE_REGISTRY.DERIBIT!, id: "NEW_VENUE", nativeInstrument: (symbol) => ({ native: symbol }) };
     const { subscriptions } = parseSubscriptions("TRADES:new_venue@XBTUSD", { ...EXCHANGE_REGISTRY, NEW_VENUE: newVenue });

@@ -7,6 +7,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildConfig } from "../src/cli/config.ts";
+import { deribitSettings } from "../src/connectors/deribit.ts";
 import { createLogger } from "../src/core/log.ts";
 import { configureLogging, REDACTED, secretsOf } from "../src/observability/logging.ts";
 import { createConsola } from "consola";
@@ -104,6 +105,8 @@ describe("JSON logs", () => {
     );
     const secrets = secretsOf(config);
     expect(secrets).toContain(SECRET);
+    // The secret Deribit reads for itself from the same environment.
+    expect(secrets).toContain(deribitSettings(config.env, false).credentials!.clientSecret);
     expect(secrets).toContain(QDB_PASSWORD);
     expect(secrets).not.toContain("client-id-1");
     expect(secrets).not.toContain("admin");

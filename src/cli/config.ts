@@ -10,7 +10,8 @@ import { join, resolve } from "node:path";
 import { stripVTControlCharacters } from "node:util";
 import * as v from "valibot";
 import { EXCHANGE_REGISTRY, SUBSCRIPTION_EXAMPLE } from "../connectors/index.ts";
-import { SINKS, type Config } from "../core/config.ts";
+import type { Config } from "../core/config.ts";
+import { SINKS, type SinkSettings } from "../sinks/index.ts";
 import { colourWanted } from "../observability/logging.ts";
 import { UserError } from "../core/errors.ts";
 import { parseRustLog } from "../core/log.ts";
@@ -20,7 +21,7 @@ import { VERSION_LINE } from "../core/version.ts";
 import { DEFAULT_MAX_FRAME_BYTES, MAX_FRAME_BYTES_ENV, MAX_FRAME_BYTES_LIMIT, MIN_FRAME_BYTES } from "../connectors/websocket.ts";
 import type { Environment } from "./dotenv.ts";
 import { checkEnvironment } from "./environment.ts";
-import { BOOLEAN_WORDS, booleanText, check, choice, integer, MAX_TIMER_SECONDS, positiveSeconds } from "./rules.ts";
+import { BOOLEAN_WORDS, check, choice, integer, MAX_TIMER_SECONDS, positiveSeconds } from "./rules.ts";
 
 export const LOG_FORMATS = ["text", "json"] as const;
 export const COMPRESSIONS = ["zstd", "snappy", "none"] as const;
@@ -203,6 +204,9 @@ const HOST = v.pipe(
   v.regex(/^[A-Za-z0-9.\-:\[\]]+$/, (issue) => `invalid QUESTDB_HOST '${issue.input}'; expected a host name or IP address`),
 );
 
+/** The shared Config plus the sinks' settings (the CLI's flags for them live in this one table). */
+export type RunConfig = Config & SinkSettings;
+
 /**
  * Builds the Config from parsed flags and the merged environment. Checks the output directory exists
  * (creating it) and is writable when the Parquet sink is selected.
@@ -211,7 +215,7 @@ export function buildConfig(
   args: Readonly<Record<string, unknown>>,
   env: Environment,
   registry: ExchangeRegistry = EXCHANGE_REGISTRY,
-): { config: Config; warnings: string[] } {
+): { config: RunConfig; warnings: string[] } {
   const warnings: string[] = [];
   const flag = (name: string): string | undefined => {
     const value = args[name];
@@ -245,17 +249,10 @@ export function buildConfig(
   const outputDirectory = resolve(setting("output-directory", "OUTPUT_DIRECTORY") ?? "./data");
   if (sink === "parquet") ensureWritableDirectory(outputDirectory);
 
-  const clientId = env.DERIBIT_CLIENT_ID?.trim() || undefined;
-  const clientSecret = env.DERIBIT_CLIENT_SECRET?.trim() || undefined;
-  const usesDeribit = subscriptions.some((subscription) => subscription.exchange === "DERIBIT");
-  if (usesDeribit && (clientId === undefined) !== (clientSecret === undefined)) {
-    throw new UserError(
-      `${clientId === undefined ? "DERIBIT_CLIENT_SECRET" : "DERIBIT_CLIENT_ID"} is set but ${
-        clientId === undefined ? "DERIBIT_CLIENT_ID" : "DERIBIT_CLIENT_SECRET"
-      } is not; set both for authenticated Deribit channels, or neither for public ones`,
-    );
+  // Each venue's own settings (Deribit's credentials and network), checked by its declaration.
+  for (const [exchange, spec] of Object.entries(registry)) {
+    spec.checkSettings?.(env, subscriptions.some((subscription) => subscription.exchange === exchange));
   }
-  const useTestnet = check(booleanText("DERIBIT_USE_TESTNET"), env.DERIBIT_USE_TESTNET?.trim() || "true");
 
   const questdbHost = check(HOST, env.QUESTDB_HOST?.trim() || "127.0.0.1");
   const ilpPort = check(integer("QUESTDB_ILP_PORT", 1, 65_535), env.QUESTDB_ILP_PORT?.trim() || "9009");
@@ -275,7 +272,7 @@ export function buildConfig(
   const threadPoolText = env.UV_THREADPOOL_SIZE?.trim();
   if (threadPoolText) check(integer("UV_THREADPOOL_SIZE", 1, 1024), threadPoolText);
 
-  const config: Config = {
+  const config: RunConfig = {
     subscriptions,
     sink,
     outputDirectory,
@@ -284,10 +281,6 @@ export function buildConfig(
     logLevel,
     logFormat: check(choice("log format", LOG_FORMATS), setting("log-format", "LOG_FORMAT") ?? "text"),
     metrics: metricsText === undefined ? undefined : check(HOST_PORT, metricsText),
-    deribit: {
-      useTestnet,
-      credentials: clientId && clientSecret ? { clientId, clientSecret } : undefined,
-    },
     questdb: {
       host: questdbHost,
       ilpPort,

@@ -3,14 +3,8 @@
  * user sees (`xtrader: error: ...`): it names the setting, quotes the bad value and says what is accepted.
  */
 import * as v from "valibot";
-import { UserError } from "../core/errors.ts";
 
-/** Applies a rule; its first issue becomes a one-line UserError. */
-export function check<const TSchema extends v.GenericSchema>(schema: TSchema, value: unknown): v.InferOutput<TSchema> {
-  const result = v.safeParse(schema, value);
-  if (result.success) return result.output;
-  throw new UserError(result.issues[0].message);
-}
+export { BOOLEAN_WORDS, booleanText, check } from "../core/rules.ts";
 
 /** The longest delay a timer takes (2^31-1 ms); above it Bun and Node fire at once. */
 export const MAX_TIMER_MS = 2_147_483_647;
@@ -38,17 +32,6 @@ export const choice = <const T extends readonly string[]>(name: string, options:
     v.trim(),
     v.toLowerCase(),
     v.picklist(options, (issue) => `invalid ${name} '${String(issue.input)}'; accepted: ${options.join(", ")}`),
-  );
-
-export const BOOLEAN_WORDS = ["true", "false", "1", "0", "yes", "no"] as const;
-
-export const booleanText = (name: string) =>
-  v.pipe(
-    v.string(),
-    v.trim(),
-    v.toLowerCase(),
-    v.picklist(BOOLEAN_WORDS, (issue) => `invalid ${name} '${String(issue.input)}'; accepted: true or false`),
-    v.transform((text) => text === "true" || text === "1" || text === "yes"),
   );
 
 /** Seconds > 0 that a timer can wait for. */

@@ -18,7 +18,9 @@
  *   resubscribe the channel, which makes Deribit send a fresh snapshot
  *   (https://docs.deribit.com/subscriptions/orderbook/bookinstrument_nameinterval).
  */
-import type { DeribitCredentials } from "../core/config.ts";
+import type { Config } from "../core/config.ts";
+import { UserError } from "../core/errors.ts";
+import { booleanText, check } from "../core/rules.ts";
 import { BASE_SIZING, gapEvent, type GapReason, type Sizing, type Stream } from "../core/events.ts";
 import { FaultLog } from "../core/fault-log.ts";
 import { OrderBook } from "../core/order-book.ts";
@@ -52,6 +54,36 @@ export const DERIBIT_WS_URLS = {
   testnet: "wss://test.deribit.com/ws/api/v2",
   production: "wss://www.deribit.com/ws/api/v2",
 } as const;
+
+export interface DeribitCredentials {
+  readonly clientId: string;
+  readonly clientSecret: string;
+}
+
+/** Deribit's own settings, read from the environment (README: DERIBIT_CLIENT_ID, _SECRET, _USE_TESTNET). */
+export interface DeribitSettings {
+  readonly useTestnet: boolean;
+  /** Both credentials, or undefined for public channels only. */
+  readonly credentials: DeribitCredentials | undefined;
+}
+
+/**
+ * Reads Deribit's settings; a bad value is a UserError (exit 2), never quoting a credential. One credential
+ * without the other is an error only when Deribit is subscribed (`inUse`): elsewhere they are not used.
+ */
+export function deribitSettings(env: Config["env"], inUse = true): DeribitSettings {
+  const clientId = env.DERIBIT_CLIENT_ID?.trim() || undefined;
+  const clientSecret = env.DERIBIT_CLIENT_SECRET?.trim() || undefined;
+  if (inUse && (clientId === undefined) !== (clientSecret === undefined)) {
+    throw new UserError(
+      `${clientId === undefined ? "DERIBIT_CLIENT_SECRET" : "DERIBIT_CLIENT_ID"} is set but ${
+        clientId === undefined ? "DERIBIT_CLIENT_ID" : "DERIBIT_CLIENT_SECRET"
+      } is not; set both for authenticated Deribit channels, or neither for public ones`,
+    );
+  }
+  const useTestnet = check(booleanText("DERIBIT_USE_TESTNET"), env.DERIBIT_USE_TESTNET?.trim() || "true");
+  return { useTestnet, credentials: clientId && clientSecret ? { clientId, clientSecret } : undefined };
+}
 
 /** The WebSocket URL: XTRADER_DERIBIT_WS_URL when set, else testnet or production per DERIBIT_USE_TESTNET. */
 export function deribitWsUrl(env: Readonly<Record<string, string | undefined>>, useTestnet: boolean): string {
@@ -230,7 +262,8 @@ class DeribitConnector implements Connector {
     const { config } = context;
     this.faults = new FaultLog(context.log);
     const brake = resyncBrakeFromEnv(config.env);
-    this.credentials = config.deribit.credentials;
+    const settings = deribitSettings(config.env);
+    this.credentials = settings.credentials;
     this.interval = this.credentials ? INTERVALS.authenticated : INTERVALS.public;
     for (const subscription of subscriptions) {
       const spec = STREAM_CHANNELS[subscription.stream];
@@ -255,7 +288,7 @@ class DeribitConnector implements Connector {
       channel.contexts.push({ symbol: subscription.symbol, sizing: channel.sizing });
       this.channelOf.set(subscription, channel);
     }
-    const url = deribitWsUrl(config.env, config.deribit.useTestnet);
+    const url = deribitWsUrl(config.env, settings.useTestnet);
     const staleAfterMs = positiveOr(
       config.env,
       "XTRADER_DERIBIT_STALE_AFTER_MS",
@@ -810,5 +843,6 @@ export const deribit: ExchangeSpec = {
   id: EXCHANGE,
   streams: ["TRADES", "L2", "BBO", "FUNDING", "LIQUIDATIONS"],
   nativeInstrument: deribitInstrument,
+  checkSettings: (env, inUse) => void deribitSettings(env, inUse),
   create: (context, subscriptions) => new DeribitConnector(context, subscriptions),
 };

@@ -1,36 +1,16 @@
-/** The validated runtime configuration (built by src/cli/config.ts from flags, environment and .env). */
+/**
+ * The validated runtime configuration (built by src/cli/config.ts from flags, environment and .env): only
+ * the pieces every part shares. A venue's own settings (credentials, network) are read from `env` by its
+ * declaration (ExchangeSpec.checkSettings, then the venue itself), and a sink's by the sink
+ * (src/sinks/index.ts), so that core names no venue and no sink.
+ */
 import type { LogLevel } from "./log.ts";
 import type { Subscription } from "./subscriptions.ts";
 
-export const SINKS = ["parquet", "questdb"] as const;
-export type SinkName = (typeof SINKS)[number];
-
-export interface DeribitCredentials {
-  readonly clientId: string;
-  readonly clientSecret: string;
-}
-
-export interface ParquetSettings {
-  /** New file at every multiple of this many seconds since the epoch (UTC boundaries). */
-  readonly rotateIntervalSeconds: number;
-  readonly maxFileRows: number;
-  readonly maxFileBytes: number;
-  readonly compression: "zstd" | "snappy" | "none";
-}
-
-export interface QuestDbSettings {
-  readonly host: string;
-  readonly ilpPort: number;
-  readonly httpPort: number;
-  /** The client's own configuration string (QDB_CLIENT_CONF), overriding host and port when set. */
-  readonly clientConf: string | undefined;
-  /** Bound on rows buffered while QuestDB is unreachable, in bytes of encoded lines. */
-  readonly bufferMaxBytes: number;
-}
-
 export interface Config {
   readonly subscriptions: readonly Subscription[];
-  readonly sink: SinkName;
+  /** The selected sink's name (src/sinks/index.ts lists them). */
+  readonly sink: string;
   readonly outputDirectory: string;
   readonly verbose: boolean;
   /** Stop after this many seconds; undefined = run until SIGINT/SIGTERM. */
@@ -39,9 +19,6 @@ export interface Config {
   readonly logFormat: "text" | "json";
   /** Where to serve /metrics, /healthz and /readyz; undefined = off. */
   readonly metrics: { readonly host: string; readonly port: number } | undefined;
-  readonly deribit: { readonly useTestnet: boolean; readonly credentials: DeribitCredentials | undefined };
-  readonly questdb: QuestDbSettings;
-  readonly parquet: ParquetSettings;
   /** Bound of the connector→sink channel, in rows (one per L2 level). */
   readonly queueCapacityRows: number;
   /** Largest WebSocket message accepted; a larger one closes its connection (XTRADER_MAX_FRAME_BYTES). */

@@ -39,5 +39,11 @@ export type ExchangeRegistry = Readonly<Record<ExchangeId, ExchangeSpec>>;
 
 export interface ExchangeSpec extends InstrumentRule {
   readonly id: ExchangeId;
+  /**
+   * Checks the venue's own settings in the (merged) environment, e.g. credentials, when it has any: a bad
+   * value is a UserError. Called by the CLI before anything connects, `inUse` false when no subscription
+   * names the venue; the connector reads the same settings from `config.env` when it is created.
+   */
+  readonly checkSettings?: (env: Config["env"], inUse: boolean) => void;
   create(context: ConnectorContext, subscriptions: readonly Subscription[]): Connector;
 }

@@ -1,13 +1,25 @@
-/** Sink selection: `--sink parquet|questdb`. */
+/** Sink selection: `--sink parquet|questdb`, and the settings each sink takes from the CLI. */
 import type { Config } from "../core/config.ts";
 import type { Logger } from "../core/log.ts";
 import type { SinkStats } from "../core/stats.ts";
 import { ParquetSink, parquetTuningFromEnv } from "./parquet/index.ts";
+import type { ParquetSettings } from "./parquet/settings.ts";
 import { QuestDbSink } from "./questdb/index.ts";
+import type { QuestDbSettings } from "./questdb/settings.ts";
 import type { Sink } from "../core/sink.ts";
 
+export const SINKS = ["parquet", "questdb"] as const;
+export type SinkName = (typeof SINKS)[number];
+
+/** What the sinks need beyond the shared Config (built by the CLI from flags and environment). */
+export interface SinkSettings {
+  readonly sink: SinkName;
+  readonly parquet: ParquetSettings;
+  readonly questdb: QuestDbSettings;
+}
+
 /** `exchanges`: the venue ids of the registry (the sinks know no venue themselves). */
-export function createSink(config: Config, log: Logger, stats: SinkStats, exchanges: readonly string[]): Sink {
+export function createSink(config: Config & SinkSettings, log: Logger, stats: SinkStats, exchanges: readonly string[]): Sink {
   switch (config.sink) {
     case "parquet":
       return new ParquetSink({

@@ -7,7 +7,7 @@ import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from "h
 import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
-import type { ParquetSettings } from "../../src/core/config.ts";
+import type { ParquetSettings } from "../../src/sinks/parquet/settings.ts";
 import {
   BASE_SIZING,
   gapEvent,

@@ -3,7 +3,7 @@
  * records every line (so tests can check what was said, and that no secret was).
  */
 import { createConsola } from "consola";
-import type { QuestDbSettings } from "../../src/core/config.ts";
+import type { QuestDbSettings } from "../../src/sinks/questdb/settings.ts";
 import type { Logger } from "../../src/core/log.ts";
 import { SinkStats } from "../../src/core/stats.ts";
 import { QuestDbSink } from "../../src/sinks/questdb/index.ts";

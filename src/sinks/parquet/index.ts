@@ -12,7 +12,6 @@
  * they held with `output_lost` gap rows.
  */
 import type { CompressionCodec } from "hyparquet";
-import type { ParquetSettings } from "../../core/config.ts";
 import { nowMicros } from "../../core/clock.ts";
 import { errorMessage } from "../../core/errors.ts";
 import { gapEvent, rowCount, type BookChange, type ExchangeId, type Gap, type MarketEvent } from "../../core/events.ts";
@@ -27,9 +26,9 @@ import { PENDING_MARKERS_FILE, readPendingMarkers, streamKey, writePendingMarker
 import { EncodeError, NameAllocator, PartFile, errorCode } from "./part-file.ts";
 import { recoverDirectory, type InterruptedPartition, type RecoveryReport } from "./recovery.ts";
 import { CODEC } from "./schema.ts";
-import { parquetTuningFromEnv, type ParquetTuning } from "./settings.ts";
+import { parquetTuningFromEnv, type ParquetSettings, type ParquetTuning } from "./settings.ts";
 
-export { DEFAULT_TUNING, parquetTuningFromEnv, type ParquetTuning } from "./settings.ts";
+export { DEFAULT_TUNING, parquetTuningFromEnv, type ParquetSettings, type ParquetTuning } from "./settings.ts";
 
 export interface ParquetSinkOptions {
   readonly directory: string;

@@ -6,7 +6,7 @@
  * sorted, so their deltas pack into a few bits).
  */
 import type { CompressionCodec, Encoding, SchemaElement } from "hyparquet";
-import type { ParquetSettings } from "../../core/config.ts";
+import type { ParquetSettings } from "./settings.ts";
 import type { Column } from "../../core/tables.ts";
 
 export const CODEC: Readonly<Record<ParquetSettings["compression"], CompressionCodec>> = {

@@ -4,6 +4,15 @@
  */
 import { UserError } from "../../core/errors.ts";
 
+/** The CLI's rotation and compression settings (--rotate-interval, --max-file-rows, ...). */
+export interface ParquetSettings {
+  /** New file at every multiple of this many seconds since the epoch (UTC boundaries). */
+  readonly rotateIntervalSeconds: number;
+  readonly maxFileRows: number;
+  readonly maxFileBytes: number;
+  readonly compression: "zstd" | "snappy" | "none";
+}
+
 export interface ParquetTuning {
   /** How often pending rows are appended to the journal and fdatasync'ed: the most a crash can lose. */
   readonly flushIntervalMs: number;

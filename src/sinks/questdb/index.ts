@@ -34,7 +34,7 @@
  *
  * Nothing here throws into the pipeline or leaves a promise unobserved.
  */
-import type { QuestDbSettings } from "../../core/config.ts";
+import type { QuestDbSettings } from "./settings.ts";
 import { UserError, errorMessage } from "../../core/errors.ts";
 import { rowCount, type MarketEvent } from "../../core/events.ts";
 import { FaultLog } from "../../core/fault-log.ts";

@@ -1,5 +1,5 @@
 /**
- * Turns Config.questdb plus the sink's own environment variables into what the sink runs with.
+ * Turns the CLI's QuestDbSettings plus the sink's own environment variables into what the sink runs with.
  *
  * The official client parses the connection: QDB_CLIENT_CONF when set (its own configuration string:
  * http/https/tcp/tcps, TLS, authentication), else `tcp::addr=QUESTDB_HOST:QUESTDB_ILP_PORT`. The sink
@@ -29,9 +29,19 @@
 import { SenderOptions, createTransport } from "@questdb/nodejs-client";
 import { createECDH, createPrivateKey, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
-import type { QuestDbSettings } from "../../core/config.ts";
 import { UserError, errorMessage } from "../../core/errors.ts";
 import type { Logger } from "../../core/log.ts";
+
+/** The address and buffer bound the CLI reads (QUESTDB_HOST, QUESTDB_ILP_PORT, ...). */
+export interface QuestDbSettings {
+  readonly host: string;
+  readonly ilpPort: number;
+  readonly httpPort: number;
+  /** The client's own configuration string (QDB_CLIENT_CONF), overriding host and port when set. */
+  readonly clientConf: string | undefined;
+  /** Bound on rows buffered while QuestDB is unreachable, in bytes of encoded lines. */
+  readonly bufferMaxBytes: number;
+}
 
 export type TransportKind = "tcp" | "http";
 
