@@ -225,7 +225,7 @@ describe("the defaults shown in systemd/xtrader.env.example and the README are t
         backoff: backoffFromEnv(config.env),
         resyncBrake: resyncBrakeFromEnv(config.env),
         eventLoopLagLimit: lagLimitSeconds(config.env),
-        staleness: [...stalenessWindows(config.subscriptions, config.env.XTRADER_STALENESS_WINDOWS).values()],
+        staleness: [...stalenessWindows(config.subscriptions, config.env.XTRADER_STALENESS_WINDOWS, EXCHANGE_REGISTRY).values()],
       };
     } finally {
       process.chdir(previous);

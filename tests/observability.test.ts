@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildConfig } from "../src/cli/config.ts";
 import { EXCHANGE_REGISTRY } from "../src/connectors/index.ts";
-import type { Connector, ConnectorContext, ExchangeRegistry } from "../src/core/connector.ts";
+import type { Connector, ConnectorContext, ExchangeRegistry, ExchangeSpec } from "../src/core/connector.ts";
 import { ReconnectingSocket } from "../src/connectors/websocket.ts";
 import { msToMicros } from "../src/core/clock.ts";
 import type { Config } from "../src/core/config.ts";
@@ -22,7 +22,7 @@ import { LAG_BUCKETS_US, SinkStats } from "../src/core/stats.ts";
 import type { Subscription } from "../src/core/subscriptions.ts";
 import { telemetryLine } from "../src/core/telemetry.ts";
 import { startObservability, type Observability } from "../src/observability/index.ts";
-import { DEFAULT_STALENESS_SECONDS, stalenessWindows } from "../src/observability/readiness.ts";
+import { stalenessWindows } from "../src/observability/readiness.ts";
 import { FakeExchange, waitUntil, type FakeConnection } from "./support/fake-exchange.ts";
 import { MemorySink } from "./support/memory-sink.ts";
 import { StatsMemorySink } from "./support/observability-sink.ts";
@@ -240,9 +240,9 @@ describe("/metrics", () => {
     expect(first.value("xtrader_rows_written_total", labels(eth))).toBe(2);
     expect(first.value("xtrader_parse_errors_total", labels(btc))).toBe(0);
     expect(first.value("xtrader_last_message_timestamp_seconds", labels(btc))).toBe(btc.stats.lastMessageAt / 1e6);
-    expect(first.value("xtrader_seconds_since_last_message", labels(btc))).toBeLessThan(DEFAULT_STALENESS_SECONDS.TRADES!);
+    expect(first.value("xtrader_seconds_since_last_message", labels(btc))).toBeLessThan(EXCHANGE_REGISTRY.BINANCE_FUTURES!.readinessWindows.TRADES!);
     expect(first.value("xtrader_subscription_ready", labels(btc))).toBe(1);
-    expect(first.value("xtrader_staleness_window_seconds", labels(btc))).toBe(DEFAULT_STALENESS_SECONDS.TRADES!);
+    expect(first.value("xtrader_staleness_window_seconds", labels(btc))).toBe(EXCHANGE_REGISTRY.BINANCE_FUTURES!.readinessWindows.TRADES!);
 
     // The lag histogram: exactly the LagHistogram counts, in seconds.
     expect(first.family("xtrader_exchange_lag_seconds").type).toBe("histogram");
@@ -435,11 +435,32 @@ describe("settings", () => {
     const subscriptions = subscriptionsOf(
       "L2:BINANCE_FUTURES@BTCUSDT,BBO:BINANCE_FUTURES@BTCUSDT,TRADES:BINANCE_FUTURES@BTCUSDT,TRADES:BINANCE_FUTURES@ETHUSDT,FUNDING:BINANCE_FUTURES@BTCUSDT,LIQUIDATIONS:BINANCE_FUTURES@BTCUSDT",
     );
-    const windowsOf = (text: string | undefined) => [...stalenessWindows(subscriptions, text).values()];
+    const windowsOf = (text: string | undefined) => [...stalenessWindows(subscriptions, text, EXCHANGE_REGISTRY).values()];
     expect(windowsOf(undefined)).toEqual([90, 90, 300, 300, 180, undefined]);
     expect(windowsOf(" trades = 45 , TRADES:BINANCE_FUTURES@ETHUSDT=off, LIQUIDATIONS=3600,L2=2.5")).toEqual([
       2.5, 90, 45, undefined, 180, 3600,
     ]);
+  });
+
+  test("staleness windows: each venue's defaults come from its own declaration in the registry", () => {
+    const newVenue: ExchangeSpec = {
+      ...EXCHANGE_REGISTRY.DERIBIT!,
+      id: "NEW_VENUE",
+      nativeInstrument: (symbol) => ({ native: symbol }),
+      readinessWindows: { L2: 5, BBO: 5, TRADES: 30, FUNDING: undefined, LIQUIDATIONS: 600 },
+    };
+    const registry: ExchangeRegistry = { ...EXCHANGE_REGISTRY, NEW_VENUE: newVenue };
+    const { config } = buildConfig(
+      {
+        subscriptions: "TRADES:NEW_VENUE@XBTUSD,FUNDING:NEW_VENUE@XBTUSD,LIQUIDATIONS:NEW_VENUE@XBTUSD,TRADES:BINANCE_FUTURES@BTCUSDT",
+        "output-directory": mkdtempSync(join(tmpdir(), "xtrader-obs-")),
+      },
+      {},
+      registry,
+    );
+    expect([...stalenessWindows(config.subscriptions, undefined, registry).values()]).toEqual([30, undefined, 600, 300]);
+    // The stream override still applies to every venue.
+    expect([...stalenessWindows(config.subscriptions, "TRADES=45", registry).values()]).toEqual([45, undefined, 600, 45]);
   });
 
   test.each([
@@ -452,7 +473,7 @@ describe("settings", () => {
     const subscriptions = subscriptionsOf("TRADES:BINANCE_FUTURES@BTCUSDT");
     let error: unknown;
     try {
-      stalenessWindows(subscriptions, text);
+      stalenessWindows(subscriptions, text, EXCHANGE_REGISTRY);
     } catch (caught) {
       error = caught;
     }

@@ -266,7 +266,7 @@ export function buildConfig(
     const text = env[name]?.trim();
     if (text) check(positiveSeconds(name), text);
   }
-  warnings.push(...checkEnvironment(env, { exchanges: Object.keys(registry), subscriptions }));
+  warnings.push(...checkEnvironment(env, { exchanges: Object.keys(registry), subscriptions, registry }));
   // Read by Bun itself at process start (threads of its pool for file operations and compression); checked
   // here so that a typo is a one-line error instead of a silently ignored setting.
   const threadPoolText = env.UV_THREADPOOL_SIZE?.trim();

@@ -9,6 +9,7 @@
  * tuning variables when the sink is created (src/sinks/parquet/settings.ts, src/sinks/questdb/settings.ts).
  * README.md lists every variable; tests/knobs.test.ts checks that each one refuses garbage.
  */
+import type { ExchangeRegistry } from "../core/connector.ts";
 import type { ExchangeId } from "../core/events.ts";
 import { UserError } from "../core/errors.ts";
 import type { Subscription } from "../core/subscriptions.ts";
@@ -24,6 +25,8 @@ type Rule = (text: string) => unknown;
 export interface EnvironmentContext {
   readonly exchanges: readonly ExchangeId[];
   readonly subscriptions: readonly Subscription[];
+  /** The venues, whose declarations hold the default staleness windows. */
+  readonly registry: ExchangeRegistry;
 }
 
 /** Venue tuning knobs (see each venue's document), in milliseconds. */
@@ -64,7 +67,7 @@ export function environmentRules(context: EnvironmentContext): ReadonlyMap<strin
   add(streamsPerConnection, (text) => check(integer(streamsPerConnection, 1, 1024), text));
   add("DERIBIT_CLIENT_ID", (text) => check(credential("DERIBIT_CLIENT_ID"), text));
   add("DERIBIT_CLIENT_SECRET", (text) => check(credential("DERIBIT_CLIENT_SECRET"), text));
-  add(STALENESS_ENV, (text) => stalenessWindows(context.subscriptions, text));
+  add(STALENESS_ENV, (text) => stalenessWindows(context.subscriptions, text, context.registry));
   add(EVENT_LOOP_LAG_LIMIT_ENV, (text) => lagLimitSeconds({ [EVENT_LOOP_LAG_LIMIT_ENV]: text }));
   return rules;
 }

@@ -35,7 +35,7 @@ import { TokenBucket } from "./kit/rate.ts";
 import { PendingRequests } from "./kit/requests.ts";
 import { ResyncBrake, resyncBrakeFromEnv, type ResyncBrakeOptions } from "./kit/resync-brake.ts";
 import { snapshotBodyBytes } from "./http-body.ts";
-import type { Connector, ConnectorContext, ExchangeSpec } from "../core/connector.ts";
+import type { Connector, ConnectorContext, ExchangeSpec, ReadinessWindows } from "../core/connector.ts";
 import { backoffDelay, backoffFromEnv, ReconnectingSocket, type BackoffOptions, type CloseInfo, type OpenInfo } from "./websocket.ts";
 
 // ───────────────────────────────────────── declarative header ─────────────────────────────────────────
@@ -78,6 +78,14 @@ export const CHANNELS: Readonly<Record<Stream, ChannelSpec>> = {
   // At most one push per symbol per second, and only when a liquidation happens.
   LIQUIDATIONS: { suffix: "@forceOrder", route: "market", event: "forceOrder", staleAfterMs: undefined },
 };
+
+/**
+ * /readyz windows (seconds): depth and bookTicker tick many times a second on a live instrument (90 s is
+ * far past any normal pause); aggTrade of a quiet instrument can go minutes without a trade; markPrice is
+ * pushed every second (180 s: the same window as the other venues, kept loose); liquidations may not
+ * happen for hours, so silence is no fault.
+ */
+const READINESS_WINDOWS: ReadinessWindows = { L2: 90, BBO: 90, TRADES: 300, FUNDING: 180, LIQUIDATIONS: undefined };
 
 export const LIMITS = {
   /** "A single connection can listen to a maximum of 1024 streams." (Websocket Market Streams) */
@@ -135,6 +143,7 @@ const SYMBOL_RULE = /^[A-Z0-9]{2,32}(_[0-9]{6})?$/;
 export const binanceFutures: ExchangeSpec = {
   id: EXCHANGE,
   streams: ["TRADES", "L2", "BBO", "FUNDING", "LIQUIDATIONS"],
+  readinessWindows: READINESS_WINDOWS,
   nativeInstrument: (symbol) =>
     SYMBOL_RULE.test(symbol)
       ? { native: symbol }

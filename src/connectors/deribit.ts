@@ -42,7 +42,7 @@ import { ChangeIdSequence } from "./kit/sequence/deribit.ts";
 import { scanDeribitBookChange } from "./deribit-scan.ts";
 import { endpoint } from "./endpoints.ts";
 import { jsonFinite } from "./json-scan.ts";
-import type { Connector, ConnectorContext, ExchangeSpec, InstrumentResult } from "../core/connector.ts";
+import type { Connector, ConnectorContext, ExchangeSpec, InstrumentResult, ReadinessWindows } from "../core/connector.ts";
 import { backoffFromEnv, ReconnectingSocket, type CloseInfo, type OpenInfo } from "./websocket.ts";
 
 // ───────────────────────────── declarative header ─────────────────────────────
@@ -84,6 +84,14 @@ export function deribitSettings(env: Config["env"], inUse = true): DeribitSettin
   const useTestnet = check(booleanText("DERIBIT_USE_TESTNET"), env.DERIBIT_USE_TESTNET?.trim() || "true");
   return { useTestnet, credentials: clientId && clientSecret ? { clientId, clientSecret } : undefined };
 }
+
+/**
+ * /readyz windows (seconds): book and quote change many times a second on a live instrument (90 s);
+ * trades of a quiet instrument can be silent for minutes (300 s); the ticker is pushed at the subscription
+ * interval (100 ms or raw), yet its window stays as loose as the other venues' (180 s); liquidations may
+ * not happen for hours, so silence is no fault.
+ */
+const READINESS_WINDOWS: ReadinessWindows = { L2: 90, BBO: 90, TRADES: 300, FUNDING: 180, LIQUIDATIONS: undefined };
 
 /** The WebSocket URL: XTRADER_DERIBIT_WS_URL when set, else testnet or production per DERIBIT_USE_TESTNET. */
 export function deribitWsUrl(env: Readonly<Record<string, string | undefined>>, useTestnet: boolean): string {
@@ -843,6 +851,7 @@ export const deribit: ExchangeSpec = {
   id: EXCHANGE,
   streams: ["TRADES", "L2", "BBO", "FUNDING", "LIQUIDATIONS"],
   nativeInstrument: deribitInstrument,
+  readinessWindows: READINESS_WINDOWS,
   checkSettings: (env, inUse) => void deribitSettings(env, inUse),
   create: (context, subscriptions) => new DeribitConnector(context, subscriptions),
 };

@@ -43,7 +43,7 @@ import { jsonBody, restGet, retryAfterMs } from "./kit/rest.ts";
 import { ResyncBrake, resyncBrakeFromEnv, type ResyncBrakeOptions } from "./kit/resync-brake.ts";
 import { OKX_CHECKSUM_DEPTH, okxChecksum, SeqIdChain } from "./kit/sequence/okx.ts";
 import { scanOkxBooksUpdate, type ScannedOkxBook } from "./okx-scan.ts";
-import type { Connector, ConnectorContext, ExchangeSpec, InstrumentResult } from "../core/connector.ts";
+import type { Connector, ConnectorContext, ExchangeSpec, InstrumentResult, ReadinessWindows } from "../core/connector.ts";
 import { backoffDelay, backoffFromEnv, ReconnectingSocket, type BackoffOptions, type CloseInfo } from "./websocket.ts";
 
 // ─── Declarative header ────────────────────────────────────────────────────────────────────────────
@@ -107,17 +107,12 @@ export const OKX_TIMING = {
 } as const;
 
 /**
- * How long a healthy subscription may go without data (for readiness checks). A live connection is
- * proven by pong, not by data: books and bbo-tbt send a heartbeat after ~60 s idle, mark-price at least
- * every 10 s, funding-rate every 30-90 s; trades and liquidations of one instrument can be silent for long.
+ * /readyz windows (seconds). A live connection is proven by pong, not by data: books and bbo-tbt send an
+ * unchanged book after ~60 s idle (90 s: one missed minute plus slack); funding-rate is pushed every
+ * 30-90 s (180 s: two missed pushes); trades of a quiet instrument can be silent for minutes;
+ * liquidations for days, so silence is no fault.
  */
-export const OKX_DATA_STALE_AFTER_MS: Readonly<Record<Stream, number>> = {
-  TRADES: 15 * 60_000,
-  L2: 90_000,
-  BBO: 90_000,
-  FUNDING: 120_000,
-  LIQUIDATIONS: Number.POSITIVE_INFINITY,
-};
+const READINESS_WINDOWS: ReadinessWindows = { L2: 90, BBO: 90, TRADES: 300, FUNDING: 180, LIQUIDATIONS: undefined };
 
 /** Subscribe error codes worth retrying (internal error, too frequent); others fail the subscription. */
 const RETRYABLE_SUBSCRIBE_CODES = new Set(["64007", "60014"]);
@@ -1212,6 +1207,7 @@ function topLevels(raw: Map<number, Level>, descending: boolean): Level[] {
 export const okxSwap: ExchangeSpec = {
   id: "OKX_SWAP",
   streams: ["TRADES", "L2", "BBO", "FUNDING", "LIQUIDATIONS"],
+  readinessWindows: READINESS_WINDOWS,
   nativeInstrument: (symbol) => nativeInstrument("OKX_SWAP", "SWAP", symbol),
   create: (context, subscriptions) => new OkxConnector("OKX_SWAP", "SWAP", context, subscriptions),
 };
@@ -1219,6 +1215,7 @@ export const okxSwap: ExchangeSpec = {
 export const okxSpot: ExchangeSpec = {
   id: "OKX_SPOT",
   streams: ["TRADES", "L2", "BBO"],
+  readinessWindows: READINESS_WINDOWS,
   nativeInstrument: (symbol) => nativeInstrument("OKX_SPOT", "SPOT", symbol),
   create: (context, subscriptions) => new OkxConnector("OKX_SPOT", "SPOT", context, subscriptions),
 };

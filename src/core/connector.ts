@@ -4,7 +4,7 @@
  * instrument rule) and the connector it creates, and the registry (src/connectors/index.ts) lists them.
  */
 import type { Config } from "./config.ts";
-import type { ExchangeId, GapReason, MarketEvent } from "./events.ts";
+import type { ExchangeId, GapReason, MarketEvent, Stream } from "./events.ts";
 import type { Logger } from "./log.ts";
 import type { InstrumentResult, InstrumentRule, Subscription } from "./subscriptions.ts";
 
@@ -34,6 +34,13 @@ export interface Connector {
   resync(subscription: Subscription, reason: GapReason, detail: string): void;
 }
 
+/**
+ * How long a healthy subscription of each stream may go without a message before /readyz reports it, in
+ * seconds (undefined = not checked): a venue's own, since how often it pushes is its own.
+ * XTRADER_STALENESS_WINDOWS overrides them (src/observability/readiness.ts).
+ */
+export type ReadinessWindows = Readonly<Record<Stream, number | undefined>>;
+
 /** Every venue by id (src/connectors/index.ts). */
 export type ExchangeRegistry = Readonly<Record<ExchangeId, ExchangeSpec>>;
 
@@ -45,5 +52,6 @@ export interface ExchangeSpec extends InstrumentRule {
    * names the venue; the connector reads the same settings from `config.env` when it is created.
    */
   readonly checkSettings?: (env: Config["env"], inUse: boolean) => void;
+  readonly readinessWindows: ReadinessWindows;
   create(context: ConnectorContext, subscriptions: readonly Subscription[]): Connector;
 }

@@ -89,6 +89,10 @@ export class Pipeline {
     return this.options.config.subscriptions;
   }
 
+  get registry(): ExchangeRegistry {
+    return this.options.registry;
+  }
+
   /** Starts the sink, then every connector. Connection faults are handled inside connectors. */
   async start(): Promise<void> {
     const { config, registry, log, sink } = this.options;

@@ -5,6 +5,7 @@
  */
 import type { BoundedChannel } from "../core/channel.ts";
 import type { Config } from "../core/config.ts";
+import type { ExchangeRegistry } from "../core/connector.ts";
 import { UserError } from "../core/errors.ts";
 import type { SinkStats } from "../core/stats.ts";
 import type { Subscription } from "../core/subscriptions.ts";
@@ -17,6 +18,8 @@ export const EVENT_LOOP_LAG_LIMIT_ENV = "XTRADER_EVENT_LOOP_LAG_LIMIT_SECONDS";
 
 export interface ObservedPipeline {
   readonly subscriptions: readonly Subscription[];
+  /** The venues, whose declarations hold the default staleness windows. */
+  readonly registry: ExchangeRegistry;
   readonly channel: BoundedChannel;
   readonly sinkStats: SinkStats;
 }
@@ -47,7 +50,7 @@ export function startObservability(
   options: { readonly sinkName?: string; readonly eventLoopWindowMs?: number } = {},
 ): Observability | undefined {
   if (!config.metrics) return undefined;
-  const windows = stalenessWindows(pipeline.subscriptions, config.env[STALENESS_ENV]);
+  const windows = stalenessWindows(pipeline.subscriptions, config.env[STALENESS_ENV], pipeline.registry);
   const limitSeconds = lagLimitSeconds(config.env);
   const sinkName = options.sinkName ?? config.sink;
   const readiness = new Readiness({

@@ -3,17 +3,10 @@
  *
  * Staleness windows (seconds since the last exchange message routed to the subscription, i.e.
  * `SubscriptionStats.lastMessageAt`, set by connectors for data and for a venue's per-channel heartbeat
- * pushes; connection-level pings do not count). Defaults per stream, chosen so that a healthy quiet
- * instrument on any supported venue does not flap:
- *   L2 90 s        — depth ticks many times a second on a live instrument, and OKX pushes an unchanged
- *                    book at least once a minute; 90 s is a missed minute plus slack;
- *   BBO 90 s       — same reasoning (OKX bbo-tbt, Binance bookTicker, Deribit quotes);
- *   TRADES 300 s   — liquid instruments trade every second, but a quiet instrument can go minutes
- *                    without a trade; tighten per subscription for the instruments that matter;
- *   FUNDING 180 s  — Binance markPrice pushes every second, OKX funding-rate every 30–90 s: two missed
- *                    OKX pushes;
- *   LIQUIDATIONS off — liquidations may not happen for hours, so silence is not a fault: the subscription
- *                    is reported (age of its last message) but never makes the collector unready.
+ * pushes; connection-level pings do not count). The defaults are each venue's, per stream
+ * (`ExchangeSpec.readinessWindows` in its declaration), chosen so that a healthy quiet instrument does
+ * not flap; a stream a venue does not check (liquidations) is reported but never makes the collector
+ * unready.
  * XTRADER_STALENESS_WINDOWS overrides them: `STREAM=SECONDS` or `STREAM:EXCHANGE@INSTRUMENT=SECONDS`
  * entries, comma-separated, `off` to disable; the per-subscription entry wins over the stream entry.
  * A subscription that has not received any message yet is not ready.
@@ -26,28 +19,24 @@
  */
 import { nowMicros } from "../core/clock.ts";
 import { UserError } from "../core/errors.ts";
-import { STREAMS, type Stream } from "../core/events.ts";
+import type { ReadinessWindows } from "../core/connector.ts";
+import { STREAMS, type ExchangeId, type Stream } from "../core/events.ts";
 import type { SinkStats } from "../core/stats.ts";
 import type { Subscription } from "../core/subscriptions.ts";
 
-/** Seconds; undefined = not checked. */
-export const DEFAULT_STALENESS_SECONDS: Readonly<Record<Stream, number | undefined>> = {
-  L2: 90,
-  BBO: 90,
-  TRADES: 300,
-  FUNDING: 180,
-  LIQUIDATIONS: undefined,
-};
+/** What readiness asks of the registry (src/connectors/index.ts): each venue's default windows. */
+export type VenueWindows = Readonly<Record<ExchangeId, { readonly readinessWindows: ReadinessWindows }>>;
 
 export const STALENESS_ENV = "XTRADER_STALENESS_WINDOWS";
 
 /**
- * Each subscription's window (seconds, undefined = off) from the defaults and XTRADER_STALENESS_WINDOWS.
- * Throws a UserError naming the bad entry.
+ * Each subscription's window (seconds, undefined = off) from its venue's defaults (`venues`, the
+ * registry) and XTRADER_STALENESS_WINDOWS. Throws a UserError naming the bad entry.
  */
 export function stalenessWindows(
   subscriptions: readonly Subscription[],
   text: string | undefined,
+  venues: VenueWindows,
 ): Map<Subscription, number | undefined> {
   const byStream = new Map<Stream, number | undefined>();
   const byKey = new Map<string, number | undefined>();
@@ -83,7 +72,7 @@ export function stalenessWindows(
       ? byKey.get(subscription.key)
       : byStream.has(subscription.stream)
         ? byStream.get(subscription.stream)
-        : DEFAULT_STALENESS_SECONDS[subscription.stream];
+        : venues[subscription.exchange]?.readinessWindows[subscription.stream];
     windows.set(subscription, window);
   }
   return windows;
