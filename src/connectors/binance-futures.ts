@@ -30,6 +30,7 @@ import { scanAggTradeFrame, scanDepthFrame } from "./binance-futures-scan.ts";
 import { RestWeightGate, type RestResult } from "./binance-futures-rest.ts";
 import { RecentKeys } from "./dedup.ts";
 import { endpoint } from "./endpoints.ts";
+import { closeGap, describeClose } from "./kit/close-gap.ts";
 import { positiveFromEnv } from "./kit/env.ts";
 import { TokenBucket } from "./kit/rate.ts";
 import { PendingRequests } from "./kit/requests.ts";
@@ -561,19 +562,16 @@ export class BinanceFuturesConnector implements Connector {
   }
 
   onConnectionClose(connection: StreamConnection, info: CloseInfo): void {
-    if (this.stopped || !info.wasOpen) return;
+    const gap = closeGap(info, this.stopped, (close) => describeClose(close, connection.name));
+    if (!gap) return;
     const successor = connection.successor;
-    const reason: GapReason = info.initiatedBy === "stale" ? "stale" : "disconnect";
-    const detail = `connection ${connection.name} closed (${info.initiatedBy ?? "by server"}; code ${info.code}${
-      info.reason ? ` '${info.reason}'` : ""
-    })`;
     for (const feed of this.feedsOn(connection)) {
       if (successor && successor.acked.has(feed.streamName)) {
         // The successor was subscribed while this one was alive: it has every later event. No gap.
         this.switchFeed(feed, successor);
         continue;
       }
-      this.gap(feed, reason, detail);
+      this.gap(feed, gap.reason, gap.detail);
       if (feed.book) this.forgetBook(feed);
       if (successor) {
         // The successor takes over at once instead of this connection reconnecting.

@@ -34,6 +34,7 @@ import {
   type DeribitInstrumentContext,
 } from "./deribit-normalize.ts";
 import { flattenLevels } from "./deribit-scan.ts";
+import { closeGap } from "./kit/close-gap.ts";
 import { positiveOr } from "./kit/env.ts";
 import { TokenBucket } from "./kit/rate.ts";
 import { PendingRequests } from "./kit/requests.ts";
@@ -365,18 +366,19 @@ class DeribitConnector implements Connector {
   }
 
   private onClose(info: CloseInfo): void {
-    const detail = info.initiatedBy
-      ? `connection closed (${info.initiatedBy})`
-      : `connection closed by server (code ${info.code}${info.reason ? ` '${this.redact(info.reason)}'` : ""})`;
     this.resetSession();
     for (const channel of this.channels.values()) {
       channel.sequence.reset();
       channel.book.clear();
     }
-    if (this.stopped || !info.wasOpen || info.initiatedBy === "shutdown") return;
-    const reason: GapReason = info.initiatedBy === "stale" ? "stale" : "disconnect";
+    const gap = closeGap(info, this.stopped || info.initiatedBy === "shutdown", (close) =>
+      close.initiatedBy
+        ? `connection closed (${close.initiatedBy})`
+        : `connection closed by server (code ${close.code}${close.reason ? ` '${this.redact(close.reason)}'` : ""})`,
+    );
+    if (!gap) return;
     for (const channel of this.liveChannels()) {
-      for (const subscription of channel.subscriptions) this.emitGap(subscription, reason, detail);
+      for (const subscription of channel.subscriptions) this.emitGap(subscription, gap.reason, gap.detail);
     }
   }
 

@@ -25,6 +25,7 @@ import { OrderBook } from "../core/order-book.ts";
 import type { Subscription } from "../core/subscriptions.ts";
 import { endpoint } from "./endpoints.ts";
 import { MAX_REST_BODY_BYTES, snapshotBodyBytes } from "./http-body.ts";
+import { closeGap } from "./kit/close-gap.ts";
 import { positiveOr } from "./kit/env.ts";
 import {
   bookChange,
@@ -405,9 +406,8 @@ class OkxConnection {
   private onClose(info: CloseInfo): void {
     clearTimeout(this.batchRetryTimer);
     this.pending.clear();
-    if (!info.wasOpen || this.connector.stopped) return;
-    const reason: GapReason = info.initiatedBy === "stale" ? "stale" : "disconnect";
-    const detail = `connection closed (${info.initiatedBy ?? "by server"}; code ${info.code}${info.reason ? ` '${info.reason}'` : ""})`;
+    const gap = closeGap(info, this.connector.stopped);
+    if (!gap) return;
     for (const sub of this.subs) {
       if (sub.failed) continue;
       clearTimeout(sub.retryTimer);
@@ -415,7 +415,7 @@ class OkxConnection {
         sub.l2.forget();
         sub.l2.phase = "idle";
       }
-      this.connector.emitGap(sub, reason, detail);
+      this.connector.emitGap(sub, gap.reason, gap.detail);
     }
   }
 
