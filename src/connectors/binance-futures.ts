@@ -34,6 +34,7 @@ import { closeGap, describeClose } from "./kit/close-gap.ts";
 import { positiveFromEnv } from "./kit/env.ts";
 import { TokenBucket } from "./kit/rate.ts";
 import { PendingRequests } from "./kit/requests.ts";
+import { isolateRefusedBatch } from "./kit/refused-batch.ts";
 import { ResyncBrake, resyncBrakeFromEnv, type ResyncBrakeOptions } from "./kit/resync-brake.ts";
 import { snapshotBodyBytes } from "./http-body.ts";
 import type { Connector, ConnectorContext, ExchangeSpec, ReadinessWindows } from "../core/connector.ts";
@@ -551,12 +552,12 @@ export class BinanceFuturesConnector implements Connector {
       this.log.warn(`${connection.name}: ${method} of ${streams.join(", ")} rejected: ${why}`);
       return;
     }
-    if (streams.length > 1) {
-      // Find out which stream the venue objects to, so only that subscription fails.
-      this.log.warn(`${connection.name}: SUBSCRIBE of ${streams.length} streams rejected (${why}); retrying one by one`);
-      for (const stream of streams) connection.subscribe([stream]);
-      return;
-    }
+    const isolated = isolateRefusedBatch(
+      { items: streams },
+      () => this.log.warn(`${connection.name}: SUBSCRIBE of ${streams.length} streams rejected (${why}); retrying one by one`),
+      (stream) => connection.subscribe([stream]),
+    );
+    if (isolated) return;
     const feed = this.feeds.get(streams[0]!);
     if (feed) this.failFeed(feed, `Binance rejected the subscription to ${streams[0]}: ${why}`);
   }

@@ -38,6 +38,7 @@ import { closeGap } from "./kit/close-gap.ts";
 import { positiveOr } from "./kit/env.ts";
 import { TokenBucket } from "./kit/rate.ts";
 import { PendingRequests } from "./kit/requests.ts";
+import { isolateRefusedBatch } from "./kit/refused-batch.ts";
 import { ResyncBrake, resyncBrakeFromEnv } from "./kit/resync-brake.ts";
 import { ChangeIdSequence } from "./kit/sequence/deribit.ts";
 import { scanDeribitBookChange } from "./deribit-scan.ts";
@@ -544,12 +545,16 @@ class DeribitConnector implements Connector {
       } else if (this.credentials && ERROR.unauthorized.has(code)) {
         this.context.log.warn(`${EXCHANGE}: subscribe refused as unauthorized (${description}); reconnecting to authenticate again`);
         this.socket.reconnect("authorization lost");
-      } else if (item.channels.length > 1) {
-        this.context.log.warn(
-          `${EXCHANGE}: subscribe of ${item.channels.length} channels refused (${description}); retrying them one by one to find the bad one`,
-        );
-        for (const name of item.channels) this.enqueue("subscribe", [name], true);
-      } else {
+      } else if (
+        !isolateRefusedBatch(
+          { items: item.channels },
+          () =>
+            this.context.log.warn(
+              `${EXCHANGE}: subscribe of ${item.channels.length} channels refused (${description}); retrying them one by one to find the bad one`,
+            ),
+          (name) => this.enqueue("subscribe", [name], true),
+        )
+      ) {
         const channel = this.channels.get(item.channels[0]!);
         if (channel) this.failChannel(channel, `subscribe refused by Deribit: ${description}`, true);
       }

@@ -41,6 +41,7 @@ import {
 import { SlidingWindow, TokenBucket } from "./kit/rate.ts";
 import { PendingRequests } from "./kit/requests.ts";
 import { jsonBody, restGet, retryAfterMs } from "./kit/rest.ts";
+import { isolateRefusedBatch } from "./kit/refused-batch.ts";
 import { ResyncBrake, resyncBrakeFromEnv, type ResyncBrakeOptions } from "./kit/resync-brake.ts";
 import { OKX_CHECKSUM_DEPTH, okxChecksum, SeqIdChain } from "./kit/sequence/okx.ts";
 import { scanOkxBooksUpdate, type ScannedOkxBook } from "./okx-scan.ts";
@@ -540,20 +541,21 @@ class OkxConnection {
       this.connector.log.warn(`${this.name}: OKX error ${code}: ${text}`);
       return;
     }
-    if (request.batch) {
-      // Which argument of the batch was refused is not said reliably: once the acks of the good ones
-      // are in, subscribe the rest one by one so each error names its own subscription.
-      this.connector.log.warn(`${this.name}: OKX refused part of a batch subscribe (${code}: ${text}); retrying one by one`);
-      clearTimeout(this.batchRetryTimer);
-      this.batchRetryTimer = setTimeout(() => {
-        for (const sub of request.subs) {
-          if (!sub.failed && sub.unacked > 0 && !this.subscribe([sub], false)) {
-            this.connector.failSubscription(sub, "subscribe budget exhausted while isolating a refused subscription");
-          }
+    // Once the acks of the good arguments are in, only the unacknowledged ones are requested alone.
+    const isolated = isolateRefusedBatch(
+      { items: request.subs, batch: request.batch },
+      () => this.connector.log.warn(`${this.name}: OKX refused part of a batch subscribe (${code}: ${text}); retrying one by one`),
+      (sub) => {
+        if (!sub.failed && sub.unacked > 0 && !this.subscribe([sub], false)) {
+          this.connector.failSubscription(sub, "subscribe budget exhausted while isolating a refused subscription");
         }
-      }, OKX_TIMING.batchErrorSettleMs);
-      return;
-    }
+      },
+      (retry) => {
+        clearTimeout(this.batchRetryTimer);
+        this.batchRetryTimer = setTimeout(retry, OKX_TIMING.batchErrorSettleMs);
+      },
+    );
+    if (isolated) return;
     for (const sub of request.subs) {
       if (RETRYABLE_SUBSCRIBE_CODES.has(code)) {
         const delay = backoffDelay(this.connector.backoff, sub.subscribeFailures++);
