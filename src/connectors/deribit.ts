@@ -764,7 +764,7 @@ class DeribitConnector implements Connector {
     text: string,
   ): void {
     const verdict = channel.sequence.check(changeId, prevChangeId);
-    if (verdict === "awaiting_snapshot") return; // deltas of a subscription we already gave up on
+    if (verdict === "no_snapshot") return; // deltas of a subscription we already gave up on
     if (verdict === "duplicate") {
       this.context.log.debug(`${EXCHANGE}: ${channel.name}: change_id ${changeId} already applied, ignored`);
       return;
