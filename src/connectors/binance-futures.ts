@@ -120,6 +120,7 @@ export const LIMITS = {
 const BOOK_RULES: BookSyncRules = {
   idle: "await_subscription",
   bufferLimit: LIMITS.depthBufferEvents,
+  whenBufferFull: "drop_oldest",
   snapshotWaitsForStraddle: true,
   snapshotSource: "rest",
   toleratesCrossedSnapshot: false,

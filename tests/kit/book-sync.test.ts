@@ -148,11 +148,12 @@ class TestHost implements BookSyncHost<Delta, Snapshot> {
 const REST: BookSyncRules = {
   idle: "await_subscription",
   bufferLimit: 4,
+  whenBufferFull: "drop_oldest",
   snapshotWaitsForStraddle: true,
   snapshotSource: "rest",
   toleratesCrossedSnapshot: false,
 };
-const IN_BAND: BookSyncRules = { idle: "judge_deltas", bufferLimit: 0, snapshotWaitsForStraddle: false, snapshotSource: "in_band", toleratesCrossedSnapshot: false };
+const IN_BAND: BookSyncRules = { idle: "judge_deltas", bufferLimit: 0, whenBufferFull: "drop_oldest", snapshotWaitsForStraddle: false, snapshotSource: "in_band", toleratesCrossedSnapshot: false };
 const NO_BRAKE = { freeResyncs: 100, initialMs: 1, maxMs: 1, calmAfterMs: 60_000 };
 const FAST_RETRY = { initialMs: 4, maxMs: 8, factor: 2 };
 
@@ -316,11 +317,12 @@ describe("BookSync with an in-band snapshot", () => {
     sync.delta(delta(11));
     expect(sync.phase).toBe("live");
     sync.delta(delta(13));
-    expect(host.requests).toEqual([0]);
+    // Each break voids what was pending (a new epoch) and asks again.
+    expect(host.requests).toEqual([1]);
     sync.delta(delta(14)); // no snapshot yet: dropped
     sync.delta({ id: 20, bids: [99, 1], asks: [102, 1], snapshot: true });
     sync.delta(delta(22));
-    expect(host.requests).toEqual([0, 0]);
+    expect(host.requests).toEqual([1, 2]);
     expect(host.out.map((item) => item.kind)).toEqual(["snapshot", "delta", "gap", "snapshot", "gap"]);
   });
 
@@ -332,7 +334,7 @@ describe("BookSync with an in-band snapshot", () => {
     host.connected = false;
     sync.delta({ id: 30, bids: [99, 1], asks: [102, 1], snapshot: true });
     sync.delta({ id: 31, bids: [103, 1], asks: [] });
-    expect(host.requests).toEqual([0]);
+    expect(host.requests).toEqual([1]);
     expect(sync.phase).toBe("idle");
   });
 

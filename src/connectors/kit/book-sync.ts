@@ -44,14 +44,18 @@ export interface BookSyncRules {
    * - `judge_deltas`: deltas are judged as always (the venue's snapshot arrives in-band whenever it comes).
    */
   readonly idle: "await_subscription" | "ignore_deltas" | "judge_deltas";
-  /** Deltas kept while awaiting a snapshot (the oldest dropped beyond); 0: none are kept. */
+  /** Deltas kept while awaiting a snapshot; 0: none are kept. */
   readonly bufferLimit: number;
+  /** At the limit: drop the oldest delta, or start over (the venue's REST alignment needs them all). */
+  readonly whenBufferFull: "drop_oldest" | "start_over";
   /** A REST snapshot waits for the first delta that straddles it, and is emitted with it. */
   readonly snapshotWaitsForStraddle: boolean;
   /**
    * `rest`: the venue fetches the snapshot and hands the answer to `snapshotArrived`/`snapshotFailed`;
-   * one request at a time. `in_band`: asking (a resubscribe) is all there is; the snapshot arrives among
-   * the deltas as a `snapshot` verdict.
+   * one request at a time, and one in flight survives a restart (the policy refuses it if it is older
+   * than the deltas that follow). `in_band`: asking is a resubscribe, after which the snapshot arrives
+   * on the socket (a `snapshot` verdict, or `snapshotInBand`); a restart voids whatever was pending, and
+   * while the brake holds the request back the book is idle (the old subscription's deltas are of no use).
    */
   readonly snapshotSource: "rest" | "in_band";
   /** A snapshot that is itself crossed is kept until the book uncrosses (documented pre-open auction). */
@@ -86,10 +90,14 @@ export interface BookSyncHost<Delta, Snapshot> {
   /** Log lines, each reported once per episode under the engine's keys. */
   resyncLine(reason: GapReason, detail: string): string;
   brakeLine(count: number, delayMs: number, why: string | undefined): string;
-  /** Called on each delta not applied (stale, duplicate, snapshot too old) and each REST failure, for the venue's own log lines. */
+  /** Called on each delta not applied (stale, duplicate, snapshot too old), for the venue's own log lines. */
   skipped?(verdict: SequenceVerdict, delta: Delta): void;
   snapshotFailureLogged?(why: string, delayMs: number): void;
   crossedSnapshotTolerated?(): void;
+  /** The buffer was full and starts over (`whenBufferFull: "start_over"`). */
+  bufferOverflowed?(count: number): void;
+  /** The book's pending work was voided (epoch bumped): the venue drops its own timers and fetches. */
+  cancelled?(): void;
   /** The snapshot_failed gap's detail. */
   snapshotFailedDetail(why: string): string;
 }
@@ -138,9 +146,9 @@ export class BookSync<Delta, Snapshot> {
     return this.buffer.length;
   }
 
-  /** The first buffered delta (the oldest kept), if any. */
-  get firstBuffered(): Delta | undefined {
-    return this.buffer[0];
+  /** The deltas kept while awaiting a snapshot, oldest first (a venue aligns its REST snapshot with them). */
+  get pending(): readonly Delta[] {
+    return this.buffer;
   }
 
   /** The subscription is live: await a snapshot (not braked: reconnects and subscribes have their own pacing). */
@@ -148,6 +156,12 @@ export class BookSync<Delta, Snapshot> {
     this.clearState();
     this.phase = "awaiting";
     this.request(undefined, false);
+  }
+
+  /** The subscription was (re)sent: the snapshot will come in-band; anything pending is void. */
+  subscribed(): void {
+    this.forget();
+    this.phase = "awaiting";
   }
 
   /** One delta (or in-band snapshot) routed to this book: the hot path. */
@@ -192,8 +206,8 @@ export class BookSync<Delta, Snapshot> {
       case "gap":
       case "backwards":
         this.restart(verdict === "gap" ? "sequence" : "id_reset", this.host.describe(verdict, delta));
-        // The delta after the break is the first of the next sync.
-        if (this.rules.bufferLimit > 0) this.buffer.push(delta);
+        // The delta after the break may follow the next REST snapshot.
+        if (this.rules.snapshotSource === "rest") this.buffer.push(delta);
         return;
     }
   }
@@ -213,6 +227,7 @@ export class BookSync<Delta, Snapshot> {
     this.options.faults.report(`resync:${reason}`, this.host.resyncLine(reason, detail));
     this.host.gap(reason, detail);
     if (this.phase === "idle" && this.rules.idle === "await_subscription") return;
+    if (this.rules.snapshotSource === "in_band") this.cancel();
     this.clearState();
     if (!this.host.canRequestSnapshot()) {
       this.phase = "idle";
@@ -228,12 +243,18 @@ export class BookSync<Delta, Snapshot> {
    * everything, and every pending request and timer, until it is subscribed again.
    */
   forget(): void {
-    this.epochValue++;
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    this.requesting = false;
+    this.cancel();
     this.phase = "idle";
     this.clearState();
+  }
+
+  /** A snapshot the venue sent in-band (OKX's books snapshot): replaces the book in any phase but idle. */
+  snapshotInBand(snapshot: Snapshot): void {
+    if (this.phase === "idle") return;
+    this.cancel();
+    this.clearState();
+    this.host.begin(snapshot, 0);
+    this.install(snapshot, undefined);
   }
 
   /** A fetched snapshot (`epoch`: the one acquireSnapshot was given). */
@@ -266,6 +287,7 @@ export class BookSync<Delta, Snapshot> {
   /** Replaces the book with `snapshot` and emits it; false when it was refused (a restart has begun). */
   private install(snapshot: Snapshot, first: Delta | undefined): boolean {
     this.held = undefined;
+    this.failures = 0;
     const book = this.book;
     this.host.applySnapshot(book, snapshot);
     if (book.isCrossed()) {
@@ -311,7 +333,14 @@ export class BookSync<Delta, Snapshot> {
   private keep(delta: Delta): void {
     const limit = this.rules.bufferLimit;
     if (limit === 0) return;
-    if (this.buffer.length >= limit) this.buffer.shift();
+    if (this.buffer.length >= limit) {
+      if (this.rules.whenBufferFull === "drop_oldest") {
+        this.buffer.shift();
+      } else {
+        this.host.bufferOverflowed?.(this.buffer.length);
+        this.buffer = [];
+      }
+    }
     this.buffer.push(delta);
   }
 
@@ -329,12 +358,25 @@ export class BookSync<Delta, Snapshot> {
     }
     for (const subscription of this.host.subscriptions) subscription.stats.resyncsDelayed++;
     this.options.faults.report(`brake:${this.options.name}`, this.host.brakeLine(this.brake.count, delay, why));
+    if (this.rules.snapshotSource === "in_band") this.phase = "idle";
     this.wait(delay);
   }
 
   private acquire(): void {
-    if (this.rules.snapshotSource === "in_band") this.requesting = false;
-    if (this.host.canRequestSnapshot()) this.host.acquireSnapshot(this.epochValue);
+    const inBand = this.rules.snapshotSource === "in_band";
+    if (inBand) this.requesting = false;
+    if (!this.host.canRequestSnapshot()) return;
+    if (inBand) this.phase = "awaiting";
+    this.host.acquireSnapshot(this.epochValue);
+  }
+
+  /** Voids the pending work of the episode: a late answer or timer of it does nothing. */
+  private cancel(): void {
+    this.epochValue++;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.requesting = false;
+    this.host.cancelled?.();
   }
 
   private wait(ms: number): void {
