@@ -366,7 +366,8 @@ export class BookSync<Delta, Snapshot> {
     const inBand = this.rules.snapshotSource === "in_band";
     if (inBand) this.requesting = false;
     if (!this.host.canRequestSnapshot()) return;
-    if (inBand) this.phase = "awaiting";
+    // A book that went live meanwhile keeps applying deltas until the fresh snapshot replaces it.
+    if (inBand && this.phase !== "live") this.phase = "awaiting";
     this.host.acquireSnapshot(this.epochValue);
   }
 
