@@ -250,7 +250,10 @@ describe("BookSync with a REST snapshot", () => {
     expect(sync.phase).toBe("idle");
     sync.start();
     expect(host.requests).toEqual([epoch, epoch + 1]);
+    // Even while the new episode awaits a snapshot, the old answer is not taken for its own.
     sync.delta(delta(11));
+    sync.snapshotArrived(epoch, snapshot(10));
+    expect(host.out).toEqual([]);
     sync.snapshotArrived(epoch + 1, snapshot(10));
     expect(host.out.map((item) => item.kind)).toEqual(["snapshot", "delta"]);
   });
@@ -297,6 +300,27 @@ describe("BookSync with a REST snapshot", () => {
     expect(host.out.filter((item) => item.kind === "gap")).toHaveLength(4);
     expect(host.lines.filter((line) => line.includes("in a row"))).toEqual(["-; resync 2 in a row: next in 5 ms"]);
     sync.forget();
+  });
+
+  test("a snapshot that is stale every time is refetched through the brake: growing waits, counted, logged once, no rows", async () => {
+    const { host, sync } = setup(REST, { freeResyncs: 1, initialMs: 4, maxMs: 16, calmAfterMs: 60_000 });
+    sync.start();
+    sync.delta(delta(50));
+    const waited: boolean[] = [];
+    for (let i = 0; i < 5; i++) {
+      const asked = host.requests.length;
+      sync.snapshotArrived(sync.epoch, snapshot(40)); // the REST cache lags the stream: always before delta 50
+      waited.push(host.requests.length === asked);
+      await waitFor(() => host.requests.length > asked);
+    }
+    // The first refetch at once, every later one held back (4, 8, 16, 16 ms): a handful a minute at the cap.
+    expect(waited).toEqual([false, true, true, true, true]);
+    expect(host.subscription.stats.resyncsDelayed).toBe(4);
+    expect(host.subscription.stats.resyncs).toBe(0);
+    expect(host.out).toEqual([]);
+    expect(host.lines).toEqual(["snapshot_too_old at 50 after 40; resync 2 in a row: next in 4 ms"]);
+    sync.snapshotArrived(sync.epoch, snapshot(49));
+    expect(host.out.map((item) => item.kind)).toEqual(["snapshot", "delta"]);
   });
 
   test("a restart while idle only marks the gap: the subscription starts the next sync", () => {
