@@ -3,8 +3,8 @@
  * funding (markPrice@1s) and liquidations (forceOrder). Venue notes: docs/venues/binance-futures.md.
  *
  * Shape: a declarative header (endpoints, channels, limits), then the connector. The pure normalizers
- * live in binance-futures-normalize.ts, the book sequence rules in kit/sequence/binance-futures.ts, REST
- * weight handling in binance-futures-rest.ts.
+ * live in binance-futures-normalize.ts, the book sequence rules in kit/sequence/binance-futures.ts, the
+ * depth book on the book-sync engine in binance-futures-book.ts, REST weight handling in binance-futures-rest.ts.
  */
 import { msToMicros, nowMicros } from "../core/clock.ts";
 import type { GapReason, MarketEvent, Stream } from "../core/events.ts";

@@ -605,7 +605,7 @@ class DeribitConnector implements Connector {
           subscription.stats.lastMessageAt = receivedAt;
         }
         const { changeId, prevChangeId, timestamp, bids, asks } = scanned!;
-        return this.bookChange(channel, changeId, prevChangeId, timestamp, undefined, bids, asks, receivedAt, text);
+        return channel.book!.onChange(changeId, prevChangeId, timestamp, undefined, bids, asks, receivedAt, text);
       }
     }
     let message: {
@@ -708,22 +708,7 @@ class DeribitConnector implements Connector {
       channel.book!.sync.unreadable("unreadable book notification");
       return;
     }
-    this.bookChange(channel, changeId, prevChangeId as number | undefined, time, book!, undefined, undefined, receivedAt, text);
-  }
-
-  /** One readable book notification (scanned or parsed): to the channel's book. */
-  private bookChange(
-    channel: Channel,
-    changeId: number,
-    prevChangeId: number | undefined,
-    time: number,
-    book: { bids?: unknown; asks?: unknown } | undefined,
-    flatBids: number[] | undefined,
-    flatAsks: number[] | undefined,
-    receivedAt: number,
-    text: string,
-  ): void {
-    channel.book!.onChange(changeId, prevChangeId, time, book, flatBids, flatAsks, receivedAt, text);
+    channel.book!.onChange(changeId, prevChangeId as number | undefined, time, book!, undefined, undefined, receivedAt, text);
   }
 
   private onQuote(channel: Channel, data: unknown, receivedAt: number, text: string): void {
