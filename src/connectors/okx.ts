@@ -102,8 +102,8 @@ export const OKX_TIMING = {
  * L2 on the book-sync engine (kit/book-sync.ts): the snapshot comes on the socket after a (re)subscribe
  * (REST when none comes, see okx-book.ts); updates are ignored while no snapshot is asked for, buffered
  * for a REST snapshot (starting over beyond the limit: the REST alignment needs them all); a crossed
- * snapshot is tolerated until the book uncrosses ("Best ask price may be lower than the best bid price
- * during the pre-open period", https://www.okx.com/docs-v5/en/#order-book-trading-market-data-ws-order-book-channel).
+ * snapshot is tolerated until the book uncrosses (OKX: "Best ask price may be lower than the best bid
+ * price during the pre-open period", https://www.okx.com/docs-v5/en/#order-book-trading-market-data-ws-tickers-channel).
  */
 const BOOK_RULES: BookSyncRules = {
   idle: "ignore_deltas",
