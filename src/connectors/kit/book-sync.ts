@@ -142,10 +142,6 @@ export class BookSync<Delta, Snapshot> {
     return this.epochValue;
   }
 
-  get buffered(): number {
-    return this.buffer.length;
-  }
-
   /** The deltas kept while awaiting a snapshot, oldest first (a venue aligns its REST snapshot with them). */
   get pending(): readonly Delta[] {
     return this.buffer;
