@@ -1,5 +1,5 @@
 /**
- * A fake Deribit on top of FakeExchange, speaking Deribit's JSON-RPC 2.0 over WebSocket
+ * A fake Deribit on the FakeVenue base, with Deribit's JSON-RPC 2.0 protocol over WebSocket only
  * (https://docs.deribit.com/articles/notifications):
  * - answers public/set_heartbeat, public/test, public/auth (client_credentials and refresh_token),
  *   public|private/subscribe (result = the channels it subscribed; unknown ones are left out, `raw`
@@ -10,12 +10,13 @@
  *   the end-to-end suite driving the compiled binary) compare output with the truth;
  * - injects faults: skipped, duplicated, reordered, crossing and unreadable book changes, malformed
  *   frames, unanswered test_requests, rate-limit errors that end the session (10028), refused
- *   subscriptions, rejected credentials or refresh tokens, server closes and abrupt drops.
+ *   subscriptions, rejected credentials or refresh tokens (server closes and drops come from the base).
  *
  * Deribit has no REST step in this connector's protocol (snapshots come from resubscribing), so the
  * fake serves no REST routes.
  */
-import { FakeExchange, type FakeConnection } from "./fake-exchange.ts";
+import { TrueBook, nextSequence } from "./fake-market.ts";
+import { FakeVenue, type FakeConnection } from "./fake-venue.ts";
 import { seededRandom } from "./random.ts";
 
 export const WS_PATH = "/ws/api/v2";
@@ -72,6 +73,7 @@ interface Session {
   accessToken: string | undefined;
   refreshToken: string | undefined;
   heartbeatSeconds: number | undefined;
+  /** The connection's subscribed channels (its topics). */
   readonly channels: Set<string>;
   /** test_requests sent and not yet answered with public/test. */
   unansweredTestRequests: number;
@@ -87,10 +89,14 @@ export interface JsonRpcRequest {
 
 const CHANNEL = /^(trades|book|ticker)\.([^.]+)\.(raw|100ms|agg2)$|^quote\.([^.]+)$/;
 
-/** The true state of one instrument's market. */
-export class FakeMarket {
-  readonly bids = new Map<number, number>();
-  readonly asks = new Map<number, number>();
+/** The kind ("book", "quote", ...) and instrument a channel name carries, if it is one the fake serves. */
+function parseChannel(channel: string): { kind: string; instrument: string; interval: string | undefined } | undefined {
+  const match = CHANNEL.exec(channel);
+  return match ? { kind: match[1] ?? "quote", instrument: match[2] ?? match[4]!, interval: match[3] } : undefined;
+}
+
+/** The true state of one instrument's market: keys are prices, sizes amounts. */
+export class FakeMarket extends TrueBook<number> {
   changeId: number;
   /** The last change sent (for duplicate injection). */
   lastChange: BookChangeData | undefined;
@@ -100,83 +106,50 @@ export class FakeMarket {
   constructor(
     readonly instrument: string,
     readonly tick: number,
-    private readonly random: () => number,
+    random: () => number,
     startPrice: number,
   ) {
+    super(random, { step: tick, reach: 25, size: (r) => 10 * (1 + Math.floor(r() * 500)) });
     this.changeId = 1_000_000 + Math.floor(random() * 1000);
-    for (let i = 1; i <= 20; i++) {
-      this.bids.set(round(startPrice - i * tick), this.randomAmount());
-      this.asks.set(round(startPrice + i * tick), this.randomAmount());
-    }
-  }
-
-  bestBid(): number | undefined {
-    return this.bids.size === 0 ? undefined : Math.max(...this.bids.keys());
-  }
-
-  bestAsk(): number | undefined {
-    return this.asks.size === 0 ? undefined : Math.min(...this.asks.keys());
+    this.fill(startPrice, 20);
   }
 
   /** Sorted [price, amount] pairs, best first, to compare with a rebuilt book. */
   truth(): { bids: Array<[number, number]>; asks: Array<[number, number]> } {
-    return {
-      bids: [...this.bids.entries()].sort((a, b) => b[0] - a[0]),
-      asks: [...this.asks.entries()].sort((a, b) => a[0] - b[0]),
-    };
-  }
-
-  randomAmount(): number {
-    return 10 * (1 + Math.floor(this.random() * 500));
+    return { bids: this.sorted("bid"), asks: this.sorted("ask") };
   }
 
   /** One random, never crossing change of 1..4 levels, applied to the truth. */
   randomLevels(): { bids: Level[]; asks: Level[] } {
-    const bids: Level[] = [];
-    const asks: Level[] = [];
-    const count = 1 + Math.floor(this.random() * 4);
-    for (let i = 0; i < count; i++) {
-      const isBid = this.random() < 0.5;
-      const side = isBid ? this.bids : this.asks;
-      const roll = this.random();
-      let level: Level;
-      if (side.size > 3 && roll < 0.3) {
-        const price = pick(side, this.random);
-        level = ["delete", price, 0];
-      } else if (side.size > 0 && roll < 0.65) {
-        level = ["change", pick(side, this.random), this.randomAmount()];
-      } else {
-        // A new level strictly on its own side of the opposite best price.
-        const opposite = isBid ? this.bestAsk() : this.bestBid();
-        const anchor = opposite ?? (isBid ? this.bestBid()! + this.tick : this.bestAsk()! - this.tick);
-        const steps = 1 + Math.floor(this.random() * 25);
-        const price = round(isBid ? anchor - steps * this.tick : anchor + steps * this.tick);
-        level = [side.has(price) ? "change" : "new", price, this.randomAmount()];
-      }
-      this.apply(isBid, level);
-      (isBid ? bids : asks).push(level);
+    const levels = { bids: [] as Level[], asks: [] as Level[] };
+    for (const { side, key, size, existed } of this.randomChanges()) {
+      (side === "bid" ? levels.bids : levels.asks).push(size === undefined ? ["delete", key, 0] : [existed ? "change" : "new", key, size]);
     }
-    return { bids, asks };
+    return levels;
   }
 
   apply(isBid: boolean, [action, price, amount]: Level): void {
-    const side = isBid ? this.bids : this.asks;
-    if (action === "delete") side.delete(price);
-    else side.set(price, amount);
+    this.set(isBid ? "bid" : "ask", price, action === "delete" ? undefined : amount);
   }
 
+  /** Deribit's change ids grow but are not consecutive. */
   nextChangeId(random: () => number): number {
-    // Deribit's change ids grow but are not consecutive.
-    this.changeId += 1 + Math.floor(random() * 7);
-    return this.changeId;
+    return (this.changeId = nextSequence(this.changeId, random, 7));
   }
 }
 
 export class FakeDeribit {
-  readonly exchange: FakeExchange;
+  readonly exchange = FakeVenue.start<Session>((connection) => ({
+    authenticated: false,
+    accessToken: undefined,
+    refreshToken: undefined,
+    heartbeatSeconds: undefined,
+    channels: connection.topics,
+    unansweredTestRequests: 0,
+    testAnswers: 0,
+  }));
   readonly random: () => number;
   readonly markets = new Map<string, FakeMarket>();
-  private readonly sessions = new Map<FakeConnection, Session>();
   private readonly options: FakeDeribitOptions;
   /** Milliseconds of the fake's clock: deterministic exchange timestamps. */
   clock = 1_767_225_600_000;
@@ -198,24 +171,12 @@ export class FakeDeribit {
 
   private constructor(options: FakeDeribitOptions) {
     this.options = options;
-    this.exchange = FakeExchange.start();
     this.random = seededRandom(options.seed ?? 1);
     const instruments = options.instruments ?? ["BTC-PERPETUAL", "ETH-PERPETUAL", "BTC-27JUN26-100000-C", "SOL_USDC-PERPETUAL"];
     for (const [index, instrument] of instruments.entries()) {
       const start = instrument.startsWith("ETH") ? 3000 : instrument.startsWith("SOL") ? 150 : 60_000 + index;
       this.markets.set(instrument, new FakeMarket(instrument, options.tick ?? 0.5, this.random, start));
     }
-    this.exchange.onConnection((connection) => {
-      this.sessions.set(connection, {
-        authenticated: false,
-        accessToken: undefined,
-        refreshToken: undefined,
-        heartbeatSeconds: undefined,
-        channels: new Set(),
-        unansweredTestRequests: 0,
-        testAnswers: 0,
-      });
-    });
     this.exchange.onMessage((connection, text) => this.onRequest(connection, text));
   }
 
@@ -239,39 +200,22 @@ export class FakeDeribit {
   }
 
   session(connection: FakeConnection): Session {
-    return this.sessions.get(connection)!;
+    return (connection as FakeConnection<Session>).state;
   }
 
   /** Every JSON-RPC request received (on any connection), optionally of one method. */
   requests(method?: string): JsonRpcRequest[] {
-    const out: JsonRpcRequest[] = [];
-    for (const connection of this.exchange.connections) {
-      for (const message of connection.receivedJson() as JsonRpcRequest[]) {
-        if (method === undefined || message.method === method) out.push(message);
-      }
-    }
-    return out;
+    return this.exchange.receivedJson((message: JsonRpcRequest) => method === undefined || message.method === method);
   }
 
   /** Resolves once an open connection is subscribed to `channel` (its ack and snapshot sent). */
-  waitForSubscribed(channel: string, timeoutMs = 5000): Promise<FakeConnection> {
-    return this.exchange.waitFor(
-      () => this.exchange.openConnections().find((connection) => this.sessions.get(connection)?.channels.has(channel)),
-      timeoutMs,
-      `subscription to ${channel}`,
-    );
+  async waitForSubscribed(channel: string, timeoutMs = 5000): Promise<FakeConnection> {
+    return (await this.exchange.waitForSubscribers(channel, 1, timeoutMs))[0]!;
   }
 
   /** Resolves once `count` requests of `method` were received. */
   waitForRequests(method: string, count: number, timeoutMs = 5000): Promise<JsonRpcRequest[]> {
-    return this.exchange.waitFor(
-      () => {
-        const found = this.requests(method);
-        return found.length >= count ? found : undefined;
-      },
-      timeoutMs,
-      `${count} ${method} request(s)`,
-    );
+    return this.exchange.waitForReceived((message: JsonRpcRequest) => message.method === method, count, timeoutMs, `${method} request(s)`);
   }
 
   // ── protocol ──
@@ -285,15 +229,14 @@ export class FakeDeribit {
     this.reply(connection, id, { error: data === undefined ? { code, message } : { code, message, data } });
   }
 
-  private onRequest(connection: FakeConnection, text: string): void {
+  private onRequest(connection: FakeConnection<Session>, text: string): void {
     let request: JsonRpcRequest;
     try {
       request = JSON.parse(text);
     } catch {
-      connection.send({ jsonrpc: "2.0", error: { code: -32700, message: "Parse error" }, testnet: true });
-      return;
+      return void connection.send({ jsonrpc: "2.0", error: { code: -32700, message: "Parse error" }, testnet: true });
     }
-    const session = this.sessions.get(connection)!;
+    const session = connection.state;
     const params = request.params ?? {};
     switch (request.method) {
       case "public/set_heartbeat": {
@@ -313,12 +256,9 @@ export class FakeDeribit {
         return this.onSubscribe(connection, session, request);
       case "public/unsubscribe":
       case "private/unsubscribe": {
-        if (request.method.startsWith("private/") && !session.authenticated) {
-          return this.fail(connection, request.id, 10000, "authorization_required");
-        }
+        if (request.method.startsWith("private/") && !session.authenticated) return this.fail(connection, request.id, 10000, "authorization_required");
         const channels = Array.isArray(params.channels) ? (params.channels as string[]) : [];
-        const removed = channels.filter((channel) => session.channels.delete(channel));
-        return this.reply(connection, request.id, { result: removed });
+        return this.reply(connection, request.id, { result: channels.filter((channel) => session.channels.delete(channel)) });
       }
       default:
         return this.fail(connection, request.id, -32601, "Method not found");
@@ -330,16 +270,11 @@ export class FakeDeribit {
     const grant = String(params.grant_type);
     this.authGrants.push(grant);
     const expected = this.options.credentials;
-    let granted = false;
     if (grant === "client_credentials") {
-      granted =
-        !this.rejectCredentials &&
-        expected !== undefined &&
-        params.client_id === expected.clientId &&
-        params.client_secret === expected.clientSecret;
-      if (!granted) return this.fail(connection, request.id, 13004, "invalid_credentials");
+      const granted = !this.rejectCredentials && params.client_id === expected?.clientId && params.client_secret === expected?.clientSecret;
+      if (!granted || expected === undefined) return this.fail(connection, request.id, 13004, "invalid_credentials");
     } else if (grant === "refresh_token") {
-      granted = !this.rejectRefresh && session.refreshToken !== undefined && params.refresh_token === session.refreshToken;
+      const granted = !this.rejectRefresh && session.refreshToken !== undefined && params.refresh_token === session.refreshToken;
       if (!granted) return this.fail(connection, request.id, 13009, "invalid_token", { reason: "invalid refresh token", param: "refresh_token" });
     } else {
       return this.fail(connection, request.id, -32602, "Invalid params", { reason: "wrong grant type", param: "grant_type" });
@@ -349,66 +284,43 @@ export class FakeDeribit {
     session.accessToken = `fake-access-${n}-${Math.floor(this.random() * 1e9)}`;
     session.refreshToken = `fake-refresh-${n}-${Math.floor(this.random() * 1e9)}`;
     this.issuedTokens.push({ access: session.accessToken, refresh: session.refreshToken });
-    this.reply(connection, request.id, {
-      result: {
-        access_token: session.accessToken,
-        expires_in: this.options.tokenLifetimeSeconds ?? 900,
-        refresh_token: session.refreshToken,
-        scope: "connection mainaccount",
-        enabled_features: [],
-        token_type: "bearer",
-      },
-    });
+    const expires_in = this.options.tokenLifetimeSeconds ?? 900;
+    const result = { access_token: session.accessToken, expires_in, refresh_token: session.refreshToken, scope: "connection mainaccount", enabled_features: [], token_type: "bearer" };
+    this.reply(connection, request.id, { result });
   }
 
   private onSubscribe(connection: FakeConnection, session: Session, request: JsonRpcRequest): void {
     const channels = request.params?.channels;
-    if (!Array.isArray(channels)) {
-      return this.fail(connection, request.id, -32602, "Invalid params", { reason: "value must be a list", param: "channels" });
-    }
-    if (request.method === "private/subscribe" && !session.authenticated) {
-      return this.fail(connection, request.id, 10000, "authorization_required");
-    }
+    if (!Array.isArray(channels)) return this.fail(connection, request.id, -32602, "Invalid params", { reason: "value must be a list", param: "channels" });
+    if (request.method === "private/subscribe" && !session.authenticated) return this.fail(connection, request.id, 10000, "authorization_required");
     if (this.rateLimitNextSubscribe) {
       this.rateLimitNextSubscribe = false;
       this.fail(connection, request.id, 10028, "too_many_requests");
       // Deribit terminates the session once credits run out (https://docs.deribit.com/articles/rate-limits).
-      connection.close(1000, "too_many_requests");
-      return;
+      return connection.close(1000, "too_many_requests");
     }
     for (const channel of channels as string[]) {
       const poison = this.poisonedChannels.get(channel);
       if (poison) return this.fail(connection, request.id, poison.code, poison.message, { reason: "bad channel", param: "channels" });
     }
-    const accepted: string[] = [];
-    for (const channel of channels as string[]) {
-      const match = CHANNEL.exec(channel);
-      if (!match) continue;
-      const instrument = match[2] ?? match[4]!;
-      if (!this.markets.has(instrument)) continue;
-      if (match[3] === "raw" && !session.authenticated) continue;
-      accepted.push(channel);
-    }
+    const accepted = (channels as string[]).filter((channel) => {
+      const parsed = parseChannel(channel);
+      return parsed !== undefined && this.markets.has(parsed.instrument) && (parsed.interval !== "raw" || session.authenticated);
+    });
     this.reply(connection, request.id, { result: accepted });
     for (const channel of accepted) {
       session.channels.add(channel);
-      const match = CHANNEL.exec(channel)!;
-      if (match[1] === "book") this.sendSnapshot(connection, channel, this.market(match[2]!));
+      const { kind, instrument } = parseChannel(channel)!;
+      if (kind === "book") this.sendSnapshot(connection, channel, this.market(instrument));
     }
   }
 
   private sendSnapshot(connection: FakeConnection, channel: string, market: FakeMarket): void {
-    const truth = market.truth();
-    const data: BookChangeData = {
-      type: "snapshot",
-      timestamp: this.tick(),
-      instrument_name: market.instrument,
-      change_id: market.changeId,
-      bids: truth.bids.map(([price, amount]) => ["new", price, amount]),
-      asks: truth.asks.map(([price, amount]) => ["new", price, amount]),
-    };
+    const { bids, asks } = market.truth();
+    const level = ([price, amount]: [number, number]): Level => ["new", price, amount];
+    const data: BookChangeData = { type: "snapshot", timestamp: this.tick(), instrument_name: market.instrument, change_id: market.changeId, bids: bids.map(level), asks: asks.map(level) };
     this.snapshotsSent.push(data);
-    this.notifyOne(connection, channel, data);
+    connection.send(notification(channel, data));
   }
 
   private tick(): number {
@@ -416,27 +328,13 @@ export class FakeDeribit {
     return this.clock;
   }
 
-  private notifyOne(connection: FakeConnection, channel: string, data: unknown): void {
-    connection.send({ jsonrpc: "2.0", method: "subscription", params: { channel, data } });
-  }
-
   /** Sends `data` on every subscribed channel of this kind and instrument (any interval). */
   publish(kind: "trades" | "book" | "ticker" | "quote", instrument: string, data: unknown): number {
-    let sent = 0;
-    for (const [connection, session] of this.sessions) {
-      if (!connection.open) continue;
-      for (const channel of session.channels) {
-        const match = CHANNEL.exec(channel);
-        if (!match) continue;
-        const channelKind = match[1] ?? "quote";
-        const channelInstrument = match[2] ?? match[4];
-        if (channelKind === kind && channelInstrument === instrument) {
-          this.notifyOne(connection, channel, data);
-          sent++;
-        }
-      }
-    }
-    return sent;
+    const matches = (channel: string) => {
+      const parsed = parseChannel(channel);
+      return parsed?.kind === kind && parsed.instrument === instrument;
+    };
+    return this.exchange.push(matches, (channel: string) => notification(channel, data));
   }
 
   // ── market generator ──
@@ -446,23 +344,19 @@ export class FakeDeribit {
     const market = this.market(instrument);
     const prev = market.changeId;
     const { bids, asks } = levels ?? market.randomLevels();
-    return {
-      type: "change",
-      timestamp: this.tick(),
-      instrument_name: instrument,
-      prev_change_id: prev,
-      change_id: market.nextChangeId(this.random),
-      bids,
-      asks,
-    };
+    return { type: "change", timestamp: this.tick(), instrument_name: instrument, prev_change_id: prev, change_id: market.nextChangeId(this.random), bids, asks };
+  }
+
+  /** Sends a change as the market's last one (undefined `change`: the next random one, applied to the truth). */
+  private sendChange(instrument: string, change = this.nextChange(instrument)): BookChangeData {
+    this.market(instrument).lastChange = change;
+    this.publish("book", instrument, change);
+    return change;
   }
 
   /** One random book change, applied to the truth and sent. */
   bookStep(instrument: string): BookChangeData {
-    const change = this.nextChange(instrument);
-    this.market(instrument).lastChange = change;
-    this.publish("book", instrument, change);
-    return change;
+    return this.sendChange(instrument);
   }
 
   /** Sends trades built from partial specs (defaults around the true book), recording each. */
@@ -471,7 +365,7 @@ export class FakeDeribit {
     const trades = specs.map((spec) => {
       const direction = spec.direction ?? (this.random() < 0.5 ? "buy" : "sell");
       const price = spec.price ?? (direction === "buy" ? market.bestAsk()! : market.bestBid()!);
-      const amount = spec.amount ?? market.randomAmount();
+      const amount = spec.amount ?? market.randomSize();
       const seq = ++market.tradeSeq;
       const trade: TradeData = {
         trade_seq: seq,
@@ -497,8 +391,7 @@ export class FakeDeribit {
   /** Sends a quote (defaults: the true best levels). */
   sendQuote(instrument: string, fields: Record<string, unknown> = {}): Record<string, unknown> {
     const market = this.market(instrument);
-    const bid = market.bestBid();
-    const ask = market.bestAsk();
+    const [bid, ask] = [market.bestBid(), market.bestAsk()];
     const data = {
       timestamp: this.tick(),
       instrument_name: instrument,
@@ -515,8 +408,7 @@ export class FakeDeribit {
   /** Sends a ticker with the fields Deribit sends for a perpetual (override any). */
   sendTicker(instrument: string, fields: Record<string, unknown> = {}): Record<string, unknown> {
     const market = this.market(instrument);
-    const bid = market.bestBid() ?? 0;
-    const ask = market.bestAsk() ?? 0;
+    const [bid, ask] = [market.bestBid() ?? 0, market.bestAsk() ?? 0];
     const data = {
       timestamp: this.tick(),
       instrument_name: instrument,
@@ -563,64 +455,46 @@ export class FakeDeribit {
   /** Two changes applied to the truth, sent in the wrong order. */
   sendReorderedBookChanges(instrument: string): [BookChangeData, BookChangeData] {
     const first = this.nextChange(instrument);
-    const second = this.nextChange(instrument);
-    this.market(instrument).lastChange = second;
-    this.publish("book", instrument, second);
+    const second = this.sendChange(instrument);
     this.publish("book", instrument, first);
     return [first, second];
   }
 
-  /**
-   * A well-chained change whose new bid is above the best ask (as if updates were lost upstream). It is
-   * not applied to the truth: the snapshot after the resync shows the real book.
-   */
+  /** A well-chained change whose new bid is above the best ask (as if updates were lost upstream); not applied to the truth. */
   sendCrossingBookChange(instrument: string): BookChangeData {
     const market = this.market(instrument);
-    const price = round(market.bestAsk()! + market.tick);
-    const change = this.nextChange(instrument, { bids: [["new", price, 100]], asks: [] });
-    market.lastChange = change;
-    this.publish("book", instrument, change);
-    return change;
+    return this.sendChange(instrument, this.nextChange(instrument, { bids: [["new", market.bestAsk()! + market.tick, 100]], asks: [] }));
   }
 
   /** A well-chained change with an unreadable level (not applied to the truth). */
   sendUnreadableBookChange(instrument: string): BookChangeData {
-    const change = this.nextChange(instrument, { bids: [["new", "abc" as unknown as number, 100]], asks: [] });
-    this.market(instrument).lastChange = change;
-    this.publish("book", instrument, change);
-    return change;
+    return this.sendChange(instrument, this.nextChange(instrument, { bids: [["new", "abc" as unknown as number, 100]], asks: [] }));
   }
 
   /** Sends raw text (e.g. broken JSON) on every open connection. */
   sendRaw(text: string): void {
-    for (const connection of this.exchange.openConnections()) connection.send(text);
+    this.exchange.broadcast(text);
   }
 
   /** A `heartbeat` message of type `heartbeat` (no answer needed). */
   sendHeartbeat(): void {
-    for (const connection of this.exchange.openConnections()) {
-      connection.send({ jsonrpc: "2.0", method: "heartbeat", params: { type: "heartbeat" } });
-    }
+    this.exchange.broadcast({ jsonrpc: "2.0", method: "heartbeat", params: { type: "heartbeat" } });
   }
 
-  /**
-   * A `test_request` on every open connection. Like Deribit, a connection that has not answered with
-   * public/test within `deadlineMs` is closed.
-   */
+  /** A `test_request` on every open connection; like Deribit, one not answered with public/test within `deadlineMs` is closed. */
   sendTestRequest(deadlineMs = 2000): void {
     for (const connection of this.exchange.openConnections()) {
-      const session = this.sessions.get(connection)!;
-      session.unansweredTestRequests++;
+      connection.state.unansweredTestRequests++;
       connection.send({ jsonrpc: "2.0", method: "heartbeat", params: { type: "test_request" } });
       setTimeout(() => {
-        if (connection.open && session.unansweredTestRequests > 0) connection.close(1000, "test_request not answered");
+        if (connection.open && connection.state.unansweredTestRequests > 0) connection.close(1000, "test_request not answered");
       }, deadlineMs);
     }
   }
 
   /** Orderly server close of every open connection. */
   closeAll(code = 1000, reason = ""): void {
-    for (const connection of this.exchange.openConnections()) connection.close(code, reason);
+    this.exchange.closeAll(code, reason);
   }
 
   /** Abrupt drop of every open connection (no close frame). */
@@ -628,18 +502,11 @@ export class FakeDeribit {
     this.exchange.terminateAll();
   }
 
-  async stop(): Promise<void> {
-    await this.exchange.stop();
+  stop(): Promise<void> {
+    return this.exchange.stop();
   }
 }
 
-function round(price: number): number {
-  return Math.round(price * 1e8) / 1e8;
-}
-
-function pick(side: Map<number, number>, random: () => number): number {
-  const index = Math.floor(random() * side.size);
-  let i = 0;
-  for (const price of side.keys()) if (i++ === index) return price;
-  throw new Error("empty side");
+function notification(channel: string, data: unknown) {
+  return { jsonrpc: "2.0", method: "subscription", params: { channel, data } };
 }
