@@ -13,7 +13,7 @@
  * - Faults: dropped/duplicated/reordered/crossed depth events, malformed frames, REST 429/418/500 queues.
  */
 import { TrueBook, nextSequence, type BookSide } from "./fake-market.ts";
-import { FakeVenue, type FakeConnection, type RecordedRequest } from "./fake-venue.ts";
+import { VenueFake, type FakeConnection, type RecordedRequest } from "./fake-venue.ts";
 import { seededRandom } from "./random.ts";
 
 export { seededRandom } from "./random.ts";
@@ -151,17 +151,14 @@ export interface FakeBinanceOptions {
   readonly listedWithoutMarket?: readonly string[];
 }
 
-export class FakeBinanceFutures {
-  readonly exchange = FakeVenue.start<Route>((connection) => this.route(connection));
-  readonly markets = new Map<string, FakeMarket>();
+export class FakeBinanceFutures extends VenueFake<Route, FakeMarket> {
   readonly random: () => number;
   /** Every depth snapshot served, with the time it was served. */
   readonly snapshotsServed: Array<{ symbol: string; lastUpdateId: number; at: number }> = [];
   /** Connections closed by the server for exceeding the incoming message limit. */
   readonly rateLimitCloses: FakeConnection[] = [];
-  /** Runs inside the depth handler before the snapshot is taken (e.g. to place it mid-event). */
+  /** Run inside the depth handler before / after the snapshot is taken (e.g. to place it mid-event). */
   beforeSnapshot: ((market: FakeMarket) => void) | undefined;
-  /** Runs inside the depth handler after the snapshot is taken, before the response is sent. */
   afterSnapshot: ((market: FakeMarket) => void) | undefined;
   /** REQUEST_WEIGHT used in the current minute, reported in X-MBX-USED-WEIGHT-1M. */
   usedWeight = 0;
@@ -172,17 +169,15 @@ export class FakeBinanceFutures {
   readonly rejectedStreams = new Map<string, { code: number; msg: string }>();
   private updateId = 1_000_000;
   private readonly heldDepth = new Map<string, DepthFrame>();
-  private readonly listedWithoutMarket: readonly string[];
 
-  private constructor(options: FakeBinanceOptions) {
-    this.listedWithoutMarket = options.listedWithoutMarket ?? [];
+  private constructor(private readonly options: FakeBinanceOptions) {
+    super();
     this.random = seededRandom(options.seed ?? 1);
     let mid = 650_000;
     for (const symbol of options.symbols ?? ["BTCUSDT"]) {
       this.markets.set(symbol, new FakeMarket(symbol, this, mid));
       mid = Math.round(mid / 3);
     }
-    this.exchange.onMessage((connection, text) => this.onMessage(connection, text, options.incomingMessageLimit ?? 10));
     this.exchange.rest("GET", "/fapi/v1/depth", (request) => this.depth(request));
     this.exchange.rest("GET", "/fapi/v1/exchangeInfo", () => this.exchangeInfo());
   }
@@ -196,15 +191,6 @@ export class FakeBinanceFutures {
     return { XTRADER_BINANCE_FUTURES_WS_URL: this.exchange.wsUrl(), XTRADER_BINANCE_FUTURES_REST_URL: this.exchange.httpUrl };
   }
 
-  /** When true the server sends nothing at all (no data, no responses): a stale feed. */
-  get silent(): boolean {
-    return this.exchange.paused;
-  }
-
-  set silent(value: boolean) {
-    this.exchange.paused = value;
-  }
-
   /** Every REST request with its status and arrival time (performance.now()). */
   get restLog(): Array<{ path: string; status: number; at: number }> {
     return this.exchange.restLog;
@@ -215,10 +201,8 @@ export class FakeBinanceFutures {
     return this.exchange.pendingReplies("/fapi/v1/depth");
   }
 
-  market(symbol = "BTCUSDT"): FakeMarket {
-    const market = this.markets.get(symbol);
-    if (!market) throw new Error(`fake Binance has no market ${symbol}`);
-    return market;
+  override market(symbol = "BTCUSDT"): FakeMarket {
+    return super.market(symbol);
   }
 
   /** Update ids are global across symbols (they jump), like the venue's. */
@@ -226,12 +210,7 @@ export class FakeBinanceFutures {
     return (this.updateId = nextSequence(this.updateId, this.random, 3));
   }
 
-  stop(): Promise<void> {
-    return this.exchange.stop();
-  }
-
   // ── market data ──
-
   /** Sends `payload` on `stream` to every connection subscribed on the right path; returns receivers. */
   publish(stream: string, payload: unknown): number {
     return this.exchange.push(stream, (_: string, { state }: FakeConnection<Route>) =>
@@ -327,21 +306,8 @@ export class FakeBinanceFutures {
   }
 
   /** Sends a raw text frame to every open connection on a route ("public", "market" or both). */
-  sendRaw(text: string, route: "public" | "market" | "all" = "all"): void {
+  override sendRaw(text: string, route: "public" | "market" | "all" = "all"): void {
     for (const connection of this.exchange.openConnections()) if (route === "all" || connection.state.route === route) connection.send(text);
-  }
-
-  pingAll(): void {
-    this.exchange.pingAll();
-  }
-
-  /** Closes every open connection with a close frame (e.g. 1000 at the 24 h mark, 1008 policy). */
-  closeAll(code = 1000, reason = ""): void {
-    this.exchange.closeAll(code, reason);
-  }
-
-  terminateAll(): void {
-    this.exchange.terminateAll();
   }
 
   /** The next depth requests fail like this, in order (weight is still spent, as on the venue). */
@@ -371,7 +337,7 @@ export class FakeBinanceFutures {
   // ── protocol ──
 
   /** Raw /ws/<a>/<b> and combined /stream?streams=<a>/<b> name their streams in the URL. */
-  private route(connection: FakeConnection<Route>): Route {
+  protected connectionState(connection: FakeConnection<Route>): Route {
     const [, first, second] = connection.path.split("/");
     const routed = first === "public" || first === "market";
     const inPath = connection.path.split("/").slice(routed ? 3 : 2).join("/");
@@ -379,12 +345,12 @@ export class FakeBinanceFutures {
     return { route: routed ? (first as "public" | "market") : "legacy", combined: (routed ? second : first) === "stream", messageTimes: [] };
   }
 
-  private onMessage(connection: FakeConnection<Route>, text: string, limit: number): void {
+  protected onClientFrame(connection: FakeConnection<Route>, text: string): void {
     const { messageTimes } = connection.state;
     const now = performance.now();
     messageTimes.push(now);
     while (messageTimes.length > 0 && now - messageTimes[0]! > 1000) messageTimes.shift();
-    if (messageTimes.length > limit) {
+    if (messageTimes.length > (this.options.incomingMessageLimit ?? 10)) {
       this.rateLimitCloses.push(connection);
       connection.close(1008, "Too many requests");
       return;
@@ -436,7 +402,7 @@ export class FakeBinanceFutures {
 
   private exchangeInfo() {
     this.spendWeight(1);
-    const symbols = [...this.markets.keys(), ...this.listedWithoutMarket].map((symbol) => ({
+    const symbols = [...this.markets.keys(), ...(this.options.listedWithoutMarket ?? [])].map((symbol) => ({
       symbol,
       pair: symbol,
       contractType: "PERPETUAL",

@@ -16,7 +16,7 @@
  * fake serves no REST routes.
  */
 import { TrueBook, nextSequence } from "./fake-market.ts";
-import { FakeVenue, type FakeConnection } from "./fake-venue.ts";
+import { VenueFake, type FakeConnection } from "./fake-venue.ts";
 import { seededRandom } from "./random.ts";
 
 export const WS_PATH = "/ws/api/v2";
@@ -138,18 +138,8 @@ export class FakeMarket extends TrueBook<number> {
   }
 }
 
-export class FakeDeribit {
-  readonly exchange = FakeVenue.start<Session>((connection) => ({
-    authenticated: false,
-    accessToken: undefined,
-    refreshToken: undefined,
-    heartbeatSeconds: undefined,
-    channels: connection.topics,
-    unansweredTestRequests: 0,
-    testAnswers: 0,
-  }));
+export class FakeDeribit extends VenueFake<Session, FakeMarket> {
   readonly random: () => number;
-  readonly markets = new Map<string, FakeMarket>();
   private readonly options: FakeDeribitOptions;
   /** Milliseconds of the fake's clock: deterministic exchange timestamps. */
   clock = 1_767_225_600_000;
@@ -170,6 +160,7 @@ export class FakeDeribit {
   readonly issuedTokens: Array<{ readonly access: string; readonly refresh: string }> = [];
 
   private constructor(options: FakeDeribitOptions) {
+    super();
     this.options = options;
     this.random = seededRandom(options.seed ?? 1);
     const instruments = options.instruments ?? ["BTC-PERPETUAL", "ETH-PERPETUAL", "BTC-27JUN26-100000-C", "SOL_USDC-PERPETUAL"];
@@ -177,7 +168,6 @@ export class FakeDeribit {
       const start = instrument.startsWith("ETH") ? 3000 : instrument.startsWith("SOL") ? 150 : 60_000 + index;
       this.markets.set(instrument, new FakeMarket(instrument, options.tick ?? 0.5, this.random, start));
     }
-    this.exchange.onMessage((connection, text) => this.onRequest(connection, text));
   }
 
   static start(options: FakeDeribitOptions = {}): FakeDeribit {
@@ -191,12 +181,6 @@ export class FakeDeribit {
   /** Environment pointing the connector here (plus `extra`). */
   env(extra: Record<string, string> = {}): Record<string, string> {
     return { XTRADER_DERIBIT_WS_URL: this.wsUrl, ...extra };
-  }
-
-  market(instrument: string): FakeMarket {
-    const market = this.markets.get(instrument);
-    if (!market) throw new Error(`fake Deribit lists no ${instrument}`);
-    return market;
   }
 
   session(connection: FakeConnection): Session {
@@ -229,7 +213,12 @@ export class FakeDeribit {
     this.reply(connection, id, { error: data === undefined ? { code, message } : { code, message, data } });
   }
 
-  private onRequest(connection: FakeConnection<Session>, text: string): void {
+  protected connectionState(connection: FakeConnection<Session>): Session {
+    const session = { authenticated: false, accessToken: undefined, refreshToken: undefined, heartbeatSeconds: undefined };
+    return { ...session, channels: connection.topics, unansweredTestRequests: 0, testAnswers: 0 };
+  }
+
+  protected onClientFrame(connection: FakeConnection<Session>, text: string): void {
     let request: JsonRpcRequest;
     try {
       request = JSON.parse(text);
@@ -471,11 +460,6 @@ export class FakeDeribit {
     return this.sendChange(instrument, this.nextChange(instrument, { bids: [["new", "abc" as unknown as number, 100]], asks: [] }));
   }
 
-  /** Sends raw text (e.g. broken JSON) on every open connection. */
-  sendRaw(text: string): void {
-    this.exchange.broadcast(text);
-  }
-
   /** A `heartbeat` message of type `heartbeat` (no answer needed). */
   sendHeartbeat(): void {
     this.exchange.broadcast({ jsonrpc: "2.0", method: "heartbeat", params: { type: "heartbeat" } });
@@ -490,20 +474,6 @@ export class FakeDeribit {
         if (connection.open && connection.state.unansweredTestRequests > 0) connection.close(1000, "test_request not answered");
       }, deadlineMs);
     }
-  }
-
-  /** Orderly server close of every open connection. */
-  closeAll(code = 1000, reason = ""): void {
-    this.exchange.closeAll(code, reason);
-  }
-
-  /** Abrupt drop of every open connection (no close frame). */
-  terminateAll(): void {
-    this.exchange.terminateAll();
-  }
-
-  stop(): Promise<void> {
-    return this.exchange.stop();
   }
 }
 

@@ -12,7 +12,7 @@
  */
 import { crc32 } from "node:zlib";
 import { TrueBook, nextSequence, type BookSide } from "./fake-market.ts";
-import { FakeVenue, type FakeConnection, type RestReply } from "./fake-venue.ts";
+import { VenueFake, type FakeConnection, type RestReply } from "./fake-venue.ts";
 import { seededRandom } from "./random.ts";
 
 export { seededRandom } from "./random.ts";
@@ -165,9 +165,7 @@ export class FakeMarket extends TrueBook<string> {
 
 const toWire = (levels: readonly FakeLevel[]): string[][] => levels.map(([px, sz]) => [px, sz, "0", "1"]);
 
-export class FakeOkx {
-  readonly exchange = FakeVenue.start<{ connId: string }>(() => ({ connId: Math.floor(this.random() * 0xffffffff).toString(16).padStart(8, "0") }));
-  readonly markets = new Map<string, FakeMarket>();
+export class FakeOkx extends VenueFake<{ connId: string }, FakeMarket> {
   wsSnapshot: boolean;
   checksums: boolean;
   rejectWholeBatch: boolean;
@@ -181,6 +179,7 @@ export class FakeOkx {
   private resetNext = new Map<string, number>();
 
   private constructor(readonly options: FakeOkxOptions) {
+    super();
     this.wsSnapshot = options.wsSnapshot ?? true;
     this.checksums = options.checksums ?? false;
     this.rejectWholeBatch = options.rejectWholeBatch ?? false;
@@ -188,7 +187,6 @@ export class FakeOkx {
     for (const instrument of options.instruments) {
       if (!instrument.listedOnly) this.markets.set(instrument.instId, new FakeMarket(instrument, this.random));
     }
-    this.exchange.onMessage((connection, text) => this.onClientFrame(connection, text));
     this.exchange.rest("GET", "/api/v5/public/instruments", (request) => this.instrumentsRoute(request.query));
     this.exchange.rest("GET", "/api/v5/market/books", (request) => this.booksRoute(request.query));
     // OKX closes a connection that saw no frame for 30 s (https://www.okx.com/docs-v5/en/#overview-websocket-connect).
@@ -202,21 +200,6 @@ export class FakeOkx {
   /** Environment pointing a connector at this fake. */
   env(exchange: "OKX_SWAP" | "OKX_SPOT"): Record<string, string> {
     return { [`XTRADER_${exchange}_WS_URL`]: this.exchange.wsUrl("/ws/v5/public"), [`XTRADER_${exchange}_REST_URL`]: this.exchange.httpUrl };
-  }
-
-  /** When true the server answers nothing: no pong, no data (a hung exchange). */
-  get silent(): boolean {
-    return this.exchange.paused;
-  }
-
-  set silent(value: boolean) {
-    this.exchange.paused = value;
-  }
-
-  market(instId: string): FakeMarket {
-    const market = this.markets.get(instId);
-    if (!market) throw new Error(`no fake market ${instId}`);
-    return market;
   }
 
   /** Open connections subscribed to a channel argument (`books|BTC-USDT`, `liquidation-orders|SWAP`). */
@@ -240,7 +223,11 @@ export class FakeOkx {
     this.exchange.push(`${channel}|${key}`, message);
   }
 
-  private onClientFrame(connection: FakeConnection<{ connId: string }>, text: string): void {
+  protected connectionState(): { connId: string } {
+    return { connId: Math.floor(this.random() * 0xffffffff).toString(16).padStart(8, "0") };
+  }
+
+  protected onClientFrame(connection: FakeConnection<{ connId: string }>, text: string): void {
     const connId = connection.state.connId;
     if (text === "ping") return void connection.send("pong");
     let request: { id?: string; op?: string; args?: Array<Record<string, string>> };
@@ -469,20 +456,10 @@ export class FakeOkx {
     this.resetNext.set(instId, to);
   }
 
-  /** Sends raw text (malformed JSON, unknown messages) to every open connection. */
-  sendRaw(text: string | object): void {
-    this.exchange.broadcast(text);
-  }
-
   /** OKX's notice before a service upgrade closes the connection. */
   sendUpgradeNotice(): void {
     const msg = "The connection will soon be closed for a service upgrade. Please reconnect.";
     for (const connection of this.exchange.openConnections()) connection.send({ event: "notice", code: "64008", msg, connId: connection.state.connId });
-  }
-
-  /** Closes every open connection with an OKX close code (4004 idle, 4006 abnormal, 1001...). */
-  closeAll(code: number, reason = ""): void {
-    this.exchange.closeAll(code, reason);
   }
 
   /** The next responses of a REST path fail with these HTTP statuses, in order. */
@@ -539,9 +516,5 @@ export class FakeOkx {
     const { bids, asks } = stale ?? market.top(depth);
     const data = [{ asks: toWire(asks.slice(0, depth)), bids: toWire(bids.slice(0, depth)), ts: String(Date.now()), seqId: stale?.seqId ?? market.seqId }];
     return { body: { code: "0", msg: "", data } };
-  }
-
-  stop(): Promise<void> {
-    return this.exchange.stop();
   }
 }

@@ -404,3 +404,62 @@ export function waitUntil<T>(
     if (!attempt()) subscribe();
   });
 }
+
+/**
+ * What every venue fake offers on top of its FakeVenue: its markets by symbol, silence, server closes,
+ * drops, pings, raw frames and stop. A venue fake extends it with its protocol: the per-connection
+ * state, the answers to client frames, its REST routes and its wire shapes.
+ */
+export abstract class VenueFake<S, M> {
+  readonly exchange: FakeVenue<S>;
+  readonly markets = new Map<string, M>();
+
+  constructor() {
+    this.exchange = FakeVenue.start<S>((connection) => this.connectionState(connection));
+    this.exchange.onMessage((connection, text) => this.onClientFrame(connection, text));
+  }
+
+  /** The venue's state of a connection that just opened (it may subscribe the topics its URL names). */
+  protected abstract connectionState(connection: FakeConnection<S>): S;
+
+  /** The venue's answer to a frame a client sent. */
+  protected abstract onClientFrame(connection: FakeConnection<S>, text: string): void;
+
+  market(symbol: string): M {
+    const market = this.markets.get(symbol);
+    if (!market) throw new Error(`${this.constructor.name} has no market ${symbol}`);
+    return market;
+  }
+
+  /** When true the venue sends nothing (no data, no answers, no pongs): a hung venue. */
+  get silent(): boolean {
+    return this.exchange.paused;
+  }
+
+  set silent(value: boolean) {
+    this.exchange.paused = value;
+  }
+
+  /** Sends raw text (malformed JSON, unknown messages) or a JSON frame to every open connection. */
+  sendRaw(frame: unknown): void {
+    this.exchange.broadcast(frame);
+  }
+
+  pingAll(): void {
+    this.exchange.pingAll();
+  }
+
+  /** Closes every open connection with a close frame (venue codes: 1000 forced reconnect, 1008, 4004...). */
+  closeAll(code = 1000, reason = ""): void {
+    this.exchange.closeAll(code, reason);
+  }
+
+  /** Abrupt drop of every open connection (no close frame). */
+  terminateAll(): void {
+    this.exchange.terminateAll();
+  }
+
+  stop(): Promise<void> {
+    return this.exchange.stop();
+  }
+}
