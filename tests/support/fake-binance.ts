@@ -133,7 +133,6 @@ const MARKET_STREAM = /@(aggTrade|markPrice|forceOrder)/;
 interface Route {
   readonly route: "public" | "market" | "legacy";
   readonly combined: boolean;
-  readonly messageTimes: number[];
 }
 
 export interface RestFault {
@@ -155,8 +154,6 @@ export class FakeBinanceFutures extends VenueFake<Route, FakeMarket> {
   readonly random: () => number;
   /** Every depth snapshot served, with the time it was served. */
   readonly snapshotsServed: Array<{ symbol: string; lastUpdateId: number; at: number }> = [];
-  /** Connections closed by the server for exceeding the incoming message limit. */
-  readonly rateLimitCloses: FakeConnection[] = [];
   /** Run inside the depth handler before / after the snapshot is taken (e.g. to place it mid-event). */
   beforeSnapshot: ((market: FakeMarket) => void) | undefined;
   afterSnapshot: ((market: FakeMarket) => void) | undefined;
@@ -173,6 +170,7 @@ export class FakeBinanceFutures extends VenueFake<Route, FakeMarket> {
   private constructor(private readonly options: FakeBinanceOptions) {
     super();
     this.random = seededRandom(options.seed ?? 1);
+    this.exchange.limitIncoming(options.incomingMessageLimit ?? 10, 1008, "Too many requests");
     let mid = 650_000;
     for (const symbol of options.symbols ?? ["BTCUSDT"]) {
       this.markets.set(symbol, new FakeMarket(symbol, this, mid));
@@ -189,6 +187,11 @@ export class FakeBinanceFutures extends VenueFake<Route, FakeMarket> {
   /** Environment pointing the connector at this fake. */
   get env(): Record<string, string> {
     return { XTRADER_BINANCE_FUTURES_WS_URL: this.exchange.wsUrl(), XTRADER_BINANCE_FUTURES_REST_URL: this.exchange.httpUrl };
+  }
+
+  /** Connections closed by the server for exceeding the incoming message limit. */
+  get rateLimitCloses(): FakeConnection[] {
+    return this.exchange.limitCloses;
   }
 
   /** Every REST request with its status and arrival time (performance.now()). */
@@ -330,7 +333,7 @@ export class FakeBinanceFutures extends VenueFake<Route, FakeMarket> {
   }
 
   /** Resolves once `count` open connections are subscribed to `stream`. */
-  waitForSubscribers(stream: string, count = 1, timeoutMs = 5000): Promise<unknown> {
+  waitForSubscribers(stream: string, count = 1, timeoutMs = 5000): Promise<FakeConnection[]> {
     return this.exchange.waitForSubscribers(stream, count, timeoutMs);
   }
 
@@ -342,27 +345,13 @@ export class FakeBinanceFutures extends VenueFake<Route, FakeMarket> {
     const routed = first === "public" || first === "market";
     const inPath = connection.path.split("/").slice(routed ? 3 : 2).join("/");
     for (const name of [...inPath.split("/"), ...(connection.query.get("streams")?.split("/") ?? [])]) if (name) connection.topics.add(name);
-    return { route: routed ? (first as "public" | "market") : "legacy", combined: (routed ? second : first) === "stream", messageTimes: [] };
+    return { route: routed ? (first as "public" | "market") : "legacy", combined: (routed ? second : first) === "stream" };
   }
 
   protected onClientFrame(connection: FakeConnection<Route>, text: string): void {
-    const { messageTimes } = connection.state;
-    const now = performance.now();
-    messageTimes.push(now);
-    while (messageTimes.length > 0 && now - messageTimes[0]! > 1000) messageTimes.shift();
-    if (messageTimes.length > (this.options.incomingMessageLimit ?? 10)) {
-      this.rateLimitCloses.push(connection);
-      connection.close(1008, "Too many requests");
-      return;
-    }
     if (this.silent) return;
-    let request: { method?: unknown; params?: unknown; id?: unknown };
-    try {
-      request = JSON.parse(text);
-    } catch {
-      connection.send({ code: 3, msg: "Invalid JSON: expected value at line 1 column 1", id: null });
-      return;
-    }
+    const request = this.parse<{ method?: unknown; params?: unknown; id?: unknown }>(connection, text, { code: 3, msg: "Invalid JSON: expected value at line 1 column 1", id: null });
+    if (!request) return;
     const id = request.id;
     if (typeof id !== "number" || id < 0 || !Number.isInteger(id)) {
       connection.send({ code: 2, msg: "Invalid request: request ID must be an unsigned integer", id: null });
@@ -402,15 +391,9 @@ export class FakeBinanceFutures extends VenueFake<Route, FakeMarket> {
 
   private exchangeInfo() {
     this.spendWeight(1);
-    const symbols = [...this.markets.keys(), ...(this.options.listedWithoutMarket ?? [])].map((symbol) => ({
-      symbol,
-      pair: symbol,
-      contractType: "PERPETUAL",
-      status: "TRADING",
-      baseAsset: symbol.replace(/USDT$/, ""),
-      quoteAsset: "USDT",
-      marginAsset: "USDT",
-    }));
+    const symbols = [...this.markets.keys(), ...(this.options.listedWithoutMarket ?? [])].map((symbol) => {
+      return { symbol, pair: symbol, contractType: "PERPETUAL", status: "TRADING", baseAsset: symbol.replace(/USDT$/, ""), quoteAsset: "USDT", marginAsset: "USDT" };
+    });
     const rateLimits = [{ rateLimitType: "REQUEST_WEIGHT", interval: "MINUTE", intervalNum: 1, limit: 2400 }];
     return { body: { timezone: "UTC", serverTime: Date.now(), rateLimits, symbols }, headers: this.weightHeader() };
   }

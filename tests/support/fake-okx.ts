@@ -51,14 +51,7 @@ export interface FakeOkxOptions {
 /** [price text, size text] as sent. */
 export type FakeLevel = readonly [string, string];
 
-export interface SentTrade {
-  readonly instId: string;
-  readonly tradeId: string;
-  readonly px: string;
-  readonly sz: string;
-  readonly side: "buy" | "sell";
-  readonly ts: string;
-}
+export type SentTrade = { readonly instId: string; readonly tradeId: string; readonly px: string; readonly sz: string; readonly side: "buy" | "sell"; readonly ts: string };
 
 type BookData = { asks: string[][]; bids: string[][]; ts: string; checksum: number; prevSeqId: number; seqId: number };
 export interface BookUpdateFrame {
@@ -88,6 +81,11 @@ export class FakeMarket extends TrueBook<string> {
   lastTopSent = "";
   /** Book frames sent, in order (what the client could have seen). */
   readonly sentBooks: BookUpdateFrame[] = [];
+  /** Armed faults of the next update: never sent; held and sent after the one following it; a wrong checksum; this seqId. */
+  drop = false;
+  hold: BookUpdateFrame | "next" | undefined;
+  corrupt = false;
+  resetTo: number | undefined;
   private nextTradeId: number;
   private readonly tick: number;
   private readonly priceDecimals: number;
@@ -173,16 +171,10 @@ export class FakeOkx extends VenueFake<{ connId: string }, FakeMarket> {
   readonly refused = new Set<string>();
   private readonly random: () => number;
   private readonly staleSnapshots = new Map<string, Changes & { seqId: number }>();
-  private dropNext = new Set<string>();
-  private corruptNext = new Set<string>();
-  private reorder = new Map<string, BookUpdateFrame | "pending">();
-  private resetNext = new Map<string, number>();
 
   private constructor(readonly options: FakeOkxOptions) {
     super();
-    this.wsSnapshot = options.wsSnapshot ?? true;
-    this.checksums = options.checksums ?? false;
-    this.rejectWholeBatch = options.rejectWholeBatch ?? false;
+    [this.wsSnapshot, this.checksums, this.rejectWholeBatch] = [options.wsSnapshot ?? true, options.checksums ?? false, options.rejectWholeBatch ?? false];
     this.random = seededRandom(options.seed ?? 1);
     for (const instrument of options.instruments) {
       if (!instrument.listedOnly) this.markets.set(instrument.instId, new FakeMarket(instrument, this.random));
@@ -230,12 +222,8 @@ export class FakeOkx extends VenueFake<{ connId: string }, FakeMarket> {
   protected onClientFrame(connection: FakeConnection<{ connId: string }>, text: string): void {
     const connId = connection.state.connId;
     if (text === "ping") return void connection.send("pong");
-    let request: { id?: string; op?: string; args?: Array<Record<string, string>> };
-    try {
-      request = JSON.parse(text);
-    } catch {
-      return void connection.send({ event: "error", code: "60012", msg: `Invalid request: ${text}`, connId });
-    }
+    const request = this.parse<{ id?: string; op?: string; args?: Array<Record<string, string>> }>(connection, text, { event: "error", code: "60012", msg: `Invalid request: ${text}`, connId });
+    if (!request) return;
     const id = request.id;
     const reply = (message: Record<string, unknown>) => connection.send(id === undefined ? { ...message, connId } : { id, ...message, connId });
     if (request.op === "subscribe" && Array.isArray(request.args)) {
@@ -303,26 +291,19 @@ export class FakeOkx extends VenueFake<{ connId: string }, FakeMarket> {
     this.broadcast("books", market.instId, frame);
   }
 
-  /** Sends one book update of `changes` (already applied to the truth), then bbo-tbt when the top changed. Honours pending faults. */
+  /** Sends one book update of `changes` (already applied to the truth), then bbo-tbt when the top changed. Honours armed faults. */
   private publishBook(market: FakeMarket, changes: Changes, options: { checksum?: number } = {}): BookUpdateFrame {
     const prevSeqId = market.seqId;
-    const reset = this.resetNext.get(market.instId);
-    this.resetNext.delete(market.instId);
-    const seqId = reset === undefined ? market.nextSeqId() : (market.seqId = reset);
-    let checksum = options.checksum ?? (this.checksums ? market.checksum() : 0);
-    if (this.corruptNext.delete(market.instId)) checksum = (checksum ^ 0x5a5a5a5a) | 0 || 1;
-    const frame = this.bookFrame(market, changes, checksum, prevSeqId, seqId);
-    if (this.dropNext.delete(market.instId)) return frame;
-    const held = this.reorder.get(market.instId);
-    if (held === "pending") {
-      this.reorder.set(market.instId, frame);
-      return frame;
-    }
+    const seqId = market.resetTo === undefined ? market.nextSeqId() : (market.seqId = market.resetTo);
+    const checksum = options.checksum ?? (this.checksums ? market.checksum() : 0);
+    const frame = this.bookFrame(market, changes, market.corrupt ? (checksum ^ 0x5a5a5a5a) | 0 || 1 : checksum, prevSeqId, seqId);
+    [market.resetTo, market.corrupt] = [undefined, false];
+    if (market.drop) return ((market.drop = false), frame);
+    const held = market.hold;
+    market.hold = held === "next" ? frame : undefined;
+    if (held === "next") return frame;
     this.sendBook(market, frame);
-    if (held) {
-      this.reorder.delete(market.instId);
-      this.sendBook(market, held);
-    }
+    if (held) this.sendBook(market, held);
     const top = JSON.stringify(market.top(1));
     if (top !== market.lastTopSent) {
       market.lastTopSent = top;
@@ -379,22 +360,9 @@ export class FakeOkx extends VenueFake<{ connId: string }, FakeMarket> {
   sendFundingRate(instId: string, fields: { fundingRate: string; fundingTime: string; nextFundingTime: string; ts: string }) {
     const { fundingRate, fundingTime, nextFundingTime, ts } = fields;
     const data = {
-      formulaType: "noRate",
-      fundingRate,
-      fundingTime,
-      impactValue: "",
-      instId,
-      instType: "SWAP",
-      interestRate: "",
-      method: "current_period",
-      maxFundingRate: "0.00375",
-      minFundingRate: "-0.00375",
-      nextFundingRate: "",
-      nextFundingTime,
-      premium: "0.0001233824646391",
-      settFundingRate: "0.0001699799259033",
-      settState: "settled",
-      ts,
+      ...{ formulaType: "noRate", fundingRate, fundingTime, impactValue: "", instId, instType: "SWAP", interestRate: "", method: "current_period" },
+      ...{ maxFundingRate: "0.00375", minFundingRate: "-0.00375", nextFundingRate: "", nextFundingTime, premium: "0.0001233824646391" },
+      ...{ settFundingRate: "0.0001699799259033", settState: "settled", ts },
     };
     const frame = { arg: { channel: "funding-rate", instId }, data: [data] };
     this.broadcast("funding-rate", instId, frame);
@@ -420,7 +388,7 @@ export class FakeOkx extends VenueFake<{ connId: string }, FakeMarket> {
 
   /** The next update changes the truth and advances seqId but is never sent: a sequence gap. */
   dropNextUpdate(instId: string): void {
-    this.dropNext.add(instId);
+    this.market(instId).drop = true;
   }
 
   /** Sends the last book frame again, verbatim. */
@@ -432,7 +400,7 @@ export class FakeOkx extends VenueFake<{ connId: string }, FakeMarket> {
 
   /** The next two updates are sent in swapped order. */
   reorderNextTwo(instId: string): void {
-    this.reorder.set(instId, "pending");
+    this.market(instId).hold = "next";
   }
 
   /** A well-sequenced update whose bid crosses the best ask, NOT applied to the truth (a venue glitch). */
@@ -448,12 +416,12 @@ export class FakeOkx extends VenueFake<{ connId: string }, FakeMarket> {
 
   /** The next update carries a wrong non-zero checksum. */
   corruptNextChecksum(instId: string): void {
-    this.corruptNext.add(instId);
+    this.market(instId).corrupt = true;
   }
 
   /** Maintenance: the next update carries seqId `to` (below prevSeqId); the chain continues from it. */
   resetSequence(instId: string, to: number): void {
-    this.resetNext.set(instId, to);
+    this.market(instId).resetTo = to;
   }
 
   /** OKX's notice before a service upgrade closes the connection. */

@@ -50,6 +50,8 @@ export class FakeConnection<S = unknown> {
   closeCode: number | undefined;
   /** performance.now() of the last text frame either way (for idle closes). */
   lastActivity = performance.now();
+  /** performance.now() of the frames received in the last second (for the incoming message limit). */
+  readonly recentFrames: number[] = [];
   private listeners: Array<() => void> = [];
 
   constructor(
@@ -119,6 +121,9 @@ export class FakeVenue<S = unknown> {
   acceptConnections = true;
   /** While true nothing is sent to any client (a hung venue); frames received are still recorded. */
   paused = false;
+  /** Connections the server closed for going over the incoming message limit. */
+  readonly limitCloses: FakeConnection<S>[] = [];
+  private incomingLimit: { perSecond: number; code: number; reason: string } | undefined;
   private readonly routes = new Map<string, RestHandler>();
   private readonly scripted = new Map<string, Array<RestHandler | RestReply>>();
   // Method signatures keep FakeVenue<Route> usable as a FakeVenue (parameters compared bivariantly).
@@ -164,7 +169,8 @@ export class FakeVenue<S = unknown> {
           const text = typeof message === "string" ? message : new TextDecoder().decode(message);
           connection.received.push(text);
           connection.lastActivity = performance.now();
-          this.handlers.message(connection, text);
+          if (this.overLimit(connection)) connection.close(this.incomingLimit!.code, this.incomingLimit!.reason);
+          else this.handlers.message(connection, text);
           connection.notify();
           this.notify();
         },
@@ -182,6 +188,17 @@ export class FakeVenue<S = unknown> {
         },
       },
     });
+  }
+
+  /** Counts a received frame; true (recorded in limitCloses) when the connection went over the incoming limit. */
+  private overLimit(connection: FakeConnection<S>): boolean {
+    if (!this.incomingLimit) return false;
+    const [now, recent] = [performance.now(), connection.recentFrames];
+    recent.push(now);
+    while (recent.length > 0 && now - recent[0]! > 1000) recent.shift();
+    if (recent.length <= this.incomingLimit.perSecond) return false;
+    this.limitCloses.push(connection);
+    return true;
   }
 
   private async answer(request: Request, url: URL): Promise<Response> {
@@ -305,6 +322,11 @@ export class FakeVenue<S = unknown> {
     for (const connection of this.openConnections()) connection.terminate();
   }
 
+  /** From now on, closes a connection with `code` when it sends more than `perSecond` frames in a second. */
+  limitIncoming(perSecond: number, code: number, reason: string): void {
+    this.incomingLimit = { perSecond, code, reason };
+  }
+
   /** From now on, closes connections with `code` after `idleMs` without a text frame either way. */
   closeIdle(idleMs: number, code: number, reason: string): void {
     clearInterval(this.idleTimer);
@@ -424,6 +446,16 @@ export abstract class VenueFake<S, M> {
 
   /** The venue's answer to a frame a client sent. */
   protected abstract onClientFrame(connection: FakeConnection<S>, text: string): void;
+
+  /** A client frame as JSON, or undefined after sending `error` (the venue's answer to unreadable JSON). */
+  protected parse<T>(connection: FakeConnection<S>, text: string, error: unknown): T | undefined {
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      connection.send(error);
+      return undefined;
+    }
+  }
 
   market(symbol: string): M {
     const market = this.markets.get(symbol);
