@@ -211,8 +211,10 @@ export class FakeOkx extends VenueFake<{ connId: string }, FakeMarket> {
 
   // ── client frames ──
 
-  private broadcast(channel: string, key: string, message: unknown): void {
-    this.exchange.push(`${channel}|${key}`, message);
+  /** Pushes a frame to the subscribers of a channel argument (`books|BTC-USDT`, `liquidation-orders|SWAP`); returns it. */
+  private broadcast<F>(channel: string, key: string, frame: F): F {
+    this.exchange.push(`${channel}|${key}`, frame);
+    return frame;
   }
 
   protected connectionState(): { connId: string } {
@@ -352,9 +354,7 @@ export class FakeOkx extends VenueFake<{ connId: string }, FakeMarket> {
 
   sendBbo(instId: string, bid: FakeLevel | undefined, ask: FakeLevel | undefined, ts = String(Date.now())) {
     const data = [{ asks: ask ? toWire([ask]) : [], bids: bid ? toWire([bid]) : [], ts, seqId: this.market(instId).seqId }];
-    const frame = { arg: { channel: "bbo-tbt", instId }, data };
-    this.broadcast("bbo-tbt", instId, frame);
-    return frame;
+    return this.broadcast("bbo-tbt", instId, { arg: { channel: "bbo-tbt", instId }, data });
   }
 
   sendFundingRate(instId: string, fields: { fundingRate: string; fundingTime: string; nextFundingTime: string; ts: string }) {
@@ -364,24 +364,18 @@ export class FakeOkx extends VenueFake<{ connId: string }, FakeMarket> {
       ...{ maxFundingRate: "0.00375", minFundingRate: "-0.00375", nextFundingRate: "", nextFundingTime, premium: "0.0001233824646391" },
       ...{ settFundingRate: "0.0001699799259033", settState: "settled", ts },
     };
-    const frame = { arg: { channel: "funding-rate", instId }, data: [data] };
-    this.broadcast("funding-rate", instId, frame);
-    return frame;
+    return this.broadcast("funding-rate", instId, { arg: { channel: "funding-rate", instId }, data: [data] });
   }
 
   sendMarkPrice(instId: string, markPx: string, ts: string) {
-    const frame = { arg: { channel: "mark-price", instId }, data: [{ instType: "SWAP", instId, markPx, ts }] };
-    this.broadcast("mark-price", instId, frame);
-    return frame;
+    return this.broadcast("mark-price", instId, { arg: { channel: "mark-price", instId }, data: [{ instType: "SWAP", instId, markPx, ts }] });
   }
 
   /** One liquidation-orders push (to every SWAP liquidation subscriber) for `instId`. */
   sendLiquidation(instId: string, details: Array<{ side: string; posSide: string; bkPx: string; sz: string; ts: string }>) {
     const family = instId.replace(/-SWAP$/, "");
     const data = { details: details.map((detail) => ({ bkLoss: "0", ccy: "", ...detail })), instFamily: family, instId, instType: "SWAP", uly: family };
-    const frame = { arg: { channel: "liquidation-orders", instType: "SWAP" }, data: [data] };
-    this.broadcast("liquidation-orders", "SWAP", frame);
-    return frame;
+    return this.broadcast("liquidation-orders", "SWAP", { arg: { channel: "liquidation-orders", instType: "SWAP" }, data: [data] });
   }
 
   // ── faults ──
