@@ -53,7 +53,8 @@ export class FakeMarket extends TrueBook<number> {
     midTicks: number,
   ) {
     // Keys are price ticks, sizes quantity units.
-    super(venue.random, { step: 1, reach: 20, size: (random) => 1 + Math.floor(random() * 5000) });
+    const numbers = (ticks: number, units: number): [number, number] => [ticks / PRICE_SCALE, units / QTY_SCALE];
+    super(venue.random, { step: 1, reach: 20, size: (random) => 1 + Math.floor(random() * 5000), numbers });
     this.fill(midTicks, 10);
   }
 
@@ -103,8 +104,7 @@ export class FakeMarket extends TrueBook<number> {
 
   /** The true book as sorted [price, amount] pairs (best first), comparable with OrderBook.sorted(). */
   trueBook(): { bids: Array<[number, number]>; asks: Array<[number, number]> } {
-    const side = (kind: BookSide) => this.sorted(kind).map(([t, u]): [number, number] => [t / PRICE_SCALE, u / QTY_SCALE]);
-    return { bids: side("bid"), asks: side("ask") };
+    return this.truth();
   }
 
   bookTickerFrame(): BookTickerFrame {
@@ -330,11 +330,6 @@ export class FakeBinanceFutures extends VenueFake<Route, FakeMarket> {
       .openConnections()
       .filter((connection) => route === undefined || connection.state.route === route)
       .map((connection) => ({ connection, streams: [...connection.topics] }));
-  }
-
-  /** Resolves once `count` open connections are subscribed to `stream`. */
-  waitForSubscribers(stream: string, count = 1, timeoutMs = 5000): Promise<FakeConnection[]> {
-    return this.exchange.waitForSubscribers(stream, count, timeoutMs);
   }
 
   // ── protocol ──

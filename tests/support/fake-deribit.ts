@@ -92,11 +92,6 @@ export class FakeMarket extends TrueBook<number> {
     this.fill(startPrice, 20);
   }
 
-  /** Sorted [price, amount] pairs, best first, to compare with a rebuilt book. */
-  truth(): { bids: Array<[number, number]>; asks: Array<[number, number]> } {
-    return { bids: this.sorted("bid"), asks: this.sorted("ask") };
-  }
-
   /** One random, never crossing change of 1..4 levels, applied to the truth. */
   randomLevels(): Sides {
     const levels: Sides = { bids: [], asks: [] };
@@ -165,11 +160,6 @@ export class FakeDeribit extends VenueFake<Session, FakeMarket> {
   /** Every JSON-RPC request received (on any connection), optionally of one method. */
   requests(method?: string): JsonRpcRequest[] {
     return this.exchange.receivedJson((message: JsonRpcRequest) => method === undefined || message.method === method);
-  }
-
-  /** Resolves once an open connection is subscribed to `channel` (its ack and snapshot sent). */
-  async waitForSubscribed(channel: string, timeoutMs = 5000): Promise<FakeConnection> {
-    return (await this.exchange.waitForSubscribers(channel, 1, timeoutMs))[0]!;
   }
 
   /** Resolves once `count` requests of `method` were received. */

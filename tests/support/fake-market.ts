@@ -21,6 +21,8 @@ export interface TrueBookOptions<V> {
   readonly size: (random: () => number) => V;
   /** New levels are placed within this many steps behind the other side's best price. */
   readonly reach: number;
+  /** A level as the numbers a collector stores: [price, amount] (default: the key and size themselves). */
+  readonly numbers?: (key: number, size: V) => [number, number];
 }
 
 export class TrueBook<V> {
@@ -63,6 +65,12 @@ export class TrueBook<V> {
   /** A side's [key, size] entries best first (bids descending, asks ascending), at most `limit`. */
   sorted(side: BookSide, limit = Infinity): Array<[number, V]> {
     return [...this.side(side)].sort((a, b) => (side === "bid" ? b[0] - a[0] : a[0] - b[0])).slice(0, limit);
+  }
+
+  /** The true book as [price, amount] numbers, best first: what a rebuilt book must equal. */
+  truth(): { bids: Array<[number, number]>; asks: Array<[number, number]> } {
+    const numbers = this.book.numbers ?? ((key: number, size: V): [number, number] => [key, Number(size)]);
+    return { bids: this.sorted("bid").map(([key, size]) => numbers(key, size)), asks: this.sorted("ask").map(([key, size]) => numbers(key, size)) };
   }
 
   /** Sets (or, with size undefined, removes) a level of the truth. */

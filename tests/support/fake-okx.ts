@@ -96,7 +96,8 @@ export class FakeMarket extends TrueBook<string> {
   ) {
     const sizeDecimals = instrument.sizeDecimals ?? 3;
     // Trailing zeros kept on purpose: the checksum is over the strings exactly as sent.
-    super(random, { step: 1, reach: instrument.depth ?? 20, size: (r) => (10 ** -sizeDecimals + r() * 5).toFixed(sizeDecimals) });
+    const size = (r: () => number) => (10 ** -sizeDecimals + r() * 5).toFixed(sizeDecimals);
+    super(random, { step: 1, reach: instrument.depth ?? 20, size, numbers: (index, sz) => [Number(this.price(index)), Number(sz)] });
     this.tick = instrument.tick ?? 0.1;
     this.priceDecimals = instrument.priceDecimals ?? 1;
     this.seqId = 1_000_000 + Math.floor(random() * 1_000_000);
@@ -120,12 +121,6 @@ export class FakeMarket extends TrueBook<string> {
 
   level(index: number, size: string): FakeLevel {
     return [this.price(index), size];
-  }
-
-  /** The true book, best first, as numbers (compare with OrderBook.sorted()). */
-  truth(): { bids: Array<[number, number]>; asks: Array<[number, number]> } {
-    const numbers = (side: BookSide) => this.sorted(side).map(([index, size]): [number, number] => [Number(this.price(index)), Number(size)]);
-    return { bids: numbers("bid"), asks: numbers("ask") };
   }
 
   /** The top `depth` levels per side as sent strings, best first. */
@@ -200,8 +195,8 @@ export class FakeOkx extends VenueFake<{ connId: string }, FakeMarket> {
   }
 
   /** Resolves once some open connection is subscribed to the argument (after its ack was sent). */
-  async waitForSubscriber(channel: string, key: string, timeoutMs = 5000): Promise<FakeConnection> {
-    return (await this.exchange.waitForSubscribers(`${channel}|${key}`, 1, timeoutMs))[0]!;
+  waitForSubscriber(channel: string, key: string, timeoutMs = 5000): Promise<FakeConnection> {
+    return this.waitForSubscribed(`${channel}|${key}`, timeoutMs);
   }
 
   /** Every JSON frame the clients sent with this op (subscribe/unsubscribe), across connections. */

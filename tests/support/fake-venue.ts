@@ -463,6 +463,16 @@ export abstract class VenueFake<S, M> {
     return market;
   }
 
+  /** Resolves once `count` open connections are subscribed to `topic` (their acks sent). */
+  waitForSubscribers(topic: string, count = 1, timeoutMs = 5000): Promise<FakeConnection<S>[]> {
+    return this.exchange.waitForSubscribers(topic, count, timeoutMs);
+  }
+
+  /** Resolves with the first open connection subscribed to `topic` (its ack sent). */
+  async waitForSubscribed(topic: string, timeoutMs = 5000): Promise<FakeConnection<S>> {
+    return (await this.waitForSubscribers(topic, 1, timeoutMs))[0]!;
+  }
+
   /** When true the venue sends nothing (no data, no answers, no pongs): a hung venue. */
   get silent(): boolean {
     return this.exchange.paused;
