@@ -170,6 +170,8 @@ export class FakeBinanceFutures extends VenueFake<Route, FakeMarket> {
   private constructor(private readonly options: FakeBinanceOptions) {
     super();
     this.random = seededRandom(options.seed ?? 1);
+    // "WebSocket connections have a limit of 10 incoming messages per second"; over it, disconnected
+    // (https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams).
     this.exchange.limitIncoming(options.incomingMessageLimit ?? 10, 1008, "Too many requests");
     let mid = 650_000;
     for (const symbol of options.symbols ?? ["BTCUSDT"]) {
