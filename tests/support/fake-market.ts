@@ -29,7 +29,7 @@ export class TrueBook<V> {
   readonly bids = new Map<number, V>();
   readonly asks = new Map<number, V>();
   /** Where new levels go when both sides are empty (the mid of the first fill). */
-  private anchor = 0;
+  protected anchor = 0;
 
   constructor(
     protected readonly random: () => number,

@@ -109,10 +109,10 @@ export class FakeMarket extends TrueBook<string> {
     return this.instrument.instId;
   }
 
-  /** The tick index between the best bid and the best ask. */
+  /** The tick index between the best bid and the best ask (the first fill's mid when the book is empty). */
   get mid(): number {
     const [bid, ask] = [this.bestBid(), this.bestAsk()];
-    return Math.floor(((bid ?? (ask ?? 0) - 1) + (ask ?? (bid ?? 0) + 1)) / 2);
+    return Math.floor(((bid ?? (ask ?? this.anchor + 1) - 1) + (ask ?? (bid ?? this.anchor - 1) + 1)) / 2);
   }
 
   price(index: number): string {
