@@ -7,6 +7,7 @@
  */
 import { buildConfig, parseCommandLine, usage } from "./cli/config.ts";
 import { loadEnvironment } from "./cli/dotenv.ts";
+import { runHealthcheck } from "./cli/healthcheck.ts";
 import { VERSION_LINE } from "./core/version.ts";
 import { EXCHANGE_IDS, EXCHANGE_REGISTRY } from "./connectors/index.ts";
 import { errorMessage, UserError } from "./core/errors.ts";
@@ -24,6 +25,7 @@ let jsonLogs = false;
 
 async function main(argv: readonly string[]): Promise<number> {
   if (argv[0] === "report") return runReport(argv.slice(1));
+  if (argv[0] === "healthcheck") return runHealthcheck(argv.slice(1));
   const commandLine = parseCommandLine(argv);
   if (commandLine.kind === "help") {
     process.stdout.write(`${await usage()}\n`);
@@ -34,7 +36,7 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const env = loadEnvironment();
-  const { config, warnings } = buildConfig(commandLine.args, env, EXCHANGE_REGISTRY);
+  const { config, warnings, debug } = buildConfig(commandLine.args, env, EXCHANGE_REGISTRY);
   setLogLevel(config.logLevel);
   // Before any child logger exists: children copy the reporters of the logger they derive from.
   configureLogging(rootLogger, { format: config.logFormat, secrets: secretsOf(config) });
@@ -47,6 +49,7 @@ async function main(argv: readonly string[]): Promise<number> {
   // pipeline starts, so probes answer (not ready yet) while connections open.
   const observability = startObservability(config, pipeline);
   for (const warning of warnings) log.warn(warning);
+  for (const line of debug) log.debug(line);
   log.info(
     `${VERSION_LINE} starting: ${config.subscriptions.length} subscription(s), sink ${config.sink}${
       config.sink === "parquet" ? ` → ${config.outputDirectory}` : config.questdb.clientConf

@@ -20,6 +20,7 @@ import { parseSubscriptions } from "../core/subscriptions.ts";
 import { VERSION_LINE } from "../core/version.ts";
 import { DEFAULT_MAX_FRAME_BYTES, MAX_FRAME_BYTES_ENV, MAX_FRAME_BYTES_LIMIT, MIN_FRAME_BYTES } from "../connectors/websocket.ts";
 import type { Environment } from "./dotenv.ts";
+import { resolveEnvironmentReferences } from "./env-reference.ts";
 import { checkEnvironment } from "./environment.ts";
 import { BOOLEAN_WORDS, check, choice, integer, MAX_TIMER_SECONDS, positiveSeconds } from "./rules.ts";
 
@@ -86,7 +87,7 @@ export const ARGS = {
 export const command = defineCommand({
   meta: {
     name: "xtrader",
-    description: "Records crypto exchange market data to Parquet files or QuestDB (what the files hold: xtrader report --help)",
+    description: "Records crypto exchange market data to Parquet files or QuestDB (what the files hold: xtrader report --help; container health checks: xtrader healthcheck --help)",
   },
   args: ARGS,
 });
@@ -184,7 +185,8 @@ const duration = (name: string) =>
     v.transform((text) => Number.parseInt(text, 10) * DURATION_UNITS[text.replace(/^\d+/, "")]!),
   );
 
-const HOST_PORT = v.pipe(
+/** HOST:PORT of the metrics endpoint (`:PORT` = every interface), as the collector and `healthcheck` read it. */
+export const HOST_PORT = v.pipe(
   v.string(),
   v.trim(),
   v.regex(
@@ -212,11 +214,13 @@ export type RunConfig = Config & SinkSettings;
  * (creating it) and is writable when the Parquet sink is selected.
  */
 export function buildConfig(
-  args: Readonly<Record<string, unknown>>,
+  commandLineArgs: Readonly<Record<string, unknown>>,
   env: Environment,
   registry: ExchangeRegistry = EXCHANGE_REGISTRY,
-): { config: RunConfig; warnings: string[] } {
+): { config: RunConfig; warnings: string[]; debug: readonly string[] } {
   const warnings: string[] = [];
+  // `--subscriptions ${SUBSCRIPTIONS}` from an ECS task definition arrives unexpanded (env-reference.ts).
+  const { args, debug } = resolveEnvironmentReferences(commandLineArgs, env);
   const flag = (name: string): string | undefined => {
     const value = args[name];
     return typeof value === "string" ? value : undefined;
@@ -307,7 +311,7 @@ export function buildConfig(
     ),
     env,
   };
-  return { config, warnings };
+  return { config, warnings, debug };
 }
 
 function ensureWritableDirectory(directory: string): void {
