@@ -8,6 +8,7 @@
 import { buildConfig, parseCommandLine, usage } from "./cli/config.ts";
 import { loadEnvironment } from "./cli/dotenv.ts";
 import { runHealthcheck } from "./cli/healthcheck.ts";
+import { planText } from "./cli/shard.ts";
 import { VERSION_LINE } from "./core/version.ts";
 import { EXCHANGE_IDS, EXCHANGE_REGISTRY } from "./connectors/index.ts";
 import { errorMessage, UserError } from "./core/errors.ts";
@@ -37,6 +38,10 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   const env = loadEnvironment();
   const { config, warnings, debug } = buildConfig(commandLine.args, env, EXCHANGE_REGISTRY);
+  if (config.printPlan) {
+    process.stdout.write(`${planText(config)}\n`);
+    return 0;
+  }
   setLogLevel(config.logLevel);
   // Before any child logger exists: children copy the reporters of the logger they derive from.
   configureLogging(rootLogger, { format: config.logFormat, secrets: secretsOf(config) });

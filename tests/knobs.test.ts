@@ -99,6 +99,8 @@ const TEXT_GARBAGE = ["no such thing!"];
 /** Garbage a variable must refuse, by the kind its name and README row give it. */
 function garbageFor(name: string): string[] {
   if (name === "NO_COLOR") return []; // any value means "no colour" (https://no-color.org)
+  // Names the platform gives the instance: any value is a name (only `--shard ordinal/N` parses one).
+  if (name === "POD_NAME" || name === "HOSTNAME") return [];
   if (name === "OUTPUT_DIRECTORY") return [join(aFile, "sub")];
   if (name === "XTRADER_RECONNECT_MIN_MS" || name === "XTRADER_RECONNECT_MAX_MS") return [...NUMBER_GARBAGE, "0"];
   if (NUMERIC.test(name)) return NUMBER_GARBAGE;

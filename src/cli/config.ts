@@ -22,6 +22,7 @@ import { DEFAULT_MAX_FRAME_BYTES, MAX_FRAME_BYTES_ENV, MAX_FRAME_BYTES_LIMIT, MI
 import type { Environment } from "./dotenv.ts";
 import { resolveEnvironmentReferences } from "./env-reference.ts";
 import { checkEnvironment } from "./environment.ts";
+import { instrumentKey, parseShard, takeShard, type Shard } from "./shard.ts";
 import { BOOLEAN_WORDS, check, choice, integer, MAX_TIMER_SECONDS, positiveSeconds } from "./rules.ts";
 
 export const LOG_FORMATS = ["text", "json"] as const;
@@ -37,6 +38,13 @@ export const ARGS = {
     description: `STREAM:EXCHANGE@INSTRUMENT[,...] (env SUBSCRIPTIONS), e.g. ${SUBSCRIPTION_EXAMPLE}`,
     valueHint: "list",
   },
+  shard: {
+    type: "string",
+    description:
+      "Take shard K of N of --subscriptions (env SHARD): all of an instrument's subscriptions on one shard; K may be 'ordinal' (StatefulSet pod name xtrader-K)",
+    valueHint: "K/N",
+  },
+  "print-plan": { type: "boolean", description: "Print the subscriptions this instance takes (after --shard) and exit" },
   sink: { type: "string", description: "parquet | questdb (default parquet)", valueHint: "name" },
   "output-directory": {
     type: "string",
@@ -100,6 +108,7 @@ export async function usage(colour = colourWanted(process.stdout)): Promise<stri
 
 const ENVIRONMENT_HELP = `Environment (a .env file in the working directory is loaded; real variables win):
   SUBSCRIPTIONS            used when --subscriptions is not given
+  SHARD                    used when --shard is not given
   DERIBIT_CLIENT_ID        Deribit API credentials (optional; both or neither)
   DERIBIT_CLIENT_SECRET
   DERIBIT_USE_TESTNET      true (default) or false
@@ -207,7 +216,13 @@ const HOST = v.pipe(
 );
 
 /** The shared Config plus the sinks' settings (the CLI's flags for them live in this one table). */
-export type RunConfig = Config & SinkSettings;
+export type RunConfig = Config &
+  SinkSettings & {
+    /** This instance's share of the fleet's subscriptions; undefined = all of them. */
+    readonly shard: (Shard & { readonly fleetSubscriptions: number; readonly fleetInstruments: number }) | undefined;
+    /** `--print-plan`: print the subscriptions and exit, creating nothing. */
+    readonly printPlan: boolean;
+  };
 
 /**
  * Builds the Config from parsed flags and the merged environment. Checks the output directory exists
@@ -242,8 +257,22 @@ export function buildConfig(
       `missing --subscriptions (or SUBSCRIPTIONS in the environment); expected STREAM:EXCHANGE@INSTRUMENT[,...], e.g. ${SUBSCRIPTION_EXAMPLE}`,
     );
   }
-  const { subscriptions, duplicates } = parseSubscriptions(subscriptionsText, registry, SUBSCRIPTION_EXAMPLE);
+  const { subscriptions: fleetSubscriptions, duplicates } = parseSubscriptions(subscriptionsText, registry, SUBSCRIPTION_EXAMPLE);
   for (const duplicate of duplicates) warnings.push(`duplicate subscription '${duplicate}' ignored`);
+  const printPlan = args["print-plan"] === true;
+  const shardText = setting("shard", "SHARD");
+  const shardOfFleet = shardText === undefined ? undefined : parseShard(shardText, env);
+  const subscriptions = shardOfFleet ? takeShard(fleetSubscriptions, shardOfFleet) : fleetSubscriptions;
+  const shard = shardOfFleet && {
+    ...shardOfFleet,
+    fleetSubscriptions: fleetSubscriptions.length,
+    fleetInstruments: new Set(fleetSubscriptions.map(instrumentKey)).size,
+  };
+  if (shard && subscriptions.length === 0 && !printPlan) {
+    throw new UserError(
+      `shard ${shard.index}/${shard.count} takes none of the ${shard.fleetInstruments} instrument(s) of --subscriptions; run fewer shards than instruments (see --print-plan)`,
+    );
+  }
 
   const sink = check(choice("sink", SINKS), setting("sink", "SINK") ?? "parquet");
   const shutdownText = flag("shutdown-after");
@@ -251,7 +280,7 @@ export function buildConfig(
     shutdownText === undefined ? undefined : check(SHUTDOWN_AFTER, shutdownText);
 
   const outputDirectory = resolve(setting("output-directory", "OUTPUT_DIRECTORY") ?? "./data");
-  if (sink === "parquet") ensureWritableDirectory(outputDirectory);
+  if (sink === "parquet" && !printPlan) ensureWritableDirectory(outputDirectory);
 
   // Each venue's own settings (Deribit's credentials and network), checked by its declaration.
   for (const [exchange, spec] of Object.entries(registry)) {
@@ -310,6 +339,8 @@ export function buildConfig(
       env[MAX_FRAME_BYTES_ENV]?.trim() || String(DEFAULT_MAX_FRAME_BYTES),
     ),
     env,
+    shard,
+    printPlan,
   };
   return { config, warnings, debug };
 }
