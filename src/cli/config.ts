@@ -23,6 +23,7 @@ import type { Environment } from "./dotenv.ts";
 import { resolveEnvironmentReferences } from "./env-reference.ts";
 import { checkEnvironment } from "./environment.ts";
 import { instrumentKey, parseShard, takeShard, type Shard } from "./shard.ts";
+import { uploadSettings, type CliUploadSettings } from "./upload.ts";
 import { BOOLEAN_WORDS, check, choice, integer, MAX_TIMER_SECONDS, positiveSeconds } from "./rules.ts";
 
 export const LOG_FORMATS = ["text", "json"] as const;
@@ -76,6 +77,22 @@ export const ARGS = {
     type: "string",
     description: "Parquet: zstd | snappy | none (default zstd; env PARQUET_COMPRESSION)",
     valueHint: "codec",
+  },
+  "upload-url": {
+    type: "string",
+    description: "Parquet: upload every closed file to s3://BUCKET/PREFIX, verified, then delete it locally (env UPLOAD_URL)",
+    valueHint: "s3://bucket/prefix",
+  },
+  "keep-local": { type: "boolean", description: "With --upload-url: keep the local copy of uploaded files (env KEEP_LOCAL)" },
+  "max-local-bytes": {
+    type: "string",
+    description: "With --upload-url: bytes of closed files waiting for upload past which the pipeline is held (default 8GiB; env MAX_LOCAL_BYTES)",
+    valueHint: "bytes",
+  },
+  "instance-id": {
+    type: "string",
+    description: "With --upload-url: this instance's name in object names (default: pod name, ECS task id or host name; env INSTANCE_ID)",
+    valueHint: "name",
   },
   "metrics-addr": {
     type: "string",
@@ -222,6 +239,8 @@ export type RunConfig = Config &
     readonly shard: (Shard & { readonly fleetSubscriptions: number; readonly fleetInstruments: number }) | undefined;
     /** `--print-plan`: print the subscriptions and exit, creating nothing. */
     readonly printPlan: boolean;
+    /** Upload of closed files to object storage; on when `upload.target` is set. */
+    readonly upload: CliUploadSettings;
   };
 
 /**
@@ -294,6 +313,7 @@ export function buildConfig(
     integer("QUESTDB_BUFFER_MAX_BYTES", 1 << 20),
     env.QUESTDB_BUFFER_MAX_BYTES?.trim() || String(256 << 20),
   );
+  const upload = uploadSettings({ setting, env, keepLocalFlag: args["keep-local"], sink });
   const metricsText = setting("metrics-addr", "METRICS_ADDR");
   for (const name of ["XTRADER_SHUTDOWN_TIMEOUT_SECONDS", "XTRADER_TELEMETRY_INTERVAL_SECONDS"]) {
     const text = env[name]?.trim();
@@ -341,6 +361,7 @@ export function buildConfig(
     env,
     shard,
     printPlan,
+    upload,
   };
   return { config, warnings, debug };
 }

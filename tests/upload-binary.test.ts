@@ -1,0 +1,104 @@
+/**
+ * The compiled binary with --upload-url against the fake Binance venue and a real S3 protocol server on
+ * loopback: the files the run closes (SIGHUP, then the stop) reach the store under the instance's name,
+ * readable by DuckDB with every trade the venue sent, and no local copy is left behind; /metrics shows
+ * the uploads. The credentials come from the environment, as a user on a machine with static keys sets
+ * them, so the whole path (credential chain included) runs inside the single-file executable.
+ */
+import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ensureBinary, runBinary } from "./support/binary.ts";
+import { FakeBinanceFutures } from "./support/fake-binance.ts";
+import { query } from "./support/parquet-helpers.ts";
+import { startS3Server, S3_KEY_ID, S3_SECRET } from "./support/s3-server.ts";
+import { parseExposition } from "./support/prometheus-text.ts";
+
+setDefaultTimeout(60_000);
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+function parquetFiles(directory: string): string[] {
+  return readdirSync(directory, { withFileTypes: true, recursive: true })
+    .filter((entry) => entry.isFile() && entry.name.endsWith(".parquet") && !join(entry.parentPath, entry.name).includes("/."))
+    .map((entry) => entry.name);
+}
+
+describe("compiled binary with --upload-url", () => {
+  test("closed files reach the S3 server, complete; the local copies go; metrics count them", async () => {
+    const s3 = await startS3Server();
+    cleanups.push(() => s3.stop());
+    const fake = FakeBinanceFutures.start({ symbols: ["BTCUSDT"], seed: 11 });
+    cleanups.push(() => fake.stop());
+    const directory = mkdtempSync(join(tmpdir(), "xtrader-upload-binary-"));
+    const output = join(directory, "data");
+    const child = Bun.spawn(
+      [ensureBinary(), "--subscriptions", "TRADES:BINANCE_FUTURES@BTCUSDT", "--output-directory", output, "--upload-url", `s3://${s3.bucket}/archive`, "--metrics-addr", "127.0.0.1:0"],
+      {
+        cwd: directory,
+        env: {
+          PATH: process.env.PATH ?? "/usr/bin:/bin",
+          HOME: directory, // no ~/.aws of whoever runs the tests
+          ...fake.env,
+          AWS_ACCESS_KEY_ID: S3_KEY_ID,
+          AWS_SECRET_ACCESS_KEY: S3_SECRET,
+          AWS_ENDPOINT_URL_S3: s3.endpoint,
+          AWS_EC2_METADATA_DISABLED: "true",
+          INSTANCE_ID: "collector-a",
+        },
+        stdout: "pipe",
+        stderr: "pipe",
+      },
+    );
+    cleanups.push(() => {
+      if (child.exitCode === null) child.kill("SIGKILL");
+    });
+    const stdout: string[] = [];
+    const reading = (async () => {
+      for await (const chunk of child.stdout) stdout.push(new TextDecoder().decode(chunk));
+    })();
+    await fake.waitForSubscribers("btcusdt@aggTrade", 1, 15_000);
+    for (let i = 0; i < 20; i++) fake.trade();
+    // SIGHUP closes the open file: it is uploaded while the collector runs.
+    await Bun.sleep(300);
+    child.kill("SIGHUP");
+    for (let waited = 0; s3.keys().length === 0 && waited < 200; waited++) await Bun.sleep(50);
+    expect(s3.keys().length).toBeGreaterThan(0);
+    const url = /metrics on (http:\/\/[^ ]+) /.exec(stdout.join(""))![1]!;
+    const metrics = parseExposition(await (await fetch(`${url}/metrics`)).text());
+    expect(metrics.value("xtrader_upload_files_total", {})).toBeGreaterThan(0);
+    expect(metrics.value("xtrader_upload_failures_total", {})).toBe(0);
+    for (let i = 0; i < 15; i++) fake.trade();
+    await Bun.sleep(300);
+    child.kill("SIGTERM");
+    expect(await child.exited).toBe(0);
+    await reading;
+    const log = stdout.join("");
+    expect(log).toContain(`uploading closed files to s3://${s3.bucket}/archive as instance collector-a`);
+    expect(log).toContain("upload: every closed file uploaded");
+
+    const keys = s3.keys();
+    for (const key of keys) expect(key).toMatch(/^archive\/(trades|gaps)\/exchange=BINANCE_FUTURES\/symbol=BTCUSDT\/date=\d{4}-\d\d-\d\d\/\d{6}-\d{4}-collector-a\.parquet$/);
+    expect(parquetFiles(output)).toEqual([]);
+    // Read the objects back (downloaded through the S3 API) with DuckDB: every trade the venue sent.
+    const downloads = mkdtempSync(join(tmpdir(), "xtrader-upload-read-"));
+    for (const [index, key] of keys.filter((key) => key.startsWith("archive/trades/")).entries()) {
+      writeFileSync(join(downloads, `${index}.parquet`), await s3.read(key));
+    }
+    const sent = fake.market().trades.filter((trade) => trade.delivered > 0).length;
+    const [row] = await query(`SELECT count(*)::INTEGER AS n, count(DISTINCT id)::INTEGER AS ids FROM read_parquet('${downloads}/*.parquet')`);
+    expect(row).toEqual({ n: sent, ids: sent });
+    expect(sent).toBe(35);
+  });
+
+  test("--upload-url with the QuestDB sink, or a malformed URL, is one line (exit 2)", async () => {
+    const questdb = await runBinary(["--subscriptions", "TRADES:BINANCE_FUTURES@BTCUSDT", "--sink", "questdb", "--upload-url", "s3://bucket/x"]);
+    expect(questdb).toMatchObject({ exitCode: 2, stderr: "xtrader: error: --upload-url uploads Parquet files; it needs --sink parquet (the sink is questdb)\n" });
+    const bad = await runBinary(["--subscriptions", "TRADES:BINANCE_FUTURES@BTCUSDT", "--upload-url", "bucket/x"]);
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr).toStartWith("xtrader: error: invalid upload URL 'bucket/x'; expected s3://BUCKET");
+  });
+});
