@@ -53,6 +53,13 @@ describe("flag values that are unexpanded environment references", () => {
     expect(debug).toEqual([]);
   });
 
+  test("a reference to a secret's variable is refused without reading it (an error would quote the value)", () => {
+    for (const name of ["DERIBIT_CLIENT_SECRET", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "QDB_CLIENT_CONF"]) {
+      const message = userError(() => resolveEnvironmentReferences({ subscriptions: `\${${name}}` }, { [name]: "hunter2-secret-value" }));
+      expect(message).toBe(`option --subscriptions refers to ${name}, which holds a secret; no option takes one (secrets are read from their own variables)`);
+    }
+  });
+
   test("a reference to an unset or blank variable is one line naming it (exit 2)", () => {
     for (const env of [{}, { SUBSCRIPTIONS: "  " }]) {
       expect(userError(() => buildConfig({ subscriptions: "${SUBSCRIPTIONS}", "output-directory": outputDirectory }, env))).toBe(

@@ -9,6 +9,7 @@
  * references count: `BTC$USDT` or `a,${B}` are values, never partially expanded.
  */
 import { UserError } from "../core/errors.ts";
+import { SECRET_NAME } from "../observability/logging.ts";
 import type { Environment } from "./dotenv.ts";
 
 const REFERENCE = /^\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|\(([A-Za-z_][A-Za-z0-9_]*)\)|([A-Za-z_][A-Za-z0-9_]*))$/;
@@ -34,6 +35,10 @@ export function resolveEnvironmentReferences(
     if (typeof value !== "string") continue;
     const name = referencedVariable(value);
     if (name === undefined) continue;
+    // No flag takes a secret, and an error about a bad flag value quotes the value: never a secret's.
+    if (SECRET_NAME.test(name) || name === "QDB_CLIENT_CONF") {
+      throw new UserError(`option --${flag} refers to ${name}, which holds a secret; no option takes one (secrets are read from their own variables)`);
+    }
     const fromEnv = env[name];
     if (fromEnv === undefined || fromEnv.trim() === "") {
       throw new UserError(
