@@ -9,9 +9,9 @@ import { join } from "node:path";
 import { buildConfig } from "../src/cli/config.ts";
 import { referencedVariable, resolveEnvironmentReferences } from "../src/cli/env-reference.ts";
 import { healthzUrl } from "../src/cli/healthcheck.ts";
-import { UserError } from "../src/core/errors.ts";
 import { ensureBinary, runBinary } from "./support/binary.ts";
 import { FakeBinanceFutures } from "./support/fake-binance.ts";
+import { userError } from "./support/user-error.ts";
 
 setDefaultTimeout(30_000);
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -21,15 +21,6 @@ afterEach(async () => {
 
 const outputDirectory = mkdtempSync(join(tmpdir(), "xtrader-cloud-cli-"));
 
-function userError(run: () => unknown): string {
-  try {
-    run();
-  } catch (error) {
-    expect(error).toBeInstanceOf(UserError);
-    return (error as Error).message;
-  }
-  throw new Error("expected a UserError");
-}
 
 describe("flag values that are unexpanded environment references", () => {
   test.each(["${SUBSCRIPTIONS}", "$SUBSCRIPTIONS", "$(SUBSCRIPTIONS)", " ${SUBSCRIPTIONS} "])("%p is read from SUBSCRIPTIONS", (literal) => {

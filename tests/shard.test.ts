@@ -9,8 +9,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildConfig } from "../src/cli/config.ts";
 import { instrumentKey, parseShard, shardOf, takeShard } from "../src/cli/shard.ts";
-import { UserError } from "../src/core/errors.ts";
 import { runBinary } from "./support/binary.ts";
+import { userError } from "./support/user-error.ts";
 
 const outputDirectory = mkdtempSync(join(tmpdir(), "xtrader-shard-"));
 const SYMBOLS = Array.from({ length: 60 }, (_, i) => `COIN${i}USDT`);
@@ -20,15 +20,6 @@ function shardConfig(shard: string, subscriptions = FLEET, env: Record<string, s
   return buildConfig({ subscriptions, shard, "output-directory": outputDirectory }, env).config;
 }
 
-function userError(run: () => unknown): string {
-  try {
-    run();
-  } catch (error) {
-    expect(error).toBeInstanceOf(UserError);
-    return (error as Error).message;
-  }
-  throw new Error("expected a UserError");
-}
 
 describe("--shard K/N", () => {
   test("every subscription on exactly one shard; an instrument's subscriptions together; no shard empty", () => {
