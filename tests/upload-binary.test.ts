@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { ensureBinary, runBinary } from "./support/binary.ts";
 import { FakeBinanceFutures } from "./support/fake-binance.ts";
 import { query } from "./support/parquet-helpers.ts";
-import { startS3Server, S3_KEY_ID, S3_SECRET } from "./support/s3-server.ts";
+import { FaultProxy, startS3Server, S3_KEY_ID, S3_SECRET, type S3TestServer } from "./support/s3-server.ts";
 import { parseExposition } from "./support/prometheus-text.ts";
 
 setDefaultTimeout(60_000);
@@ -25,6 +25,25 @@ function parquetFiles(directory: string): string[] {
   return readdirSync(directory, { withFileTypes: true, recursive: true })
     .filter((entry) => entry.isFile() && entry.name.endsWith(".parquet") && !join(entry.parentPath, entry.name).includes("/."))
     .map((entry) => entry.name);
+}
+
+/** Polls `check` (every 50 ms, up to 15 s) until it yields a value. */
+async function until<T>(check: () => T | undefined | false | Promise<T | undefined | false>, what: string): Promise<T> {
+  for (let waited = 0; waited < 300; waited++) {
+    const value = await check();
+    if (value !== undefined && value !== false) return value;
+    await Bun.sleep(50);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** Downloads every object under `prefix` and runs `sql` over them (as `rows`); default: the row count. */
+async function readTable(s3: S3TestServer, prefix: string, sql = "SELECT count(*)::INTEGER AS n FROM rows"): Promise<any[]> {
+  const downloads = mkdtempSync(join(tmpdir(), "xtrader-upload-read-"));
+  const keys = s3.keys().filter((key) => key.startsWith(prefix));
+  expect(keys.length).toBeGreaterThan(0);
+  for (const [index, key] of keys.entries()) writeFileSync(join(downloads, `${index}.parquet`), await s3.read(key));
+  return query(`WITH rows AS (SELECT * FROM read_parquet('${downloads}/*.parquet')) ${sql}`);
 }
 
 describe("compiled binary with --upload-url", () => {
@@ -65,11 +84,13 @@ describe("compiled binary with --upload-url", () => {
     // SIGHUP closes the open file: it is uploaded while the collector runs.
     await Bun.sleep(300);
     child.kill("SIGHUP");
-    for (let waited = 0; s3.keys().length === 0 && waited < 200; waited++) await Bun.sleep(50);
+    const url = await until(() => /metrics on (http:\/\/[^ ]+) /.exec(stdout.join(""))?.[1], "the metrics address");
+    // Counted once the store has the object and it was verified.
+    const metrics = await until(async () => {
+      const scraped = parseExposition(await (await fetch(`${url}/metrics`)).text());
+      return scraped.value("xtrader_upload_files_total", {}) > 0 && scraped;
+    }, "the first upload");
     expect(s3.keys().length).toBeGreaterThan(0);
-    const url = /metrics on (http:\/\/[^ ]+) /.exec(stdout.join(""))![1]!;
-    const metrics = parseExposition(await (await fetch(`${url}/metrics`)).text());
-    expect(metrics.value("xtrader_upload_files_total", {})).toBeGreaterThan(0);
     expect(metrics.value("xtrader_upload_failures_total", {})).toBe(0);
     for (let i = 0; i < 15; i++) fake.trade();
     await Bun.sleep(300);
@@ -92,6 +113,76 @@ describe("compiled binary with --upload-url", () => {
     const [row] = await query(`SELECT count(*)::INTEGER AS n, count(DISTINCT id)::INTEGER AS ids FROM read_parquet('${downloads}/*.parquet')`);
     expect(row).toEqual({ n: sent, ids: sent });
     expect(sent).toBe(35);
+  });
+
+  test("the store away longer than --max-local-bytes allows: the pipeline is held, drops are counted and marked with gap rows", async () => {
+    const s3 = await startS3Server();
+    cleanups.push(() => s3.stop());
+    const proxy = new FaultProxy(s3.port);
+    cleanups.push(() => proxy.stop());
+    proxy.mode = { kind: "refuse" };
+    const fake = FakeBinanceFutures.start({ symbols: ["BTCUSDT"], seed: 12 });
+    cleanups.push(() => fake.stop());
+    const directory = mkdtempSync(join(tmpdir(), "xtrader-upload-backlog-"));
+    const child = Bun.spawn(
+      [ensureBinary(), "--subscriptions", "TRADES:BINANCE_FUTURES@BTCUSDT", "--output-directory", join(directory, "data"), "--upload-url", `s3://${s3.bucket}/archive`, "--max-local-bytes", "1", "--metrics-addr", "127.0.0.1:0"],
+      {
+        cwd: directory,
+        env: {
+          PATH: process.env.PATH ?? "/usr/bin:/bin",
+          HOME: directory,
+          ...fake.env,
+          AWS_ACCESS_KEY_ID: S3_KEY_ID,
+          AWS_SECRET_ACCESS_KEY: S3_SECRET,
+          AWS_ENDPOINT_URL_S3: proxy.endpoint,
+          AWS_EC2_METADATA_DISABLED: "true",
+          INSTANCE_ID: "collector-b",
+          XTRADER_QUEUE_CAPACITY: "1000",
+        },
+        stdout: "pipe",
+        stderr: "pipe",
+      },
+    );
+    cleanups.push(() => {
+      if (child.exitCode === null) child.kill("SIGKILL");
+    });
+    const stdout: string[] = []; // both streams: warnings go to stderr
+    const reading = Promise.all(
+      [child.stdout, child.stderr].map(async (stream) => {
+        for await (const chunk of stream) stdout.push(new TextDecoder().decode(chunk));
+      }),
+    );
+    await fake.waitForSubscribers("btcusdt@aggTrade", 1, 15_000);
+    const url = await until(() => /metrics on (http:\/\/[^ ]+) /.exec(stdout.join(""))?.[1], "the metrics address");
+    const scrape = async () => parseExposition(await (await fetch(`${url}/metrics`)).text());
+    for (let i = 0; i < 5; i++) fake.trade();
+    await Bun.sleep(300);
+    child.kill("SIGHUP"); // a closed file that cannot leave: over the 1-byte bound
+    for (let waited = 0; (await scrape()).value("xtrader_upload_pending_files", {}) === 0 && waited < 100; waited++) await Bun.sleep(50);
+    for (let i = 0; i < 3000; i++) fake.trade();
+    let held = await scrape();
+    for (let waited = 0; held.value("xtrader_queue_dropped_events_total", {}) === 0 && waited < 100; waited++) {
+      await Bun.sleep(50);
+      held = await scrape();
+    }
+    expect(held.value("xtrader_queue_dropped_events_total", {})).toBeGreaterThan(0);
+    expect(held.value("xtrader_upload_failures_total", {})).toBeGreaterThan(0);
+    expect(stdout.join("")).toContain("over --max-local-bytes 1; holding the pipeline until uploads catch up");
+
+    proxy.mode = { kind: "pass" }; // the store is back: the backlog leaves, the pipeline flows again
+    for (let waited = 0; !stdout.join("").includes("the pipeline flows again") && waited < 200; waited++) await Bun.sleep(50);
+    await Bun.sleep(300);
+    const dropped = (await scrape()).value("xtrader_events_dropped_total", { exchange: "BINANCE_FUTURES", stream: "TRADES", symbol: "BTCUSDT" });
+    child.kill("SIGTERM");
+    expect(await child.exited).toBe(0);
+    await reading;
+    const rows = await readTable(s3, "archive/trades/");
+    const gaps = await readTable(s3, "archive/gaps/", "SELECT reason, count(*)::INTEGER AS n FROM rows GROUP BY reason");
+    const sent = fake.market().trades.filter((trade) => trade.delivered > 0).length;
+    // Nothing silent: every trade is either in the store or counted as dropped, and the drop is marked.
+    expect(dropped).toBeGreaterThan(0);
+    expect(rows[0]!.n + dropped).toBe(sent);
+    expect(gaps).toContainEqual({ reason: "overflow", n: expect.any(Number) });
   });
 
   test("--upload-url with the QuestDB sink, or a malformed URL, is one line (exit 2)", async () => {

@@ -41,7 +41,7 @@ export function uploadSettings(input: {
   const target = urlText === undefined ? undefined : parseUploadUrl(urlText);
   const keepLocalText = setting(undefined, "KEEP_LOCAL");
   const keepLocal = input.keepLocalFlag === true || (input.keepLocalFlag === undefined && keepLocalText !== undefined && check(booleanText("KEEP_LOCAL"), keepLocalText));
-  const maxLocalBytes = check(integer("max local bytes", 1 << 20), setting("max-local-bytes", "MAX_LOCAL_BYTES") ?? String(DEFAULT_MAX_LOCAL_BYTES));
+  const maxLocalBytes = check(integer("max local bytes", 1), setting("max-local-bytes", "MAX_LOCAL_BYTES") ?? String(DEFAULT_MAX_LOCAL_BYTES));
   const instanceText = setting("instance-id", "INSTANCE_ID");
   const instanceId = instanceText === undefined ? undefined : sanitizeInstanceId(instanceText);
   if (instanceText !== undefined && instanceId !== instanceText.trim()) {
