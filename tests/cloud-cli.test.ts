@@ -154,3 +154,42 @@ async function freePort(): Promise<number> {
   await probe.stop(true);
   return port;
 }
+
+describe("upload settings", () => {
+  const base = { subscriptions: "TRADES:BINANCE_FUTURES@BTCUSDT", "output-directory": outputDirectory };
+
+  test("off unless an upload URL is given; its other settings are checked either way", () => {
+    expect(buildConfig(base, {}).config.upload.target).toBeUndefined();
+    expect(userError(() => buildConfig(base, { MAX_LOCAL_BYTES: "lots" }))).toBe("invalid max local bytes 'lots'; expected a whole number from 1 to 9007199254740991");
+    expect(buildConfig({ ...base, "upload-url": "s3://market-data/a/b" }, {}).config.upload).toMatchObject({
+      target: { bucket: "market-data", prefix: "a/b" },
+      region: "us-east-1",
+      keepLocal: false,
+      maxLocalBytes: 8 * 1024 ** 3,
+      instanceId: undefined,
+      stopWaitSeconds: 5,
+    });
+  });
+
+  test("the stop's upload time fits in the stop: refused when set at or above it, half of it by default when short", () => {
+    // Without uploads a short stop bound is fine (nothing to upload).
+    expect(buildConfig(base, { XTRADER_SHUTDOWN_TIMEOUT_SECONDS: "5" }).config.upload.target).toBeUndefined();
+    const uploading = { ...base, "upload-url": "s3://market-data/x" };
+    expect(buildConfig(uploading, { XTRADER_SHUTDOWN_TIMEOUT_SECONDS: "4" }).config.upload.stopWaitSeconds).toBe(2);
+    expect(userError(() => buildConfig(uploading, { XTRADER_SHUTDOWN_TIMEOUT_SECONDS: "15", XTRADER_UPLOAD_STOP_WAIT_SECONDS: "15" }))).toBe(
+      "XTRADER_UPLOAD_STOP_WAIT_SECONDS '15' is not below XTRADER_SHUTDOWN_TIMEOUT_SECONDS '15'; the stop must finish uploading before it times out",
+    );
+  });
+
+  test("keep-local from the flag or KEEP_LOCAL; endpoint, region and instance id from the environment", () => {
+    const config = buildConfig(
+      { ...base, "upload-url": "s3://market-data" },
+      { KEEP_LOCAL: "true", AWS_ENDPOINT_URL_S3: "http://127.0.0.1:9000", AWS_REGION: "auto", INSTANCE_ID: "collector-7" },
+    ).config.upload;
+    expect(config).toMatchObject({ keepLocal: true, endpoint: "http://127.0.0.1:9000", region: "auto", instanceId: "collector-7" });
+    expect(buildConfig({ ...base, "upload-url": "s3://market-data", "keep-local": false }, { KEEP_LOCAL: "true" }).config.upload.keepLocal).toBe(false);
+    expect(userError(() => buildConfig(base, { INSTANCE_ID: "a/b" }))).toBe(
+      "invalid instance id 'a/b'; expected letters, digits, '_', '.' and '-' only (it becomes part of object names)",
+    );
+  });
+});

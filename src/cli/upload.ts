@@ -55,9 +55,12 @@ export function uploadSettings(input: {
   const unreadyText = env.XTRADER_UPLOAD_UNREADY_AFTER_SECONDS?.trim();
   const unreadyAfterSeconds = unreadyText ? check(positiveSeconds("XTRADER_UPLOAD_UNREADY_AFTER_SECONDS"), unreadyText) : DEFAULT_UNREADY_AFTER_SECONDS;
   const stopWaitText = env.XTRADER_UPLOAD_STOP_WAIT_SECONDS?.trim();
-  const stopWaitSeconds = stopWaitText ? check(positiveSeconds("XTRADER_UPLOAD_STOP_WAIT_SECONDS"), stopWaitText) : DEFAULT_UPLOAD_STOP_WAIT_SECONDS;
   const shutdownSeconds = Number(env.XTRADER_SHUTDOWN_TIMEOUT_SECONDS?.trim() || DEFAULT_SHUTDOWN_TIMEOUT_SECONDS);
-  if (stopWaitSeconds >= shutdownSeconds) {
+  // Unset: 5 s, or half the stop's bound when that is shorter (the stop also drains and closes files).
+  const stopWaitSeconds = stopWaitText
+    ? check(positiveSeconds("XTRADER_UPLOAD_STOP_WAIT_SECONDS"), stopWaitText)
+    : Math.min(DEFAULT_UPLOAD_STOP_WAIT_SECONDS, shutdownSeconds / 2);
+  if (target !== undefined && stopWaitSeconds >= shutdownSeconds) {
     throw new UserError(
       `XTRADER_UPLOAD_STOP_WAIT_SECONDS '${stopWaitSeconds}' is not below XTRADER_SHUTDOWN_TIMEOUT_SECONDS '${shutdownSeconds}'; the stop must finish uploading before it times out`,
     );
