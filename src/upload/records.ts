@@ -26,6 +26,7 @@ export interface UploadRecord {
 
 export class UploadRecords {
   readonly directory: string;
+  private writes = 0;
 
   constructor(root: string) {
     this.directory = join(root, UPLOAD_STATE_DIRECTORY, "records");
@@ -63,7 +64,8 @@ export class UploadRecords {
   /** Writes the record so that it survives a crash the moment this resolves. */
   async write(record: UploadRecord): Promise<void> {
     const file = this.fileOf(record.path);
-    const temporary = `${file}.tmp`;
+    // Unique per write: two writes of one record never share a temporary file.
+    const temporary = `${file}.${process.pid}-${++this.writes}.tmp`;
     const handle = await open(temporary, "w");
     try {
       await handle.writeFile(JSON.stringify(record));

@@ -118,6 +118,9 @@ export class Uploader {
   private running = false;
   /** An upload failed and none has succeeded since. */
   private failing = false;
+  /** The start's search for files without a record (drain waits for it). */
+  private scanning: Promise<void> = Promise.resolve();
+  private readonly recordingPaths = new Map<string, Promise<void>>();
   /** Records being written for newly closed files (a stop waits for them). */
   private readonly recording = new Set<Promise<void>>();
 
@@ -127,7 +130,11 @@ export class Uploader {
     this.now = options.now ?? Date.now;
   }
 
-  /** Resumes pending records, records every finished file not uploaded yet, and starts uploading. */
+  /**
+   * Resumes pending records and starts uploading; then, without holding up the start (an archive being
+   * put under upload may hold many files, each recorded with an fsync), records every finished file that
+   * has no record yet.
+   */
   async start(): Promise<void> {
     this.running = true;
     const known = new Set<string>();
@@ -135,18 +142,29 @@ export class Uploader {
       known.add(record.path);
       if (record.state === "pending") this.enqueue(record);
     }
+    if (this.pending.size > 0) this.options.log.info(`upload: resuming ${this.pending.size} upload(s) of a previous run (${this.stats.pendingBytes} bytes)`);
+    this.kick();
+    this.scanning = this.recordUnknownFiles(known).catch((error: unknown) => {
+      this.stats.failures++;
+      this.options.log.error(`upload: looking for files not uploaded yet under ${this.options.root} failed (${errorMessage(error)}); the next start looks again`);
+    });
+  }
+
+  private async recordUnknownFiles(known: ReadonlySet<string>): Promise<void> {
     let found = 0;
     for (const path of await finishedFiles(this.options.root)) {
-      if (known.has(path)) continue;
-      await this.record(path);
+      if (known.has(path) || this.pending.has(path)) continue;
+      try {
+        await this.record(path);
+      } catch (error) {
+        // Closed, uploaded and deleted since the directory was listed.
+        if ((error as NodeJS.ErrnoException).code === "ENOENT") continue;
+        throw error;
+      }
       found++;
+      this.kick();
     }
-    if (this.pending.size > 0) {
-      this.options.log.info(
-        `upload: ${this.pending.size} file(s) (${this.stats.pendingBytes} bytes) waiting${found > 0 ? `, ${found} of them found not uploaded in the output directory` : ""}; uploading`,
-      );
-    }
-    this.kick();
+    if (found > 0) this.options.log.info(`upload: ${found} file(s) in the output directory were not uploaded yet; uploading them`);
   }
 
   /** A file the sink finished (its final path). */
@@ -172,6 +190,7 @@ export class Uploader {
 
   /** Uploads until nothing is pending or `timeoutMs` passed; says how many files are left. */
   async drain(timeoutMs: number): Promise<number> {
+    await this.scanning;
     await Promise.all(this.recording);
     const deadline = this.now() + timeoutMs;
     for (const file of this.pending.values()) file.retryAt = Math.min(file.retryAt, this.now());
@@ -192,11 +211,18 @@ export class Uploader {
     for (const resolve of this.roomWaiters.splice(0)) resolve();
   }
 
-  private async record(path: string): Promise<void> {
-    const size = (await stat(join(this.options.root, path))).size;
-    const record: UploadRecord = { path, key: objectKeyOf(path, this.options.settings.instanceId), size, closedAt: this.now(), state: "pending" };
-    await this.records.write(record);
-    this.enqueue(record);
+  /** Records a file for upload; a file being recorded already (closed while the start's search runs) is recorded once. */
+  private record(path: string): Promise<void> {
+    const running = this.recordingPaths.get(path);
+    if (running) return running;
+    const recording = (async () => {
+      const size = (await stat(join(this.options.root, path))).size;
+      const record: UploadRecord = { path, key: objectKeyOf(path, this.options.settings.instanceId), size, closedAt: this.now(), state: "pending" };
+      await this.records.write(record);
+      this.enqueue(record);
+    })().finally(() => this.recordingPaths.delete(path));
+    this.recordingPaths.set(path, recording);
+    return recording;
   }
 
   private enqueue(record: UploadRecord): void {
