@@ -134,7 +134,12 @@ const ENVIRONMENT_HELP = `Environment (a .env file in the working directory is l
   QUESTDB_HTTP_PORT        QuestDB HTTP port for table creation (default 9000)
   QDB_CLIENT_CONF          full @questdb/nodejs-client configuration string (overrides host/port)
   RUST_LOG                 error | warn | info | debug | trace, or target=level,... (default info)
-  XTRADER_<EXCHANGE>_WS_URL, XTRADER_<EXCHANGE>_REST_URL   endpoint overrides (proxies, tests)`;
+  XTRADER_<EXCHANGE>_WS_URL, XTRADER_<EXCHANGE>_REST_URL   endpoint overrides (proxies, tests)
+  AWS_REGION, AWS_ENDPOINT_URL_S3   with --upload-url: the bucket's region, an S3-compatible store's endpoint;
+                           credentials as the AWS SDKs find them (keys, task role, IRSA, instance profile)
+
+A flag value that is exactly \${NAME}, $NAME or $(NAME) (unexpanded, e.g. from an ECS task definition) is read
+from the environment variable NAME. Every variable: README.md.`;
 
 export type ParsedCommandLine =
   | { readonly kind: "help" }
