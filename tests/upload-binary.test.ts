@@ -46,45 +46,57 @@ async function readTable(s3: S3TestServer, prefix: string, sql = "SELECT count(*
   return query(`WITH rows AS (SELECT * FROM read_parquet('${downloads}/*.parquet')) ${sql}`);
 }
 
+/**
+ * Starts the binary recording BTCUSDT trades from the fake venue with --upload-url to `endpoint`, keys in
+ * the environment as a user with static keys sets them; collects stdout and stderr (warnings) as text.
+ */
+function startCollector(fake: FakeBinanceFutures, endpoint: string, bucket: string, instanceId: string, extra: { args?: string[]; env?: Record<string, string> } = {}) {
+  const directory = mkdtempSync(join(tmpdir(), "xtrader-upload-binary-"));
+  const output = join(directory, "data");
+  const child = Bun.spawn(
+    [ensureBinary(), "--subscriptions", "TRADES:BINANCE_FUTURES@BTCUSDT", "--output-directory", output, "--upload-url", `s3://${bucket}/archive`, "--metrics-addr", "127.0.0.1:0", ...(extra.args ?? [])],
+    {
+      cwd: directory,
+      env: {
+        PATH: process.env.PATH ?? "/usr/bin:/bin",
+        HOME: directory, // no ~/.aws of whoever runs the tests
+        ...fake.env,
+        AWS_ACCESS_KEY_ID: S3_KEY_ID,
+        AWS_SECRET_ACCESS_KEY: S3_SECRET,
+        AWS_ENDPOINT_URL_S3: endpoint,
+        AWS_EC2_METADATA_DISABLED: "true",
+        INSTANCE_ID: instanceId,
+        ...extra.env,
+      },
+      stdout: "pipe",
+      stderr: "pipe",
+    },
+  );
+  cleanups.push(() => {
+    if (child.exitCode === null) child.kill("SIGKILL");
+  });
+  const lines: string[] = [];
+  const reading = Promise.all(
+    [child.stdout, child.stderr].map(async (stream) => {
+      for await (const chunk of stream) lines.push(new TextDecoder().decode(chunk));
+    }),
+  );
+  return { child, output, log: () => lines.join(""), reading };
+}
+
 describe("compiled binary with --upload-url", () => {
   test("closed files reach the S3 server, complete; the local copies go; metrics count them", async () => {
     const s3 = await startS3Server();
     cleanups.push(() => s3.stop());
     const fake = FakeBinanceFutures.start({ symbols: ["BTCUSDT"], seed: 11 });
     cleanups.push(() => fake.stop());
-    const directory = mkdtempSync(join(tmpdir(), "xtrader-upload-binary-"));
-    const output = join(directory, "data");
-    const child = Bun.spawn(
-      [ensureBinary(), "--subscriptions", "TRADES:BINANCE_FUTURES@BTCUSDT", "--output-directory", output, "--upload-url", `s3://${s3.bucket}/archive`, "--metrics-addr", "127.0.0.1:0"],
-      {
-        cwd: directory,
-        env: {
-          PATH: process.env.PATH ?? "/usr/bin:/bin",
-          HOME: directory, // no ~/.aws of whoever runs the tests
-          ...fake.env,
-          AWS_ACCESS_KEY_ID: S3_KEY_ID,
-          AWS_SECRET_ACCESS_KEY: S3_SECRET,
-          AWS_ENDPOINT_URL_S3: s3.endpoint,
-          AWS_EC2_METADATA_DISABLED: "true",
-          INSTANCE_ID: "collector-a",
-        },
-        stdout: "pipe",
-        stderr: "pipe",
-      },
-    );
-    cleanups.push(() => {
-      if (child.exitCode === null) child.kill("SIGKILL");
-    });
-    const stdout: string[] = [];
-    const reading = (async () => {
-      for await (const chunk of child.stdout) stdout.push(new TextDecoder().decode(chunk));
-    })();
+    const { child, output, log: collectorLog, reading } = startCollector(fake, s3.endpoint, s3.bucket, "collector-a");
     await fake.waitForSubscribers("btcusdt@aggTrade", 1, 15_000);
     for (let i = 0; i < 20; i++) fake.trade();
     // SIGHUP closes the open file: it is uploaded while the collector runs.
     await Bun.sleep(300);
     child.kill("SIGHUP");
-    const url = await until(() => /metrics on (http:\/\/[^ ]+) /.exec(stdout.join(""))?.[1], "the metrics address");
+    const url = await until(() => /metrics on (http:\/\/[^ ]+) /.exec(collectorLog())?.[1], "the metrics address");
     // Counted once the store has the object and it was verified.
     const metrics = await until(async () => {
       const scraped = parseExposition(await (await fetch(`${url}/metrics`)).text());
@@ -97,7 +109,7 @@ describe("compiled binary with --upload-url", () => {
     child.kill("SIGTERM");
     expect(await child.exited).toBe(0);
     await reading;
-    const log = stdout.join("");
+    const log = collectorLog();
     expect(log).toContain(`uploading closed files to s3://${s3.bucket}/archive as instance collector-a`);
     expect(log).toContain("upload: every closed file uploaded");
 
@@ -105,12 +117,8 @@ describe("compiled binary with --upload-url", () => {
     for (const key of keys) expect(key).toMatch(/^archive\/(trades|gaps)\/exchange=BINANCE_FUTURES\/symbol=BTCUSDT\/date=\d{4}-\d\d-\d\d\/\d{6}-\d{4}-collector-a\.parquet$/);
     expect(parquetFiles(output)).toEqual([]);
     // Read the objects back (downloaded through the S3 API) with DuckDB: every trade the venue sent.
-    const downloads = mkdtempSync(join(tmpdir(), "xtrader-upload-read-"));
-    for (const [index, key] of keys.filter((key) => key.startsWith("archive/trades/")).entries()) {
-      writeFileSync(join(downloads, `${index}.parquet`), await s3.read(key));
-    }
     const sent = fake.market().trades.filter((trade) => trade.delivered > 0).length;
-    const [row] = await query(`SELECT count(*)::INTEGER AS n, count(DISTINCT id)::INTEGER AS ids FROM read_parquet('${downloads}/*.parquet')`);
+    const [row] = await readTable(s3, "archive/trades/", "SELECT count(*)::INTEGER AS n, count(DISTINCT id)::INTEGER AS ids FROM rows");
     expect(row).toEqual({ n: sent, ids: sent });
     expect(sent).toBe(35);
   });
@@ -123,37 +131,12 @@ describe("compiled binary with --upload-url", () => {
     proxy.mode = { kind: "refuse" };
     const fake = FakeBinanceFutures.start({ symbols: ["BTCUSDT"], seed: 12 });
     cleanups.push(() => fake.stop());
-    const directory = mkdtempSync(join(tmpdir(), "xtrader-upload-backlog-"));
-    const child = Bun.spawn(
-      [ensureBinary(), "--subscriptions", "TRADES:BINANCE_FUTURES@BTCUSDT", "--output-directory", join(directory, "data"), "--upload-url", `s3://${s3.bucket}/archive`, "--max-local-bytes", "1", "--metrics-addr", "127.0.0.1:0"],
-      {
-        cwd: directory,
-        env: {
-          PATH: process.env.PATH ?? "/usr/bin:/bin",
-          HOME: directory,
-          ...fake.env,
-          AWS_ACCESS_KEY_ID: S3_KEY_ID,
-          AWS_SECRET_ACCESS_KEY: S3_SECRET,
-          AWS_ENDPOINT_URL_S3: proxy.endpoint,
-          AWS_EC2_METADATA_DISABLED: "true",
-          INSTANCE_ID: "collector-b",
-          XTRADER_QUEUE_CAPACITY: "1000",
-        },
-        stdout: "pipe",
-        stderr: "pipe",
-      },
-    );
-    cleanups.push(() => {
-      if (child.exitCode === null) child.kill("SIGKILL");
+    const { child, log: collectorLog, reading } = startCollector(fake, proxy.endpoint, s3.bucket, "collector-b", {
+      args: ["--max-local-bytes", "1"],
+      env: { XTRADER_QUEUE_CAPACITY: "1000" },
     });
-    const stdout: string[] = []; // both streams: warnings go to stderr
-    const reading = Promise.all(
-      [child.stdout, child.stderr].map(async (stream) => {
-        for await (const chunk of stream) stdout.push(new TextDecoder().decode(chunk));
-      }),
-    );
     await fake.waitForSubscribers("btcusdt@aggTrade", 1, 15_000);
-    const url = await until(() => /metrics on (http:\/\/[^ ]+) /.exec(stdout.join(""))?.[1], "the metrics address");
+    const url = await until(() => /metrics on (http:\/\/[^ ]+) /.exec(collectorLog())?.[1], "the metrics address");
     const scrape = async () => parseExposition(await (await fetch(`${url}/metrics`)).text());
     for (let i = 0; i < 5; i++) fake.trade();
     await Bun.sleep(300);
@@ -167,10 +150,11 @@ describe("compiled binary with --upload-url", () => {
     }
     expect(held.value("xtrader_queue_dropped_events_total", {})).toBeGreaterThan(0);
     expect(held.value("xtrader_upload_failures_total", {})).toBeGreaterThan(0);
-    expect(stdout.join("")).toContain("over --max-local-bytes 1; holding the pipeline until uploads catch up");
+    // The log line may arrive a moment after the counters moved (stderr is read on its own).
+    await until(() => collectorLog().includes("over --max-local-bytes 1; holding the pipeline until uploads catch up"), "the holding line");
 
     proxy.mode = { kind: "pass" }; // the store is back: the backlog leaves, the pipeline flows again
-    for (let waited = 0; !stdout.join("").includes("the pipeline flows again") && waited < 200; waited++) await Bun.sleep(50);
+    for (let waited = 0; !collectorLog().includes("the pipeline flows again") && waited < 200; waited++) await Bun.sleep(50);
     await Bun.sleep(300);
     const dropped = (await scrape()).value("xtrader_events_dropped_total", { exchange: "BINANCE_FUTURES", stream: "TRADES", symbol: "BTCUSDT" });
     child.kill("SIGTERM");
