@@ -167,7 +167,9 @@ describe("deploy/nomad/xtrader.nomad.hcl", async () => {
     expect({ type: check.type, path: check.path, port: group.service[0].port }).toEqual({ type: "http", path: "/readyz", port: "metrics" });
     expect(Number.parseInt(task.kill_timeout, 10)).toBeGreaterThan(Number(env.XTRADER_SHUTDOWN_TIMEOUT_SECONDS));
     expect(task.kill_signal).toBe("SIGTERM");
-    expect((task.config[0].volumes as string[]).map((volume) => volume.split(":")[1])).toContain(env.OUTPUT_DIRECTORY);
+    // The allocation directory the docker driver mounts at /alloc: kept by a sticky, migrating ephemeral_disk.
+    expect(env.OUTPUT_DIRECTORY).toBe("/alloc/data");
+    expect(group.ephemeral_disk[0]).toMatchObject({ sticky: true, migrate: true });
     expect(group.ephemeral_disk[0].size * 1024 * 1024).toBeGreaterThan(config.upload.maxLocalBytes);
   });
 });

@@ -57,8 +57,6 @@ job "xtrader" {
       config {
         image = "registry.example.com/xtrader:0.1.0-0123abcd4567"
         ports = ["metrics"]
-        # The allocation's own directory on the client's disk (ephemeral_disk above).
-        volumes = ["alloc/data:/data"]
       }
 
       # Object names carry INSTANCE_ID: the shard and the allocation, unique even while an update runs the
@@ -68,7 +66,9 @@ job "xtrader" {
         SHARD                            = "${NOMAD_ALLOC_INDEX}/3"
         INSTANCE_ID                      = "xtrader-${NOMAD_ALLOC_INDEX}-${NOMAD_SHORT_ALLOC_ID}"
         SINK                             = "parquet"
-        OUTPUT_DIRECTORY                 = "/data"
+        # The allocation's shared data directory, which the docker driver mounts at /alloc: the part of the
+        # ephemeral_disk that sticky/migrate carry to the next allocation (no volume mount needed).
+        OUTPUT_DIRECTORY                 = "/alloc/data"
         UPLOAD_URL                       = "s3://example-market-data/xtrader"
         AWS_REGION                       = "eu-west-1"
         METRICS_ADDR                     = "0.0.0.0:9464"
