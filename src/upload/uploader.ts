@@ -190,9 +190,14 @@ export class Uploader {
 
   /** Uploads until nothing is pending or `timeoutMs` passed; says how many files are left. */
   async drain(timeoutMs: number): Promise<number> {
-    await this.scanning;
-    await Promise.all(this.recording);
     const deadline = this.now() + timeoutMs;
+    // The start's search may still be recording an archive's files: wait for it within the same bound.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.all([this.scanning, ...this.recording]),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs))),
+    ]);
+    clearTimeout(timer);
     for (const file of this.pending.values()) file.retryAt = Math.min(file.retryAt, this.now());
     this.kick();
     while (this.pending.size > 0 && this.now() < deadline) {
