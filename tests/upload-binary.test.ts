@@ -50,7 +50,13 @@ async function readTable(s3: S3TestServer, prefix: string, sql = "SELECT count(*
  * Starts the binary recording BTCUSDT trades from the fake venue with --upload-url to `endpoint`, keys in
  * the environment as a user with static keys sets them; collects stdout and stderr (warnings) as text.
  */
-function startCollector(fake: FakeBinanceFutures, endpoint: string, bucket: string, instanceId: string, extra: { args?: string[]; env?: Record<string, string> } = {}) {
+function startCollector(
+  fake: FakeBinanceFutures,
+  endpoint: string,
+  bucket: string,
+  instanceId: string,
+  extra: { args?: string[]; env?: Record<string, string>; staticKeys?: boolean } = {},
+) {
   const directory = mkdtempSync(join(tmpdir(), "xtrader-upload-binary-"));
   const output = join(directory, "data");
   const child = Bun.spawn(
@@ -61,10 +67,8 @@ function startCollector(fake: FakeBinanceFutures, endpoint: string, bucket: stri
         PATH: process.env.PATH ?? "/usr/bin:/bin",
         HOME: directory, // no ~/.aws of whoever runs the tests
         ...fake.env,
-        AWS_ACCESS_KEY_ID: S3_KEY_ID,
-        AWS_SECRET_ACCESS_KEY: S3_SECRET,
+        ...(extra.staticKeys === false ? {} : { AWS_ACCESS_KEY_ID: S3_KEY_ID, AWS_SECRET_ACCESS_KEY: S3_SECRET, AWS_EC2_METADATA_DISABLED: "true" }),
         AWS_ENDPOINT_URL_S3: endpoint,
-        AWS_EC2_METADATA_DISABLED: "true",
         INSTANCE_ID: instanceId,
         ...extra.env,
       },
@@ -168,6 +172,69 @@ describe("compiled binary with --upload-url", () => {
     expect(rows[0]!.n + dropped).toBe(sent);
     expect(gaps).toContainEqual({ reason: "overflow", n: expect.any(Number) });
   });
+
+  /**
+   * Role credentials as AWS serves them, from loopback stand-ins: the EC2 instance metadata service
+   * (IMDSv2: a session token first, then the role's credentials), STS answering AssumeRoleWithWebIdentity
+   * for a token file (EKS IRSA), and the container credentials endpoint (ECS task role, EKS Pod Identity).
+   */
+  test.each(["EC2 instance profile (IMDSv2)", "EKS IRSA (web identity token)", "ECS task role (container endpoint)"])(
+    "credentials from the %s: the binary finds them and uploads",
+    async (source) => {
+      const s3 = await startS3Server();
+      cleanups.push(() => s3.stop());
+      const fake = FakeBinanceFutures.start({ symbols: ["BTCUSDT"], seed: 13 });
+      cleanups.push(() => fake.stop());
+      const expiration = () => new Date(Date.now() + 3_600_000).toISOString();
+      const requests: string[] = [];
+      const server = Bun.serve({
+        hostname: "127.0.0.1",
+        port: 0,
+        fetch: async (request) => {
+          const path = new URL(request.url).pathname;
+          const body = await request.text();
+          requests.push(`${request.method} ${path}${request.headers.get("x-aws-ec2-metadata-token") ? " (with session token)" : ""}${body.includes("Action=AssumeRoleWithWebIdentity") ? " AssumeRoleWithWebIdentity" : ""}`);
+          if (request.method === "PUT" && path === "/latest/api/token") return new Response("imds-session-token");
+          if (path === "/latest/meta-data/iam/security-credentials/") return new Response("xtrader-role");
+          if (path === "/latest/meta-data/iam/security-credentials/xtrader-role") {
+            return Response.json({ Code: "Success", Type: "AWS-HMAC", AccessKeyId: S3_KEY_ID, SecretAccessKey: S3_SECRET, Token: "imds", Expiration: expiration(), LastUpdated: new Date().toISOString() });
+          }
+          if (path === "/v2/credentials/task") return Response.json({ AccessKeyId: S3_KEY_ID, SecretAccessKey: S3_SECRET, Token: "ecs", Expiration: expiration() });
+          if (body.includes("Action=AssumeRoleWithWebIdentity")) {
+            return new Response(
+              `<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>${S3_KEY_ID}</AccessKeyId><SecretAccessKey>${S3_SECRET}</SecretAccessKey><SessionToken>irsa</SessionToken><Expiration>${expiration()}</Expiration></Credentials><AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/xtrader/s</Arn><AssumedRoleId>AROAEXAMPLE:s</AssumedRoleId></AssumedRoleUser></AssumeRoleWithWebIdentityResult><ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></AssumeRoleWithWebIdentityResponse>`,
+              { headers: { "content-type": "text/xml" } },
+            );
+          }
+          return new Response("not found", { status: 404 });
+        },
+      });
+      cleanups.push(() => server.stop(true));
+      const local = `http://127.0.0.1:${server.port}`;
+      const tokenFile = join(mkdtempSync(join(tmpdir(), "xtrader-irsa-")), "token");
+      writeFileSync(tokenFile, "eyJhbGciOiJSUzI1NiJ9.e30.c2lnbmF0dXJl");
+      const env: Record<string, string> =
+        source.startsWith("EC2")
+          ? { AWS_EC2_METADATA_SERVICE_ENDPOINT: local }
+          : source.startsWith("EKS")
+            ? { AWS_WEB_IDENTITY_TOKEN_FILE: tokenFile, AWS_ROLE_ARN: "arn:aws:iam::123456789012:role/xtrader", AWS_ENDPOINT_URL_STS: local, AWS_EC2_METADATA_DISABLED: "true" }
+            : { AWS_CONTAINER_CREDENTIALS_FULL_URI: `${local}/v2/credentials/task`, AWS_EC2_METADATA_DISABLED: "true" };
+      const { child, reading } = startCollector(fake, s3.endpoint, s3.bucket, "collector-c", { staticKeys: false, env: { AWS_REGION: "eu-west-1", ...env } });
+      await fake.waitForSubscribers("btcusdt@aggTrade", 1, 15_000);
+      for (let i = 0; i < 5; i++) fake.trade();
+      await Bun.sleep(300);
+      child.kill("SIGTERM");
+      expect(await child.exited).toBe(0);
+      await reading;
+      expect(s3.keys().filter((key) => key.startsWith("archive/trades/"))).toHaveLength(1);
+      const expected = source.startsWith("EC2")
+        ? ["PUT /latest/api/token", "GET /latest/meta-data/iam/security-credentials/ (with session token)", "GET /latest/meta-data/iam/security-credentials/xtrader-role (with session token)"]
+        : source.startsWith("EKS")
+          ? ["POST / AssumeRoleWithWebIdentity"]
+          : ["GET /v2/credentials/task"];
+      expect(requests.slice(0, expected.length)).toEqual(expected);
+    },
+  );
 
   test("--upload-url with the QuestDB sink, or a malformed URL, is one line (exit 2)", async () => {
     const questdb = await runBinary(["--subscriptions", "TRADES:BINANCE_FUTURES@BTCUSDT", "--sink", "questdb", "--upload-url", "s3://bucket/x"]);
