@@ -48,6 +48,12 @@ export interface ParquetSinkOptions {
   readonly closeTimeoutMs?: number;
   /** Journal size past which a file's journal is rewritten (default 32 MiB; tests lower it). */
   readonly journalReplaceBytes?: number;
+  /**
+   * Told the final path of every file once it is complete under its final name (upload to object storage
+   * listens here; the sink knows nothing of it). Files recovered at start are not announced: a listener
+   * that needs them scans the table trees after start().
+   */
+  readonly onFileClosed?: (path: string) => void;
 }
 
 const DAY_MICROS = 86_400_000_000;
@@ -361,6 +367,8 @@ export class ParquetSink implements Sink {
         if (file.state === "closed" && !file.lost) {
           this.closing.delete(file);
           if (this.counted.has(file)) this.options.stats.filesClosed++;
+          const path = file.finalPath;
+          if (path !== undefined) this.options.onFileClosed?.(path);
         }
       })
       .finally(() => this.inFlight.delete(file));
