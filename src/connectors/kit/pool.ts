@@ -1,0 +1,362 @@
+/**
+ * The connection pool every venue runs on: the one place that knows sockets, connection limits, request
+ * pacing, answers and rollovers. A venue hands it its topics (the names it subscribes: Binance stream
+ * names, OKX channel arguments, Deribit channel names) and a few hooks; the pool:
+ * - groups topics onto connections, per route (URL), within the venue's topics per connection;
+ * - paces new connections (connections per window; the venues' limits are per IP, so one pacer per venue
+ *   in the process) and requests per connection (kit/rate.ts);
+ * - numbers requests, matches answers by id and reconnects when one goes unanswered (kit/requests.ts);
+ *   a refused batch is requested again item by item (kit/refused-batch.ts);
+ * - keeps quiet connections alive (ReconnectingSocket's keepalive with the venue's ping);
+ * - turns a close into a gap for each topic it carried (kit/close-gap.ts);
+ * - replaces a connection before the venue's maximum age (or on its "going away" notice) make before
+ *   break: the successor subscribes while the old one still delivers; per topic its events wait until
+ *   they overlap what the old one delivered (the venue's key per event: trade id, update id, event time),
+ *   then the topic switches with neither a duplicate nor a gap (handover below).
+ *
+ * Frames are not touched here: the socket hands each one to the venue's `onFrame` with its connection,
+ * and the venue routes it by topic (its scanned fast paths first).
+ */
+import type { GapReason } from "../../core/events.ts";
+import type { Logger } from "../../core/log.ts";
+import type { RecentKeys } from "../dedup.ts";
+import { closeGap, describeClose } from "./close-gap.ts";
+import { TokenBucket } from "./rate.ts";
+import { isolateRefusedBatch } from "./refused-batch.ts";
+import { PoolConnection, type ConnectionOwner, type PoolRequest, type PoolWire } from "./connection.ts";
+import type { BackoffOptions, CloseInfo, OpenInfo } from "../websocket.ts";
+
+export { PoolConnection, type PoolWire, type RequestMethod } from "./connection.ts";
+
+export interface PoolLimits {
+  /** Topics one connection may carry. */
+  readonly topicsPerConnection: number;
+  /** Topics one subscribe request may name. */
+  readonly topicsPerRequest: number;
+  /** Requests of one connection: `requestBurst` at once, then `requestsPerSecond`. */
+  readonly requestBurst: number;
+  readonly requestsPerSecond: number;
+  /** An unanswered request after this long means a broken session: reconnect (undefined: never). */
+  readonly answerTimeoutMs: number | undefined;
+  /** Replace a connection after this long (undefined: connections live as long as they can). */
+  readonly connectionMaxAgeMs: number | undefined;
+  /** Spreads rollovers of connections opened together (connection i is replaced i × this earlier). */
+  readonly rolloverStaggerMs: number;
+  /** Longest a replaced connection is kept once its successor is subscribed. */
+  readonly handoverGraceMs: number;
+  /** Events of one topic a successor may hold before it takes over regardless. */
+  readonly handoverBufferEvents: number;
+}
+
+/** One topic as the pool sees it; the venue's own record (a feed, a channel) extends it. */
+export interface PoolTopic<Item> {
+  readonly topic: string;
+  /** The connection whose events are used (during a rollover, its successor's events wait in `handover`). */
+  connection: PoolConnection | undefined;
+  failed: boolean;
+  /** Keys recently taken from the connection in use: repeats are dropped (dedup.ts). */
+  readonly keys: RecentKeys;
+  /** Events of the successor connection awaiting the switch, and their keys. */
+  handoverKeys: number[];
+  handoverItems: Item[];
+}
+
+/** What the venue does at the pool's events. */
+export interface PoolHooks<T extends PoolTopic<Item>, Item> {
+  readonly log: Logger;
+  /** `EXCHANGE route#n`: the connection names in log lines. */
+  readonly name: string;
+  readonly backoff: BackoffOptions;
+  readonly maxFrameBytes: number;
+  /**
+   * Paces the venue's new connections (undefined: not paced). One per venue, shared by every connector
+   * of the process: the venues count connections per IP.
+   */
+  readonly connectPacer?: TokenBucket;
+  url(route: string): string;
+  /** The stale window of a connection carrying `topics`. */
+  staleAfterMs(topics: readonly T[]): number;
+  /** Why connections are replaced, for the log line ("before Binance's 24 h limit"). */
+  readonly rolloverReason: string;
+  /** Every frame, as received; hot path. */
+  onFrame(connection: PoolConnection, text: string, receivedAt: number): void;
+  /** A connection carrying `topic` reopened (counted as a reconnect). */
+  onReconnected(topic: T): void;
+  /** The venue acknowledged `topic` on the connection in use (a book starts syncing). */
+  onSubscribed(topic: T): void;
+  /** The venue refused `topic` alone: the venue fails it (`why` from the venue's error). */
+  onRefused(topic: T, why: string): void;
+  /** The connection in use closed: data of `topic` was lost (a gap row; a book forgets its state). */
+  onLost(topic: T, reason: GapReason, detail: string): void;
+  /** A successor event the old connection did not deliver, taken as if from the connection in use. */
+  take(topic: T, item: Item, key: number): void;
+}
+
+export class ConnectionPool<T extends PoolTopic<Item>, Item> implements ConnectionOwner {
+  readonly connections = new Set<PoolConnection>();
+  private readonly timers = new Set<ReturnType<typeof setTimeout>>();
+  private connectionCount = 0;
+  private stopped = false;
+
+  constructor(
+    readonly hooks: PoolHooks<T, Item>,
+    readonly limits: PoolLimits,
+    readonly wire: PoolWire,
+    /** Every topic by name (the venue's own map). */
+    private readonly topics: ReadonlyMap<string, T>,
+  ) {}
+
+  // ── what a connection needs (ConnectionOwner) ──
+
+  get log(): Logger {
+    return this.hooks.log;
+  }
+  get backoff(): BackoffOptions {
+    return this.hooks.backoff;
+  }
+  get maxFrameBytes(): number {
+    return this.hooks.maxFrameBytes;
+  }
+  get topicsPerRequest(): number {
+    return this.limits.topicsPerRequest;
+  }
+  get requestBurst(): number {
+    return this.limits.requestBurst;
+  }
+  get requestsPerSecond(): number {
+    return this.limits.requestsPerSecond;
+  }
+  get answerTimeoutMs(): number | undefined {
+    return this.limits.answerTimeoutMs;
+  }
+
+  url(route: string): string {
+    return this.hooks.url(route);
+  }
+
+  onFrame(connection: PoolConnection, text: string, receivedAt: number): void {
+    this.hooks.onFrame(connection, text, receivedAt);
+  }
+
+  rolloverDelayMs(index: number): number | undefined {
+    const maxAge = this.limits.connectionMaxAgeMs;
+    if (maxAge === undefined) return undefined;
+    return Math.max(1, maxAge - Math.min(this.limits.rolloverStaggerMs * index, maxAge / 10));
+  }
+
+  /** Opens connections for `topics` (the venue's order), grouped by route within the per-connection limit. */
+  open(topics: readonly T[], routeOf: (topic: T) => string): void {
+    const byRoute = new Map<string, T[]>();
+    for (const topic of topics) {
+      if (topic.failed) continue;
+      const route = routeOf(topic);
+      const list = byRoute.get(route) ?? [];
+      list.push(topic);
+      byRoute.set(route, list);
+    }
+    for (const [route, list] of byRoute) {
+      for (let i = 0; i < list.length; i += this.limits.topicsPerConnection) {
+        const group = list.slice(i, i + this.limits.topicsPerConnection);
+        const connection = this.create(route, group);
+        for (const topic of group) topic.connection = connection;
+        this.start(connection);
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.clear();
+    await Promise.all([...this.connections].map((connection) => connection.stop()));
+  }
+
+  /** The live topics whose connection in use is `connection`. */
+  topicsOn(connection: PoolConnection): T[] {
+    const out: T[] = [];
+    for (const name of connection.topics) {
+      const topic = this.topics.get(name);
+      if (topic && !topic.failed && topic.connection === connection) out.push(topic);
+    }
+    return out;
+  }
+
+  /** A failed topic leaves its connection (unsubscribed); a connection left with nothing closes. */
+  release(topic: T): void {
+    const connection = topic.connection;
+    if (!connection) return;
+    connection.topics.delete(topic.topic);
+    connection.successor?.topics.delete(topic.topic);
+    connection.unsubscribe([topic.topic]);
+    if (connection.topics.size === 0 && !connection.successor && !connection.predecessor) {
+      this.connections.delete(connection);
+      void connection.stop();
+    }
+  }
+
+  // ── connection events (from PoolConnection) ──
+
+  opened(connection: PoolConnection, info: OpenInfo): void {
+    if (info.reconnects === 0 || this.stopped) return;
+    for (const topic of this.topicsOn(connection)) this.hooks.onReconnected(topic);
+  }
+
+  acknowledged(connection: PoolConnection, names: readonly string[]): void {
+    if (this.stopped) return;
+    for (const name of names) {
+      const topic = this.topics.get(name);
+      if (topic && topic.connection === connection) this.hooks.onSubscribed(topic);
+    }
+    const predecessor = connection.predecessor;
+    const allAcked = [...connection.topics].every((name) => connection.acked.has(name) || this.topics.get(name)?.failed);
+    if (predecessor && allAcked) {
+      // Everything after this moment reaches both connections; give in-flight events time to arrive.
+      const maxAge = this.limits.connectionMaxAgeMs ?? Number.POSITIVE_INFINITY;
+      const grace = Math.min(this.limits.handoverGraceMs, Math.max(50, maxAge / 2));
+      this.later(grace, () => this.completeHandover(predecessor, connection));
+    }
+  }
+
+  refused(connection: PoolConnection, request: PoolRequest, why: string): void {
+    const label = this.wire.label(request.method);
+    const names = request.topics;
+    if (request.method !== "subscribe") {
+      this.hooks.log.warn(`${connection.name}: ${label} of ${names.join(", ")} rejected: ${why}`);
+      return;
+    }
+    const isolated = isolateRefusedBatch(
+      { items: names },
+      () => this.hooks.log.warn(`${connection.name}: ${label} of ${names.length} ${this.wire.topicWord} rejected (${why}); retrying one by one`),
+      (name) => connection.subscribe([name]),
+    );
+    if (isolated) return;
+    const topic = this.topics.get(names[0]!);
+    if (topic) this.hooks.onRefused(topic, why);
+  }
+
+  closed(connection: PoolConnection, info: CloseInfo): void {
+    const gap = closeGap(info, this.stopped, (close) => describeClose(close, connection.name));
+    if (!gap) return;
+    const successor = connection.successor;
+    for (const topic of this.topicsOn(connection)) {
+      if (successor && successor.acked.has(topic.topic)) {
+        // The successor was subscribed while this one was alive: it has every later event. No gap.
+        this.switchTopic(topic, successor);
+        continue;
+      }
+      this.hooks.onLost(topic, gap.reason, gap.detail);
+      if (successor) {
+        // The successor takes over at once instead of this connection reconnecting.
+        this.hooks.onReconnected(topic);
+        this.switchTopic(topic, successor);
+      }
+    }
+    if (connection.predecessor) {
+      // A successor lost mid-handover: what it buffered for topics still on the old connection is stale.
+      for (const topic of this.topicsOn(connection.predecessor)) {
+        topic.handoverKeys.length = 0;
+        topic.handoverItems.length = 0;
+      }
+    }
+    if (successor) this.retire(connection);
+  }
+
+  // ── rollover: make before break ──
+
+  /** Opens the replacement of `connection` (max age, or the venue's notice); the old one stays until handover. */
+  rollover(connection: PoolConnection): void {
+    if (this.stopped || connection.successor || connection.isStopping || !connection.socket.isOpen) return;
+    const topics = [...connection.topics].map((name) => this.topics.get(name)).filter((topic) => topic && !topic.failed) as T[];
+    if (topics.length === 0) return;
+    const successor = this.create(connection.route, topics);
+    connection.successor = successor;
+    successor.predecessor = connection;
+    this.hooks.log.info(`${connection.name}: replacing the connection ${this.hooks.rolloverReason} (by ${successor.name})`);
+    this.start(successor);
+  }
+
+  /**
+   * An event of `topic` from the successor of its connection, read with its key. Held until the
+   * successor delivers something the old connection already did: from then on it has everything.
+   */
+  offer(successor: PoolConnection, topic: T, item: Item, key: number): void {
+    if (key <= topic.keys.last || topic.handoverKeys.length >= this.limits.handoverBufferEvents) {
+      this.switchTopic(topic, successor);
+      if (!topic.keys.has(key)) this.hooks.take(topic, item, key);
+      return;
+    }
+    topic.handoverKeys.push(key);
+    topic.handoverItems.push(item);
+  }
+
+  /** After an event taken from the old connection: switch once it reaches what the successor holds. */
+  switchIfOverlapping(topic: T): void {
+    const successor = topic.connection?.successor;
+    if (successor && topic.handoverKeys.length > 0 && topic.handoverKeys[0]! <= topic.keys.last) this.switchTopic(topic, successor);
+  }
+
+  /** Makes `successor` the topic's connection and replays what it held that the old one did not deliver. */
+  private switchTopic(topic: T, successor: PoolConnection): void {
+    const previous = topic.connection;
+    if (previous === successor) return;
+    topic.connection = successor;
+    previous?.topics.delete(topic.topic);
+    const keys = topic.handoverKeys;
+    const items = topic.handoverItems;
+    topic.handoverKeys = [];
+    topic.handoverItems = [];
+    for (let i = 0; i < items.length; i++) {
+      if (!topic.keys.has(keys[i]!)) this.hooks.take(topic, items[i]!, keys[i]!);
+    }
+    if (previous && previous.successor === successor && previous.topics.size === 0) this.retire(previous);
+  }
+
+  private completeHandover(predecessor: PoolConnection, successor: PoolConnection): void {
+    if (this.stopped || predecessor.successor !== successor || !successor.socket.isOpen) return;
+    for (const topic of this.topicsOn(predecessor)) this.switchTopic(topic, successor);
+    this.retire(predecessor);
+  }
+
+  /** Closes a replaced connection; its topics have moved to the successor. */
+  private retire(connection: PoolConnection): void {
+    const successor = connection.successor;
+    if (successor?.predecessor === connection) successor.predecessor = undefined;
+    connection.successor = undefined;
+    this.connections.delete(connection);
+    if (!connection.isStopping) this.hooks.log.info(`${connection.name}: handed over to ${successor?.name ?? "its successor"}; closing`);
+    void connection.stop();
+  }
+
+  // ── helpers ──
+
+  private create(route: string, topics: readonly T[]): PoolConnection {
+    const index = this.connectionCount++;
+    const connection = new PoolConnection(
+      this,
+      route,
+      `${this.hooks.name} ${route}#${index + 1}`,
+      index,
+      this.hooks.staleAfterMs(topics),
+    );
+    for (const topic of topics) connection.topics.add(topic.topic);
+    this.connections.add(connection);
+    return connection;
+  }
+
+  /** Starts `connection` at once, or at its turn when the venue paces new connections. */
+  private start(connection: PoolConnection): void {
+    const pacer = this.hooks.connectPacer;
+    if (pacer === undefined) return connection.start();
+    void pacer.reserve().then(() => {
+      if (!this.stopped && !connection.isStopping) connection.start();
+    });
+  }
+
+  private later(ms: number, action: () => void): void {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      if (!this.stopped) action();
+    }, ms);
+    this.timers.add(timer);
+  }
+}
