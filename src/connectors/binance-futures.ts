@@ -30,12 +30,20 @@ import { scanAggTradeFrame, scanDepthFrame } from "./binance-futures-scan.ts";
 import { RestWeightGate, type RestResult } from "./binance-futures-rest.ts";
 import { RecentKeys } from "./dedup.ts";
 import { positiveFromEnv } from "./kit/env.ts";
-import { ConnectionPool, type PoolConnection, type PoolHooks, type PoolLimits, type PoolTopic, type PoolWire } from "./kit/pool.ts";
+import {
+  ConnectionPool,
+  type PoolConnection,
+  type PoolHooks,
+  type PoolLimits,
+  type HandoverTopic,
+  type PoolWire,
+  type Refusal,
+} from "./kit/pool.ts";
 import { defineVenue, type Venue } from "./kit/venue.ts";
 import { ResyncBrake, resyncBrakeFromEnv, type ResyncBrakeOptions } from "./kit/resync-brake.ts";
 import { snapshotBodyBytes } from "./http-body.ts";
 import type { Connector, ConnectorContext, ReadinessWindows } from "../core/connector.ts";
-import { backoffDelay, backoffFromEnv, type BackoffOptions } from "./websocket.ts";
+import { backoffDelay, backoffFromEnv, type BackoffOptions, type OpenInfo } from "./websocket.ts";
 
 // ───────────────────────────────────────── declarative header ─────────────────────────────────────────
 
@@ -143,6 +151,7 @@ const SYMBOL_RULE = /^[A-Z0-9]{2,32}(_[0-9]{6})?$/;
 const WIRE: PoolWire = {
   encode: (method, topics, id) => JSON.stringify({ method: method.toUpperCase(), params: topics, id }),
   label: (method) => method.toUpperCase(),
+  describe: (refusal) => `${refusal.code} ${refusal.text}`,
   topicWord: "streams",
   // LIST_SUBSCRIPTIONS after silence, so quiet connections still prove they are alive.
   keepalive: (staleAfterMs) => ({ idleMs: Math.min(LIMITS.keepaliveIdleMs, Math.max(50, Math.floor(staleAfterMs / 3))), message: KEEPALIVE_MESSAGE }),
@@ -208,7 +217,7 @@ type HandoverItem = MarketEvent | DepthUpdate;
  * One subscription as the connector sees it: a pool topic (its stream name; its dedup keys are the trade
  * id, update id or event time, dedup.ts).
  */
-interface Feed extends PoolTopic<HandoverItem> {
+interface Feed extends HandoverTopic<HandoverItem> {
   readonly subscription: Subscription;
   readonly stream: Stream;
   /** The topic: `btcusdt@aggTrade`. */
@@ -221,6 +230,7 @@ interface Feed extends PoolTopic<HandoverItem> {
 
 export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, HandoverItem> {
   readonly log: ConnectorContext["log"];
+  readonly env: ConnectorContext["config"]["env"];
   readonly name = EXCHANGE;
   readonly maxFrameBytes: number;
   readonly backoff: BackoffOptions;
@@ -246,6 +256,7 @@ export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, Hando
     this.log = context.log;
     this.faults = new FaultLog(context.log);
     const env = context.config.env;
+    this.env = env;
     this.maxFrameBytes = context.config.maxFrameBytes;
     this.wsRoot = venue.wsUrl(env);
     this.backoff = backoffFromEnv(env);
@@ -386,6 +397,11 @@ export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, Hando
 
   // ── pool events (PoolHooks) ──
 
+  onOpened(connection: PoolConnection, info: OpenInfo): void {
+    if (info.reconnects === 0) return;
+    for (const feed of this.pool.topicsOn(connection)) feed.subscription.stats.reconnects++;
+  }
+
   onReconnected(feed: Feed): void {
     if (!this.stopped) feed.subscription.stats.reconnects++;
   }
@@ -394,8 +410,12 @@ export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, Hando
     if (feed.book && feed.book.phase === "idle") this.startSync(feed);
   }
 
-  onRefused(feed: Feed, why: string): void {
-    this.failFeed(feed, `Binance rejected the subscription to ${feed.streamName}: ${why}`);
+  onRefused(feed: Feed, refusal: Refusal): void {
+    this.failFeed(feed, `Binance rejected the subscription to ${feed.streamName}: ${WIRE.describe(refusal)}`);
+  }
+
+  onFailed(feed: Feed, why: string): void {
+    this.failFeed(feed, why);
   }
 
   onLost(feed: Feed, reason: GapReason, detail: string): void {
@@ -455,7 +475,7 @@ export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, Hando
     if (id === KEEPALIVE_ID) return;
     // Current docs wrap errors in `error`; older futures docs show `code`/`msg` at the top level.
     const error = (message.error ?? (typeof message.code === "number" ? message : undefined)) as Payload | undefined;
-    connection.answer(id as number, error ? `${String(error.code)} ${String(error.msg)}` : undefined);
+    connection.answer(id as number, error ? { code: String(error.code), text: String(error.msg) } : undefined);
   }
 
   private onEvent(feed: Feed, data: Payload, receivedAt: number): void {

@@ -23,10 +23,11 @@ import { FaultLog } from "../core/fault-log.ts";
 import type { Logger } from "../core/log.ts";
 import { OrderBook } from "../core/order-book.ts";
 import type { Subscription } from "../core/subscriptions.ts";
-import { endpoint } from "./endpoints.ts";
 import { MAX_REST_BODY_BYTES, snapshotBodyBytes } from "./http-body.ts";
-import { closeGap } from "./kit/close-gap.ts";
+import { describeClose } from "./kit/close-gap.ts";
 import { positiveOr } from "./kit/env.ts";
+import { ConnectionPool, type PoolConnection, type PoolHooks, type PoolLimits, type PoolTopic, type PoolWire, type Refusal } from "./kit/pool.ts";
+import { defineVenue, type Venue } from "./kit/venue.ts";
 import {
   bookChange,
   flatten,
@@ -38,15 +39,13 @@ import {
   type Level,
   type OkxInstrumentContext,
 } from "./okx-normalize.ts";
-import { SlidingWindow, TokenBucket } from "./kit/rate.ts";
-import { PendingRequests } from "./kit/requests.ts";
+import { TokenBucket } from "./kit/rate.ts";
 import { jsonBody, restGet, retryAfterMs } from "./kit/rest.ts";
-import { isolateRefusedBatch } from "./kit/refused-batch.ts";
 import { ResyncBrake, resyncBrakeFromEnv, type ResyncBrakeOptions } from "./kit/resync-brake.ts";
 import { OKX_CHECKSUM_DEPTH, okxChecksum, SeqIdChain } from "./kit/sequence/okx.ts";
 import { scanOkxBooksUpdate, type ScannedOkxBook } from "./okx-scan.ts";
-import type { Connector, ConnectorContext, ExchangeSpec, InstrumentResult, ReadinessWindows } from "../core/connector.ts";
-import { backoffDelay, backoffFromEnv, ReconnectingSocket, type BackoffOptions, type CloseInfo } from "./websocket.ts";
+import type { Connector, ConnectorContext, InstrumentResult, ReadinessWindows } from "../core/connector.ts";
+import { backoffDelay, backoffFromEnv, type BackoffOptions, type CloseInfo } from "./websocket.ts";
 
 // ─── Declarative header ────────────────────────────────────────────────────────────────────────────
 
@@ -299,13 +298,12 @@ class L2State {
   }
 }
 
-interface SubState {
+/** One subscription: a pool topic named by its key, subscribed as its channel arguments. */
+interface SubState extends PoolTopic {
   readonly subscription: Subscription;
   readonly instrument: Instrument;
   readonly args: readonly Record<string, string>[];
   readonly l2: L2State | undefined;
-  connection: OkxConnection | undefined;
-  failed: boolean;
   /** Channel arguments not yet acknowledged since the last subscribe. */
   unacked: number;
   retryTimer: ReturnType<typeof setTimeout> | undefined;
@@ -314,145 +312,149 @@ interface SubState {
   readonly context: OkxInstrumentContext;
 }
 
-interface PendingRequest {
-  readonly subs: readonly SubState[];
-  readonly batch: boolean;
-}
-
 /** Evenly spaced across every OKX connector of the process (connection and REST limits are per IP). */
 const connectPacer = new TokenBucket(1, 1000 / OKX_LIMITS.connectSpacingMs);
 const restBooksPacer = new TokenBucket(1, 1000 / OKX_LIMITS.restBooksSpacingMs);
 
-// ─── Connection ────────────────────────────────────────────────────────────────────────────────────
+/** Connection limits for the pool (kit/pool.ts). */
+const POOL_LIMITS: PoolLimits = {
+  // Grouped by OKX's own weights (bootstrap): a subscription is one or two arguments, liquidations share one.
+  topicsPerConnection: OKX_LIMITS.argsPerConnection,
+  // A connection's subscriptions go out in one request, so errors can be attributed by its id.
+  topicsPerRequest: Number.MAX_SAFE_INTEGER,
+  // Requests are not paced but budgeted: subscribeOpsPerHour per connection; a spent budget refuses.
+  requestBurst: 1_000,
+  requestsPerSecond: 1_000,
+  requestsPerHour: OKX_LIMITS.subscribeOpsPerHour,
+  // OKX acknowledges each argument without the request's id: requests wait for no answer.
+  answerTimeoutMs: undefined,
+  refusedBatchSettleMs: OKX_TIMING.batchErrorSettleMs,
+  connectionMaxAgeMs: undefined,
+  rolloverStaggerMs: 0,
+  handoverGraceMs: 0,
+  handoverBufferEvents: 0,
+};
 
-class OkxConnection {
-  readonly socket: ReconnectingSocket;
+// ─── Connector ─────────────────────────────────────────────────────────────────────────────────────
+
+class OkxConnector implements Connector, PoolHooks<SubState> {
+  stopped = true;
+  readonly log: Logger;
+  readonly env: ConnectorContext["config"]["env"];
+  readonly backoff: BackoffOptions;
+  readonly maxFrameBytes: number;
+  readonly name: string;
+  readonly rolloverReason = "";
+  readonly connectPacer = connectPacer;
+  readonly wsUrl: string;
+  private readonly restUrl: string;
+  private readonly staleAfterMsSetting: number;
+  private readonly snapshotWaitMs: number;
+  private readonly resyncBrake: ResyncBrakeOptions;
+  private readonly states = new Map<Subscription, SubState>();
+  /** Subscriptions by key: the pool's topics. */
+  private readonly topics = new Map<string, SubState>();
   /** channel → instId (or instType) → subscriptions. */
   private readonly routes = new Map<string, Map<string, SubState[]>>();
   private readonly liquidationsByInstId = new Map<string, SubState>();
-  /**
-   * Subscribe requests by id, so an error names the request it refuses. OKX acknowledges each argument
-   * without the id, so requests wait for no answer: they are forgotten with the connection.
-   */
-  private readonly pending = new PendingRequests<string, PendingRequest>(undefined);
-  /** subscribe/unsubscribe requests of this connection in the last hour. */
-  private readonly ops = new SlidingWindow(OKX_LIMITS.subscribeOpsPerHour, 3_600_000);
-  private opened = false;
-  private nextRequest = 0;
-  private batchRetryTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly pool: ConnectionPool<SubState>;
+  private readonly aborts = new Set<AbortController>();
+  private readonly sleepers = new Set<() => void>();
+  private started = false;
+  /** Repeating faults (unreadable frames and items), one log line per episode. */
+  readonly faults: FaultLog;
+
+  readonly exchange: ExchangeId;
 
   constructor(
-    private readonly connector: OkxConnector,
-    readonly name: string,
-    readonly subs: readonly SubState[],
+    venue: Venue,
+    private readonly instType: InstType,
+    readonly context: ConnectorContext,
+    private readonly subscriptions: readonly Subscription[],
   ) {
-    for (const sub of subs) {
-      sub.connection = this;
-      for (const arg of sub.args) {
-        const key = arg.instId ?? arg.instType!;
-        const byKey = this.routes.get(arg.channel!) ?? new Map<string, SubState[]>();
-        const list = byKey.get(key) ?? [];
-        list.push(sub);
-        byKey.set(key, list);
-        this.routes.set(arg.channel!, byKey);
-      }
-      if (sub.subscription.stream === "LIQUIDATIONS") this.liquidationsByInstId.set(sub.instrument.instId, sub);
-    }
-    const { env } = connector.context.config;
-    const exchange = connector.exchange;
-    this.socket = new ReconnectingSocket({
-      name,
-      url: () => connector.wsUrl,
-      log: connector.log,
-      backoff: connector.backoff,
-      maxFrameBytes: connector.context.config.maxFrameBytes,
-      staleAfterMs: positiveOr(env, `XTRADER_${exchange}_STALE_MS`, OKX_TIMING.staleAfterMs),
-      keepalive: { idleMs: positiveOr(env, `XTRADER_${exchange}_KEEPALIVE_MS`, OKX_TIMING.keepaliveIdleMs), message: "ping" },
-      onOpen: () => this.onOpen(),
-      onMessage: (data, receivedAt) => this.onMessage(data, receivedAt),
-      onClose: (info) => this.onClose(info),
-    });
+    const env = context.config.env;
+    const exchange = venue.id;
+    this.exchange = exchange;
+    this.env = env;
+    this.name = exchange;
+    this.log = context.log;
+    this.faults = new FaultLog(context.log);
+    this.backoff = backoffFromEnv(env);
+    this.maxFrameBytes = context.config.maxFrameBytes;
+    this.wsUrl = venue.wsUrl(env);
+    this.restUrl = venue.restUrl(env);
+    this.staleAfterMsSetting = positiveOr(env, `XTRADER_${exchange}_STALE_MS`, OKX_TIMING.staleAfterMs);
+    this.snapshotWaitMs = positiveOr(env, `XTRADER_${exchange}_SNAPSHOT_WAIT_MS`, OKX_TIMING.snapshotWaitMs);
+    this.resyncBrake = resyncBrakeFromEnv(env);
+    this.pool = new ConnectionPool(this, venue.limits!, okxWire(exchange, this.topics), this.topics);
   }
 
-  get isOpen(): boolean {
-    return this.socket.isOpen;
+  // ── the pool's hooks (connections, requests) ──
+
+  url(): string {
+    return this.wsUrl;
   }
 
-  async start(): Promise<void> {
-    await connectPacer.reserve();
-    if (!this.connector.stopped) this.socket.start();
+  staleAfterMs(): number {
+    return this.staleAfterMsSetting;
   }
 
-  stop(): Promise<void> {
-    clearTimeout(this.batchRetryTimer);
-    return this.socket.stop();
+  /** The server's close reason is OKX's own text: the gap names the close, not our connection. */
+  describeClose(info: CloseInfo): string {
+    return describeClose(info);
   }
 
-  private onOpen(): void {
-    this.ops.clear();
-    this.pending.clear();
-    const reopened = this.opened;
-    this.opened = true;
-    const active = this.subs.filter((sub) => !sub.failed);
-    for (const sub of active) {
+  onOpened(connection: PoolConnection): void {
+    const reopened = connection.opens > 1;
+    for (const sub of this.pool.topicsOn(connection)) {
       if (reopened) sub.subscription.stats.reconnects++;
+      sub.unacked = sub.args.length;
       if (sub.l2) {
         sub.l2.forget();
         sub.l2.phase = "awaiting";
       }
     }
-    if (active.length > 0) this.subscribe(active, true);
   }
 
-  private onClose(info: CloseInfo): void {
-    clearTimeout(this.batchRetryTimer);
-    this.pending.clear();
-    const gap = closeGap(info, this.connector.stopped);
-    if (!gap) return;
-    for (const sub of this.subs) {
-      if (sub.failed) continue;
-      clearTimeout(sub.retryTimer);
-      if (sub.l2) {
-        sub.l2.forget();
-        sub.l2.phase = "idle";
-      }
-      this.connector.emitGap(sub, gap.reason, gap.detail);
+  onReconnected(): void {}
+
+  onSubscribed(): void {}
+
+  /** Only the arguments not yet acknowledged are requested alone after a refused batch. */
+  awaitsAck(sub: SubState): boolean {
+    return sub.unacked > 0;
+  }
+
+  onRefused(sub: SubState, refusal: Refusal, connection: PoolConnection): void {
+    const { code, text } = refusal;
+    if (!RETRYABLE_SUBSCRIBE_CODES.has(code)) {
+      this.failSubscription(sub, `OKX refused the subscription (${code}: ${text})`);
+      return;
     }
+    const delay = backoffDelay(this.backoff, sub.subscribeFailures++);
+    this.log.warn(`${sub.subscription.key}: OKX subscribe error ${code} (${text}); retrying in ${delay} ms`);
+    clearTimeout(sub.retryTimer);
+    sub.retryTimer = setTimeout(() => {
+      if (!sub.failed && connection.subscribe([sub.topic])) sub.unacked = sub.args.length;
+    }, delay);
   }
 
-  /** One request for `subs` (a batch on (re)open, else one subscription), so errors can be attributed by id. */
-  subscribe(subs: readonly SubState[], batch: boolean): boolean {
-    if (!this.isOpen || !this.ops.take()) return false;
-    this.sendSubscribe(subs, batch);
-    return true;
+  onFailed(sub: SubState, why: string): void {
+    this.failSubscription(sub, why);
   }
 
-  /** Unsubscribes and subscribes one book again (fresh snapshot); false when the op budget is spent. */
-  resubscribe(sub: SubState): boolean {
-    if (!this.isOpen || !this.ops.take(2)) return false;
-    this.socket.send(JSON.stringify({ op: "unsubscribe", args: sub.args }));
-    this.sendSubscribe([sub], false);
-    return true;
-  }
-
-  private sendSubscribe(subs: readonly SubState[], batch: boolean): void {
-    const id = `${batch ? "b" : "s"}${++this.nextRequest}`;
-    const args: Record<string, string>[] = [];
-    const seen = new Set<string>();
-    for (const sub of subs) {
-      sub.unacked = sub.args.length;
-      for (const arg of sub.args) {
-        // One liquidation-orders argument serves every LIQUIDATIONS subscription of the connection.
-        const key = `${arg.channel}:${arg.instId ?? arg.instType}`;
-        if (!seen.has(key)) args.push(arg);
-        seen.add(key);
-      }
+  onLost(sub: SubState, reason: GapReason, detail: string): void {
+    clearTimeout(sub.retryTimer);
+    if (sub.l2) {
+      sub.l2.forget();
+      sub.l2.phase = "idle";
     }
-    this.pending.add(id, { subs, batch });
-    this.socket.send(JSON.stringify({ id, op: "subscribe", args }));
+    this.emitGap(sub, reason, detail);
   }
 
-  private onMessage(text: string, receivedAt: number): void {
+  // ── frames ──
+
+  onFrame(connection: PoolConnection, text: string, receivedAt: number): void {
     if (text === "pong") return;
     // The dominant frame, a books update, is read without JSON.parse when it has exactly OKX's layout.
     if (text.charCodeAt(2) === 97 /* {"arg */) {
@@ -463,17 +465,17 @@ class OkxConnection {
     try {
       message = JSON.parse(text) as OkxMessage;
     } catch {
-      this.parseError(`malformed JSON: ${text.slice(0, 120)}`);
+      this.frameError(connection, `malformed JSON: ${text.slice(0, 120)}`);
       return;
     }
     if (typeof message !== "object" || message === null) {
-      this.parseError(`unexpected frame: ${text.slice(0, 120)}`);
+      this.frameError(connection, `unexpected frame: ${text.slice(0, 120)}`);
     } else if (message.event !== undefined) {
-      this.onEvent(message, text);
+      this.onEvent(connection, message, text);
     } else if (message.arg && Array.isArray(message.data)) {
-      this.onData(message, message.data, receivedAt, text);
+      this.onData(connection, message, message.data, receivedAt, text);
     } else {
-      this.parseError(`unknown message: ${text.slice(0, 120)}`);
+      this.frameError(connection, `unknown message: ${text.slice(0, 120)}`);
     }
   }
 
@@ -490,14 +492,14 @@ class OkxConnection {
     const stats = sub.subscription.stats;
     stats.messages++;
     stats.lastMessageAt = receivedAt;
-    this.connector.applyScannedUpdate(sub, book, receivedAt);
+    this.applyScannedUpdate(sub, book, receivedAt);
     return true;
   }
 
-  /** A frame no subscription can be blamed for: counted on every subscription of this connection. */
-  private parseError(what: string, subs: readonly SubState[] = this.subs): void {
+  /** A frame no subscription can be blamed for: counted on every subscription of its connection. */
+  private frameError(connection: PoolConnection, what: string, subs: readonly SubState[] = this.pool.topicsOn(connection)): void {
     for (const sub of subs) sub.subscription.stats.parseErrors++;
-    this.connector.faults.report(`parse:${this.name}`, `${this.name}: ${what}; skipped (counted as a parse error)`);
+    this.faults.report(`parse:${connection.name}`, `${connection.name}: ${what}; skipped (counted as a parse error)`);
   }
 
   private routed(arg: OkxArg | undefined): SubState[] | undefined {
@@ -506,79 +508,47 @@ class OkxConnection {
     return typeof key === "string" ? this.routes.get(arg.channel)?.get(key) : undefined;
   }
 
-  private onEvent(message: OkxMessage, text: string): void {
+  private onEvent(connection: PoolConnection, message: OkxMessage, text: string): void {
     switch (message.event) {
       case "subscribe": {
         for (const sub of this.routed(message.arg) ?? []) {
           if (sub.unacked > 0) sub.unacked--;
           sub.subscribeFailures = 0;
-          if (sub.l2 && message.arg?.channel === "books") this.connector.onBookAck(sub);
+          if (sub.l2 && message.arg?.channel === "books") this.onBookAck(sub);
         }
         return;
       }
       case "unsubscribe":
       case "channel-conn-count":
-        this.connector.log.debug(`${this.name}: ${text.slice(0, 200)}`);
+        this.log.debug(`${connection.name}: ${text.slice(0, 200)}`);
         return;
-      case "error":
-        this.onError(message);
+      case "error": {
+        const code = String(message.code ?? "");
+        const why = String(message.msg ?? "");
+        // Our ids are `b<n>` (a connection's batch) or `s<n>` (one subscription): the request's number.
+        const id = typeof message.id === "string" ? Number(message.id.slice(1)) : Number.NaN;
+        if (!connection.answer(id, { code, text: why })) this.log.warn(`${connection.name}: OKX error ${code}: ${why}`);
         return;
+      }
       case "notice":
         // 64008: the server closes this connection within 60 s for an upgrade; move now, at a time we pick.
-        this.connector.log.warn(`${this.name}: OKX notice ${String(message.code)}: ${String(message.msg)}`);
-        if (message.code === "64008") this.socket.reconnect("service upgrade notice 64008");
+        this.log.warn(`${connection.name}: OKX notice ${String(message.code)}: ${String(message.msg)}`);
+        if (message.code === "64008") connection.socket.reconnect("service upgrade notice 64008");
         return;
       default:
-        this.parseError(`unknown event '${String(message.event)}'`);
+        this.frameError(connection, `unknown event '${String(message.event)}'`);
     }
   }
 
-  private onError(message: OkxMessage): void {
-    const code = String(message.code ?? "");
-    const text = String(message.msg ?? "");
-    const request = typeof message.id === "string" ? this.pending.take(message.id) : undefined;
-    if (!request) {
-      this.connector.log.warn(`${this.name}: OKX error ${code}: ${text}`);
-      return;
-    }
-    // Once the acks of the good arguments are in, only the unacknowledged ones are requested alone.
-    const isolated = isolateRefusedBatch(
-      { items: request.subs, batch: request.batch },
-      () => this.connector.log.warn(`${this.name}: OKX refused part of a batch subscribe (${code}: ${text}); retrying one by one`),
-      (sub) => {
-        if (!sub.failed && sub.unacked > 0 && !this.subscribe([sub], false)) {
-          this.connector.failSubscription(sub, "subscribe budget exhausted while isolating a refused subscription");
-        }
-      },
-      (retry) => {
-        clearTimeout(this.batchRetryTimer);
-        this.batchRetryTimer = setTimeout(retry, OKX_TIMING.batchErrorSettleMs);
-      },
-    );
-    if (isolated) return;
-    for (const sub of request.subs) {
-      if (RETRYABLE_SUBSCRIBE_CODES.has(code)) {
-        const delay = backoffDelay(this.connector.backoff, sub.subscribeFailures++);
-        this.connector.log.warn(`${sub.subscription.key}: OKX subscribe error ${code} (${text}); retrying in ${delay} ms`);
-        clearTimeout(sub.retryTimer);
-        sub.retryTimer = setTimeout(() => {
-          if (!sub.failed && this.isOpen) this.subscribe([sub], false);
-        }, delay);
-      } else {
-        this.connector.failSubscription(sub, `OKX refused the subscription (${code}: ${text})`);
-      }
-    }
-  }
-
-  private onData(message: OkxMessage, data: unknown[], receivedAt: number, text: string): void {
+  private onData(connection: PoolConnection, message: OkxMessage, data: unknown[], receivedAt: number, text: string): void {
     const channel = message.arg?.channel;
     if (channel === "liquidation-orders") {
-      this.onLiquidations(data, receivedAt);
+      this.onLiquidations(connection, data, receivedAt);
       return;
     }
     const subs = this.routed(message.arg);
     if (!subs) {
-      this.parseError(`data for an argument we did not subscribe: ${text.slice(0, 120)}`);
+      this.frameError(connection, `data for an argument we did not subscribe: ${text.slice(0, 120)}`);
       return;
     }
     for (const sub of subs) {
@@ -588,61 +558,26 @@ class OkxConnection {
       stats.lastMessageAt = receivedAt;
       for (const item of data) {
         if (typeof item !== "object" || item === null) {
-          this.parseError(`bad ${String(channel)} item`, [sub]);
+          this.frameError(connection, `bad ${String(channel)} item`, [sub]);
           continue;
         }
-        this.connector.onItem(sub, channel as string, message.action, item as Record<string, unknown>, receivedAt);
+        this.onItem(sub, channel as string, message.action, item as Record<string, unknown>, receivedAt);
       }
     }
   }
 
-  private onLiquidations(data: unknown[], receivedAt: number): void {
+  private onLiquidations(connection: PoolConnection, data: unknown[], receivedAt: number): void {
     for (const item of data as Array<{ instId?: unknown; details?: unknown }>) {
       const sub = typeof item?.instId === "string" ? this.liquidationsByInstId.get(item.instId) : undefined;
       if (!sub || sub.failed) continue;
       sub.subscription.stats.messages++;
       sub.subscription.stats.lastMessageAt = receivedAt;
       if (!Array.isArray(item.details)) {
-        this.parseError("liquidation without details", [sub]);
+        this.frameError(connection, "liquidation without details", [sub]);
         continue;
       }
-      for (const detail of item.details) this.connector.onLiquidation(sub, detail, receivedAt);
+      for (const detail of item.details) this.onLiquidation(sub, detail, receivedAt);
     }
-  }
-}
-
-// ─── Connector ─────────────────────────────────────────────────────────────────────────────────────
-
-class OkxConnector implements Connector {
-  stopped = true;
-  readonly log: Logger;
-  readonly backoff: BackoffOptions;
-  readonly wsUrl: string;
-  private readonly restUrl: string;
-  private readonly snapshotWaitMs: number;
-  private readonly resyncBrake: ResyncBrakeOptions;
-  private readonly states = new Map<Subscription, SubState>();
-  private connections: OkxConnection[] = [];
-  private readonly aborts = new Set<AbortController>();
-  private readonly sleepers = new Set<() => void>();
-  private started = false;
-  /** Repeating faults (unreadable frames and items), one log line per episode. */
-  readonly faults: FaultLog;
-
-  constructor(
-    readonly exchange: ExchangeId,
-    private readonly instType: InstType,
-    readonly context: ConnectorContext,
-    private readonly subscriptions: readonly Subscription[],
-  ) {
-    const env = context.config.env;
-    this.log = context.log;
-    this.faults = new FaultLog(context.log);
-    this.backoff = backoffFromEnv(env);
-    this.wsUrl = endpoint(env, exchange, "WS", OKX_ENDPOINTS.ws);
-    this.restUrl = endpoint(env, exchange, "REST", OKX_ENDPOINTS.rest);
-    this.snapshotWaitMs = positiveOr(env, `XTRADER_${exchange}_SNAPSHOT_WAIT_MS`, OKX_TIMING.snapshotWaitMs);
-    this.resyncBrake = resyncBrakeFromEnv(env);
   }
 
   start(): void {
@@ -660,7 +595,7 @@ class OkxConnector implements Connector {
       clearTimeout(state.retryTimer);
       state.l2?.forget();
     }
-    await Promise.all(this.connections.map((connection) => connection.stop()));
+    await this.pool.stop();
     this.faults.flush();
   }
 
@@ -714,7 +649,9 @@ class OkxConnector implements Connector {
     const connection = sub.connection;
     if (!connection?.isOpen) return;
     l2.phase = "awaiting";
-    if (!connection.resubscribe(sub)) {
+    if (connection.resubscribe(sub.topic)) {
+      sub.unacked = sub.args.length;
+    } else {
       // Out of subscribe budget: keep the subscription and take the snapshot from REST instead.
       this.log.warn(`${sub.subscription.key}: subscribe budget spent; resyncing from the REST snapshot`);
       this.fetchSnapshot(sub);
@@ -743,6 +680,7 @@ class OkxConnector implements Connector {
           channel === "liquidation-orders" ? { channel, instType: this.instType } : { channel, instId: resolved.instId },
       );
       const state: SubState = {
+        topic: subscription.key,
         subscription,
         instrument: resolved,
         args,
@@ -755,6 +693,8 @@ class OkxConnector implements Connector {
         context: { exchange: this.exchange, symbol: subscription.symbol, sizing: resolved.sizing },
       };
       this.states.set(subscription, state);
+      this.topics.set(state.topic, state);
+      this.route(state);
       ready.push(state);
       this.log.debug(`${subscription.key}: ${resolved.instId} (${resolved.sizing.amountUnit} × ${resolved.sizing.contractValue})`);
     }
@@ -776,11 +716,20 @@ class OkxConnector implements Connector {
       weight += cost;
     }
     if (current.length > 0) groups.push(current);
-    this.connections = groups.map((subs, i) => new OkxConnection(this, `${this.exchange} public#${i + 1}`, subs));
-    for (const connection of this.connections) {
-      if (this.stopped) return;
-      await connection.start();
+    this.pool.openGroups("public", groups);
+  }
+
+  /** Registers where frames of `sub`'s arguments go. */
+  private route(sub: SubState): void {
+    for (const arg of sub.args) {
+      const key = arg.instId ?? arg.instType!;
+      const byKey = this.routes.get(arg.channel!) ?? new Map<string, SubState[]>();
+      const list = byKey.get(key) ?? [];
+      list.push(sub);
+      byKey.set(key, list);
+      this.routes.set(arg.channel!, byKey);
     }
+    if (sub.subscription.stream === "LIQUIDATIONS") this.liquidationsByInstId.set(sub.instrument.instId, sub);
   }
 
   private async loadInstruments(): Promise<InstrumentList | undefined> {
@@ -868,6 +817,7 @@ class OkxConnector implements Connector {
       sub.l2.forget();
       sub.l2.phase = "idle";
     }
+    this.pool.release(sub, false);
     this.log.error(`${sub.subscription.key}: ${why}; this subscription is stopped, the others go on`);
     this.emitGap(sub, "subscription_error", why);
   }
@@ -1204,20 +1154,53 @@ function topLevels(raw: Map<number, Level>, descending: boolean): Level[] {
   return out;
 }
 
+/**
+ * OKX's requests: `{"id","op":"subscribe","args":[...]}` with the arguments of the named subscriptions
+ * (one liquidation-orders argument serves every LIQUIDATIONS subscription of a request), and
+ * `{"op":"unsubscribe","args":[...]}`; the keepalive is the text `ping` (answered by `pong`).
+ * https://www.okx.com/docs-v5/en/#overview-websocket-subscribe
+ */
+function okxWire(exchange: ExchangeId, subs: ReadonlyMap<string, SubState>): PoolWire {
+  return {
+    encode: (method, topics, id, batch) => {
+      const args: Record<string, string>[] = [];
+      const seen = new Set<string>();
+      for (const name of topics) {
+        for (const arg of subs.get(name)!.args) {
+          const key = `${arg.channel}:${arg.instId ?? arg.instType}`;
+          if (!seen.has(key)) args.push(arg);
+          seen.add(key);
+        }
+      }
+      return method === "subscribe" ? JSON.stringify({ id: `${batch ? "b" : "s"}${id}`, op: method, args }) : JSON.stringify({ op: method, args });
+    },
+    label: (method) => method,
+    describe: (refusal) => `${refusal.code}: ${refusal.text}`,
+    topicWord: "subscriptions",
+    // OKX's error to a batch may name any of its arguments: a refused connection subscribe is isolated.
+    isolates: "batch",
+    keepalive: (_staleAfterMs, env) => ({ idleMs: positiveOr(env, `XTRADER_${exchange}_KEEPALIVE_MS`, OKX_TIMING.keepaliveIdleMs), message: "ping" }),
+  };
+}
+
 // ─── Specs ─────────────────────────────────────────────────────────────────────────────────────────
 
-export const okxSwap: ExchangeSpec = {
+export const okxSwap = defineVenue({
   id: "OKX_SWAP",
   streams: ["TRADES", "L2", "BBO", "FUNDING", "LIQUIDATIONS"],
   readinessWindows: READINESS_WINDOWS,
-  nativeInstrument: (symbol) => nativeInstrument("OKX_SWAP", "SWAP", symbol),
-  create: (context, subscriptions) => new OkxConnector("OKX_SWAP", "SWAP", context, subscriptions),
-};
+  instrument: (symbol) => nativeInstrument("OKX_SWAP", "SWAP", symbol),
+  endpoints: OKX_ENDPOINTS,
+  limits: POOL_LIMITS,
+  connector: (venue, context, subscriptions) => new OkxConnector(venue, "SWAP", context, subscriptions),
+});
 
-export const okxSpot: ExchangeSpec = {
+export const okxSpot = defineVenue({
   id: "OKX_SPOT",
   streams: ["TRADES", "L2", "BBO"],
   readinessWindows: READINESS_WINDOWS,
-  nativeInstrument: (symbol) => nativeInstrument("OKX_SPOT", "SPOT", symbol),
-  create: (context, subscriptions) => new OkxConnector("OKX_SPOT", "SPOT", context, subscriptions),
-};
+  instrument: (symbol) => nativeInstrument("OKX_SPOT", "SPOT", symbol),
+  endpoints: OKX_ENDPOINTS,
+  limits: POOL_LIMITS,
+  connector: (venue, context, subscriptions) => new OkxConnector(venue, "SPOT", context, subscriptions),
+});

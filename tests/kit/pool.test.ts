@@ -11,9 +11,11 @@ import {
   type PoolConnection,
   type PoolHooks,
   type PoolLimits,
-  type PoolTopic,
+  type HandoverTopic,
   type PoolWire,
+  type Refusal,
 } from "../../src/connectors/kit/pool.ts";
+import type { OpenInfo } from "../../src/connectors/websocket.ts";
 import type { GapReason } from "../../src/core/events.ts";
 import { createLogger } from "../../src/core/log.ts";
 import { waitUntil } from "../support/fake-exchange.ts";
@@ -112,7 +114,7 @@ class ToyServer {
   }
 }
 
-interface Topic extends PoolTopic<number> {
+interface Topic extends HandoverTopic<number> {
   readonly route: string;
   readonly taken: number[];
   readonly gaps: Array<{ reason: GapReason; detail: string }>;
@@ -124,6 +126,7 @@ interface Topic extends PoolTopic<number> {
 const WIRE: PoolWire = {
   encode: (method, topics, id) => JSON.stringify({ op: method, topics, id }),
   label: (method) => method,
+  describe: (refusal) => refusal.text,
   topicWord: "topics",
 };
 
@@ -142,6 +145,7 @@ const LIMITS: PoolLimits = {
 /** The toy venue: the pool's hooks, recording what the pool asks of a venue. */
 class ToyVenue implements PoolHooks<Topic, number> {
   readonly log = createLogger("error");
+  readonly env = {};
   readonly name = "TOY";
   readonly backoff = { initialMs: 20, maxMs: 50, factor: 2 };
   readonly maxFrameBytes = 1 << 20;
@@ -187,7 +191,10 @@ class ToyVenue implements PoolHooks<Topic, number> {
 
   onFrame(connection: PoolConnection, text: string): void {
     const frame = JSON.parse(text) as { id?: number; error?: string; t?: string; k?: number };
-    if (frame.id !== undefined) return connection.answer(frame.id, frame.error);
+    if (frame.id !== undefined) {
+      connection.answer(frame.id, frame.error === undefined ? undefined : { code: "refused", text: frame.error });
+      return;
+    }
     const topic = this.topics.get(frame.t!)!;
     if (topic.failed) return;
     if (topic.connection === connection) {
@@ -198,16 +205,24 @@ class ToyVenue implements PoolHooks<Topic, number> {
     }
   }
 
+  onOpened(connection: PoolConnection, info: OpenInfo): void {
+    if (info.reconnects > 0) for (const topic of this.pool.topicsOn(connection)) topic.reconnects++;
+  }
+
   onReconnected(topic: Topic): void {
     topic.reconnects++;
+  }
+
+  onFailed(topic: Topic, why: string): void {
+    this.onRefused(topic, { code: "failed", text: why });
   }
 
   onSubscribed(topic: Topic): void {
     topic.subscribedCount++;
   }
 
-  onRefused(topic: Topic, why: string): void {
-    topic.refused = why;
+  onRefused(topic: Topic, refusal: Refusal): void {
+    topic.refused = refusal.text;
     topic.failed = true;
     this.pool.release(topic);
   }

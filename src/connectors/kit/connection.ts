@@ -1,45 +1,83 @@
 /**
  * One pooled connection: a ReconnectingSocket, the topics it subscribes on every open, its request outbox
- * paced by the venue's request rate (kit/rate.ts), and its requests waiting for their answer by id
- * (kit/requests.ts): one unanswered past the venue's timeout means a broken session, so it reconnects.
- * The pool (kit/pool.ts) owns the connections and decides what their events mean.
+ * paced by the venue's request rate (kit/rate.ts) within its request budget, and its requests waiting
+ * for their answer by id (kit/requests.ts): one unanswered past the venue's timeout means a broken
+ * session, so it reconnects. The pool (kit/pool.ts) owns the connections and decides what their events
+ * mean.
  */
 import type { Logger } from "../../core/log.ts";
-import { TokenBucket } from "./rate.ts";
+import { SlidingWindow, TokenBucket } from "./rate.ts";
 import { PendingRequests } from "./requests.ts";
 import { ReconnectingSocket, type BackoffOptions, type CloseInfo, type OpenInfo } from "../websocket.ts";
 
 export type RequestMethod = "subscribe" | "unsubscribe";
 
+type Env = Readonly<Record<string, string | undefined>>;
+
+export interface PoolLimits {
+  /** Topics one connection may carry. */
+  readonly topicsPerConnection: number;
+  /** Topics one subscribe request may name. */
+  readonly topicsPerRequest: number;
+  /** Requests of one connection: `requestBurst` at once, then `requestsPerSecond`. */
+  readonly requestBurst: number;
+  readonly requestsPerSecond: number;
+  /** Requests one connection may make in an hour (undefined: no such budget); a spent budget refuses. */
+  readonly requestsPerHour?: number;
+  /** An unanswered request after this long means a broken session: reconnect (undefined: never). */
+  readonly answerTimeoutMs: number | undefined;
+  /** After a refused batch, how long to wait for the acks of its good topics before isolating (0: at once). */
+  readonly refusedBatchSettleMs?: number;
+  /** Replace a connection after this long (undefined: connections live as long as they can). */
+  readonly connectionMaxAgeMs: number | undefined;
+  /** Spreads rollovers of connections opened together (connection i is replaced i × this earlier). */
+  readonly rolloverStaggerMs: number;
+  /** Longest a replaced connection is kept once its successor is subscribed. */
+  readonly handoverGraceMs: number;
+  /** Events of one topic a successor may hold before it takes over regardless. */
+  readonly handoverBufferEvents: number;
+}
+
+/** A venue's refusal of a request, as its error carries it. */
+export interface Refusal {
+  readonly code: string;
+  readonly text: string;
+}
+
 /** The venue's wire format of requests. */
 export interface PoolWire {
-  /** The text of request `id`: `method` of `topics`. */
-  encode(method: RequestMethod, topics: readonly string[], id: number): string;
+  /** The text of request `id`: `method` of `topics`; `batch` for the subscribe of a whole connection. */
+  encode(method: RequestMethod, topics: readonly string[], id: number, batch: boolean): string;
   /** The method as the venue names it, for log lines (Binance: SUBSCRIBE). */
   label(method: RequestMethod): string;
+  /** A refusal in log lines and gap details. */
+  describe(refusal: Refusal): string;
   /** What the venue calls its topics, for log lines ("streams", "channels"). */
   readonly topicWord: string;
+  /**
+   * Whether a refused request is isolated item by item: by default when it names several topics; with
+   * "batch", whenever it was a connection's subscribe (the venue's error may not say which topic it means).
+   */
+  readonly isolates?: "several" | "batch";
   /** App-level ping sent after this much silence on a connection whose stale window is `staleAfterMs`. */
-  keepalive?(staleAfterMs: number): { readonly idleMs: number; readonly message: string };
+  keepalive?(staleAfterMs: number, env: Env): { readonly idleMs: number; readonly message: string };
 }
 
 /** What a connection needs of its pool. */
 export interface ConnectionOwner {
   readonly log: Logger;
+  readonly env: Env;
   readonly backoff: BackoffOptions;
   readonly maxFrameBytes: number;
   readonly wire: PoolWire;
-  readonly topicsPerRequest: number;
-  readonly requestBurst: number;
-  readonly requestsPerSecond: number;
-  readonly answerTimeoutMs: number | undefined;
+  readonly limits: PoolLimits;
   /** When to replace a connection opened as the pool's `index`-th (undefined: never). */
   rolloverDelayMs(index: number): number | undefined;
   url(route: string): string;
   onFrame(connection: PoolConnection, text: string, receivedAt: number): void;
   opened(connection: PoolConnection, info: OpenInfo): void;
   acknowledged(connection: PoolConnection, topics: readonly string[]): void;
-  refused(connection: PoolConnection, request: PoolRequest, why: string): void;
+  refused(connection: PoolConnection, request: PoolRequest, refusal: Refusal): void;
   rollover(connection: PoolConnection): void;
   closed(connection: PoolConnection, info: CloseInfo): void;
 }
@@ -49,6 +87,7 @@ export interface PoolRequest {
   readonly id: number;
   readonly method: RequestMethod;
   readonly topics: readonly string[];
+  readonly batch: boolean;
 }
 
 /** One socket on one route, carrying up to `topicsPerConnection` topics. */
@@ -59,13 +98,19 @@ export class PoolConnection {
   readonly acked = new Set<string>();
   successor: PoolConnection | undefined;
   predecessor: PoolConnection | undefined;
+  /** How many times the connection has opened. */
+  opens = 0;
   readonly socket: ReconnectingSocket;
   private readonly pending: PendingRequests<number, PoolRequest>;
   private readonly outbox: PoolRequest[] = [];
   private nextRequestId = 1;
   private readonly rate: TokenBucket;
+  /** Requests of the current connection in the last hour, when the venue limits them. */
+  private readonly budget: SlidingWindow | undefined;
   private pacer: ReturnType<typeof setTimeout> | undefined;
   private rolloverTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Actions of the current connection (a refused batch's isolation), dropped with it. */
+  private readonly timers = new Set<ReturnType<typeof setTimeout>>();
   private stopping: Promise<void> | undefined;
 
   constructor(
@@ -75,12 +120,13 @@ export class PoolConnection {
     readonly index: number,
     staleAfterMs: number,
   ) {
-    const { wire } = pool;
-    this.rate = new TokenBucket(pool.requestBurst, pool.requestsPerSecond);
-    this.pending = new PendingRequests(pool.answerTimeoutMs, (_id, request) => {
+    const { wire, limits } = pool;
+    this.rate = new TokenBucket(limits.requestBurst, limits.requestsPerSecond);
+    this.budget = limits.requestsPerHour === undefined ? undefined : new SlidingWindow(limits.requestsPerHour, 3_600_000);
+    this.pending = new PendingRequests(limits.answerTimeoutMs, (_id, request) => {
       if (!this.socket.isOpen) return;
       const label = wire.label(request.method);
-      pool.log.warn(`${this.name}: no answer to ${label} within ${pool.answerTimeoutMs! / 1000} s`);
+      pool.log.warn(`${this.name}: no answer to ${label} within ${limits.answerTimeoutMs! / 1000} s`);
       this.socket.reconnect(`${label} not answered`);
     });
     const url = pool.url(route);
@@ -91,11 +137,15 @@ export class PoolConnection {
       staleAfterMs,
       backoff: pool.backoff,
       maxFrameBytes: pool.maxFrameBytes,
-      keepalive: wire.keepalive?.(staleAfterMs),
+      keepalive: wire.keepalive?.(staleAfterMs, pool.env),
       onOpen: (info) => this.onOpen(info),
       onMessage: (data, receivedAt) => pool.onFrame(this, data, receivedAt),
       onClose: (info) => this.onClose(info),
     });
+  }
+
+  get isOpen(): boolean {
+    return this.socket.isOpen;
   }
 
   start(): void {
@@ -114,35 +164,62 @@ export class PoolConnection {
     return this.stopping !== undefined;
   }
 
-  subscribe(topics: readonly string[]): void {
-    const size = this.pool.topicsPerRequest;
-    for (let i = 0; i < topics.length; i += size) this.request("subscribe", topics.slice(i, i + size));
+  /**
+   * Subscribes `topics` (split by the topics per request); `batch` for the subscribe of the whole
+   * connection. False, with nothing sent, when the connection is not open or the request budget is spent.
+   */
+  subscribe(topics: readonly string[], batch = false): boolean {
+    if (!this.isOpen) return false;
+    const size = this.pool.limits.topicsPerRequest;
+    const requests = Math.ceil(topics.length / size);
+    if (this.budget && !this.budget.take(requests)) return false;
+    for (let i = 0; i < topics.length; i += size) this.request("subscribe", topics.slice(i, i + size), batch);
+    return true;
   }
 
   unsubscribe(topics: readonly string[]): void {
-    if (this.socket.isOpen && topics.length > 0) this.request("unsubscribe", [...topics]);
+    if (this.isOpen && topics.length > 0 && (!this.budget || this.budget.take())) this.request("unsubscribe", [...topics], false);
   }
 
-  /** The venue's answer to request `id`: `error` undefined for success, else the venue's words. */
-  answer(id: number, error: string | undefined): void {
+  /** Unsubscribes and subscribes `topic` again (a fresh snapshot); false when not open or out of budget. */
+  resubscribe(topic: string): boolean {
+    if (!this.isOpen || (this.budget && !this.budget.take(2))) return false;
+    this.request("unsubscribe", [topic], false);
+    this.request("subscribe", [topic], false);
+    return true;
+  }
+
+  /**
+   * The venue's answer to request `id`: `refusal` undefined for success. False for an id no request
+   * of this connection waits for.
+   */
+  answer(id: number, refusal?: Refusal): boolean {
     const request = this.pending.take(id);
     if (!request) {
       this.pool.log.debug(`${this.name}: response to unknown request ${String(id)}`);
-      return;
+      return false;
     }
-    if (error !== undefined) {
-      this.pool.refused(this, request, error);
-      return;
-    }
-    if (request.method === "subscribe") {
+    if (refusal !== undefined) {
+      this.pool.refused(this, request, refusal);
+    } else if (request.method === "subscribe") {
       for (const topic of request.topics) this.acked.add(topic);
       this.pool.acknowledged(this, request.topics);
     }
+    return true;
   }
 
-  private request(method: RequestMethod, topics: readonly string[]): void {
+  /** Runs `action` after `ms` unless the connection closes first. */
+  later(ms: number, action: () => void): void {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      action();
+    }, ms);
+    this.timers.add(timer);
+  }
+
+  private request(method: RequestMethod, topics: readonly string[], batch: boolean): void {
     const id = this.nextRequestId++;
-    const request = { id, method, topics };
+    const request = { id, method, topics, batch };
     this.pending.add(id, request, true);
     this.outbox.push(request);
     this.pump();
@@ -157,7 +234,7 @@ export class PoolConnection {
       if (wait > 0) return this.pump();
       const next = this.outbox.shift();
       if (next === undefined) return;
-      if (!this.socket.send(this.pool.wire.encode(next.method, next.topics, next.id))) {
+      if (!this.socket.send(this.pool.wire.encode(next.method, next.topics, next.id, next.batch))) {
         // Closed: everything is requested again on reopen.
         this.outbox.length = 0;
         return;
@@ -168,14 +245,17 @@ export class PoolConnection {
   }
 
   private onOpen(info: OpenInfo): void {
+    this.opens++;
     this.acked.clear();
     this.pending.clear();
     this.outbox.length = 0;
-    this.subscribe([...this.topics]);
+    this.budget?.clear();
     clearTimeout(this.rolloverTimer);
     const delay = this.pool.rolloverDelayMs(this.index);
     if (delay !== undefined) this.rolloverTimer = setTimeout(() => this.pool.rollover(this), delay);
+    // The venue readies its topics (books wait for a snapshot) before their subscribe goes out.
     this.pool.opened(this, info);
+    if (this.topics.size > 0) this.subscribe([...this.topics], true);
   }
 
   private onClose(info: CloseInfo): void {
@@ -190,6 +270,7 @@ export class PoolConnection {
     clearTimeout(this.pacer);
     this.pacer = undefined;
     clearTimeout(this.rolloverTimer);
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.clear();
   }
 }
-

@@ -23,37 +23,21 @@ import type { RecentKeys } from "../dedup.ts";
 import { closeGap, describeClose } from "./close-gap.ts";
 import { TokenBucket } from "./rate.ts";
 import { isolateRefusedBatch } from "./refused-batch.ts";
-import { PoolConnection, type ConnectionOwner, type PoolRequest, type PoolWire } from "./connection.ts";
+import { PoolConnection, type ConnectionOwner, type PoolLimits, type PoolRequest, type PoolWire, type Refusal } from "./connection.ts";
 import type { BackoffOptions, CloseInfo, OpenInfo } from "../websocket.ts";
 
-export { PoolConnection, type PoolWire, type RequestMethod } from "./connection.ts";
+export { PoolConnection, type PoolLimits, type PoolWire, type Refusal, type RequestMethod } from "./connection.ts";
 
-export interface PoolLimits {
-  /** Topics one connection may carry. */
-  readonly topicsPerConnection: number;
-  /** Topics one subscribe request may name. */
-  readonly topicsPerRequest: number;
-  /** Requests of one connection: `requestBurst` at once, then `requestsPerSecond`. */
-  readonly requestBurst: number;
-  readonly requestsPerSecond: number;
-  /** An unanswered request after this long means a broken session: reconnect (undefined: never). */
-  readonly answerTimeoutMs: number | undefined;
-  /** Replace a connection after this long (undefined: connections live as long as they can). */
-  readonly connectionMaxAgeMs: number | undefined;
-  /** Spreads rollovers of connections opened together (connection i is replaced i × this earlier). */
-  readonly rolloverStaggerMs: number;
-  /** Longest a replaced connection is kept once its successor is subscribed. */
-  readonly handoverGraceMs: number;
-  /** Events of one topic a successor may hold before it takes over regardless. */
-  readonly handoverBufferEvents: number;
-}
-
-/** One topic as the pool sees it; the venue's own record (a feed, a channel) extends it. */
-export interface PoolTopic<Item> {
+/** One topic as the pool sees it; the venue's own record (a feed, a subscription) extends it. */
+export interface PoolTopic {
   readonly topic: string;
   /** The connection whose events are used (during a rollover, its successor's events wait in `handover`). */
   connection: PoolConnection | undefined;
   failed: boolean;
+}
+
+/** A topic of a venue whose connections are replaced make before break: what the handover needs. */
+export interface HandoverTopic<Item> extends PoolTopic {
   /** Keys recently taken from the connection in use: repeats are dropped (dedup.ts). */
   readonly keys: RecentKeys;
   /** Events of the successor connection awaiting the switch, and their keys. */
@@ -62,8 +46,9 @@ export interface PoolTopic<Item> {
 }
 
 /** What the venue does at the pool's events. */
-export interface PoolHooks<T extends PoolTopic<Item>, Item> {
+export interface PoolHooks<T extends PoolTopic, Item = never> {
   readonly log: Logger;
+  readonly env: Readonly<Record<string, string | undefined>>;
   /** `EXCHANGE route#n`: the connection names in log lines. */
   readonly name: string;
   readonly backoff: BackoffOptions;
@@ -80,19 +65,27 @@ export interface PoolHooks<T extends PoolTopic<Item>, Item> {
   readonly rolloverReason: string;
   /** Every frame, as received; hot path. */
   onFrame(connection: PoolConnection, text: string, receivedAt: number): void;
-  /** A connection carrying `topic` reopened (counted as a reconnect). */
+  /** `connection` opened (before its subscribe goes out): count reconnects, ready the books. */
+  onOpened(connection: PoolConnection, info: OpenInfo): void;
+  /** A successor takes over `topic` after its connection in use was lost (counted as a reconnect). */
   onReconnected(topic: T): void;
   /** The venue acknowledged `topic` on the connection in use (a book starts syncing). */
   onSubscribed(topic: T): void;
-  /** The venue refused `topic` alone: the venue fails it (`why` from the venue's error). */
-  onRefused(topic: T, why: string): void;
+  /** The venue refused `topic` alone: retry or fail it. */
+  onRefused(topic: T, refusal: Refusal, connection: PoolConnection): void;
+  /** `topic` cannot be subscribed (`why`): the venue fails it. */
+  onFailed(topic: T, why: string): void;
+  /** Whether `topic` of a refused batch still waits for its ack (default: it was not acknowledged). */
+  awaitsAck?(topic: T, connection: PoolConnection): boolean;
+  /** The detail of a close's gap rows (default: describeClose with the connection's name). */
+  describeClose?(info: CloseInfo, connection: PoolConnection): string;
   /** The connection in use closed: data of `topic` was lost (a gap row; a book forgets its state). */
   onLost(topic: T, reason: GapReason, detail: string): void;
   /** A successor event the old connection did not deliver, taken as if from the connection in use. */
-  take(topic: T, item: Item, key: number): void;
+  take?(topic: T & HandoverTopic<Item>, item: Item, key: number): void;
 }
 
-export class ConnectionPool<T extends PoolTopic<Item>, Item> implements ConnectionOwner {
+export class ConnectionPool<T extends PoolTopic, Item = never> implements ConnectionOwner {
   readonly connections = new Set<PoolConnection>();
   private readonly timers = new Set<ReturnType<typeof setTimeout>>();
   private connectionCount = 0;
@@ -111,23 +104,14 @@ export class ConnectionPool<T extends PoolTopic<Item>, Item> implements Connecti
   get log(): Logger {
     return this.hooks.log;
   }
+  get env(): Readonly<Record<string, string | undefined>> {
+    return this.hooks.env;
+  }
   get backoff(): BackoffOptions {
     return this.hooks.backoff;
   }
   get maxFrameBytes(): number {
     return this.hooks.maxFrameBytes;
-  }
-  get topicsPerRequest(): number {
-    return this.limits.topicsPerRequest;
-  }
-  get requestBurst(): number {
-    return this.limits.requestBurst;
-  }
-  get requestsPerSecond(): number {
-    return this.limits.requestsPerSecond;
-  }
-  get answerTimeoutMs(): number | undefined {
-    return this.limits.answerTimeoutMs;
   }
 
   url(route: string): string {
@@ -144,6 +128,15 @@ export class ConnectionPool<T extends PoolTopic<Item>, Item> implements Connecti
     return Math.max(1, maxAge - Math.min(this.limits.rolloverStaggerMs * index, maxAge / 10));
   }
 
+  /** Opens one connection on `route` per group of topics (a venue that weighs its topics groups them). */
+  openGroups(route: string, groups: readonly (readonly T[])[]): void {
+    for (const group of groups) {
+      const connection = this.create(route, group);
+      for (const topic of group) topic.connection = connection;
+      this.start(connection);
+    }
+  }
+
   /** Opens connections for `topics` (the venue's order), grouped by route within the per-connection limit. */
   open(topics: readonly T[], routeOf: (topic: T) => string): void {
     const byRoute = new Map<string, T[]>();
@@ -155,12 +148,9 @@ export class ConnectionPool<T extends PoolTopic<Item>, Item> implements Connecti
       byRoute.set(route, list);
     }
     for (const [route, list] of byRoute) {
-      for (let i = 0; i < list.length; i += this.limits.topicsPerConnection) {
-        const group = list.slice(i, i + this.limits.topicsPerConnection);
-        const connection = this.create(route, group);
-        for (const topic of group) topic.connection = connection;
-        this.start(connection);
-      }
+      const groups: T[][] = [];
+      for (let i = 0; i < list.length; i += this.limits.topicsPerConnection) groups.push(list.slice(i, i + this.limits.topicsPerConnection));
+      this.openGroups(route, groups);
     }
   }
 
@@ -181,12 +171,16 @@ export class ConnectionPool<T extends PoolTopic<Item>, Item> implements Connecti
     return out;
   }
 
-  /** A failed topic leaves its connection (unsubscribed); a connection left with nothing closes. */
-  release(topic: T): void {
+  /**
+   * A failed topic leaves its connection, unsubscribed unless `unsubscribe` is false (the venue refused
+   * it anyway); a connection left with nothing closes.
+   */
+  release(topic: T, unsubscribe = true): void {
     const connection = topic.connection;
     if (!connection) return;
     connection.topics.delete(topic.topic);
     connection.successor?.topics.delete(topic.topic);
+    if (!unsubscribe) return;
     connection.unsubscribe([topic.topic]);
     if (connection.topics.size === 0 && !connection.successor && !connection.predecessor) {
       this.connections.delete(connection);
@@ -197,8 +191,7 @@ export class ConnectionPool<T extends PoolTopic<Item>, Item> implements Connecti
   // ── connection events (from PoolConnection) ──
 
   opened(connection: PoolConnection, info: OpenInfo): void {
-    if (info.reconnects === 0 || this.stopped) return;
-    for (const topic of this.topicsOn(connection)) this.hooks.onReconnected(topic);
+    if (!this.stopped) this.hooks.onOpened(connection, info);
   }
 
   acknowledged(connection: PoolConnection, names: readonly string[]): void {
@@ -217,25 +210,41 @@ export class ConnectionPool<T extends PoolTopic<Item>, Item> implements Connecti
     }
   }
 
-  refused(connection: PoolConnection, request: PoolRequest, why: string): void {
+  /**
+   * A refused request: an unsubscribe is only logged; a batch subscribe is requested again topic by topic
+   * (after the venue's settle time, only the topics still waiting for their ack), so the next refusal
+   * names its topic; a topic refused alone is the venue's to retry or fail.
+   */
+  refused(connection: PoolConnection, request: PoolRequest, refusal: Refusal): void {
     const label = this.wire.label(request.method);
     const names = request.topics;
+    const why = this.wire.describe(refusal);
     if (request.method !== "subscribe") {
       this.hooks.log.warn(`${connection.name}: ${label} of ${names.join(", ")} rejected: ${why}`);
       return;
     }
+    const settleMs = this.limits.refusedBatchSettleMs ?? 0;
     const isolated = isolateRefusedBatch(
-      { items: names },
+      { items: names, batch: this.wire.isolates === "batch" ? request.batch : names.length > 1 },
       () => this.hooks.log.warn(`${connection.name}: ${label} of ${names.length} ${this.wire.topicWord} rejected (${why}); retrying one by one`),
-      (name) => connection.subscribe([name]),
+      (name) => {
+        const topic = this.topics.get(name);
+        if (!topic || topic.failed) return;
+        if (this.hooks.awaitsAck ? !this.hooks.awaitsAck(topic, connection) : connection.acked.has(name)) return;
+        if (!connection.subscribe([name]) && connection.isOpen) this.hooks.onFailed(topic, "subscribe budget exhausted while isolating a refused subscription");
+      },
+      settleMs > 0 ? (retry) => connection.later(settleMs, retry) : undefined,
     );
     if (isolated) return;
-    const topic = this.topics.get(names[0]!);
-    if (topic) this.hooks.onRefused(topic, why);
+    for (const name of names) {
+      const topic = this.topics.get(name);
+      if (topic && !topic.failed) this.hooks.onRefused(topic, refusal, connection);
+    }
   }
 
   closed(connection: PoolConnection, info: CloseInfo): void {
-    const gap = closeGap(info, this.stopped, (close) => describeClose(close, connection.name));
+    const describe = this.hooks.describeClose;
+    const gap = closeGap(info, this.stopped, (close) => (describe ? describe(close, connection) : describeClose(close, connection.name)));
     if (!gap) return;
     const successor = connection.successor;
     for (const topic of this.topicsOn(connection)) {
@@ -253,7 +262,7 @@ export class ConnectionPool<T extends PoolTopic<Item>, Item> implements Connecti
     }
     if (connection.predecessor) {
       // A successor lost mid-handover: what it buffered for topics still on the old connection is stale.
-      for (const topic of this.topicsOn(connection.predecessor)) {
+      for (const topic of this.topicsOn(connection.predecessor) as Array<T & HandoverTopic<Item>>) {
         topic.handoverKeys.length = 0;
         topic.handoverItems.length = 0;
       }
@@ -279,10 +288,10 @@ export class ConnectionPool<T extends PoolTopic<Item>, Item> implements Connecti
    * An event of `topic` from the successor of its connection, read with its key. Held until the
    * successor delivers something the old connection already did: from then on it has everything.
    */
-  offer(successor: PoolConnection, topic: T, item: Item, key: number): void {
+  offer(successor: PoolConnection, topic: T & HandoverTopic<Item>, item: Item, key: number): void {
     if (key <= topic.keys.last || topic.handoverKeys.length >= this.limits.handoverBufferEvents) {
       this.switchTopic(topic, successor);
-      if (!topic.keys.has(key)) this.hooks.take(topic, item, key);
+      if (!topic.keys.has(key)) this.hooks.take!(topic, item, key);
       return;
     }
     topic.handoverKeys.push(key);
@@ -290,23 +299,24 @@ export class ConnectionPool<T extends PoolTopic<Item>, Item> implements Connecti
   }
 
   /** After an event taken from the old connection: switch once it reaches what the successor holds. */
-  switchIfOverlapping(topic: T): void {
+  switchIfOverlapping(topic: T & HandoverTopic<Item>): void {
     const successor = topic.connection?.successor;
     if (successor && topic.handoverKeys.length > 0 && topic.handoverKeys[0]! <= topic.keys.last) this.switchTopic(topic, successor);
   }
 
   /** Makes `successor` the topic's connection and replays what it held that the old one did not deliver. */
   private switchTopic(topic: T, successor: PoolConnection): void {
+    const handover = topic as T & HandoverTopic<Item>;
     const previous = topic.connection;
     if (previous === successor) return;
     topic.connection = successor;
     previous?.topics.delete(topic.topic);
-    const keys = topic.handoverKeys;
-    const items = topic.handoverItems;
-    topic.handoverKeys = [];
-    topic.handoverItems = [];
+    const keys = handover.handoverKeys;
+    const items = handover.handoverItems;
+    handover.handoverKeys = [];
+    handover.handoverItems = [];
     for (let i = 0; i < items.length; i++) {
-      if (!topic.keys.has(keys[i]!)) this.hooks.take(topic, items[i]!, keys[i]!);
+      if (!handover.keys.has(keys[i]!)) this.hooks.take!(handover, items[i]!, keys[i]!);
     }
     if (previous && previous.successor === successor && previous.topics.size === 0) this.retire(previous);
   }
