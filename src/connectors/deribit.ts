@@ -34,18 +34,16 @@ import {
   type DeribitInstrumentContext,
 } from "./deribit-normalize.ts";
 import { flattenLevels } from "./deribit-scan.ts";
-import { closeGap } from "./kit/close-gap.ts";
 import { positiveOr } from "./kit/env.ts";
-import { TokenBucket } from "./kit/rate.ts";
-import { PendingRequests } from "./kit/requests.ts";
-import { isolateRefusedBatch } from "./kit/refused-batch.ts";
+import { ConnectionPool, NOT_SUBSCRIBED, type PoolConnection, type PoolHooks, type PoolLimits, type PoolTopic, type PoolWire, type Refusal } from "./kit/pool.ts";
+import { defineVenue, type Venue } from "./kit/venue.ts";
 import { ResyncBrake, resyncBrakeFromEnv } from "./kit/resync-brake.ts";
 import { ChangeIdSequence } from "./kit/sequence/deribit.ts";
 import { scanDeribitBookChange } from "./deribit-scan.ts";
 import { endpoint } from "./endpoints.ts";
 import { jsonFinite } from "./json-scan.ts";
-import type { Connector, ConnectorContext, ExchangeSpec, InstrumentResult, ReadinessWindows } from "../core/connector.ts";
-import { backoffFromEnv, ReconnectingSocket, type CloseInfo, type OpenInfo } from "./websocket.ts";
+import type { Connector, ConnectorContext, InstrumentResult, ReadinessWindows } from "../core/connector.ts";
+import { backoffFromEnv, type BackoffOptions, type CloseInfo } from "./websocket.ts";
 
 // ───────────────────────────── declarative header ─────────────────────────────
 
@@ -193,7 +191,8 @@ export function deribitSizing(native: string): Sizing {
 
 // ───────────────────────────── connector ─────────────────────────────
 
-interface Channel {
+/** One channel: a pool topic named by the channel. */
+interface Channel extends PoolTopic {
   readonly name: string;
   readonly kind: ChannelKind;
   readonly sizing: Sizing;
@@ -201,7 +200,6 @@ interface Channel {
   readonly subscriptions: Subscription[];
   /** What the normalizers know of each subscription, in the same order (built once, not per message). */
   readonly contexts: DeribitInstrumentContext[];
-  failed: boolean;
   readonly sequence: ChangeIdSequence;
   readonly book: OrderBook;
   /** Spaces out the resyncs of a book that keeps breaking (kit/resync-brake.ts). */
@@ -216,60 +214,73 @@ interface RpcError {
   readonly data?: { readonly reason?: unknown } | unknown;
 }
 
-interface RpcResponse {
-  readonly id: number;
-  readonly result?: unknown;
-  readonly error?: RpcError;
-}
-
-interface PendingRequest {
-  readonly method: string;
-  readonly onAnswer: (response: RpcResponse) => void;
-}
-
-interface OutboxItem {
-  readonly action: "subscribe" | "unsubscribe";
-  readonly channels: string[];
-  /** A request for one channel only, to find which channel a batch error was about. */
-  readonly isolated: boolean;
-}
-
 interface Tokens {
   readonly access: string;
   readonly refresh: string;
 }
 
-class DeribitConnector implements Connector {
+/** The pool's limits: every channel on one connection; subscribe requests within Deribit's credits. */
+const POOL_LIMITS: PoolLimits = {
+  topicsPerConnection: Number.MAX_SAFE_INTEGER,
+  topicsPerRequest: LIMITS.channelsPerRequest,
+  requestBurst: LIMITS.subscribeBurst,
+  requestsPerSecond: LIMITS.subscribesPerSecond,
+  answerTimeoutMs: LIMITS.requestTimeoutMs,
+  connectionMaxAgeMs: undefined,
+  rolloverStaggerMs: 0,
+  handoverGraceMs: 0,
+  handoverBufferEvents: 0,
+};
+
+/**
+ * JSON-RPC requests `{"jsonrpc":"2.0","id","method","params"}`; subscriptions go through `public/` or,
+ * authenticated, `private/` subscribe, whose answer lists the channels it subscribed.
+ */
+function deribitWire(scope: "public" | "private"): PoolWire {
+  return {
+    encode: (method, channels, id) => JSON.stringify({ jsonrpc: "2.0", id, method: `${scope}/${method}`, params: { channels } }),
+    label: (method) => `${scope}/${method}`,
+    describe: (refusal) => refusal.text,
+    topicWord: "channels",
+    accepted: (result) => new Set(Array.isArray(result) ? result.map(String) : []),
+  };
+}
+
+class DeribitConnector implements Connector, PoolHooks<Channel> {
+  readonly log: ConnectorContext["log"];
+  readonly env: ConnectorContext["config"]["env"];
+  readonly name = EXCHANGE;
+  readonly backoff: BackoffOptions;
+  readonly maxFrameBytes: number;
+  readonly rolloverReason = "";
   private readonly channels = new Map<string, Channel>();
   private readonly channelOf = new Map<Subscription, Channel>();
-  private readonly socket: ReconnectingSocket;
+  private readonly pool: ConnectionPool<Channel>;
+  /** The one connection, once open. */
+  private connection: PoolConnection | undefined;
+  private readonly wsUrl: string;
+  private readonly staleAfterMsSetting: number;
   private readonly credentials: DeribitCredentials | undefined;
   private readonly interval: Interval;
-  /** Calls waiting for their answer; one unanswered for the timeout means a broken session: reconnect. */
-  private readonly pending = new PendingRequests<number, PendingRequest>(LIMITS.requestTimeoutMs, (id, request) => {
-    this.context.log.warn(`${EXCHANGE}: no answer to ${request.method} (id ${id}) within ${LIMITS.requestTimeoutMs} ms`);
-    this.socket.reconnect(`no answer to ${request.method}`);
-  });
-  private readonly outbox: OutboxItem[] = [];
-  /** Subscribe/unsubscribe requests. */
-  private readonly pacer = new TokenBucket(LIMITS.subscribeBurst, LIMITS.subscribesPerSecond);
-  private outboxTimer: ReturnType<typeof setTimeout> | undefined;
   private refreshTimer: ReturnType<typeof setTimeout> | undefined;
-  private nextId = 0;
   private tokens: Tokens | undefined;
   /** True once this connection may subscribe (authenticated when credentials are set). */
   private sessionReady = false;
-  private hasBeenOpen = false;
   private stopped = false;
   private authRejected = false;
   /** Repeating faults (unreadable messages), one log line per episode. */
   private readonly faults: FaultLog;
 
   constructor(
+    venue: Venue,
     private readonly context: ConnectorContext,
     subscriptions: readonly Subscription[],
   ) {
     const { config } = context;
+    this.log = context.log;
+    this.env = config.env;
+    this.backoff = backoffFromEnv(config.env);
+    this.maxFrameBytes = config.maxFrameBytes;
     this.faults = new FaultLog(context.log);
     const brake = resyncBrakeFromEnv(config.env);
     const settings = deribitSettings(config.env);
@@ -281,6 +292,8 @@ class DeribitConnector implements Connector {
       let channel = this.channels.get(name);
       if (!channel) {
         channel = {
+          topic: name,
+          connection: undefined,
           name,
           kind: spec.kind,
           sizing: deribitSizing(subscription.instrument),
@@ -298,23 +311,13 @@ class DeribitConnector implements Connector {
       channel.contexts.push({ symbol: subscription.symbol, sizing: channel.sizing });
       this.channelOf.set(subscription, channel);
     }
-    const url = deribitWsUrl(config.env, settings.useTestnet);
-    const staleAfterMs = positiveOr(
+    this.wsUrl = venue.wsUrl(config.env);
+    this.staleAfterMsSetting = positiveOr(
       config.env,
       "XTRADER_DERIBIT_STALE_AFTER_MS",
       Math.min(...subscriptions.map((subscription) => STALE_AFTER_MS[subscription.stream])),
     );
-    this.socket = new ReconnectingSocket({
-      name: EXCHANGE,
-      url: () => url,
-      log: context.log,
-      staleAfterMs,
-      backoff: backoffFromEnv(config.env),
-      maxFrameBytes: config.maxFrameBytes,
-      onOpen: (info) => this.onOpen(info),
-      onMessage: (data, receivedAt) => this.onMessage(data, receivedAt),
-      onClose: (info) => this.onClose(info),
-    });
+    this.pool = new ConnectionPool(this, venue.limits!, deribitWire(this.credentials ? "private" : "public"), this.channels);
   }
 
   start(): void {
@@ -327,13 +330,13 @@ class DeribitConnector implements Connector {
         `${EXCHANGE}: no DERIBIT_CLIENT_ID/DERIBIT_CLIENT_SECRET: using the public ${INTERVALS.public} channels (${INTERVALS.authenticated} channels need authentication)`,
       );
     }
-    this.socket.start();
+    this.pool.openGroups("", [[...this.channels.values()]]);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     this.resetSession();
-    await this.socket.stop();
+    await this.pool.stop();
     this.faults.flush();
   }
 
@@ -348,46 +351,87 @@ class DeribitConnector implements Connector {
     }
   }
 
-  // ── connection lifecycle ──
+  // ── connection lifecycle (the pool's hooks) ──
 
-  private onOpen(_info: OpenInfo): void {
-    if (this.hasBeenOpen) {
-      for (const channel of this.liveChannels()) for (const subscription of channel.subscriptions) subscription.stats.reconnects++;
-    }
-    this.hasBeenOpen = true;
-    this.request("public/set_heartbeat", { interval: LIMITS.heartbeatSeconds }, (response) => {
-      if (response.error) this.context.log.warn(`${EXCHANGE}: public/set_heartbeat refused: ${this.describeError(response.error)}`);
-    });
-    if (this.credentials) {
-      this.authenticate("client_credentials");
-    } else {
-      this.sessionReady = true;
-      this.subscribeAll();
-    }
+  url(): string {
+    return this.wsUrl;
   }
 
-  private onClose(info: CloseInfo): void {
+  staleAfterMs(): number {
+    return this.staleAfterMsSetting;
+  }
+
+  onOpened(connection: PoolConnection): void {
+    this.connection = connection;
+    if (connection.opens > 1) {
+      for (const channel of this.liveChannels()) for (const subscription of channel.subscriptions) subscription.stats.reconnects++;
+    }
+    this.request("public/set_heartbeat", { interval: LIMITS.heartbeatSeconds }, (refusal) => {
+      if (refusal) this.context.log.warn(`${EXCHANGE}: public/set_heartbeat refused: ${refusal.text}`);
+    });
+    if (this.credentials) this.authenticate("client_credentials");
+    else this.sessionReady = true;
+  }
+
+  /** With credentials, channels are subscribed once the connection is authenticated. */
+  holdsSubscribe(): boolean {
+    return this.credentials !== undefined;
+  }
+
+  onClosed(): void {
     this.resetSession();
     for (const channel of this.channels.values()) {
       channel.sequence.reset();
       channel.book.clear();
     }
-    const gap = closeGap(info, this.stopped || info.initiatedBy === "shutdown", (close) =>
-      close.initiatedBy
-        ? `connection closed (${close.initiatedBy})`
-        : `connection closed by server (code ${close.code}${close.reason ? ` '${this.redact(close.reason)}'` : ""})`,
-    );
-    if (!gap) return;
-    for (const channel of this.liveChannels()) {
-      for (const subscription of channel.subscriptions) this.emitGap(subscription, gap.reason, gap.detail);
+  }
+
+  describeClose(close: CloseInfo): string {
+    return close.initiatedBy
+      ? `connection closed (${close.initiatedBy})`
+      : `connection closed by server (code ${close.code}${close.reason ? ` '${this.redact(close.reason)}'` : ""})`;
+  }
+
+  onLost(channel: Channel, reason: GapReason, detail: string): void {
+    for (const subscription of channel.subscriptions) this.emitGap(subscription, reason, detail);
+  }
+
+  onReconnected(): void {}
+
+  onSubscribed(channel: Channel): void {
+    this.context.log.debug(`${EXCHANGE}: subscribed ${channel.name}`);
+  }
+
+  /** Refusals that concern the session, not a channel: it is rebuilt. */
+  onRequestRefused(connection: PoolConnection, refusal: Refusal): boolean {
+    const code = Number(refusal.code);
+    if (code === ERROR.tooManyRequests) {
+      this.context.log.warn(`${EXCHANGE}: subscribe rate limit hit (${refusal.text}); reconnecting after backoff`);
+      connection.socket.reconnect("rate limited");
+      return true;
     }
+    if (this.credentials && ERROR.unauthorized.has(code)) {
+      this.context.log.warn(`${EXCHANGE}: subscribe refused as unauthorized (${refusal.text}); reconnecting to authenticate again`);
+      connection.socket.reconnect("authorization lost");
+      return true;
+    }
+    return false;
+  }
+
+  onRefused(channel: Channel, refusal: Refusal): void {
+    const reason =
+      refusal === NOT_SUBSCRIBED
+        ? `Deribit did not subscribe channel ${channel.name} (unknown or expired instrument '${channel.subscriptions[0]!.instrument}'?)`
+        : `subscribe refused by Deribit: ${refusal.text}`;
+    this.failChannel(channel, reason, true);
+  }
+
+  onFailed(channel: Channel, why: string): void {
+    this.failChannel(channel, why, true);
   }
 
   /** Forgets everything tied to the current connection (tokens are connection-scoped too). */
   private resetSession(): void {
-    this.pending.clear();
-    this.outbox.length = 0;
-    clearTimeout(this.outboxTimer);
     clearTimeout(this.refreshTimer);
     for (const channel of this.channels.values()) {
       clearTimeout(channel.brakeTimer);
@@ -399,19 +443,9 @@ class DeribitConnector implements Connector {
 
   // ── JSON-RPC ──
 
-  private request(method: string, params: Record<string, unknown>, onAnswer: (response: RpcResponse) => void): void {
-    const id = ++this.nextId;
-    this.pending.add(id, { method, onAnswer });
-    if (!this.socket.send(JSON.stringify({ jsonrpc: "2.0", id, method, params }))) this.pending.take(id);
-  }
-
-  private onResponse(response: RpcResponse): void {
-    const request = this.pending.take(response.id);
-    if (!request) {
-      this.context.log.debug(`${EXCHANGE}: answer to unknown request id ${response.id}`);
-      return;
-    }
-    request.onAnswer(response);
+  /** A call of Deribit's own (heartbeat, authentication), sent at once; `onAnswer` gets the refusal or the result. */
+  private request(method: string, params: Record<string, unknown>, onAnswer: (refusal: Refusal | undefined, result: unknown) => void): void {
+    this.connection?.call(method, (id) => JSON.stringify({ jsonrpc: "2.0", id, method, params }), onAnswer);
   }
 
   private describeError(error: RpcError): string {
@@ -439,30 +473,30 @@ class DeribitConnector implements Connector {
         ? { grant_type: "refresh_token", refresh_token: refreshToken }
         : { grant_type: "client_credentials", client_id: credentials.clientId, client_secret: credentials.clientSecret };
     this.context.log.debug(`${EXCHANGE}: public/auth (${params.grant_type})`);
-    this.request("public/auth", params, (response) => this.onAuthAnswer(params.grant_type, response));
+    this.request("public/auth", params, (refusal, result) => this.onAuthAnswer(params.grant_type, refusal, result));
   }
 
-  private onAuthAnswer(grant: string, response: RpcResponse): void {
-    if (response.error) {
-      const code = Number(response.error.code);
-      const description = this.describeError(response.error);
+  private onAuthAnswer(grant: string, refusal: Refusal | undefined, answer: unknown): void {
+    if (refusal) {
+      const code = Number(refusal.code);
+      const description = refusal.text;
       if (grant === "refresh_token") {
         this.context.log.warn(`${EXCHANGE}: token refresh refused (${description}); authenticating again`);
         this.tokens = undefined;
         this.authenticate("client_credentials");
       } else if (ERROR.transient.has(code)) {
         this.context.log.warn(`${EXCHANGE}: authentication deferred by Deribit (${description}); reconnecting`);
-        this.socket.reconnect("authentication retry");
+        this.connection?.socket.reconnect("authentication retry");
       } else {
         this.rejectCredentials(description);
       }
       return;
     }
-    const result = response.result as { access_token?: unknown; refresh_token?: unknown; expires_in?: unknown } | undefined;
+    const result = answer as { access_token?: unknown; refresh_token?: unknown; expires_in?: unknown } | undefined;
     const expiresIn = Number(result?.expires_in);
     if (typeof result?.access_token !== "string" || typeof result.refresh_token !== "string" || !(expiresIn > 0)) {
       this.context.log.warn(`${EXCHANGE}: public/auth answer without tokens; reconnecting`);
-      this.socket.reconnect("bad authentication answer");
+      this.connection?.socket.reconnect("bad authentication answer");
       return;
     }
     this.tokens = { access: result.access_token, refresh: result.refresh_token };
@@ -475,7 +509,7 @@ class DeribitConnector implements Connector {
     }
     this.context.log.info(`${EXCHANGE}: authenticated (token valid ${expiresIn} s)`);
     this.sessionReady = true;
-    this.subscribeAll();
+    this.connection?.subscribeAll();
   }
 
   /** A rejected credential stops Deribit alone: other exchanges and the process go on. */
@@ -486,7 +520,7 @@ class DeribitConnector implements Connector {
       `${EXCHANGE}: authentication rejected by Deribit (${description}); check DERIBIT_CLIENT_ID and DERIBIT_CLIENT_SECRET. Deribit subscriptions are stopped, others go on`,
     );
     for (const channel of this.liveChannels()) this.failChannel(channel, "authentication rejected", false);
-    void this.socket.stop();
+    void this.connection?.stop();
   }
 
   // ── subscriptions ──
@@ -495,91 +529,11 @@ class DeribitConnector implements Connector {
     return [...this.channels.values()].filter((channel) => !channel.failed);
   }
 
-  private subscribeAll(): void {
-    this.enqueue("subscribe", this.liveChannels().map((channel) => channel.name), false);
-  }
-
-  private enqueue(action: OutboxItem["action"], channels: readonly string[], isolated: boolean): void {
-    for (let start = 0; start < channels.length; start += LIMITS.channelsPerRequest) {
-      const chunk = channels.slice(start, start + LIMITS.channelsPerRequest);
-      const tail = this.outbox.at(-1);
-      if (
-        !isolated &&
-        tail &&
-        !tail.isolated &&
-        tail.action === action &&
-        tail.channels.length + chunk.length <= LIMITS.channelsPerRequest
-      ) {
-        tail.channels.push(...chunk);
-      } else {
-        this.outbox.push({ action, channels: chunk, isolated });
-      }
-    }
-    this.flushOutbox();
-  }
-
-  private flushOutbox(): void {
-    clearTimeout(this.outboxTimer);
-    while (this.outbox.length > 0 && this.sessionReady) {
-      const wait = this.pacer.take();
-      if (wait > 0) {
-        this.outboxTimer = setTimeout(() => this.flushOutbox(), wait);
-        return;
-      }
-      const item = this.outbox.shift()!;
-      const method = `${this.credentials ? "private" : "public"}/${item.action}`;
-      this.request(method, { channels: item.channels }, (response) => {
-        if (item.action === "subscribe") this.onSubscribeAnswer(item, response);
-        else if (response.error) this.context.log.debug(`${EXCHANGE}: ${method} refused: ${this.describeError(response.error)}`);
-      });
-    }
-  }
-
-  private onSubscribeAnswer(item: OutboxItem, response: RpcResponse): void {
-    if (response.error) {
-      const code = Number(response.error.code);
-      const description = this.describeError(response.error);
-      if (code === ERROR.tooManyRequests) {
-        this.context.log.warn(`${EXCHANGE}: subscribe rate limit hit (${description}); reconnecting after backoff`);
-        this.socket.reconnect("rate limited");
-      } else if (this.credentials && ERROR.unauthorized.has(code)) {
-        this.context.log.warn(`${EXCHANGE}: subscribe refused as unauthorized (${description}); reconnecting to authenticate again`);
-        this.socket.reconnect("authorization lost");
-      } else if (
-        !isolateRefusedBatch(
-          { items: item.channels },
-          () =>
-            this.context.log.warn(
-              `${EXCHANGE}: subscribe of ${item.channels.length} channels refused (${description}); retrying them one by one to find the bad one`,
-            ),
-          (name) => this.enqueue("subscribe", [name], true),
-        )
-      ) {
-        const channel = this.channels.get(item.channels[0]!);
-        if (channel) this.failChannel(channel, `subscribe refused by Deribit: ${description}`, true);
-      }
-      return;
-    }
-    const accepted = new Set(Array.isArray(response.result) ? response.result.map(String) : []);
-    for (const name of item.channels) {
-      const channel = this.channels.get(name);
-      if (!channel || channel.failed) continue;
-      if (accepted.has(name)) {
-        this.context.log.debug(`${EXCHANGE}: subscribed ${name}`);
-      } else {
-        this.failChannel(
-          channel,
-          `Deribit did not subscribe channel ${name} (unknown or expired instrument '${channel.subscriptions[0]!.instrument}'?)`,
-          true,
-        );
-      }
-    }
-  }
-
   /** Fails the subscriptions of one channel alone: logged, marked by a gap, never resubscribed. */
   private failChannel(channel: Channel, reason: string, log: boolean): void {
     if (channel.failed) return;
     channel.failed = true;
+    this.pool.release(channel, false);
     channel.sequence.reset();
     channel.book.clear();
     if (log) {
@@ -620,13 +574,12 @@ class DeribitConnector implements Connector {
   }
 
   private resubscribe(channel: Channel): void {
-    this.enqueue("unsubscribe", [channel.name], true);
-    this.enqueue("subscribe", [channel.name], true);
+    this.connection?.resubscribe(channel.name);
   }
 
   // ── messages ──
 
-  private onMessage(text: string, receivedAt: number): void {
+  onFrame(connection: PoolConnection, text: string, receivedAt: number): void {
     if (this.stopped) return;
     // The dominant frame, a book change, is read without JSON.parse when it has exactly Deribit's layout;
     // the same steps as below (channel, stats, onBook) follow. Anything else takes the JSON path.
@@ -689,7 +642,8 @@ class DeribitConnector implements Connector {
       return;
     }
     if (typeof message.id === "number") {
-      this.onResponse(message as RpcResponse);
+      const error = message.error;
+      connection.answer(message.id, error ? { code: String(error.code), text: this.describeError(error) } : undefined, message.result);
       return;
     }
     if (message.error) {
@@ -854,11 +808,14 @@ class DeribitConnector implements Connector {
   }
 }
 
-export const deribit: ExchangeSpec = {
+export const deribit = defineVenue({
   id: EXCHANGE,
   streams: ["TRADES", "L2", "BBO", "FUNDING", "LIQUIDATIONS"],
-  nativeInstrument: deribitInstrument,
+  instrument: deribitInstrument,
   readinessWindows: READINESS_WINDOWS,
+  // Testnet or production per DERIBIT_USE_TESTNET (checked by checkSettings before anything connects).
+  endpoints: { ws: (env) => (deribitSettings(env, false).useTestnet ? DERIBIT_WS_URLS.testnet : DERIBIT_WS_URLS.production) },
+  limits: POOL_LIMITS,
   checkSettings: (env, inUse) => void deribitSettings(env, inUse),
-  create: (context, subscriptions) => new DeribitConnector(context, subscriptions),
-};
+  connector: (venue, context, subscriptions) => new DeribitConnector(venue, context, subscriptions),
+});

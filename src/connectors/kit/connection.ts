@@ -59,6 +59,8 @@ export interface PoolWire {
    * "batch", whenever it was a connection's subscribe (the venue's error may not say which topic it means).
    */
   readonly isolates?: "several" | "batch";
+  /** The topics a successful subscribe's `result` says were subscribed (default: all it named). */
+  accepted?(result: unknown): ReadonlySet<string> | undefined;
   /** App-level ping sent after this much silence on a connection whose stale window is `staleAfterMs`. */
   keepalive?(staleAfterMs: number, env: Env): { readonly idleMs: number; readonly message: string };
 }
@@ -77,6 +79,10 @@ export interface ConnectionOwner {
   onFrame(connection: PoolConnection, text: string, receivedAt: number): void;
   opened(connection: PoolConnection, info: OpenInfo): void;
   acknowledged(connection: PoolConnection, topics: readonly string[]): void;
+  /** The venue answered a subscribe without subscribing `topics`. */
+  notSubscribed(connection: PoolConnection, topics: readonly string[]): void;
+  /** Whether the subscribe of a newly opened connection waits for the venue (authentication). */
+  holdsSubscribe(connection: PoolConnection): boolean;
   refused(connection: PoolConnection, request: PoolRequest, refusal: Refusal): void;
   rollover(connection: PoolConnection): void;
   closed(connection: PoolConnection, info: CloseInfo): void;
@@ -85,9 +91,12 @@ export interface ConnectionOwner {
 /** Requests waiting for their answer on one connection. */
 export interface PoolRequest {
   readonly id: number;
-  readonly method: RequestMethod;
+  /** "call": a request of the venue's own (authentication, heartbeat), answered to `onAnswer`. */
+  readonly method: RequestMethod | "call";
   readonly topics: readonly string[];
   readonly batch: boolean;
+  readonly label?: string;
+  readonly onAnswer?: (refusal: Refusal | undefined, result: unknown) => void;
 }
 
 /** One socket on one route, carrying up to `topicsPerConnection` topics. */
@@ -125,7 +134,7 @@ export class PoolConnection {
     this.budget = limits.requestsPerHour === undefined ? undefined : new SlidingWindow(limits.requestsPerHour, 3_600_000);
     this.pending = new PendingRequests(limits.answerTimeoutMs, (_id, request) => {
       if (!this.socket.isOpen) return;
-      const label = wire.label(request.method);
+      const label = request.label ?? wire.label(request.method as RequestMethod);
       pool.log.warn(`${this.name}: no answer to ${label} within ${limits.answerTimeoutMs! / 1000} s`);
       this.socket.reconnect(`${label} not answered`);
     });
@@ -189,21 +198,41 @@ export class PoolConnection {
     return true;
   }
 
+  /** Subscribes every topic of the connection (after the venue's authentication, when it holds it). */
+  subscribeAll(): void {
+    if (this.topics.size > 0) this.subscribe([...this.topics], true);
+  }
+
   /**
-   * The venue's answer to request `id`: `refusal` undefined for success. False for an id no request
-   * of this connection waits for.
+   * Sends a request of the venue's own at once (not paced: authentication, heartbeat answers); `encode`
+   * writes it with its id, `onAnswer` gets the answer. Timed out like every request.
    */
-  answer(id: number, refusal?: Refusal): boolean {
+  call(label: string, encode: (id: number) => string, onAnswer: PoolRequest["onAnswer"] = () => {}): void {
+    const id = this.nextRequestId++;
+    this.pending.add(id, { id, method: "call", topics: [], batch: false, label, onAnswer });
+    if (!this.socket.send(encode(id))) this.pending.take(id);
+  }
+
+  /**
+   * The venue's answer to request `id`: `refusal` undefined for success, `result` what it carried. False
+   * for an id no request of this connection waits for.
+   */
+  answer(id: number, refusal?: Refusal, result?: unknown): boolean {
     const request = this.pending.take(id);
     if (!request) {
       this.pool.log.debug(`${this.name}: response to unknown request ${String(id)}`);
       return false;
     }
-    if (refusal !== undefined) {
+    if (request.onAnswer) {
+      request.onAnswer(refusal, result);
+    } else if (refusal !== undefined) {
       this.pool.refused(this, request, refusal);
     } else if (request.method === "subscribe") {
-      for (const topic of request.topics) this.acked.add(topic);
-      this.pool.acknowledged(this, request.topics);
+      const accepted = this.pool.wire.accepted?.(result);
+      const acked = accepted ? request.topics.filter((topic) => accepted.has(topic)) : request.topics;
+      for (const topic of acked) this.acked.add(topic);
+      if (acked.length < request.topics.length) this.pool.notSubscribed(this, request.topics.filter((topic) => !accepted!.has(topic)));
+      this.pool.acknowledged(this, acked);
     }
     return true;
   }
@@ -234,7 +263,7 @@ export class PoolConnection {
       if (wait > 0) return this.pump();
       const next = this.outbox.shift();
       if (next === undefined) return;
-      if (!this.socket.send(this.pool.wire.encode(next.method, next.topics, next.id, next.batch))) {
+      if (!this.socket.send(this.pool.wire.encode(next.method as RequestMethod, next.topics, next.id, next.batch))) {
         // Closed: everything is requested again on reopen.
         this.outbox.length = 0;
         return;
@@ -255,7 +284,7 @@ export class PoolConnection {
     if (delay !== undefined) this.rolloverTimer = setTimeout(() => this.pool.rollover(this), delay);
     // The venue readies its topics (books wait for a snapshot) before their subscribe goes out.
     this.pool.opened(this, info);
-    if (this.topics.size > 0) this.subscribe([...this.topics], true);
+    if (!this.pool.holdsSubscribe(this)) this.subscribeAll();
   }
 
   private onClose(info: CloseInfo): void {

@@ -23,10 +23,21 @@ import type { RecentKeys } from "../dedup.ts";
 import { closeGap, describeClose } from "./close-gap.ts";
 import { TokenBucket } from "./rate.ts";
 import { isolateRefusedBatch } from "./refused-batch.ts";
-import { PoolConnection, type ConnectionOwner, type PoolLimits, type PoolRequest, type PoolWire, type Refusal } from "./connection.ts";
+import {
+  PoolConnection,
+  type ConnectionOwner,
+  type PoolLimits,
+  type PoolRequest,
+  type PoolWire,
+  type Refusal,
+  type RequestMethod,
+} from "./connection.ts";
 import type { BackoffOptions, CloseInfo, OpenInfo } from "../websocket.ts";
 
 export { PoolConnection, type PoolLimits, type PoolWire, type Refusal, type RequestMethod } from "./connection.ts";
+
+/** The refusal of a topic a subscribe answer left out (Deribit lists what it subscribed). */
+export const NOT_SUBSCRIBED: Refusal = { code: "not_subscribed", text: "the venue's answer left it out" };
 
 /** One topic as the pool sees it; the venue's own record (a feed, a subscription) extends it. */
 export interface PoolTopic {
@@ -77,6 +88,15 @@ export interface PoolHooks<T extends PoolTopic, Item = never> {
   onFailed(topic: T, why: string): void;
   /** Whether `topic` of a refused batch still waits for its ack (default: it was not acknowledged). */
   awaitsAck?(topic: T, connection: PoolConnection): boolean;
+  /** Whether a new connection's subscribe waits for the venue (authentication): it calls `subscribeAll`. */
+  holdsSubscribe?(connection: PoolConnection): boolean;
+  /**
+   * A refused subscribe the venue handles itself (rate limited, unauthorized: it reconnects); true when
+   * it did, else the pool isolates or refuses its topics.
+   */
+  onRequestRefused?(connection: PoolConnection, refusal: Refusal): boolean;
+  /** `connection` closed, before its gap rows (the venue forgets what it held for the connection). */
+  onClosed?(connection: PoolConnection, info: CloseInfo): void;
   /** The detail of a close's gap rows (default: describeClose with the connection's name). */
   describeClose?(info: CloseInfo, connection: PoolConnection): string;
   /** The connection in use closed: data of `topic` was lost (a gap row; a book forgets its state). */
@@ -216,13 +236,15 @@ export class ConnectionPool<T extends PoolTopic, Item = never> implements Connec
    * names its topic; a topic refused alone is the venue's to retry or fail.
    */
   refused(connection: PoolConnection, request: PoolRequest, refusal: Refusal): void {
-    const label = this.wire.label(request.method);
+    const label = this.wire.label(request.method as RequestMethod);
     const names = request.topics;
     const why = this.wire.describe(refusal);
     if (request.method !== "subscribe") {
-      this.hooks.log.warn(`${connection.name}: ${label} of ${names.join(", ")} rejected: ${why}`);
+      // Nothing depends on an unsubscribe: the topic is gone from the connection either way.
+      this.hooks.log.debug(`${connection.name}: ${label} of ${names.join(", ")} rejected: ${why}`);
       return;
     }
+    if (this.hooks.onRequestRefused?.(connection, refusal)) return;
     const settleMs = this.limits.refusedBatchSettleMs ?? 0;
     const isolated = isolateRefusedBatch(
       { items: names, batch: this.wire.isolates === "batch" ? request.batch : names.length > 1 },
@@ -242,9 +264,25 @@ export class ConnectionPool<T extends PoolTopic, Item = never> implements Connec
     }
   }
 
+  /** Topics a subscribe answer left out: refused one by one. */
+  notSubscribed(connection: PoolConnection, names: readonly string[]): void {
+    for (const name of names) {
+      const topic = this.topics.get(name);
+      if (topic && !topic.failed) this.hooks.onRefused(topic, NOT_SUBSCRIBED, connection);
+    }
+  }
+
+  holdsSubscribe(connection: PoolConnection): boolean {
+    return this.hooks.holdsSubscribe?.(connection) ?? false;
+  }
+
   closed(connection: PoolConnection, info: CloseInfo): void {
-    const describe = this.hooks.describeClose;
-    const gap = closeGap(info, this.stopped, (close) => (describe ? describe(close, connection) : describeClose(close, connection.name)));
+    this.hooks.onClosed?.(connection, info);
+    const hooks = this.hooks;
+    // A connection we shut down ourselves (retired, emptied, credentials refused) owes no gap.
+    const gap = closeGap(info, this.stopped || info.initiatedBy === "shutdown", (close) =>
+      hooks.describeClose ? hooks.describeClose(close, connection) : describeClose(close, connection.name),
+    );
     if (!gap) return;
     const successor = connection.successor;
     for (const topic of this.topicsOn(connection)) {
@@ -344,7 +382,8 @@ export class ConnectionPool<T extends PoolTopic, Item = never> implements Connec
     const connection = new PoolConnection(
       this,
       route,
-      `${this.hooks.name} ${route}#${index + 1}`,
+      // A venue of one connection (route "") names it by the venue alone.
+      route === "" ? this.hooks.name : `${this.hooks.name} ${route}#${index + 1}`,
       index,
       this.hooks.staleAfterMs(topics),
     );
