@@ -39,6 +39,7 @@ import {
   type PoolWire,
   type Refusal,
 } from "./kit/pool.ts";
+import { Timers } from "./kit/timers.ts";
 import { defineVenue, type Venue } from "./kit/venue.ts";
 import { ResyncBrake, resyncBrakeFromEnv, type ResyncBrakeOptions } from "./kit/resync-brake.ts";
 import { snapshotBodyBytes } from "./http-body.ts";
@@ -166,6 +167,7 @@ const POOL_LIMITS: PoolLimits = {
   requestsPerSecond: LIMITS.requestsPerSecond,
   answerTimeoutMs: LIMITS.requestAnswerTimeoutMs,
   connectionMaxAgeMs: LIMITS.connectionMaxAgeMs,
+  rolloverReason: "before Binance's 24 h limit",
   rolloverStaggerMs: LIMITS.rolloverStaggerMs,
   handoverGraceMs: LIMITS.handoverGraceMs,
   handoverBufferEvents: LIMITS.handoverBufferEvents,
@@ -230,15 +232,11 @@ interface Feed extends HandoverTopic<HandoverItem> {
 
 export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, HandoverItem> {
   readonly log: ConnectorContext["log"];
-  readonly env: ConnectorContext["config"]["env"];
-  readonly name = EXCHANGE;
-  readonly maxFrameBytes: number;
-  readonly backoff: BackoffOptions;
-  readonly rolloverReason = "before Binance's 24 h limit";
+  private readonly backoff: BackoffOptions;
   private readonly feeds = new Map<string, Feed>();
   private readonly feedOf = new Map<Subscription, Feed>();
   private readonly pool: ConnectionPool<Feed, HandoverItem>;
-  private readonly timers = new Set<ReturnType<typeof setTimeout>>();
+  private readonly timers = new Timers();
   private readonly rest: RestWeightGate;
   private readonly wsRoot: string;
   private readonly resyncBrake: ResyncBrakeOptions;
@@ -256,8 +254,6 @@ export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, Hando
     this.log = context.log;
     this.faults = new FaultLog(context.log);
     const env = context.config.env;
-    this.env = env;
-    this.maxFrameBytes = context.config.maxFrameBytes;
     this.wsRoot = venue.wsUrl(env);
     this.backoff = backoffFromEnv(env);
     this.resyncBrake = resyncBrakeFromEnv(env);
@@ -266,17 +262,18 @@ export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, Hando
       limits.topicsPerConnection,
       Math.floor(this.setting(env, ENV.streamsPerConnection, limits.topicsPerConnection)),
     );
-    this.pool = new ConnectionPool(
-      this,
-      {
+    this.pool = new ConnectionPool(this, {
+      name: EXCHANGE,
+      context,
+      limits: {
         ...limits,
         topicsPerConnection,
         connectionMaxAgeMs: this.setting(env, ENV.connectionMaxAgeMs, limits.connectionMaxAgeMs!),
         answerTimeoutMs: this.setting(env, ENV.requestAnswerTimeoutMs, limits.answerTimeoutMs!),
       },
-      venue.wire!,
-      this.feeds,
-    );
+      wire: venue.wire!,
+      topics: this.feeds,
+    });
     const stale = positiveFromEnv(env, ENV.staleAfterMs);
     this.staleOverrideMs = stale !== undefined && !Number.isNaN(stale) ? stale : undefined;
     this.rest = new RestWeightGate({
@@ -330,7 +327,6 @@ export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, Hando
 
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
     this.rest.close();
     await this.pool.stop();
@@ -822,11 +818,9 @@ export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, Hando
   }
 
   private later(ms: number, action: () => void): void {
-    const timer = setTimeout(() => {
-      this.timers.delete(timer);
+    this.timers.later(ms, () => {
       if (!this.stopped) action();
-    }, ms);
-    this.timers.add(timer);
+    });
   }
 
   private setting(env: Readonly<Record<string, string | undefined>>, name: string, fallback: number): number {

@@ -43,7 +43,7 @@ import { scanDeribitBookChange } from "./deribit-scan.ts";
 import { endpoint } from "./endpoints.ts";
 import { jsonFinite } from "./json-scan.ts";
 import type { Connector, ConnectorContext, InstrumentResult, ReadinessWindows } from "../core/connector.ts";
-import { backoffFromEnv, type BackoffOptions, type CloseInfo } from "./websocket.ts";
+import type { CloseInfo } from "./websocket.ts";
 
 // ───────────────────────────── declarative header ─────────────────────────────
 
@@ -247,12 +247,6 @@ function deribitWire(scope: "public" | "private"): PoolWire {
 }
 
 class DeribitConnector implements Connector, PoolHooks<Channel> {
-  readonly log: ConnectorContext["log"];
-  readonly env: ConnectorContext["config"]["env"];
-  readonly name = EXCHANGE;
-  readonly backoff: BackoffOptions;
-  readonly maxFrameBytes: number;
-  readonly rolloverReason = "";
   private readonly channels = new Map<string, Channel>();
   private readonly channelOf = new Map<Subscription, Channel>();
   private readonly pool: ConnectionPool<Channel>;
@@ -277,10 +271,6 @@ class DeribitConnector implements Connector, PoolHooks<Channel> {
     subscriptions: readonly Subscription[],
   ) {
     const { config } = context;
-    this.log = context.log;
-    this.env = config.env;
-    this.backoff = backoffFromEnv(config.env);
-    this.maxFrameBytes = config.maxFrameBytes;
     this.faults = new FaultLog(context.log);
     const brake = resyncBrakeFromEnv(config.env);
     const settings = deribitSettings(config.env);
@@ -317,7 +307,8 @@ class DeribitConnector implements Connector, PoolHooks<Channel> {
       "XTRADER_DERIBIT_STALE_AFTER_MS",
       Math.min(...subscriptions.map((subscription) => STALE_AFTER_MS[subscription.stream])),
     );
-    this.pool = new ConnectionPool(this, venue.limits!, deribitWire(this.credentials ? "private" : "public"), this.channels);
+    const wire = deribitWire(this.credentials ? "private" : "public");
+    this.pool = new ConnectionPool(this, { name: EXCHANGE, context, limits: venue.limits!, wire, topics: this.channels });
   }
 
   start(): void {

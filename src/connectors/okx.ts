@@ -340,12 +340,7 @@ const POOL_LIMITS: PoolLimits = {
 class OkxConnector implements Connector, PoolHooks<SubState> {
   stopped = true;
   readonly log: Logger;
-  readonly env: ConnectorContext["config"]["env"];
   readonly backoff: BackoffOptions;
-  readonly maxFrameBytes: number;
-  readonly name: string;
-  readonly rolloverReason = "";
-  readonly connectPacer = connectPacer;
   readonly wsUrl: string;
   private readonly restUrl: string;
   private readonly staleAfterMsSetting: number;
@@ -375,18 +370,15 @@ class OkxConnector implements Connector, PoolHooks<SubState> {
     const env = context.config.env;
     const exchange = venue.id;
     this.exchange = exchange;
-    this.env = env;
-    this.name = exchange;
     this.log = context.log;
     this.faults = new FaultLog(context.log);
     this.backoff = backoffFromEnv(env);
-    this.maxFrameBytes = context.config.maxFrameBytes;
     this.wsUrl = venue.wsUrl(env);
     this.restUrl = venue.restUrl(env);
     this.staleAfterMsSetting = positiveOr(env, `XTRADER_${exchange}_STALE_MS`, OKX_TIMING.staleAfterMs);
     this.snapshotWaitMs = positiveOr(env, `XTRADER_${exchange}_SNAPSHOT_WAIT_MS`, OKX_TIMING.snapshotWaitMs);
     this.resyncBrake = resyncBrakeFromEnv(env);
-    this.pool = new ConnectionPool(this, venue.limits!, okxWire(exchange, this.topics), this.topics);
+    this.pool = new ConnectionPool(this, { name: exchange, context, limits: venue.limits!, wire: okxWire(exchange, this.topics), topics: this.topics, connectPacer });
   }
 
   // ── the pool's hooks (connections, requests) ──

@@ -16,6 +16,7 @@ import {
   type Refusal,
 } from "../../src/connectors/kit/pool.ts";
 import type { OpenInfo } from "../../src/connectors/websocket.ts";
+import type { ConnectorContext } from "../../src/core/connector.ts";
 import type { GapReason } from "../../src/core/events.ts";
 import { createLogger } from "../../src/core/log.ts";
 import { waitUntil } from "../support/fake-exchange.ts";
@@ -144,12 +145,6 @@ const LIMITS: PoolLimits = {
 
 /** The toy venue: the pool's hooks, recording what the pool asks of a venue. */
 class ToyVenue implements PoolHooks<Topic, number> {
-  readonly log = createLogger("error");
-  readonly env = {};
-  readonly name = "TOY";
-  readonly backoff = { initialMs: 20, maxMs: 50, factor: 2 };
-  readonly maxFrameBytes = 1 << 20;
-  readonly rolloverReason = "before the toy venue's limit";
   readonly topics = new Map<string, Topic>();
   readonly pool: ConnectionPool<Topic, number>;
 
@@ -174,7 +169,12 @@ class ToyVenue implements PoolHooks<Topic, number> {
         reconnects: 0,
       });
     }
-    this.pool = new ConnectionPool(this, { ...LIMITS, ...limits }, WIRE, this.topics);
+    // What the pool reads of a connector's context: its logger, and fast reconnects from the environment.
+    const context = {
+      log: createLogger("error"),
+      config: { env: { XTRADER_RECONNECT_MIN_MS: "20", XTRADER_RECONNECT_MAX_MS: "50" }, maxFrameBytes: 1 << 20 },
+    } as unknown as ConnectorContext;
+    this.pool = new ConnectionPool(this, { name: "TOY", context, limits: { ...LIMITS, ...limits }, wire: WIRE, topics: this.topics });
   }
 
   open(): void {

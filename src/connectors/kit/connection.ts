@@ -8,6 +8,7 @@
 import type { Logger } from "../../core/log.ts";
 import { SlidingWindow, TokenBucket } from "./rate.ts";
 import { PendingRequests } from "./requests.ts";
+import { Timers } from "./timers.ts";
 import { ReconnectingSocket, type BackoffOptions, type CloseInfo, type OpenInfo } from "../websocket.ts";
 
 export type RequestMethod = "subscribe" | "unsubscribe";
@@ -30,6 +31,8 @@ export interface PoolLimits {
   readonly refusedBatchSettleMs?: number;
   /** Replace a connection after this long (undefined: connections live as long as they can). */
   readonly connectionMaxAgeMs: number | undefined;
+  /** Why, in the log line of a rollover ("before Binance's 24 h limit"). */
+  readonly rolloverReason?: string;
   /** Spreads rollovers of connections opened together (connection i is replaced i × this earlier). */
   readonly rolloverStaggerMs: number;
   /** Longest a replaced connection is kept once its successor is subscribed. */
@@ -119,7 +122,7 @@ export class PoolConnection {
   private pacer: ReturnType<typeof setTimeout> | undefined;
   private rolloverTimer: ReturnType<typeof setTimeout> | undefined;
   /** Actions of the current connection (a refused batch's isolation), dropped with it. */
-  private readonly timers = new Set<ReturnType<typeof setTimeout>>();
+  private readonly timers = new Timers();
   private stopping: Promise<void> | undefined;
 
   constructor(
@@ -239,11 +242,7 @@ export class PoolConnection {
 
   /** Runs `action` after `ms` unless the connection closes first. */
   later(ms: number, action: () => void): void {
-    const timer = setTimeout(() => {
-      this.timers.delete(timer);
-      action();
-    }, ms);
-    this.timers.add(timer);
+    this.timers.later(ms, action);
   }
 
   private request(method: RequestMethod, topics: readonly string[], batch: boolean): void {
@@ -299,7 +298,6 @@ export class PoolConnection {
     clearTimeout(this.pacer);
     this.pacer = undefined;
     clearTimeout(this.rolloverTimer);
-    for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
   }
 }

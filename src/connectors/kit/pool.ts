@@ -32,7 +32,9 @@ import {
   type Refusal,
   type RequestMethod,
 } from "./connection.ts";
-import type { BackoffOptions, CloseInfo, OpenInfo } from "../websocket.ts";
+import { backoffFromEnv, type BackoffOptions, type CloseInfo, type OpenInfo } from "../websocket.ts";
+import { Timers } from "./timers.ts";
+import type { ConnectorContext } from "../../core/connector.ts";
 
 export { PoolConnection, type PoolLimits, type PoolWire, type Refusal, type RequestMethod } from "./connection.ts";
 
@@ -56,24 +58,27 @@ export interface HandoverTopic<Item> extends PoolTopic {
   handoverItems: Item[];
 }
 
-/** What the venue does at the pool's events. */
-export interface PoolHooks<T extends PoolTopic, Item = never> {
-  readonly log: Logger;
-  readonly env: Readonly<Record<string, string | undefined>>;
-  /** `EXCHANGE route#n`: the connection names in log lines. */
+/** What a pool is made of: the venue's id, limits and wire format, the connector's context and topics. */
+export interface PoolSetup<T> {
+  /** The venue id: connections are named `<id> <route>#<n>`, or `<id>` for a venue of one connection. */
   readonly name: string;
-  readonly backoff: BackoffOptions;
-  readonly maxFrameBytes: number;
+  readonly context: ConnectorContext;
+  readonly limits: PoolLimits;
+  readonly wire: PoolWire;
+  /** Every topic by name. */
+  readonly topics: ReadonlyMap<string, T>;
   /**
    * Paces the venue's new connections (undefined: not paced). One per venue, shared by every connector
    * of the process: the venues count connections per IP.
    */
   readonly connectPacer?: TokenBucket;
+}
+
+/** What the venue does at the pool's events. */
+export interface PoolHooks<T extends PoolTopic, Item = never> {
   url(route: string): string;
   /** The stale window of a connection carrying `topics`. */
   staleAfterMs(topics: readonly T[]): number;
-  /** Why connections are replaced, for the log line ("before Binance's 24 h limit"). */
-  readonly rolloverReason: string;
   /** Every frame, as received; hot path. */
   onFrame(connection: PoolConnection, text: string, receivedAt: number): void;
   /** `connection` opened (before its subscribe goes out): count reconnects, ready the books. */
@@ -107,32 +112,38 @@ export interface PoolHooks<T extends PoolTopic, Item = never> {
 
 export class ConnectionPool<T extends PoolTopic, Item = never> implements ConnectionOwner {
   readonly connections = new Set<PoolConnection>();
-  private readonly timers = new Set<ReturnType<typeof setTimeout>>();
+  private readonly timers = new Timers();
   private connectionCount = 0;
   private stopped = false;
 
+  readonly log: Logger;
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly backoff: BackoffOptions;
+  readonly maxFrameBytes: number;
+  readonly limits: PoolLimits;
+  readonly wire: PoolWire;
+  private readonly name: string;
+  /** Every topic by name (the venue's own map). */
+  private readonly topics: ReadonlyMap<string, T>;
+  private readonly connectPacer: TokenBucket | undefined;
+
   constructor(
     readonly hooks: PoolHooks<T, Item>,
-    readonly limits: PoolLimits,
-    readonly wire: PoolWire,
-    /** Every topic by name (the venue's own map). */
-    private readonly topics: ReadonlyMap<string, T>,
-  ) {}
+    setup: PoolSetup<T>,
+  ) {
+    const { config } = setup.context;
+    this.log = setup.context.log;
+    this.env = config.env;
+    this.backoff = backoffFromEnv(config.env);
+    this.maxFrameBytes = config.maxFrameBytes;
+    this.name = setup.name;
+    this.limits = setup.limits;
+    this.wire = setup.wire;
+    this.topics = setup.topics;
+    this.connectPacer = setup.connectPacer;
+  }
 
   // ── what a connection needs (ConnectionOwner) ──
-
-  get log(): Logger {
-    return this.hooks.log;
-  }
-  get env(): Readonly<Record<string, string | undefined>> {
-    return this.hooks.env;
-  }
-  get backoff(): BackoffOptions {
-    return this.hooks.backoff;
-  }
-  get maxFrameBytes(): number {
-    return this.hooks.maxFrameBytes;
-  }
 
   url(route: string): string {
     return this.hooks.url(route);
@@ -176,7 +187,6 @@ export class ConnectionPool<T extends PoolTopic, Item = never> implements Connec
 
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
     await Promise.all([...this.connections].map((connection) => connection.stop()));
   }
@@ -226,7 +236,7 @@ export class ConnectionPool<T extends PoolTopic, Item = never> implements Connec
       // Everything after this moment reaches both connections; give in-flight events time to arrive.
       const maxAge = this.limits.connectionMaxAgeMs ?? Number.POSITIVE_INFINITY;
       const grace = Math.min(this.limits.handoverGraceMs, Math.max(50, maxAge / 2));
-      this.later(grace, () => this.completeHandover(predecessor, connection));
+      this.timers.later(grace, () => this.completeHandover(predecessor, connection));
     }
   }
 
@@ -241,14 +251,14 @@ export class ConnectionPool<T extends PoolTopic, Item = never> implements Connec
     const why = this.wire.describe(refusal);
     if (request.method !== "subscribe") {
       // Nothing depends on an unsubscribe: the topic is gone from the connection either way.
-      this.hooks.log.debug(`${connection.name}: ${label} of ${names.join(", ")} rejected: ${why}`);
+      this.log.debug(`${connection.name}: ${label} of ${names.join(", ")} rejected: ${why}`);
       return;
     }
     if (this.hooks.onRequestRefused?.(connection, refusal)) return;
     const settleMs = this.limits.refusedBatchSettleMs ?? 0;
     const isolated = isolateRefusedBatch(
       { items: names, batch: this.wire.isolates === "batch" ? request.batch : names.length > 1 },
-      () => this.hooks.log.warn(`${connection.name}: ${label} of ${names.length} ${this.wire.topicWord} rejected (${why}); retrying one by one`),
+      () => this.log.warn(`${connection.name}: ${label} of ${names.length} ${this.wire.topicWord} rejected (${why}); retrying one by one`),
       (name) => {
         const topic = this.topics.get(name);
         if (!topic || topic.failed) return;
@@ -318,7 +328,7 @@ export class ConnectionPool<T extends PoolTopic, Item = never> implements Connec
     const successor = this.create(connection.route, topics);
     connection.successor = successor;
     successor.predecessor = connection;
-    this.hooks.log.info(`${connection.name}: replacing the connection ${this.hooks.rolloverReason} (by ${successor.name})`);
+    this.log.info(`${connection.name}: replacing the connection ${this.limits.rolloverReason ?? "at its maximum age"} (by ${successor.name})`);
     this.start(successor);
   }
 
@@ -371,7 +381,7 @@ export class ConnectionPool<T extends PoolTopic, Item = never> implements Connec
     if (successor?.predecessor === connection) successor.predecessor = undefined;
     connection.successor = undefined;
     this.connections.delete(connection);
-    if (!connection.isStopping) this.hooks.log.info(`${connection.name}: handed over to ${successor?.name ?? "its successor"}; closing`);
+    if (!connection.isStopping) this.log.info(`${connection.name}: handed over to ${successor?.name ?? "its successor"}; closing`);
     void connection.stop();
   }
 
@@ -383,7 +393,7 @@ export class ConnectionPool<T extends PoolTopic, Item = never> implements Connec
       this,
       route,
       // A venue of one connection (route "") names it by the venue alone.
-      route === "" ? this.hooks.name : `${this.hooks.name} ${route}#${index + 1}`,
+      route === "" ? this.name : `${this.name} ${route}#${index + 1}`,
       index,
       this.hooks.staleAfterMs(topics),
     );
@@ -394,18 +404,11 @@ export class ConnectionPool<T extends PoolTopic, Item = never> implements Connec
 
   /** Starts `connection` at once, or at its turn when the venue paces new connections. */
   private start(connection: PoolConnection): void {
-    const pacer = this.hooks.connectPacer;
+    const pacer = this.connectPacer;
     if (pacer === undefined) return connection.start();
     void pacer.reserve().then(() => {
       if (!this.stopped && !connection.isStopping) connection.start();
     });
   }
 
-  private later(ms: number, action: () => void): void {
-    const timer = setTimeout(() => {
-      this.timers.delete(timer);
-      if (!this.stopped) action();
-    }, ms);
-    this.timers.add(timer);
-  }
 }
