@@ -18,10 +18,7 @@
  *   resubscribe the channel, which makes Deribit send a fresh snapshot
  *   (https://docs.deribit.com/subscriptions/orderbook/bookinstrument_nameinterval).
  */
-import type { Config } from "../core/config.ts";
-import { UserError } from "../core/errors.ts";
-import { booleanText, check } from "../core/rules.ts";
-import { BASE_SIZING, gapEvent, type GapReason, type Sizing, type Stream } from "../core/events.ts";
+import { gapEvent, type GapReason, type Sizing, type Stream } from "../core/events.ts";
 import { FaultLog } from "../core/fault-log.ts";
 import { OrderBook } from "../core/order-book.ts";
 import type { Subscription } from "../core/subscriptions.ts";
@@ -40,50 +37,16 @@ import { defineVenue, type Venue } from "./kit/venue.ts";
 import { ResyncBrake, resyncBrakeFromEnv } from "./kit/resync-brake.ts";
 import { ChangeIdSequence } from "./kit/sequence/deribit.ts";
 import { scanDeribitBookChange } from "./deribit-scan.ts";
-import { endpoint } from "./endpoints.ts";
 import { jsonFinite } from "./json-scan.ts";
-import type { Connector, ConnectorContext, InstrumentResult, ReadinessWindows } from "../core/connector.ts";
+import { deribitInstrument, deribitSettings, deribitSizing, DERIBIT_WS_URLS, type DeribitCredentials } from "./deribit-instruments.ts";
+
+export { deribitSettings, deribitSizing, deribitWsUrl, DERIBIT_WS_URLS } from "./deribit-instruments.ts";
+import type { Connector, ConnectorContext, ReadinessWindows } from "../core/connector.ts";
 import type { CloseInfo } from "./websocket.ts";
 
 // ───────────────────────────── declarative header ─────────────────────────────
 
 const EXCHANGE = "DERIBIT" as const;
-
-/** Default WebSocket endpoints; XTRADER_DERIBIT_WS_URL replaces whichever DERIBIT_USE_TESTNET selects. */
-export const DERIBIT_WS_URLS = {
-  testnet: "wss://test.deribit.com/ws/api/v2",
-  production: "wss://www.deribit.com/ws/api/v2",
-} as const;
-
-export interface DeribitCredentials {
-  readonly clientId: string;
-  readonly clientSecret: string;
-}
-
-/** Deribit's own settings, read from the environment (README: DERIBIT_CLIENT_ID, _SECRET, _USE_TESTNET). */
-export interface DeribitSettings {
-  readonly useTestnet: boolean;
-  /** Both credentials, or undefined for public channels only. */
-  readonly credentials: DeribitCredentials | undefined;
-}
-
-/**
- * Reads Deribit's settings; a bad value is a UserError (exit 2), never quoting a credential. One credential
- * without the other is an error only when Deribit is subscribed (`inUse`): elsewhere they are not used.
- */
-export function deribitSettings(env: Config["env"], inUse = true): DeribitSettings {
-  const clientId = env.DERIBIT_CLIENT_ID?.trim() || undefined;
-  const clientSecret = env.DERIBIT_CLIENT_SECRET?.trim() || undefined;
-  if (inUse && (clientId === undefined) !== (clientSecret === undefined)) {
-    throw new UserError(
-      `${clientId === undefined ? "DERIBIT_CLIENT_SECRET" : "DERIBIT_CLIENT_ID"} is set but ${
-        clientId === undefined ? "DERIBIT_CLIENT_ID" : "DERIBIT_CLIENT_SECRET"
-      } is not; set both for authenticated Deribit channels, or neither for public ones`,
-    );
-  }
-  const useTestnet = check(booleanText("DERIBIT_USE_TESTNET"), env.DERIBIT_USE_TESTNET?.trim() || "true");
-  return { useTestnet, credentials: clientId && clientSecret ? { clientId, clientSecret } : undefined };
-}
 
 /**
  * /readyz windows (seconds): book and quote change many times a second on a live instrument (90 s);
@@ -92,11 +55,6 @@ export function deribitSettings(env: Config["env"], inUse = true): DeribitSettin
  * not happen for hours, so silence is no fault.
  */
 const READINESS_WINDOWS: ReadinessWindows = { L2: 90, BBO: 90, TRADES: 300, FUNDING: 180, LIQUIDATIONS: undefined };
-
-/** The WebSocket URL: XTRADER_DERIBIT_WS_URL when set, else testnet or production per DERIBIT_USE_TESTNET. */
-export function deribitWsUrl(env: Readonly<Record<string, string | undefined>>, useTestnet: boolean): string {
-  return endpoint(env, EXCHANGE, "WS", useTestnet ? DERIBIT_WS_URLS.testnet : DERIBIT_WS_URLS.production);
-}
 
 /** Notification interval: `raw` needs an authorized connection, `100ms` does not. */
 export const INTERVALS = { authenticated: "raw", public: "100ms" } as const;
@@ -149,45 +107,6 @@ const ERROR = {
   /** The token or the connection's authorization is not (or no longer) valid. */
   unauthorized: new Set([10000, 13009, 13010]),
 } as const;
-
-// ───────────────────────────── instruments ─────────────────────────────
-
-const PERPETUAL = /^[A-Z0-9]+(_[A-Z0-9]+)?-PERPETUAL$/;
-const FUTURE = /^[A-Z0-9]+(_[A-Z0-9]+)?-\d{1,2}[A-Z]{3}\d{2}$/;
-/** Strikes of linear options may hold a decimal written with a lower-case `d` (0d5 = 0.5). */
-const OPTION = /^([A-Z0-9]+(?:_[A-Z0-9]+)?-\d{1,2}[A-Z]{3}\d{2})-(\d+(?:D\d+)?)-([CP])$/;
-const SPOT = /^[A-Z0-9]+_[A-Z0-9]+$/;
-/** Common names of perpetuals: BTCUSD = BTC-PERPETUAL (inverse), SOLUSDC = SOL_USDC-PERPETUAL (linear). */
-const COMMON_PERPETUAL = /^([A-Z0-9]+?)(USDC|USD)$/;
-
-export function deribitInstrument(symbol: string): InstrumentResult {
-  if (PERPETUAL.test(symbol) || FUTURE.test(symbol) || SPOT.test(symbol)) return { native: symbol };
-  const option = OPTION.exec(symbol);
-  if (option) return { native: `${option[1]}-${option[2]!.replace("D", "d")}-${option[3]}` };
-  const common = COMMON_PERPETUAL.exec(symbol);
-  if (common && common[1]!.length >= 2) {
-    return { native: common[2] === "USD" ? `${common[1]}-PERPETUAL` : `${common[1]}_USDC-PERPETUAL` };
-  }
-  return {
-    error:
-      `invalid DERIBIT instrument '${symbol}'; expected a Deribit instrument name (BTC-PERPETUAL, ` +
-      "BTC_USDC-PERPETUAL, BTC-27JUN25, BTC-27JUN25-100000-C, BTC_USDC) or a perpetual's common name " +
-      "(BTCUSD = BTC-PERPETUAL, SOLUSDC = SOL_USDC-PERPETUAL)",
-  };
-}
-
-const QUOTE_SIZING: Sizing = Object.freeze({ amountUnit: "quote", contractValue: 1 });
-
-/**
- * What `amount` means (https://docs.deribit.com/subscriptions/orderbook/bookinstrument_nameinterval):
- * USD for inverse perpetuals and futures (BTC-PERPETUAL, BTC-27JUN25), the base coin for options,
- * linear (X_USDC-...) instruments and spot pairs.
- */
-export function deribitSizing(native: string): Sizing {
-  const linearOrSpot = native.split("-")[0]!.includes("_");
-  const option = OPTION.test(native.toUpperCase());
-  return linearOrSpot || option ? BASE_SIZING : QUOTE_SIZING;
-}
 
 // ───────────────────────────── connector ─────────────────────────────
 

@@ -17,7 +17,7 @@
  *   snapshot before any further delta.
  */
 import { nowMicros } from "../core/clock.ts";
-import type { AmountUnit, ExchangeId, GapReason, MarketEvent, Sizing, Stream } from "../core/events.ts";
+import type { ExchangeId, GapReason, MarketEvent, Stream } from "../core/events.ts";
 import { gapEvent } from "../core/events.ts";
 import { FaultLog } from "../core/fault-log.ts";
 import type { Logger } from "../core/log.ts";
@@ -43,8 +43,9 @@ import { TokenBucket } from "./kit/rate.ts";
 import { jsonBody, restGet, retryAfterMs } from "./kit/rest.ts";
 import { ResyncBrake, resyncBrakeFromEnv, type ResyncBrakeOptions } from "./kit/resync-brake.ts";
 import { OKX_CHECKSUM_DEPTH, okxChecksum, SeqIdChain } from "./kit/sequence/okx.ts";
+import { InstrumentList, nativeInstrument, toInstrument, type InstType, type Instrument, type RawInstrument } from "./okx-instruments.ts";
 import { scanOkxBooksUpdate, type ScannedOkxBook } from "./okx-scan.ts";
-import type { Connector, ConnectorContext, InstrumentResult, ReadinessWindows } from "../core/connector.ts";
+import type { Connector, ConnectorContext, ReadinessWindows } from "../core/connector.ts";
 import { backoffDelay, backoffFromEnv, type BackoffOptions, type CloseInfo } from "./websocket.ts";
 
 // ─── Declarative header ────────────────────────────────────────────────────────────────────────────
@@ -117,110 +118,6 @@ const READINESS_WINDOWS: ReadinessWindows = { L2: 90, BBO: 90, TRADES: 300, FUND
 
 /** Subscribe error codes worth retrying (internal error, too frequent); others fail the subscription. */
 const RETRYABLE_SUBSCRIBE_CODES = new Set(["64007", "60014"]);
-/** Quote currencies tried, longest first, for the syntactic guess `BTCUSDT` → `BTC-USDT`. */
-const COMMON_QUOTES = ["USDT", "USDC", "USDG", "USD", "EUR", "TRY", "BRL", "AUD", "SGD", "AED", "BTC", "ETH", "OKB"];
-
-type InstType = "SWAP" | "SPOT";
-
-// ─── Instruments ───────────────────────────────────────────────────────────────────────────────────
-
-function nativeInstrument(exchange: ExchangeId, instType: InstType, symbol: string): InstrumentResult {
-  const accepted =
-    instType === "SWAP"
-      ? "expected e.g. BTCUSDT or BTC-USDT-SWAP (a perpetual swap)"
-      : "expected e.g. BTCUSDT or BTC-USDT (a spot pair)";
-  const parts = symbol.replaceAll("/", "-").split("-");
-  if (parts.some((part) => !/^[A-Z0-9]+$/.test(part))) {
-    return { error: `invalid ${exchange} instrument '${symbol}'; ${accepted}` };
-  }
-  if (parts.length === 1) return { native: guessNative(instType, symbol) };
-  if (instType === "SWAP" && parts.length === 2) return { native: `${parts[0]}-${parts[1]}-SWAP` };
-  if (instType === "SWAP" && parts.length === 3 && parts[2] === "SWAP") return { native: parts.join("-") };
-  if (instType === "SPOT" && parts.length === 2) return { native: parts.join("-") };
-  return { error: `invalid ${exchange} instrument '${symbol}'; ${accepted}` };
-}
-
-/** Best syntactic guess; the instrument list decides at start (any quote currency works there). */
-function guessNative(instType: InstType, compact: string): string {
-  const quote = COMMON_QUOTES.find((q) => compact.length > q.length && compact.endsWith(q));
-  if (!quote) return compact;
-  const pair = `${compact.slice(0, -quote.length)}-${quote}`;
-  return instType === "SWAP" ? `${pair}-SWAP` : pair;
-}
-
-interface Instrument {
-  readonly instId: string;
-  readonly state: string;
-  readonly sizing: Sizing;
-}
-
-interface RawInstrument {
-  instId?: unknown;
-  instType?: unknown;
-  state?: unknown;
-  ctVal?: unknown;
-  ctMult?: unknown;
-  ctValCcy?: unknown;
-  ctType?: unknown;
-  baseCcy?: unknown;
-}
-
-/**
- * Sizing from the instrument list (https://www.okx.com/docs-v5/en/#public-data-rest-api-get-instruments):
- * spot sizes are base currency; swap sizes are contracts of ctVal × ctMult units of ctValCcy, which is
- * the base currency for linear swaps and the quote (USD) for inverse ones.
- */
-function toInstrument(raw: RawInstrument, instType: InstType): Instrument | undefined {
-  if (typeof raw.instId !== "string") return undefined;
-  const state = typeof raw.state === "string" ? raw.state : "";
-  if (instType === "SPOT") return { instId: raw.instId, state, sizing: { amountUnit: "base", contractValue: 1 } };
-  const ctVal = Number(raw.ctVal);
-  const ctMult = raw.ctMult === "" || raw.ctMult === undefined ? 1 : Number(raw.ctMult);
-  if (!(ctVal > 0) || !(ctMult > 0)) return undefined;
-  const base = raw.instId.split("-")[0];
-  const valuedInQuote =
-    raw.ctType === "inverse" ||
-    (raw.ctType !== "linear" && typeof raw.ctValCcy === "string" && raw.ctValCcy !== "" && raw.ctValCcy !== base);
-  const amountUnit: AmountUnit = valuedInQuote ? "quote" : "base";
-  return { instId: raw.instId, state, sizing: { amountUnit, contractValue: ctVal * ctMult } };
-}
-
-class InstrumentList {
-  private readonly byId = new Map<string, Instrument>();
-  private readonly byCompact = new Map<string, Instrument[]>();
-
-  constructor(instruments: readonly Instrument[], private readonly instType: InstType) {
-    for (const instrument of instruments) {
-      this.byId.set(instrument.instId, instrument);
-      const key = this.compact(instrument.instId);
-      const list = this.byCompact.get(key) ?? [];
-      list.push(instrument);
-      this.byCompact.set(key, list);
-    }
-  }
-
-  get size(): number {
-    return this.byId.size;
-  }
-
-  private compact(instId: string): string {
-    return (this.instType === "SWAP" ? instId.replace(/-SWAP$/, "") : instId).replaceAll("-", "");
-  }
-
-  resolve(subscription: Subscription): Instrument | string {
-    const exact = this.byId.get(subscription.instrument);
-    if (exact) return exact;
-    const candidates = subscription.symbol.includes("-") || subscription.symbol.includes("/")
-      ? []
-      : (this.byCompact.get(this.compact(subscription.symbol)) ?? []);
-    if (candidates.length === 1) return candidates[0]!;
-    if (candidates.length > 1) {
-      return `instrument '${subscription.symbol}' is ambiguous on OKX (${candidates.map((c) => c.instId).join(", ")}); give the native id`;
-    }
-    return `unknown instrument '${subscription.symbol}' (${subscription.instrument}): not in OKX's ${this.instType} instrument list (${this.size} instruments)`;
-  }
-}
-
 interface OkxArg {
   channel?: unknown;
   instId?: unknown;
