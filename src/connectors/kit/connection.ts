@@ -79,7 +79,8 @@ export interface ConnectionOwner {
   /** When to replace a connection opened as the pool's `index`-th (undefined: never). */
   rolloverDelayMs(index: number): number | undefined;
   url(route: string): string;
-  onFrame(connection: PoolConnection, text: string, receivedAt: number): void;
+  /** Whoever reads frames (the venue): each frame goes straight to it, the hot path. */
+  readonly frames: { onFrame(connection: PoolConnection, text: string, receivedAt: number): void };
   opened(connection: PoolConnection, info: OpenInfo): void;
   acknowledged(connection: PoolConnection, topics: readonly string[]): void;
   /** The venue answered a subscribe without subscribing `topics`. */
@@ -142,6 +143,7 @@ export class PoolConnection {
       this.socket.reconnect(`${label} not answered`);
     });
     const url = pool.url(route);
+    const frames = pool.frames;
     this.socket = new ReconnectingSocket({
       name,
       url: () => url,
@@ -151,7 +153,7 @@ export class PoolConnection {
       maxFrameBytes: pool.maxFrameBytes,
       keepalive: wire.keepalive?.(staleAfterMs, pool.env),
       onOpen: (info) => this.onOpen(info),
-      onMessage: (data, receivedAt) => pool.onFrame(this, data, receivedAt),
+      onMessage: (data, receivedAt) => frames.onFrame(this, data, receivedAt),
       onClose: (info) => this.onClose(info),
     });
   }

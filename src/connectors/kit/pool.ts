@@ -149,8 +149,8 @@ export class ConnectionPool<T extends PoolTopic, Item = never> implements Connec
     return this.hooks.url(route);
   }
 
-  onFrame(connection: PoolConnection, text: string, receivedAt: number): void {
-    this.hooks.onFrame(connection, text, receivedAt);
+  get frames(): PoolHooks<T, Item> {
+    return this.hooks;
   }
 
   rolloverDelayMs(index: number): number | undefined {
