@@ -306,8 +306,6 @@ class DeribitConnector implements Connector, PoolHooks<Channel> {
     for (const subscription of channel.subscriptions) this.emitGap(subscription, reason, detail);
   }
 
-  onReconnected(): void {}
-
   onSubscribed(channel: Channel): void {
     this.context.log.debug(`${EXCHANGE}: subscribed ${channel.name}`);
   }

@@ -305,10 +305,6 @@ class OkxConnector implements Connector, PoolHooks<SubState> {
     }
   }
 
-  onReconnected(): void {}
-
-  onSubscribed(): void {}
-
   /** Only the arguments not yet acknowledged are requested alone after a refused batch. */
   awaitsAck(sub: SubState): boolean {
     return sub.unacked > 0;

@@ -1,7 +1,8 @@
 /**
  * The connection pool every venue runs on: the one place that knows sockets, connection limits, request
  * pacing, answers and rollovers. A venue hands it its topics (the names it subscribes: Binance stream
- * names, OKX channel arguments, Deribit channel names) and a few hooks; the pool:
+ * names, OKX subscriptions (each one or two channel arguments), Deribit channel names) and a few hooks;
+ * the pool:
  * - groups topics onto connections, per route (URL), within the venue's topics per connection;
  * - paces new connections (connections per window; the venues' limits are per IP, so one pacer per venue
  *   in the process) and requests per connection (kit/rate.ts);
@@ -9,8 +10,8 @@
  *   a refused batch is requested again item by item (kit/refused-batch.ts);
  * - keeps quiet connections alive (ReconnectingSocket's keepalive with the venue's ping);
  * - turns a close into a gap for each topic it carried (kit/close-gap.ts);
- * - replaces a connection before the venue's maximum age (or on its "going away" notice) make before
- *   break: the successor subscribes while the old one still delivers; per topic its events wait until
+ * - replaces a connection before the venue's maximum age (or when the venue calls `rollover` on a "going
+ *   away" notice) make before break: the successor subscribes while the old one still delivers; per topic its events wait until
  *   they overlap what the old one delivered (the venue's key per event: trade id, update id, event time),
  *   then the topic switches with neither a duplicate nor a gap (handover below).
  *
@@ -84,9 +85,9 @@ export interface PoolHooks<T extends PoolTopic, Item = never> {
   /** `connection` opened (before its subscribe goes out): count reconnects, ready the books. */
   onOpened(connection: PoolConnection, info: OpenInfo): void;
   /** A successor takes over `topic` after its connection in use was lost (counted as a reconnect). */
-  onReconnected(topic: T): void;
+  onReconnected?(topic: T): void;
   /** The venue acknowledged `topic` on the connection in use (a book starts syncing). */
-  onSubscribed(topic: T): void;
+  onSubscribed?(topic: T): void;
   /** The venue refused `topic` alone: retry or fail it. */
   onRefused(topic: T, refusal: Refusal, connection: PoolConnection): void;
   /** `topic` cannot be subscribed (`why`): the venue fails it. */
@@ -228,7 +229,7 @@ export class ConnectionPool<T extends PoolTopic, Item = never> implements Connec
     if (this.stopped) return;
     for (const name of names) {
       const topic = this.topics.get(name);
-      if (topic && topic.connection === connection) this.hooks.onSubscribed(topic);
+      if (topic && topic.connection === connection) this.hooks.onSubscribed?.(topic);
     }
     const predecessor = connection.predecessor;
     const allAcked = [...connection.topics].every((name) => connection.acked.has(name) || this.topics.get(name)?.failed);
@@ -304,7 +305,7 @@ export class ConnectionPool<T extends PoolTopic, Item = never> implements Connec
       this.hooks.onLost(topic, gap.reason, gap.detail);
       if (successor) {
         // The successor takes over at once instead of this connection reconnecting.
-        this.hooks.onReconnected(topic);
+        this.hooks.onReconnected?.(topic);
         this.switchTopic(topic, successor);
       }
     }
