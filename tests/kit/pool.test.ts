@@ -14,7 +14,9 @@ import {
   type HandoverTopic,
   type PoolWire,
   type Refusal,
+  NOT_SUBSCRIBED,
 } from "../../src/connectors/kit/pool.ts";
+import { TokenBucket } from "../../src/connectors/kit/rate.ts";
 import type { OpenInfo } from "../../src/connectors/websocket.ts";
 import type { ConnectorContext } from "../../src/core/connector.ts";
 import type { GapReason } from "../../src/core/events.ts";
@@ -32,6 +34,7 @@ interface Socket {
   readonly requests: Array<Request & { at: number }>;
   readonly subscribed: Set<string>;
   lagging: boolean;
+  readonly openedAt: number;
   readonly ws: ServerWebSocket<{ route: string }>;
 }
 
@@ -58,7 +61,7 @@ class ToyServer {
         server.upgrade(request, { data: { route: new URL(request.url).pathname.slice(1) } }) ? undefined : new Response("no", { status: 400 }),
       websocket: {
         open: (ws) => {
-          this.sockets.push({ route: ws.data.route, requests: [], subscribed: new Set(), lagging: false, ws });
+          this.sockets.push({ route: ws.data.route, requests: [], subscribed: new Set(), lagging: false, openedAt: performance.now(), ws });
         },
         message: (ws, message) => {
           const socket = this.sockets.find((entry) => entry.ws === ws)!;
@@ -144,14 +147,24 @@ const LIMITS: PoolLimits = {
 };
 
 /** The toy venue: the pool's hooks, recording what the pool asks of a venue. */
+/** What a test changes of the toy venue beyond its limits. */
+interface ToyOptions {
+  readonly wire?: Partial<PoolWire>;
+  readonly connectPacer?: TokenBucket;
+  /** Subscribes only when the test calls subscribeAll (a venue that authenticates first). */
+  readonly holdsSubscribe?: boolean;
+}
+
 class ToyVenue implements PoolHooks<Topic, number> {
   readonly topics = new Map<string, Topic>();
   readonly pool: ConnectionPool<Topic, number>;
+  readonly opened: PoolConnection[] = [];
 
   constructor(
     private readonly serverUrl: string,
     names: ReadonlyArray<readonly [string, string]>,
     limits: Partial<PoolLimits> = {},
+    private readonly options: ToyOptions = {},
   ) {
     for (const [name, route] of names) {
       this.topics.set(name, {
@@ -174,7 +187,14 @@ class ToyVenue implements PoolHooks<Topic, number> {
       log: createLogger("error"),
       config: { env: { XTRADER_RECONNECT_MIN_MS: "20", XTRADER_RECONNECT_MAX_MS: "50" }, maxFrameBytes: 1 << 20 },
     } as unknown as ConnectorContext;
-    this.pool = new ConnectionPool(this, { name: "TOY", context, limits: { ...LIMITS, ...limits }, wire: WIRE, topics: this.topics });
+    this.pool = new ConnectionPool(this, {
+      name: "TOY",
+      context,
+      limits: { ...LIMITS, ...limits },
+      wire: { ...WIRE, ...options.wire },
+      topics: this.topics,
+      connectPacer: options.connectPacer,
+    });
   }
 
   open(): void {
@@ -190,9 +210,9 @@ class ToyVenue implements PoolHooks<Topic, number> {
   }
 
   onFrame(connection: PoolConnection, text: string): void {
-    const frame = JSON.parse(text) as { id?: number; error?: string; t?: string; k?: number };
+    const frame = JSON.parse(text) as { id?: number; error?: string; result?: unknown; t?: string; k?: number };
     if (frame.id !== undefined) {
-      connection.answer(frame.id, frame.error === undefined ? undefined : { code: "refused", text: frame.error });
+      connection.answer(frame.id, frame.error === undefined ? undefined : { code: "refused", text: frame.error }, frame.result);
       return;
     }
     const topic = this.topics.get(frame.t!)!;
@@ -205,7 +225,12 @@ class ToyVenue implements PoolHooks<Topic, number> {
     }
   }
 
+  holdsSubscribe(): boolean {
+    return this.options.holdsSubscribe ?? false;
+  }
+
   onOpened(connection: PoolConnection, info: OpenInfo): void {
+    this.opened.push(connection);
     if (info.reconnects > 0) for (const topic of this.pool.topicsOn(connection)) topic.reconnects++;
   }
 
@@ -364,5 +389,64 @@ describe("ConnectionPool", () => {
       ]);
     }
     expect(server.sockets.length).toBe(2);
+  });
+  test("new connections wait for the venue's connect pacer, shared by every pool of the process", async () => {
+    server = new ToyServer();
+    // Two connectors of one venue (OKX_SWAP and OKX_SPOT share OKX's per-IP limit): one pacer, 10 a second.
+    const pacer = new TokenBucket(1, 10);
+    venue = new ToyVenue(server.url, [["a1", "a"], ["a2", "a"]], { topicsPerConnection: 1 }, { connectPacer: pacer });
+    const other = new ToyVenue(server.url, [["b1", "b"]], {}, { connectPacer: pacer });
+    try {
+      venue.open();
+      other.open();
+      await wait(() => server.sockets.length === 3, "three connections");
+      const opened = server.sockets.map((socket) => socket.openedAt).sort((x, y) => x - y);
+      // 10 per second, burst 1: one every 100 ms (a little slack for the timer's rounding).
+      for (let i = 1; i < opened.length; i++) expect(opened[i]! - opened[i - 1]!).toBeGreaterThanOrEqual(90);
+    } finally {
+      await other.pool.stop();
+    }
+  });
+
+  test("a connection's hourly request budget refuses once spent: nothing more is sent", async () => {
+    server = new ToyServer();
+    venue = new ToyVenue(server.url, [["x", "a"]], { requestsPerHour: 3 });
+    venue.open();
+    await wait(() => venue!.topics.get("x")!.subscribedCount === 1, "subscribed");
+    const connection = venue.opened[0]!;
+    // The subscribe took 1 of 3; a resubscribe (unsubscribe + subscribe) takes 2; then nothing is left.
+    expect(connection.resubscribe("x")).toBe(true);
+    expect(connection.resubscribe("x")).toBe(false);
+    expect(connection.subscribe(["x"])).toBe(false);
+    await wait(() => venue!.topics.get("x")!.subscribedCount === 2, "subscribed again");
+    await Bun.sleep(50);
+    expect(server.sockets[0]!.requests.map((request) => request.op)).toEqual(["subscribe", "unsubscribe", "subscribe"]);
+  });
+
+  test("a venue that authenticates first holds the subscribe of a new connection until it says so", async () => {
+    server = new ToyServer();
+    venue = new ToyVenue(server.url, [["x", "a"], ["y", "a"]], {}, { holdsSubscribe: true });
+    venue.open();
+    await wait(() => venue!.opened.length === 1, "opened");
+    await Bun.sleep(100);
+    expect(server.sockets[0]!.requests).toEqual([]);
+    venue.opened[0]!.subscribeAll();
+    await wait(() => venue!.topics.get("y")!.subscribedCount === 1, "subscribed after the venue's go");
+    expect(server.sockets[0]!.requests.map((request) => request.topics)).toEqual([["x", "y"]]);
+  });
+
+  test("topics a subscribe answer leaves out are refused one by one; the others are acknowledged", async () => {
+    server = new ToyServer();
+    // Like Deribit: the answer lists the channels it subscribed.
+    server.answer = (_socket, request) => JSON.stringify({ id: request.id, result: request.topics.filter((topic) => topic !== "gone") });
+    const accepted = (result: unknown) => new Set(Array.isArray(result) ? result.map(String) : []);
+    venue = new ToyVenue(server.url, [["here", "a"], ["gone", "a"]], {}, { wire: { accepted } });
+    venue.open();
+    const gone = venue.topics.get("gone")!;
+    await wait(() => gone.refused !== undefined, "the left-out topic refused");
+    expect(gone.refused).toBe(NOT_SUBSCRIBED.text);
+    expect(gone.subscribedCount).toBe(0);
+    expect(venue.topics.get("here")!.subscribedCount).toBe(1);
+    expect(venue.topics.get("here")!.refused).toBeUndefined();
   });
 });
