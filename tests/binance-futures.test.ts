@@ -117,7 +117,7 @@ describe("instrument rule", () => {
 describe("DepthSequencer", () => {
   test("follows the documented sync rules", () => {
     const sequencer = new DepthSequencer();
-    expect(sequencer.check(1, 5, 0)).toBe("buffer");
+    expect(sequencer.check(1, 5, 0)).toBe("no_snapshot");
     sequencer.begin(100);
     expect(sequencer.check(90, 99, 80)).toBe("stale"); // u < lastUpdateId
     expect(sequencer.check(101, 110, 99)).toBe("snapshot_too_old"); // U > lastUpdateId

@@ -3,48 +3,35 @@
  * funding (markPrice@1s) and liquidations (forceOrder). Venue notes: docs/venues/binance-futures.md.
  *
  * Shape: a declarative header (endpoints, channels, limits), then the connector. The pure normalizers
- * live in binance-futures-normalize.ts, the book sequence rules in kit/sequence/binance-futures.ts, REST
- * weight handling in binance-futures-rest.ts.
+ * live in binance-futures-normalize.ts, the book sequence rules in kit/sequence/binance-futures.ts, the
+ * depth book on the book-sync engine in binance-futures-book.ts, REST weight handling in binance-futures-rest.ts.
  */
 import { msToMicros, nowMicros } from "../core/clock.ts";
-import { errorMessage } from "../core/errors.ts";
-import type { BookChange, GapReason, MarketEvent, Stream } from "../core/events.ts";
+import type { GapReason, MarketEvent, Stream } from "../core/events.ts";
 import { gapEvent } from "../core/events.ts";
 import { FaultLog } from "../core/fault-log.ts";
-import { OrderBook } from "../core/order-book.ts";
 import type { Subscription } from "../core/subscriptions.ts";
-import { DepthSequencer } from "./kit/sequence/binance-futures.ts";
-import {
-  depthDelta,
-  EVENT_KEYS,
-  NORMALIZERS,
-  parseDepth,
-  parseSnapshot,
-  SIZING,
-  tradeEvent,
-  type DepthSnapshot,
-  type DepthUpdate,
-  type Payload,
-} from "./binance-futures-normalize.ts";
+import { DepthBook, type DepthBookPort } from "./binance-futures-book.ts";
+import { EVENT_KEYS, NORMALIZERS, parseDepth, tradeEvent, type DepthUpdate, type Payload } from "./binance-futures-normalize.ts";
 import { scanAggTradeFrame, scanDepthFrame } from "./binance-futures-scan.ts";
-import { RestWeightGate, type RestResult } from "./binance-futures-rest.ts";
+import { RestWeightGate } from "./binance-futures-rest.ts";
 import { RecentKeys } from "./dedup.ts";
 import { positiveFromEnv } from "./kit/env.ts";
 import {
   ConnectionPool,
+  type HandoverTopic,
   type PoolConnection,
   type PoolHooks,
   type PoolLimits,
-  type HandoverTopic,
   type PoolWire,
   type Refusal,
 } from "./kit/pool.ts";
-import { Timers } from "./kit/timers.ts";
 import { defineVenue, type Venue } from "./kit/venue.ts";
-import { ResyncBrake, resyncBrakeFromEnv, type ResyncBrakeOptions } from "./kit/resync-brake.ts";
+import type { BookSyncRules } from "./kit/book-sync.ts";
+import { resyncBrakeFromEnv } from "./kit/resync-brake.ts";
 import { snapshotBodyBytes } from "./http-body.ts";
 import type { Connector, ConnectorContext, ReadinessWindows } from "../core/connector.ts";
-import { backoffDelay, backoffFromEnv, type BackoffOptions, type OpenInfo } from "./websocket.ts";
+import { backoffFromEnv, type BackoffOptions, type OpenInfo } from "./websocket.ts";
 
 // ───────────────────────────────────────── declarative header ─────────────────────────────────────────
 
@@ -130,10 +117,22 @@ export const LIMITS = {
   handoverBufferEvents: 5_000,
 } as const;
 
+/**
+ * L2 on the book-sync engine (kit/book-sync.ts): a delta before the subscription's ack proves it live;
+ * deltas are buffered while the REST snapshot is pending; the snapshot waits for the delta that straddles
+ * it (How to manage a local order book correctly, see kit/sequence/binance-futures.ts).
+ */
+const BOOK_RULES: BookSyncRules = {
+  idle: "await_subscription",
+  bufferLimit: LIMITS.depthBufferEvents,
+  whenBufferFull: "drop_oldest",
+  snapshotWaitsForStraddle: true,
+  snapshotSource: "rest",
+  toleratesCrossedSnapshot: false,
+};
+
 const DEPTH_PATH = "/fapi/v1/depth";
 const EXCHANGE_INFO_PATH = "/fapi/v1/exchangeInfo";
-/** Binance's "Invalid symbol." error code. */
-const INVALID_SYMBOL = -1121;
 const KEEPALIVE_ID = 0;
 const KEEPALIVE_MESSAGE = JSON.stringify({ method: "LIST_SUBSCRIPTIONS", id: KEEPALIVE_ID });
 
@@ -191,27 +190,6 @@ export const binanceFutures = defineVenue({
 
 // ──────────────────────────────────────────── connector state ────────────────────────────────────────────
 
-type BookPhase = "idle" | "syncing" | "live";
-
-/** Local book and sync state of one L2 subscription. */
-interface BookState {
-  phase: BookPhase;
-  readonly sequencer: DepthSequencer;
-  readonly local: OrderBook;
-  /** Deltas received while the snapshot is pending or not yet straddled. */
-  buffer: DepthUpdate[];
-  /** The snapshot waiting for its straddling delta (emitted together with it). */
-  held: DepthSnapshot | undefined;
-  /** A snapshot request is queued, in flight or waiting to be retried. */
-  requesting: boolean;
-  /** Bumped whenever pending snapshot results must be ignored (connection lost, stopped). */
-  generation: number;
-  /** Consecutive failed snapshot requests (a gap is emitted on the first). */
-  failures: number;
-  /** Spaces out the snapshots of a book that keeps resyncing. */
-  readonly brake: ResyncBrake;
-}
-
 /** What a rollover successor holds for a feed until the switch: events, or depth updates of a book. */
 type HandoverItem = MarketEvent | DepthUpdate;
 
@@ -225,7 +203,7 @@ interface Feed extends HandoverTopic<HandoverItem> {
   /** The topic: `btcusdt@aggTrade`. */
   readonly streamName: string;
   readonly channel: ChannelSpec;
-  readonly book: BookState | undefined;
+  readonly book: DepthBook | undefined;
 }
 
 // ─────────────────────────────────────────────── connector ───────────────────────────────────────────────
@@ -236,13 +214,13 @@ export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, Hando
   private readonly feeds = new Map<string, Feed>();
   private readonly feedOf = new Map<Subscription, Feed>();
   private readonly pool: ConnectionPool<Feed, HandoverItem>;
-  private readonly timers = new Timers();
   private readonly rest: RestWeightGate;
   private readonly wsRoot: string;
-  private readonly resyncBrake: ResyncBrakeOptions;
   private readonly staleOverrideMs: number | undefined;
   /** Repeating faults (parse errors, resyncs, snapshot failures, id resets), one log line per episode. */
   private readonly faults: FaultLog;
+  /** What the depth books need of this connector. */
+  private readonly bookPort: DepthBookPort;
   private started = false;
   private stopped = false;
 
@@ -256,7 +234,6 @@ export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, Hando
     const env = context.config.env;
     this.wsRoot = venue.wsUrl(env);
     this.backoff = backoffFromEnv(env);
-    this.resyncBrake = resyncBrakeFromEnv(env);
     const limits = venue.limits!;
     const topicsPerConnection = Math.min(
       limits.topicsPerConnection,
@@ -285,6 +262,17 @@ export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, Hando
       timeoutMs: LIMITS.restTimeoutMs,
       receivedAt: nowMicros,
     });
+    this.bookPort = {
+      log: this.log,
+      faults: this.faults,
+      depthLimit: LIMITS.depthSnapshotLimit,
+      active: (subscription) => !this.stopped && !this.feedOf.get(subscription)!.failed,
+      fetchDepth: (symbol) =>
+        this.rest.get(DEPTH_PATH, { symbol, limit: String(LIMITS.depthSnapshotLimit) }, LIMITS.depthSnapshotWeight, snapshotBodyBytes(LIMITS.depthSnapshotLimit)),
+      emit: (subscription, event) => this.emit(subscription, event),
+      fail: (subscription, why) => this.failFeed(this.feedOf.get(subscription)!, why),
+    };
+    const bookSync = { rules: BOOK_RULES, brake: resyncBrakeFromEnv(env), retry: this.backoff };
     for (const subscription of subscriptions) {
       const channel = CHANNELS[subscription.stream];
       const name = `${subscription.instrument.toLowerCase()}${channel.suffix}`;
@@ -299,20 +287,7 @@ export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, Hando
         keys: new RecentKeys(),
         handoverKeys: [],
         handoverItems: [],
-        book:
-          subscription.stream === "L2"
-            ? {
-                phase: "idle",
-                sequencer: new DepthSequencer(),
-                local: new OrderBook(),
-                buffer: [],
-                held: undefined,
-                requesting: false,
-                generation: 0,
-                failures: 0,
-                brake: new ResyncBrake(this.resyncBrake),
-              }
-            : undefined,
+        book: subscription.stream === "L2" ? new DepthBook(this.bookPort, subscription, bookSync) : undefined,
       };
       this.feeds.set(feed.streamName, feed);
       this.feedOf.set(subscription, feed);
@@ -327,8 +302,8 @@ export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, Hando
 
   async stop(): Promise<void> {
     this.stopped = true;
-    this.timers.clear();
     this.rest.close();
+    for (const feed of this.feeds.values()) feed.book?.sync.forget();
     await this.pool.stop();
     this.faults.flush();
   }
@@ -342,7 +317,7 @@ export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, Hando
       return;
     }
     // Paced by the pipeline itself (it waits for the queue to drain), so not braked.
-    this.restartBook(feed, reason, detail, false);
+    feed.book.sync.restart(reason, detail, false);
   }
 
   // ── startup ──
@@ -403,7 +378,7 @@ export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, Hando
   }
 
   onSubscribed(feed: Feed): void {
-    if (feed.book && feed.book.phase === "idle") this.startSync(feed);
+    if (feed.book && feed.book.sync.phase === "idle") feed.book.sync.start();
   }
 
   onRefused(feed: Feed, refusal: Refusal): void {
@@ -547,7 +522,7 @@ export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, Hando
     if (!update) {
       this.parseError(feed, "malformed depthUpdate event");
       // A delta we cannot read is a delta we missed.
-      if (feed.book!.phase === "live") this.restartBook(feed, "sequence", "unreadable depth update");
+      feed.book!.sync.unreadable("unreadable depth update");
       return;
     }
     feed.keys.take(update.finalId);
@@ -556,200 +531,13 @@ export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, Hando
   }
 
   private consumeDepth(feed: Feed, update: DepthUpdate): void {
-    const book = feed.book!;
-    if (book.phase === "idle") {
-      // Data before the acknowledgement (or none came): the subscription is evidently live.
-      this.startSync(feed);
-    }
-    const verdict = book.sequencer.check(update.firstId, update.finalId, update.previousFinalId);
-    switch (verdict) {
-      case "buffer":
-        if (book.buffer.length >= LIMITS.depthBufferEvents) book.buffer.shift();
-        book.buffer.push(update);
-        return;
-      case "stale":
-        return;
-      case "snapshot_too_old":
-        // The snapshot is older than the first delta we hold: fetch a newer one (nothing was emitted).
-        const stale = `depth snapshot ${book.sequencer.position} predates the stream (delta U=${update.firstId})`;
-        this.log.debug(`${feed.subscription.key}: ${stale}; refetching`);
-        book.held = undefined;
-        book.sequencer.reset();
-        book.buffer.push(update);
-        this.requestSnapshot(feed, stale);
-        return;
-      case "gap": {
-        const detail = `depth update pu=${update.previousFinalId} does not follow u=${book.sequencer.position}`;
-        this.restartBook(feed, "sequence", detail);
-        book.buffer.push(update);
-        return;
-      }
-      case "backwards": {
-        const detail = `depth update u=${update.finalId} is below the last applied u=${book.sequencer.position} and was not applied before`;
-        this.restartBook(feed, "id_reset", detail);
-        book.buffer.push(update);
-        return;
-      }
-      case "covered":
-        // Its every update is in the snapshot (u == lastUpdateId): the snapshot alone is that state.
-        if (book.phase === "syncing") this.goLive(feed, update);
-        return;
-      case "apply":
-        if (book.phase === "syncing") this.goLive(feed, update);
-        if (book.phase === "live") this.applyDelta(feed, update);
-    }
-  }
-
-  /**
-   * Emits the held snapshot; `first` is the delta that straddles it. The snapshot's rows carry the time
-   * of the state they hold: the REST body's `T` (or `E`) is the time of the response, which can be
-   * later than `first`'s own transaction time (Order Book: "E: Message output time, T: Transaction
-   * time", https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api/Order-Book),
-   * while the state at lastUpdateId is no later than `first`, which ends at or after it. So that
-   * ordering rows by (timestamp, sequence) replays the snapshot before `first`, the snapshot gets the
-   * earlier of the two.
-   */
-  private goLive(feed: Feed, first: DepthUpdate): void {
-    const book = feed.book!;
-    const snapshot = book.held!;
-    book.held = undefined;
-    book.local.apply(snapshot.bids, snapshot.asks, true);
-    if (book.local.isCrossed()) {
-      this.restartBook(feed, "crossed_book", `REST snapshot ${snapshot.lastUpdateId} is crossed`);
-      return;
-    }
-    book.phase = "live";
-    this.emit(feed.subscription, {
-      type: "book_change",
-      exchange: EXCHANGE,
-      symbol: feed.subscription.symbol,
-      timestamp: Math.min(snapshot.timestamp, first.timestamp),
-      localTimestamp: snapshot.receivedAt,
-      isSnapshot: true,
-      sequence: snapshot.lastUpdateId,
-      bids: snapshot.bids,
-      asks: snapshot.asks,
-      amountUnit: SIZING.amountUnit,
-      contractValue: SIZING.contractValue,
-    } satisfies BookChange);
-  }
-
-  private applyDelta(feed: Feed, update: DepthUpdate): void {
-    const book = feed.book!;
-    book.local.apply(update.bids, update.asks);
-    if (book.local.isCrossed()) {
-      const detail = `book crossed after u=${update.finalId} (bid ${book.local.bids.best()} >= ask ${book.local.asks.best()})`;
-      this.restartBook(feed, "crossed_book", detail);
-      return;
-    }
-    this.emit(feed.subscription, depthDelta(update, feed.subscription));
-  }
-
-  /**
-   * `braked` is false for the first sync on a (re)subscribed connection: reconnects have their own
-   * backoff, and like OKX's and Deribit's resubscriptions they are not counted as resyncs of the book.
-   */
-  private startSync(feed: Feed, braked = false): void {
-    const book = feed.book!;
-    book.phase = "syncing";
-    book.buffer = [];
-    book.held = undefined;
-    book.sequencer.reset();
-    book.local.clear();
-    this.requestSnapshot(feed, undefined, braked);
-  }
-
-  /** Integrity break or external request: counted, marked, and rebuilt from a fresh snapshot. */
-  private restartBook(feed: Feed, reason: GapReason, detail: string, braked = true): void {
-    feed.subscription.stats.resyncs++;
-    // One episode per reason across books: an overload resyncs every book at once (each has its gap row).
-    this.faults.report(`resync:${reason}`, `${feed.subscription.key}: resync (${reason}: ${detail})`);
-    this.gap(feed, reason, detail);
-    if (feed.book!.phase === "idle") return; // the connection is down; it resyncs when it is back
-    // A snapshot already in flight is kept: the sequencer rejects it if it is older than the new deltas.
-    this.startSync(feed, braked);
+    feed.book!.sync.delta(update);
   }
 
   /** The connection carrying this book was lost: forget everything until it is subscribed again. */
   private forgetBook(feed: Feed): void {
-    const book = feed.book!;
     feed.subscription.stats.resyncs++;
-    book.phase = "idle";
-    book.generation++;
-    book.requesting = false;
-    book.buffer = [];
-    book.held = undefined;
-    book.sequencer.reset();
-    book.local.clear();
-  }
-
-  /**
-   * Fetches a fresh snapshot once the resync brake allows (kit/resync-brake.ts). A held-back fetch writes
-   * no gap row of its own: a live book that restarted has written one already, and a book still syncing
-   * keeps buffering its deltas, so nothing is missing yet. `why` names the cause in the log line;
-   * `braked` is false for the pipeline's own requests, which the pipeline paces.
-   */
-  private requestSnapshot(feed: Feed, why: string | undefined, braked = true): void {
-    const book = feed.book!;
-    if (book.requesting || feed.failed || this.stopped) return;
-    book.requesting = true;
-    const delay = braked ? book.brake.next() : 0;
-    if (delay === 0) {
-      this.fetchSnapshot(feed);
-      return;
-    }
-    feed.subscription.stats.resyncsDelayed++;
-    const wait = `resync ${book.brake.count} in a row: next depth snapshot in ${Math.ceil(delay / 1000)} s`;
-    this.faults.report(`brake:${feed.streamName}`, `${feed.subscription.key}: ${why ? `${why}; ` : ""}${wait}`);
-    const generation = book.generation;
-    this.later(delay, () => {
-      if (generation === book.generation && !feed.failed) this.fetchSnapshot(feed);
-    });
-  }
-
-  private fetchSnapshot(feed: Feed): void {
-    const book = feed.book!;
-    const generation = book.generation;
-    const query = { symbol: feed.subscription.instrument, limit: String(LIMITS.depthSnapshotLimit) };
-    void this.rest
-      .get(DEPTH_PATH, query, LIMITS.depthSnapshotWeight, snapshotBodyBytes(LIMITS.depthSnapshotLimit))
-      .then((result) => this.onSnapshot(feed, generation, result))
-      .catch((error: unknown) => this.log.error(`${feed.subscription.key}: snapshot handling failed: ${errorMessage(error)}`));
-  }
-
-  private onSnapshot(feed: Feed, generation: number, result: RestResult): void {
-    const book = feed.book!;
-    if (this.stopped || feed.failed || generation !== book.generation) return;
-    const parsed = result.ok ? parseSnapshot(result.body, result.receivedAt) : undefined;
-    // The venue answers at most the depth asked for; more is a broken or hostile answer, not a book.
-    const levels = parsed ? Math.max(parsed.bids.length, parsed.asks.length) / 2 : 0;
-    const snapshot = levels <= LIMITS.depthSnapshotLimit ? parsed : undefined;
-    if (!snapshot) {
-      if (result.code === INVALID_SYMBOL) {
-        this.failFeed(feed, `Binance rejected the depth snapshot for '${feed.subscription.instrument}': ${result.message}`);
-        return;
-      }
-      const why = parsed
-        ? `${levels} levels a side, more than the ${LIMITS.depthSnapshotLimit} asked for`
-        : result.ok ? "malformed snapshot body" : result.message;
-      if (parsed || result.oversized) feed.subscription.stats.parseErrors++;
-      book.failures++;
-      if (book.failures === 1) this.gap(feed, "snapshot_failed", `depth snapshot failed: ${why}; retrying`);
-      const delay = Math.max(result.retryAfterMs ?? 0, backoffDelay(this.backoff, book.failures - 1));
-      this.faults.report(`snapshot:${feed.streamName}`, `${feed.subscription.key}: depth snapshot failed (${why}); retry in ${Math.ceil(delay / 1000)} s`);
-      this.later(delay, () => {
-        if (generation === book.generation && !feed.failed) this.fetchSnapshot(feed);
-      });
-      return;
-    }
-    book.requesting = false;
-    book.failures = 0;
-    if (book.phase !== "syncing") return;
-    book.held = snapshot;
-    book.sequencer.begin(snapshot.lastUpdateId);
-    const buffered = book.buffer;
-    book.buffer = [];
-    for (const update of buffered) this.consumeDepth(feed, update);
+    feed.book!.sync.forget();
   }
 
   // ── rollover handover (kit/pool.ts switches feeds; the venue reads events and their keys) ──
@@ -790,11 +578,7 @@ export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, Hando
     feed.failed = true;
     this.log.error(`${feed.subscription.key}: ${why}; this subscription stops, the others continue`);
     this.gap(feed, "subscription_error", why);
-    if (feed.book) {
-      feed.book.generation++;
-      feed.book.phase = "idle";
-      feed.book.buffer = [];
-    }
+    feed.book?.sync.forget();
     this.pool.release(feed);
   }
 
@@ -815,12 +599,6 @@ export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, Hando
   private badFrame(connection: PoolConnection, what: string, text: string): void {
     for (const feed of this.pool.topicsOn(connection)) feed.subscription.stats.parseErrors++;
     this.faults.report(`frame:${connection.name}`, `${connection.name}: ${what}: ${text.slice(0, 120)}; skipped (counted as a parse error)`);
-  }
-
-  private later(ms: number, action: () => void): void {
-    this.timers.later(ms, () => {
-      if (!this.stopped) action();
-    });
   }
 
   private setting(env: Readonly<Record<string, string | undefined>>, name: string, fallback: number): number {

@@ -20,29 +20,26 @@
  */
 import { gapEvent, type GapReason, type Sizing, type Stream } from "../core/events.ts";
 import { FaultLog } from "../core/fault-log.ts";
-import { OrderBook } from "../core/order-book.ts";
 import type { Subscription } from "../core/subscriptions.ts";
+import { DeribitBook, type DeribitBookPort } from "./deribit-book.ts";
 import {
-  bookChange,
   liquidationsOf,
   normalizeQuote,
   normalizeTicker,
   normalizeTrade,
   type DeribitInstrumentContext,
 } from "./deribit-normalize.ts";
-import { flattenLevels } from "./deribit-scan.ts";
 import { positiveOr } from "./kit/env.ts";
 import { ConnectionPool, NOT_SUBSCRIBED, type PoolConnection, type PoolHooks, type PoolLimits, type PoolTopic, type PoolWire, type Refusal } from "./kit/pool.ts";
 import { defineVenue, type Venue } from "./kit/venue.ts";
-import { ResyncBrake, resyncBrakeFromEnv } from "./kit/resync-brake.ts";
-import { ChangeIdSequence } from "./kit/sequence/deribit.ts";
+import { resyncBrakeFromEnv } from "./kit/resync-brake.ts";
 import { scanDeribitBookChange } from "./deribit-scan.ts";
 import { jsonFinite } from "./json-scan.ts";
 import { deribitInstrument, deribitSettings, deribitSizing, DERIBIT_WS_URLS, type DeribitCredentials } from "./deribit-instruments.ts";
 
 export { deribitSettings, deribitSizing, deribitWsUrl, DERIBIT_WS_URLS } from "./deribit-instruments.ts";
 import type { Connector, ConnectorContext, ReadinessWindows } from "../core/connector.ts";
-import type { CloseInfo } from "./websocket.ts";
+import { backoffFromEnv, type CloseInfo } from "./websocket.ts";
 
 // ───────────────────────────── declarative header ─────────────────────────────
 
@@ -119,12 +116,8 @@ interface Channel extends PoolTopic {
   readonly subscriptions: Subscription[];
   /** What the normalizers know of each subscription, in the same order (built once, not per message). */
   readonly contexts: DeribitInstrumentContext[];
-  readonly sequence: ChangeIdSequence;
-  readonly book: OrderBook;
-  /** Spaces out the resyncs of a book that keeps breaking (kit/resync-brake.ts). */
-  readonly brake: ResyncBrake;
-  /** The brake's delay before resubscribing; cleared with the session. */
-  brakeTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The book of a `book` channel (kit/book-sync.ts via deribit-book.ts). */
+  readonly book: DeribitBook | undefined;
 }
 
 interface RpcError {
@@ -191,7 +184,16 @@ class DeribitConnector implements Connector, PoolHooks<Channel> {
   ) {
     const { config } = context;
     this.faults = new FaultLog(context.log);
-    const brake = resyncBrakeFromEnv(config.env);
+    const bookSync = { brake: resyncBrakeFromEnv(config.env), retry: backoffFromEnv(config.env) };
+    const bookPort: DeribitBookPort = {
+      log: context.log,
+      faults: this.faults,
+      mayResubscribe: (name) => this.sessionReady && !this.stopped && this.channels.get(name)?.failed === false,
+      resubscribe: (name) => this.resubscribe(this.channels.get(name)!),
+      emit: (subscription, event) => this.context.emit(subscription, event),
+      emitGap: (subscription, reason, detail) => this.emitGap(subscription, reason, detail),
+      parseError: (name, what, text) => this.parseError(this.channels.get(name), what, text),
+    };
     const settings = deribitSettings(config.env);
     this.credentials = settings.credentials;
     this.interval = this.credentials ? INTERVALS.authenticated : INTERVALS.public;
@@ -200,19 +202,18 @@ class DeribitConnector implements Connector, PoolHooks<Channel> {
       const name = spec.name(subscription.instrument, this.interval);
       let channel = this.channels.get(name);
       if (!channel) {
+        const subscriptions: Subscription[] = [];
+        const contexts: DeribitInstrumentContext[] = [];
         channel = {
           topic: name,
           connection: undefined,
           name,
           kind: spec.kind,
           sizing: deribitSizing(subscription.instrument),
-          subscriptions: [],
-          contexts: [],
+          subscriptions,
+          contexts,
           failed: false,
-          sequence: new ChangeIdSequence(),
-          book: new OrderBook(),
-          brake: new ResyncBrake(brake),
-          brakeTimer: undefined,
+          book: spec.kind === "book" ? new DeribitBook(bookPort, name, subscriptions, contexts, bookSync) : undefined,
         };
         this.channels.set(name, channel);
       }
@@ -253,9 +254,9 @@ class DeribitConnector implements Connector, PoolHooks<Channel> {
   resync(subscription: Subscription, reason: GapReason, detail: string): void {
     const channel = this.channelOf.get(subscription);
     if (!channel || channel.failed || this.stopped) return;
-    if (channel.kind === "book") {
+    if (channel.book) {
       // Paced by the pipeline itself (it waits for the queue to drain), so not braked.
-      this.resyncBook(channel, reason, detail, false);
+      channel.book.sync.restart(reason, detail, false);
     } else {
       this.emitGap(subscription, reason, detail);
     }
@@ -290,10 +291,6 @@ class DeribitConnector implements Connector, PoolHooks<Channel> {
 
   onClosed(): void {
     this.resetSession();
-    for (const channel of this.channels.values()) {
-      channel.sequence.reset();
-      channel.book.clear();
-    }
   }
 
   describeClose(close: CloseInfo): string {
@@ -341,10 +338,7 @@ class DeribitConnector implements Connector, PoolHooks<Channel> {
   /** Forgets everything tied to the current connection (tokens are connection-scoped too). */
   private resetSession(): void {
     clearTimeout(this.refreshTimer);
-    for (const channel of this.channels.values()) {
-      clearTimeout(channel.brakeTimer);
-      channel.brakeTimer = undefined;
-    }
+    for (const channel of this.channels.values()) channel.book?.sync.forget();
     this.sessionReady = false;
     this.tokens = undefined;
   }
@@ -442,43 +436,13 @@ class DeribitConnector implements Connector, PoolHooks<Channel> {
     if (channel.failed) return;
     channel.failed = true;
     this.pool.release(channel, false);
-    channel.sequence.reset();
-    channel.book.clear();
+    channel.book?.sync.forget();
     if (log) {
       this.context.log.error(
         `${EXCHANGE}: ${channel.subscriptions.map((subscription) => subscription.key).join(", ")} stopped: ${reason}; other subscriptions go on`,
       );
     }
     for (const subscription of channel.subscriptions) this.emitGap(subscription, "subscription_error", reason);
-  }
-
-  /**
-   * Counts, marks and forgets the book, then resubscribes: Deribit answers with a fresh snapshot. When
-   * `braked`, a book that keeps breaking resubscribes after the brake's delay.
-   */
-  private resyncBook(channel: Channel, reason: GapReason, detail: string, braked = true): void {
-    channel.sequence.reset();
-    channel.book.clear();
-    // One episode per reason across books: an overload resyncs every book at once (each has its gap row).
-    this.faults.report(`resync:${reason}`, `${EXCHANGE}: ${channel.name}: ${reason} (${detail}); resubscribing for a fresh snapshot`);
-    for (const subscription of channel.subscriptions) {
-      subscription.stats.resyncs++;
-      this.emitGap(subscription, reason, detail);
-    }
-    // Not connected or not yet authenticated: the next subscribeAll brings the snapshot anyway.
-    if (!this.sessionReady || channel.brakeTimer !== undefined) return;
-    const delay = braked ? channel.brake.next() : 0;
-    if (delay === 0) {
-      this.resubscribe(channel);
-      return;
-    }
-    // Until then the book waits for a snapshot: its changes are not applied.
-    for (const subscription of channel.subscriptions) subscription.stats.resyncsDelayed++;
-    this.faults.report(`brake:${channel.name}`, `${EXCHANGE}: ${channel.name}: resync ${channel.brake.count} in a row: fresh snapshot in ${Math.ceil(delay / 1000)} s`);
-    channel.brakeTimer = setTimeout(() => {
-      channel.brakeTimer = undefined;
-      if (this.sessionReady && !channel.failed && !this.stopped) this.resubscribe(channel);
-    }, delay);
   }
 
   private resubscribe(channel: Channel): void {
@@ -501,7 +465,7 @@ class DeribitConnector implements Connector, PoolHooks<Channel> {
           subscription.stats.lastMessageAt = receivedAt;
         }
         const { changeId, prevChangeId, timestamp, bids, asks } = scanned!;
-        return this.bookChange(channel, changeId, prevChangeId, timestamp, undefined, bids, asks, receivedAt, text);
+        return channel.book!.onChange(changeId, prevChangeId, timestamp, undefined, bids, asks, receivedAt, text);
       }
     }
     let message: {
@@ -517,9 +481,7 @@ class DeribitConnector implements Connector, PoolHooks<Channel> {
       const channel = this.channelNamedIn(text);
       this.parseError(channel, "malformed JSON", text);
       // A lost book frame leaves the local book behind: start over now rather than at the next change.
-      if (channel?.kind === "book" && !channel.failed && channel.sequence.lastChangeId !== undefined) {
-        this.resyncBook(channel, "sequence", "malformed book frame");
-      }
+      if (channel?.book && !channel.failed) channel.book.sync.unreadable("malformed book frame");
       return;
     }
     if (typeof message !== "object" || message === null) {
@@ -604,66 +566,10 @@ class DeribitConnector implements Connector, PoolHooks<Channel> {
     const time = jsonFinite(book?.timestamp);
     if (typeof changeId !== "number" || (prevChangeId !== undefined && typeof prevChangeId !== "number") || Number.isNaN(time)) {
       this.parseError(channel, "unreadable book notification", text);
-      if (channel.sequence.lastChangeId !== undefined) this.resyncBook(channel, "sequence", "unreadable book notification");
+      channel.book!.sync.unreadable("unreadable book notification");
       return;
     }
-    this.bookChange(channel, changeId, prevChangeId as number | undefined, time, book!, undefined, undefined, receivedAt, text);
-  }
-
-  /**
-   * One readable book notification: sequence check, levels (`book`'s, or already flattened by
-   * deribit-scan.ts in `flatBids`/`flatAsks`), local book, event.
-   */
-  private bookChange(
-    channel: Channel,
-    changeId: number,
-    prevChangeId: number | undefined,
-    time: number,
-    book: { bids?: unknown; asks?: unknown } | undefined,
-    flatBids: number[] | undefined,
-    flatAsks: number[] | undefined,
-    receivedAt: number,
-    text: string,
-  ): void {
-    const verdict = channel.sequence.check(changeId, prevChangeId);
-    if (verdict === "awaiting_snapshot") return; // deltas of a subscription we already gave up on
-    if (verdict === "duplicate") {
-      this.context.log.debug(`${EXCHANGE}: ${channel.name}: change_id ${changeId} already applied, ignored`);
-      return;
-    }
-    if (verdict === "gap") {
-      return this.resyncBook(
-        channel,
-        "sequence",
-        `prev_change_id ${prevChangeId} != last change_id ${channel.sequence.lastChangeId}`,
-      );
-    }
-    if (verdict === "backwards") {
-      return this.resyncBook(
-        channel,
-        "id_reset",
-        `change_id ${changeId} is below the last change_id ${channel.sequence.lastChangeId} and was not seen before`,
-      );
-    }
-    const bids: number[] = flatBids ?? [];
-    const asks: number[] = flatAsks ?? [];
-    if (book !== undefined && (!flattenLevels(book.bids, bids) || !flattenLevels(book.asks, asks))) {
-      this.parseError(channel, "unreadable book level", text);
-      return this.resyncBook(channel, "sequence", `unreadable level in change_id ${changeId}`);
-    }
-    const isSnapshot = verdict === "snapshot";
-    channel.book.apply(bids, asks, isSnapshot);
-    if (channel.book.isCrossed()) {
-      return this.resyncBook(
-        channel,
-        "crossed_book",
-        `best bid ${channel.book.bids.best()} >= best ask ${channel.book.asks.best()} after change_id ${changeId}`,
-      );
-    }
-    const { subscriptions, contexts } = channel;
-    for (let i = 0; i < subscriptions.length; i++) {
-      this.context.emit(subscriptions[i]!, bookChange(contexts[i]!, isSnapshot, changeId, time, receivedAt, bids, asks));
-    }
+    channel.book!.onChange(changeId, prevChangeId as number | undefined, time, book!, undefined, undefined, receivedAt, text);
   }
 
   private onQuote(channel: Channel, data: unknown, receivedAt: number, text: string): void {

@@ -16,33 +16,23 @@
  * - any break (sequence, checksum, crossed book, pipeline overflow) → gap event, resubscribe, fresh
  *   snapshot before any further delta.
  */
-import { nowMicros } from "../core/clock.ts";
 import type { ExchangeId, GapReason, MarketEvent, Stream } from "../core/events.ts";
 import { gapEvent } from "../core/events.ts";
 import { FaultLog } from "../core/fault-log.ts";
 import type { Logger } from "../core/log.ts";
-import { OrderBook } from "../core/order-book.ts";
 import type { Subscription } from "../core/subscriptions.ts";
-import { MAX_REST_BODY_BYTES, snapshotBodyBytes } from "./http-body.ts";
+import { MAX_REST_BODY_BYTES } from "./http-body.ts";
 import { describeClose } from "./kit/close-gap.ts";
 import { positiveOr } from "./kit/env.ts";
 import { ConnectionPool, type PoolConnection, type PoolHooks, type PoolLimits, type PoolTopic, type PoolWire, type Refusal } from "./kit/pool.ts";
 import { defineVenue, type Venue } from "./kit/venue.ts";
-import {
-  bookChange,
-  flatten,
-  normalizeBbo,
-  normalizeFunding,
-  normalizeLiquidation,
-  normalizeTrade,
-  okxTime,
-  type Level,
-  type OkxInstrumentContext,
-} from "./okx-normalize.ts";
+import { normalizeBbo, normalizeFunding, normalizeLiquidation, normalizeTrade, type OkxInstrumentContext } from "./okx-normalize.ts";
+import { OkxBook, type BookData, type OkxBookPort } from "./okx-book.ts";
+import type { BookSyncRules } from "./kit/book-sync.ts";
 import { TokenBucket } from "./kit/rate.ts";
 import { jsonBody, restGet, retryAfterMs } from "./kit/rest.ts";
-import { ResyncBrake, resyncBrakeFromEnv, type ResyncBrakeOptions } from "./kit/resync-brake.ts";
-import { OKX_CHECKSUM_DEPTH, okxChecksum, SeqIdChain } from "./kit/sequence/okx.ts";
+import { resyncBrakeFromEnv } from "./kit/resync-brake.ts";
+import { OKX_CHECKSUM_DEPTH } from "./kit/sequence/okx.ts";
 import { InstrumentList, nativeInstrument, toInstrument, type InstType, type Instrument, type RawInstrument } from "./okx-instruments.ts";
 import { scanOkxBooksUpdate, type ScannedOkxBook } from "./okx-scan.ts";
 import type { Connector, ConnectorContext, ReadinessWindows } from "../core/connector.ts";
@@ -109,6 +99,22 @@ export const OKX_TIMING = {
 } as const;
 
 /**
+ * L2 on the book-sync engine (kit/book-sync.ts): the snapshot comes on the socket after a (re)subscribe
+ * (REST when none comes, see okx-book.ts); updates are ignored while no snapshot is asked for, buffered
+ * for a REST snapshot (starting over beyond the limit: the REST alignment needs them all); a crossed
+ * snapshot is tolerated until the book uncrosses (OKX: "Best ask price may be lower than the best bid
+ * price during the pre-open period", https://www.okx.com/docs-v5/en/#order-book-trading-market-data-ws-tickers-channel).
+ */
+const BOOK_RULES: BookSyncRules = {
+  idle: "ignore_deltas",
+  bufferLimit: OKX_LIMITS.bookBufferLimit,
+  whenBufferFull: "start_over",
+  snapshotWaitsForStraddle: false,
+  snapshotSource: "in_band",
+  toleratesCrossedSnapshot: true,
+};
+
+/**
  * /readyz windows (seconds). A live connection is proven by pong, not by data: books and bbo-tbt send an
  * unchanged book after ~60 s idle (90 s: one missed minute plus slack); funding-rate is pushed every
  * 30-90 s (180 s: two missed pushes); trades of a quiet instrument can be silent for minutes;
@@ -134,73 +140,15 @@ interface OkxMessage {
   data?: unknown;
 }
 
-interface BookData {
-  asks?: unknown;
-  bids?: unknown;
-  ts?: unknown;
-  checksum?: unknown;
-  prevSeqId?: unknown;
-  seqId?: unknown;
-}
-
-interface BufferedUpdate {
-  readonly data: BookData;
-  readonly receivedAt: number;
-}
-
-
 // ─── Per-subscription state ────────────────────────────────────────────────────────────────────────
-
-type BookPhase = "idle" | "awaiting" | "fetching" | "live";
-
-class L2State {
-  phase: BookPhase = "idle";
-  readonly chain = new SeqIdChain();
-  readonly book = new OrderBook();
-  /**
-   * The level arrays as received, for the checksum (no copies: references into the parsed frames). Kept
-   * only while `tracking`: OKX sends checksum 0 (absent) since its deprecation, and keeping every level's
-   * text for nothing would cost a Map update per level.
-   */
-  readonly rawBids = new Map<number, Level>();
-  readonly rawAsks = new Map<number, Level>();
-  /** rawBids/rawAsks are kept for this book (decided at each snapshot). */
-  tracking = false;
-  /** A non-zero checksum was seen on this subscription: every later snapshot is tracked. Survives forget(). */
-  checksumsSeen = false;
-  buffer: BufferedUpdate[] = [];
-  /** Bumped whenever the book is forgotten, so a REST fetch or timer of an older episode does nothing. */
-  epoch = 0;
-  /** The wait for a WebSocket snapshot, or the resync brake's delay before resubscribing. */
-  waitTimer: ReturnType<typeof setTimeout> | undefined;
-  restFailures = 0;
-  snapshotFailureMarked = false;
-  /** The last snapshot itself was crossed (pre-open auction, documented by OKX): tolerate until it uncrosses. */
-  crossedTolerated = false;
-
-  /** Spaces out the resyncs of a book that keeps breaking (kit/resync-brake.ts). */
-  constructor(readonly brake: ResyncBrake) {}
-
-  forget(): void {
-    this.epoch++;
-    clearTimeout(this.waitTimer);
-    this.waitTimer = undefined;
-    this.chain.reset();
-    this.book.clear();
-    this.rawBids.clear();
-    this.rawAsks.clear();
-    this.tracking = false;
-    this.buffer = [];
-    this.crossedTolerated = false;
-  }
-}
 
 /** One subscription: a pool topic named by its key, subscribed as its channel arguments. */
 interface SubState extends PoolTopic {
   readonly subscription: Subscription;
   readonly instrument: Instrument;
   readonly args: readonly Record<string, string>[];
-  readonly l2: L2State | undefined;
+  /** The book of an L2 subscription (set right after the state is built: the book refers back to it). */
+  l2: OkxBook<SubState> | undefined;
   /** Channel arguments not yet acknowledged since the last subscribe. */
   unacked: number;
   retryTimer: ReturnType<typeof setTimeout> | undefined;
@@ -212,6 +160,12 @@ interface SubState extends PoolTopic {
 /** Evenly spaced across every OKX connector of the process (connection and REST limits are per IP). */
 const connectPacer = new TokenBucket(1, 1000 / OKX_LIMITS.connectSpacingMs);
 const restBooksPacer = new TokenBucket(1, 1000 / OKX_LIMITS.restBooksSpacingMs);
+const BOOK_LIMITS = {
+  bookDepth: OKX_LIMITS.bookDepth,
+  restOverlapUpdates: OKX_LIMITS.restOverlapUpdates,
+  checksumDepth: OKX_LIMITS.checksumDepth,
+  booksPath: OKX_ENDPOINTS.booksPath,
+} as const;
 
 /** Connection limits for the pool (kit/pool.ts). */
 const POOL_LIMITS: PoolLimits = {
@@ -241,8 +195,9 @@ class OkxConnector implements Connector, PoolHooks<SubState> {
   readonly wsUrl: string;
   private readonly restUrl: string;
   private readonly staleAfterMsSetting: number;
-  private readonly snapshotWaitMs: number;
-  private readonly resyncBrake: ResyncBrakeOptions;
+  /** What the books need of this connector. */
+  private readonly bookPort: OkxBookPort<SubState>;
+  private readonly bookSync: { readonly rules: BookSyncRules; readonly brake: ReturnType<typeof resyncBrakeFromEnv>; readonly retry: BackoffOptions };
   private readonly states = new Map<Subscription, SubState>();
   /** Subscriptions by key: the pool's topics. */
   private readonly topics = new Map<string, SubState>();
@@ -273,8 +228,24 @@ class OkxConnector implements Connector, PoolHooks<SubState> {
     this.wsUrl = venue.wsUrl(env);
     this.restUrl = venue.restUrl(env);
     this.staleAfterMsSetting = positiveOr(env, `XTRADER_${exchange}_STALE_MS`, OKX_TIMING.staleAfterMs);
-    this.snapshotWaitMs = positiveOr(env, `XTRADER_${exchange}_SNAPSHOT_WAIT_MS`, OKX_TIMING.snapshotWaitMs);
-    this.resyncBrake = resyncBrakeFromEnv(env);
+    const connector = this;
+    this.bookPort = {
+      log: this.log,
+      faults: this.faults,
+      get stopped() {
+        return connector.stopped;
+      },
+      snapshotWaitMs: positiveOr(env, `XTRADER_${exchange}_SNAPSHOT_WAIT_MS`, OKX_TIMING.snapshotWaitMs),
+      limits: BOOK_LIMITS,
+      emit: (sub, event) => this.emit(sub, event),
+      emitGap: (sub, reason, detail) => this.emitGap(sub, reason, detail),
+      parseError: (sub, what) => this.parseErrorOf(sub, what),
+      resubscribe: (sub) => this.resubscribe(sub),
+      reserveRest: () => restBooksPacer.reserve(),
+      getJson: (path, maxBytes) => this.getJson(path, maxBytes),
+      delay: (ms) => this.delay(ms),
+    };
+    this.bookSync = { rules: BOOK_RULES, brake: resyncBrakeFromEnv(env), retry: this.backoff };
     this.pool = new ConnectionPool(this, { name: exchange, context, limits: venue.limits!, wire: okxWire(exchange, this.topics), topics: this.topics, connectPacer });
   }
 
@@ -298,11 +269,15 @@ class OkxConnector implements Connector, PoolHooks<SubState> {
     for (const sub of this.pool.topicsOn(connection)) {
       if (reopened) sub.subscription.stats.reconnects++;
       sub.unacked = sub.args.length;
-      if (sub.l2) {
-        sub.l2.forget();
-        sub.l2.phase = "awaiting";
-      }
+      sub.l2?.sync.subscribed();
     }
+  }
+
+  /** Unsubscribes and subscribes a book again (a fresh snapshot); false when the subscribe budget is spent. */
+  private resubscribe(sub: SubState): boolean {
+    if (!sub.connection?.resubscribe(sub.topic)) return false;
+    sub.unacked = sub.args.length;
+    return true;
   }
 
   /** Only the arguments not yet acknowledged are requested alone after a refused batch. */
@@ -330,10 +305,7 @@ class OkxConnector implements Connector, PoolHooks<SubState> {
 
   onLost(sub: SubState, reason: GapReason, detail: string): void {
     clearTimeout(sub.retryTimer);
-    if (sub.l2) {
-      sub.l2.forget();
-      sub.l2.phase = "idle";
-    }
+    sub.l2?.sync.forget();
     this.emitGap(sub, reason, detail);
   }
 
@@ -399,7 +371,7 @@ class OkxConnector implements Connector, PoolHooks<SubState> {
         for (const sub of this.routed(message.arg) ?? []) {
           if (sub.unacked > 0) sub.unacked--;
           sub.subscribeFailures = 0;
-          if (sub.l2 && message.arg?.channel === "books") this.onBookAck(sub);
+          if (sub.l2 && message.arg?.channel === "books") sub.l2.onAck();
         }
         return;
       }
@@ -478,7 +450,7 @@ class OkxConnector implements Connector, PoolHooks<SubState> {
     for (const wake of [...this.sleepers]) wake();
     for (const state of this.states.values()) {
       clearTimeout(state.retryTimer);
-      state.l2?.forget();
+      state.l2?.sync.forget();
     }
     await this.pool.stop();
     this.faults.flush();
@@ -491,56 +463,7 @@ class OkxConnector implements Connector, PoolHooks<SubState> {
       this.log.debug(`${subscription.key}: resync (${reason}) ignored: no live book`);
       return;
     }
-    this.restartBook(sub, reason, detail, false);
-  }
-
-  /** Counts, marks and forgets the book, then asks for a fresh snapshot (after the brake's delay when `braked`). */
-  private restartBook(sub: SubState, reason: GapReason, detail: string, braked = true): void {
-    if (!sub.l2 || sub.failed || this.stopped) return;
-    const subscription = sub.subscription;
-    subscription.stats.resyncs++;
-    // One episode per reason across books: an overload resyncs every book at once (each has its gap row).
-    this.faults.report(`resync:${reason}`, `${subscription.key}: resync (${reason}): ${detail}`);
-    this.emitGap(sub, reason, detail);
-    const l2 = sub.l2;
-    l2.forget();
-    const connection = sub.connection;
-    if (!connection?.isOpen) {
-      l2.phase = "idle";
-      return;
-    }
-    const delay = braked ? l2.brake.next() : 0;
-    if (delay > 0) {
-      // The book keeps breaking: it stays idle (its updates ignored) until the fresh snapshot is asked for.
-      l2.phase = "idle";
-      subscription.stats.resyncsDelayed++;
-      this.faults.report(
-        `brake:${subscription.key}`,
-        `${subscription.key}: resync ${l2.brake.count} in a row: fresh snapshot in ${Math.ceil(delay / 1000)} s`,
-      );
-      const epoch = l2.epoch;
-      l2.waitTimer = setTimeout(() => {
-        l2.waitTimer = undefined;
-        if (l2.epoch === epoch && !sub.failed && !this.stopped) this.resubscribeBook(sub);
-      }, delay);
-      return;
-    }
-    this.resubscribeBook(sub);
-  }
-
-  /** Asks for a fresh snapshot: a resubscription, or REST when the subscribe budget is spent. */
-  private resubscribeBook(sub: SubState): void {
-    const l2 = sub.l2!;
-    const connection = sub.connection;
-    if (!connection?.isOpen) return;
-    l2.phase = "awaiting";
-    if (connection.resubscribe(sub.topic)) {
-      sub.unacked = sub.args.length;
-    } else {
-      // Out of subscribe budget: keep the subscription and take the snapshot from REST instead.
-      this.log.warn(`${sub.subscription.key}: subscribe budget spent; resyncing from the REST snapshot`);
-      this.fetchSnapshot(sub);
-    }
+    sub.l2.sync.restart(reason, detail, false);
   }
 
   // ── start-up ──
@@ -569,7 +492,7 @@ class OkxConnector implements Connector, PoolHooks<SubState> {
         subscription,
         instrument: resolved,
         args,
-        l2: subscription.stream === "L2" ? new L2State(new ResyncBrake(this.resyncBrake)) : undefined,
+        l2: undefined,
         connection: undefined,
         failed: false,
         unacked: 0,
@@ -577,6 +500,7 @@ class OkxConnector implements Connector, PoolHooks<SubState> {
         subscribeFailures: 0,
         context: { exchange: this.exchange, symbol: subscription.symbol, sizing: resolved.sizing },
       };
+      if (subscription.stream === "L2") state.l2 = new OkxBook(this.bookPort, state, this.bookSync);
       this.states.set(subscription, state);
       this.topics.set(state.topic, state);
       this.route(state);
@@ -698,10 +622,7 @@ class OkxConnector implements Connector, PoolHooks<SubState> {
     if (sub.failed) return;
     sub.failed = true;
     clearTimeout(sub.retryTimer);
-    if (sub.l2) {
-      sub.l2.forget();
-      sub.l2.phase = "idle";
-    }
+    sub.l2?.sync.forget();
     this.pool.release(sub, false);
     this.log.error(`${sub.subscription.key}: ${why}; this subscription is stopped, the others go on`);
     this.emitGap(sub, "subscription_error", why);
@@ -717,7 +638,7 @@ class OkxConnector implements Connector, PoolHooks<SubState> {
   onItem(sub: SubState, channel: string, action: unknown, item: Record<string, unknown>, receivedAt: number): void {
     switch (channel) {
       case "books":
-        this.onBook(sub, action, item as BookData, receivedAt);
+        sub.l2!.onMessage(action, item as BookData, receivedAt);
         return;
       case "trades":
         this.onTrade(sub, item, receivedAt);
@@ -758,285 +679,10 @@ class OkxConnector implements Connector, PoolHooks<SubState> {
     else this.parseErrorOf(sub, "malformed liquidation detail");
   }
 
-  // ── L2 ──
-
-  onBookAck(sub: SubState): void {
-    const l2 = sub.l2!;
-    if (l2.phase !== "awaiting" || l2.waitTimer) return;
-    const epoch = l2.epoch;
-    l2.waitTimer = setTimeout(() => {
-      l2.waitTimer = undefined;
-      if (l2.epoch === epoch && l2.phase === "awaiting" && !sub.failed) {
-        this.log.info(`${sub.subscription.key}: no WebSocket snapshot within ${this.snapshotWaitMs} ms; using REST`);
-        this.fetchSnapshot(sub);
-      }
-    }, this.snapshotWaitMs);
-  }
-
-  private onBook(sub: SubState, action: unknown, data: BookData, receivedAt: number): void {
-    const l2 = sub.l2!;
-    if (typeof data.seqId !== "number" || typeof data.prevSeqId !== "number") {
-      this.parseErrorOf(sub, "book message without seqId/prevSeqId");
-      if (l2.phase === "live") this.restartBook(sub, "sequence", "book message without seqId/prevSeqId");
-      return;
-    }
-    if (action === "snapshot") {
-      this.onWsSnapshot(sub, data, receivedAt);
-      return;
-    }
-    if (action !== "update") {
-      this.parseErrorOf(sub, `unknown books action '${String(action)}'`);
-      return;
-    }
-    switch (l2.phase) {
-      case "idle":
-        return;
-      case "awaiting":
-        // Updates before the ack belong to the subscription we just dropped; after the ack, an update
-        // without a snapshot means none is coming (OKX is removing it): take the snapshot from REST.
-        if (sub.unacked > 0) return;
-        l2.buffer.push({ data, receivedAt });
-        this.fetchSnapshot(sub);
-        return;
-      case "fetching":
-        if (l2.buffer.length >= OKX_LIMITS.bookBufferLimit) {
-          this.log.warn(`${sub.subscription.key}: ${l2.buffer.length} updates buffered waiting for a snapshot; starting over`);
-          l2.buffer = [];
-        }
-        l2.buffer.push({ data, receivedAt });
-        return;
-      case "live":
-        this.applyUpdate(sub, data, receivedAt);
-        return;
-    }
-  }
-
-  private onWsSnapshot(sub: SubState, data: BookData, receivedAt: number): void {
-    const l2 = sub.l2!;
-    if (l2.phase === "idle") return;
-    const empty = Array.isArray(data.bids) && Array.isArray(data.asks) && data.bids.length === 0 && data.asks.length === 0;
-    // An empty snapshot is what a removed snapshot may look like: REST decides.
-    const outcome = empty ? "malformed" : this.installSnapshot(sub, data, receivedAt);
-    if (outcome !== "malformed") return;
-    if (!empty) this.parseErrorOf(sub, "malformed book snapshot");
-    if (l2.phase === "live") this.restartBook(sub, "sequence", "malformed book snapshot");
-    else if (l2.phase === "awaiting") this.fetchSnapshot(sub);
-  }
-
-  /**
-   * Replaces the book with a snapshot (WS or REST) and emits it. "malformed": nothing changed;
-   * "refused": its checksum failed and a resync has started. For a REST snapshot, `rest` gives how many
-   * buffered updates it may already hold and the time of the first one it does not (see runSnapshotFetch).
-   */
-  private installSnapshot(
-    sub: SubState,
-    data: BookData,
-    receivedAt: number,
-    rest?: { readonly buffered: number; readonly nextUpdateTime: number },
-  ): "installed" | "malformed" | "refused" {
-    const l2 = sub.l2!;
-    const bids = flatten(data.bids);
-    const asks = flatten(data.asks);
-    const ts = okxTime(data.ts);
-    if (!bids || !asks || Number.isNaN(ts)) return "malformed";
-    const seqId = data.seqId as number;
-    l2.forget();
-    l2.phase = "live";
-    l2.restFailures = 0;
-    l2.snapshotFailureMarked = false;
-    l2.chain.start(seqId, rest !== undefined, rest ? rest.buffered + OKX_LIMITS.restOverlapUpdates : 0);
-    if (typeof data.checksum === "number" && data.checksum !== 0) l2.checksumsSeen = true;
-    l2.tracking = l2.checksumsSeen;
-    applyLevels(l2, bids, asks, data);
-    if (l2.book.isCrossed()) {
-      // OKX: "Best ask price may be lower than the best bid price during the pre-open period."
-      l2.crossedTolerated = true;
-      this.log.info(`${sub.subscription.key}: the snapshot itself is crossed (pre-open auction?); tolerated until it uncrosses`);
-    }
-    if (!this.checksumHolds(sub, data.checksum)) return "refused";
-    // The snapshot's time is that of the state it holds, which is no later than the first update beyond
-    // it: then ordering rows by (timestamp, sequence) never puts that update before the snapshot.
-    this.emitBook(sub, true, seqId, rest ? Math.min(ts, rest.nextUpdateTime) : ts, receivedAt, bids, asks);
-    return "installed";
-  }
-
-  /** A books update read by okx-scan.ts (levels already flattened and checked, checksum 0). */
+  /** A books update read by okx-scan.ts for a live, untracked book. */
   applyScannedUpdate(sub: SubState, book: ScannedOkxBook, receivedAt: number): void {
-    this.applyUpdate(sub, book, receivedAt, true);
+    sub.l2!.onScanned(book, receivedAt);
   }
-
-  /** `flat`: data.bids/asks are already flattened numbers and data.ts a number (okx-scan.ts). */
-  private applyUpdate(sub: SubState, data: BookData, receivedAt: number, flat = false): void {
-    const l2 = sub.l2!;
-    const prevSeqId = data.prevSeqId as number;
-    const seqId = data.seqId as number;
-    const last = l2.chain.seqId;
-    const verdict = l2.chain.next(prevSeqId, seqId);
-    if (verdict === "duplicate" || verdict === "stale") {
-      this.log.debug(`${sub.subscription.key}: ${verdict} update seqId ${seqId} ignored`);
-      return;
-    }
-    if (verdict === "gap") {
-      this.restartBook(sub, "sequence", `prevSeqId ${prevSeqId} does not follow seqId ${last} (update seqId ${seqId})`);
-      return;
-    }
-    if (verdict === "backwards") {
-      const detail = `update seqId ${seqId} is still not above the REST snapshot's seqId ${last} after ${OKX_LIMITS.restOverlapUpdates} later updates: the snapshot's seqId was wrong or the ids went back`;
-      this.restartBook(sub, "id_reset", detail);
-      return;
-    }
-    const bids = flat ? (data.bids as number[]) : flatten(data.bids);
-    const asks = flat ? (data.asks as number[]) : flatten(data.asks);
-    const ts = flat ? (data.ts as number) : okxTime(data.ts);
-    if (!bids || !asks || Number.isNaN(ts)) {
-      this.parseErrorOf(sub, "malformed book update");
-      this.restartBook(sub, "sequence", `malformed book update seqId ${seqId}`);
-      return;
-    }
-    applyLevels(l2, bids, asks, data);
-    if (l2.book.isCrossed()) {
-      if (!l2.crossedTolerated) {
-        const detail = `best bid ${l2.book.bids.best()} >= best ask ${l2.book.asks.best()} after seqId ${seqId}`;
-        this.restartBook(sub, "crossed_book", detail);
-        return;
-      }
-    } else {
-      l2.crossedTolerated = false;
-    }
-    if (!this.checksumHolds(sub, data.checksum)) return;
-    // The idle heartbeat (no levels) only proves the chain; nothing to store.
-    if (bids.length === 0 && asks.length === 0) return;
-    this.emitBook(sub, false, seqId, ts, receivedAt, bids, asks);
-  }
-
-  /** checksum 0 (or absent) means "not sent" since OKX deprecated it; a non-zero one must match. */
-  private checksumHolds(sub: SubState, checksum: unknown): boolean {
-    if (typeof checksum !== "number" || checksum === 0) return true;
-    const l2 = sub.l2!;
-    if (!l2.tracking) {
-      // The first non-zero checksum on a book whose level texts were not kept (all before were 0): verify
-      // from a fresh snapshot on, which is tracked from now on.
-      l2.checksumsSeen = true;
-      this.restartBook(sub, "checksum", `first non-zero checksum ${checksum} at seqId ${l2.chain.seqId}; the book's level texts were not kept, so it restarts from a snapshot to verify`);
-      return false;
-    }
-    const ours = okxChecksum(topLevels(l2.rawBids, true), topLevels(l2.rawAsks, false));
-    if (ours === checksum) return true;
-    this.restartBook(sub, "checksum", `checksum ${checksum} from OKX, ${ours} from our book at seqId ${l2.chain.seqId}`);
-    return false;
-  }
-
-  private emitBook(
-    sub: SubState,
-    isSnapshot: boolean,
-    sequence: number,
-    ts: number,
-    receivedAt: number,
-    bids: number[],
-    asks: number[],
-  ): void {
-    this.emit(sub, bookChange(sub.context, isSnapshot, sequence, ts, receivedAt, bids, asks));
-  }
-
-  /**
-   * REST snapshot, aligned with the buffered updates as OKX describes for the removal of the WS snapshot
-   * (https://www.okx.com/docs-v5/log_en, "Delist initial snapshot and checksum field"): a snapshot older
-   * than the first buffered update's prevSeqId is fetched again; updates with seqId <= snapshot seqId
-   * are dropped; the first one applied must satisfy prevSeqId <= snapshot seqId < seqId.
-   */
-  fetchSnapshot(sub: SubState): void {
-    const l2 = sub.l2!;
-    if (l2.phase === "fetching" || l2.phase === "live") return;
-    l2.phase = "fetching";
-    clearTimeout(l2.waitTimer);
-    l2.waitTimer = undefined;
-    const epoch = l2.epoch;
-    void this.runSnapshotFetch(sub, epoch);
-  }
-
-  private async runSnapshotFetch(sub: SubState, epoch: number): Promise<void> {
-    const l2 = sub.l2!;
-    const key = sub.subscription.key;
-    const current = () => !this.stopped && !sub.failed && l2.epoch === epoch && l2.phase === "fetching";
-    for (let tooOld = 0; ; ) {
-      await restBooksPacer.reserve();
-      if (!current()) return;
-      const result = await this.getJson(
-        `${OKX_ENDPOINTS.booksPath}?instId=${encodeURIComponent(sub.instrument.instId)}&sz=${OKX_LIMITS.bookDepth}`,
-        snapshotBodyBytes(OKX_LIMITS.bookDepth),
-      );
-      if (!current()) return;
-      const snapshot = result.ok && Array.isArray(result.data) ? (result.data[0] as BookData | undefined) : undefined;
-      // More levels than asked for (and than the venue serves) is a broken or hostile answer, not a book.
-      const tooDeep =
-        (Array.isArray(snapshot?.bids) && snapshot.bids.length > OKX_LIMITS.bookDepth) ||
-        (Array.isArray(snapshot?.asks) && snapshot.asks.length > OKX_LIMITS.bookDepth);
-      const valid =
-        typeof snapshot === "object" && snapshot !== null && typeof snapshot.seqId === "number" && !tooDeep &&
-        flatten(snapshot.bids) !== undefined && flatten(snapshot.asks) !== undefined && !Number.isNaN(okxTime(snapshot.ts));
-      if (!valid) {
-        const why = tooDeep
-          ? `more than the ${OKX_LIMITS.bookDepth} levels a side asked for`
-          : result.ok ? "response without a valid book" : result.error;
-        if (tooDeep || (!result.ok && result.oversized)) sub.subscription.stats.parseErrors++;
-        const delay = (!result.ok && result.retryAfterMs) || backoffDelay(this.backoff, l2.restFailures++);
-        this.log.warn(`${key}: REST snapshot failed (${why}); retrying in ${delay} ms`);
-        if (!l2.snapshotFailureMarked) {
-          l2.snapshotFailureMarked = true;
-          this.emitGap(sub, "snapshot_failed", `REST snapshot failed: ${why}`);
-        }
-        await this.delay(delay);
-        if (!current()) return;
-        continue;
-      }
-      const book = snapshot as BookData;
-      const first = l2.buffer[0];
-      if (first && (book.seqId as number) < (first.data.prevSeqId as number)) {
-        // OKX's REST book is cached (~50 ms); it can predate what we buffered. Ask again.
-        if (++tooOld % 20 === 0) this.log.warn(`${key}: REST snapshot keeps predating the stream (${tooOld} tries)`);
-        await this.delay(Math.min(50 * tooOld, 1000));
-        if (!current()) return;
-        continue;
-      }
-      const buffered = l2.buffer;
-      const seqId = book.seqId as number;
-      const next = buffered.find((update) => typeof update.data.seqId === "number" && update.data.seqId > seqId);
-      const nextUpdateTime = next === undefined ? Number.POSITIVE_INFINITY : okxTime(next.data.ts);
-      const rest = { buffered: buffered.length, nextUpdateTime: Number.isNaN(nextUpdateTime) ? Number.POSITIVE_INFINITY : nextUpdateTime };
-      if (this.installSnapshot(sub, book, nowMicros(), rest) !== "installed") return;
-      this.log.debug(`${key}: REST snapshot seqId ${String(book.seqId)}; replaying ${buffered.length} buffered update(s)`);
-      const liveEpoch = l2.epoch;
-      for (const update of buffered) {
-        if (l2.epoch !== liveEpoch || l2.phase !== "live" || this.stopped) return;
-        this.applyUpdate(sub, update.data, update.receivedAt);
-      }
-      return;
-    }
-  }
-}
-
-/** Applies flattened levels to the book and, while the book is tracked, the level texts to the raw maps. */
-function applyLevels(l2: L2State, bids: readonly number[], asks: readonly number[], data: BookData): void {
-  l2.book.apply(bids, asks);
-  if (!l2.tracking) return;
-  trackLevels(l2.rawBids, bids, data.bids as Level[]);
-  trackLevels(l2.rawAsks, asks, data.asks as Level[]);
-}
-
-function trackLevels(raw: Map<number, Level>, flat: readonly number[], levels: readonly Level[]): void {
-  for (let i = 0; i < levels.length; i++) {
-    const price = flat[2 * i]!;
-    if (flat[2 * i + 1] === 0) raw.delete(price);
-    else raw.set(price, levels[i]!);
-  }
-}
-
-function topLevels(raw: Map<number, Level>, descending: boolean): Level[] {
-  const prices = [...raw.keys()].sort((a, b) => (descending ? b - a : a - b));
-  const depth = Math.min(prices.length, OKX_LIMITS.checksumDepth);
-  const out: Level[] = new Array(depth);
-  for (let i = 0; i < depth; i++) out[i] = raw.get(prices[i]!)!;
-  return out;
 }
 
 /**
