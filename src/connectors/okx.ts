@@ -21,7 +21,6 @@ import { gapEvent } from "../core/events.ts";
 import { FaultLog } from "../core/fault-log.ts";
 import type { Logger } from "../core/log.ts";
 import type { Subscription } from "../core/subscriptions.ts";
-import { MAX_REST_BODY_BYTES } from "./http-body.ts";
 import { describeClose } from "./kit/close-gap.ts";
 import { positiveOr } from "./kit/env.ts";
 import { ConnectionPool, type PoolConnection, type PoolHooks, type PoolLimits, type PoolTopic, type PoolWire, type Refusal } from "./kit/pool.ts";
@@ -30,10 +29,10 @@ import { normalizeBbo, normalizeFunding, normalizeLiquidation, normalizeTrade, t
 import { OkxBook, type BookData, type OkxBookPort } from "./okx-book.ts";
 import type { BookSyncRules } from "./kit/book-sync.ts";
 import { TokenBucket } from "./kit/rate.ts";
-import { jsonBody, restGet, retryAfterMs } from "./kit/rest.ts";
 import { resyncBrakeFromEnv } from "./kit/resync-brake.ts";
 import { OKX_CHECKSUM_DEPTH } from "./kit/sequence/okx.ts";
-import { InstrumentList, nativeInstrument, toInstrument, type InstType, type Instrument, type RawInstrument } from "./okx-instruments.ts";
+import { nativeInstrument, type InstType, type Instrument } from "./okx-instruments.ts";
+import { OkxRest } from "./okx-rest.ts";
 import { scanOkxBooksUpdate, type ScannedOkxBook } from "./okx-scan.ts";
 import type { Connector, ConnectorContext, ReadinessWindows } from "../core/connector.ts";
 import { backoffDelay, backoffFromEnv, type BackoffOptions, type CloseInfo } from "./websocket.ts";
@@ -193,7 +192,7 @@ class OkxConnector implements Connector, PoolHooks<SubState> {
   readonly log: Logger;
   readonly backoff: BackoffOptions;
   readonly wsUrl: string;
-  private readonly restUrl: string;
+  private readonly rest: OkxRest;
   private readonly staleAfterMsSetting: number;
   /** What the books need of this connector. */
   private readonly bookPort: OkxBookPort<SubState>;
@@ -205,8 +204,6 @@ class OkxConnector implements Connector, PoolHooks<SubState> {
   private readonly routes = new Map<string, Map<string, SubState[]>>();
   private readonly liquidationsByInstId = new Map<string, SubState>();
   private readonly pool: ConnectionPool<SubState>;
-  private readonly aborts = new Set<AbortController>();
-  private readonly sleepers = new Set<() => void>();
   private started = false;
   /** Repeating faults (unreadable frames and items), one log line per episode. */
   readonly faults: FaultLog;
@@ -226,7 +223,7 @@ class OkxConnector implements Connector, PoolHooks<SubState> {
     this.faults = new FaultLog(context.log);
     this.backoff = backoffFromEnv(env);
     this.wsUrl = venue.wsUrl(env);
-    this.restUrl = venue.restUrl(env);
+    this.rest = new OkxRest(venue.restUrl(env), OKX_TIMING.restTimeoutMs);
     this.staleAfterMsSetting = positiveOr(env, `XTRADER_${exchange}_STALE_MS`, OKX_TIMING.staleAfterMs);
     const connector = this;
     this.bookPort = {
@@ -242,8 +239,8 @@ class OkxConnector implements Connector, PoolHooks<SubState> {
       parseError: (sub, what) => this.parseErrorOf(sub, what),
       resubscribe: (sub) => this.resubscribe(sub),
       reserveRest: () => restBooksPacer.reserve(),
-      getJson: (path, maxBytes) => this.getJson(path, maxBytes),
-      delay: (ms) => this.delay(ms),
+      getJson: (path, maxBytes) => this.rest.getJson(path, maxBytes),
+      delay: (ms) => this.rest.delay(ms),
     };
     this.bookSync = { rules: BOOK_RULES, brake: resyncBrakeFromEnv(env), retry: this.backoff };
     this.pool = new ConnectionPool(this, { name: exchange, context, limits: venue.limits!, wire: okxWire(exchange, this.topics), topics: this.topics, connectPacer });
@@ -446,8 +443,7 @@ class OkxConnector implements Connector, PoolHooks<SubState> {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const abort of this.aborts) abort.abort();
-    for (const wake of [...this.sleepers]) wake();
+    this.rest.close();
     for (const state of this.states.values()) {
       clearTimeout(state.retryTimer);
       state.l2?.sync.forget();
@@ -469,7 +465,7 @@ class OkxConnector implements Connector, PoolHooks<SubState> {
   // ── start-up ──
 
   private async bootstrap(): Promise<void> {
-    const list = await this.loadInstruments();
+    const list = await this.rest.loadInstruments(OKX_ENDPOINTS.instrumentsPath, this.instType, this.exchange, this.log, this.backoff, () => this.stopped);
     if (!list || this.stopped) return;
     const ready: SubState[] = [];
     for (const subscription of this.subscriptions) {
@@ -539,68 +535,6 @@ class OkxConnector implements Connector, PoolHooks<SubState> {
       this.routes.set(arg.channel!, byKey);
     }
     if (sub.subscription.stream === "LIQUIDATIONS") this.liquidationsByInstId.set(sub.instrument.instId, sub);
-  }
-
-  private async loadInstruments(): Promise<InstrumentList | undefined> {
-    for (let attempt = 0; !this.stopped; attempt++) {
-      const result = await this.getJson(`${OKX_ENDPOINTS.instrumentsPath}?instType=${this.instType}`);
-      if (this.stopped) return undefined;
-      if (result.ok && Array.isArray(result.data)) {
-        const instruments: Instrument[] = [];
-        for (const raw of result.data as RawInstrument[]) {
-          const instrument = typeof raw === "object" && raw !== null ? toInstrument(raw, this.instType) : undefined;
-          if (instrument) instruments.push(instrument);
-        }
-        this.log.debug(`${this.exchange}: ${instruments.length} ${this.instType} instruments`);
-        return new InstrumentList(instruments, this.instType);
-      }
-      const delay = result.ok ? backoffDelay(this.backoff, attempt) : (result.retryAfterMs ?? backoffDelay(this.backoff, attempt));
-      this.log.warn(
-        `${this.exchange}: cannot load the instrument list (${result.ok ? "no data" : result.error}); nothing is collected until it loads; retrying in ${delay} ms`,
-      );
-      await this.delay(delay);
-    }
-    return undefined;
-  }
-
-  /** A sleep that stop() cuts short, so no retry timer outlives the connector. */
-  private delay(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const wake = () => {
-        clearTimeout(timer);
-        this.sleepers.delete(wake);
-        resolve();
-      };
-      const timer = setTimeout(wake, ms);
-      this.sleepers.add(wake);
-    });
-  }
-
-  // ── REST ──
-
-  /** GET of a JSON answer; a body over `maxBytes` is not read (see http-body.ts). */
-  private async getJson(
-    path: string,
-    maxBytes = MAX_REST_BODY_BYTES,
-  ): Promise<{ ok: true; data: unknown } | { ok: false; error: string; retryAfterMs: number | undefined; oversized?: true }> {
-    const abort = new AbortController();
-    this.aborts.add(abort);
-    const timer = setTimeout(() => abort.abort(), OKX_TIMING.restTimeoutMs);
-    try {
-      const answer = await restGet(`${this.restUrl}${path}`, abort.signal, maxBytes);
-      if (answer.kind === "failed") return { ok: false, error: answer.error, retryAfterMs: undefined };
-      if (answer.kind === "too_large") return { ok: false, error: `HTTP ${answer.status} ${answer.detail}`, retryAfterMs: undefined, oversized: true };
-      const parsed = jsonBody(answer.text) as { code?: unknown; msg?: unknown; data?: unknown } | undefined;
-      if (answer.ok && parsed && (parsed.code === "0" || parsed.code === 0)) return { ok: true, data: parsed.data };
-      return {
-        ok: false,
-        error: `HTTP ${answer.status}${parsed?.code !== undefined ? ` code ${String(parsed.code)}` : ""}${parsed?.msg ? ` '${String(parsed.msg)}'` : ""}`,
-        retryAfterMs: retryAfterMs(answer.headers),
-      };
-    } finally {
-      clearTimeout(timer);
-      this.aborts.delete(abort);
-    }
   }
 
   // ── emission ──
