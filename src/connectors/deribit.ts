@@ -35,6 +35,7 @@ import { defineVenue, type Venue } from "./kit/venue.ts";
 import { resyncBrakeFromEnv } from "./kit/resync-brake.ts";
 import { scanDeribitBookChange } from "./deribit-scan.ts";
 import { jsonFinite } from "./json-scan.ts";
+import { DeribitAuth } from "./deribit-auth.ts";
 import { deribitInstrument, deribitSettings, deribitSizing, DERIBIT_WS_URLS, type DeribitCredentials } from "./deribit-instruments.ts";
 
 export { deribitSettings, deribitSizing, deribitWsUrl, DERIBIT_WS_URLS } from "./deribit-instruments.ts";
@@ -126,11 +127,6 @@ interface RpcError {
   readonly data?: { readonly reason?: unknown } | unknown;
 }
 
-interface Tokens {
-  readonly access: string;
-  readonly refresh: string;
-}
-
 /** The pool's limits: every channel on one connection; subscribe requests within Deribit's credits. */
 const POOL_LIMITS: PoolLimits = {
   topicsPerConnection: Number.MAX_SAFE_INTEGER,
@@ -168,8 +164,8 @@ class DeribitConnector implements Connector, PoolHooks<Channel> {
   private readonly staleAfterMsSetting: number;
   private readonly credentials: DeribitCredentials | undefined;
   private readonly interval: Interval;
-  private refreshTimer: ReturnType<typeof setTimeout> | undefined;
-  private tokens: Tokens | undefined;
+  /** Authentication of each connection, when credentials are set. */
+  private readonly auth: DeribitAuth | undefined;
   /** True once this connection may subscribe (authenticated when credentials are set). */
   private sessionReady = false;
   private stopped = false;
@@ -197,6 +193,22 @@ class DeribitConnector implements Connector, PoolHooks<Channel> {
     const settings = deribitSettings(config.env);
     this.credentials = settings.credentials;
     this.interval = this.credentials ? INTERVALS.authenticated : INTERVALS.public;
+    this.auth = this.credentials
+      ? new DeribitAuth(
+          this.credentials,
+          {
+            log: context.log,
+            call: (params, onAnswer) => this.request("public/auth", params, onAnswer),
+            reconnect: (reason) => this.connection?.socket.reconnect(reason),
+            ready: () => {
+              this.sessionReady = true;
+              this.connection?.subscribeAll();
+            },
+            rejected: (description) => this.rejectCredentials(description),
+          },
+          { transient: ERROR.transient, refreshFraction: LIMITS.tokenRefreshFraction, refreshFloorMs: LIMITS.tokenRefreshFloorMs },
+        )
+      : undefined;
     for (const subscription of subscriptions) {
       const spec = STREAM_CHANNELS[subscription.stream];
       const name = spec.name(subscription.instrument, this.interval);
@@ -280,7 +292,7 @@ class DeribitConnector implements Connector, PoolHooks<Channel> {
     this.request("public/set_heartbeat", { interval: LIMITS.heartbeatSeconds }, (refusal) => {
       if (refusal) this.context.log.warn(`${EXCHANGE}: public/set_heartbeat refused: ${refusal.text}`);
     });
-    if (this.credentials) this.authenticate("client_credentials");
+    if (this.auth) this.auth.start();
     else this.sessionReady = true;
   }
 
@@ -337,10 +349,9 @@ class DeribitConnector implements Connector, PoolHooks<Channel> {
 
   /** Forgets everything tied to the current connection (tokens are connection-scoped too). */
   private resetSession(): void {
-    clearTimeout(this.refreshTimer);
+    this.auth?.reset();
     for (const channel of this.channels.values()) channel.book?.sync.forget();
     this.sessionReady = false;
-    this.tokens = undefined;
   }
 
   // ── JSON-RPC ──
@@ -358,60 +369,7 @@ class DeribitConnector implements Connector, PoolHooks<Channel> {
 
   /** Never let a credential or token reach a log line, whatever the server echoes. */
   private redact(text: string): string {
-    let out = text;
-    for (const secret of [this.credentials?.clientSecret, this.tokens?.access, this.tokens?.refresh]) {
-      if (secret) out = out.split(secret).join("***");
-    }
-    return out;
-  }
-
-  // ── authentication ──
-
-  private authenticate(grant: "client_credentials" | "refresh_token"): void {
-    const credentials = this.credentials!;
-    const refreshToken = this.tokens?.refresh;
-    const params =
-      grant === "refresh_token" && refreshToken
-        ? { grant_type: "refresh_token", refresh_token: refreshToken }
-        : { grant_type: "client_credentials", client_id: credentials.clientId, client_secret: credentials.clientSecret };
-    this.context.log.debug(`${EXCHANGE}: public/auth (${params.grant_type})`);
-    this.request("public/auth", params, (refusal, result) => this.onAuthAnswer(params.grant_type, refusal, result));
-  }
-
-  private onAuthAnswer(grant: string, refusal: Refusal | undefined, answer: unknown): void {
-    if (refusal) {
-      const code = Number(refusal.code);
-      const description = refusal.text;
-      if (grant === "refresh_token") {
-        this.context.log.warn(`${EXCHANGE}: token refresh refused (${description}); authenticating again`);
-        this.tokens = undefined;
-        this.authenticate("client_credentials");
-      } else if (ERROR.transient.has(code)) {
-        this.context.log.warn(`${EXCHANGE}: authentication deferred by Deribit (${description}); reconnecting`);
-        this.connection?.socket.reconnect("authentication retry");
-      } else {
-        this.rejectCredentials(description);
-      }
-      return;
-    }
-    const result = answer as { access_token?: unknown; refresh_token?: unknown; expires_in?: unknown } | undefined;
-    const expiresIn = Number(result?.expires_in);
-    if (typeof result?.access_token !== "string" || typeof result.refresh_token !== "string" || !(expiresIn > 0)) {
-      this.context.log.warn(`${EXCHANGE}: public/auth answer without tokens; reconnecting`);
-      this.connection?.socket.reconnect("bad authentication answer");
-      return;
-    }
-    this.tokens = { access: result.access_token, refresh: result.refresh_token };
-    clearTimeout(this.refreshTimer);
-    const refreshIn = Math.max(LIMITS.tokenRefreshFloorMs, expiresIn * 1000 * LIMITS.tokenRefreshFraction);
-    this.refreshTimer = setTimeout(() => this.authenticate("refresh_token"), refreshIn);
-    if (this.sessionReady) {
-      this.context.log.debug(`${EXCHANGE}: access token refreshed (valid ${expiresIn} s)`);
-      return;
-    }
-    this.context.log.info(`${EXCHANGE}: authenticated (token valid ${expiresIn} s)`);
-    this.sessionReady = true;
-    this.connection?.subscribeAll();
+    return this.auth ? this.auth.redact(text) : text;
   }
 
   /** A rejected credential stops Deribit alone: other exchanges and the process go on. */
