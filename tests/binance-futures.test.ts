@@ -10,7 +10,7 @@ import type { OrderBook } from "../src/core/order-book.ts";
 import type { Subscription } from "../src/core/subscriptions.ts";
 import { rebuildBook, startConnector, type ConnectorHarness } from "./support/connector-harness.ts";
 import { FakeBinanceFutures, type DepthFrame, type FakeBinanceOptions } from "./support/fake-binance.ts";
-import { FakeExchange } from "./support/fake-exchange.ts";
+import { FakeVenue } from "./support/fake-venue.ts";
 
 let fake: FakeBinanceFutures | undefined;
 let harness: ConnectorHarness | undefined;
@@ -145,7 +145,7 @@ describe("DepthSequencer", () => {
 
 describe("RestWeightGate", () => {
   test("waits for the next minute when the used-weight header leaves no room, and pauses on Retry-After", async () => {
-    const server = FakeExchange.start();
+    const server = FakeVenue.start();
     let weight = 1910;
     let status = 200;
     server.rest("GET", "/fapi/v1/depth", () =>

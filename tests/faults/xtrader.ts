@@ -8,7 +8,7 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { ensureBinary } from "../support/binary.ts";
-import { waitUntil } from "../support/fake-exchange.ts";
+import { waitUntil } from "../support/fake-venue.ts";
 import { parseExposition, type Exposition } from "../support/prometheus-text.ts";
 
 /**

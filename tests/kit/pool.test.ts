@@ -21,7 +21,7 @@ import type { OpenInfo } from "../../src/connectors/websocket.ts";
 import type { ConnectorContext } from "../../src/core/connector.ts";
 import type { GapReason } from "../../src/core/events.ts";
 import { createLogger } from "../../src/core/log.ts";
-import { waitUntil } from "../support/fake-exchange.ts";
+import { waitUntil } from "../support/fake-venue.ts";
 
 interface Request {
   readonly op: string;
