@@ -16,17 +16,22 @@ import { EVENT_KEYS, NORMALIZERS, parseDepth, tradeEvent, type DepthUpdate, type
 import { scanAggTradeFrame, scanDepthFrame } from "./binance-futures-scan.ts";
 import { RestWeightGate } from "./binance-futures-rest.ts";
 import { RecentKeys } from "./dedup.ts";
-import { endpoint } from "./endpoints.ts";
-import { closeGap, describeClose } from "./kit/close-gap.ts";
 import { positiveFromEnv } from "./kit/env.ts";
-import { TokenBucket } from "./kit/rate.ts";
-import { PendingRequests } from "./kit/requests.ts";
-import { isolateRefusedBatch } from "./kit/refused-batch.ts";
+import {
+  ConnectionPool,
+  type HandoverTopic,
+  type PoolConnection,
+  type PoolHooks,
+  type PoolLimits,
+  type PoolWire,
+  type Refusal,
+} from "./kit/pool.ts";
+import { defineVenue, type Venue } from "./kit/venue.ts";
 import type { BookSyncRules } from "./kit/book-sync.ts";
 import { resyncBrakeFromEnv } from "./kit/resync-brake.ts";
 import { snapshotBodyBytes } from "./http-body.ts";
-import type { Connector, ConnectorContext, ExchangeSpec, ReadinessWindows } from "../core/connector.ts";
-import { backoffFromEnv, ReconnectingSocket, type BackoffOptions, type CloseInfo, type OpenInfo } from "./websocket.ts";
+import type { Connector, ConnectorContext, ReadinessWindows } from "../core/connector.ts";
+import { backoffFromEnv, type BackoffOptions, type OpenInfo } from "./websocket.ts";
 
 // ───────────────────────────────────────── declarative header ─────────────────────────────────────────
 
@@ -142,233 +147,114 @@ export const ENV = {
 /** Perpetuals (BTCUSDT, 1000PEPEUSDT) and delivery contracts (BTCUSDT_260626). */
 const SYMBOL_RULE = /^[A-Z0-9]{2,32}(_[0-9]{6})?$/;
 
-export const binanceFutures: ExchangeSpec = {
+/** Requests as Binance takes them: `{"method":"SUBSCRIBE","params":[stream...],"id":n}` (Live-Subscribing). */
+const WIRE: PoolWire = {
+  encode: (method, topics, id) => JSON.stringify({ method: method.toUpperCase(), params: topics, id }),
+  label: (method) => method.toUpperCase(),
+  describe: (refusal) => `${refusal.code} ${refusal.text}`,
+  topicWord: "streams",
+  // LIST_SUBSCRIPTIONS after silence, so quiet connections still prove they are alive.
+  keepalive: (staleAfterMs) => ({ idleMs: Math.min(LIMITS.keepaliveIdleMs, Math.max(50, Math.floor(staleAfterMs / 3))), message: KEEPALIVE_MESSAGE }),
+};
+
+/** The pool's limits; the connector applies the ENV overrides. */
+const POOL_LIMITS: PoolLimits = {
+  topicsPerConnection: LIMITS.streamsPerConnection,
+  topicsPerRequest: LIMITS.streamsPerSubscribeRequest,
+  // The venue disconnects above 10 messages per second; requests go evenly at half that.
+  requestBurst: 1,
+  requestsPerSecond: LIMITS.requestsPerSecond,
+  answerTimeoutMs: LIMITS.requestAnswerTimeoutMs,
+  connectionMaxAgeMs: LIMITS.connectionMaxAgeMs,
+  rolloverReason: "before Binance's 24 h limit",
+  rolloverStaggerMs: LIMITS.rolloverStaggerMs,
+  handoverGraceMs: LIMITS.handoverGraceMs,
+  handoverBufferEvents: LIMITS.handoverBufferEvents,
+};
+
+export const binanceFutures = defineVenue({
   id: EXCHANGE,
   streams: ["TRADES", "L2", "BBO", "FUNDING", "LIQUIDATIONS"],
   readinessWindows: READINESS_WINDOWS,
-  nativeInstrument: (symbol) =>
+  instrument: (symbol) =>
     SYMBOL_RULE.test(symbol)
       ? { native: symbol }
       : {
           error: `invalid BINANCE_FUTURES instrument '${symbol}'; expected a USD-M futures symbol such as BTCUSDT (perpetual) or BTCUSDT_260626 (delivery)`,
         },
-  create: (context, subscriptions) => new BinanceFuturesConnector(context, subscriptions),
-};
+  endpoints: DEFAULT_ENDPOINTS,
+  limits: POOL_LIMITS,
+  wire: WIRE,
+  connector: (venue, context, subscriptions) => new BinanceFuturesConnector(venue, context, subscriptions),
+});
 
 // ──────────────────────────────────────────── connector state ────────────────────────────────────────────
 
-/** One subscription as the connector sees it. */
-interface Feed {
+/** What a rollover successor holds for a feed until the switch: events, or depth updates of a book. */
+type HandoverItem = MarketEvent | DepthUpdate;
+
+/**
+ * One subscription as the connector sees it: a pool topic (its stream name; its dedup keys are the trade
+ * id, update id or event time, dedup.ts).
+ */
+interface Feed extends HandoverTopic<HandoverItem> {
   readonly subscription: Subscription;
   readonly stream: Stream;
+  /** The topic: `btcusdt@aggTrade`. */
   readonly streamName: string;
   readonly channel: ChannelSpec;
-  /** The connection whose events are used (during a rollover, its successor's events wait in `handover`). */
-  connection: StreamConnection | undefined;
-  failed: boolean;
-  /**
-   * Keys (trade id, update id, event time) recently taken from the primary connection: repeats of them are
-   * dropped, a key below the last that was not taken is a reset (dedup.ts).
-   */
-  readonly keys: RecentKeys;
-  /** Events from the successor connection awaiting the switch (keys and payloads). */
-  handoverKeys: number[];
-  handoverItems: Array<MarketEvent | DepthUpdate>;
   readonly book: DepthBook | undefined;
-}
-
-/** One WebSocket connection on one route, carrying up to LIMITS.streamsPerConnection streams. */
-class StreamConnection {
-  /** Streams this connection subscribes (on every (re)open). */
-  readonly streams = new Set<string>();
-  /** Streams the venue acknowledged on the current connection. */
-  readonly acked = new Set<string>();
-  successor: StreamConnection | undefined;
-  predecessor: StreamConnection | undefined;
-  readonly socket: ReconnectingSocket;
-  /** Requests waiting for their answer; one unanswered for the timeout means a broken session: reconnect. */
-  private readonly pending: PendingRequests<number, { method: string; streams: string[] }>;
-  private readonly outbox: Array<{ id: number; text: string }> = [];
-  private nextRequestId = 1;
-  /** The venue disconnects above 10 messages per second; we send at most LIMITS.requestsPerSecond. */
-  private readonly rate = new TokenBucket(1, LIMITS.requestsPerSecond);
-  private pacer: ReturnType<typeof setTimeout> | undefined;
-  private rolloverTimer: ReturnType<typeof setTimeout> | undefined;
-  private stopping: Promise<void> | undefined;
-
-  constructor(
-    private readonly owner: BinanceFuturesConnector,
-    readonly route: Route,
-    readonly name: string,
-    readonly index: number,
-    url: string,
-    staleAfterMs: number,
-    backoff: BackoffOptions,
-  ) {
-    this.pending = new PendingRequests(owner.requestAnswerTimeoutMs, (_id, request) => {
-      if (!this.socket.isOpen) return;
-      this.owner.log.warn(`${this.name}: no answer to ${request.method} within ${this.owner.requestAnswerTimeoutMs / 1000} s`);
-      this.socket.reconnect(`${request.method} not answered`);
-    });
-    this.socket = new ReconnectingSocket({
-      name,
-      url: () => url,
-      log: owner.log,
-      staleAfterMs,
-      backoff,
-      maxFrameBytes: owner.maxFrameBytes,
-      keepalive: { idleMs: Math.min(LIMITS.keepaliveIdleMs, Math.max(50, Math.floor(staleAfterMs / 3))), message: KEEPALIVE_MESSAGE },
-      onOpen: (info) => this.onOpen(info),
-      onMessage: (data, receivedAt) => owner.onFrame(this, data, receivedAt),
-      onClose: (info) => this.onClose(info),
-    });
-  }
-
-  start(): void {
-    this.socket.start();
-  }
-
-  stop(): Promise<void> {
-    this.stopping ??= (async () => {
-      this.clearTimers();
-      await this.socket.stop();
-    })();
-    return this.stopping;
-  }
-
-  get isStopping(): boolean {
-    return this.stopping !== undefined;
-  }
-
-  subscribe(streams: readonly string[]): void {
-    for (let i = 0; i < streams.length; i += LIMITS.streamsPerSubscribeRequest) {
-      this.request("SUBSCRIBE", streams.slice(i, i + LIMITS.streamsPerSubscribeRequest));
-    }
-  }
-
-  unsubscribe(streams: readonly string[]): void {
-    if (this.socket.isOpen && streams.length > 0) this.request("UNSUBSCRIBE", [...streams]);
-  }
-
-  /** Handles a response `{"result":..,"id":..}` or an error `{"error":{"code","msg"},"id":..}`. */
-  onResponse(message: Payload): void {
-    const id = message.id;
-    if (id === KEEPALIVE_ID) return;
-    const request = typeof id === "number" ? this.pending.take(id) : undefined;
-    if (!request) {
-      this.owner.log.debug(`${this.name}: response to unknown request ${String(id)}`);
-      return;
-    }
-    // Current docs wrap errors in `error`; older futures docs show `code`/`msg` at the top level.
-    const error = (message.error ?? (typeof message.code === "number" ? message : undefined)) as Payload | undefined;
-    if (error) {
-      this.owner.onRequestRejected(this, request.method, request.streams, `${String(error.code)} ${String(error.msg)}`);
-      return;
-    }
-    if (request.method === "SUBSCRIBE") {
-      for (const stream of request.streams) this.acked.add(stream);
-      this.owner.onAcked(this, request.streams);
-    }
-  }
-
-  private request(method: string, streams: string[]): void {
-    const id = this.nextRequestId++;
-    this.pending.add(id, { method, streams }, true);
-    this.outbox.push({ id, text: JSON.stringify({ method, params: streams, id }) });
-    this.pump();
-  }
-
-  /** Sends queued requests in order, as fast as the rate allows. */
-  private pump(): void {
-    if (this.pacer !== undefined || this.outbox.length === 0) return;
-    const wait = this.rate.take();
-    this.pacer = setTimeout(() => {
-      this.pacer = undefined;
-      if (wait > 0) return this.pump();
-      const next = this.outbox.shift();
-      if (next === undefined) return;
-      if (!this.socket.send(next.text)) {
-        // Closed: everything is resent on reopen.
-        this.outbox.length = 0;
-        return;
-      }
-      this.pending.sent(next.id);
-      this.pump();
-    }, wait);
-  }
-
-  private onOpen(info: OpenInfo): void {
-    this.acked.clear();
-    this.pending.clear();
-    this.outbox.length = 0;
-    this.subscribe([...this.streams]);
-    clearTimeout(this.rolloverTimer);
-    const maxAge = this.owner.connectionMaxAgeMs;
-    const stagger = Math.min(LIMITS.rolloverStaggerMs * this.index, maxAge / 10);
-    this.rolloverTimer = setTimeout(() => this.owner.rollover(this), Math.max(1, maxAge - stagger));
-    this.owner.onConnectionOpen(this, info);
-  }
-
-  private onClose(info: CloseInfo): void {
-    this.clearTimers();
-    this.acked.clear();
-    this.pending.clear();
-    this.outbox.length = 0;
-    this.owner.onConnectionClose(this, info);
-  }
-
-  private clearTimers(): void {
-    this.pending.clear();
-    clearTimeout(this.pacer);
-    this.pacer = undefined;
-    clearTimeout(this.rolloverTimer);
-  }
 }
 
 // ─────────────────────────────────────────────── connector ───────────────────────────────────────────────
 
-export class BinanceFuturesConnector implements Connector {
+export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, HandoverItem> {
   readonly log: ConnectorContext["log"];
-  readonly connectionMaxAgeMs: number;
-  readonly requestAnswerTimeoutMs: number;
-  readonly maxFrameBytes: number;
+  private readonly backoff: BackoffOptions;
   private readonly feeds = new Map<string, Feed>();
   private readonly feedOf = new Map<Subscription, Feed>();
-  private readonly connections = new Set<StreamConnection>();
-  private readonly timers = new Set<ReturnType<typeof setTimeout>>();
+  private readonly pool: ConnectionPool<Feed, HandoverItem>;
   private readonly rest: RestWeightGate;
   private readonly wsRoot: string;
-  private readonly backoff: BackoffOptions;
-  private readonly streamsPerConnection: number;
   private readonly staleOverrideMs: number | undefined;
   /** Repeating faults (parse errors, resyncs, snapshot failures, id resets), one log line per episode. */
   private readonly faults: FaultLog;
   /** What the depth books need of this connector. */
   private readonly bookPort: DepthBookPort;
-  private connectionCount = 0;
   private started = false;
   private stopped = false;
 
   constructor(
+    venue: Venue,
     private readonly context: ConnectorContext,
     subscriptions: readonly Subscription[],
   ) {
     this.log = context.log;
     this.faults = new FaultLog(context.log);
     const env = context.config.env;
-    this.maxFrameBytes = context.config.maxFrameBytes;
-    this.wsRoot = endpoint(env, EXCHANGE, "WS", DEFAULT_ENDPOINTS.ws);
+    this.wsRoot = venue.wsUrl(env);
     this.backoff = backoffFromEnv(env);
-    this.connectionMaxAgeMs = this.setting(env, ENV.connectionMaxAgeMs, LIMITS.connectionMaxAgeMs);
-    this.requestAnswerTimeoutMs = this.setting(env, ENV.requestAnswerTimeoutMs, LIMITS.requestAnswerTimeoutMs);
-    this.streamsPerConnection = Math.min(
-      LIMITS.streamsPerConnection,
-      Math.floor(this.setting(env, ENV.streamsPerConnection, LIMITS.streamsPerConnection)),
+    const limits = venue.limits!;
+    const topicsPerConnection = Math.min(
+      limits.topicsPerConnection,
+      Math.floor(this.setting(env, ENV.streamsPerConnection, limits.topicsPerConnection)),
     );
+    this.pool = new ConnectionPool(this, {
+      name: EXCHANGE,
+      context,
+      limits: {
+        ...limits,
+        topicsPerConnection,
+        connectionMaxAgeMs: this.setting(env, ENV.connectionMaxAgeMs, limits.connectionMaxAgeMs!),
+        answerTimeoutMs: this.setting(env, ENV.requestAnswerTimeoutMs, limits.answerTimeoutMs!),
+      },
+      wire: venue.wire!,
+      topics: this.feeds,
+    });
     const stale = positiveFromEnv(env, ENV.staleAfterMs);
     this.staleOverrideMs = stale !== undefined && !Number.isNaN(stale) ? stale : undefined;
     this.rest = new RestWeightGate({
-      baseUrl: endpoint(env, EXCHANGE, "REST", DEFAULT_ENDPOINTS.rest),
+      baseUrl: venue.restUrl(env),
       log: this.log,
       name: `${EXCHANGE} REST`,
       weightPerMinute: LIMITS.restWeightPerMinute,
@@ -389,10 +275,12 @@ export class BinanceFuturesConnector implements Connector {
     const bookSync = { rules: BOOK_RULES, brake: resyncBrakeFromEnv(env), retry: this.backoff };
     for (const subscription of subscriptions) {
       const channel = CHANNELS[subscription.stream];
+      const name = `${subscription.instrument.toLowerCase()}${channel.suffix}`;
       const feed: Feed = {
         subscription,
         stream: subscription.stream,
-        streamName: `${subscription.instrument.toLowerCase()}${channel.suffix}`,
+        topic: name,
+        streamName: name,
         channel,
         connection: undefined,
         failed: false,
@@ -414,11 +302,9 @@ export class BinanceFuturesConnector implements Connector {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const timer of this.timers) clearTimeout(timer);
-    this.timers.clear();
     this.rest.close();
     for (const feed of this.feeds.values()) feed.book?.sync.forget();
-    await Promise.all([...this.connections].map((connection) => connection.stop()));
+    await this.pool.stop();
     this.faults.flush();
   }
 
@@ -438,22 +324,7 @@ export class BinanceFuturesConnector implements Connector {
 
   private async run(): Promise<void> {
     await this.verifyInstruments();
-    if (this.stopped) return;
-    const byRoute = new Map<Route, Feed[]>();
-    for (const feed of this.feeds.values()) {
-      if (feed.failed) continue;
-      const list = byRoute.get(feed.channel.route) ?? [];
-      list.push(feed);
-      byRoute.set(feed.channel.route, list);
-    }
-    for (const [route, feeds] of byRoute) {
-      for (let i = 0; i < feeds.length; i += this.streamsPerConnection) {
-        const group = feeds.slice(i, i + this.streamsPerConnection);
-        const connection = this.createConnection(route, group.map((feed) => feed.streamName));
-        for (const feed of group) feed.connection = connection;
-        connection.start();
-      }
-    }
+    if (!this.stopped) this.pool.open([...this.feeds.values()], (feed) => feed.channel.route);
   }
 
   /**
@@ -485,104 +356,47 @@ export class BinanceFuturesConnector implements Connector {
     }
   }
 
-  private createConnection(route: Route, streams: readonly string[]): StreamConnection {
-    const index = this.connectionCount++;
-    const windows = streams.map((name) => this.feeds.get(name)!.channel.staleAfterMs).filter((ms) => ms !== undefined);
-    const staleAfterMs = this.staleOverrideMs ?? (windows.length > 0 ? Math.min(...windows) : LIMITS.quietConnectionStaleMs);
-    const connection = new StreamConnection(
-      this,
-      route,
-      `${EXCHANGE} ${route}#${index + 1}`,
-      index,
-      `${this.wsRoot}${ROUTE_PATHS[route]}`,
-      staleAfterMs,
-      this.backoff,
-    );
-    for (const stream of streams) connection.streams.add(stream);
-    this.connections.add(connection);
-    return connection;
+  url(route: string): string {
+    return `${this.wsRoot}${ROUTE_PATHS[route as Route]}`;
   }
 
-  // ── connection events ──
-
-  onConnectionOpen(connection: StreamConnection, info: OpenInfo): void {
-    if (info.reconnects === 0 || this.stopped) return;
-    for (const feed of this.feedsOn(connection)) feed.subscription.stats.reconnects++;
+  /** The shortest window of the connection's streams; quiet streams alone get a long one (keepalive answers reset it). */
+  staleAfterMs(feeds: readonly Feed[]): number {
+    const windows = feeds.map((feed) => feed.channel.staleAfterMs).filter((ms) => ms !== undefined);
+    return this.staleOverrideMs ?? (windows.length > 0 ? Math.min(...windows) : LIMITS.quietConnectionStaleMs);
   }
 
-  onAcked(connection: StreamConnection, streams: readonly string[]): void {
-    if (this.stopped) return;
-    for (const name of streams) {
-      const feed = this.feeds.get(name);
-      if (feed?.book && feed.connection === connection && feed.book.sync.phase === "idle") feed.book.sync.start();
-    }
-    const predecessor = connection.predecessor;
-    const allAcked = [...connection.streams].every((name) => connection.acked.has(name) || this.feeds.get(name)?.failed);
-    if (predecessor && allAcked) {
-      // Everything after this moment reaches both connections; give in-flight events time to arrive.
-      const grace = Math.min(LIMITS.handoverGraceMs, Math.max(50, this.connectionMaxAgeMs / 2));
-      this.later(grace, () => this.completeHandover(predecessor, connection));
-    }
+  // ── pool events (PoolHooks) ──
+
+  onOpened(connection: PoolConnection, info: OpenInfo): void {
+    if (info.reconnects === 0) return;
+    for (const feed of this.pool.topicsOn(connection)) feed.subscription.stats.reconnects++;
   }
 
-  onRequestRejected(connection: StreamConnection, method: string, streams: readonly string[], why: string): void {
-    if (method !== "SUBSCRIBE") {
-      this.log.warn(`${connection.name}: ${method} of ${streams.join(", ")} rejected: ${why}`);
-      return;
-    }
-    const isolated = isolateRefusedBatch(
-      { items: streams },
-      () => this.log.warn(`${connection.name}: SUBSCRIBE of ${streams.length} streams rejected (${why}); retrying one by one`),
-      (stream) => connection.subscribe([stream]),
-    );
-    if (isolated) return;
-    const feed = this.feeds.get(streams[0]!);
-    if (feed) this.failFeed(feed, `Binance rejected the subscription to ${streams[0]}: ${why}`);
+  onReconnected(feed: Feed): void {
+    if (!this.stopped) feed.subscription.stats.reconnects++;
   }
 
-  onConnectionClose(connection: StreamConnection, info: CloseInfo): void {
-    const gap = closeGap(info, this.stopped, (close) => describeClose(close, connection.name));
-    if (!gap) return;
-    const successor = connection.successor;
-    for (const feed of this.feedsOn(connection)) {
-      if (successor && successor.acked.has(feed.streamName)) {
-        // The successor was subscribed while this one was alive: it has every later event. No gap.
-        this.switchFeed(feed, successor);
-        continue;
-      }
-      this.gap(feed, gap.reason, gap.detail);
-      if (feed.book) this.forgetBook(feed);
-      if (successor) {
-        // The successor takes over at once instead of this connection reconnecting.
-        feed.subscription.stats.reconnects++;
-        this.switchFeed(feed, successor);
-      }
-    }
-    if (connection.predecessor) {
-      // A successor lost mid-handover: what it buffered for feeds still on the old connection is stale.
-      for (const feed of this.feedsOn(connection.predecessor)) {
-        feed.handoverKeys.length = 0;
-        feed.handoverItems.length = 0;
-      }
-    }
-    if (successor) this.retire(connection);
+  onSubscribed(feed: Feed): void {
+    if (feed.book && feed.book.sync.phase === "idle") feed.book.sync.start();
   }
 
-  /** Opens the replacement of a connection nearing Binance's 24 h limit; the old one stays until handover. */
-  rollover(connection: StreamConnection): void {
-    if (this.stopped || connection.successor || connection.isStopping || !connection.socket.isOpen) return;
-    const streams = [...connection.streams].filter((name) => !this.feeds.get(name)?.failed);
-    if (streams.length === 0) return;
-    const successor = this.createConnection(connection.route, streams);
-    connection.successor = successor;
-    successor.predecessor = connection;
-    this.log.info(`${connection.name}: replacing the connection before Binance's 24 h limit (by ${successor.name})`);
-    successor.start();
+  onRefused(feed: Feed, refusal: Refusal): void {
+    this.failFeed(feed, `Binance rejected the subscription to ${feed.streamName}: ${WIRE.describe(refusal)}`);
+  }
+
+  onFailed(feed: Feed, why: string): void {
+    this.failFeed(feed, why);
+  }
+
+  onLost(feed: Feed, reason: GapReason, detail: string): void {
+    this.gap(feed, reason, detail);
+    if (feed.book) this.forgetBook(feed);
   }
 
   // ── frames ──
 
-  onFrame(connection: StreamConnection, text: string, receivedAt: number): void {
+  onFrame(connection: PoolConnection, text: string, receivedAt: number): void {
     if (this.stopped) return;
     if (this.onScannedDepth(connection, text, receivedAt) || this.onScannedTrade(connection, text, receivedAt)) return;
     let message: Payload;
@@ -620,10 +434,19 @@ export class BinanceFuturesConnector implements Connector {
       return;
     }
     if ("id" in message) {
-      connection.onResponse(message);
+      this.onResponse(connection, message);
       return;
     }
     this.badFrame(connection, "unknown message", text);
+  }
+
+  /** A response `{"result":..,"id":..}` or an error `{"error":{"code","msg"},"id":..}`. */
+  private onResponse(connection: PoolConnection, message: Payload): void {
+    const id = message.id;
+    if (id === KEEPALIVE_ID) return;
+    // Current docs wrap errors in `error`; older futures docs show `code`/`msg` at the top level.
+    const error = (message.error ?? (typeof message.code === "number" ? message : undefined)) as Payload | undefined;
+    connection.answer(id as number, error ? { code: String(error.code), text: String(error.msg) } : undefined);
   }
 
   private onEvent(feed: Feed, data: Payload, receivedAt: number): void {
@@ -633,13 +456,7 @@ export class BinanceFuturesConnector implements Connector {
       return;
     }
     this.emitKeyed(feed, EVENT_KEYS[feed.channel.event]!(data), event);
-    this.switchIfOverlapping(feed);
-  }
-
-  /** The old connection delivered what the successor already buffered: the successor has everything after. */
-  private switchIfOverlapping(feed: Feed): void {
-    const successor = feed.connection?.successor;
-    if (successor && feed.handoverKeys.length > 0 && feed.handoverKeys[0]! <= feed.keys.last) this.switchFeed(feed, successor);
+    this.pool.switchIfOverlapping(feed);
   }
 
   /**
@@ -664,7 +481,7 @@ export class BinanceFuturesConnector implements Connector {
    * The hot path: a diff-depth frame of a live feed read without JSON.parse (binance-futures-scan.ts).
    * Returns false, having done nothing, for anything else; onFrame's general path then handles it.
    */
-  private onScannedDepth(connection: StreamConnection, text: string, receivedAt: number): boolean {
+  private onScannedDepth(connection: PoolConnection, text: string, receivedAt: number): boolean {
     const scanned = scanDepthFrame(text);
     if (!scanned) return false;
     const feed = this.feeds.get(scanned.stream);
@@ -682,12 +499,12 @@ export class BinanceFuturesConnector implements Connector {
     };
     feed.keys.take(update.finalId);
     this.consumeDepth(feed, update);
-    this.switchIfOverlapping(feed);
+    this.pool.switchIfOverlapping(feed);
     return true;
   }
 
   /** As onScannedDepth, for aggTrade frames of a live TRADES feed (the rules of normalizeTrade). */
-  private onScannedTrade(connection: StreamConnection, text: string, receivedAt: number): boolean {
+  private onScannedTrade(connection: PoolConnection, text: string, receivedAt: number): boolean {
     const scanned = scanAggTradeFrame(text);
     if (!scanned) return false;
     const feed = this.feeds.get(scanned.stream);
@@ -696,7 +513,7 @@ export class BinanceFuturesConnector implements Connector {
     feed.subscription.stats.lastMessageAt = receivedAt;
     const { tradeId, tradeTime, price, quantity, buyerIsMaker } = scanned;
     this.emitKeyed(feed, tradeId, tradeEvent(feed.subscription, tradeId, tradeTime, price, quantity, buyerIsMaker, receivedAt));
-    this.switchIfOverlapping(feed);
+    this.pool.switchIfOverlapping(feed);
     return true;
   }
 
@@ -710,7 +527,7 @@ export class BinanceFuturesConnector implements Connector {
     }
     feed.keys.take(update.finalId);
     this.consumeDepth(feed, update);
-    this.switchIfOverlapping(feed);
+    this.pool.switchIfOverlapping(feed);
   }
 
   private consumeDepth(feed: Feed, update: DepthUpdate): void {
@@ -723,11 +540,11 @@ export class BinanceFuturesConnector implements Connector {
     feed.book!.sync.forget();
   }
 
-  // ── rollover handover ──
+  // ── rollover handover (kit/pool.ts switches feeds; the venue reads events and their keys) ──
 
-  private offerFromSuccessor(successor: StreamConnection, feed: Feed, data: Payload, receivedAt: number): void {
+  private offerFromSuccessor(successor: PoolConnection, feed: Feed, data: Payload, receivedAt: number): void {
     let key: number;
-    let item: MarketEvent | DepthUpdate | undefined;
+    let item: HandoverItem | undefined;
     if (feed.book) {
       item = parseDepth(data, receivedAt);
       key = item?.finalId ?? 0;
@@ -739,33 +556,11 @@ export class BinanceFuturesConnector implements Connector {
       this.parseError(feed, `malformed ${feed.channel.event} event`);
       return;
     }
-    if (key <= feed.keys.last || feed.handoverKeys.length >= LIMITS.handoverBufferEvents) {
-      // The successor delivered something the old connection already did: from here on it has everything.
-      this.switchFeed(feed, successor);
-      if (!feed.keys.has(key)) this.takeFromPrimary(feed, item, key);
-      return;
-    }
-    feed.handoverKeys.push(key);
-    feed.handoverItems.push(item);
+    this.pool.offer(successor, feed, item, key);
   }
 
-  /** Makes `successor` the feed's connection and replays what it buffered that the old one did not deliver. */
-  private switchFeed(feed: Feed, successor: StreamConnection): void {
-    const previous = feed.connection;
-    if (previous === successor) return;
-    feed.connection = successor;
-    previous?.streams.delete(feed.streamName);
-    const keys = feed.handoverKeys;
-    const items = feed.handoverItems;
-    feed.handoverKeys = [];
-    feed.handoverItems = [];
-    for (let i = 0; i < items.length; i++) {
-      if (!feed.keys.has(keys[i]!)) this.takeFromPrimary(feed, items[i]!, keys[i]!);
-    }
-    if (previous && previous.successor === successor && previous.streams.size === 0) this.retire(previous);
-  }
-
-  private takeFromPrimary(feed: Feed, item: MarketEvent | DepthUpdate, key: number): void {
+  /** An event the successor held that the old connection did not deliver (PoolHooks.take). */
+  take(feed: Feed, item: HandoverItem, key: number): void {
     feed.subscription.stats.messages++;
     feed.subscription.stats.lastMessageAt = (item as { receivedAt?: number }).receivedAt ?? (item as MarketEvent).localTimestamp;
     if (feed.book) {
@@ -776,22 +571,6 @@ export class BinanceFuturesConnector implements Connector {
     }
   }
 
-  private completeHandover(predecessor: StreamConnection, successor: StreamConnection): void {
-    if (this.stopped || predecessor.successor !== successor || !successor.socket.isOpen) return;
-    for (const feed of this.feedsOn(predecessor)) this.switchFeed(feed, successor);
-    this.retire(predecessor);
-  }
-
-  /** Closes a replaced connection; its feeds have moved to the successor. */
-  private retire(connection: StreamConnection): void {
-    const successor = connection.successor;
-    if (successor?.predecessor === connection) successor.predecessor = undefined;
-    connection.successor = undefined;
-    this.connections.delete(connection);
-    if (!connection.isStopping) this.log.info(`${connection.name}: handed over to ${successor?.name ?? "its successor"}; closing`);
-    void connection.stop();
-  }
-
   // ── failures and helpers ──
 
   private failFeed(feed: Feed, why: string): void {
@@ -800,25 +579,7 @@ export class BinanceFuturesConnector implements Connector {
     this.log.error(`${feed.subscription.key}: ${why}; this subscription stops, the others continue`);
     this.gap(feed, "subscription_error", why);
     feed.book?.sync.forget();
-    const connection = feed.connection;
-    if (connection) {
-      connection.streams.delete(feed.streamName);
-      connection.successor?.streams.delete(feed.streamName);
-      connection.unsubscribe([feed.streamName]);
-      if (connection.streams.size === 0 && !connection.successor && !connection.predecessor) {
-        this.connections.delete(connection);
-        void connection.stop();
-      }
-    }
-  }
-
-  private feedsOn(connection: StreamConnection): Feed[] {
-    const out: Feed[] = [];
-    for (const name of connection.streams) {
-      const feed = this.feeds.get(name);
-      if (feed && !feed.failed && feed.connection === connection) out.push(feed);
-    }
-    return out;
+    this.pool.release(feed);
   }
 
   private gap(feed: Feed, reason: GapReason, detail: string): void {
@@ -835,17 +596,9 @@ export class BinanceFuturesConnector implements Connector {
   }
 
   /** A frame that belongs to no subscription counts against every subscription of its connection. */
-  private badFrame(connection: StreamConnection, what: string, text: string): void {
-    for (const feed of this.feedsOn(connection)) feed.subscription.stats.parseErrors++;
+  private badFrame(connection: PoolConnection, what: string, text: string): void {
+    for (const feed of this.pool.topicsOn(connection)) feed.subscription.stats.parseErrors++;
     this.faults.report(`frame:${connection.name}`, `${connection.name}: ${what}: ${text.slice(0, 120)}; skipped (counted as a parse error)`);
-  }
-
-  private later(ms: number, action: () => void): void {
-    const timer = setTimeout(() => {
-      this.timers.delete(timer);
-      if (!this.stopped) action();
-    }, ms);
-    this.timers.add(timer);
   }
 
   private setting(env: Readonly<Record<string, string | undefined>>, name: string, fallback: number): number {

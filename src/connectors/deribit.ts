@@ -18,10 +18,7 @@
  *   resubscribe the channel, which makes Deribit send a fresh snapshot
  *   (https://docs.deribit.com/subscriptions/orderbook/bookinstrument_nameinterval).
  */
-import type { Config } from "../core/config.ts";
-import { UserError } from "../core/errors.ts";
-import { booleanText, check } from "../core/rules.ts";
-import { BASE_SIZING, gapEvent, type GapReason, type Sizing, type Stream } from "../core/events.ts";
+import { gapEvent, type GapReason, type Sizing, type Stream } from "../core/events.ts";
 import { FaultLog } from "../core/fault-log.ts";
 import type { Subscription } from "../core/subscriptions.ts";
 import { DeribitBook, type DeribitBookPort } from "./deribit-book.ts";
@@ -32,57 +29,22 @@ import {
   normalizeTrade,
   type DeribitInstrumentContext,
 } from "./deribit-normalize.ts";
-import { closeGap } from "./kit/close-gap.ts";
 import { positiveOr } from "./kit/env.ts";
-import { TokenBucket } from "./kit/rate.ts";
-import { PendingRequests } from "./kit/requests.ts";
-import { isolateRefusedBatch } from "./kit/refused-batch.ts";
+import { ConnectionPool, NOT_SUBSCRIBED, type PoolConnection, type PoolHooks, type PoolLimits, type PoolTopic, type PoolWire, type Refusal } from "./kit/pool.ts";
+import { defineVenue, type Venue } from "./kit/venue.ts";
 import { resyncBrakeFromEnv } from "./kit/resync-brake.ts";
 import { scanDeribitBookChange } from "./deribit-scan.ts";
-import { endpoint } from "./endpoints.ts";
 import { jsonFinite } from "./json-scan.ts";
-import type { Connector, ConnectorContext, ExchangeSpec, InstrumentResult, ReadinessWindows } from "../core/connector.ts";
-import { backoffFromEnv, ReconnectingSocket, type CloseInfo, type OpenInfo } from "./websocket.ts";
+import { DeribitAuth } from "./deribit-auth.ts";
+import { deribitInstrument, deribitSettings, deribitSizing, DERIBIT_WS_URLS, type DeribitCredentials } from "./deribit-instruments.ts";
+
+export { deribitSettings, deribitSizing, deribitWsUrl, DERIBIT_WS_URLS } from "./deribit-instruments.ts";
+import type { Connector, ConnectorContext, ReadinessWindows } from "../core/connector.ts";
+import { backoffFromEnv, type CloseInfo } from "./websocket.ts";
 
 // ───────────────────────────── declarative header ─────────────────────────────
 
 const EXCHANGE = "DERIBIT" as const;
-
-/** Default WebSocket endpoints; XTRADER_DERIBIT_WS_URL replaces whichever DERIBIT_USE_TESTNET selects. */
-export const DERIBIT_WS_URLS = {
-  testnet: "wss://test.deribit.com/ws/api/v2",
-  production: "wss://www.deribit.com/ws/api/v2",
-} as const;
-
-export interface DeribitCredentials {
-  readonly clientId: string;
-  readonly clientSecret: string;
-}
-
-/** Deribit's own settings, read from the environment (README: DERIBIT_CLIENT_ID, _SECRET, _USE_TESTNET). */
-export interface DeribitSettings {
-  readonly useTestnet: boolean;
-  /** Both credentials, or undefined for public channels only. */
-  readonly credentials: DeribitCredentials | undefined;
-}
-
-/**
- * Reads Deribit's settings; a bad value is a UserError (exit 2), never quoting a credential. One credential
- * without the other is an error only when Deribit is subscribed (`inUse`): elsewhere they are not used.
- */
-export function deribitSettings(env: Config["env"], inUse = true): DeribitSettings {
-  const clientId = env.DERIBIT_CLIENT_ID?.trim() || undefined;
-  const clientSecret = env.DERIBIT_CLIENT_SECRET?.trim() || undefined;
-  if (inUse && (clientId === undefined) !== (clientSecret === undefined)) {
-    throw new UserError(
-      `${clientId === undefined ? "DERIBIT_CLIENT_SECRET" : "DERIBIT_CLIENT_ID"} is set but ${
-        clientId === undefined ? "DERIBIT_CLIENT_ID" : "DERIBIT_CLIENT_SECRET"
-      } is not; set both for authenticated Deribit channels, or neither for public ones`,
-    );
-  }
-  const useTestnet = check(booleanText("DERIBIT_USE_TESTNET"), env.DERIBIT_USE_TESTNET?.trim() || "true");
-  return { useTestnet, credentials: clientId && clientSecret ? { clientId, clientSecret } : undefined };
-}
 
 /**
  * /readyz windows (seconds): book and quote change many times a second on a live instrument (90 s);
@@ -91,11 +53,6 @@ export function deribitSettings(env: Config["env"], inUse = true): DeribitSettin
  * not happen for hours, so silence is no fault.
  */
 const READINESS_WINDOWS: ReadinessWindows = { L2: 90, BBO: 90, TRADES: 300, FUNDING: 180, LIQUIDATIONS: undefined };
-
-/** The WebSocket URL: XTRADER_DERIBIT_WS_URL when set, else testnet or production per DERIBIT_USE_TESTNET. */
-export function deribitWsUrl(env: Readonly<Record<string, string | undefined>>, useTestnet: boolean): string {
-  return endpoint(env, EXCHANGE, "WS", useTestnet ? DERIBIT_WS_URLS.testnet : DERIBIT_WS_URLS.production);
-}
 
 /** Notification interval: `raw` needs an authorized connection, `100ms` does not. */
 export const INTERVALS = { authenticated: "raw", public: "100ms" } as const;
@@ -149,48 +106,10 @@ const ERROR = {
   unauthorized: new Set([10000, 13009, 13010]),
 } as const;
 
-// ───────────────────────────── instruments ─────────────────────────────
-
-const PERPETUAL = /^[A-Z0-9]+(_[A-Z0-9]+)?-PERPETUAL$/;
-const FUTURE = /^[A-Z0-9]+(_[A-Z0-9]+)?-\d{1,2}[A-Z]{3}\d{2}$/;
-/** Strikes of linear options may hold a decimal written with a lower-case `d` (0d5 = 0.5). */
-const OPTION = /^([A-Z0-9]+(?:_[A-Z0-9]+)?-\d{1,2}[A-Z]{3}\d{2})-(\d+(?:D\d+)?)-([CP])$/;
-const SPOT = /^[A-Z0-9]+_[A-Z0-9]+$/;
-/** Common names of perpetuals: BTCUSD = BTC-PERPETUAL (inverse), SOLUSDC = SOL_USDC-PERPETUAL (linear). */
-const COMMON_PERPETUAL = /^([A-Z0-9]+?)(USDC|USD)$/;
-
-export function deribitInstrument(symbol: string): InstrumentResult {
-  if (PERPETUAL.test(symbol) || FUTURE.test(symbol) || SPOT.test(symbol)) return { native: symbol };
-  const option = OPTION.exec(symbol);
-  if (option) return { native: `${option[1]}-${option[2]!.replace("D", "d")}-${option[3]}` };
-  const common = COMMON_PERPETUAL.exec(symbol);
-  if (common && common[1]!.length >= 2) {
-    return { native: common[2] === "USD" ? `${common[1]}-PERPETUAL` : `${common[1]}_USDC-PERPETUAL` };
-  }
-  return {
-    error:
-      `invalid DERIBIT instrument '${symbol}'; expected a Deribit instrument name (BTC-PERPETUAL, ` +
-      "BTC_USDC-PERPETUAL, BTC-27JUN25, BTC-27JUN25-100000-C, BTC_USDC) or a perpetual's common name " +
-      "(BTCUSD = BTC-PERPETUAL, SOLUSDC = SOL_USDC-PERPETUAL)",
-  };
-}
-
-const QUOTE_SIZING: Sizing = Object.freeze({ amountUnit: "quote", contractValue: 1 });
-
-/**
- * What `amount` means (https://docs.deribit.com/subscriptions/orderbook/bookinstrument_nameinterval):
- * USD for inverse perpetuals and futures (BTC-PERPETUAL, BTC-27JUN25), the base coin for options,
- * linear (X_USDC-...) instruments and spot pairs.
- */
-export function deribitSizing(native: string): Sizing {
-  const linearOrSpot = native.split("-")[0]!.includes("_");
-  const option = OPTION.test(native.toUpperCase());
-  return linearOrSpot || option ? BASE_SIZING : QUOTE_SIZING;
-}
-
 // ───────────────────────────── connector ─────────────────────────────
 
-interface Channel {
+/** One channel: a pool topic named by the channel. */
+interface Channel extends PoolTopic {
   readonly name: string;
   readonly kind: ChannelKind;
   readonly sizing: Sizing;
@@ -198,7 +117,6 @@ interface Channel {
   readonly subscriptions: Subscription[];
   /** What the normalizers know of each subscription, in the same order (built once, not per message). */
   readonly contexts: DeribitInstrumentContext[];
-  failed: boolean;
   /** The book of a `book` channel (kit/book-sync.ts via deribit-book.ts). */
   readonly book: DeribitBook | undefined;
 }
@@ -209,56 +127,54 @@ interface RpcError {
   readonly data?: { readonly reason?: unknown } | unknown;
 }
 
-interface RpcResponse {
-  readonly id: number;
-  readonly result?: unknown;
-  readonly error?: RpcError;
+/** The pool's limits: every channel on one connection; subscribe requests within Deribit's credits. */
+const POOL_LIMITS: PoolLimits = {
+  topicsPerConnection: Number.MAX_SAFE_INTEGER,
+  topicsPerRequest: LIMITS.channelsPerRequest,
+  requestBurst: LIMITS.subscribeBurst,
+  requestsPerSecond: LIMITS.subscribesPerSecond,
+  answerTimeoutMs: LIMITS.requestTimeoutMs,
+  connectionMaxAgeMs: undefined,
+  rolloverStaggerMs: 0,
+  handoverGraceMs: 0,
+  handoverBufferEvents: 0,
+};
+
+/**
+ * JSON-RPC requests `{"jsonrpc":"2.0","id","method","params"}`; subscriptions go through `public/` or,
+ * authenticated, `private/` subscribe, whose answer lists the channels it subscribed.
+ */
+function deribitWire(scope: "public" | "private"): PoolWire {
+  return {
+    encode: (method, channels, id) => JSON.stringify({ jsonrpc: "2.0", id, method: `${scope}/${method}`, params: { channels } }),
+    label: (method) => `${scope}/${method}`,
+    describe: (refusal) => refusal.text,
+    topicWord: "channels",
+    accepted: (result) => new Set(Array.isArray(result) ? result.map(String) : []),
+  };
 }
 
-interface PendingRequest {
-  readonly method: string;
-  readonly onAnswer: (response: RpcResponse) => void;
-}
-
-interface OutboxItem {
-  readonly action: "subscribe" | "unsubscribe";
-  readonly channels: string[];
-  /** A request for one channel only, to find which channel a batch error was about. */
-  readonly isolated: boolean;
-}
-
-interface Tokens {
-  readonly access: string;
-  readonly refresh: string;
-}
-
-class DeribitConnector implements Connector {
+class DeribitConnector implements Connector, PoolHooks<Channel> {
   private readonly channels = new Map<string, Channel>();
   private readonly channelOf = new Map<Subscription, Channel>();
-  private readonly socket: ReconnectingSocket;
+  private readonly pool: ConnectionPool<Channel>;
+  /** The one connection, once open. */
+  private connection: PoolConnection | undefined;
+  private readonly wsUrl: string;
+  private readonly staleAfterMsSetting: number;
   private readonly credentials: DeribitCredentials | undefined;
   private readonly interval: Interval;
-  /** Calls waiting for their answer; one unanswered for the timeout means a broken session: reconnect. */
-  private readonly pending = new PendingRequests<number, PendingRequest>(LIMITS.requestTimeoutMs, (id, request) => {
-    this.context.log.warn(`${EXCHANGE}: no answer to ${request.method} (id ${id}) within ${LIMITS.requestTimeoutMs} ms`);
-    this.socket.reconnect(`no answer to ${request.method}`);
-  });
-  private readonly outbox: OutboxItem[] = [];
-  /** Subscribe/unsubscribe requests. */
-  private readonly pacer = new TokenBucket(LIMITS.subscribeBurst, LIMITS.subscribesPerSecond);
-  private outboxTimer: ReturnType<typeof setTimeout> | undefined;
-  private refreshTimer: ReturnType<typeof setTimeout> | undefined;
-  private nextId = 0;
-  private tokens: Tokens | undefined;
+  /** Authentication of each connection, when credentials are set. */
+  private readonly auth: DeribitAuth | undefined;
   /** True once this connection may subscribe (authenticated when credentials are set). */
   private sessionReady = false;
-  private hasBeenOpen = false;
   private stopped = false;
   private authRejected = false;
   /** Repeating faults (unreadable messages), one log line per episode. */
   private readonly faults: FaultLog;
 
   constructor(
+    venue: Venue,
     private readonly context: ConnectorContext,
     subscriptions: readonly Subscription[],
   ) {
@@ -277,6 +193,22 @@ class DeribitConnector implements Connector {
     const settings = deribitSettings(config.env);
     this.credentials = settings.credentials;
     this.interval = this.credentials ? INTERVALS.authenticated : INTERVALS.public;
+    this.auth = this.credentials
+      ? new DeribitAuth(
+          this.credentials,
+          {
+            log: context.log,
+            call: (params, onAnswer) => this.request("public/auth", params, onAnswer),
+            reconnect: (reason) => this.connection?.socket.reconnect(reason),
+            ready: () => {
+              this.sessionReady = true;
+              this.connection?.subscribeAll();
+            },
+            rejected: (description) => this.rejectCredentials(description),
+          },
+          { transient: ERROR.transient, refreshFraction: LIMITS.tokenRefreshFraction, refreshFloorMs: LIMITS.tokenRefreshFloorMs },
+        )
+      : undefined;
     for (const subscription of subscriptions) {
       const spec = STREAM_CHANNELS[subscription.stream];
       const name = spec.name(subscription.instrument, this.interval);
@@ -285,6 +217,8 @@ class DeribitConnector implements Connector {
         const subscriptions: Subscription[] = [];
         const contexts: DeribitInstrumentContext[] = [];
         channel = {
+          topic: name,
+          connection: undefined,
           name,
           kind: spec.kind,
           sizing: deribitSizing(subscription.instrument),
@@ -299,23 +233,14 @@ class DeribitConnector implements Connector {
       channel.contexts.push({ symbol: subscription.symbol, sizing: channel.sizing });
       this.channelOf.set(subscription, channel);
     }
-    const url = deribitWsUrl(config.env, settings.useTestnet);
-    const staleAfterMs = positiveOr(
+    this.wsUrl = venue.wsUrl(config.env);
+    this.staleAfterMsSetting = positiveOr(
       config.env,
       "XTRADER_DERIBIT_STALE_AFTER_MS",
       Math.min(...subscriptions.map((subscription) => STALE_AFTER_MS[subscription.stream])),
     );
-    this.socket = new ReconnectingSocket({
-      name: EXCHANGE,
-      url: () => url,
-      log: context.log,
-      staleAfterMs,
-      backoff: backoffFromEnv(config.env),
-      maxFrameBytes: config.maxFrameBytes,
-      onOpen: (info) => this.onOpen(info),
-      onMessage: (data, receivedAt) => this.onMessage(data, receivedAt),
-      onClose: (info) => this.onClose(info),
-    });
+    const wire = deribitWire(this.credentials ? "private" : "public");
+    this.pool = new ConnectionPool(this, { name: EXCHANGE, context, limits: venue.limits!, wire, topics: this.channels });
   }
 
   start(): void {
@@ -328,13 +253,13 @@ class DeribitConnector implements Connector {
         `${EXCHANGE}: no DERIBIT_CLIENT_ID/DERIBIT_CLIENT_SECRET: using the public ${INTERVALS.public} channels (${INTERVALS.authenticated} channels need authentication)`,
       );
     }
-    this.socket.start();
+    this.pool.openGroups("", [[...this.channels.values()]]);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     this.resetSession();
-    await this.socket.stop();
+    await this.pool.stop();
     this.faults.flush();
   }
 
@@ -349,64 +274,91 @@ class DeribitConnector implements Connector {
     }
   }
 
-  // ── connection lifecycle ──
+  // ── connection lifecycle (the pool's hooks) ──
 
-  private onOpen(_info: OpenInfo): void {
-    if (this.hasBeenOpen) {
-      for (const channel of this.liveChannels()) for (const subscription of channel.subscriptions) subscription.stats.reconnects++;
-    }
-    this.hasBeenOpen = true;
-    this.request("public/set_heartbeat", { interval: LIMITS.heartbeatSeconds }, (response) => {
-      if (response.error) this.context.log.warn(`${EXCHANGE}: public/set_heartbeat refused: ${this.describeError(response.error)}`);
-    });
-    if (this.credentials) {
-      this.authenticate("client_credentials");
-    } else {
-      this.sessionReady = true;
-      this.subscribeAll();
-    }
+  url(): string {
+    return this.wsUrl;
   }
 
-  private onClose(info: CloseInfo): void {
-    this.resetSession();
-    for (const channel of this.channels.values()) channel.book?.sync.forget();
-    const gap = closeGap(info, this.stopped || info.initiatedBy === "shutdown", (close) =>
-      close.initiatedBy
-        ? `connection closed (${close.initiatedBy})`
-        : `connection closed by server (code ${close.code}${close.reason ? ` '${this.redact(close.reason)}'` : ""})`,
-    );
-    if (!gap) return;
-    for (const channel of this.liveChannels()) {
-      for (const subscription of channel.subscriptions) this.emitGap(subscription, gap.reason, gap.detail);
+  staleAfterMs(): number {
+    return this.staleAfterMsSetting;
+  }
+
+  onOpened(connection: PoolConnection): void {
+    this.connection = connection;
+    if (connection.opens > 1) {
+      for (const channel of this.liveChannels()) for (const subscription of channel.subscriptions) subscription.stats.reconnects++;
     }
+    this.request("public/set_heartbeat", { interval: LIMITS.heartbeatSeconds }, (refusal) => {
+      if (refusal) this.context.log.warn(`${EXCHANGE}: public/set_heartbeat refused: ${refusal.text}`);
+    });
+    if (this.auth) this.auth.start();
+    else this.sessionReady = true;
+  }
+
+  /** With credentials, channels are subscribed once the connection is authenticated. */
+  holdsSubscribe(): boolean {
+    return this.credentials !== undefined;
+  }
+
+  onClosed(): void {
+    this.resetSession();
+  }
+
+  describeClose(close: CloseInfo): string {
+    return close.initiatedBy
+      ? `connection closed (${close.initiatedBy})`
+      : `connection closed by server (code ${close.code}${close.reason ? ` '${this.redact(close.reason)}'` : ""})`;
+  }
+
+  onLost(channel: Channel, reason: GapReason, detail: string): void {
+    for (const subscription of channel.subscriptions) this.emitGap(subscription, reason, detail);
+  }
+
+  onSubscribed(channel: Channel): void {
+    this.context.log.debug(`${EXCHANGE}: subscribed ${channel.name}`);
+  }
+
+  /** Refusals that concern the session, not a channel: it is rebuilt. */
+  onRequestRefused(connection: PoolConnection, refusal: Refusal): boolean {
+    const code = Number(refusal.code);
+    if (code === ERROR.tooManyRequests) {
+      this.context.log.warn(`${EXCHANGE}: subscribe rate limit hit (${refusal.text}); reconnecting after backoff`);
+      connection.socket.reconnect("rate limited");
+      return true;
+    }
+    if (this.credentials && ERROR.unauthorized.has(code)) {
+      this.context.log.warn(`${EXCHANGE}: subscribe refused as unauthorized (${refusal.text}); reconnecting to authenticate again`);
+      connection.socket.reconnect("authorization lost");
+      return true;
+    }
+    return false;
+  }
+
+  onRefused(channel: Channel, refusal: Refusal): void {
+    const reason =
+      refusal === NOT_SUBSCRIBED
+        ? `Deribit did not subscribe channel ${channel.name} (unknown or expired instrument '${channel.subscriptions[0]!.instrument}'?)`
+        : `subscribe refused by Deribit: ${refusal.text}`;
+    this.failChannel(channel, reason, true);
+  }
+
+  onFailed(channel: Channel, why: string): void {
+    this.failChannel(channel, why, true);
   }
 
   /** Forgets everything tied to the current connection (tokens are connection-scoped too). */
   private resetSession(): void {
-    this.pending.clear();
-    this.outbox.length = 0;
-    clearTimeout(this.outboxTimer);
-    clearTimeout(this.refreshTimer);
+    this.auth?.reset();
     for (const channel of this.channels.values()) channel.book?.sync.forget();
     this.sessionReady = false;
-    this.tokens = undefined;
   }
 
   // ── JSON-RPC ──
 
-  private request(method: string, params: Record<string, unknown>, onAnswer: (response: RpcResponse) => void): void {
-    const id = ++this.nextId;
-    this.pending.add(id, { method, onAnswer });
-    if (!this.socket.send(JSON.stringify({ jsonrpc: "2.0", id, method, params }))) this.pending.take(id);
-  }
-
-  private onResponse(response: RpcResponse): void {
-    const request = this.pending.take(response.id);
-    if (!request) {
-      this.context.log.debug(`${EXCHANGE}: answer to unknown request id ${response.id}`);
-      return;
-    }
-    request.onAnswer(response);
+  /** A call of Deribit's own (heartbeat, authentication), sent at once; `onAnswer` gets the refusal or the result. */
+  private request(method: string, params: Record<string, unknown>, onAnswer: (refusal: Refusal | undefined, result: unknown) => void): void {
+    this.connection?.call(method, (id) => JSON.stringify({ jsonrpc: "2.0", id, method, params }), onAnswer);
   }
 
   private describeError(error: RpcError): string {
@@ -417,60 +369,7 @@ class DeribitConnector implements Connector {
 
   /** Never let a credential or token reach a log line, whatever the server echoes. */
   private redact(text: string): string {
-    let out = text;
-    for (const secret of [this.credentials?.clientSecret, this.tokens?.access, this.tokens?.refresh]) {
-      if (secret) out = out.split(secret).join("***");
-    }
-    return out;
-  }
-
-  // ── authentication ──
-
-  private authenticate(grant: "client_credentials" | "refresh_token"): void {
-    const credentials = this.credentials!;
-    const refreshToken = this.tokens?.refresh;
-    const params =
-      grant === "refresh_token" && refreshToken
-        ? { grant_type: "refresh_token", refresh_token: refreshToken }
-        : { grant_type: "client_credentials", client_id: credentials.clientId, client_secret: credentials.clientSecret };
-    this.context.log.debug(`${EXCHANGE}: public/auth (${params.grant_type})`);
-    this.request("public/auth", params, (response) => this.onAuthAnswer(params.grant_type, response));
-  }
-
-  private onAuthAnswer(grant: string, response: RpcResponse): void {
-    if (response.error) {
-      const code = Number(response.error.code);
-      const description = this.describeError(response.error);
-      if (grant === "refresh_token") {
-        this.context.log.warn(`${EXCHANGE}: token refresh refused (${description}); authenticating again`);
-        this.tokens = undefined;
-        this.authenticate("client_credentials");
-      } else if (ERROR.transient.has(code)) {
-        this.context.log.warn(`${EXCHANGE}: authentication deferred by Deribit (${description}); reconnecting`);
-        this.socket.reconnect("authentication retry");
-      } else {
-        this.rejectCredentials(description);
-      }
-      return;
-    }
-    const result = response.result as { access_token?: unknown; refresh_token?: unknown; expires_in?: unknown } | undefined;
-    const expiresIn = Number(result?.expires_in);
-    if (typeof result?.access_token !== "string" || typeof result.refresh_token !== "string" || !(expiresIn > 0)) {
-      this.context.log.warn(`${EXCHANGE}: public/auth answer without tokens; reconnecting`);
-      this.socket.reconnect("bad authentication answer");
-      return;
-    }
-    this.tokens = { access: result.access_token, refresh: result.refresh_token };
-    clearTimeout(this.refreshTimer);
-    const refreshIn = Math.max(LIMITS.tokenRefreshFloorMs, expiresIn * 1000 * LIMITS.tokenRefreshFraction);
-    this.refreshTimer = setTimeout(() => this.authenticate("refresh_token"), refreshIn);
-    if (this.sessionReady) {
-      this.context.log.debug(`${EXCHANGE}: access token refreshed (valid ${expiresIn} s)`);
-      return;
-    }
-    this.context.log.info(`${EXCHANGE}: authenticated (token valid ${expiresIn} s)`);
-    this.sessionReady = true;
-    this.subscribeAll();
+    return this.auth ? this.auth.redact(text) : text;
   }
 
   /** A rejected credential stops Deribit alone: other exchanges and the process go on. */
@@ -481,7 +380,7 @@ class DeribitConnector implements Connector {
       `${EXCHANGE}: authentication rejected by Deribit (${description}); check DERIBIT_CLIENT_ID and DERIBIT_CLIENT_SECRET. Deribit subscriptions are stopped, others go on`,
     );
     for (const channel of this.liveChannels()) this.failChannel(channel, "authentication rejected", false);
-    void this.socket.stop();
+    void this.connection?.stop();
   }
 
   // ── subscriptions ──
@@ -490,91 +389,11 @@ class DeribitConnector implements Connector {
     return [...this.channels.values()].filter((channel) => !channel.failed);
   }
 
-  private subscribeAll(): void {
-    this.enqueue("subscribe", this.liveChannels().map((channel) => channel.name), false);
-  }
-
-  private enqueue(action: OutboxItem["action"], channels: readonly string[], isolated: boolean): void {
-    for (let start = 0; start < channels.length; start += LIMITS.channelsPerRequest) {
-      const chunk = channels.slice(start, start + LIMITS.channelsPerRequest);
-      const tail = this.outbox.at(-1);
-      if (
-        !isolated &&
-        tail &&
-        !tail.isolated &&
-        tail.action === action &&
-        tail.channels.length + chunk.length <= LIMITS.channelsPerRequest
-      ) {
-        tail.channels.push(...chunk);
-      } else {
-        this.outbox.push({ action, channels: chunk, isolated });
-      }
-    }
-    this.flushOutbox();
-  }
-
-  private flushOutbox(): void {
-    clearTimeout(this.outboxTimer);
-    while (this.outbox.length > 0 && this.sessionReady) {
-      const wait = this.pacer.take();
-      if (wait > 0) {
-        this.outboxTimer = setTimeout(() => this.flushOutbox(), wait);
-        return;
-      }
-      const item = this.outbox.shift()!;
-      const method = `${this.credentials ? "private" : "public"}/${item.action}`;
-      this.request(method, { channels: item.channels }, (response) => {
-        if (item.action === "subscribe") this.onSubscribeAnswer(item, response);
-        else if (response.error) this.context.log.debug(`${EXCHANGE}: ${method} refused: ${this.describeError(response.error)}`);
-      });
-    }
-  }
-
-  private onSubscribeAnswer(item: OutboxItem, response: RpcResponse): void {
-    if (response.error) {
-      const code = Number(response.error.code);
-      const description = this.describeError(response.error);
-      if (code === ERROR.tooManyRequests) {
-        this.context.log.warn(`${EXCHANGE}: subscribe rate limit hit (${description}); reconnecting after backoff`);
-        this.socket.reconnect("rate limited");
-      } else if (this.credentials && ERROR.unauthorized.has(code)) {
-        this.context.log.warn(`${EXCHANGE}: subscribe refused as unauthorized (${description}); reconnecting to authenticate again`);
-        this.socket.reconnect("authorization lost");
-      } else if (
-        !isolateRefusedBatch(
-          { items: item.channels },
-          () =>
-            this.context.log.warn(
-              `${EXCHANGE}: subscribe of ${item.channels.length} channels refused (${description}); retrying them one by one to find the bad one`,
-            ),
-          (name) => this.enqueue("subscribe", [name], true),
-        )
-      ) {
-        const channel = this.channels.get(item.channels[0]!);
-        if (channel) this.failChannel(channel, `subscribe refused by Deribit: ${description}`, true);
-      }
-      return;
-    }
-    const accepted = new Set(Array.isArray(response.result) ? response.result.map(String) : []);
-    for (const name of item.channels) {
-      const channel = this.channels.get(name);
-      if (!channel || channel.failed) continue;
-      if (accepted.has(name)) {
-        this.context.log.debug(`${EXCHANGE}: subscribed ${name}`);
-      } else {
-        this.failChannel(
-          channel,
-          `Deribit did not subscribe channel ${name} (unknown or expired instrument '${channel.subscriptions[0]!.instrument}'?)`,
-          true,
-        );
-      }
-    }
-  }
-
   /** Fails the subscriptions of one channel alone: logged, marked by a gap, never resubscribed. */
   private failChannel(channel: Channel, reason: string, log: boolean): void {
     if (channel.failed) return;
     channel.failed = true;
+    this.pool.release(channel, false);
     channel.book?.sync.forget();
     if (log) {
       this.context.log.error(
@@ -585,13 +404,12 @@ class DeribitConnector implements Connector {
   }
 
   private resubscribe(channel: Channel): void {
-    this.enqueue("unsubscribe", [channel.name], true);
-    this.enqueue("subscribe", [channel.name], true);
+    this.connection?.resubscribe(channel.name);
   }
 
   // ── messages ──
 
-  private onMessage(text: string, receivedAt: number): void {
+  onFrame(connection: PoolConnection, text: string, receivedAt: number): void {
     if (this.stopped) return;
     // The dominant frame, a book change, is read without JSON.parse when it has exactly Deribit's layout;
     // the same steps as below (channel, stats, onBook) follow. Anything else takes the JSON path.
@@ -652,7 +470,8 @@ class DeribitConnector implements Connector {
       return;
     }
     if (typeof message.id === "number") {
-      this.onResponse(message as RpcResponse);
+      const error = message.error;
+      connection.answer(message.id, error ? { code: String(error.code), text: this.describeError(error) } : undefined, message.result);
       return;
     }
     if (message.error) {
@@ -761,11 +580,14 @@ class DeribitConnector implements Connector {
   }
 }
 
-export const deribit: ExchangeSpec = {
+export const deribit = defineVenue({
   id: EXCHANGE,
   streams: ["TRADES", "L2", "BBO", "FUNDING", "LIQUIDATIONS"],
-  nativeInstrument: deribitInstrument,
+  instrument: deribitInstrument,
   readinessWindows: READINESS_WINDOWS,
+  // Testnet or production per DERIBIT_USE_TESTNET (checked by checkSettings before anything connects).
+  endpoints: { ws: (env) => (deribitSettings(env, false).useTestnet ? DERIBIT_WS_URLS.testnet : DERIBIT_WS_URLS.production) },
+  limits: POOL_LIMITS,
   checkSettings: (env, inUse) => void deribitSettings(env, inUse),
-  create: (context, subscriptions) => new DeribitConnector(context, subscriptions),
-};
+  connector: (venue, context, subscriptions) => new DeribitConnector(venue, context, subscriptions),
+});

@@ -16,27 +16,26 @@
  * - any break (sequence, checksum, crossed book, pipeline overflow) → gap event, resubscribe, fresh
  *   snapshot before any further delta.
  */
-import type { AmountUnit, ExchangeId, GapReason, MarketEvent, Sizing, Stream } from "../core/events.ts";
+import type { ExchangeId, GapReason, MarketEvent, Stream } from "../core/events.ts";
 import { gapEvent } from "../core/events.ts";
 import { FaultLog } from "../core/fault-log.ts";
 import type { Logger } from "../core/log.ts";
 import type { Subscription } from "../core/subscriptions.ts";
-import { endpoint } from "./endpoints.ts";
-import { MAX_REST_BODY_BYTES } from "./http-body.ts";
-import { closeGap } from "./kit/close-gap.ts";
+import { describeClose } from "./kit/close-gap.ts";
 import { positiveOr } from "./kit/env.ts";
+import { ConnectionPool, type PoolConnection, type PoolHooks, type PoolLimits, type PoolTopic, type PoolWire, type Refusal } from "./kit/pool.ts";
+import { defineVenue, type Venue } from "./kit/venue.ts";
 import { normalizeBbo, normalizeFunding, normalizeLiquidation, normalizeTrade, type OkxInstrumentContext } from "./okx-normalize.ts";
 import { OkxBook, type BookData, type OkxBookPort } from "./okx-book.ts";
 import type { BookSyncRules } from "./kit/book-sync.ts";
-import { SlidingWindow, TokenBucket } from "./kit/rate.ts";
-import { PendingRequests } from "./kit/requests.ts";
-import { jsonBody, restGet, retryAfterMs } from "./kit/rest.ts";
-import { isolateRefusedBatch } from "./kit/refused-batch.ts";
+import { TokenBucket } from "./kit/rate.ts";
 import { resyncBrakeFromEnv } from "./kit/resync-brake.ts";
 import { OKX_CHECKSUM_DEPTH } from "./kit/sequence/okx.ts";
+import { nativeInstrument, type InstType, type Instrument } from "./okx-instruments.ts";
+import { OkxRest } from "./okx-rest.ts";
 import { scanOkxBooksUpdate, type ScannedOkxBook } from "./okx-scan.ts";
-import type { Connector, ConnectorContext, ExchangeSpec, InstrumentResult, ReadinessWindows } from "../core/connector.ts";
-import { backoffDelay, backoffFromEnv, ReconnectingSocket, type BackoffOptions, type CloseInfo } from "./websocket.ts";
+import type { Connector, ConnectorContext, ReadinessWindows } from "../core/connector.ts";
+import { backoffDelay, backoffFromEnv, type BackoffOptions, type CloseInfo } from "./websocket.ts";
 
 // ─── Declarative header ────────────────────────────────────────────────────────────────────────────
 
@@ -124,110 +123,6 @@ const READINESS_WINDOWS: ReadinessWindows = { L2: 90, BBO: 90, TRADES: 300, FUND
 
 /** Subscribe error codes worth retrying (internal error, too frequent); others fail the subscription. */
 const RETRYABLE_SUBSCRIBE_CODES = new Set(["64007", "60014"]);
-/** Quote currencies tried, longest first, for the syntactic guess `BTCUSDT` → `BTC-USDT`. */
-const COMMON_QUOTES = ["USDT", "USDC", "USDG", "USD", "EUR", "TRY", "BRL", "AUD", "SGD", "AED", "BTC", "ETH", "OKB"];
-
-type InstType = "SWAP" | "SPOT";
-
-// ─── Instruments ───────────────────────────────────────────────────────────────────────────────────
-
-function nativeInstrument(exchange: ExchangeId, instType: InstType, symbol: string): InstrumentResult {
-  const accepted =
-    instType === "SWAP"
-      ? "expected e.g. BTCUSDT or BTC-USDT-SWAP (a perpetual swap)"
-      : "expected e.g. BTCUSDT or BTC-USDT (a spot pair)";
-  const parts = symbol.replaceAll("/", "-").split("-");
-  if (parts.some((part) => !/^[A-Z0-9]+$/.test(part))) {
-    return { error: `invalid ${exchange} instrument '${symbol}'; ${accepted}` };
-  }
-  if (parts.length === 1) return { native: guessNative(instType, symbol) };
-  if (instType === "SWAP" && parts.length === 2) return { native: `${parts[0]}-${parts[1]}-SWAP` };
-  if (instType === "SWAP" && parts.length === 3 && parts[2] === "SWAP") return { native: parts.join("-") };
-  if (instType === "SPOT" && parts.length === 2) return { native: parts.join("-") };
-  return { error: `invalid ${exchange} instrument '${symbol}'; ${accepted}` };
-}
-
-/** Best syntactic guess; the instrument list decides at start (any quote currency works there). */
-function guessNative(instType: InstType, compact: string): string {
-  const quote = COMMON_QUOTES.find((q) => compact.length > q.length && compact.endsWith(q));
-  if (!quote) return compact;
-  const pair = `${compact.slice(0, -quote.length)}-${quote}`;
-  return instType === "SWAP" ? `${pair}-SWAP` : pair;
-}
-
-interface Instrument {
-  readonly instId: string;
-  readonly state: string;
-  readonly sizing: Sizing;
-}
-
-interface RawInstrument {
-  instId?: unknown;
-  instType?: unknown;
-  state?: unknown;
-  ctVal?: unknown;
-  ctMult?: unknown;
-  ctValCcy?: unknown;
-  ctType?: unknown;
-  baseCcy?: unknown;
-}
-
-/**
- * Sizing from the instrument list (https://www.okx.com/docs-v5/en/#public-data-rest-api-get-instruments):
- * spot sizes are base currency; swap sizes are contracts of ctVal × ctMult units of ctValCcy, which is
- * the base currency for linear swaps and the quote (USD) for inverse ones.
- */
-function toInstrument(raw: RawInstrument, instType: InstType): Instrument | undefined {
-  if (typeof raw.instId !== "string") return undefined;
-  const state = typeof raw.state === "string" ? raw.state : "";
-  if (instType === "SPOT") return { instId: raw.instId, state, sizing: { amountUnit: "base", contractValue: 1 } };
-  const ctVal = Number(raw.ctVal);
-  const ctMult = raw.ctMult === "" || raw.ctMult === undefined ? 1 : Number(raw.ctMult);
-  if (!(ctVal > 0) || !(ctMult > 0)) return undefined;
-  const base = raw.instId.split("-")[0];
-  const valuedInQuote =
-    raw.ctType === "inverse" ||
-    (raw.ctType !== "linear" && typeof raw.ctValCcy === "string" && raw.ctValCcy !== "" && raw.ctValCcy !== base);
-  const amountUnit: AmountUnit = valuedInQuote ? "quote" : "base";
-  return { instId: raw.instId, state, sizing: { amountUnit, contractValue: ctVal * ctMult } };
-}
-
-class InstrumentList {
-  private readonly byId = new Map<string, Instrument>();
-  private readonly byCompact = new Map<string, Instrument[]>();
-
-  constructor(instruments: readonly Instrument[], private readonly instType: InstType) {
-    for (const instrument of instruments) {
-      this.byId.set(instrument.instId, instrument);
-      const key = this.compact(instrument.instId);
-      const list = this.byCompact.get(key) ?? [];
-      list.push(instrument);
-      this.byCompact.set(key, list);
-    }
-  }
-
-  get size(): number {
-    return this.byId.size;
-  }
-
-  private compact(instId: string): string {
-    return (this.instType === "SWAP" ? instId.replace(/-SWAP$/, "") : instId).replaceAll("-", "");
-  }
-
-  resolve(subscription: Subscription): Instrument | string {
-    const exact = this.byId.get(subscription.instrument);
-    if (exact) return exact;
-    const candidates = subscription.symbol.includes("-") || subscription.symbol.includes("/")
-      ? []
-      : (this.byCompact.get(this.compact(subscription.symbol)) ?? []);
-    if (candidates.length === 1) return candidates[0]!;
-    if (candidates.length > 1) {
-      return `instrument '${subscription.symbol}' is ambiguous on OKX (${candidates.map((c) => c.instId).join(", ")}); give the native id`;
-    }
-    return `unknown instrument '${subscription.symbol}' (${subscription.instrument}): not in OKX's ${this.instType} instrument list (${this.size} instruments)`;
-  }
-}
-
 interface OkxArg {
   channel?: unknown;
   instId?: unknown;
@@ -246,25 +141,19 @@ interface OkxMessage {
 
 // ─── Per-subscription state ────────────────────────────────────────────────────────────────────────
 
-interface SubState {
+/** One subscription: a pool topic named by its key, subscribed as its channel arguments. */
+interface SubState extends PoolTopic {
   readonly subscription: Subscription;
   readonly instrument: Instrument;
   readonly args: readonly Record<string, string>[];
   /** The book of an L2 subscription (set right after the state is built: the book refers back to it). */
   l2: OkxBook<SubState> | undefined;
-  connection: OkxConnection | undefined;
-  failed: boolean;
   /** Channel arguments not yet acknowledged since the last subscribe. */
   unacked: number;
   retryTimer: ReturnType<typeof setTimeout> | undefined;
   subscribeFailures: number;
   /** What the normalizers know of this subscription (built once, not per message). */
   readonly context: OkxInstrumentContext;
-}
-
-interface PendingRequest {
-  readonly subs: readonly SubState[];
-  readonly batch: boolean;
 }
 
 /** Evenly spaced across every OKX connector of the process (connection and REST limits are per IP). */
@@ -277,130 +166,149 @@ const BOOK_LIMITS = {
   booksPath: OKX_ENDPOINTS.booksPath,
 } as const;
 
-// ─── Connection ────────────────────────────────────────────────────────────────────────────────────
+/** Connection limits for the pool (kit/pool.ts). */
+const POOL_LIMITS: PoolLimits = {
+  // Grouped by OKX's own weights (bootstrap): a subscription is one or two arguments, liquidations share one.
+  topicsPerConnection: OKX_LIMITS.argsPerConnection,
+  // A connection's subscriptions go out in one request, so errors can be attributed by its id.
+  topicsPerRequest: Number.MAX_SAFE_INTEGER,
+  // Requests are not paced but budgeted: subscribeOpsPerHour per connection; a spent budget refuses.
+  requestBurst: 1_000,
+  requestsPerSecond: 1_000,
+  requestsPerHour: OKX_LIMITS.subscribeOpsPerHour,
+  // OKX acknowledges each argument without the request's id: requests wait for no answer.
+  answerTimeoutMs: undefined,
+  refusedBatchSettleMs: OKX_TIMING.batchErrorSettleMs,
+  connectionMaxAgeMs: undefined,
+  rolloverStaggerMs: 0,
+  handoverGraceMs: 0,
+  handoverBufferEvents: 0,
+};
 
-class OkxConnection {
-  readonly socket: ReconnectingSocket;
+// ─── Connector ─────────────────────────────────────────────────────────────────────────────────────
+
+class OkxConnector implements Connector, PoolHooks<SubState> {
+  stopped = true;
+  readonly log: Logger;
+  readonly backoff: BackoffOptions;
+  readonly wsUrl: string;
+  private readonly rest: OkxRest;
+  private readonly staleAfterMsSetting: number;
+  /** What the books need of this connector. */
+  private readonly bookPort: OkxBookPort<SubState>;
+  private readonly bookSync: { readonly rules: BookSyncRules; readonly brake: ReturnType<typeof resyncBrakeFromEnv>; readonly retry: BackoffOptions };
+  private readonly states = new Map<Subscription, SubState>();
+  /** Subscriptions by key: the pool's topics. */
+  private readonly topics = new Map<string, SubState>();
   /** channel → instId (or instType) → subscriptions. */
   private readonly routes = new Map<string, Map<string, SubState[]>>();
   private readonly liquidationsByInstId = new Map<string, SubState>();
-  /**
-   * Subscribe requests by id, so an error names the request it refuses. OKX acknowledges each argument
-   * without the id, so requests wait for no answer: they are forgotten with the connection.
-   */
-  private readonly pending = new PendingRequests<string, PendingRequest>(undefined);
-  /** subscribe/unsubscribe requests of this connection in the last hour. */
-  private readonly ops = new SlidingWindow(OKX_LIMITS.subscribeOpsPerHour, 3_600_000);
-  private opened = false;
-  private nextRequest = 0;
-  private batchRetryTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly pool: ConnectionPool<SubState>;
+  private started = false;
+  /** Repeating faults (unreadable frames and items), one log line per episode. */
+  readonly faults: FaultLog;
+
+  readonly exchange: ExchangeId;
 
   constructor(
-    private readonly connector: OkxConnector,
-    readonly name: string,
-    readonly subs: readonly SubState[],
+    venue: Venue,
+    private readonly instType: InstType,
+    readonly context: ConnectorContext,
+    private readonly subscriptions: readonly Subscription[],
   ) {
-    for (const sub of subs) {
-      sub.connection = this;
-      for (const arg of sub.args) {
-        const key = arg.instId ?? arg.instType!;
-        const byKey = this.routes.get(arg.channel!) ?? new Map<string, SubState[]>();
-        const list = byKey.get(key) ?? [];
-        list.push(sub);
-        byKey.set(key, list);
-        this.routes.set(arg.channel!, byKey);
-      }
-      if (sub.subscription.stream === "LIQUIDATIONS") this.liquidationsByInstId.set(sub.instrument.instId, sub);
-    }
-    const { env } = connector.context.config;
-    const exchange = connector.exchange;
-    this.socket = new ReconnectingSocket({
-      name,
-      url: () => connector.wsUrl,
-      log: connector.log,
-      backoff: connector.backoff,
-      maxFrameBytes: connector.context.config.maxFrameBytes,
-      staleAfterMs: positiveOr(env, `XTRADER_${exchange}_STALE_MS`, OKX_TIMING.staleAfterMs),
-      keepalive: { idleMs: positiveOr(env, `XTRADER_${exchange}_KEEPALIVE_MS`, OKX_TIMING.keepaliveIdleMs), message: "ping" },
-      onOpen: () => this.onOpen(),
-      onMessage: (data, receivedAt) => this.onMessage(data, receivedAt),
-      onClose: (info) => this.onClose(info),
-    });
+    const env = context.config.env;
+    const exchange = venue.id;
+    this.exchange = exchange;
+    this.log = context.log;
+    this.faults = new FaultLog(context.log);
+    this.backoff = backoffFromEnv(env);
+    this.wsUrl = venue.wsUrl(env);
+    this.rest = new OkxRest(venue.restUrl(env), OKX_TIMING.restTimeoutMs);
+    this.staleAfterMsSetting = positiveOr(env, `XTRADER_${exchange}_STALE_MS`, OKX_TIMING.staleAfterMs);
+    const connector = this;
+    this.bookPort = {
+      log: this.log,
+      faults: this.faults,
+      get stopped() {
+        return connector.stopped;
+      },
+      snapshotWaitMs: positiveOr(env, `XTRADER_${exchange}_SNAPSHOT_WAIT_MS`, OKX_TIMING.snapshotWaitMs),
+      limits: BOOK_LIMITS,
+      emit: (sub, event) => this.emit(sub, event),
+      emitGap: (sub, reason, detail) => this.emitGap(sub, reason, detail),
+      parseError: (sub, what) => this.parseErrorOf(sub, what),
+      resubscribe: (sub) => this.resubscribe(sub),
+      reserveRest: () => restBooksPacer.reserve(),
+      getJson: (path, maxBytes) => this.rest.getJson(path, maxBytes),
+      delay: (ms) => this.rest.delay(ms),
+    };
+    this.bookSync = { rules: BOOK_RULES, brake: resyncBrakeFromEnv(env), retry: this.backoff };
+    this.pool = new ConnectionPool(this, { name: exchange, context, limits: venue.limits!, wire: okxWire(exchange, this.topics), topics: this.topics, connectPacer });
   }
 
-  get isOpen(): boolean {
-    return this.socket.isOpen;
+  // ── the pool's hooks (connections, requests) ──
+
+  url(): string {
+    return this.wsUrl;
   }
 
-  async start(): Promise<void> {
-    await connectPacer.reserve();
-    if (!this.connector.stopped) this.socket.start();
+  staleAfterMs(): number {
+    return this.staleAfterMsSetting;
   }
 
-  stop(): Promise<void> {
-    clearTimeout(this.batchRetryTimer);
-    return this.socket.stop();
+  /** The server's close reason is OKX's own text: the gap names the close, not our connection. */
+  describeClose(info: CloseInfo): string {
+    return describeClose(info);
   }
 
-  private onOpen(): void {
-    this.ops.clear();
-    this.pending.clear();
-    const reopened = this.opened;
-    this.opened = true;
-    const active = this.subs.filter((sub) => !sub.failed);
-    for (const sub of active) {
+  onOpened(connection: PoolConnection): void {
+    const reopened = connection.opens > 1;
+    for (const sub of this.pool.topicsOn(connection)) {
       if (reopened) sub.subscription.stats.reconnects++;
+      sub.unacked = sub.args.length;
       sub.l2?.sync.subscribed();
     }
-    if (active.length > 0) this.subscribe(active, true);
   }
 
-  private onClose(info: CloseInfo): void {
-    clearTimeout(this.batchRetryTimer);
-    this.pending.clear();
-    const gap = closeGap(info, this.connector.stopped);
-    if (!gap) return;
-    for (const sub of this.subs) {
-      if (sub.failed) continue;
-      clearTimeout(sub.retryTimer);
-      sub.l2?.sync.forget();
-      this.connector.emitGap(sub, gap.reason, gap.detail);
-    }
-  }
-
-  /** One request for `subs` (a batch on (re)open, else one subscription), so errors can be attributed by id. */
-  subscribe(subs: readonly SubState[], batch: boolean): boolean {
-    if (!this.isOpen || !this.ops.take()) return false;
-    this.sendSubscribe(subs, batch);
+  /** Unsubscribes and subscribes a book again (a fresh snapshot); false when the subscribe budget is spent. */
+  private resubscribe(sub: SubState): boolean {
+    if (!sub.connection?.resubscribe(sub.topic)) return false;
+    sub.unacked = sub.args.length;
     return true;
   }
 
-  /** Unsubscribes and subscribes one book again (fresh snapshot); false when the op budget is spent. */
-  resubscribe(sub: SubState): boolean {
-    if (!this.isOpen || !this.ops.take(2)) return false;
-    this.socket.send(JSON.stringify({ op: "unsubscribe", args: sub.args }));
-    this.sendSubscribe([sub], false);
-    return true;
+  /** Only the arguments not yet acknowledged are requested alone after a refused batch. */
+  awaitsAck(sub: SubState): boolean {
+    return sub.unacked > 0;
   }
 
-  private sendSubscribe(subs: readonly SubState[], batch: boolean): void {
-    const id = `${batch ? "b" : "s"}${++this.nextRequest}`;
-    const args: Record<string, string>[] = [];
-    const seen = new Set<string>();
-    for (const sub of subs) {
-      sub.unacked = sub.args.length;
-      for (const arg of sub.args) {
-        // One liquidation-orders argument serves every LIQUIDATIONS subscription of the connection.
-        const key = `${arg.channel}:${arg.instId ?? arg.instType}`;
-        if (!seen.has(key)) args.push(arg);
-        seen.add(key);
-      }
+  onRefused(sub: SubState, refusal: Refusal, connection: PoolConnection): void {
+    const { code, text } = refusal;
+    if (!RETRYABLE_SUBSCRIBE_CODES.has(code)) {
+      this.failSubscription(sub, `OKX refused the subscription (${code}: ${text})`);
+      return;
     }
-    this.pending.add(id, { subs, batch });
-    this.socket.send(JSON.stringify({ id, op: "subscribe", args }));
+    const delay = backoffDelay(this.backoff, sub.subscribeFailures++);
+    this.log.warn(`${sub.subscription.key}: OKX subscribe error ${code} (${text}); retrying in ${delay} ms`);
+    clearTimeout(sub.retryTimer);
+    sub.retryTimer = setTimeout(() => {
+      if (!sub.failed && connection.subscribe([sub.topic])) sub.unacked = sub.args.length;
+    }, delay);
   }
 
-  private onMessage(text: string, receivedAt: number): void {
+  onFailed(sub: SubState, why: string): void {
+    this.failSubscription(sub, why);
+  }
+
+  onLost(sub: SubState, reason: GapReason, detail: string): void {
+    clearTimeout(sub.retryTimer);
+    sub.l2?.sync.forget();
+    this.emitGap(sub, reason, detail);
+  }
+
+  // ── frames ──
+
+  onFrame(connection: PoolConnection, text: string, receivedAt: number): void {
     if (text === "pong") return;
     // The dominant frame, a books update, is read without JSON.parse when it has exactly OKX's layout.
     if (text.charCodeAt(2) === 97 /* {"arg */) {
@@ -411,17 +319,17 @@ class OkxConnection {
     try {
       message = JSON.parse(text) as OkxMessage;
     } catch {
-      this.parseError(`malformed JSON: ${text.slice(0, 120)}`);
+      this.frameError(connection, `malformed JSON: ${text.slice(0, 120)}`);
       return;
     }
     if (typeof message !== "object" || message === null) {
-      this.parseError(`unexpected frame: ${text.slice(0, 120)}`);
+      this.frameError(connection, `unexpected frame: ${text.slice(0, 120)}`);
     } else if (message.event !== undefined) {
-      this.onEvent(message, text);
+      this.onEvent(connection, message, text);
     } else if (message.arg && Array.isArray(message.data)) {
-      this.onData(message, message.data, receivedAt, text);
+      this.onData(connection, message, message.data, receivedAt, text);
     } else {
-      this.parseError(`unknown message: ${text.slice(0, 120)}`);
+      this.frameError(connection, `unknown message: ${text.slice(0, 120)}`);
     }
   }
 
@@ -438,14 +346,14 @@ class OkxConnection {
     const stats = sub.subscription.stats;
     stats.messages++;
     stats.lastMessageAt = receivedAt;
-    this.connector.applyScannedUpdate(sub, book, receivedAt);
+    this.applyScannedUpdate(sub, book, receivedAt);
     return true;
   }
 
-  /** A frame no subscription can be blamed for: counted on every subscription of this connection. */
-  private parseError(what: string, subs: readonly SubState[] = this.subs): void {
+  /** A frame no subscription can be blamed for: counted on every subscription of its connection. */
+  private frameError(connection: PoolConnection, what: string, subs: readonly SubState[] = this.pool.topicsOn(connection)): void {
     for (const sub of subs) sub.subscription.stats.parseErrors++;
-    this.connector.faults.report(`parse:${this.name}`, `${this.name}: ${what}; skipped (counted as a parse error)`);
+    this.faults.report(`parse:${connection.name}`, `${connection.name}: ${what}; skipped (counted as a parse error)`);
   }
 
   private routed(arg: OkxArg | undefined): SubState[] | undefined {
@@ -454,7 +362,7 @@ class OkxConnection {
     return typeof key === "string" ? this.routes.get(arg.channel)?.get(key) : undefined;
   }
 
-  private onEvent(message: OkxMessage, text: string): void {
+  private onEvent(connection: PoolConnection, message: OkxMessage, text: string): void {
     switch (message.event) {
       case "subscribe": {
         for (const sub of this.routed(message.arg) ?? []) {
@@ -466,67 +374,35 @@ class OkxConnection {
       }
       case "unsubscribe":
       case "channel-conn-count":
-        this.connector.log.debug(`${this.name}: ${text.slice(0, 200)}`);
+        this.log.debug(`${connection.name}: ${text.slice(0, 200)}`);
         return;
-      case "error":
-        this.onError(message);
+      case "error": {
+        const code = String(message.code ?? "");
+        const why = String(message.msg ?? "");
+        // Our ids are `b<n>` (a connection's batch) or `s<n>` (one subscription): the request's number.
+        const id = typeof message.id === "string" ? Number(message.id.slice(1)) : Number.NaN;
+        if (!connection.answer(id, { code, text: why })) this.log.warn(`${connection.name}: OKX error ${code}: ${why}`);
         return;
+      }
       case "notice":
         // 64008: the server closes this connection within 60 s for an upgrade; move now, at a time we pick.
-        this.connector.log.warn(`${this.name}: OKX notice ${String(message.code)}: ${String(message.msg)}`);
-        if (message.code === "64008") this.socket.reconnect("service upgrade notice 64008");
+        this.log.warn(`${connection.name}: OKX notice ${String(message.code)}: ${String(message.msg)}`);
+        if (message.code === "64008") connection.socket.reconnect("service upgrade notice 64008");
         return;
       default:
-        this.parseError(`unknown event '${String(message.event)}'`);
+        this.frameError(connection, `unknown event '${String(message.event)}'`);
     }
   }
 
-  private onError(message: OkxMessage): void {
-    const code = String(message.code ?? "");
-    const text = String(message.msg ?? "");
-    const request = typeof message.id === "string" ? this.pending.take(message.id) : undefined;
-    if (!request) {
-      this.connector.log.warn(`${this.name}: OKX error ${code}: ${text}`);
-      return;
-    }
-    // Once the acks of the good arguments are in, only the unacknowledged ones are requested alone.
-    const isolated = isolateRefusedBatch(
-      { items: request.subs, batch: request.batch },
-      () => this.connector.log.warn(`${this.name}: OKX refused part of a batch subscribe (${code}: ${text}); retrying one by one`),
-      (sub) => {
-        if (!sub.failed && sub.unacked > 0 && !this.subscribe([sub], false)) {
-          this.connector.failSubscription(sub, "subscribe budget exhausted while isolating a refused subscription");
-        }
-      },
-      (retry) => {
-        clearTimeout(this.batchRetryTimer);
-        this.batchRetryTimer = setTimeout(retry, OKX_TIMING.batchErrorSettleMs);
-      },
-    );
-    if (isolated) return;
-    for (const sub of request.subs) {
-      if (RETRYABLE_SUBSCRIBE_CODES.has(code)) {
-        const delay = backoffDelay(this.connector.backoff, sub.subscribeFailures++);
-        this.connector.log.warn(`${sub.subscription.key}: OKX subscribe error ${code} (${text}); retrying in ${delay} ms`);
-        clearTimeout(sub.retryTimer);
-        sub.retryTimer = setTimeout(() => {
-          if (!sub.failed && this.isOpen) this.subscribe([sub], false);
-        }, delay);
-      } else {
-        this.connector.failSubscription(sub, `OKX refused the subscription (${code}: ${text})`);
-      }
-    }
-  }
-
-  private onData(message: OkxMessage, data: unknown[], receivedAt: number, text: string): void {
+  private onData(connection: PoolConnection, message: OkxMessage, data: unknown[], receivedAt: number, text: string): void {
     const channel = message.arg?.channel;
     if (channel === "liquidation-orders") {
-      this.onLiquidations(data, receivedAt);
+      this.onLiquidations(connection, data, receivedAt);
       return;
     }
     const subs = this.routed(message.arg);
     if (!subs) {
-      this.parseError(`data for an argument we did not subscribe: ${text.slice(0, 120)}`);
+      this.frameError(connection, `data for an argument we did not subscribe: ${text.slice(0, 120)}`);
       return;
     }
     for (const sub of subs) {
@@ -536,78 +412,26 @@ class OkxConnection {
       stats.lastMessageAt = receivedAt;
       for (const item of data) {
         if (typeof item !== "object" || item === null) {
-          this.parseError(`bad ${String(channel)} item`, [sub]);
+          this.frameError(connection, `bad ${String(channel)} item`, [sub]);
           continue;
         }
-        this.connector.onItem(sub, channel as string, message.action, item as Record<string, unknown>, receivedAt);
+        this.onItem(sub, channel as string, message.action, item as Record<string, unknown>, receivedAt);
       }
     }
   }
 
-  private onLiquidations(data: unknown[], receivedAt: number): void {
+  private onLiquidations(connection: PoolConnection, data: unknown[], receivedAt: number): void {
     for (const item of data as Array<{ instId?: unknown; details?: unknown }>) {
       const sub = typeof item?.instId === "string" ? this.liquidationsByInstId.get(item.instId) : undefined;
       if (!sub || sub.failed) continue;
       sub.subscription.stats.messages++;
       sub.subscription.stats.lastMessageAt = receivedAt;
       if (!Array.isArray(item.details)) {
-        this.parseError("liquidation without details", [sub]);
+        this.frameError(connection, "liquidation without details", [sub]);
         continue;
       }
-      for (const detail of item.details) this.connector.onLiquidation(sub, detail, receivedAt);
+      for (const detail of item.details) this.onLiquidation(sub, detail, receivedAt);
     }
-  }
-}
-
-// ─── Connector ─────────────────────────────────────────────────────────────────────────────────────
-
-class OkxConnector implements Connector {
-  stopped = true;
-  readonly log: Logger;
-  readonly backoff: BackoffOptions;
-  readonly wsUrl: string;
-  private readonly restUrl: string;
-  /** What the books need of this connector. */
-  private readonly bookPort: OkxBookPort<SubState>;
-  private readonly bookSync: { readonly rules: BookSyncRules; readonly brake: ReturnType<typeof resyncBrakeFromEnv>; readonly retry: BackoffOptions };
-  private readonly states = new Map<Subscription, SubState>();
-  private connections: OkxConnection[] = [];
-  private readonly aborts = new Set<AbortController>();
-  private readonly sleepers = new Set<() => void>();
-  private started = false;
-  /** Repeating faults (unreadable frames and items), one log line per episode. */
-  readonly faults: FaultLog;
-
-  constructor(
-    readonly exchange: ExchangeId,
-    private readonly instType: InstType,
-    readonly context: ConnectorContext,
-    private readonly subscriptions: readonly Subscription[],
-  ) {
-    const env = context.config.env;
-    this.log = context.log;
-    this.faults = new FaultLog(context.log);
-    this.backoff = backoffFromEnv(env);
-    this.wsUrl = endpoint(env, exchange, "WS", OKX_ENDPOINTS.ws);
-    this.restUrl = endpoint(env, exchange, "REST", OKX_ENDPOINTS.rest);
-    const connector = this;
-    this.bookPort = {
-      log: this.log,
-      faults: this.faults,
-      get stopped() {
-        return connector.stopped;
-      },
-      snapshotWaitMs: positiveOr(env, `XTRADER_${exchange}_SNAPSHOT_WAIT_MS`, OKX_TIMING.snapshotWaitMs),
-      limits: BOOK_LIMITS,
-      emit: (sub, event) => this.emit(sub, event),
-      emitGap: (sub, reason, detail) => this.emitGap(sub, reason, detail),
-      parseError: (sub, what) => this.parseErrorOf(sub, what),
-      resubscribe: (sub) => sub.connection?.resubscribe(sub) ?? false,
-      reserveRest: () => restBooksPacer.reserve(),
-      getJson: (path, maxBytes) => this.getJson(path, maxBytes),
-      delay: (ms) => this.delay(ms),
-    };
-    this.bookSync = { rules: BOOK_RULES, brake: resyncBrakeFromEnv(env), retry: this.backoff };
   }
 
   start(): void {
@@ -619,13 +443,12 @@ class OkxConnector implements Connector {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const abort of this.aborts) abort.abort();
-    for (const wake of [...this.sleepers]) wake();
+    this.rest.close();
     for (const state of this.states.values()) {
       clearTimeout(state.retryTimer);
       state.l2?.sync.forget();
     }
-    await Promise.all(this.connections.map((connection) => connection.stop()));
+    await this.pool.stop();
     this.faults.flush();
   }
 
@@ -642,7 +465,7 @@ class OkxConnector implements Connector {
   // ── start-up ──
 
   private async bootstrap(): Promise<void> {
-    const list = await this.loadInstruments();
+    const list = await this.rest.loadInstruments(OKX_ENDPOINTS.instrumentsPath, this.instType, this.exchange, this.log, this.backoff, () => this.stopped);
     if (!list || this.stopped) return;
     const ready: SubState[] = [];
     for (const subscription of this.subscriptions) {
@@ -661,6 +484,7 @@ class OkxConnector implements Connector {
           channel === "liquidation-orders" ? { channel, instType: this.instType } : { channel, instId: resolved.instId },
       );
       const state: SubState = {
+        topic: subscription.key,
         subscription,
         instrument: resolved,
         args,
@@ -674,6 +498,8 @@ class OkxConnector implements Connector {
       };
       if (subscription.stream === "L2") state.l2 = new OkxBook(this.bookPort, state, this.bookSync);
       this.states.set(subscription, state);
+      this.topics.set(state.topic, state);
+      this.route(state);
       ready.push(state);
       this.log.debug(`${subscription.key}: ${resolved.instId} (${resolved.sizing.amountUnit} × ${resolved.sizing.contractValue})`);
     }
@@ -695,73 +521,20 @@ class OkxConnector implements Connector {
       weight += cost;
     }
     if (current.length > 0) groups.push(current);
-    this.connections = groups.map((subs, i) => new OkxConnection(this, `${this.exchange} public#${i + 1}`, subs));
-    for (const connection of this.connections) {
-      if (this.stopped) return;
-      await connection.start();
-    }
+    this.pool.openGroups("public", groups);
   }
 
-  private async loadInstruments(): Promise<InstrumentList | undefined> {
-    for (let attempt = 0; !this.stopped; attempt++) {
-      const result = await this.getJson(`${OKX_ENDPOINTS.instrumentsPath}?instType=${this.instType}`);
-      if (this.stopped) return undefined;
-      if (result.ok && Array.isArray(result.data)) {
-        const instruments: Instrument[] = [];
-        for (const raw of result.data as RawInstrument[]) {
-          const instrument = typeof raw === "object" && raw !== null ? toInstrument(raw, this.instType) : undefined;
-          if (instrument) instruments.push(instrument);
-        }
-        this.log.debug(`${this.exchange}: ${instruments.length} ${this.instType} instruments`);
-        return new InstrumentList(instruments, this.instType);
-      }
-      const delay = result.ok ? backoffDelay(this.backoff, attempt) : (result.retryAfterMs ?? backoffDelay(this.backoff, attempt));
-      this.log.warn(
-        `${this.exchange}: cannot load the instrument list (${result.ok ? "no data" : result.error}); nothing is collected until it loads; retrying in ${delay} ms`,
-      );
-      await this.delay(delay);
+  /** Registers where frames of `sub`'s arguments go. */
+  private route(sub: SubState): void {
+    for (const arg of sub.args) {
+      const key = arg.instId ?? arg.instType!;
+      const byKey = this.routes.get(arg.channel!) ?? new Map<string, SubState[]>();
+      const list = byKey.get(key) ?? [];
+      list.push(sub);
+      byKey.set(key, list);
+      this.routes.set(arg.channel!, byKey);
     }
-    return undefined;
-  }
-
-  /** A sleep that stop() cuts short, so no retry timer outlives the connector. */
-  private delay(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const wake = () => {
-        clearTimeout(timer);
-        this.sleepers.delete(wake);
-        resolve();
-      };
-      const timer = setTimeout(wake, ms);
-      this.sleepers.add(wake);
-    });
-  }
-
-  // ── REST ──
-
-  /** GET of a JSON answer; a body over `maxBytes` is not read (see http-body.ts). */
-  private async getJson(
-    path: string,
-    maxBytes = MAX_REST_BODY_BYTES,
-  ): Promise<{ ok: true; data: unknown } | { ok: false; error: string; retryAfterMs: number | undefined; oversized?: true }> {
-    const abort = new AbortController();
-    this.aborts.add(abort);
-    const timer = setTimeout(() => abort.abort(), OKX_TIMING.restTimeoutMs);
-    try {
-      const answer = await restGet(`${this.restUrl}${path}`, abort.signal, maxBytes);
-      if (answer.kind === "failed") return { ok: false, error: answer.error, retryAfterMs: undefined };
-      if (answer.kind === "too_large") return { ok: false, error: `HTTP ${answer.status} ${answer.detail}`, retryAfterMs: undefined, oversized: true };
-      const parsed = jsonBody(answer.text) as { code?: unknown; msg?: unknown; data?: unknown } | undefined;
-      if (answer.ok && parsed && (parsed.code === "0" || parsed.code === 0)) return { ok: true, data: parsed.data };
-      return {
-        ok: false,
-        error: `HTTP ${answer.status}${parsed?.code !== undefined ? ` code ${String(parsed.code)}` : ""}${parsed?.msg ? ` '${String(parsed.msg)}'` : ""}`,
-        retryAfterMs: retryAfterMs(answer.headers),
-      };
-    } finally {
-      clearTimeout(timer);
-      this.aborts.delete(abort);
-    }
+    if (sub.subscription.stream === "LIQUIDATIONS") this.liquidationsByInstId.set(sub.instrument.instId, sub);
   }
 
   // ── emission ──
@@ -784,6 +557,7 @@ class OkxConnector implements Connector {
     sub.failed = true;
     clearTimeout(sub.retryTimer);
     sub.l2?.sync.forget();
+    this.pool.release(sub, false);
     this.log.error(`${sub.subscription.key}: ${why}; this subscription is stopped, the others go on`);
     this.emitGap(sub, "subscription_error", why);
   }
@@ -845,20 +619,53 @@ class OkxConnector implements Connector {
   }
 }
 
+/**
+ * OKX's requests: `{"id","op":"subscribe","args":[...]}` with the arguments of the named subscriptions
+ * (one liquidation-orders argument serves every LIQUIDATIONS subscription of a request), and
+ * `{"op":"unsubscribe","args":[...]}`; the keepalive is the text `ping` (answered by `pong`).
+ * https://www.okx.com/docs-v5/en/#overview-websocket-subscribe
+ */
+function okxWire(exchange: ExchangeId, subs: ReadonlyMap<string, SubState>): PoolWire {
+  return {
+    encode: (method, topics, id, batch) => {
+      const args: Record<string, string>[] = [];
+      const seen = new Set<string>();
+      for (const name of topics) {
+        for (const arg of subs.get(name)!.args) {
+          const key = `${arg.channel}:${arg.instId ?? arg.instType}`;
+          if (!seen.has(key)) args.push(arg);
+          seen.add(key);
+        }
+      }
+      return method === "subscribe" ? JSON.stringify({ id: `${batch ? "b" : "s"}${id}`, op: method, args }) : JSON.stringify({ op: method, args });
+    },
+    label: (method) => method,
+    describe: (refusal) => `${refusal.code}: ${refusal.text}`,
+    topicWord: "subscriptions",
+    // OKX's error to a batch may name any of its arguments: a refused connection subscribe is isolated.
+    isolates: "batch",
+    keepalive: (_staleAfterMs, env) => ({ idleMs: positiveOr(env, `XTRADER_${exchange}_KEEPALIVE_MS`, OKX_TIMING.keepaliveIdleMs), message: "ping" }),
+  };
+}
+
 // ─── Specs ─────────────────────────────────────────────────────────────────────────────────────────
 
-export const okxSwap: ExchangeSpec = {
+export const okxSwap = defineVenue({
   id: "OKX_SWAP",
   streams: ["TRADES", "L2", "BBO", "FUNDING", "LIQUIDATIONS"],
   readinessWindows: READINESS_WINDOWS,
-  nativeInstrument: (symbol) => nativeInstrument("OKX_SWAP", "SWAP", symbol),
-  create: (context, subscriptions) => new OkxConnector("OKX_SWAP", "SWAP", context, subscriptions),
-};
+  instrument: (symbol) => nativeInstrument("OKX_SWAP", "SWAP", symbol),
+  endpoints: OKX_ENDPOINTS,
+  limits: POOL_LIMITS,
+  connector: (venue, context, subscriptions) => new OkxConnector(venue, "SWAP", context, subscriptions),
+});
 
-export const okxSpot: ExchangeSpec = {
+export const okxSpot = defineVenue({
   id: "OKX_SPOT",
   streams: ["TRADES", "L2", "BBO"],
   readinessWindows: READINESS_WINDOWS,
-  nativeInstrument: (symbol) => nativeInstrument("OKX_SPOT", "SPOT", symbol),
-  create: (context, subscriptions) => new OkxConnector("OKX_SPOT", "SPOT", context, subscriptions),
-};
+  instrument: (symbol) => nativeInstrument("OKX_SPOT", "SPOT", symbol),
+  endpoints: OKX_ENDPOINTS,
+  limits: POOL_LIMITS,
+  connector: (venue, context, subscriptions) => new OkxConnector(venue, "SPOT", context, subscriptions),
+});
