@@ -8,9 +8,10 @@ import { appendFileSync, cpSync, existsSync, mkdirSync, readFileSync, renameSync
 import { join } from "node:path";
 import { open } from "node:fs/promises";
 import { NumberColumn, PER_EVENT_COLUMNS, rowAppender, TableBuffer } from "../src/sinks/parquet/columns.ts";
-import { decodeRows, headerRecord, JOURNAL_FORMAT, JOURNAL_VERSION, readJournal, rowsRecord } from "../src/sinks/parquet/journal.ts";
+import { decodePositionedRows, decodeRows, headerRecord, JOURNAL_FORMAT, JOURNAL_VERSION, readJournal, rowsRecord } from "../src/sinks/parquet/journal.ts";
 import { journalFileName, nextJournalFileName, tempFileName } from "../src/sinks/parquet/layout.ts";
 import { PartFile } from "../src/sinks/parquet/part-file.ts";
+import { readRowsLogs } from "../src/sinks/parquet/rows-log.ts";
 import { TABLES } from "../src/core/tables.ts";
 import {
   BASE_TIME,
@@ -360,7 +361,8 @@ describe("ParquetSink crash recovery", () => {
     const partition = join(image, PARTITION);
     mkdirSync(partition, { recursive: true });
     for (const name of [journalFileName(NAME), tempFileName(NAME)]) renameSync(join(image, WORK, name), join(partition, name));
-    rmSync(join(image, ".inprogress"), { recursive: true });
+    // The work tree goes; the rows log stays (it holds the journaled rows since journal version 5).
+    rmSync(join(image, ".inprogress", "trades"), { recursive: true });
     const { sink, stats } = makeSink(image);
     await sink.start();
     expect(sink.recovery).toEqual({
@@ -422,7 +424,7 @@ describe("ParquetSink crash recovery", () => {
 });
 
 describe("PartFile resumed from an older journal", () => {
-  test("its next journal write replaces the version 3 journal with a whole version 4 one, and no row is lost", async () => {
+  test("its next journal write replaces the version 3 journal with a whole current one, and no row is lost", async () => {
     const directory = tempDirectory();
     const finalName = "120000-0000.parquet";
     const journalPath = join(directory, journalFileName(finalName));
@@ -445,7 +447,7 @@ describe("PartFile resumed from an older journal", () => {
     // As recovery resumes it.
     const journal = readJournal(journalBytes);
     const file = new PartFile({
-      root: "",
+      root: directory,
       table: "l2",
       exchange: "OKX_SWAP",
       symbol: "BTC-USDT-SWAP",
@@ -458,7 +460,7 @@ describe("PartFile resumed from an older journal", () => {
       rowGroupRows: 16_384,
     });
     expect(decodeRows(journalBytes, journal.rows, file.buffer, journal.skipRows)).toBe(60);
-    await file.resume(finalName, { header, rowGroups: [], rowGroupEnd: 4 }, await open(tempPath, "r+"), await open(journalPath, "r+"), journalBytes.length);
+    await file.resume(finalName, { header, rowGroups: [], rowGroupEnd: 4, firstRow: 0 }, await open(tempPath, "r+"), await open(journalPath, "r+"), journalBytes.length);
 
     for (const book of books.slice(10)) file.add(book);
     await file.sync(16_384, false);
@@ -466,8 +468,15 @@ describe("PartFile resumed from an older journal", () => {
     const replay = readJournal(replaced);
     expect(replay.header?.version).toBe(JOURNAL_VERSION);
     expect(replay.header?.perEvent).toEqual(file.buffer.runColumns);
+    // Its 60 rows in the rewritten journal, the 60 new ones in the rows log: read back as recovery would.
+    const log = await readRowsLogs(join(directory, ".inprogress"), () => file.buffer.runColumns);
+    const records = [
+      ...replay.rows.map((location) => ({ bytes: replaced, location, firstRow: location.firstRow!, rowCount: location.rowCount! })),
+      ...(log.byKey.get(finalName) ?? []),
+    ];
+    expect(records.map((record) => [record.firstRow, record.rowCount])).toEqual([[0, 60], [60, 60]]);
     const pending = new TableBuffer(TABLES.l2, { exchange: "OKX_SWAP", symbol: "BTC-USDT-SWAP" });
-    expect(decodeRows(replaced, replay.rows, pending, replay.skipRows)).toBe(120);
+    expect(decodePositionedRows(records, replay.pendingFrom, pending)).toEqual({ rows: 120, missing: 0 });
     const sequences = books.flatMap((book) => [book.sequence, book.sequence, book.sequence, book.sequence, book.sequence, book.sequence]);
     expect([...pending.column("sequence", NumberColumn).head(0, 120)]).toEqual(sequences);
 

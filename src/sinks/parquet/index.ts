@@ -25,6 +25,9 @@ import { utcParts } from "./layout.ts";
 import { PENDING_MARKERS_FILE, readPendingMarkers, streamKey, writePendingMarkers } from "./markers.ts";
 import { EncodeError, NameAllocator, PartFile, errorCode } from "./part-file.ts";
 import { recoverDirectory, type InterruptedPartition, type RecoveryReport } from "./recovery.ts";
+import { RowsLog } from "./rows-log.ts";
+import { IN_PROGRESS_DIRECTORY } from "./layout.ts";
+import { join } from "node:path";
 import { CODEC } from "./schema.ts";
 import { parquetTuningFromEnv, type ParquetSettings, type ParquetTuning } from "./settings.ts";
 
@@ -73,6 +76,8 @@ export class ParquetSink implements Sink {
   /** The disk step each file is running, so a file never has two launched at once. */
   private readonly inFlight = new Map<PartFile, Promise<void>>();
   private readonly names = new NameAllocator();
+  /** One write-ahead log for the pending rows of every open file (rows-log.ts). */
+  private readonly rowsLog: RowsLog;
   private readonly integerReport: IntegerReport = { invalid: 0 };
   /** Files already counted in filesOpened. */
   private readonly counted = new WeakSet<PartFile>();
@@ -111,6 +116,7 @@ export class ParquetSink implements Sink {
     this.exchanges = new Set(options.exchanges);
     this.tuning = { ...parquetTuningFromEnv(process.env), ...options.tuning };
     this.faults = new FaultLog(options.log);
+    this.rowsLog = new RowsLog(join(options.directory, IN_PROGRESS_DIRECTORY));
     for (const [key, value] of Object.entries(this.tuning)) {
       if (!Number.isFinite(value) || value <= 0) throw new Error(`parquet tuning ${key} must be positive, got ${value}`);
     }
@@ -237,6 +243,7 @@ export class ParquetSink implements Sink {
       await Promise.all(files.map((file) => this.inFlight.get(file)));
     }
     const pending = files.filter((file) => this.closing.has(file)).length;
+    await this.rowsLog.removeUnneeded();
     return { closed: files.length - pending, pending };
   }
 
@@ -340,6 +347,7 @@ export class ParquetSink implements Sink {
       names: this.names,
       journalReplaceBytes: this.options.journalReplaceBytes,
       rowGroupRows: this.tuning.rowGroupRows,
+      rowsLog: this.rowsLog,
     });
     bySymbol.set(symbol, file);
     return file;
@@ -677,7 +685,10 @@ export class ParquetSink implements Sink {
     }
     this.recordFlush();
     for (const resolve of this.waiters.splice(0)) resolve();
-    if (this.closing.size === 0) return CLEAN_CLOSE;
+    if (this.closing.size === 0) {
+      await this.rowsLog.close();
+      return CLEAN_CLOSE;
+    }
     let durable = 0;
     let lost = 0;
     const lostRows: Partial<Record<TableName, number>> = {};
@@ -691,6 +702,8 @@ export class ParquetSink implements Sink {
       if (gone > 0) lostRows[file.table] = (lostRows[file.table] ?? 0) + gone;
       await file.abandon();
     }
+    // Segments these files still need stay for the next start.
+    await this.rowsLog.close();
     stats.droppedRows += lost;
     stats.bufferedRows = 0;
     const count = this.closing.size;
