@@ -144,6 +144,8 @@ export class PartFile implements LoggedFile {
   oldestPendingAt = 0;
   /** `rows` at the sink's previous flush tick (a file that got none since is quiet). */
   rowsAtLastTick = 0;
+  /** Flush ticks in a row without a new row. */
+  quietTicks = 0;
   /** Receive time of the newest event added, integer µs (0 before the first). */
   lastReceivedAt = 0;
   /** Whether the file's first event was a book snapshot (undefined before its first event). */
@@ -351,6 +353,14 @@ export class PartFile implements LoggedFile {
         if (this.journaledRows < this.buffer.rows) await this.rowsLog().append(this);
       }
     });
+  }
+
+  /**
+   * Makes the buffer's rows durable in the rows log, outside the file's queue of disk steps: for an open
+   * file with no step running and nothing but rows to log (the sink's tick, ParquetSink.logRows).
+   */
+  logRows(): Promise<void> {
+    return this.rowsLog().append(this);
   }
 
   /** Forgets the first `count` pending rows (they could not be encoded). */
