@@ -11,7 +11,7 @@ import { NumberColumn, PER_EVENT_COLUMNS, rowAppender, TableBuffer } from "../sr
 import { decodePositionedRows, decodeRows, headerRecord, JOURNAL_FORMAT, JOURNAL_VERSION, readJournal, rowsRecord } from "../src/sinks/parquet/journal.ts";
 import { journalFileName, nextJournalFileName, tempFileName } from "../src/sinks/parquet/layout.ts";
 import { PartFile } from "../src/sinks/parquet/part-file.ts";
-import { readRowsLogs } from "../src/sinks/parquet/rows-log.ts";
+import { isRowsLogName, readRowsLogs } from "../src/sinks/parquet/rows-log.ts";
 import { TABLES } from "../src/core/tables.ts";
 import {
   BASE_TIME,
@@ -228,6 +228,41 @@ describe("ParquetSink crash recovery", () => {
       { exchange: "NEW_VENUE", symbol: "BTCUSDT", stream: "TRADES" },
     ]);
     await sink.close();
+  });
+
+  test("rows log segments: a quiet file's rows move to the new segment, old segments go, and every image recovers exactly", async () => {
+    const live = tempDirectory();
+    // Tiny segments: every flush of the busy file starts a new one.
+    const { sink } = makeSink(live, { tuning: { rowGroupRows: 10_000, flushIntervalMs: 60_000 }, rowsLogSegmentBytes: 1024 });
+    await sink.start();
+    const quiet = Array.from({ length: 5 }, (_, i) => ({ ...tradeAt(i), symbol: "ETHUSDT", id: `q${i}` }));
+    await sink.write(quiet);
+    await sink.flush(); // the quiet file's only rows, in the first segment
+    const images: { image: string; busyRows: number }[] = [];
+    for (let step = 0; step < 6; step++) {
+      await sink.write(Array.from({ length: 40 }, (_, i) => tradeAt(step * 40 + i)));
+      await sink.flush();
+      const segments = listFiles(join(live, ".inprogress")).filter(isRowsLogName);
+      // The quiet file logged its rows again into the newest segment, so older ones were removed.
+      expect(segments.length).toBeLessThanOrEqual(2);
+      const image = tempDirectory();
+      cpSync(live, image, { recursive: true });
+      images.push({ image, busyRows: (step + 1) * 40 });
+    }
+    await sink.close();
+    expect(listFiles(join(live, ".inprogress")).filter(isRowsLogName)).toEqual([]);
+    for (const { image, busyRows } of images) {
+      const { sink: recovering, stats } = makeSink(image);
+      await recovering.start();
+      await recovering.close();
+      expect(stats.errors).toBe(0);
+      expect(recovering.recovery).toMatchObject({ recoveredRows: busyRows + quiet.length, lostRows: 0 });
+      const rows = await query(`SELECT id, symbol FROM read_parquet('${image}/trades/**/*.parquet', hive_partitioning = true) ORDER BY timestamp, filename`);
+      expect(rows.filter((row) => row.symbol === "ETHUSDT").map((row) => row.id)).toEqual(quiet.map((trade) => trade.id));
+      expect(rows.filter((row) => row.symbol === "BTCUSDT").map((row) => row.id)).toEqual(ids(0, busyRows));
+      // Recovery read every segment and removed them.
+      expect(listFiles(join(image, ".inprogress")).filter(isRowsLogName)).toEqual([]);
+    }
   });
 
   test("row groups sealed from journaled rows: images before and after the group is written recover exactly the durable rows", async () => {

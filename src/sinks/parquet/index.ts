@@ -51,6 +51,8 @@ export interface ParquetSinkOptions {
   readonly closeTimeoutMs?: number;
   /** Journal size past which a file's journal is rewritten (default 32 MiB; tests lower it). */
   readonly journalReplaceBytes?: number;
+  /** Size past which the rows log starts a new segment (default 64 MiB; tests lower it). */
+  readonly rowsLogSegmentBytes?: number;
 }
 
 const DAY_MICROS = 86_400_000_000;
@@ -122,7 +124,7 @@ export class ParquetSink implements Sink {
     this.exchanges = new Set(options.exchanges);
     this.tuning = { ...parquetTuningFromEnv(process.env), ...options.tuning };
     this.faults = new FaultLog(options.log);
-    this.rowsLog = new RowsLog(join(options.directory, IN_PROGRESS_DIRECTORY));
+    this.rowsLog = new RowsLog(join(options.directory, IN_PROGRESS_DIRECTORY), options.rowsLogSegmentBytes);
     for (const [key, value] of Object.entries(this.tuning)) {
       if (!Number.isFinite(value) || value <= 0) throw new Error(`parquet tuning ${key} must be positive, got ${value}`);
     }

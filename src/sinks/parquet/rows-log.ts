@@ -27,6 +27,8 @@ import { syncDirectory, writeAll } from "./write.ts";
 
 export const ROWS_LOG_FORMAT = "xtrader-parquet-rows-log";
 const ROWS_LOG_VERSION = 1;
+/** Initial size of the buffer a write's records are built in (reused from write to write). */
+const OUT_BYTES = 1 << 16;
 /** Size past which the next write starts a new segment. */
 const SEGMENT_BYTES = 64 * 1024 * 1024;
 
@@ -67,13 +69,13 @@ export class RowsLog {
   private readonly retired: Segment[] = [];
   private next: Batch | undefined;
   private tail: Promise<unknown> = Promise.resolve();
-  private readonly out = new ByteBuilder(1 << 16);
+  private out = new ByteBuilder(OUT_BYTES);
   private counter = 0;
 
   constructor(
     /** The work root, `DIR/.inprogress`. */
     readonly directory: string,
-    private readonly segmentBytes = SEGMENT_BYTES,
+    private readonly segmentBytes: number = SEGMENT_BYTES,
   ) {}
 
   /**
@@ -180,6 +182,8 @@ export class RowsLog {
       throw error;
     }
     segment.length += out.length;
+    // A burst's write grows the buffer to tens of MB: give that back once writes are small again.
+    if (out.buffer.length > OUT_BYTES * 64 && out.length < out.buffer.length / 8) this.out = new ByteBuilder(OUT_BYTES);
     for (const { file, from, to } of written) {
       file.logged(from, to);
       segment.holders.set(file, Math.max(to, segment.holders.get(file) ?? 0));
