@@ -265,6 +265,33 @@ describe("ParquetSink crash recovery", () => {
     }
   });
 
+  test("a rows log segment deleted under the sink: a new one takes over and every file logs its rows again", async () => {
+    const live = tempDirectory();
+    const { sink } = makeSink(live, { tuning: { rowGroupRows: 10_000, flushIntervalMs: 60_000 } });
+    await sink.start();
+    await sink.write(Array.from({ length: 30 }, (_, i) => tradeAt(i)));
+    await sink.flush();
+    const [deleted] = listFiles(join(live, ".inprogress")).filter(isRowsLogName);
+    rmSync(join(live, ".inprogress", deleted!));
+    await sink.write(Array.from({ length: 20 }, (_, i) => tradeAt(30 + i)));
+    await sink.flush(); // into the deleted segment; the check after it finds the path gone
+    await Bun.sleep(50);
+    await sink.write([tradeAt(50)]);
+    await sink.flush(); // a new segment, with every pending row
+    const segments = listFiles(join(live, ".inprogress")).filter(isRowsLogName);
+    expect(segments).toHaveLength(1);
+    expect(segments[0]).not.toBe(deleted);
+    const image = tempDirectory();
+    cpSync(live, image, { recursive: true });
+    await sink.close();
+    const { sink: recovering, stats } = makeSink(image);
+    await recovering.start();
+    await recovering.close();
+    expect(stats.errors).toBe(0);
+    // t0..t49 were only in the deleted segment until they were logged again.
+    expect(await tradeIds(image)).toEqual(ids(0, 51));
+  });
+
   test("row groups sealed from journaled rows: images before and after the group is written recover exactly the durable rows", async () => {
     const live = tempDirectory();
     const { sink } = makeSink(live, { tuning: { rowGroupRows: 100, flushIntervalMs: 60_000 } });

@@ -19,7 +19,7 @@
  * clean stop every file is closed and the log is removed; files the stop could not close keep it for the
  * next start, whose recovery (recovery.ts) reads every segment back into the files it names.
  */
-import { mkdir, open, readdir, readFile, unlink, type FileHandle } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, stat, unlink, type FileHandle } from "node:fs/promises";
 import { join, relative, sep } from "node:path";
 import { ByteBuilder } from "./columns.ts";
 import { HEADER, POSITIONED_ROWS, RECORD_HEADER_BYTES, type PositionedRows } from "./journal.ts";
@@ -54,6 +54,8 @@ export interface LoggedFile {
 interface Segment {
   readonly path: string;
   readonly handle: FileHandle;
+  /** Device and inode of the file when it was created, to tell whether its path still leads to it. */
+  readonly identity: { readonly dev: bigint; readonly ino: bigint };
   length: number;
   /** Files with records here, and the end position of their last one. */
   readonly holders: Map<LoggedFile, number>;
@@ -71,6 +73,8 @@ export class RowsLog {
   private tail: Promise<unknown> = Promise.resolve();
   private out = new ByteBuilder(OUT_BYTES);
   private counter = 0;
+  /** A segment whose path no longer leads to it (inPlace()). */
+  private currentGone: Segment | undefined;
 
   constructor(
     /** The work root, `DIR/.inprogress`. */
@@ -137,6 +141,13 @@ export class RowsLog {
 
   private async write(files: Set<LoggedFile>): Promise<void> {
     if (this.next?.files === files) this.next = undefined;
+    // The work directory deleted or replaced under the sink (seen after the last write): writes to the
+    // segment would still succeed, into a file the next start cannot find. A new one takes over, and the
+    // files log their rows again.
+    if (this.current && this.currentGone === this.current) {
+      this.retired.push(this.current);
+      this.current = undefined;
+    }
     if (!this.current || this.current.length >= this.segmentBytes) await this.startSegment();
     const segment = this.current!;
     // Files holding an old segment log their pending rows again here, so that segment can go.
@@ -182,6 +193,10 @@ export class RowsLog {
       throw error;
     }
     segment.length += out.length;
+    // Checked beside the next turns, not before this write: its records are built the moment it starts.
+    void inPlace(segment).then((found) => {
+      if (!found) this.currentGone = segment;
+    });
     // A burst's write grows the buffer to tens of MB: give that back once writes are small again.
     if (out.buffer.length > OUT_BYTES * 64 && out.length < out.buffer.length / 8) this.out = new ByteBuilder(OUT_BYTES);
     for (const { file, from, to } of written) {
@@ -216,8 +231,9 @@ export class RowsLog {
         await writeAll(handle, header.view(), 0);
         await handle.datasync();
         await syncDirectory(this.directory);
+        const { dev, ino } = await handle.stat({ bigint: true });
         if (this.current) this.retired.push(this.current);
-        this.current = { path, handle, length: header.length, holders: new Map() };
+        this.current = { path, handle, identity: { dev, ino }, length: header.length, holders: new Map() };
         return;
       } catch (error) {
         await handle?.close().catch(() => undefined);
@@ -226,6 +242,17 @@ export class RowsLog {
         throw error;
       }
     }
+  }
+}
+
+/** Whether the segment's path still leads to the file written (errors other than a missing path say nothing). */
+async function inPlace(segment: Segment): Promise<boolean> {
+  try {
+    const found = await stat(segment.path, { bigint: true });
+    return found.dev === segment.identity.dev && found.ino === segment.identity.ino;
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    return !(code === "ENOENT" || code === "ENOTDIR");
   }
 }
 
