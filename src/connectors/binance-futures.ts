@@ -19,10 +19,9 @@ import { snapshotBodyBytes } from "./http-body.ts";
 import type { BookSyncRules } from "./kit/book-sync.ts";
 import { positiveFromEnv } from "./kit/env.ts";
 import type { HandoverTopic, PoolConnection, PoolLimits, PoolWire, Refusal } from "./kit/pool.ts";
-import { resyncBrakeFromEnv } from "./kit/resync-brake.ts";
 import { defineVenue, type Venue } from "./kit/venue.ts";
 import { VenueConnector, type VenueFeed } from "./kit/venue-connector.ts";
-import { backoffFromEnv, type OpenInfo } from "./websocket.ts";
+import type { OpenInfo } from "./websocket.ts";
 
 // ───────────────────────────────────────── declarative header ─────────────────────────────────────────
 
@@ -191,13 +190,11 @@ interface Feed extends HandoverTopic<HandoverItem>, VenueFeed {
 
 export class BinanceFuturesConnector extends VenueConnector<Feed, HandoverItem> {
   private readonly rest: RestWeightGate;
-  private readonly wsRoot: string;
   private readonly staleOverrideMs: number | undefined;
 
   constructor(venue: Venue, context: ConnectorContext, subscriptions: readonly Subscription[]) {
-    super(context, { resyncWithoutBook: "gap", unsubscribeFailed: true });
+    super(venue, context, { resyncWithoutBook: "gap", unsubscribeFailed: true });
     const env = context.config.env;
-    this.wsRoot = venue.wsUrl(env);
     const tuning = { topicsPerConnection: ENV.streamsPerConnection, connectionMaxAgeMs: ENV.connectionMaxAgeMs, answerTimeoutMs: ENV.requestAnswerTimeoutMs };
     this.pool = this.openPool({ name: EXCHANGE, limits: this.tunedLimits(venue.limits!, tuning), wire: venue.wire! });
     const stale = positiveFromEnv(env, ENV.staleAfterMs);
@@ -221,7 +218,7 @@ export class BinanceFuturesConnector extends VenueConnector<Feed, HandoverItem> 
       emit: (subscription, event) => this.emit(subscription, event),
       fail: (subscription, why) => this.failFeed(this.feedOf.get(subscription)!, why),
     };
-    const bookSync = { rules: BOOK_RULES, brake: resyncBrakeFromEnv(env), retry: backoffFromEnv(env) };
+    const bookSync = this.bookSettings(BOOK_RULES);
     for (const subscription of subscriptions) {
       const channel = CHANNELS[subscription.stream];
       this.addFeed({
@@ -277,12 +274,12 @@ export class BinanceFuturesConnector extends VenueConnector<Feed, HandoverItem> 
     }
   }
 
-  url(route: string): string {
-    return `${this.wsRoot}${ROUTE_PATHS[route as Route]}`;
+  override url(route: string): string {
+    return `${this.wsUrl}${ROUTE_PATHS[route as Route]}`;
   }
 
   /** The shortest window of the connection's streams; quiet streams alone get a long one (keepalive answers reset it). */
-  staleAfterMs(feeds: readonly Feed[]): number {
+  override staleAfterMs(feeds: readonly Feed[]): number {
     const windows = feeds.map((feed) => feed.channel.staleAfterMs).filter((ms) => ms !== undefined);
     return this.staleOverrideMs ?? (windows.length > 0 ? Math.min(...windows) : LIMITS.quietConnectionStaleMs);
   }

@@ -14,12 +14,14 @@
  *   and forgets its book.
  */
 import type { Connector, ConnectorContext } from "../../core/connector.ts";
-import { gapEvent, type GapReason, type MarketEvent } from "../../core/events.ts";
+import { gapEvent, type ExchangeId, type GapReason, type MarketEvent } from "../../core/events.ts";
 import { FaultLog } from "../../core/fault-log.ts";
 import type { Logger } from "../../core/log.ts";
 import type { Subscription } from "../../core/subscriptions.ts";
 import type { BookSync } from "./book-sync.ts";
-import type { OpenInfo } from "../websocket.ts";
+import { backoffFromEnv, type BackoffOptions, type OpenInfo } from "../websocket.ts";
+import { resyncBrakeFromEnv, type ResyncBrakeOptions } from "./resync-brake.ts";
+import type { Venue } from "./venue.ts";
 import { positiveSetting } from "./env.ts";
 import { ConnectionPool, type HandoverTopic, type PoolConnection, type PoolHooks, type PoolLimits, type PoolSetup, type PoolTopic, type Refusal } from "./pool.ts";
 
@@ -39,6 +41,8 @@ export interface VenueFeed extends PoolTopic {
 
 /** How a venue's connector differs in the chores (kept as each venue has always behaved). */
 export interface VenueConnectorRules {
+  /** The stale window of every connection (a venue whose window depends on its topics overrides `staleAfterMs`). */
+  readonly staleAfterMs?: number;
   /** A resync of a feed without a book: a gap row (the data is lost) or ignored (logged at debug). */
   readonly resyncWithoutBook: "gap" | "ignore";
   /** Whether a failed feed is unsubscribed (false: the venue refused it anyway). */
@@ -54,15 +58,30 @@ export abstract class VenueConnector<F extends VenueFeed, Item = never> implemen
   /** The feed carrying each subscription. */
   protected readonly feedOf = new Map<Subscription, F>();
   protected pool!: ConnectionPool<F, Item>;
+  /** The declaration's WebSocket endpoint (a venue with routes appends its path in `url`). */
+  protected readonly wsUrl: string;
+  readonly backoff: BackoffOptions;
+  readonly exchange: ExchangeId;
   stopped = false;
   private started = false;
+  /** Per feed, the pending retry of a refused subscribe: cancelled when the feed fails, is lost or stops. */
+  private readonly retries = new Map<F, ReturnType<typeof setTimeout>>();
 
   constructor(
+    venue: Venue,
     readonly context: ConnectorContext,
     private readonly rules: VenueConnectorRules,
   ) {
+    this.exchange = venue.id;
     this.log = context.log;
     this.faults = new FaultLog(context.log);
+    this.wsUrl = venue.wsUrl(context.config.env);
+    this.backoff = backoffFromEnv(context.config.env);
+  }
+
+  /** What a venue's books share: its sync rules, the resync brake and the retry backoff of the environment. */
+  protected bookSettings<R>(rules: R): { readonly rules: R; readonly brake: ResyncBrakeOptions; readonly retry: BackoffOptions } {
+    return { rules, brake: resyncBrakeFromEnv(this.context.config.env), retry: this.backoff };
   }
 
   /** The pool of this connector's feeds (called once by the venue's constructor). */
@@ -110,6 +129,7 @@ export abstract class VenueConnector<F extends VenueFeed, Item = never> implemen
   async stop(): Promise<void> {
     this.stopped = true;
     this.stopping();
+    for (const timer of this.retries.values()) clearTimeout(timer);
     for (const feed of this.feeds.values()) feed.book?.sync.forget();
     await this.pool.stop();
     this.faults.flush();
@@ -133,8 +153,14 @@ export abstract class VenueConnector<F extends VenueFeed, Item = never> implemen
 
   // ── the pool's common hooks ──
 
-  abstract url(route: string): string;
-  abstract staleAfterMs(topics: readonly F[]): number;
+  url(_route: string): string {
+    return this.wsUrl;
+  }
+
+  staleAfterMs(_topics: readonly F[]): number {
+    return this.rules.staleAfterMs!;
+  }
+
   abstract onFrame(connection: PoolConnection, text: string, receivedAt: number): void;
   abstract onRefused(feed: F, refusal: Refusal, connection: PoolConnection): void;
 
@@ -153,6 +179,7 @@ export abstract class VenueConnector<F extends VenueFeed, Item = never> implemen
   }
 
   onLost(feed: F, reason: GapReason, detail: string): void {
+    this.cancelRetry(feed);
     this.gap(feed, reason, detail);
     feed.book?.sync.forget();
   }
@@ -234,15 +261,27 @@ export abstract class VenueConnector<F extends VenueFeed, Item = never> implemen
   failFeed(feed: F, why: string, logged = true): void {
     if (feed.failed) return;
     feed.failed = true;
-    this.failing(feed);
+    this.cancelRetry(feed);
     feed.book?.sync.forget();
     this.pool.release(feed, this.rules.unsubscribeFailed);
     if (logged) this.log.error(this.failureLine(feed, why));
     this.gap(feed, "subscription_error", why);
   }
 
-  /** What the venue cancels for a failing feed (its retry timers). */
-  protected failing(_feed: F): void {}
+  /** Subscribes `feed` again after `ms` (a refusal worth retrying), unless it fails or is lost first. */
+  protected retryLater(feed: F, ms: number, action: () => void): void {
+    this.cancelRetry(feed);
+    const timer = setTimeout(() => {
+      this.retries.delete(feed);
+      if (!feed.failed) action();
+    }, ms);
+    this.retries.set(feed, timer);
+  }
+
+  private cancelRetry(feed: F): void {
+    clearTimeout(this.retries.get(feed));
+    this.retries.delete(feed);
+  }
 
   protected failureLine(feed: F, why: string): string {
     return `${feed.subscriptions[0]!.key}: ${why}; this subscription stops, the others continue`;
