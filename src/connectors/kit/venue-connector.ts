@@ -148,7 +148,7 @@ export abstract class VenueConnector<F extends VenueFeed, Item = never> implemen
     }
     // Only books have state to rebuild; other streams just record that data was lost.
     if (feed.book) feed.book.sync.restart(reason, detail, false);
-    else this.gap(feed, reason, detail);
+    else this.gapOf(subscription, reason, detail);
   }
 
   // ── the pool's common hooks ──
@@ -228,6 +228,21 @@ export abstract class VenueConnector<F extends VenueFeed, Item = never> implemen
       this.gap(feed, "id_reset", detail);
     }
     this.emit(subscription, event);
+  }
+
+  /** The feeds that have not failed. */
+  protected liveFeeds(): F[] {
+    return [...this.feeds.values()].filter((feed) => !feed.failed);
+  }
+
+  /** The feed a broken frame was about, when its topic can still be read (`"<field>":"<topic>"`). */
+  protected feedNamedIn(text: string, field: string): F | undefined {
+    const key = `"${field}":"`;
+    const at = text.indexOf(key);
+    if (at < 0) return undefined;
+    const start = at + key.length;
+    const end = text.indexOf('"', start);
+    return end > start ? this.feeds.get(text.slice(start, end)) : undefined;
   }
 
   /** An unreadable message of `feed`: skipped, counted, logged once per episode. */
