@@ -8,30 +8,20 @@
  */
 import { msToMicros, nowMicros } from "../core/clock.ts";
 import type { GapReason, MarketEvent, Stream } from "../core/events.ts";
-import { gapEvent } from "../core/events.ts";
-import { FaultLog } from "../core/fault-log.ts";
 import type { Subscription } from "../core/subscriptions.ts";
+import type { ConnectorContext, ReadinessWindows } from "../core/connector.ts";
 import { DepthBook, type DepthBookPort } from "./binance-futures-book.ts";
 import { EVENT_KEYS, NORMALIZERS, parseDepth, tradeEvent, type DepthUpdate, type Payload } from "./binance-futures-normalize.ts";
 import { scanAggTradeFrame, scanDepthFrame } from "./binance-futures-scan.ts";
 import { RestWeightGate } from "./binance-futures-rest.ts";
 import { RecentKeys } from "./dedup.ts";
-import { positiveFromEnv } from "./kit/env.ts";
-import {
-  ConnectionPool,
-  type HandoverTopic,
-  type PoolConnection,
-  type PoolHooks,
-  type PoolLimits,
-  type PoolWire,
-  type Refusal,
-} from "./kit/pool.ts";
-import { defineVenue, type Venue } from "./kit/venue.ts";
-import type { BookSyncRules } from "./kit/book-sync.ts";
-import { resyncBrakeFromEnv } from "./kit/resync-brake.ts";
 import { snapshotBodyBytes } from "./http-body.ts";
-import type { Connector, ConnectorContext, ReadinessWindows } from "../core/connector.ts";
-import { backoffFromEnv, type BackoffOptions, type OpenInfo } from "./websocket.ts";
+import type { BookSyncRules } from "./kit/book-sync.ts";
+import { positiveFromEnv } from "./kit/env.ts";
+import type { HandoverTopic, PoolConnection, PoolLimits, PoolWire, Refusal } from "./kit/pool.ts";
+import { defineVenue, type Venue } from "./kit/venue.ts";
+import { VenueConnector, type VenueFeed } from "./kit/venue-connector.ts";
+import type { OpenInfo } from "./websocket.ts";
 
 // ───────────────────────────────────────── declarative header ─────────────────────────────────────────
 
@@ -146,6 +136,8 @@ export const ENV = {
 
 /** Perpetuals (BTCUSDT, 1000PEPEUSDT) and delivery contracts (BTCUSDT_260626). */
 const SYMBOL_RULE = /^[A-Z0-9]{2,32}(_[0-9]{6})?$/;
+const symbolError = (symbol: string) =>
+  `invalid BINANCE_FUTURES instrument '${symbol}'; expected a USD-M futures symbol such as BTCUSDT (perpetual) or BTCUSDT_260626 (delivery)`;
 
 /** Requests as Binance takes them: `{"method":"SUBSCRIBE","params":[stream...],"id":n}` (Live-Subscribing). */
 const WIRE: PoolWire = {
@@ -176,81 +168,35 @@ export const binanceFutures = defineVenue({
   id: EXCHANGE,
   streams: ["TRADES", "L2", "BBO", "FUNDING", "LIQUIDATIONS"],
   readinessWindows: READINESS_WINDOWS,
-  instrument: (symbol) =>
-    SYMBOL_RULE.test(symbol)
-      ? { native: symbol }
-      : {
-          error: `invalid BINANCE_FUTURES instrument '${symbol}'; expected a USD-M futures symbol such as BTCUSDT (perpetual) or BTCUSDT_260626 (delivery)`,
-        },
+  instrument: (symbol) => (SYMBOL_RULE.test(symbol) ? { native: symbol } : { error: symbolError(symbol) }),
   endpoints: DEFAULT_ENDPOINTS,
   limits: POOL_LIMITS,
   wire: WIRE,
   connector: (venue, context, subscriptions) => new BinanceFuturesConnector(venue, context, subscriptions),
 });
 
-// ──────────────────────────────────────────── connector state ────────────────────────────────────────────
+// ──────────────────────────────────────────── connector ────────────────────────────────────────────
 
 /** What a rollover successor holds for a feed until the switch: events, or depth updates of a book. */
 type HandoverItem = MarketEvent | DepthUpdate;
 
-/**
- * One subscription as the connector sees it: a pool topic (its stream name; its dedup keys are the trade
- * id, update id or event time, dedup.ts).
- */
-interface Feed extends HandoverTopic<HandoverItem> {
+/** One subscription: a pool topic named by its stream (`btcusdt@aggTrade`); dedup keys per dedup.ts. */
+interface Feed extends HandoverTopic<HandoverItem>, VenueFeed {
   readonly subscription: Subscription;
   readonly stream: Stream;
-  /** The topic: `btcusdt@aggTrade`. */
-  readonly streamName: string;
   readonly channel: ChannelSpec;
   readonly book: DepthBook | undefined;
 }
 
-// ─────────────────────────────────────────────── connector ───────────────────────────────────────────────
-
-export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, HandoverItem> {
-  readonly log: ConnectorContext["log"];
-  private readonly backoff: BackoffOptions;
-  private readonly feeds = new Map<string, Feed>();
-  private readonly feedOf = new Map<Subscription, Feed>();
-  private readonly pool: ConnectionPool<Feed, HandoverItem>;
+export class BinanceFuturesConnector extends VenueConnector<Feed, HandoverItem> {
   private readonly rest: RestWeightGate;
-  private readonly wsRoot: string;
   private readonly staleOverrideMs: number | undefined;
-  /** Repeating faults (parse errors, resyncs, snapshot failures, id resets), one log line per episode. */
-  private readonly faults: FaultLog;
-  /** What the depth books need of this connector. */
-  private readonly bookPort: DepthBookPort;
-  private started = false;
-  private stopped = false;
 
-  constructor(
-    venue: Venue,
-    private readonly context: ConnectorContext,
-    subscriptions: readonly Subscription[],
-  ) {
-    this.log = context.log;
-    this.faults = new FaultLog(context.log);
+  constructor(venue: Venue, context: ConnectorContext, subscriptions: readonly Subscription[]) {
+    super(venue, context, { resyncWithoutBook: "gap", unsubscribeFailed: true });
     const env = context.config.env;
-    this.wsRoot = venue.wsUrl(env);
-    this.backoff = backoffFromEnv(env);
-    const limits = venue.limits!;
-    const topicsPerConnection = Math.min(
-      limits.topicsPerConnection,
-      Math.floor(this.setting(env, ENV.streamsPerConnection, limits.topicsPerConnection)),
-    );
-    this.pool = new ConnectionPool(this, {
-      name: EXCHANGE,
-      context,
-      limits: {
-        ...limits,
-        topicsPerConnection,
-        connectionMaxAgeMs: this.setting(env, ENV.connectionMaxAgeMs, limits.connectionMaxAgeMs!),
-        answerTimeoutMs: this.setting(env, ENV.requestAnswerTimeoutMs, limits.answerTimeoutMs!),
-      },
-      wire: venue.wire!,
-      topics: this.feeds,
-    });
+    const tuning = { topicsPerConnection: ENV.streamsPerConnection, connectionMaxAgeMs: ENV.connectionMaxAgeMs, answerTimeoutMs: ENV.requestAnswerTimeoutMs };
+    this.pool = this.openPool({ name: EXCHANGE, limits: this.tunedLimits(venue.limits!, tuning), wire: venue.wire! });
     const stale = positiveFromEnv(env, ENV.staleAfterMs);
     this.staleOverrideMs = stale !== undefined && !Number.isNaN(stale) ? stale : undefined;
     this.rest = new RestWeightGate({
@@ -262,7 +208,7 @@ export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, Hando
       timeoutMs: LIMITS.restTimeoutMs,
       receivedAt: nowMicros,
     });
-    this.bookPort = {
+    const bookPort: DepthBookPort = {
       log: this.log,
       faults: this.faults,
       depthLimit: LIMITS.depthSnapshotLimit,
@@ -272,57 +218,31 @@ export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, Hando
       emit: (subscription, event) => this.emit(subscription, event),
       fail: (subscription, why) => this.failFeed(this.feedOf.get(subscription)!, why),
     };
-    const bookSync = { rules: BOOK_RULES, brake: resyncBrakeFromEnv(env), retry: this.backoff };
+    const bookSync = this.bookSettings(BOOK_RULES);
     for (const subscription of subscriptions) {
       const channel = CHANNELS[subscription.stream];
-      const name = `${subscription.instrument.toLowerCase()}${channel.suffix}`;
-      const feed: Feed = {
+      this.addFeed({
         subscription,
+        subscriptions: [subscription],
         stream: subscription.stream,
-        topic: name,
-        streamName: name,
+        topic: `${subscription.instrument.toLowerCase()}${channel.suffix}`,
         channel,
         connection: undefined,
         failed: false,
         keys: new RecentKeys(),
         handoverKeys: [],
         handoverItems: [],
-        book: subscription.stream === "L2" ? new DepthBook(this.bookPort, subscription, bookSync) : undefined,
-      };
-      this.feeds.set(feed.streamName, feed);
-      this.feedOf.set(subscription, feed);
+        book: subscription.stream === "L2" ? new DepthBook(bookPort, subscription, bookSync) : undefined,
+      });
     }
   }
 
-  start(): void {
-    if (this.started) return;
-    this.started = true;
-    void this.run();
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
+  protected override stopping(): void {
     this.rest.close();
-    for (const feed of this.feeds.values()) feed.book?.sync.forget();
-    await this.pool.stop();
-    this.faults.flush();
   }
 
-  resync(subscription: Subscription, reason: GapReason, detail: string): void {
-    const feed = this.feedOf.get(subscription);
-    if (!feed || feed.failed || this.stopped) return;
-    if (!feed.book) {
-      // Only books have state to rebuild; other streams just record that data was lost.
-      this.gap(feed, reason, detail);
-      return;
-    }
-    // Paced by the pipeline itself (it waits for the queue to drain), so not braked.
-    feed.book.sync.restart(reason, detail, false);
-  }
-
-  // ── startup ──
-
-  private async run(): Promise<void> {
+  /** Startup: the instrument list checked, then the feeds go to the pool. */
+  protected async run(): Promise<void> {
     await this.verifyInstruments();
     if (!this.stopped) this.pool.open([...this.feeds.values()], (feed) => feed.channel.route);
   }
@@ -336,9 +256,7 @@ export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, Hando
     if (this.stopped) return;
     const symbols = (result.body as { symbols?: unknown } | undefined)?.symbols;
     if (!result.ok || !Array.isArray(symbols)) {
-      this.log.warn(
-        `${EXCHANGE}: could not fetch the instrument list (${result.message}); subscribing without checking symbols`,
-      );
+      this.log.warn(`${EXCHANGE}: could not fetch the instrument list (${result.message}); subscribing without checking symbols`);
       return;
     }
     const status = new Map<string, string>();
@@ -356,25 +274,21 @@ export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, Hando
     }
   }
 
-  url(route: string): string {
-    return `${this.wsRoot}${ROUTE_PATHS[route as Route]}`;
+  override url(route: string): string {
+    return `${this.wsUrl}${ROUTE_PATHS[route as Route]}`;
   }
 
   /** The shortest window of the connection's streams; quiet streams alone get a long one (keepalive answers reset it). */
-  staleAfterMs(feeds: readonly Feed[]): number {
+  override staleAfterMs(feeds: readonly Feed[]): number {
     const windows = feeds.map((feed) => feed.channel.staleAfterMs).filter((ms) => ms !== undefined);
     return this.staleOverrideMs ?? (windows.length > 0 ? Math.min(...windows) : LIMITS.quietConnectionStaleMs);
   }
 
-  // ── pool events (PoolHooks) ──
+  // ── pool events (PoolHooks beyond the base's) ──
 
-  onOpened(connection: PoolConnection, info: OpenInfo): void {
-    if (info.reconnects === 0) return;
-    for (const feed of this.pool.topicsOn(connection)) feed.subscription.stats.reconnects++;
-  }
-
-  onReconnected(feed: Feed): void {
-    if (!this.stopped) feed.subscription.stats.reconnects++;
+  /** Counted from the socket's reconnects (a first connect that failed and was retried counts too). */
+  override onOpened(connection: PoolConnection, info: OpenInfo): void {
+    if (info.reconnects > 0) this.countReconnects(this.pool.topicsOn(connection));
   }
 
   onSubscribed(feed: Feed): void {
@@ -382,16 +296,14 @@ export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, Hando
   }
 
   onRefused(feed: Feed, refusal: Refusal): void {
-    this.failFeed(feed, `Binance rejected the subscription to ${feed.streamName}: ${WIRE.describe(refusal)}`);
+    this.failFeed(feed, `Binance rejected the subscription to ${feed.topic}: ${WIRE.describe(refusal)}`);
   }
 
-  onFailed(feed: Feed, why: string): void {
-    this.failFeed(feed, why);
-  }
-
-  onLost(feed: Feed, reason: GapReason, detail: string): void {
+  /** The connection carrying a book was lost: it forgets everything until it is subscribed again. */
+  override onLost(feed: Feed, reason: GapReason, detail: string): void {
     this.gap(feed, reason, detail);
-    if (feed.book) this.forgetBook(feed);
+    if (feed.book) feed.subscription.stats.resyncs++;
+    feed.book?.sync.forget();
   }
 
   // ── frames ──
@@ -399,17 +311,8 @@ export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, Hando
   onFrame(connection: PoolConnection, text: string, receivedAt: number): void {
     if (this.stopped) return;
     if (this.onScannedDepth(connection, text, receivedAt) || this.onScannedTrade(connection, text, receivedAt)) return;
-    let message: Payload;
-    try {
-      message = JSON.parse(text);
-    } catch {
-      this.badFrame(connection, "malformed JSON", text);
-      return;
-    }
-    if (message === null || typeof message !== "object") {
-      this.badFrame(connection, "not a JSON object", text);
-      return;
-    }
+    const message = this.parseFrame<Payload>(connection, text, "not a JSON object");
+    if (!message) return;
     const name = message.stream;
     if (typeof name === "string") {
       const feed = this.feeds.get(name);
@@ -424,8 +327,7 @@ export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, Hando
         return;
       }
       if (feed.connection === connection) {
-        feed.subscription.stats.messages++;
-        feed.subscription.stats.lastMessageAt = receivedAt;
+        this.countMessage(feed, receivedAt);
         if (feed.book) this.onDepth(feed, data, receivedAt);
         else this.onEvent(feed, data, receivedAt);
       } else if (feed.connection?.successor === connection) {
@@ -455,24 +357,8 @@ export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, Hando
       this.parseError(feed, `malformed ${feed.channel.event} event`);
       return;
     }
-    this.emitKeyed(feed, EVENT_KEYS[feed.channel.event]!(data), event);
+    this.emitKeyed(feed, EVENT_KEYS[feed.channel.event]!(data), event, feed.channel.event);
     this.pool.switchIfOverlapping(feed);
-  }
-
-  /**
-   * Emits unless the event repeats one taken moments ago (handover overlap, a re-sent frame). A key below
-   * the last one that was never taken is a reset (dedup.ts): the event is kept after an `id_reset` gap.
-   */
-  private emitKeyed(feed: Feed, key: number, event: MarketEvent): void {
-    const last = feed.keys.last;
-    const verdict = feed.keys.take(key);
-    if (verdict === "duplicate") return;
-    if (verdict === "reset") {
-      const detail = `${feed.channel.event} key ${key} is below the last key ${last} and was not seen before: the venue's ids went back, or the last one was too high`;
-      this.faults.report(`reset:${feed.streamName}`, `${feed.subscription.key}: ${detail}; kept, marked by a gap row`);
-      this.gap(feed, "id_reset", detail);
-    }
-    this.emit(feed.subscription, event);
   }
 
   // ── L2 ──
@@ -486,9 +372,8 @@ export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, Hando
     if (!scanned) return false;
     const feed = this.feeds.get(scanned.stream);
     if (!feed?.book || feed.failed || feed.connection !== connection) return false;
-    feed.subscription.stats.messages++;
-    feed.subscription.stats.lastMessageAt = receivedAt;
-    const update: DepthUpdate = {
+    this.countMessage(feed, receivedAt);
+    this.takeDepth(feed, {
       firstId: scanned.firstId,
       finalId: scanned.finalId,
       previousFinalId: scanned.previousFinalId,
@@ -496,10 +381,7 @@ export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, Hando
       receivedAt,
       bids: scanned.bids,
       asks: scanned.asks,
-    };
-    feed.keys.take(update.finalId);
-    this.consumeDepth(feed, update);
-    this.pool.switchIfOverlapping(feed);
+    });
     return true;
   }
 
@@ -509,10 +391,10 @@ export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, Hando
     if (!scanned) return false;
     const feed = this.feeds.get(scanned.stream);
     if (!feed || feed.stream !== "TRADES" || feed.failed || feed.connection !== connection) return false;
-    feed.subscription.stats.messages++;
-    feed.subscription.stats.lastMessageAt = receivedAt;
+    this.countMessage(feed, receivedAt);
     const { tradeId, tradeTime, price, quantity, buyerIsMaker } = scanned;
-    this.emitKeyed(feed, tradeId, tradeEvent(feed.subscription, tradeId, tradeTime, price, quantity, buyerIsMaker, receivedAt));
+    const trade = tradeEvent(feed.subscription, tradeId, tradeTime, price, quantity, buyerIsMaker, receivedAt);
+    this.emitKeyed(feed, tradeId, trade, feed.channel.event);
     this.pool.switchIfOverlapping(feed);
     return true;
   }
@@ -525,89 +407,32 @@ export class BinanceFuturesConnector implements Connector, PoolHooks<Feed, Hando
       feed.book!.sync.unreadable("unreadable depth update");
       return;
     }
+    this.takeDepth(feed, update);
+  }
+
+  private takeDepth(feed: Feed, update: DepthUpdate): void {
     feed.keys.take(update.finalId);
-    this.consumeDepth(feed, update);
-    this.pool.switchIfOverlapping(feed);
-  }
-
-  private consumeDepth(feed: Feed, update: DepthUpdate): void {
     feed.book!.sync.delta(update);
-  }
-
-  /** The connection carrying this book was lost: forget everything until it is subscribed again. */
-  private forgetBook(feed: Feed): void {
-    feed.subscription.stats.resyncs++;
-    feed.book!.sync.forget();
+    this.pool.switchIfOverlapping(feed);
   }
 
   // ── rollover handover (kit/pool.ts switches feeds; the venue reads events and their keys) ──
 
   private offerFromSuccessor(successor: PoolConnection, feed: Feed, data: Payload, receivedAt: number): void {
-    let key: number;
-    let item: HandoverItem | undefined;
-    if (feed.book) {
-      item = parseDepth(data, receivedAt);
-      key = item?.finalId ?? 0;
-    } else {
-      item = NORMALIZERS[feed.channel.event]!(data, receivedAt, feed.subscription);
-      key = item ? EVENT_KEYS[feed.channel.event]!(data) : 0;
-    }
-    if (!item) {
-      this.parseError(feed, `malformed ${feed.channel.event} event`);
-      return;
-    }
-    this.pool.offer(successor, feed, item, key);
+    const event = feed.book ? undefined : NORMALIZERS[feed.channel.event]!(data, receivedAt, feed.subscription);
+    const item: HandoverItem | undefined = feed.book ? parseDepth(data, receivedAt) : event;
+    if (!item) return this.parseError(feed, `malformed ${feed.channel.event} event`);
+    this.pool.offer(successor, feed, item, event ? EVENT_KEYS[feed.channel.event]!(data) : (item as DepthUpdate).finalId);
   }
 
   /** An event the successor held that the old connection did not deliver (PoolHooks.take). */
   take(feed: Feed, item: HandoverItem, key: number): void {
-    feed.subscription.stats.messages++;
-    feed.subscription.stats.lastMessageAt = (item as { receivedAt?: number }).receivedAt ?? (item as MarketEvent).localTimestamp;
+    this.countMessage(feed, (item as { receivedAt?: number }).receivedAt ?? (item as MarketEvent).localTimestamp);
     if (feed.book) {
       feed.keys.take(key);
-      this.consumeDepth(feed, item as DepthUpdate);
+      feed.book.sync.delta(item as DepthUpdate);
     } else {
-      this.emitKeyed(feed, key, item as MarketEvent);
+      this.emitKeyed(feed, key, item as MarketEvent, feed.channel.event);
     }
-  }
-
-  // ── failures and helpers ──
-
-  private failFeed(feed: Feed, why: string): void {
-    if (feed.failed) return;
-    feed.failed = true;
-    this.log.error(`${feed.subscription.key}: ${why}; this subscription stops, the others continue`);
-    this.gap(feed, "subscription_error", why);
-    feed.book?.sync.forget();
-    this.pool.release(feed);
-  }
-
-  private gap(feed: Feed, reason: GapReason, detail: string): void {
-    this.emit(feed.subscription, gapEvent(feed.subscription, reason, detail));
-  }
-
-  private emit(subscription: Subscription, event: MarketEvent): void {
-    if (!this.stopped) this.context.emit(subscription, event);
-  }
-
-  private parseError(feed: Feed, what: string): void {
-    feed.subscription.stats.parseErrors++;
-    this.faults.report(`parse:${feed.streamName}`, `${feed.subscription.key}: ${what}; skipped (counted as a parse error)`);
-  }
-
-  /** A frame that belongs to no subscription counts against every subscription of its connection. */
-  private badFrame(connection: PoolConnection, what: string, text: string): void {
-    for (const feed of this.pool.topicsOn(connection)) feed.subscription.stats.parseErrors++;
-    this.faults.report(`frame:${connection.name}`, `${connection.name}: ${what}: ${text.slice(0, 120)}; skipped (counted as a parse error)`);
-  }
-
-  private setting(env: Readonly<Record<string, string | undefined>>, name: string, fallback: number): number {
-    const value = positiveFromEnv(env, name);
-    if (value === undefined) return fallback;
-    if (Number.isNaN(value)) {
-      this.log.warn(`${name}='${env[name]}' is not a positive number; using ${fallback}`);
-      return fallback;
-    }
-    return value;
   }
 }

@@ -13,34 +13,25 @@
  *   (https://docs.deribit.com/subscriptions/trades/tradesinstrument_nameinterval).
  * - `public/subscribe` answers with the list of channels it subscribed; a channel missing from that list
  *   was not subscribed (unknown instrument...), which fails that subscription alone.
- * - book: the first notification is a full snapshot without `prev_change_id`; every later one must
- *   carry `prev_change_id` equal to the previous `change_id` (ids are not consecutive). On a break we
- *   resubscribe the channel, which makes Deribit send a fresh snapshot
- *   (https://docs.deribit.com/subscriptions/orderbook/bookinstrument_nameinterval).
+ * - book: a snapshot first, then `prev_change_id` = the previous `change_id`; a break resubscribes for a
+ *   fresh snapshot (deribit-book.ts).
  */
-import { gapEvent, type GapReason, type Sizing, type Stream } from "../core/events.ts";
-import { FaultLog } from "../core/fault-log.ts";
+import type { MarketEvent, Sizing, Stream } from "../core/events.ts";
 import type { Subscription } from "../core/subscriptions.ts";
+import type { ConnectorContext, ReadinessWindows } from "../core/connector.ts";
+import { DeribitAuth } from "./deribit-auth.ts";
 import { DeribitBook, type DeribitBookPort } from "./deribit-book.ts";
-import {
-  liquidationsOf,
-  normalizeQuote,
-  normalizeTicker,
-  normalizeTrade,
-  type DeribitInstrumentContext,
-} from "./deribit-normalize.ts";
-import { positiveOr } from "./kit/env.ts";
-import { ConnectionPool, NOT_SUBSCRIBED, type PoolConnection, type PoolHooks, type PoolLimits, type PoolTopic, type PoolWire, type Refusal } from "./kit/pool.ts";
-import { defineVenue, type Venue } from "./kit/venue.ts";
-import { resyncBrakeFromEnv } from "./kit/resync-brake.ts";
+import { deribitInstrument, deribitSettings, deribitSizing, DERIBIT_WS_URLS, type DeribitCredentials } from "./deribit-instruments.ts";
+import { liquidationsOf, normalizeQuote, normalizeTicker, normalizeTrade, type DeribitInstrumentContext } from "./deribit-normalize.ts";
 import { scanDeribitBookChange } from "./deribit-scan.ts";
 import { jsonFinite } from "./json-scan.ts";
-import { DeribitAuth } from "./deribit-auth.ts";
-import { deribitInstrument, deribitSettings, deribitSizing, DERIBIT_WS_URLS, type DeribitCredentials } from "./deribit-instruments.ts";
+import { positiveOr } from "./kit/env.ts";
+import { NOT_SUBSCRIBED, NO_ROLLOVER, type PoolConnection, type PoolLimits, type PoolWire, type Refusal } from "./kit/pool.ts";
+import { defineVenue, type Venue } from "./kit/venue.ts";
+import { VenueConnector, type VenueFeed } from "./kit/venue-connector.ts";
+import type { CloseInfo } from "./websocket.ts";
 
 export { deribitSettings, deribitSizing, deribitWsUrl, DERIBIT_WS_URLS } from "./deribit-instruments.ts";
-import type { Connector, ConnectorContext, ReadinessWindows } from "../core/connector.ts";
-import { backoffFromEnv, type CloseInfo } from "./websocket.ts";
 
 // ───────────────────────────── declarative header ─────────────────────────────
 
@@ -89,13 +80,7 @@ export const LIMITS = {
  * `heartbeatSeconds`, so silence means a dead connection whatever the stream: one window (3 missed
  * heartbeats) serves all. XTRADER_DERIBIT_STALE_AFTER_MS overrides it (tests).
  */
-export const STALE_AFTER_MS: Readonly<Record<Stream, number>> = {
-  TRADES: 30_000,
-  L2: 30_000,
-  BBO: 30_000,
-  FUNDING: 30_000,
-  LIQUIDATIONS: 30_000,
-};
+export const STALE_AFTER_MS: Readonly<Record<Stream, number>> = { TRADES: 30_000, L2: 30_000, BBO: 30_000, FUNDING: 30_000, LIQUIDATIONS: 30_000 };
 
 /** JSON-RPC error codes we act on (https://docs.deribit.com/articles/errors). */
 const ERROR = {
@@ -108,9 +93,10 @@ const ERROR = {
 
 // ───────────────────────────── connector ─────────────────────────────
 
+type Normalizer = (data: unknown, receivedAt: number, context: DeribitInstrumentContext) => MarketEvent | undefined;
+
 /** One channel: a pool topic named by the channel. */
-interface Channel extends PoolTopic {
-  readonly name: string;
+interface Channel extends VenueFeed {
   readonly kind: ChannelKind;
   readonly sizing: Sizing;
   /** Every subscription this channel feeds (TRADES and LIQUIDATIONS share the trades channel). */
@@ -121,11 +107,9 @@ interface Channel extends PoolTopic {
   readonly book: DeribitBook | undefined;
 }
 
-interface RpcError {
-  readonly code?: unknown;
-  readonly message?: unknown;
-  readonly data?: { readonly reason?: unknown } | unknown;
-}
+/** A JSON-RPC message as parsed: an answer (`id`, `result` or `error`) or a notification (`method`, `params`). */
+type RpcError = { readonly code?: unknown; readonly message?: unknown; readonly data?: { readonly reason?: unknown } | unknown };
+type RpcMessage = { method?: unknown; id?: unknown; params?: { channel?: unknown; data?: unknown; type?: unknown }; result?: unknown; error?: RpcError };
 
 /** The pool's limits: every channel on one connection; subscribe requests within Deribit's credits. */
 const POOL_LIMITS: PoolLimits = {
@@ -134,10 +118,7 @@ const POOL_LIMITS: PoolLimits = {
   requestBurst: LIMITS.subscribeBurst,
   requestsPerSecond: LIMITS.subscribesPerSecond,
   answerTimeoutMs: LIMITS.requestTimeoutMs,
-  connectionMaxAgeMs: undefined,
-  rolloverStaggerMs: 0,
-  handoverGraceMs: 0,
-  handoverBufferEvents: 0,
+  ...NO_ROLLOVER,
 };
 
 /**
@@ -154,44 +135,31 @@ function deribitWire(scope: "public" | "private"): PoolWire {
   };
 }
 
-class DeribitConnector implements Connector, PoolHooks<Channel> {
-  private readonly channels = new Map<string, Channel>();
-  private readonly channelOf = new Map<Subscription, Channel>();
-  private readonly pool: ConnectionPool<Channel>;
+class DeribitConnector extends VenueConnector<Channel> {
   /** The one connection, once open. */
   private connection: PoolConnection | undefined;
-  private readonly wsUrl: string;
-  private readonly staleAfterMsSetting: number;
   private readonly credentials: DeribitCredentials | undefined;
   private readonly interval: Interval;
   /** Authentication of each connection, when credentials are set. */
   private readonly auth: DeribitAuth | undefined;
   /** True once this connection may subscribe (authenticated when credentials are set). */
   private sessionReady = false;
-  private stopped = false;
   private authRejected = false;
-  /** Repeating faults (unreadable messages), one log line per episode. */
-  private readonly faults: FaultLog;
 
-  constructor(
-    venue: Venue,
-    private readonly context: ConnectorContext,
-    subscriptions: readonly Subscription[],
-  ) {
-    const { config } = context;
-    this.faults = new FaultLog(context.log);
-    const bookSync = { brake: resyncBrakeFromEnv(config.env), retry: backoffFromEnv(config.env) };
+  constructor(venue: Venue, context: ConnectorContext, subscriptions: readonly Subscription[]) {
+    const env = context.config.env;
+    const staleAfterMs = positiveOr(env, "XTRADER_DERIBIT_STALE_AFTER_MS", Math.min(...subscriptions.map((subscription) => STALE_AFTER_MS[subscription.stream])));
+    super(venue, context, { staleAfterMs, resyncWithoutBook: "gap", unsubscribeFailed: false });
     const bookPort: DeribitBookPort = {
       log: context.log,
       faults: this.faults,
-      mayResubscribe: (name) => this.sessionReady && !this.stopped && this.channels.get(name)?.failed === false,
-      resubscribe: (name) => this.resubscribe(this.channels.get(name)!),
-      emit: (subscription, event) => this.context.emit(subscription, event),
-      emitGap: (subscription, reason, detail) => this.emitGap(subscription, reason, detail),
-      parseError: (name, what, text) => this.parseError(this.channels.get(name), what, text),
+      mayResubscribe: (name) => this.sessionReady && !this.stopped && this.feeds.get(name)?.failed === false,
+      resubscribe: (name) => this.connection?.resubscribe(name),
+      emit: (subscription, event) => this.emit(subscription, event),
+      emitGap: (subscription, reason, detail) => this.gapOf(subscription, reason, detail),
+      parseError: (name, what, text) => this.unreadable(this.feeds.get(name), what, text),
     };
-    const settings = deribitSettings(config.env);
-    this.credentials = settings.credentials;
+    this.credentials = deribitSettings(env).credentials;
     this.interval = this.credentials ? INTERVALS.authenticated : INTERVALS.public;
     this.auth = this.credentials
       ? new DeribitAuth(
@@ -212,85 +180,45 @@ class DeribitConnector implements Connector, PoolHooks<Channel> {
     for (const subscription of subscriptions) {
       const spec = STREAM_CHANNELS[subscription.stream];
       const name = spec.name(subscription.instrument, this.interval);
-      let channel = this.channels.get(name);
+      let channel = this.feeds.get(name);
       if (!channel) {
         const subscriptions: Subscription[] = [];
         const contexts: DeribitInstrumentContext[] = [];
-        channel = {
-          topic: name,
-          connection: undefined,
-          name,
-          kind: spec.kind,
-          sizing: deribitSizing(subscription.instrument),
-          subscriptions,
-          contexts,
-          failed: false,
-          book: spec.kind === "book" ? new DeribitBook(bookPort, name, subscriptions, contexts, bookSync) : undefined,
-        };
-        this.channels.set(name, channel);
+        const book = spec.kind === "book" ? new DeribitBook(bookPort, name, subscriptions, contexts, this.bookSettings(undefined)) : undefined;
+        const sizing = deribitSizing(subscription.instrument);
+        channel = { topic: name, connection: undefined, failed: false, kind: spec.kind, sizing, subscriptions, contexts, book };
+        this.feeds.set(name, channel);
       }
       channel.subscriptions.push(subscription);
       channel.contexts.push({ symbol: subscription.symbol, sizing: channel.sizing });
-      this.channelOf.set(subscription, channel);
+      this.feedOf.set(subscription, channel);
     }
-    this.wsUrl = venue.wsUrl(config.env);
-    this.staleAfterMsSetting = positiveOr(
-      config.env,
-      "XTRADER_DERIBIT_STALE_AFTER_MS",
-      Math.min(...subscriptions.map((subscription) => STALE_AFTER_MS[subscription.stream])),
-    );
     const wire = deribitWire(this.credentials ? "private" : "public");
-    this.pool = new ConnectionPool(this, { name: EXCHANGE, context, limits: venue.limits!, wire, topics: this.channels });
+    this.pool = this.openPool({ name: EXCHANGE, limits: venue.limits!, wire });
   }
 
-  start(): void {
-    if (this.credentials) {
-      this.context.log.info(
-        `${EXCHANGE}: API credentials set: authenticating each connection and using the ${INTERVALS.authenticated} channels`,
-      );
-    } else {
-      this.context.log.info(
-        `${EXCHANGE}: no DERIBIT_CLIENT_ID/DERIBIT_CLIENT_SECRET: using the public ${INTERVALS.public} channels (${INTERVALS.authenticated} channels need authentication)`,
-      );
-    }
-    this.pool.openGroups("", [[...this.channels.values()]]);
+  protected run(): void {
+    this.log.info(
+      this.credentials
+        ? `${EXCHANGE}: API credentials set: authenticating each connection and using the ${INTERVALS.authenticated} channels`
+        : `${EXCHANGE}: no DERIBIT_CLIENT_ID/DERIBIT_CLIENT_SECRET: using the public ${INTERVALS.public} channels (${INTERVALS.authenticated} channels need authentication)`,
+    );
+    this.pool.openGroups("", [[...this.feeds.values()]]);
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    this.resetSession();
-    await this.pool.stop();
-    this.faults.flush();
-  }
-
-  resync(subscription: Subscription, reason: GapReason, detail: string): void {
-    const channel = this.channelOf.get(subscription);
-    if (!channel || channel.failed || this.stopped) return;
-    if (channel.book) {
-      // Paced by the pipeline itself (it waits for the queue to drain), so not braked.
-      channel.book.sync.restart(reason, detail, false);
-    } else {
-      this.emitGap(subscription, reason, detail);
-    }
+  /** Forgets everything tied to the current connection (tokens are connection-scoped too; the books too, by the base). */
+  protected override stopping(): void {
+    this.auth?.reset();
+    this.sessionReady = false;
   }
 
   // ── connection lifecycle (the pool's hooks) ──
 
-  url(): string {
-    return this.wsUrl;
-  }
-
-  staleAfterMs(): number {
-    return this.staleAfterMsSetting;
-  }
-
-  onOpened(connection: PoolConnection): void {
+  override onOpened(connection: PoolConnection): void {
     this.connection = connection;
-    if (connection.opens > 1) {
-      for (const channel of this.liveChannels()) for (const subscription of channel.subscriptions) subscription.stats.reconnects++;
-    }
+    super.onOpened(connection);
     this.request("public/set_heartbeat", { interval: LIMITS.heartbeatSeconds }, (refusal) => {
-      if (refusal) this.context.log.warn(`${EXCHANGE}: public/set_heartbeat refused: ${refusal.text}`);
+      if (refusal) this.log.warn(`${EXCHANGE}: public/set_heartbeat refused: ${refusal.text}`);
     });
     if (this.auth) this.auth.start();
     else this.sessionReady = true;
@@ -302,7 +230,8 @@ class DeribitConnector implements Connector, PoolHooks<Channel> {
   }
 
   onClosed(): void {
-    this.resetSession();
+    this.stopping();
+    for (const channel of this.feeds.values()) channel.book?.sync.forget();
   }
 
   describeClose(close: CloseInfo): string {
@@ -311,24 +240,20 @@ class DeribitConnector implements Connector, PoolHooks<Channel> {
       : `connection closed by server (code ${close.code}${close.reason ? ` '${this.redact(close.reason)}'` : ""})`;
   }
 
-  onLost(channel: Channel, reason: GapReason, detail: string): void {
-    for (const subscription of channel.subscriptions) this.emitGap(subscription, reason, detail);
-  }
-
   onSubscribed(channel: Channel): void {
-    this.context.log.debug(`${EXCHANGE}: subscribed ${channel.name}`);
+    this.log.debug(`${EXCHANGE}: subscribed ${channel.topic}`);
   }
 
   /** Refusals that concern the session, not a channel: it is rebuilt. */
   onRequestRefused(connection: PoolConnection, refusal: Refusal): boolean {
     const code = Number(refusal.code);
     if (code === ERROR.tooManyRequests) {
-      this.context.log.warn(`${EXCHANGE}: subscribe rate limit hit (${refusal.text}); reconnecting after backoff`);
+      this.log.warn(`${EXCHANGE}: subscribe rate limit hit (${refusal.text}); reconnecting after backoff`);
       connection.socket.reconnect("rate limited");
       return true;
     }
     if (this.credentials && ERROR.unauthorized.has(code)) {
-      this.context.log.warn(`${EXCHANGE}: subscribe refused as unauthorized (${refusal.text}); reconnecting to authenticate again`);
+      this.log.warn(`${EXCHANGE}: subscribe refused as unauthorized (${refusal.text}); reconnecting to authenticate again`);
       connection.socket.reconnect("authorization lost");
       return true;
     }
@@ -338,20 +263,14 @@ class DeribitConnector implements Connector, PoolHooks<Channel> {
   onRefused(channel: Channel, refusal: Refusal): void {
     const reason =
       refusal === NOT_SUBSCRIBED
-        ? `Deribit did not subscribe channel ${channel.name} (unknown or expired instrument '${channel.subscriptions[0]!.instrument}'?)`
+        ? `Deribit did not subscribe channel ${channel.topic} (unknown or expired instrument '${channel.subscriptions[0]!.instrument}'?)`
         : `subscribe refused by Deribit: ${refusal.text}`;
-    this.failChannel(channel, reason, true);
+    this.failFeed(channel, reason);
   }
 
-  onFailed(channel: Channel, why: string): void {
-    this.failChannel(channel, why, true);
-  }
-
-  /** Forgets everything tied to the current connection (tokens are connection-scoped too). */
-  private resetSession(): void {
-    this.auth?.reset();
-    for (const channel of this.channels.values()) channel.book?.sync.forget();
-    this.sessionReady = false;
+  /** The subscriptions of one channel fail together: logged, marked by a gap, never resubscribed. */
+  protected override failureLine(channel: Channel, why: string): string {
+    return `${EXCHANGE}: ${channel.subscriptions.map((subscription) => subscription.key).join(", ")} stopped: ${why}; other subscriptions go on`;
   }
 
   // ── JSON-RPC ──
@@ -376,35 +295,11 @@ class DeribitConnector implements Connector, PoolHooks<Channel> {
   private rejectCredentials(description: string): void {
     if (this.authRejected) return;
     this.authRejected = true;
-    this.context.log.error(
+    this.log.error(
       `${EXCHANGE}: authentication rejected by Deribit (${description}); check DERIBIT_CLIENT_ID and DERIBIT_CLIENT_SECRET. Deribit subscriptions are stopped, others go on`,
     );
-    for (const channel of this.liveChannels()) this.failChannel(channel, "authentication rejected", false);
+    for (const channel of this.liveFeeds()) this.failFeed(channel, "authentication rejected", false);
     void this.connection?.stop();
-  }
-
-  // ── subscriptions ──
-
-  private liveChannels(): Channel[] {
-    return [...this.channels.values()].filter((channel) => !channel.failed);
-  }
-
-  /** Fails the subscriptions of one channel alone: logged, marked by a gap, never resubscribed. */
-  private failChannel(channel: Channel, reason: string, log: boolean): void {
-    if (channel.failed) return;
-    channel.failed = true;
-    this.pool.release(channel, false);
-    channel.book?.sync.forget();
-    if (log) {
-      this.context.log.error(
-        `${EXCHANGE}: ${channel.subscriptions.map((subscription) => subscription.key).join(", ")} stopped: ${reason}; other subscriptions go on`,
-      );
-    }
-    for (const subscription of channel.subscriptions) this.emitGap(subscription, "subscription_error", reason);
-  }
-
-  private resubscribe(channel: Channel): void {
-    this.connection?.resubscribe(channel.name);
   }
 
   // ── messages ──
@@ -415,52 +310,37 @@ class DeribitConnector implements Connector, PoolHooks<Channel> {
     // the same steps as below (channel, stats, onBook) follow. Anything else takes the JSON path.
     if (text.charCodeAt(2) === 106 /* {"jsonrpc */) {
       const scanned = scanDeribitBookChange(text);
-      const channel = scanned === undefined ? undefined : this.channels.get(scanned.channel);
+      const channel = scanned === undefined ? undefined : this.feeds.get(scanned.channel);
       if (channel !== undefined && channel.kind === "book") {
         if (channel.failed) return;
-        for (const subscription of channel.subscriptions) {
-          subscription.stats.messages++;
-          subscription.stats.lastMessageAt = receivedAt;
-        }
+        this.countMessage(channel, receivedAt);
         const { changeId, prevChangeId, timestamp, bids, asks } = scanned!;
         return channel.book!.onChange(changeId, prevChangeId, timestamp, undefined, bids, asks, receivedAt, text);
       }
     }
-    let message: {
-      method?: unknown;
-      id?: unknown;
-      params?: { channel?: unknown; data?: unknown; type?: unknown };
-      result?: unknown;
-      error?: RpcError;
-    };
+    let message: RpcMessage;
     try {
       message = JSON.parse(text);
     } catch {
-      const channel = this.channelNamedIn(text);
-      this.parseError(channel, "malformed JSON", text);
+      const channel = this.feedNamedIn(text, "channel");
+      this.unreadable(channel, "malformed JSON", text);
       // A lost book frame leaves the local book behind: start over now rather than at the next change.
       if (channel?.book && !channel.failed) channel.book.sync.unreadable("malformed book frame");
       return;
     }
     if (typeof message !== "object" || message === null) {
-      this.parseError(undefined, "not a JSON-RPC object", text);
+      this.unreadable(undefined, "not a JSON-RPC object", text);
       return;
     }
     if (message.method === "subscription") {
-      const channel = typeof message.params?.channel === "string" ? this.channels.get(message.params.channel) : undefined;
+      const channel = typeof message.params?.channel === "string" ? this.feeds.get(message.params.channel) : undefined;
       if (!channel) {
-        if (typeof message.params?.channel === "string") {
-          this.context.log.debug(`${EXCHANGE}: notification for channel ${message.params.channel} we do not follow`);
-        } else {
-          this.parseError(undefined, "notification without channel", text);
-        }
+        if (typeof message.params?.channel === "string") this.log.debug(`${EXCHANGE}: notification for channel ${message.params.channel} we do not follow`);
+        else this.unreadable(undefined, "notification without channel", text);
         return;
       }
       if (channel.failed) return;
-      for (const subscription of channel.subscriptions) {
-        subscription.stats.messages++;
-        subscription.stats.lastMessageAt = receivedAt;
-      }
+      this.countMessage(channel, receivedAt);
       this.onNotification(channel, message.params!.data, receivedAt, text);
       return;
     }
@@ -475,10 +355,10 @@ class DeribitConnector implements Connector, PoolHooks<Channel> {
       return;
     }
     if (message.error) {
-      this.context.log.warn(`${EXCHANGE}: error without request id: ${this.describeError(message.error)}`);
+      this.log.warn(`${EXCHANGE}: error without request id: ${this.describeError(message.error)}`);
       return;
     }
-    this.parseError(undefined, "unknown message type", text);
+    this.unreadable(undefined, "unknown message type", text);
   }
 
   private onNotification(channel: Channel, data: unknown, receivedAt: number, text: string): void {
@@ -488,9 +368,9 @@ class DeribitConnector implements Connector, PoolHooks<Channel> {
       case "book":
         return this.onBook(channel, data, receivedAt, text);
       case "quote":
-        return this.onQuote(channel, data, receivedAt, text);
+        return this.onEach(channel, data, receivedAt, text, normalizeQuote, "unreadable quote");
       case "ticker":
-        return this.onTicker(channel, data, receivedAt, text);
+        return this.onEach(channel, data, receivedAt, text, normalizeTicker, "unreadable ticker");
     }
   }
 
@@ -499,19 +379,19 @@ class DeribitConnector implements Connector, PoolHooks<Channel> {
    * for all of them or for none, so it counts as one parse error.
    */
   private onTrades(channel: Channel, data: unknown, receivedAt: number, text: string): void {
-    if (!Array.isArray(data)) return this.parseError(channel, "trades notification without a trade list", text);
+    if (!Array.isArray(data)) return this.unreadable(channel, "trades notification without a trade list", text);
     const { subscriptions, contexts } = channel;
     for (const item of data as Array<Record<string, unknown>>) {
       for (let i = 0; i < subscriptions.length; i++) {
         const subscription = subscriptions[i]!;
         const trade = normalizeTrade(item, receivedAt, contexts[i]!);
         if (!trade) {
-          this.parseError(channel, "unreadable trade", text);
+          this.unreadable(channel, "unreadable trade", text);
           break;
         }
-        if (subscription.stream === "TRADES") this.context.emit(subscription, trade);
+        if (subscription.stream === "TRADES") this.emit(subscription, trade);
         else if (subscription.stream === "LIQUIDATIONS") {
-          for (const liquidation of liquidationsOf(trade, item.liquidation)) this.context.emit(subscription, liquidation);
+          for (const liquidation of liquidationsOf(trade, item.liquidation)) this.emit(subscription, liquidation);
         }
       }
     }
@@ -523,59 +403,35 @@ class DeribitConnector implements Connector, PoolHooks<Channel> {
     const prevChangeId = book?.prev_change_id;
     const time = jsonFinite(book?.timestamp);
     if (typeof changeId !== "number" || (prevChangeId !== undefined && typeof prevChangeId !== "number") || Number.isNaN(time)) {
-      this.parseError(channel, "unreadable book notification", text);
+      this.unreadable(channel, "unreadable book notification", text);
       channel.book!.sync.unreadable("unreadable book notification");
       return;
     }
     channel.book!.onChange(changeId, prevChangeId as number | undefined, time, book!, undefined, undefined, receivedAt, text);
   }
 
-  private onQuote(channel: Channel, data: unknown, receivedAt: number, text: string): void {
+  /** One event per subscription of the channel (quote, ticker), each with its own symbol. */
+  private onEach(channel: Channel, data: unknown, receivedAt: number, text: string, normalize: Normalizer, what: string): void {
     const { subscriptions, contexts } = channel;
     for (let i = 0; i < subscriptions.length; i++) {
-      const event = normalizeQuote(data, receivedAt, contexts[i]!);
-      if (!event) return this.parseError(channel, "unreadable quote", text);
-      this.context.emit(subscriptions[i]!, event);
+      const event = normalize(data, receivedAt, contexts[i]!);
+      if (!event) return this.unreadable(channel, what, text);
+      this.emit(subscriptions[i]!, event);
     }
-  }
-
-  private onTicker(channel: Channel, data: unknown, receivedAt: number, text: string): void {
-    const { subscriptions, contexts } = channel;
-    for (let i = 0; i < subscriptions.length; i++) {
-      const event = normalizeTicker(data, receivedAt, contexts[i]!);
-      if (!event) return this.parseError(channel, "unreadable ticker", text);
-      this.context.emit(subscriptions[i]!, event);
-    }
-  }
-
-  // ── faults ──
-
-  private emitGap(subscription: Subscription, reason: GapReason, detail: string): void {
-    if (this.stopped) return;
-    this.context.emit(subscription, gapEvent(subscription, reason, detail));
-  }
-
-  /** Finds the channel a broken frame was about, when its name can still be read. */
-  private channelNamedIn(text: string): Channel | undefined {
-    const at = text.indexOf('"channel":"');
-    if (at < 0) return undefined;
-    const start = at + 11;
-    const end = text.indexOf('"', start);
-    return end > start ? this.channels.get(text.slice(start, end)) : undefined;
   }
 
   /**
    * Counts an unreadable message on the subscriptions it belongs to (all of them when that cannot be
    * told) and logs it, one line per episode (FaultLog).
    */
-  private parseError(channel: Channel | undefined, what: string, text: string): void {
-    const targets = channel ? [channel] : this.liveChannels();
+  private unreadable(channel: Channel | undefined, what: string, text: string): void {
+    const targets = channel ? [channel] : this.liveFeeds();
     for (const target of targets) for (const subscription of target.subscriptions) subscription.stats.parseErrors++;
     // Redacted whole, then cut: a secret cut in two would no longer match. Frames that carry tokens or
     // credentials are never quoted (tokens of a malformed auth answer are not known to redact).
     const redacted = /access_token|refresh_token|client_secret/.test(text) ? "(not shown: it carries credentials)" : this.redact(text);
     const sample = redacted.length > 200 ? `${redacted.slice(0, 200)}...` : redacted;
-    const where = channel ? ` on ${channel.name}` : "";
+    const where = channel ? ` on ${channel.topic}` : "";
     this.faults.report(`parse${where}`, `${EXCHANGE}: ${what}${where}, skipped (unreadable messages are counted as parse errors): ${sample}`);
   }
 }

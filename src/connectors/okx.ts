@@ -5,37 +5,28 @@
  * shared ReconnectingSocket. The instrument list (REST) is fetched once at start: it resolves common
  * forms (`BTCUSDT`) to native ids whatever the quote currency, and gives swap contract values.
  *
- * L2 (`books`, 400 levels, incremental) integrity, see docs/venues/okx.md:
- * - the snapshot has prevSeqId = -1; every update's prevSeqId must equal the previous seqId (jumps, the
- *   idle heartbeat with seqId == prevSeqId and the downward reset after maintenance all satisfy this);
- * - checksum 0 means absent (deprecated 2026); a non-zero one is verified (CRC32 of the top 25 levels).
- *   The level texts it needs are kept only once a non-zero checksum has been seen (the first one on a book
- *   kept without them restarts that book from a snapshot);
- * - the initial WebSocket snapshot is being removed: when updates arrive without one, or none arrives in
- *   time, the snapshot comes from REST /api/v5/market/books and buffered updates are aligned by seqId;
- * - any break (sequence, checksum, crossed book, pipeline overflow) → gap event, resubscribe, fresh
- *   snapshot before any further delta.
+ * L2 (`books`, 400 levels, incremental): seqId/prevSeqId chain and CRC32 checksum (kit/sequence/okx.ts),
+ * WebSocket snapshot or REST /api/v5/market/books when none comes, resubscribe on any break: okx-book.ts
+ * and docs/venues/okx.md.
  */
-import type { ExchangeId, GapReason, MarketEvent, Stream } from "../core/events.ts";
-import { gapEvent } from "../core/events.ts";
-import { FaultLog } from "../core/fault-log.ts";
-import type { Logger } from "../core/log.ts";
+import type { ExchangeId, Stream } from "../core/events.ts";
 import type { Subscription } from "../core/subscriptions.ts";
+import type { ConnectorContext, ReadinessWindows } from "../core/connector.ts";
+import type { BookSyncRules } from "./kit/book-sync.ts";
 import { describeClose } from "./kit/close-gap.ts";
 import { positiveOr } from "./kit/env.ts";
-import { ConnectionPool, type PoolConnection, type PoolHooks, type PoolLimits, type PoolTopic, type PoolWire, type Refusal } from "./kit/pool.ts";
+import { groupWithin } from "./kit/grouping.ts";
+import { NO_ROLLOVER, type PoolConnection, type PoolLimits, type PoolWire, type Refusal } from "./kit/pool.ts";
+import { TokenBucket } from "./kit/rate.ts";
+import { OKX_CHECKSUM_DEPTH } from "./kit/sequence/okx.ts";
 import { defineVenue, type Venue } from "./kit/venue.ts";
+import { VenueConnector, type VenueFeed } from "./kit/venue-connector.ts";
 import { normalizeBbo, normalizeFunding, normalizeLiquidation, normalizeTrade, type OkxInstrumentContext } from "./okx-normalize.ts";
 import { OkxBook, type BookData, type OkxBookPort } from "./okx-book.ts";
-import type { BookSyncRules } from "./kit/book-sync.ts";
-import { TokenBucket } from "./kit/rate.ts";
-import { resyncBrakeFromEnv } from "./kit/resync-brake.ts";
-import { OKX_CHECKSUM_DEPTH } from "./kit/sequence/okx.ts";
 import { nativeInstrument, type InstType, type Instrument } from "./okx-instruments.ts";
 import { OkxRest } from "./okx-rest.ts";
 import { scanOkxBooksUpdate, type ScannedOkxBook } from "./okx-scan.ts";
-import type { Connector, ConnectorContext, ReadinessWindows } from "../core/connector.ts";
-import { backoffDelay, backoffFromEnv, type BackoffOptions, type CloseInfo } from "./websocket.ts";
+import { backoffDelay, type CloseInfo } from "./websocket.ts";
 
 // ─── Declarative header ────────────────────────────────────────────────────────────────────────────
 
@@ -123,34 +114,22 @@ const READINESS_WINDOWS: ReadinessWindows = { L2: 90, BBO: 90, TRADES: 300, FUND
 
 /** Subscribe error codes worth retrying (internal error, too frequent); others fail the subscription. */
 const RETRYABLE_SUBSCRIBE_CODES = new Set(["64007", "60014"]);
-interface OkxArg {
-  channel?: unknown;
-  instId?: unknown;
-  instType?: unknown;
-}
 
-interface OkxMessage {
-  event?: unknown;
-  id?: unknown;
-  code?: unknown;
-  msg?: unknown;
-  arg?: OkxArg;
-  action?: unknown;
-  data?: unknown;
-}
+/** What OKX sends: an event (`subscribe`, `error`, `notice`...) or data of a channel argument, as parsed. */
+type OkxArg = { channel?: unknown; instId?: unknown; instType?: unknown };
+type OkxMessage = { event?: unknown; id?: unknown; code?: unknown; msg?: unknown; arg?: OkxArg; action?: unknown; data?: unknown };
 
 // ─── Per-subscription state ────────────────────────────────────────────────────────────────────────
 
 /** One subscription: a pool topic named by its key, subscribed as its channel arguments. */
-interface SubState extends PoolTopic {
+interface SubState extends VenueFeed {
   readonly subscription: Subscription;
   readonly instrument: Instrument;
   readonly args: readonly Record<string, string>[];
   /** The book of an L2 subscription (set right after the state is built: the book refers back to it). */
-  l2: OkxBook<SubState> | undefined;
+  book: OkxBook<SubState> | undefined;
   /** Channel arguments not yet acknowledged since the last subscribe. */
   unacked: number;
-  retryTimer: ReturnType<typeof setTimeout> | undefined;
   subscribeFailures: number;
   /** What the normalizers know of this subscription (built once, not per message). */
   readonly context: OkxInstrumentContext;
@@ -179,52 +158,30 @@ const POOL_LIMITS: PoolLimits = {
   // OKX acknowledges each argument without the request's id: requests wait for no answer.
   answerTimeoutMs: undefined,
   refusedBatchSettleMs: OKX_TIMING.batchErrorSettleMs,
-  connectionMaxAgeMs: undefined,
-  rolloverStaggerMs: 0,
-  handoverGraceMs: 0,
-  handoverBufferEvents: 0,
+  ...NO_ROLLOVER,
 };
 
 // ─── Connector ─────────────────────────────────────────────────────────────────────────────────────
 
-class OkxConnector implements Connector, PoolHooks<SubState> {
-  stopped = true;
-  readonly log: Logger;
-  readonly backoff: BackoffOptions;
-  readonly wsUrl: string;
+class OkxConnector extends VenueConnector<SubState> {
   private readonly rest: OkxRest;
-  private readonly staleAfterMsSetting: number;
-  /** What the books need of this connector. */
   private readonly bookPort: OkxBookPort<SubState>;
-  private readonly bookSync: { readonly rules: BookSyncRules; readonly brake: ReturnType<typeof resyncBrakeFromEnv>; readonly retry: BackoffOptions };
-  private readonly states = new Map<Subscription, SubState>();
-  /** Subscriptions by key: the pool's topics. */
-  private readonly topics = new Map<string, SubState>();
+  private readonly bookSync = this.bookSettings(BOOK_RULES);
   /** channel → instId (or instType) → subscriptions. */
   private readonly routes = new Map<string, Map<string, SubState[]>>();
   private readonly liquidationsByInstId = new Map<string, SubState>();
-  private readonly pool: ConnectionPool<SubState>;
-  private started = false;
-  /** Repeating faults (unreadable frames and items), one log line per episode. */
-  readonly faults: FaultLog;
-
-  readonly exchange: ExchangeId;
 
   constructor(
     venue: Venue,
     private readonly instType: InstType,
-    readonly context: ConnectorContext,
+    context: ConnectorContext,
     private readonly subscriptions: readonly Subscription[],
   ) {
     const env = context.config.env;
     const exchange = venue.id;
-    this.exchange = exchange;
-    this.log = context.log;
-    this.faults = new FaultLog(context.log);
-    this.backoff = backoffFromEnv(env);
-    this.wsUrl = venue.wsUrl(env);
+    const staleAfterMs = positiveOr(env, `XTRADER_${exchange}_STALE_MS`, OKX_TIMING.staleAfterMs);
+    super(venue, context, { staleAfterMs, resyncWithoutBook: "ignore", unsubscribeFailed: false });
     this.rest = new OkxRest(venue.restUrl(env), OKX_TIMING.restTimeoutMs);
-    this.staleAfterMsSetting = positiveOr(env, `XTRADER_${exchange}_STALE_MS`, OKX_TIMING.staleAfterMs);
     const connector = this;
     this.bookPort = {
       log: this.log,
@@ -234,26 +191,15 @@ class OkxConnector implements Connector, PoolHooks<SubState> {
       },
       snapshotWaitMs: positiveOr(env, `XTRADER_${exchange}_SNAPSHOT_WAIT_MS`, OKX_TIMING.snapshotWaitMs),
       limits: BOOK_LIMITS,
-      emit: (sub, event) => this.emit(sub, event),
-      emitGap: (sub, reason, detail) => this.emitGap(sub, reason, detail),
-      parseError: (sub, what) => this.parseErrorOf(sub, what),
+      emit: (sub, event) => this.emit(sub.subscription, event),
+      emitGap: (sub, reason, detail) => this.gap(sub, reason, detail),
+      parseError: (sub, what) => this.parseError(sub, what),
       resubscribe: (sub) => this.resubscribe(sub),
       reserveRest: () => restBooksPacer.reserve(),
       getJson: (path, maxBytes) => this.rest.getJson(path, maxBytes),
       delay: (ms) => this.rest.delay(ms),
     };
-    this.bookSync = { rules: BOOK_RULES, brake: resyncBrakeFromEnv(env), retry: this.backoff };
-    this.pool = new ConnectionPool(this, { name: exchange, context, limits: venue.limits!, wire: okxWire(exchange, this.topics), topics: this.topics, connectPacer });
-  }
-
-  // ── the pool's hooks (connections, requests) ──
-
-  url(): string {
-    return this.wsUrl;
-  }
-
-  staleAfterMs(): number {
-    return this.staleAfterMsSetting;
+    this.pool = this.openPool({ name: exchange, limits: venue.limits!, wire: okxWire(exchange, this.feeds), connectPacer });
   }
 
   /** The server's close reason is OKX's own text: the gap names the close, not our connection. */
@@ -261,12 +207,11 @@ class OkxConnector implements Connector, PoolHooks<SubState> {
     return describeClose(info);
   }
 
-  onOpened(connection: PoolConnection): void {
-    const reopened = connection.opens > 1;
+  override onOpened(connection: PoolConnection): void {
+    super.onOpened(connection);
     for (const sub of this.pool.topicsOn(connection)) {
-      if (reopened) sub.subscription.stats.reconnects++;
       sub.unacked = sub.args.length;
-      sub.l2?.sync.subscribed();
+      sub.book?.sync.subscribed();
     }
   }
 
@@ -284,29 +229,21 @@ class OkxConnector implements Connector, PoolHooks<SubState> {
 
   onRefused(sub: SubState, refusal: Refusal, connection: PoolConnection): void {
     const { code, text } = refusal;
-    if (!RETRYABLE_SUBSCRIBE_CODES.has(code)) {
-      this.failSubscription(sub, `OKX refused the subscription (${code}: ${text})`);
-      return;
-    }
+    if (!RETRYABLE_SUBSCRIBE_CODES.has(code)) return this.failFeed(sub, `OKX refused the subscription (${code}: ${text})`);
     const delay = backoffDelay(this.backoff, sub.subscribeFailures++);
     this.log.warn(`${sub.subscription.key}: OKX subscribe error ${code} (${text}); retrying in ${delay} ms`);
-    clearTimeout(sub.retryTimer);
-    sub.retryTimer = setTimeout(() => {
-      if (!sub.failed && connection.subscribe([sub.topic])) sub.unacked = sub.args.length;
-    }, delay);
+    this.retryLater(sub, delay, () => {
+      if (connection.subscribe([sub.topic])) sub.unacked = sub.args.length;
+    });
   }
 
-  onFailed(sub: SubState, why: string): void {
-    this.failSubscription(sub, why);
+  protected override failureLine(sub: SubState, why: string): string {
+    return `${sub.subscription.key}: ${why}; this subscription is stopped, the others go on`;
   }
 
-  onLost(sub: SubState, reason: GapReason, detail: string): void {
-    clearTimeout(sub.retryTimer);
-    sub.l2?.sync.forget();
-    this.emitGap(sub, reason, detail);
+  protected override stopping(): void {
+    this.rest.close();
   }
-
-  // ── frames ──
 
   onFrame(connection: PoolConnection, text: string, receivedAt: number): void {
     if (text === "pong") return;
@@ -315,45 +252,25 @@ class OkxConnector implements Connector, PoolHooks<SubState> {
       const scanned = scanOkxBooksUpdate(text);
       if (scanned !== undefined && this.onScannedBook(scanned, receivedAt)) return;
     }
-    let message: OkxMessage;
-    try {
-      message = JSON.parse(text) as OkxMessage;
-    } catch {
-      this.frameError(connection, `malformed JSON: ${text.slice(0, 120)}`);
-      return;
-    }
-    if (typeof message !== "object" || message === null) {
-      this.frameError(connection, `unexpected frame: ${text.slice(0, 120)}`);
-    } else if (message.event !== undefined) {
-      this.onEvent(connection, message, text);
-    } else if (message.arg && Array.isArray(message.data)) {
-      this.onData(connection, message, message.data, receivedAt, text);
-    } else {
-      this.frameError(connection, `unknown message: ${text.slice(0, 120)}`);
-    }
+    const message = this.parseFrame<OkxMessage>(connection, text, "unexpected frame");
+    if (!message) return;
+    if (message.event !== undefined) this.onEvent(connection, message, text);
+    else if (message.arg && Array.isArray(message.data)) this.onData(connection, message, message.data, receivedAt, text);
+    else this.badFrame(connection, "unknown message", text);
   }
 
   /**
    * A scanned books update for a live, untracked book of one subscription: the same steps as onData →
-   * onBook → applyUpdate. false (nothing done) for every other case, which the JSON path handles.
+   * onItem → OkxBook.onMessage. false (nothing done) for every other case, which the JSON path handles.
    */
   private onScannedBook(book: ScannedOkxBook, receivedAt: number): boolean {
     const subs = this.routes.get("books")?.get(book.instId);
     if (subs === undefined || subs.length !== 1) return false;
-    const sub = subs[0]!;
-    const l2 = sub.l2;
+    const sub = subs[0]!, l2 = sub.book;
     if (sub.failed || l2 === undefined || l2.phase !== "live" || l2.tracking) return false;
-    const stats = sub.subscription.stats;
-    stats.messages++;
-    stats.lastMessageAt = receivedAt;
-    this.applyScannedUpdate(sub, book, receivedAt);
+    this.countMessage(sub, receivedAt);
+    l2.onScanned(book, receivedAt);
     return true;
-  }
-
-  /** A frame no subscription can be blamed for: counted on every subscription of its connection. */
-  private frameError(connection: PoolConnection, what: string, subs: readonly SubState[] = this.pool.topicsOn(connection)): void {
-    for (const sub of subs) sub.subscription.stats.parseErrors++;
-    this.faults.report(`parse:${connection.name}`, `${connection.name}: ${what}; skipped (counted as a parse error)`);
   }
 
   private routed(arg: OkxArg | undefined): SubState[] | undefined {
@@ -364,14 +281,13 @@ class OkxConnector implements Connector, PoolHooks<SubState> {
 
   private onEvent(connection: PoolConnection, message: OkxMessage, text: string): void {
     switch (message.event) {
-      case "subscribe": {
+      case "subscribe":
         for (const sub of this.routed(message.arg) ?? []) {
           if (sub.unacked > 0) sub.unacked--;
           sub.subscribeFailures = 0;
-          if (sub.l2 && message.arg?.channel === "books") sub.l2.onAck();
+          if (sub.book && message.arg?.channel === "books") sub.book.onAck();
         }
         return;
-      }
       case "unsubscribe":
       case "channel-conn-count":
         this.log.debug(`${connection.name}: ${text.slice(0, 200)}`);
@@ -390,81 +306,57 @@ class OkxConnector implements Connector, PoolHooks<SubState> {
         if (message.code === "64008") connection.socket.reconnect("service upgrade notice 64008");
         return;
       default:
-        this.frameError(connection, `unknown event '${String(message.event)}'`);
+        this.badFrame(connection, `unknown event '${String(message.event)}'`);
     }
   }
 
   private onData(connection: PoolConnection, message: OkxMessage, data: unknown[], receivedAt: number, text: string): void {
-    const channel = message.arg?.channel;
-    if (channel === "liquidation-orders") {
-      this.onLiquidations(connection, data, receivedAt);
-      return;
-    }
+    const channel = message.arg?.channel as string;
+    if (channel === "liquidation-orders") return this.onLiquidations(connection, data, receivedAt);
     const subs = this.routed(message.arg);
-    if (!subs) {
-      this.frameError(connection, `data for an argument we did not subscribe: ${text.slice(0, 120)}`);
-      return;
-    }
+    if (!subs) return this.badFrame(connection, "data for an argument we did not subscribe", text);
     for (const sub of subs) {
       if (sub.failed) continue;
-      const stats = sub.subscription.stats;
-      stats.messages++;
-      stats.lastMessageAt = receivedAt;
+      this.countMessage(sub, receivedAt);
       for (const item of data) {
-        if (typeof item !== "object" || item === null) {
-          this.frameError(connection, `bad ${String(channel)} item`, [sub]);
-          continue;
-        }
-        this.onItem(sub, channel as string, message.action, item as Record<string, unknown>, receivedAt);
+        if (typeof item === "object" && item !== null) this.onItem(sub, channel, message.action, item as Record<string, unknown>, receivedAt);
+        else this.badFrame(connection, `bad ${channel} item`, undefined, [sub]);
       }
     }
+  }
+
+  private onItem(sub: SubState, channel: string, action: unknown, item: Record<string, unknown>, receivedAt: number): void {
+    if (channel === "books") return sub.book!.onMessage(action, item as BookData, receivedAt);
+    const event =
+      channel === "trades" ? normalizeTrade(item, receivedAt, sub.context)
+      : channel === "bbo-tbt" ? normalizeBbo(item, receivedAt, sub.context)
+      : channel === "funding-rate" || channel === "mark-price" ? normalizeFunding(channel, item, receivedAt, sub.context)
+      : null;
+    if (event === null) this.parseError(sub, `unexpected channel ${channel}`);
+    else if (event) this.emit(sub.subscription, event);
+    else this.parseError(sub, `malformed ${channel === "trades" ? "trade" : channel}`);
   }
 
   private onLiquidations(connection: PoolConnection, data: unknown[], receivedAt: number): void {
     for (const item of data as Array<{ instId?: unknown; details?: unknown }>) {
       const sub = typeof item?.instId === "string" ? this.liquidationsByInstId.get(item.instId) : undefined;
       if (!sub || sub.failed) continue;
-      sub.subscription.stats.messages++;
-      sub.subscription.stats.lastMessageAt = receivedAt;
+      this.countMessage(sub, receivedAt);
       if (!Array.isArray(item.details)) {
-        this.frameError(connection, "liquidation without details", [sub]);
+        this.badFrame(connection, "liquidation without details", undefined, [sub]);
         continue;
       }
-      for (const detail of item.details) this.onLiquidation(sub, detail, receivedAt);
+      for (const detail of item.details) {
+        const event = normalizeLiquidation(detail, receivedAt, sub.context);
+        if (event) this.emit(sub.subscription, event);
+        else this.parseError(sub, "malformed liquidation detail");
+      }
     }
-  }
-
-  start(): void {
-    if (this.started) return;
-    this.started = true;
-    this.stopped = false;
-    void this.bootstrap();
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    this.rest.close();
-    for (const state of this.states.values()) {
-      clearTimeout(state.retryTimer);
-      state.l2?.sync.forget();
-    }
-    await this.pool.stop();
-    this.faults.flush();
-  }
-
-  /** The pipeline's request (after an overflow): paced by the pipeline itself, so not braked. */
-  resync(subscription: Subscription, reason: GapReason, detail: string): void {
-    const sub = this.states.get(subscription);
-    if (!sub?.l2 || sub.failed || this.stopped) {
-      this.log.debug(`${subscription.key}: resync (${reason}) ignored: no live book`);
-      return;
-    }
-    sub.l2.sync.restart(reason, detail, false);
   }
 
   // ── start-up ──
 
-  private async bootstrap(): Promise<void> {
+  protected async run(): Promise<void> {
     const list = await this.rest.loadInstruments(OKX_ENDPOINTS.instrumentsPath, this.instType, this.exchange, this.log, this.backoff, () => this.stopped);
     if (!list || this.stopped) return;
     const ready: SubState[] = [];
@@ -472,150 +364,41 @@ class OkxConnector implements Connector, PoolHooks<SubState> {
       const resolved = list.resolve(subscription);
       if (typeof resolved === "string") {
         this.log.error(`${subscription.key}: ${resolved}; this subscription is skipped, the others go on`);
-        this.emitGapFor(subscription, "subscription_error", resolved);
+        this.gapOf(subscription, "subscription_error", resolved);
         continue;
       }
-      if (resolved.state !== "live") {
-        this.log.warn(`${subscription.key}: ${resolved.instId} is in state '${resolved.state}' on OKX`);
-      }
-      const channels = OKX_CHANNELS[subscription.stream];
-      const args = channels.map(
-        (channel): Record<string, string> =>
-          channel === "liquidation-orders" ? { channel, instType: this.instType } : { channel, instId: resolved.instId },
-      );
-      const state: SubState = {
+      if (resolved.state !== "live") this.log.warn(`${subscription.key}: ${resolved.instId} is in state '${resolved.state}' on OKX`);
+      const args = OKX_CHANNELS[subscription.stream].map((channel): Record<string, string> =>
+        channel === "liquidation-orders" ? { channel, instType: this.instType } : { channel, instId: resolved.instId });
+      const sub = this.addFeed({
         topic: subscription.key,
         subscription,
+        subscriptions: [subscription],
         instrument: resolved,
         args,
-        l2: undefined,
-        connection: undefined,
-        failed: false,
-        unacked: 0,
-        retryTimer: undefined,
-        subscribeFailures: 0,
+        book: undefined, connection: undefined, failed: false, unacked: 0, subscribeFailures: 0,
         context: { exchange: this.exchange, symbol: subscription.symbol, sizing: resolved.sizing },
-      };
-      if (subscription.stream === "L2") state.l2 = new OkxBook(this.bookPort, state, this.bookSync);
-      this.states.set(subscription, state);
-      this.topics.set(state.topic, state);
-      this.route(state);
-      ready.push(state);
+      });
+      if (subscription.stream === "L2") sub.book = new OkxBook(this.bookPort, sub, this.bookSync);
+      this.route(sub);
+      ready.push(sub);
       this.log.debug(`${subscription.key}: ${resolved.instId} (${resolved.sizing.amountUnit} × ${resolved.sizing.contractValue})`);
     }
     // Liquidations first so they share one connection (each liquidation-orders argument is a firehose).
-    ready.sort((a, b) => Number(b.subscription.stream === "LIQUIDATIONS") - Number(a.subscription.stream === "LIQUIDATIONS"));
-    const groups: SubState[][] = [];
-    let current: SubState[] = [];
-    let weight = 0;
-    for (const sub of ready) {
-      // Every LIQUIDATIONS subscription of a connection shares one liquidation-orders argument.
-      const shared = sub.subscription.stream === "LIQUIDATIONS" && current.some((s) => s.subscription.stream === "LIQUIDATIONS");
-      const cost = shared ? 0 : sub.args.length;
-      if (current.length > 0 && weight + cost > OKX_LIMITS.argsPerConnection) {
-        groups.push(current);
-        current = [];
-        weight = 0;
-      }
-      current.push(sub);
-      weight += cost;
-    }
-    if (current.length > 0) groups.push(current);
-    this.pool.openGroups("public", groups);
+    const isLiquidations = (sub: SubState) => sub.subscription.stream === "LIQUIDATIONS";
+    ready.sort((a, b) => Number(isLiquidations(b)) - Number(isLiquidations(a)));
+    // Every LIQUIDATIONS subscription of a connection shares one liquidation-orders argument.
+    const weight = (sub: SubState, group: readonly SubState[]) => (isLiquidations(sub) && group.some(isLiquidations) ? 0 : sub.args.length);
+    this.pool.openGroups("public", groupWithin(ready, OKX_LIMITS.argsPerConnection, weight));
   }
 
   /** Registers where frames of `sub`'s arguments go. */
   private route(sub: SubState): void {
-    for (const arg of sub.args) {
-      const key = arg.instId ?? arg.instType!;
-      const byKey = this.routes.get(arg.channel!) ?? new Map<string, SubState[]>();
-      const list = byKey.get(key) ?? [];
-      list.push(sub);
-      byKey.set(key, list);
-      this.routes.set(arg.channel!, byKey);
+    for (const { channel, instId, instType } of sub.args) {
+      const byKey = this.routes.get(channel!) ?? this.routes.set(channel!, new Map()).get(channel!)!;
+      byKey.set(instId ?? instType!, [...(byKey.get(instId ?? instType!) ?? []), sub]);
     }
     if (sub.subscription.stream === "LIQUIDATIONS") this.liquidationsByInstId.set(sub.instrument.instId, sub);
-  }
-
-  // ── emission ──
-
-  emit(sub: SubState, event: MarketEvent): void {
-    if (!this.stopped) this.context.emit(sub.subscription, event);
-  }
-
-  emitGap(sub: SubState, reason: GapReason, detail: string): void {
-    this.emitGapFor(sub.subscription, reason, detail);
-  }
-
-  private emitGapFor(subscription: Subscription, reason: GapReason, detail: string): void {
-    if (this.stopped) return;
-    this.context.emit(subscription, gapEvent(subscription, reason, detail));
-  }
-
-  failSubscription(sub: SubState, why: string): void {
-    if (sub.failed) return;
-    sub.failed = true;
-    clearTimeout(sub.retryTimer);
-    sub.l2?.sync.forget();
-    this.pool.release(sub, false);
-    this.log.error(`${sub.subscription.key}: ${why}; this subscription is stopped, the others go on`);
-    this.emitGap(sub, "subscription_error", why);
-  }
-
-  private parseErrorOf(sub: SubState, what: string): void {
-    sub.subscription.stats.parseErrors++;
-    this.faults.report(`parse:${sub.subscription.key}`, `${sub.subscription.key}: ${what}; skipped (counted as a parse error)`);
-  }
-
-  // ── data ──
-
-  onItem(sub: SubState, channel: string, action: unknown, item: Record<string, unknown>, receivedAt: number): void {
-    switch (channel) {
-      case "books":
-        sub.l2!.onMessage(action, item as BookData, receivedAt);
-        return;
-      case "trades":
-        this.onTrade(sub, item, receivedAt);
-        return;
-      case "bbo-tbt":
-        this.onBbo(sub, item, receivedAt);
-        return;
-      case "funding-rate":
-      case "mark-price":
-        this.onFunding(sub, channel, item, receivedAt);
-        return;
-      default:
-        this.parseErrorOf(sub, `unexpected channel ${channel}`);
-    }
-  }
-
-  private onTrade(sub: SubState, item: Record<string, unknown>, receivedAt: number): void {
-    const event = normalizeTrade(item, receivedAt, sub.context);
-    if (event) this.emit(sub, event);
-    else this.parseErrorOf(sub, "malformed trade");
-  }
-
-  private onBbo(sub: SubState, item: Record<string, unknown>, receivedAt: number): void {
-    const event = normalizeBbo(item, receivedAt, sub.context);
-    if (event) this.emit(sub, event);
-    else this.parseErrorOf(sub, "malformed bbo-tbt");
-  }
-
-  private onFunding(sub: SubState, channel: string, item: Record<string, unknown>, receivedAt: number): void {
-    const event = normalizeFunding(channel, item, receivedAt, sub.context);
-    if (event) this.emit(sub, event);
-    else this.parseErrorOf(sub, `malformed ${channel}`);
-  }
-
-  onLiquidation(sub: SubState, detail: unknown, receivedAt: number): void {
-    const event = normalizeLiquidation(detail, receivedAt, sub.context);
-    if (event) this.emit(sub, event);
-    else this.parseErrorOf(sub, "malformed liquidation detail");
-  }
-
-  /** A books update read by okx-scan.ts for a live, untracked book. */
-  applyScannedUpdate(sub: SubState, book: ScannedOkxBook, receivedAt: number): void {
-    sub.l2!.onScanned(book, receivedAt);
   }
 }
 
@@ -650,22 +433,18 @@ function okxWire(exchange: ExchangeId, subs: ReadonlyMap<string, SubState>): Poo
 
 // ─── Specs ─────────────────────────────────────────────────────────────────────────────────────────
 
-export const okxSwap = defineVenue({
-  id: "OKX_SWAP",
-  streams: ["TRADES", "L2", "BBO", "FUNDING", "LIQUIDATIONS"],
-  readinessWindows: READINESS_WINDOWS,
-  instrument: (symbol) => nativeInstrument("OKX_SWAP", "SWAP", symbol),
-  endpoints: OKX_ENDPOINTS,
-  limits: POOL_LIMITS,
-  connector: (venue, context, subscriptions) => new OkxConnector(venue, "SWAP", context, subscriptions),
-});
+/** OKX_SWAP and OKX_SPOT: one protocol, two instrument types (spot has no funding or liquidations). */
+function okxVenue(id: "OKX_SWAP" | "OKX_SPOT", instType: InstType, streams: readonly Stream[]) {
+  return defineVenue({
+    id,
+    streams,
+    readinessWindows: READINESS_WINDOWS,
+    instrument: (symbol) => nativeInstrument(id, instType, symbol),
+    endpoints: OKX_ENDPOINTS,
+    limits: POOL_LIMITS,
+    connector: (venue, context, subscriptions) => new OkxConnector(venue, instType, context, subscriptions),
+  });
+}
 
-export const okxSpot = defineVenue({
-  id: "OKX_SPOT",
-  streams: ["TRADES", "L2", "BBO"],
-  readinessWindows: READINESS_WINDOWS,
-  instrument: (symbol) => nativeInstrument("OKX_SPOT", "SPOT", symbol),
-  endpoints: OKX_ENDPOINTS,
-  limits: POOL_LIMITS,
-  connector: (venue, context, subscriptions) => new OkxConnector(venue, "SPOT", context, subscriptions),
-});
+export const okxSwap = okxVenue("OKX_SWAP", "SWAP", ["TRADES", "L2", "BBO", "FUNDING", "LIQUIDATIONS"]);
+export const okxSpot = okxVenue("OKX_SPOT", "SPOT", ["TRADES", "L2", "BBO"]);

@@ -41,6 +41,9 @@ export interface PoolLimits {
   readonly handoverBufferEvents: number;
 }
 
+/** The limits of a venue whose connections are never replaced (no maximum age, so no rollover). */
+export const NO_ROLLOVER = { connectionMaxAgeMs: undefined, rolloverStaggerMs: 0, handoverGraceMs: 0, handoverBufferEvents: 0 } as const;
+
 /** A venue's refusal of a request, as its error carries it. */
 export interface Refusal {
   readonly code: string;

@@ -37,7 +37,7 @@ import { backoffFromEnv, type BackoffOptions, type CloseInfo, type OpenInfo } fr
 import { Timers } from "./timers.ts";
 import type { ConnectorContext } from "../../core/connector.ts";
 
-export { PoolConnection, type PoolLimits, type PoolWire, type Refusal, type RequestMethod } from "./connection.ts";
+export { NO_ROLLOVER, PoolConnection, type PoolLimits, type PoolWire, type Refusal, type RequestMethod } from "./connection.ts";
 
 /** The refusal of a topic a subscribe answer left out (Deribit lists what it subscribed). */
 export const NOT_SUBSCRIBED: Refusal = { code: "not_subscribed", text: "the venue's answer left it out" };

@@ -3,9 +3,10 @@
  * it, in one object. `defineVenue` turns it into the ExchangeSpec the registry lists.
  *
  * The declaration holds the facts (id, streams, readiness windows, instrument rule, endpoints, limits,
- * the wire format of requests); the venue's connector holds only its protocol hooks (how to read a frame:
- * answer, ping, notice or data and its topic), its normalizers' wiring and its book sync, and runs its
- * topics on the connection pool (kit/pool.ts) built from these limits.
+ * the wire format of requests); the venue's connector (a VenueConnector, kit/venue-connector.ts, which
+ * owns the per-subscription chores) holds only its protocol hooks (how to read a frame: answer, ping,
+ * notice or data and its feed), its normalizers' wiring, its startup checks and its book host, and runs
+ * its feeds on the connection pool (kit/pool.ts) built from these limits.
  */
 import type { Connector, ConnectorContext, ExchangeSpec, ReadinessWindows } from "../../core/connector.ts";
 import type { ExchangeId, Stream } from "../../core/events.ts";
