@@ -7,11 +7,13 @@
  *
  * JSON.parse builds an object, two arrays per level and two strings per level, only for the connector to
  * turn them into numbers; this reads the text once and writes the flat [price, qty, ...] arrays directly
- * (prices and quantities through json-scan.ts's strict venue-decimal reader). It accepts exactly the layout Binance sends, in its
- * documented field order; anything else (a field added or moved, whitespace, another event, a malformed
+ * (the levels through kit/level-scan.ts, the ids through json-scan.ts, both strict). It accepts exactly the
+ * layout Binance sends, in its documented field order (a level may carry further strings, which the JSON path
+ * ignores too); anything else (a field added or moved, whitespace, another event, a malformed
  * value) returns undefined and the connector takes its JSON.parse path, which handles and reports it.
  */
-import { CLOSE, COMMA, OPEN, QUOTE, ZERO, cursor, quoted } from "./json-scan.ts";
+import { COMMA, cursor, jsonInteger, quoted } from "./json-scan.ts";
+import { DECIMAL_STRING_LEVELS, scanLevels } from "./kit/level-scan.ts";
 
 export interface ScannedDepth {
   readonly stream: string;
@@ -24,21 +26,8 @@ export interface ScannedDepth {
   readonly asks: number[];
 }
 
-
 const HEAD = '{"stream":"';
 const DATA = '","data":{"e":"depthUpdate","E":';
-
-/** Reads a non-negative decimal integer at `at`, ending at `end` (exclusive); NaN unless all digits. */
-function integer(text: string, at: number, end: number): number {
-  if (end <= at || end - at > 16) return Number.NaN;
-  let value = 0;
-  for (let i = at; i < end; i++) {
-    const digit = text.charCodeAt(i) - ZERO;
-    if (digit < 0 || digit > 9) return Number.NaN;
-    value = value * 10 + digit;
-  }
-  return value;
-}
 
 /** Position after `"key":<integer>` starting at `at` (expects `key` to include its leading comma). */
 let scanned = 0;
@@ -47,35 +36,8 @@ function field(text: string, at: number, key: string): number {
   const start = at + key.length;
   const end = text.indexOf(",", start);
   if (end < 0) return -1;
-  scanned = integer(text, start, end);
+  scanned = jsonInteger(text, start, end);
   return Number.isNaN(scanned) ? -1 : end;
-}
-
-/**
- * Reads `[["p","q"],...]` at `at` into `out`; returns the position after the closing bracket, or -1.
- * Levels must be a positive price and a non-negative quantity, as the connector requires.
- */
-function levels(text: string, at: number, out: number[]): number {
-  if (text.charCodeAt(at) !== OPEN) return -1;
-  let i = at + 1;
-  if (text.charCodeAt(i) === CLOSE) return i + 1;
-  for (;;) {
-    if (text.charCodeAt(i) !== OPEN || text.charCodeAt(i + 1) !== QUOTE) return -1;
-    const price = quoted(text, i + 2);
-    const priceEnd = cursor.end;
-    if (priceEnd < 0 || text.charCodeAt(priceEnd + 1) !== COMMA || text.charCodeAt(priceEnd + 2) !== QUOTE) return -1;
-    const amount = quoted(text, priceEnd + 3);
-    const amountEnd = cursor.end;
-    if (amountEnd < 0 || text.charCodeAt(amountEnd + 1) !== CLOSE) return -1;
-    // quoted() read both as venue decimals (NaN otherwise); amount 0 removes the level.
-    if (!(price > 0) || !(amount >= 0)) return -1;
-    out.push(price, amount);
-    i = amountEnd + 2;
-    const next = text.charCodeAt(i);
-    if (next === CLOSE) return i + 1;
-    if (next !== COMMA) return -1;
-    i++;
-  }
 }
 
 /**
@@ -95,7 +57,7 @@ export function scanDepthFrame(text: string): ScannedDepth | undefined {
   let at = streamEnd + DATA.length;
   let end = text.indexOf(",", at);
   if (end < 0) return undefined;
-  const eventTime = integer(text, at, end);
+  const eventTime = jsonInteger(text, at, end);
   at = field(text, end, ',"T":');
   if (at < 0 || Number.isNaN(eventTime)) return undefined;
   const transactionTime = scanned;
@@ -113,10 +75,10 @@ export function scanDepthFrame(text: string): ScannedDepth | undefined {
   const previousFinalId = scanned;
   if (!text.startsWith(',"b":', at)) return undefined;
   const bids: number[] = [];
-  at = levels(text, at + 5, bids);
+  at = scanLevels(text, at + 5, bids, DECIMAL_STRING_LEVELS);
   if (at < 0 || !text.startsWith(',"a":', at)) return undefined;
   const asks: number[] = [];
-  at = levels(text, at + 5, asks);
+  at = scanLevels(text, at + 5, asks, DECIMAL_STRING_LEVELS);
   if (at < 0 || at + 2 !== text.length || text.charCodeAt(at) !== 125 || text.charCodeAt(at + 1) !== 125) return undefined;
   if (finalId < firstId) return undefined;
   return { stream: text.substring(HEAD.length, streamEnd), eventTime, transactionTime, firstId, finalId, previousFinalId, bids, asks };
@@ -148,7 +110,7 @@ export function scanAggTradeFrame(text: string): ScannedAggTrade | undefined {
   if (streamEnd < 0) return undefined;
   let at = streamEnd + TRADE_DATA.length;
   const end = text.indexOf(",", at);
-  if (end < 0 || Number.isNaN(integer(text, at, end))) return undefined;
+  if (end < 0 || Number.isNaN(jsonInteger(text, at, end))) return undefined;
   if (!text.startsWith(',"s":"', end)) return undefined;
   const symbolEnd = text.indexOf('"', end + 6);
   if (symbolEnd < 0) return undefined;

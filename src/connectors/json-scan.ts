@@ -1,6 +1,6 @@
 /**
- * Shared pieces of the JSON-free frame readers (binance-futures-scan.ts, okx-scan.ts, deribit-scan.ts)
- * and the one strict reader of venue numbers every connector uses (`quoted`, `decimal`, `jsonFinite`).
+ * Shared pieces of the JSON-free frame readers (binance-futures-scan.ts, okx-scan.ts, deribit-scan.ts;
+ * their book levels through kit/level-scan.ts) and the one strict reader of venue numbers every connector uses (`quoted`, `decimal`, `jsonFinite`).
  *
  * Venue numbers: Binance and OKX send decimal strings (`"65001.5"`, `"-0.0001"`), Deribit JSON numbers.
  * Only that form is a number: no exponent, hex, spaces, sign where none belongs, `Infinity`, empty
@@ -105,6 +105,26 @@ function decimalValue(text: string, at: number, end: number, point: number, mant
   }
   const value = Number(text.substring(at, end));
   return Number.isFinite(value) ? value : Number.NaN;
+}
+
+/**
+ * The non-negative integer in [at, end) in JSON's form (digits, no leading zero), at most 15 digits so
+ * that it is exact; NaN for anything else (the frame then goes through JSON.parse).
+ */
+export function jsonInteger(text: string, at: number, end: number): number {
+  if (end <= at || end - at > 15 || (end - at > 1 && text.charCodeAt(at) === ZERO)) return Number.NaN;
+  let value = 0;
+  for (let i = at; i < end; i++) {
+    const digit = text.charCodeAt(i) - ZERO;
+    if (digit < 0 || digit > 9) return Number.NaN;
+    value = value * 10 + digit;
+  }
+  return value;
+}
+
+/** jsonInteger() with an optional leading minus (`-0` is -0, as JSON.parse reads it). */
+export function signedJsonInteger(text: string, at: number, end: number): number {
+  return text.charCodeAt(at) === MINUS ? -jsonInteger(text, at + 1, end) : jsonInteger(text, at, end);
 }
 
 /** Position of the closing quote of a string starting at `at` (after its opening quote); -1 if it has escapes. */

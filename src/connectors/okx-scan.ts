@@ -13,7 +13,8 @@
  * whitespace, escapes, a value the connector would refuse) returns undefined and the connector takes its
  * JSON.parse path, which handles and reports it.
  */
-import { CLOSE, COMMA, MINUS, OPEN, QUOTE, ZERO, cursor, quoted, stringEnd } from "./json-scan.ts";
+import { jsonInteger, signedJsonInteger, stringEnd } from "./json-scan.ts";
+import { DECIMAL_STRING_LEVELS, scanLevels } from "./kit/level-scan.ts";
 
 export interface ScannedOkxBook {
   readonly instId: string;
@@ -25,7 +26,6 @@ export interface ScannedOkxBook {
   readonly seqId: number;
 }
 
-
 const HEAD = '{"arg":{"channel":"books","instId":"';
 const ACTION = '"},"action":"update","data":[{"asks":';
 const BIDS = ',"bids":';
@@ -34,81 +34,31 @@ const CHECKSUM = '","checksum":0,"prevSeqId":';
 const SEQ = ',"seqId":';
 const TAIL = "}]}";
 
-/** A decimal integer (optional leading minus, no leading zero: JSON's form) in [at, end), or NaN. */
-function integer(text: string, at: number, end: number): number {
-  const negative = text.charCodeAt(at) === MINUS;
-  if (negative) at++;
-  if (end <= at || end - at > 15 || (end - at > 1 && text.charCodeAt(at) === ZERO)) return Number.NaN;
-  let value = 0;
-  for (let i = at; i < end; i++) {
-    const digit = text.charCodeAt(i) - ZERO;
-    if (digit < 0 || digit > 9) return Number.NaN;
-    value = value * 10 + digit;
-  }
-  return negative ? -value : value;
-}
-
-/**
- * Reads `[["px","sz",...],...]` at `at` into `out`; the position after the closing bracket, or -1.
- * A level is two or more strings; price and size must pass the connector's checks (price > 0, size >= 0).
- */
-function levels(text: string, at: number, out: number[]): number {
-  if (text.charCodeAt(at) !== OPEN) return -1;
-  let i = at + 1;
-  if (text.charCodeAt(i) === CLOSE) return i + 1;
-  for (;;) {
-    if (text.charCodeAt(i) !== OPEN || text.charCodeAt(i + 1) !== QUOTE) return -1;
-    // No escape check for price and size: quoted() reads a backslash as NaN, which is declined.
-    const price = quoted(text, i + 2);
-    const priceEnd = cursor.end;
-    if (priceEnd < 0 || text.charCodeAt(priceEnd + 1) !== COMMA || text.charCodeAt(priceEnd + 2) !== QUOTE) return -1;
-    const size = quoted(text, priceEnd + 3);
-    const sizeEnd = cursor.end;
-    if (sizeEnd < 0) return -1;
-    if (!(price > 0) || !(size >= 0)) return -1;
-    out.push(price, size);
-    i = sizeEnd + 1;
-    // The deprecated liquidated-orders field, the order count, and whatever strings OKX may add.
-    while (text.charCodeAt(i) === COMMA) {
-      if (text.charCodeAt(i + 1) !== QUOTE) return -1;
-      const end = stringEnd(text, i + 2);
-      if (end < 0) return -1;
-      i = end + 1;
-    }
-    if (text.charCodeAt(i) !== CLOSE) return -1;
-    i++;
-    const next = text.charCodeAt(i);
-    if (next === CLOSE) return i + 1;
-    if (next !== COMMA) return -1;
-    i++;
-  }
-}
-
 /** The `books` update in `text`, or undefined when the frame is not exactly that shape (see above). */
 export function scanOkxBooksUpdate(text: string): ScannedOkxBook | undefined {
   if (!text.startsWith(HEAD)) return undefined;
   const idEnd = stringEnd(text, HEAD.length);
   if (idEnd <= HEAD.length || !text.startsWith(ACTION, idEnd)) return undefined;
   const asks: number[] = [];
-  let at = levels(text, idEnd + ACTION.length, asks);
+  let at = scanLevels(text, idEnd + ACTION.length, asks, DECIMAL_STRING_LEVELS);
   if (at < 0 || !text.startsWith(BIDS, at)) return undefined;
   const bids: number[] = [];
-  at = levels(text, at + BIDS.length, bids);
+  at = scanLevels(text, at + BIDS.length, bids, DECIMAL_STRING_LEVELS);
   if (at < 0 || !text.startsWith(TS, at)) return undefined;
   at += TS.length;
   let end = text.indexOf('"', at);
-  if (end < 0 || text.charCodeAt(at) === MINUS) return undefined;
-  const ts = integer(text, at, end);
+  if (end < 0) return undefined;
+  const ts = jsonInteger(text, at, end);
   if (Number.isNaN(ts) || !text.startsWith(CHECKSUM, end)) return undefined;
   at = end + CHECKSUM.length;
   end = text.indexOf(",", at);
   if (end < 0) return undefined;
-  const prevSeqId = integer(text, at, end);
+  const prevSeqId = signedJsonInteger(text, at, end);
   if (Number.isNaN(prevSeqId) || !text.startsWith(SEQ, end)) return undefined;
   at = end + SEQ.length;
   end = text.length - TAIL.length;
   if (end <= at || !text.endsWith(TAIL)) return undefined;
-  const seqId = integer(text, at, end);
+  const seqId = signedJsonInteger(text, at, end);
   if (Number.isNaN(seqId)) return undefined;
   return { instId: text.substring(HEAD.length, idEnd), asks, bids, ts, checksum: 0, prevSeqId, seqId };
 }
