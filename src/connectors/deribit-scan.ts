@@ -14,55 +14,36 @@
  * field or order, whitespace, escapes, an odd value) returns undefined and the connector takes its JSON.parse path,
  * which handles and reports it.
  */
-import { jsonFinite, jsonInteger, stringEnd } from "./json-scan.ts";
-import { ACTION_NUMBER_LEVELS, scanLevels } from "./kit/level-scan.ts";
-
-export interface ScannedDeribitBook {
-  readonly channel: string;
-  readonly timestamp: number;
-  readonly prevChangeId: number;
-  readonly changeId: number;
-  readonly bids: number[];
-  readonly asks: number[];
-}
+import { after, cursor, jsonFinite, keyedInteger, keyedStringEnd } from "./json-scan.ts";
+import { ACTION_NUMBER_LEVELS, scanLevels, type ScannedLevels } from "./kit/level-scan.ts";
 
 const HEAD = '{"jsonrpc":"2.0","method":"subscription","params":{"channel":"';
-const DATA = '","data":{"type":"change","timestamp":';
-const PREV = ',"prev_change_id":';
-const INSTRUMENT = ',"instrument_name":"';
-const CHANGE = '","change_id":';
-const BIDS = ',"bids":';
-const ASKS = ',"asks":';
 const TAIL = "}}}";
+
+export interface ScannedDeribitBook extends ScannedLevels {
+  /** `book.<instrument>.<interval>`: which subscription the change belongs to. */
+  readonly channel: string;
+  /** Milliseconds. */
+  readonly timestamp: number;
+  /** The change this one follows, and its own id (kit/sequence/deribit.ts). */
+  readonly prevChangeId: number;
+  readonly changeId: number;
+}
 
 /** The book change notification in `text`, or undefined when the frame is not exactly that shape. */
 export function scanDeribitBookChange(text: string): ScannedDeribitBook | undefined {
-  if (!text.startsWith(HEAD)) return undefined;
-  const channelEnd = stringEnd(text, HEAD.length);
-  if (channelEnd <= HEAD.length || !text.startsWith(DATA, channelEnd)) return undefined;
-  let at = channelEnd + DATA.length;
-  let end = text.indexOf(",", at);
-  if (end < 0) return undefined;
-  const timestamp = jsonInteger(text, at, end);
-  if (Number.isNaN(timestamp) || !text.startsWith(PREV, end)) return undefined;
-  at = end + PREV.length;
-  end = text.indexOf(",", at);
-  if (end < 0) return undefined;
-  const prevChangeId = jsonInteger(text, at, end);
-  if (Number.isNaN(prevChangeId) || !text.startsWith(INSTRUMENT, end)) return undefined;
-  const nameEnd = stringEnd(text, end + INSTRUMENT.length);
-  if (nameEnd < 0 || !text.startsWith(CHANGE, nameEnd)) return undefined;
-  at = nameEnd + CHANGE.length;
-  end = text.indexOf(",", at);
-  if (end < 0) return undefined;
-  const changeId = jsonInteger(text, at, end);
-  if (Number.isNaN(changeId) || !text.startsWith(BIDS, end)) return undefined;
+  const channelEnd = keyedStringEnd(text, 0, HEAD);
+  if (channelEnd <= HEAD.length) return undefined;
+  // Each read passes a failure before it on (-1, json-scan.ts), checked once at the end.
+  const timestamp = keyedInteger(text, channelEnd, '","data":{"type":"change","timestamp":', false);
+  const prevChangeId = keyedInteger(text, cursor.end, ',"prev_change_id":', false);
+  const nameEnd = keyedStringEnd(text, cursor.end, ',"instrument_name":"');
+  const changeId = keyedInteger(text, nameEnd, '","change_id":', false);
   const bids: number[] = [];
-  at = scanLevels(text, end + BIDS.length, bids, ACTION_NUMBER_LEVELS);
-  if (at < 0 || !text.startsWith(ASKS, at)) return undefined;
+  const bidsEnd = scanLevels(text, after(text, cursor.end, ',"bids":'), bids, ACTION_NUMBER_LEVELS);
   const asks: number[] = [];
-  at = scanLevels(text, at + ASKS.length, asks, ACTION_NUMBER_LEVELS);
-  if (at < 0 || at + TAIL.length !== text.length || !text.endsWith(TAIL)) return undefined;
+  const asksEnd = scanLevels(text, after(text, bidsEnd, ',"asks":'), asks, ACTION_NUMBER_LEVELS);
+  if (asksEnd < 0 || asksEnd + TAIL.length !== text.length || !text.endsWith(TAIL)) return undefined;
   return { channel: text.substring(HEAD.length, channelEnd), timestamp, prevChangeId, changeId, bids, asks };
 }
 

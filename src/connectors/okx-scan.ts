@@ -13,52 +13,40 @@
  * whitespace, escapes, a value the connector would refuse) returns undefined and the connector takes its
  * JSON.parse path, which handles and reports it.
  */
-import { jsonInteger, signedJsonInteger, stringEnd } from "./json-scan.ts";
-import { DECIMAL_STRING_LEVELS, scanLevels } from "./kit/level-scan.ts";
+import { after, cursor, jsonInteger, keyedInteger, keyedStringEnd, signedJsonInteger, stringEnd } from "./json-scan.ts";
+import { DECIMAL_STRING_LEVELS, scanLevels, type ScannedLevels } from "./kit/level-scan.ts";
 
-export interface ScannedOkxBook {
+const HEAD = '{"arg":{"channel":"books","instId":"';
+const TAIL = "}]}";
+
+export interface ScannedOkxBook extends ScannedLevels {
   readonly instId: string;
-  readonly asks: number[];
-  readonly bids: number[];
+  /** Milliseconds (sent as a string). */
   readonly ts: number;
+  /** Only frames without a checksum are read here (see above). */
   readonly checksum: 0;
+  /** The update this one follows, and its own id (kit/sequence/okx.ts). */
   readonly prevSeqId: number;
   readonly seqId: number;
 }
 
-const HEAD = '{"arg":{"channel":"books","instId":"';
-const ACTION = '"},"action":"update","data":[{"asks":';
-const BIDS = ',"bids":';
-const TS = ',"ts":"';
-const CHECKSUM = '","checksum":0,"prevSeqId":';
-const SEQ = ',"seqId":';
-const TAIL = "}]}";
-
 /** The `books` update in `text`, or undefined when the frame is not exactly that shape (see above). */
 export function scanOkxBooksUpdate(text: string): ScannedOkxBook | undefined {
-  if (!text.startsWith(HEAD)) return undefined;
-  const idEnd = stringEnd(text, HEAD.length);
-  if (idEnd <= HEAD.length || !text.startsWith(ACTION, idEnd)) return undefined;
+  const idEnd = keyedStringEnd(text, 0, HEAD);
+  if (idEnd <= HEAD.length) return undefined;
+  // Each read passes a failure before it on (-1, json-scan.ts), checked once at the end.
   const asks: number[] = [];
-  let at = scanLevels(text, idEnd + ACTION.length, asks, DECIMAL_STRING_LEVELS);
-  if (at < 0 || !text.startsWith(BIDS, at)) return undefined;
+  const asksEnd = scanLevels(text, after(text, idEnd, '"},"action":"update","data":[{"asks":'), asks, DECIMAL_STRING_LEVELS);
   const bids: number[] = [];
-  at = scanLevels(text, at + BIDS.length, bids, DECIMAL_STRING_LEVELS);
-  if (at < 0 || !text.startsWith(TS, at)) return undefined;
-  at += TS.length;
-  let end = text.indexOf('"', at);
-  if (end < 0) return undefined;
-  const ts = jsonInteger(text, at, end);
-  if (Number.isNaN(ts) || !text.startsWith(CHECKSUM, end)) return undefined;
-  at = end + CHECKSUM.length;
-  end = text.indexOf(",", at);
-  if (end < 0) return undefined;
-  const prevSeqId = signedJsonInteger(text, at, end);
-  if (Number.isNaN(prevSeqId) || !text.startsWith(SEQ, end)) return undefined;
-  at = end + SEQ.length;
-  end = text.length - TAIL.length;
-  if (end <= at || !text.endsWith(TAIL)) return undefined;
-  const seqId = signedJsonInteger(text, at, end);
+  const bidsEnd = scanLevels(text, after(text, asksEnd, ',"bids":'), bids, DECIMAL_STRING_LEVELS);
+  const tsStart = after(text, bidsEnd, ',"ts":"');
+  const tsEnd = tsStart < 0 ? -1 : stringEnd(text, tsStart);
+  const ts = tsEnd < 0 ? Number.NaN : jsonInteger(text, tsStart, tsEnd);
+  const prevSeqId = keyedInteger(text, Number.isNaN(ts) ? -1 : tsEnd, '","checksum":0,"prevSeqId":', true);
+  const seqStart = after(text, cursor.end, ',"seqId":');
+  const seqEnd = text.length - TAIL.length;
+  if (seqStart < 0 || seqEnd <= seqStart || !text.endsWith(TAIL)) return undefined;
+  const seqId = signedJsonInteger(text, seqStart, seqEnd);
   if (Number.isNaN(seqId)) return undefined;
   return { instId: text.substring(HEAD.length, idEnd), asks, bids, ts, checksum: 0, prevSeqId, seqId };
 }

@@ -16,6 +16,12 @@
  */
 import { CLOSE, COMMA, DOT, MINUS, OPEN, POW10, QUOTE, ZERO, cursor, quoted, stringEnd } from "../json-scan.ts";
 
+/** What every venue's fast reader returns beside its ids: the book levels, flat [price, amount, ...]. */
+export interface ScannedLevels {
+  readonly bids: number[];
+  readonly asks: number[];
+}
+
 /** `[["price","size",...],...]` with venue decimal strings (Binance, OKX). */
 export const DECIMAL_STRING_LEVELS = 0;
 /** `[["new"|"change"|"delete",price,amount],...]` with JSON numbers (Deribit). */
@@ -28,7 +34,8 @@ const E_LOWER = 101;
 
 /**
  * Reads the level array starting at `at` into `out` (appending); returns the position after its closing
- * bracket, or -1 when it is not exactly that layout or a level is one the JSON path would refuse.
+ * bracket, or -1 when it is not exactly that layout or a level is one the JSON path would refuse (also
+ * when `at` is -1, so that a failed read before it passes on).
  */
 export function scanLevels(text: string, at: number, out: number[], layout: number): number {
   if (text.charCodeAt(at) !== OPEN) return -1;
