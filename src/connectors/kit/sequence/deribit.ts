@@ -15,12 +15,11 @@ export type ChangeIdVerdict = Extract<SequenceVerdict, "snapshot" | "apply" | "n
  * when below the last one, any other a `gap`.
  */
 export class ChangeIdSequence {
-  /** The change_ids taken (NaN before the first snapshot), and the recent ones. */
-  private readonly taken = new AppliedIds(Number.NaN);
+  /** The change_ids taken (none before the first snapshot), and the recent ones. */
+  private readonly taken = new AppliedIds(0);
 
   get lastChangeId(): number | undefined {
-    const last = this.taken.last;
-    return Number.isNaN(last) ? undefined : last;
+    return this.taken.started ? this.taken.last : undefined;
   }
 
   reset(): void {
@@ -32,9 +31,8 @@ export class ChangeIdSequence {
       this.taken.take(changeId);
       return "snapshot";
     }
-    const last = this.taken.last;
-    if (Number.isNaN(last)) return "no_snapshot";
-    if (prevChangeId === last) {
+    if (!this.taken.started) return "no_snapshot";
+    if (prevChangeId === this.taken.last) {
       this.taken.take(changeId);
       return "apply";
     }
