@@ -6,7 +6,7 @@
 import { expect, test } from "bun:test";
 import { scanAggTradeFrame, scanDepthFrame } from "../src/connectors/binance-futures-scan.ts";
 import { decimal } from "../src/connectors/json-scan.ts";
-import { seededRandom } from "./support/random.ts";
+import { mutate, seededRandom } from "./support/random.ts";
 
 function frame(random: () => number, index: number): string {
   const side = () => {
@@ -39,6 +39,23 @@ test("every frame in Binance's layout reads exactly as JSON.parse reads it", () 
   }
 });
 
+test("a frame mutated anywhere is declined or read exactly as JSON.parse reads it", () => {
+  const random = seededRandom(79);
+  let accepted = 0;
+  for (let i = 0; i < 5000; i++) {
+    const text = mutate(random, frame(random, i));
+    const scanned = scanDepthFrame(text);
+    if (scanned === undefined) continue;
+    accepted++;
+    const json = viaJson(text);
+    expect(scanned).toEqual(json);
+    for (const [a, b] of [[scanned.bids, json.bids], [scanned.asks, json.asks]] as const) {
+      expect(a.every((value, k) => Object.is(value, b[k]))).toBe(true);
+    }
+  }
+  expect(accepted).toBeGreaterThan(500);
+});
+
 test("frames in any other shape, or with values the connector rejects, are declined", () => {
   const base = frame(seededRandom(1), 1);
   const variants = [
@@ -48,6 +65,7 @@ test("frames in any other shape, or with values the connector rejects, are decli
     base.replace('"stream":', ' "stream":'), // whitespace
     base.replace('"depthUpdate"', '"depthUpdateX"'),
     base.replace(/"U":\d+/, '"U":-1'),
+    base.replace(/"U":(\d+)/, '"U":0$1'), // a leading zero: not JSON (JSON.parse refuses the frame)
     base.replace(/"u":\d+/, '"u":1.5'),
     base.replace(/"u":\d+/, '"u":5'), // u < U
     base.slice(0, -1), // truncated

@@ -9,7 +9,7 @@ import { flattenLevels } from "../src/connectors/deribit-scan.ts";
 import { scanDeribitBookChange } from "../src/connectors/deribit-scan.ts";
 import { decimal } from "../src/connectors/json-scan.ts";
 import { scanOkxBooksUpdate } from "../src/connectors/okx-scan.ts";
-import { seededRandom } from "./support/random.ts";
+import { mutate, seededRandom } from "./support/random.ts";
 
 /** A positive number as text in the forms venues use: decimals, some longer than 15 digits. */
 function numberText(random: () => number, max: number): string {
@@ -17,17 +17,6 @@ function numberText(random: () => number, max: number): string {
   if (roll < 0.03) return (1e-8 + random() * 1e-6).toFixed(12);
   if (roll < 0.05) return (1 + random() * max).toFixed(12); // more than 15 digits
   return (1 + random() * max).toFixed(Math.floor(random() * 9));
-}
-
-/** Mutates one character (insert, delete or replace) with characters that matter to JSON. */
-function mutate(random: () => number, text: string): string {
-  const alphabet = '0123456789.-+eE",[]{}: \\a';
-  const at = Math.floor(random() * text.length);
-  const char = alphabet[Math.floor(random() * alphabet.length)]!;
-  const kind = random();
-  if (kind < 0.33) return text.slice(0, at) + char + text.slice(at);
-  if (kind < 0.66) return text.slice(0, at) + text.slice(at + 1);
-  return text.slice(0, at) + char + text.slice(at + 1);
 }
 
 describe("OKX books updates", () => {
