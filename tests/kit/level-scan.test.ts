@@ -43,29 +43,29 @@ function actionLevels(random: () => number): string {
   return JSON.stringify(levels);
 }
 
-/** What the JSON paths make of an array text: the flat levels, or undefined when any of them refuses it. */
-function decimalViaJson(text: string): number[] | undefined {
-  let parsed: unknown;
+/** JSON.parse, with undefined for a text it refuses (no JSON text parses to undefined). */
+function parsed(text: string): unknown {
   try {
-    parsed = JSON.parse(text);
+    return JSON.parse(text);
   } catch {
     return undefined;
   }
-  const binance = flatLevels(parsed);
-  const okx = flatten(parsed);
+}
+
+/** What the JSON paths make of an array text: the flat levels, or undefined when any of them refuses it. */
+function decimalViaJson(text: string): number[] | undefined {
+  const levels = parsed(text);
+  const binance = flatLevels(levels);
+  const okx = flatten(levels);
   // Both venues' JSON paths agree wherever the scanner accepts (checked below).
   return binance && okx && sameNumbers(binance, okx) ? binance : undefined;
 }
 
 function actionViaJson(text: string): number[] | undefined {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
+  const levels = parsed(text);
   const out: number[] = [];
-  return parsed !== undefined && flattenLevels(parsed, out) ? out : undefined;
+  // flattenLevels takes undefined for an absent side; an unparsable text is no side at all.
+  return levels !== undefined && flattenLevels(levels, out) ? out : undefined;
 }
 
 /** Bit for bit, -0 included (toEqual treats 0 and -0 alike). */
