@@ -12,7 +12,7 @@
  * ignores too); anything else (a field added or moved, whitespace, another event, a malformed
  * value) returns undefined and the connector takes its JSON.parse path, which handles and reports it.
  */
-import { after, cursor, keyedInteger, keyedStringEnd, quoted } from "./json-scan.ts";
+import { after, cursor, jsonInteger, keyedInteger, keyedStringEnd, quoted } from "./json-scan.ts";
 import { DECIMAL_STRING_LEVELS, scanLevels, type ScannedLevels } from "./kit/level-scan.ts";
 
 export interface ScannedDepth extends ScannedLevels {
@@ -57,6 +57,22 @@ export interface ScannedAggTrade {
 const TRADE_DATA = '","data":{"e":"aggTrade","E":';
 
 /**
+ * The aggTrade fast path keeps its own field reader: on this short frame of six integers the shared
+ * chained readers (keyedInteger, keyedStringEnd with its escape scan of both names) measured up to 5 %
+ * slower than this one in a same-process A/B; the depth frame, dominated by its levels, reads as fast
+ * with them. Position after
+ * `"key":<integer>` at `at` (`key` with its leading comma), the integer in `scanned`; -1 when absent.
+ */
+let scanned = 0;
+function field(text: string, at: number, key: string): number {
+  if (!text.startsWith(key, at)) return -1;
+  const end = text.indexOf(",", at + key.length);
+  if (end < 0) return -1;
+  scanned = jsonInteger(text, at + key.length, end);
+  return Number.isNaN(scanned) ? -1 : end;
+}
+
+/**
  * The aggregate-trade event in `text`, in the documented field order
  * (https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams/Aggregate-Trade-Streams):
  *
@@ -67,12 +83,18 @@ const TRADE_DATA = '","data":{"e":"aggTrade","E":';
  * JSON.parse path then handles and reports it.
  */
 export function scanAggTradeFrame(text: string): ScannedAggTrade | undefined {
-  const nameEnd = keyedStringEnd(text, 0, HEAD);
-  keyedInteger(text, nameEnd, TRADE_DATA, false);
-  const symbolEnd = keyedStringEnd(text, cursor.end, ',"s":"');
-  const tradeId = keyedInteger(text, symbolEnd < 0 ? -1 : symbolEnd + 1, ',"a":', false);
-  let at = cursor.end;
-  if (at < 0 || !text.startsWith(',"p":"', at)) return undefined;
+  if (!text.startsWith(HEAD)) return undefined;
+  const nameEnd = text.indexOf('"', HEAD.length);
+  if (nameEnd < 0 || !text.startsWith(TRADE_DATA, nameEnd)) return undefined;
+  const end = text.indexOf(",", nameEnd + TRADE_DATA.length);
+  if (end < 0 || Number.isNaN(jsonInteger(text, nameEnd + TRADE_DATA.length, end))) return undefined;
+  if (!text.startsWith(',"s":"', end)) return undefined;
+  const symbolEnd = text.indexOf('"', end + 6);
+  if (symbolEnd < 0) return undefined;
+  let at = field(text, symbolEnd + 1, ',"a":');
+  if (at < 0) return undefined;
+  const tradeId = scanned;
+  if (!text.startsWith(',"p":"', at)) return undefined;
   const price = quoted(text, at + 6);
   at = cursor.end;
   if (at < 0 || !text.startsWith('","q":"', at)) return undefined;
@@ -80,11 +102,11 @@ export function scanAggTradeFrame(text: string): ScannedAggTrade | undefined {
   at = cursor.end;
   // As normalizeTrade: a positive price and a positive quantity, both venue decimals.
   if (at < 0 || !(price > 0) || !(quantity > 0)) return undefined;
-  keyedInteger(text, at + 1, ',"f":', false);
-  keyedInteger(text, cursor.end, ',"l":', false);
-  const tradeTime = keyedInteger(text, cursor.end, ',"T":', false);
-  at = cursor.end;
+  at = field(text, at + 1, ',"f":');
+  if (at >= 0) at = field(text, at, ',"l":');
+  if (at >= 0) at = field(text, at, ',"T":');
   if (at < 0) return undefined;
+  const tradeTime = scanned;
   let buyerIsMaker: boolean;
   if (text.startsWith(',"m":true}}', at) && at + 11 === text.length) buyerIsMaker = true;
   else if (text.startsWith(',"m":false}}', at) && at + 12 === text.length) buyerIsMaker = false;

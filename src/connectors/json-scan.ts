@@ -112,9 +112,11 @@ function decimalValue(text: string, at: number, end: number, point: number, mant
  * that it is exact; NaN for anything else (the frame then goes through JSON.parse).
  */
 export function jsonInteger(text: string, at: number, end: number): number {
-  if (end <= at || end - at > 15 || (end - at > 1 && text.charCodeAt(at) === ZERO)) return Number.NaN;
-  let value = 0;
-  for (let i = at; i < end; i++) {
+  if (end <= at || end - at > 15) return Number.NaN;
+  // The first digit read once: 1-9, or a lone 0.
+  let value = text.charCodeAt(at) - ZERO;
+  if (!(value > 0 && value <= 9)) return value === 0 && end - at === 1 ? 0 : Number.NaN;
+  for (let i = at + 1; i < end; i++) {
     const digit = text.charCodeAt(i) - ZERO;
     if (digit < 0 || digit > 9) return Number.NaN;
     value = value * 10 + digit;
