@@ -7,6 +7,7 @@ import { expect, test } from "bun:test";
 import { scanAggTradeFrame, scanDepthFrame } from "../src/connectors/binance-futures-scan.ts";
 import { decimal } from "../src/connectors/json-scan.ts";
 import { seededRandom } from "./support/random.ts";
+import { acceptedMutations, expectSameRead } from "./support/scan-check.ts";
 
 function frame(random: () => number, index: number): string {
   const side = () => {
@@ -35,8 +36,12 @@ test("every frame in Binance's layout reads exactly as JSON.parse reads it", () 
   const random = seededRandom(2026);
   for (let i = 0; i < 3000; i++) {
     const text = frame(random, i);
-    expect(scanDepthFrame(text)).toEqual(viaJson(text));
+    expectSameRead(scanDepthFrame(text), viaJson(text));
   }
+});
+
+test("a frame mutated anywhere is declined or read exactly as JSON.parse reads it", () => {
+  expect(acceptedMutations(79, 5000, frame, scanDepthFrame, viaJson)).toBeGreaterThan(500);
 });
 
 test("frames in any other shape, or with values the connector rejects, are declined", () => {
@@ -48,6 +53,7 @@ test("frames in any other shape, or with values the connector rejects, are decli
     base.replace('"stream":', ' "stream":'), // whitespace
     base.replace('"depthUpdate"', '"depthUpdateX"'),
     base.replace(/"U":\d+/, '"U":-1'),
+    base.replace(/"U":(\d+)/, '"U":0$1'), // a leading zero: not JSON (JSON.parse refuses the frame)
     base.replace(/"u":\d+/, '"u":1.5'),
     base.replace(/"u":\d+/, '"u":5'), // u < U
     base.slice(0, -1), // truncated

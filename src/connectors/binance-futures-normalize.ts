@@ -6,6 +6,7 @@
 import { msToMicros } from "../core/clock.ts";
 import type { BookChange, BookTicker, Funding, Liquidation, MarketEvent, TakerSide, Trade } from "../core/events.ts";
 import { bboSide, decimal } from "./json-scan.ts";
+import { bboEvent, bookChangeEvent, executionEvent, fundingEvent } from "./kit/event-builders.ts";
 import type { InstrumentContext } from "./kit/normalize.ts";
 
 const EXCHANGE = "BINANCE_FUTURES";
@@ -36,19 +37,8 @@ export function normalizeTrade(data: Payload, receivedAt: number, instrument: In
 
 /** The normalized aggTrade (also built from frames read without JSON.parse, onScannedTrade). */
 export function tradeEvent(instrument: InstrumentContext, id: number, timeMs: number, price: number, amount: number, buyerIsMaker: boolean, receivedAt: number): Trade {
-  return {
-    type: "trade",
-    exchange: EXCHANGE,
-    symbol: instrument.symbol,
-    timestamp: msToMicros(timeMs),
-    localTimestamp: receivedAt,
-    id: String(id),
-    side: buyerIsMaker ? "sell" : "buy",
-    price,
-    amount,
-    amountUnit: SIZING.amountUnit,
-    contractValue: SIZING.contractValue,
-  };
+  const side = buyerIsMaker ? "sell" : "buy";
+  return executionEvent("trade", EXCHANGE, instrument.symbol, SIZING, msToMicros(timeMs), receivedAt, String(id), side, price, amount);
 }
 
 export function normalizeBookTicker(data: Payload, receivedAt: number, instrument: InstrumentContext): BookTicker | undefined {
@@ -60,17 +50,7 @@ export function normalizeBookTicker(data: Payload, receivedAt: number, instrumen
   const askAmount = decimal(data.A);
   if (typeof updateId !== "number" || typeof time !== "number") return undefined;
   if (!bboSide(bidPrice, bidAmount) || !bboSide(askPrice, askAmount)) return undefined;
-  return {
-    type: "bbo",
-    exchange: EXCHANGE,
-    symbol: instrument.symbol,
-    timestamp: msToMicros(time),
-    localTimestamp: receivedAt,
-    bidPrice,
-    bidAmount,
-    askPrice,
-    askAmount,
-  };
+  return bboEvent(EXCHANGE, instrument.symbol, msToMicros(time), receivedAt, bidPrice, bidAmount, askPrice, askAmount);
 }
 
 /** markPriceUpdate: delivery contracts send `r: ""` and `T: 0` (no funding); those become undefined. */
@@ -83,17 +63,8 @@ export function normalizeMarkPrice(data: Payload, receivedAt: number, instrument
   if (typeof time !== "number" || !(markPrice > 0) || !(indexPrice > 0)) return undefined;
   if (fundingRate !== undefined && Number.isNaN(fundingRate)) return undefined;
   if (nextFunding !== undefined && typeof nextFunding !== "number") return undefined;
-  return {
-    type: "funding",
-    exchange: EXCHANGE,
-    symbol: instrument.symbol,
-    timestamp: msToMicros(time),
-    localTimestamp: receivedAt,
-    markPrice,
-    indexPrice,
-    fundingRate,
-    nextFundingTime: nextFunding === undefined ? undefined : msToMicros(nextFunding),
-  };
+  const nextFundingTime = nextFunding === undefined ? undefined : msToMicros(nextFunding);
+  return fundingEvent(EXCHANGE, instrument.symbol, msToMicros(time), receivedAt, markPrice, indexPrice, fundingRate, nextFundingTime, undefined);
 }
 
 /**
@@ -114,19 +85,7 @@ export function normalizeForceOrder(data: Payload, receivedAt: number, instrumen
   const amount = filled > 0 ? filled : quantity;
   if (typeof tradeTime !== "number" || !(price > 0) || !(amount > 0)) return undefined;
   const side: TakerSide = order.S === "SELL" ? "sell" : order.S === "BUY" ? "buy" : "unknown";
-  return {
-    type: "liquidation",
-    exchange: EXCHANGE,
-    symbol: instrument.symbol,
-    timestamp: msToMicros(tradeTime),
-    localTimestamp: receivedAt,
-    id: String(tradeTime),
-    side,
-    price,
-    amount,
-    amountUnit: SIZING.amountUnit,
-    contractValue: SIZING.contractValue,
-  };
+  return executionEvent("liquidation", EXCHANGE, instrument.symbol, SIZING, msToMicros(tradeTime), receivedAt, String(tradeTime), side, price, amount);
 }
 
 /** The normalizer of each non-book payload, by its event type `e`. */
@@ -212,19 +171,7 @@ export function parseSnapshot(body: unknown, receivedAt: number): DepthSnapshot 
 
 /** A diff-depth event as the delta row it becomes on a live book. */
 export function depthDelta(update: DepthUpdate, instrument: InstrumentContext): BookChange {
-  return {
-    type: "book_change",
-    exchange: EXCHANGE,
-    symbol: instrument.symbol,
-    timestamp: update.timestamp,
-    localTimestamp: update.receivedAt,
-    isSnapshot: false,
-    sequence: update.finalId,
-    bids: update.bids,
-    asks: update.asks,
-    amountUnit: SIZING.amountUnit,
-    contractValue: SIZING.contractValue,
-  };
+  return bookChangeEvent(EXCHANGE, instrument.symbol, SIZING, false, update.finalId, update.timestamp, update.receivedAt, update.bids, update.asks);
 }
 
 /**

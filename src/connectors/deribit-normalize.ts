@@ -9,6 +9,7 @@ import { msToMicros } from "../core/clock.ts";
 import type { BookChange, BookTicker, Funding, Liquidation, MarketEvent, Sizing, TakerSide, Trade } from "../core/events.ts";
 import { flattenLevels } from "./deribit-scan.ts";
 import { bboSide, jsonFinite } from "./json-scan.ts";
+import { bboEvent, bookChangeEvent, executionEvent, fundingEvent } from "./kit/event-builders.ts";
 import type { InstrumentContext } from "./kit/normalize.ts";
 
 const EXCHANGE = "DERIBIT";
@@ -27,19 +28,8 @@ export function normalizeTrade(item: Item | null | undefined, receivedAt: number
   const time = jsonFinite(item?.timestamp);
   const id = item?.trade_id;
   if (!(price > 0) || !(amount > 0) || Number.isNaN(time) || (typeof id !== "string" && typeof id !== "number")) return undefined;
-  return {
-    type: "trade",
-    exchange: EXCHANGE,
-    symbol: instrument.symbol,
-    timestamp: msToMicros(time),
-    localTimestamp: receivedAt,
-    id: String(id),
-    side: takerSide(item!.direction),
-    price,
-    amount,
-    amountUnit: instrument.sizing.amountUnit,
-    contractValue: instrument.sizing.contractValue,
-  };
+  const side = takerSide(item!.direction);
+  return executionEvent("trade", EXCHANGE, instrument.symbol, instrument.sizing, msToMicros(time), receivedAt, String(id), side, price, amount);
 }
 
 /**
@@ -50,7 +40,9 @@ export function normalizeTrade(item: Item | null | undefined, receivedAt: number
 export function liquidationsOf(trade: Trade, liquidation: unknown): Liquidation[] {
   if (typeof liquidation !== "string") return [];
   const out: Liquidation[] = [];
-  for (const side of liquidatedSides(liquidation, trade.side)) out.push({ ...trade, type: "liquidation", side });
+  for (const side of liquidatedSides(liquidation, trade.side)) {
+    out.push(executionEvent("liquidation", trade.exchange, trade.symbol, trade, trade.timestamp, trade.localTimestamp, trade.id, side, trade.price, trade.amount));
+  }
   return out;
 }
 
@@ -63,17 +55,7 @@ export function normalizeQuote(data: unknown, receivedAt: number, instrument: De
   const askPrice = quoteSide(quote?.best_ask_price);
   const askAmount = quoteSide(quote?.best_ask_amount);
   if (Number.isNaN(time) || !bboSide(bidPrice, bidAmount) || !bboSide(askPrice, askAmount)) return undefined;
-  return {
-    type: "bbo",
-    exchange: EXCHANGE,
-    symbol: instrument.symbol,
-    timestamp: msToMicros(time),
-    localTimestamp: receivedAt,
-    bidPrice,
-    bidAmount,
-    askPrice,
-    askAmount,
-  };
+  return bboEvent(EXCHANGE, instrument.symbol, msToMicros(time), receivedAt, bidPrice, bidAmount, askPrice, askAmount);
 }
 
 /**
@@ -95,18 +77,7 @@ export function normalizeTicker(data: unknown, receivedAt: number, instrument: D
   ) {
     return undefined;
   }
-  return {
-    type: "funding",
-    exchange: EXCHANGE,
-    symbol: instrument.symbol,
-    timestamp: msToMicros(time),
-    localTimestamp: receivedAt,
-    markPrice,
-    indexPrice,
-    fundingRate,
-    nextFundingTime: undefined,
-    currentFundingRate,
-  };
+  return fundingEvent(EXCHANGE, instrument.symbol, msToMicros(time), receivedAt, markPrice, indexPrice, fundingRate, undefined, currentFundingRate);
 }
 
 /** A book row of the instrument: `time` in Deribit milliseconds, levels already flattened. */
@@ -119,19 +90,7 @@ export function bookChange(
   bids: number[],
   asks: number[],
 ): BookChange {
-  return {
-    type: "book_change",
-    exchange: EXCHANGE,
-    symbol: instrument.symbol,
-    timestamp: msToMicros(time),
-    localTimestamp: receivedAt,
-    isSnapshot,
-    sequence: changeId,
-    bids,
-    asks,
-    amountUnit: instrument.sizing.amountUnit,
-    contractValue: instrument.sizing.contractValue,
-  };
+  return bookChangeEvent(EXCHANGE, instrument.symbol, instrument.sizing, isSnapshot, changeId, msToMicros(time), receivedAt, bids, asks);
 }
 
 /**

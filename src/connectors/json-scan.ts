@@ -1,6 +1,6 @@
 /**
- * Shared pieces of the JSON-free frame readers (binance-futures-scan.ts, okx-scan.ts, deribit-scan.ts)
- * and the one strict reader of venue numbers every connector uses (`quoted`, `decimal`, `jsonFinite`).
+ * Shared pieces of the JSON-free frame readers (binance-futures-scan.ts, okx-scan.ts, deribit-scan.ts;
+ * their book levels through kit/level-scan.ts) and the one strict reader of venue numbers every connector uses (`quoted`, `decimal`, `jsonFinite`).
  *
  * Venue numbers: Binance and OKX send decimal strings (`"65001.5"`, `"-0.0001"`), Deribit JSON numbers.
  * Only that form is a number: no exponent, hex, spaces, sign where none belongs, `Infinity`, empty
@@ -25,7 +25,7 @@ export const POW10: readonly number[] = [
   1e21, 1e22,
 ];
 
-/** Where the last quoted() call found the closing quote (-1 when there was none). */
+/** Where the last quoted() or keyedInteger() call ended (-1 when it found nothing). */
 export const cursor = { end: -1 };
 
 /**
@@ -105,6 +105,53 @@ function decimalValue(text: string, at: number, end: number, point: number, mant
   }
   const value = Number(text.substring(at, end));
   return Number.isFinite(value) ? value : Number.NaN;
+}
+
+/**
+ * The non-negative integer in [at, end) in JSON's form (digits, no leading zero), at most 15 digits so
+ * that it is exact; NaN for anything else (the frame then goes through JSON.parse).
+ */
+export function jsonInteger(text: string, at: number, end: number): number {
+  if (end <= at || end - at > 15) return Number.NaN;
+  // The first digit read once: 1-9, or a lone 0.
+  let value = text.charCodeAt(at) - ZERO;
+  if (!(value > 0 && value <= 9)) return value === 0 && end - at === 1 ? 0 : Number.NaN;
+  for (let i = at + 1; i < end; i++) {
+    const digit = text.charCodeAt(i) - ZERO;
+    if (digit < 0 || digit > 9) return Number.NaN;
+    value = value * 10 + digit;
+  }
+  return value;
+}
+
+/** jsonInteger() with an optional leading minus (`-0` is -0, as JSON.parse reads it). */
+export function signedJsonInteger(text: string, at: number, end: number): number {
+  return text.charCodeAt(at) === MINUS ? -jsonInteger(text, at + 1, end) : jsonInteger(text, at, end);
+}
+
+/**
+ * `key` at `at`, then an integer in JSON's form (jsonInteger, or signedJsonInteger when `signed`) up to
+ * the next comma: the integer, with the comma's position in `cursor.end`; NaN and `cursor.end` -1
+ * otherwise, also when `at` is -1. A failed read thus passes -1 on, and a frame's `"key":integer` fields
+ * chain through `cursor.end` with one check at the end.
+ */
+export function keyedInteger(text: string, at: number, key: string, signed: boolean): number {
+  const start = after(text, at, key);
+  const end = start < 0 ? -1 : text.indexOf(",", start);
+  const value = end < 0 ? Number.NaN : signed ? signedJsonInteger(text, start, end) : jsonInteger(text, start, end);
+  cursor.end = Number.isNaN(value) ? -1 : end;
+  return value;
+}
+
+/** The position after `key` when it stands at `at`, else -1 (also when `at` is -1: failures pass on). */
+export function after(text: string, at: number, key: string): number {
+  return at >= 0 && text.startsWith(key, at) ? at + key.length : -1;
+}
+
+/** `key` at `at` (which ends in the string's opening quote), then a string: the position of its closing quote, or -1 (also for escapes, and when `at` is -1). */
+export function keyedStringEnd(text: string, at: number, key: string): number {
+  const start = after(text, at, key);
+  return start < 0 ? -1 : stringEnd(text, start);
 }
 
 /** Position of the closing quote of a string starting at `at` (after its opening quote); -1 if it has escapes. */

@@ -11,6 +11,7 @@
 import { msToMicros } from "../core/clock.ts";
 import type { BookChange, BookTicker, ExchangeId, Funding, Liquidation, MarketEvent, Sizing, TakerSide, Trade } from "../core/events.ts";
 import { bboSide, decimal } from "./json-scan.ts";
+import { bboEvent, bookChangeEvent, executionEvent, fundingEvent } from "./kit/event-builders.ts";
 import type { InstrumentContext } from "./kit/normalize.ts";
 
 export interface OkxInstrumentContext extends InstrumentContext {
@@ -39,19 +40,8 @@ export function normalizeTrade(item: Item, receivedAt: number, instrument: OkxIn
   const amount = decimal(item.sz);
   const ts = okxTime(item.ts);
   if (!(price > 0) || !(amount > 0) || Number.isNaN(ts)) return undefined;
-  return {
-    type: "trade",
-    exchange: instrument.exchange,
-    symbol: instrument.symbol,
-    timestamp: msToMicros(ts),
-    localTimestamp: receivedAt,
-    amountUnit: instrument.sizing.amountUnit,
-    contractValue: instrument.sizing.contractValue,
-    id: String(item.tradeId ?? ""),
-    side: side(item.side),
-    price,
-    amount,
-  };
+  const id = String(item.tradeId ?? "");
+  return executionEvent("trade", instrument.exchange, instrument.symbol, instrument.sizing, msToMicros(ts), receivedAt, id, side(item.side), price, amount);
 }
 
 /** bbo-tbt: an empty side (thin market, pre-open) is NaN: stored as NaN in Parquet, null in QuestDB. */
@@ -69,17 +59,7 @@ export function normalizeBbo(item: Item, receivedAt: number, instrument: OkxInst
   ) {
     return undefined;
   }
-  return {
-    type: "bbo",
-    exchange: instrument.exchange,
-    symbol: instrument.symbol,
-    timestamp: msToMicros(ts),
-    localTimestamp: receivedAt,
-    bidPrice,
-    bidAmount,
-    askPrice,
-    askAmount,
-  };
+  return bboEvent(instrument.exchange, instrument.symbol, msToMicros(ts), receivedAt, bidPrice, bidAmount, askPrice, askAmount);
 }
 
 /**
@@ -101,17 +81,8 @@ export function normalizeFunding(channel: string, item: Item, receivedAt: number
   ) {
     return undefined;
   }
-  return {
-    type: "funding",
-    exchange: instrument.exchange,
-    symbol: instrument.symbol,
-    timestamp: msToMicros(ts),
-    localTimestamp: receivedAt,
-    markPrice,
-    indexPrice: undefined,
-    fundingRate,
-    nextFundingTime: fundingTime === undefined ? undefined : msToMicros(fundingTime),
-  };
+  const nextFundingTime = fundingTime === undefined ? undefined : msToMicros(fundingTime);
+  return fundingEvent(instrument.exchange, instrument.symbol, msToMicros(ts), receivedAt, markPrice, undefined, fundingRate, nextFundingTime, undefined);
 }
 
 /**
@@ -126,19 +97,8 @@ export function normalizeLiquidation(detail: unknown, receivedAt: number, instru
   if (!(price > 0) || !(amount > 0) || Number.isNaN(ts)) return undefined;
   let orderSide = side(d.side);
   if (orderSide === "unknown") orderSide = d.posSide === "long" ? "sell" : d.posSide === "short" ? "buy" : "unknown";
-  return {
-    type: "liquidation",
-    exchange: instrument.exchange,
-    symbol: instrument.symbol,
-    timestamp: msToMicros(ts),
-    localTimestamp: receivedAt,
-    amountUnit: instrument.sizing.amountUnit,
-    contractValue: instrument.sizing.contractValue,
-    id: `${String(d.ts)}-${String(d.side ?? d.posSide)}-${String(d.sz)}-${String(d.bkPx)}`,
-    side: orderSide,
-    price,
-    amount,
-  };
+  const id = `${String(d.ts)}-${String(d.side ?? d.posSide)}-${String(d.sz)}-${String(d.bkPx)}`;
+  return executionEvent("liquidation", instrument.exchange, instrument.symbol, instrument.sizing, msToMicros(ts), receivedAt, id, orderSide, price, amount);
 }
 
 /**
@@ -169,19 +129,7 @@ export function bookChange(
   bids: number[],
   asks: number[],
 ): BookChange {
-  return {
-    type: "book_change",
-    exchange: instrument.exchange,
-    symbol: instrument.symbol,
-    timestamp: msToMicros(ts),
-    localTimestamp: receivedAt,
-    amountUnit: instrument.sizing.amountUnit,
-    contractValue: instrument.sizing.contractValue,
-    isSnapshot,
-    sequence,
-    bids,
-    asks,
-  };
+  return bookChangeEvent(instrument.exchange, instrument.symbol, instrument.sizing, isSnapshot, sequence, msToMicros(ts), receivedAt, bids, asks);
 }
 
 /**

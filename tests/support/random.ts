@@ -9,3 +9,14 @@ export function seededRandom(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
   };
 }
+
+/** Mutates one character (insert, delete or replace) with characters that matter to JSON (the scanner tests). */
+export function mutate(random: () => number, text: string): string {
+  const alphabet = '0123456789.-+eE",[]{}: \\a';
+  const at = Math.floor(random() * text.length);
+  const char = alphabet[Math.floor(random() * alphabet.length)]!;
+  const kind = random();
+  if (kind < 0.33) return text.slice(0, at) + char + text.slice(at);
+  if (kind < 0.66) return text.slice(0, at) + text.slice(at + 1);
+  return text.slice(0, at) + char + text.slice(at + 1);
+}

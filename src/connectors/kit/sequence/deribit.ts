@@ -2,7 +2,7 @@
  * Sequence policy for Deribit books (change_id/prev_change_id), pure: it only sees ids
  * (https://docs.deribit.com/subscriptions/orderbook/bookinstrument_nameinterval).
  */
-import { RecentKeys } from "../../dedup.ts";
+import { AppliedIds } from "./applied-ids.ts";
 import type { SequenceVerdict } from "./verdict.ts";
 
 /** The verdicts this policy gives (kit/sequence/verdict.ts). */
@@ -11,37 +11,31 @@ export type ChangeIdVerdict = Extract<SequenceVerdict, "snapshot" | "apply" | "n
 /**
  * change_id continuity of one book, apart from transport: a message without `prev_change_id` is a
  * snapshot; otherwise `prev_change_id` must equal the last `change_id` seen. A change that breaks the
- * chain is a duplicate only when its change_id was taken moments ago (dedup.ts); one below the last
- * that was never taken is `backwards` (the ids went back, or the last one was too high), any other a `gap`.
+ * chain is judged by applied-ids.ts: a `duplicate` when its change_id was taken moments ago, `backwards`
+ * when below the last one, any other a `gap`.
  */
 export class ChangeIdSequence {
-  private last: number | undefined;
-  private readonly taken = new RecentKeys();
+  /** The change_ids taken (none before the first snapshot), and the recent ones. */
+  private readonly taken = new AppliedIds(0);
 
   get lastChangeId(): number | undefined {
-    return this.last;
+    return this.taken.started ? this.taken.last : undefined;
   }
 
   reset(): void {
-    this.last = undefined;
+    this.taken.restart();
   }
 
   check(changeId: number, prevChangeId: number | undefined): ChangeIdVerdict {
     if (prevChangeId === undefined) {
-      this.advance(changeId);
+      this.taken.take(changeId);
       return "snapshot";
     }
-    if (this.last === undefined) return "no_snapshot";
-    if (prevChangeId === this.last) {
-      this.advance(changeId);
+    if (!this.taken.started) return "no_snapshot";
+    if (prevChangeId === this.taken.last) {
+      this.taken.take(changeId);
       return "apply";
     }
-    if (this.taken.has(changeId)) return "duplicate";
-    return changeId < this.last ? "backwards" : "gap";
-  }
-
-  private advance(changeId: number): void {
-    this.last = changeId;
-    this.taken.take(changeId);
+    return this.taken.judgeBreak(changeId, "duplicate");
   }
 }
