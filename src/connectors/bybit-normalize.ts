@@ -36,10 +36,14 @@ export interface BybitPush {
   readonly data?: unknown;
 }
 
-/** A time in integer milliseconds, sent as a JSON number (`T`, `ts`, `cts`) or a string (`nextFundingTime`); NaN otherwise. */
+/** A time in integer milliseconds sent as a JSON number (`T`, `ts`, `cts`); NaN for anything else. */
 export function bybitTime(value: unknown): number {
-  const ms = typeof value === "string" ? decimal(value) : value;
-  return Number.isSafeInteger(ms) ? (ms as number) : Number.NaN;
+  return Number.isSafeInteger(value) ? (value as number) : Number.NaN;
+}
+
+/** A time in integer milliseconds sent as a string (`nextFundingTime`); NaN for anything else. */
+export function bybitTimeText(value: unknown): number {
+  return bybitTime(decimal(value));
 }
 
 /** `Buy`/`Sell` as Bybit writes a side. */
@@ -185,7 +189,7 @@ export function normalizeTicker(message: BybitPush, receivedAt: number, instrume
   const markPrice = optional(data.markPrice, decimal);
   const indexPrice = optional(data.indexPrice, decimal);
   const fundingRate = optional(data.fundingRate, (value) => decimal(value, true));
-  const nextFunding = optional(data.nextFundingTime, bybitTime);
+  const nextFunding = optional(data.nextFundingTime, bybitTimeText);
   if ((markPrice !== undefined && !(markPrice > 0)) || (indexPrice !== undefined && !(indexPrice > 0))) return undefined;
   if (Number.isNaN(fundingRate) || Number.isNaN(nextFunding)) return undefined;
   return {
