@@ -38,7 +38,7 @@ describe("BINANCE_SPOT normalizers", () => {
 
   test("depth: U above u or a malformed level refuses the event; the REST body parses without a time", () => {
     const depth = { e: "depthUpdate", E: 1, s: "BTCUSDT", U: 10, u: 12, b: [["1.5", "0"]], a: [] };
-    expect(spot.parseDepth(depth, RECEIVED)).toMatchObject({ firstId: 10, finalId: 12, bids: [1.5, 0], asks: [] });
+    expect(spot.parseDepth(depth, RECEIVED)).toMatchObject({ firstId: 10, finalId: 12, time: 1, bids: [1.5, 0], asks: [] });
     expect(spot.parseDepth({ ...depth, U: 13 }, RECEIVED)).toBeUndefined();
     expect(spot.parseDepth({ ...depth, b: [["1.5"]] }, RECEIVED)).toBeUndefined();
     const body = { lastUpdateId: 1027024, bids: [["4.00000000", "431.00000000"]], asks: [["4.00000200", "12.00000000"]] };
@@ -99,7 +99,7 @@ describe("BYBIT normalizers", () => {
 
   test("a book message needs a type, integer u and seq, and strict levels", () => {
     const message = { topic: "orderbook.1000.BTCUSDT", type: "delta", ts: 1, data: { s: "BTCUSDT", b: [["1", "0"]], a: [], u: 2, seq: 3 } };
-    expect(bybit.parseBook(message)).toMatchObject({ isSnapshot: false, updateId: 2, crossSequence: 3, timestamp: 1000 });
+    expect(bybit.parseBook(message)).toMatchObject({ isSnapshot: false, updateId: 2, crossSequence: 3, time: 1 });
     expect(bybit.parseBook({ ...message, type: "update" })).toBeUndefined();
     expect(bybit.parseBook({ ...message, data: { ...message.data, u: "2" } })).toBeUndefined();
     expect(bybit.parseBook({ ...message, data: { ...message.data, b: [["-1", "1"]] } })).toBeUndefined();
@@ -111,7 +111,7 @@ describe("BYBIT normalizers", () => {
       isSnapshot: true,
       updateId: 439925,
       crossSequence: 2164890076,
-      timestamp: 1784103578350000,
+      time: 1784103578350,
       bids: [62998.1, 0.396837],
       asks: [62998.2, 0.198738],
     });

@@ -17,6 +17,7 @@ import type { BookChange, BookTicker, MarketEvent, Trade } from "../core/events.
 import { flatLevels } from "./binance-futures-normalize.ts";
 import { bboSide, decimal } from "./json-scan.ts";
 import type { InstrumentContext } from "./kit/normalize.ts";
+import { bookChange } from "./okx-normalize.ts";
 
 const EXCHANGE = "BINANCE_SPOT";
 
@@ -84,7 +85,8 @@ export function normalizeBookTicker(data: Payload, receivedAt: number, instrumen
 export interface SpotDepthUpdate {
   readonly firstId: number;
   readonly finalId: number;
-  readonly timestamp: number;
+  /** Event time `E`, milliseconds. */
+  readonly time: number;
   readonly receivedAt: number;
   readonly bids: number[];
   readonly asks: number[];
@@ -98,7 +100,7 @@ export function parseDepth(data: Payload, receivedAt: number): SpotDepthUpdate |
   const bids = flatLevels(data.b);
   const asks = flatLevels(data.a);
   if (!bids || !asks) return undefined;
-  return { firstId: firstId as number, finalId: finalId as number, timestamp: msToMicros(time), receivedAt, bids, asks };
+  return { firstId: firstId as number, finalId: finalId as number, time, receivedAt, bids, asks };
 }
 
 export interface SpotDepthSnapshot {
@@ -122,29 +124,12 @@ export function parseSnapshot(body: unknown, receivedAt: number): SpotDepthSnaps
   return { lastUpdateId: data.lastUpdateId as number, receivedAt, bids, asks };
 }
 
-/** A book row of the instrument: a diff event as a delta, or a snapshot (with the time the sync chose). */
-export function depthRow(
-  instrument: InstrumentContext,
-  isSnapshot: boolean,
-  sequence: number,
-  timestamp: number,
-  receivedAt: number,
-  bids: number[],
-  asks: number[],
-): BookChange {
-  return {
-    type: "book_change",
-    exchange: EXCHANGE,
-    symbol: instrument.symbol,
-    timestamp,
-    localTimestamp: receivedAt,
-    isSnapshot,
-    sequence,
-    bids,
-    asks,
-    amountUnit: SIZING.amountUnit,
-    contractValue: SIZING.contractValue,
-  };
+/**
+ * A book row of the instrument: a diff event as a delta, or a snapshot with the time (milliseconds) the
+ * sync chose. OKX's row builder serves, given the venue's exchange id and sizing.
+ */
+export function depthRow(instrument: InstrumentContext, isSnapshot: boolean, sequence: number, timeMs: number, receivedAt: number, bids: number[], asks: number[]): BookChange {
+  return bookChange({ symbol: instrument.symbol, exchange: EXCHANGE, sizing: SIZING }, isSnapshot, sequence, timeMs, receivedAt, bids, asks);
 }
 
 /**
@@ -184,7 +169,7 @@ export function normalizeFrame(text: string, receivedAt: number, instrument: Ins
       break;
     case "L2": {
       const update = data.e === "depthUpdate" ? parseDepth(data, receivedAt) : undefined;
-      if (update) event = depthRow(instrument, false, update.finalId, update.timestamp, receivedAt, update.bids, update.asks);
+      if (update) event = depthRow(instrument, false, update.finalId, update.time, receivedAt, update.bids, update.asks);
       break;
     }
   }

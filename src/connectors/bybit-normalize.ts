@@ -16,7 +16,7 @@ import { msToMicros } from "../core/clock.ts";
 import type { BookChange, BookTicker, ExchangeId, Funding, Liquidation, MarketEvent, Sizing, TakerSide, Trade } from "../core/events.ts";
 import { bboSide, decimal } from "./json-scan.ts";
 import type { InstrumentContext } from "./kit/normalize.ts";
-import { flatten } from "./okx-normalize.ts";
+import { bookChange, flatten } from "./okx-normalize.ts";
 
 export interface BybitInstrumentContext extends InstrumentContext {
   /** BYBIT_SPOT, BYBIT_LINEAR or BYBIT_INVERSE: one public endpoint per category. */
@@ -116,7 +116,8 @@ export interface BybitBookMessage {
   readonly isSnapshot: boolean;
   readonly updateId: number;
   readonly crossSequence: number;
-  readonly timestamp: number;
+  /** `cts`, or `ts` when absent, in milliseconds. */
+  readonly time: number;
   readonly bids: number[];
   readonly asks: number[];
 }
@@ -148,24 +149,15 @@ function bookFields(value: unknown, isSnapshot: boolean, time: number): BybitBoo
   const bids = flatten(data.b);
   const asks = flatten(data.a);
   if (!bids || !asks) return undefined;
-  return { isSnapshot, updateId: updateId as number, crossSequence: crossSequence as number, timestamp: msToMicros(time), bids, asks };
+  return { isSnapshot, updateId: updateId as number, crossSequence: crossSequence as number, time, bids, asks };
 }
 
-/** The row a parsed book message becomes; `sequence` is the update id `u` (the key the book's rule checks). */
+/**
+ * The row a parsed book message becomes; `sequence` is the update id `u` (the key the book's rule checks).
+ * The context has OKX's shape (symbol, exchange id, sizing), so OKX's row builder serves.
+ */
 export function bookRow(book: BybitBookMessage, receivedAt: number, instrument: BybitInstrumentContext): BookChange {
-  return {
-    type: "book_change",
-    exchange: instrument.exchange,
-    symbol: instrument.symbol,
-    timestamp: book.timestamp,
-    localTimestamp: receivedAt,
-    amountUnit: instrument.sizing.amountUnit,
-    contractValue: instrument.sizing.contractValue,
-    isSnapshot: book.isSnapshot,
-    sequence: book.updateId,
-    bids: book.bids,
-    asks: book.asks,
-  };
+  return bookChange(instrument, book.isSnapshot, book.updateId, book.time, receivedAt, book.bids, book.asks);
 }
 
 /** Funding fields of a ticker item: absent = not sent (unchanged, in a delta); `""` = the venue has none. */
