@@ -52,8 +52,8 @@ function side(value: unknown): TakerSide {
 }
 
 /**
- * publicTrade item: `S` is the taker's side, `i` the trade id (a string: UUIDs on derivatives, digits on
- * spot), `T` the fill time. Block trades (`BT: true`) and RPI fills (`RPI: true`) are real fills and are
+ * publicTrade item: `S` is the taker's side, `i` the trade id (a string; a UUID in the documented linear
+ * example), `T` the fill time. Block trades (`BT: true`) and RPI fills (`RPI: true`) are real fills and are
  * stored as trades; the trade row has no column for either flag (docs/venues/bybit.md, *Notes*).
  */
 export function normalizeTrade(item: Item, receivedAt: number, instrument: BybitInstrumentContext): Trade | undefined {
@@ -199,10 +199,10 @@ export function normalizeTicker(message: BybitPush, receivedAt: number, instrume
 
 /**
  * Completes ticker rows of one subscription: a snapshot row replaces what is known, a delta row keeps
- * the known value of every field it does not carry. A field the delta sends as `""` (dated futures'
- * funding) is carried as unknown too, which is what it is. Rows before the first snapshot are held back
- * (undefined): they could not be complete. `reset()` on every (re)subscription, since the venue then
- * sends a new snapshot.
+ * the known value of every field it does not carry. A field sent as `""` reads as not sent, so the known
+ * value stays; dated futures send funding as `""` from their snapshot on, so theirs stays null. Rows
+ * before the first snapshot are held back (undefined): they could not be complete. `reset()` on every
+ * (re)subscription, since the venue then sends a new snapshot.
  */
 export class TickerMerge {
   private known: Funding | undefined;
