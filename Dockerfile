@@ -40,4 +40,7 @@ ENV OUTPUT_DIRECTORY=/data \
 VOLUME ["/data"]
 EXPOSE 9464
 STOPSIGNAL SIGTERM
+# No shell or curl here: the binary asks its own /healthz (METRICS_ADDR), exit 0 or 1 with one line. /healthz
+# answers from the first moment (before any connection), so no start period is needed.
+HEALTHCHECK --interval=15s --timeout=5s --retries=3 CMD ["/usr/local/bin/xtrader", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/xtrader"]

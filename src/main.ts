@@ -7,6 +7,8 @@
  */
 import { buildConfig, parseCommandLine, usage } from "./cli/config.ts";
 import { loadEnvironment } from "./cli/dotenv.ts";
+import { runHealthcheck } from "./cli/healthcheck.ts";
+import { planText } from "./cli/shard.ts";
 import { VERSION_LINE } from "./core/version.ts";
 import { EXCHANGE_IDS, EXCHANGE_REGISTRY } from "./connectors/index.ts";
 import { errorMessage, UserError } from "./core/errors.ts";
@@ -18,12 +20,14 @@ import { startObservability } from "./observability/index.ts";
 import { runReport } from "./report/index.ts";
 import { configureLogging, secretsOf } from "./observability/logging.ts";
 import { createSink } from "./sinks/index.ts";
+import { withUpload } from "./upload/index.ts";
 
 /** Set once logs are JSON, so that a fatal error is a JSON line too. */
 let jsonLogs = false;
 
 async function main(argv: readonly string[]): Promise<number> {
   if (argv[0] === "report") return runReport(argv.slice(1));
+  if (argv[0] === "healthcheck") return runHealthcheck(argv.slice(1));
   const commandLine = parseCommandLine(argv);
   if (commandLine.kind === "help") {
     process.stdout.write(`${await usage()}\n`);
@@ -34,19 +38,34 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const env = loadEnvironment();
-  const { config, warnings } = buildConfig(commandLine.args, env, EXCHANGE_REGISTRY);
+  const { config, warnings, debug } = buildConfig(commandLine.args, env, EXCHANGE_REGISTRY);
+  if (config.printPlan) {
+    process.stdout.write(`${planText(config)}\n`);
+    return 0;
+  }
   setLogLevel(config.logLevel);
   // Before any child logger exists: children copy the reporters of the logger they derive from.
   configureLogging(rootLogger, { format: config.logFormat, secrets: secretsOf(config) });
   jsonLogs = config.logFormat === "json";
   const log = rootLogger;
   const sinkStats = new SinkStats();
-  const sink = createSink(config, log.withTag(config.sink), sinkStats, EXCHANGE_IDS);
+  const uploadTarget = config.upload.target;
+  const upload = uploadTarget
+    ? await withUpload({
+        root: config.outputDirectory,
+        settings: { ...config.upload, target: uploadTarget },
+        env: config.env,
+        log: log.withTag("upload"),
+        makeSink: (onFileClosed) => createSink(config, log.withTag(config.sink), sinkStats, EXCHANGE_IDS, onFileClosed),
+      })
+    : undefined;
+  const sink = upload?.sink ?? createSink(config, log.withTag(config.sink), sinkStats, EXCHANGE_IDS);
   const pipeline = new Pipeline({ config, registry: EXCHANGE_REGISTRY, sink, sinkStats, log });
   // Before anything is logged (a bad setting or a busy address is a one-line exit 2), and before the
   // pipeline starts, so probes answer (not ready yet) while connections open.
-  const observability = startObservability(config, pipeline);
+  const observability = startObservability(config, pipeline, { extensions: upload ? [upload.observability] : [] });
   for (const warning of warnings) log.warn(warning);
+  for (const line of debug) log.debug(line);
   log.info(
     `${VERSION_LINE} starting: ${config.subscriptions.length} subscription(s), sink ${config.sink}${
       config.sink === "parquet" ? ` → ${config.outputDirectory}` : config.questdb.clientConf
@@ -54,6 +73,10 @@ async function main(argv: readonly string[]): Promise<number> {
           : ` → ${config.questdb.host}:${config.questdb.ilpPort}`
     }`,
   );
+  if (upload) {
+    const { target, instanceId, keepLocal } = upload.settings;
+    log.info(`uploading closed files to s3://${target.bucket}/${target.prefix} as instance ${instanceId}${keepLocal ? ", keeping local copies" : ""}`);
+  }
   if (observability) log.info(`metrics on ${observability.url} (/metrics, /healthz, /readyz)`);
 
   // SIGHUP (`systemctl reload`): close every open file now, so what was received is readable without

@@ -10,7 +10,7 @@ import type { OrderBook } from "../src/core/order-book.ts";
 import type { Subscription } from "../src/core/subscriptions.ts";
 import { rebuildBook, startConnector, type ConnectorHarness } from "./support/connector-harness.ts";
 import { FakeBinanceFutures, type DepthFrame, type FakeBinanceOptions } from "./support/fake-binance.ts";
-import { FakeExchange } from "./support/fake-exchange.ts";
+import { FakeVenue } from "./support/fake-venue.ts";
 
 let fake: FakeBinanceFutures | undefined;
 let harness: ConnectorHarness | undefined;
@@ -117,7 +117,7 @@ describe("instrument rule", () => {
 describe("DepthSequencer", () => {
   test("follows the documented sync rules", () => {
     const sequencer = new DepthSequencer();
-    expect(sequencer.check(1, 5, 0)).toBe("buffer");
+    expect(sequencer.check(1, 5, 0)).toBe("no_snapshot");
     sequencer.begin(100);
     expect(sequencer.check(90, 99, 80)).toBe("stale"); // u < lastUpdateId
     expect(sequencer.check(101, 110, 99)).toBe("snapshot_too_old"); // U > lastUpdateId
@@ -145,7 +145,7 @@ describe("DepthSequencer", () => {
 
 describe("RestWeightGate", () => {
   test("waits for the next minute when the used-weight header leaves no room, and pauses on Retry-After", async () => {
-    const server = FakeExchange.start();
+    const server = FakeVenue.start();
     let weight = 1910;
     let status = 200;
     server.rest("GET", "/fapi/v1/depth", () =>

@@ -10,6 +10,7 @@ import type { ExchangeSpec } from "../src/core/connector.ts";
 import { UserError } from "../src/core/errors.ts";
 import { parseRustLog } from "../src/core/log.ts";
 import { runBinary } from "./support/binary.ts";
+import { userError } from "./support/user-error.ts";
 
 const outputDirectory = mkdtempSync(join(tmpdir(), "xtrader-cli-"));
 const base = { subscriptions: "TRADES:BINANCE_FUTURES@BTCUSDT", "output-directory": outputDirectory };
@@ -18,17 +19,6 @@ function config(args: Record<string, unknown>, env: Record<string, string> = {})
   return buildConfig({ ...base, ...args }, env).config;
 }
 
-function userError(run: () => unknown): string {
-  try {
-    run();
-  } catch (error) {
-    expect(error).toBeInstanceOf(UserError);
-    const message = (error as Error).message;
-    expect(message).not.toContain("\n");
-    return message;
-  }
-  throw new Error("expected a UserError");
-}
 
 describe("subscriptions", () => {
   test("parses the grammar, case-insensitive stream and exchange, whitespace-tolerant", () => {

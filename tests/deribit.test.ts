@@ -149,17 +149,17 @@ describe("instruments and endpoints", () => {
 describe("ChangeIdSequence", () => {
   test("snapshot, chained changes, duplicates, gaps and waiting for a snapshot", () => {
     const sequence = new ChangeIdSequence();
-    expect(sequence.check(105, 100)).toBe("awaiting_snapshot");
+    expect(sequence.check(105, 100)).toBe("no_snapshot");
     expect(sequence.check(100, undefined)).toBe("snapshot");
-    expect(sequence.check(104, 100)).toBe("next");
-    expect(sequence.check(111, 104)).toBe("next");
+    expect(sequence.check(104, 100)).toBe("apply");
+    expect(sequence.check(111, 104)).toBe("apply");
     expect(sequence.check(111, 104)).toBe("duplicate");
     expect(sequence.check(104, 100)).toBe("duplicate");
     expect(sequence.check(120, 115)).toBe("gap");
     expect(sequence.check(108, 106)).toBe("backwards"); // below the last, never seen
     expect(sequence.lastChangeId).toBe(111);
     sequence.reset();
-    expect(sequence.check(130, 111)).toBe("awaiting_snapshot");
+    expect(sequence.check(130, 111)).toBe("no_snapshot");
   });
 
   test("levels flatten to [price, amount, ...] with deletes as 0; unreadable levels are refused", () => {

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensureBinary } from "./support/binary.ts";
 import { FakeBinanceFutures } from "./support/fake-binance.ts";
-import { waitUntil } from "./support/fake-exchange.ts";
+import { waitUntil } from "./support/fake-venue.ts";
 import { listFiles, query } from "./support/parquet-helpers.ts";
 import { parseExposition } from "./support/prometheus-text.ts";
 

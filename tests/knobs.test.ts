@@ -99,6 +99,10 @@ const TEXT_GARBAGE = ["no such thing!"];
 /** Garbage a variable must refuse, by the kind its name and README row give it. */
 function garbageFor(name: string): string[] {
   if (name === "NO_COLOR") return []; // any value means "no colour" (https://no-color.org)
+  // Names the platform gives the instance: any value is a name (only `--shard ordinal/N` parses one).
+  if (name === "POD_NAME" || name === "HOSTNAME") return [];
+  // Set by ECS itself; an unusable value only means the host name is used as the instance's name.
+  if (name === "ECS_CONTAINER_METADATA_URI_V4") return [];
   if (name === "OUTPUT_DIRECTORY") return [join(aFile, "sub")];
   if (name === "XTRADER_RECONNECT_MIN_MS" || name === "XTRADER_RECONNECT_MAX_MS") return [...NUMBER_GARBAGE, "0"];
   if (NUMERIC.test(name)) return NUMBER_GARBAGE;
@@ -280,9 +284,9 @@ describe("the defaults shown in systemd/xtrader.env.example and the README are t
       const defaults = defaultCell!.split(", ").map((text) => {
         const mebibytes = /^(\d+) MiB$/.exec(text.trim());
         if (mebibytes) return String(Number(mebibytes[1]) * 1024 * 1024);
-        return /^`?([\w.]+)`?/.exec(text.trim())?.[1];
+        return /^`?([\w.-]+)`?/.exec(text.trim())?.[1];
       });
-      if (defaults.some((value) => value === undefined || !/^(\d+|true|false|[a-z0-9.]+)$/.test(value))) continue;
+      if (defaults.some((value) => value === undefined || !/^(\d+|true|false|[a-z0-9.-]+)$/.test(value))) continue;
       if (["as", "venue", "per", "Bun"].includes(defaultCell!.trim().split(/[ ']/)[0]!)) continue;
       names.forEach((name, index) => {
         const expected = defaults.length === 1 ? defaults[0] : defaults[index];

@@ -15,7 +15,7 @@ import { SinkStats } from "../src/core/stats.ts";
 import type { Subscription } from "../src/core/subscriptions.ts";
 import { startObservability, type Observability } from "../src/observability/index.ts";
 import { FakeBinanceFutures } from "./support/fake-binance.ts";
-import { waitUntil } from "./support/fake-exchange.ts";
+import { waitUntil } from "./support/fake-venue.ts";
 import { StatsMemorySink } from "./support/observability-sink.ts";
 import { parseExposition, type Exposition } from "./support/prometheus-text.ts";
 

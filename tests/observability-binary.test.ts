@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensureBinary, runBinary } from "./support/binary.ts";
 import { FakeBinanceFutures } from "./support/fake-binance.ts";
-import { waitUntil } from "./support/fake-exchange.ts";
+import { waitUntil } from "./support/fake-venue.ts";
 import { parseExposition, type Exposition } from "./support/prometheus-text.ts";
 
 // Fake servers and reconnects: give each test room on a loaded 2-core machine (bun's default is 5 s).

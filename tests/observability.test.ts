@@ -23,7 +23,7 @@ import type { Subscription } from "../src/core/subscriptions.ts";
 import { telemetryLine } from "../src/core/telemetry.ts";
 import { startObservability, type Observability } from "../src/observability/index.ts";
 import { stalenessWindows } from "../src/observability/readiness.ts";
-import { FakeExchange, waitUntil, type FakeConnection } from "./support/fake-exchange.ts";
+import { FakeVenue, waitUntil, type FakeConnection } from "./support/fake-venue.ts";
 import { MemorySink } from "./support/memory-sink.ts";
 import { StatsMemorySink } from "./support/observability-sink.ts";
 import { parseExposition, type Exposition } from "./support/prometheus-text.ts";
@@ -116,7 +116,7 @@ class FeedConnector implements Connector {
 }
 
 interface Run {
-  readonly fake: FakeExchange;
+  readonly fake: FakeVenue;
   readonly config: Config;
   readonly pipeline: Pipeline;
   readonly sink: StatsMemorySink;
@@ -135,7 +135,7 @@ async function startRun(
   env: Record<string, string> = {},
   options: { staleAfterMs?: number; eventLoopWindowMs?: number } = {},
 ): Promise<Run> {
-  const fake = FakeExchange.start();
+  const fake = FakeVenue.start();
   fake.onMessage((connection, text) => {
     if (text.includes('"subscribe"')) connection.send({ op: "subscribed" });
   });

@@ -7,14 +7,18 @@
 import { describe, expect, test } from "bun:test";
 import type { RowGroup } from "hyparquet";
 import { BooleanColumn, ByteBuilder, ByteReader, NumberColumn, PER_EVENT_COLUMNS, rowAppender, RunColumn, StringColumn, SymbolColumn, TableBuffer } from "../src/sinks/parquet/columns.ts";
-import { decodeRows, headerRecord, JOURNAL_FORMAT, JOURNAL_VERSION, readJournal, rowGroupRecord, rowsRecord } from "../src/sinks/parquet/journal.ts";
+import { decodePositionedRows, decodeRows, headerRecord, JOURNAL_FORMAT, JOURNAL_VERSION, positionedRowsRecord, readJournal, rowGroupRecord, rowsRecord, skipRecord } from "../src/sinks/parquet/journal.ts";
 import { TABLES } from "../src/core/tables.ts";
+import { readSegment, readRowsLogs, RowsLog, type LoggedFile } from "../src/sinks/parquet/rows-log.ts";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { bookAt, seededRandom, tradeAt } from "./support/parquet-helpers.ts";
 
 const COLUMNS = TABLES.trades;
 const CONSTANTS = { exchange: "BINANCE_FUTURES", symbol: "BTCUSDT" };
 
-function header(version = JOURNAL_VERSION): Uint8Array {
+function header(version = 4): Uint8Array {
   return headerRecord({
     format: JOURNAL_FORMAT,
     version,
@@ -226,3 +230,108 @@ describe("per-event columns (RunColumn)", () => {
 function l2Header(version: number, perEvent: readonly string[] | undefined): Uint8Array {
   return headerRecord({ format: JOURNAL_FORMAT, version, table: "l2", exchange: "OKX_SWAP", symbol: "BTC-USDT-SWAP", columns: TABLES.l2, codec: "ZSTD", finalName: "120000-0000.parquet", openedAt: 0, perEvent });
 }
+
+/** A file the rows log takes records from, logging rows [from, to) of `buffer` at their positions. */
+function loggedRows(key: string, buffer: TableBuffer, ranges: [number, number][]): LoggedFile {
+  let next = 0;
+  return {
+    logKey: key,
+    committedThrough: 0,
+    logDone: false,
+    canLogAgain: false,
+    logRecord(out) {
+      const range = ranges[next++];
+      if (!range) return undefined;
+      out.float64(range[0]);
+      buffer.encodeRows(out, range[0], range[1]);
+      return { from: range[0], to: range[1] };
+    },
+    logged() {},
+  };
+}
+
+/** Writes the ranges through a real rows log (one write each) and reads every segment back. */
+async function throughRowsLog(key: string, buffer: TableBuffer, ranges: [number, number][], runs: readonly string[] = []) {
+  const directory = mkdtempSync(join(tmpdir(), "xtrader-rows-log-"));
+  try {
+    const log = new RowsLog(directory);
+    const file = loggedRows(key, buffer, ranges);
+    for (let i = 0; i < ranges.length; i++) await log.append(file);
+    const contents = await readRowsLogs(directory, () => runs);
+    const [segment] = readdirSync(directory);
+    const segmentBytes = new Uint8Array(readFileSync(join(directory, segment!)));
+    await log.close();
+    return { contents, segmentBytes };
+  } finally {
+    rmSync(directory, { recursive: true, force: true });
+  }
+}
+
+describe("Parquet journal replay, version 5 (positions and the rows log)", () => {
+  const buffer = tradesBuffer(200);
+  const KEY = "trades/exchange=BINANCE_FUTURES/symbol=BTCUSDT/date=2026-01-05/120000-0000.parquet";
+
+  function positionedGroup(rows: number, endOffset: number, through: number): Uint8Array {
+    const group: RowGroup = { columns: [], total_byte_size: 0n, num_rows: BigInt(rows) };
+    return rowGroupRecord(group, endOffset, undefined, through);
+  }
+
+  function idsOf(replay: TableBuffer): string[] {
+    return replay.column("id", StringColumn).head(0, replay.rows).slice(0, replay.rows) as string[];
+  }
+
+  test("pending rows start at the highest row-group position and come from the log, each row once though records overlap", async () => {
+    // t0..t59 logged, t60..t119 logged, then t100..t159 logged again (a file moving to a new segment).
+    const { contents } = await throughRowsLog(KEY, buffer, [[0, 60], [60, 120], [100, 160]]);
+    const journal = concat([header(JOURNAL_VERSION), positionedGroup(80, 1000, 80)]);
+    const replay = readJournal(journal);
+    expect(replay.pendingFrom).toBe(80);
+    const records = contents.byKey.get(KEY)!;
+    expect(records.map((record) => [record.firstRow, record.rowCount])).toEqual([[0, 60], [60, 60], [100, 60]]);
+    const pending = new TableBuffer(COLUMNS, CONSTANTS);
+    expect(decodePositionedRows(records, replay.pendingFrom, pending)).toEqual({ rows: 80, missing: 0 });
+    expect(idsOf(pending)).toEqual(ids(80, 160));
+  });
+
+  test("a rewritten journal (SKIP and its own rows) overrides what the log holds before it; a hole is reported, not filled", async () => {
+    const { contents } = await throughRowsLog(KEY, buffer, [[0, 50], [120, 150]]);
+    // Rows t0..t39 were dropped from memory: the rewrite skips them and holds t40..t69 itself.
+    const rewritten = concat([header(JOURNAL_VERSION), skipRecord(40), positionedRowsRecord(buffer, 40, 70, 40)]);
+    const replay = readJournal(rewritten);
+    expect(replay.pendingFrom).toBe(40);
+    const records = [...replay.rows.map((location) => ({ bytes: rewritten, location, firstRow: location.firstRow!, rowCount: location.rowCount! })), ...contents.byKey.get(KEY)!];
+    const pending = new TableBuffer(COLUMNS, CONSTANTS);
+    // t70..t119 were in memory only (a row group being written when the run died): 50 missing.
+    expect(decodePositionedRows(records, replay.pendingFrom, pending)).toEqual({ rows: 60, missing: 50 });
+    expect(idsOf(pending)).toEqual([...ids(40, 70), ...ids(120, 150)]);
+  });
+
+  test("a torn log tail is cut at the last intact record; a segment without its header holds nothing", async () => {
+    const { segmentBytes } = await throughRowsLog(KEY, buffer, [[0, 10], [10, 20]]);
+    const torn = segmentBytes.subarray(0, segmentBytes.length - 5);
+    const found: [number, number][] = [];
+    expect(readSegment(torn, (_key, record) => found.push([record.firstRow, record.rowCount]))).toBeGreaterThan(0);
+    expect(found).toEqual([[0, 10]]);
+    const headerless = segmentBytes.slice();
+    headerless[9] ^= 0xff; // the header's payload no longer matches its checksum
+    const none: unknown[] = [];
+    readSegment(headerless, (key) => none.push(key));
+    expect(none).toEqual([]);
+  });
+
+  test("L2 rows with message fields as runs: a log record overlapping the last row group, cut mid-message, reads back exactly", async () => {
+    const books = Array.from({ length: 40 }, (_, i) => bookAt(i, "BTC-USDT-SWAP", 1 + (i % 5)));
+    const l2 = new TableBuffer(TABLES.l2, CONSTANTS, { perEvent: PER_EVENT_COLUMNS.l2 });
+    const append = rowAppender("l2", l2);
+    for (const book of books) append(book);
+    const { contents } = await throughRowsLog("l2/x", l2, [[0, l2.rows]], l2.runColumns);
+    const pending = new TableBuffer(TABLES.l2, CONSTANTS, { perEvent: PER_EVENT_COLUMNS.l2 });
+    const from = 13; // inside a message
+    expect(decodePositionedRows(contents.byKey.get("l2/x")!, from, pending)).toEqual({ rows: l2.rows - from, missing: 0 });
+    for (const name of ["timestamp", "local_timestamp", "sequence"] as const) {
+      expect([...pending.column(name, RunColumn).expand(0, pending.rows)]).toEqual([...l2.column(name, RunColumn).expand(from, l2.rows - from)]);
+    }
+    expect([...pending.column("price", NumberColumn).head(0, pending.rows)]).toEqual([...l2.column("price", NumberColumn).head(from, l2.rows - from)]);
+  });
+});
+

@@ -8,9 +8,10 @@ import { appendFileSync, cpSync, existsSync, mkdirSync, readFileSync, renameSync
 import { join } from "node:path";
 import { open } from "node:fs/promises";
 import { NumberColumn, PER_EVENT_COLUMNS, rowAppender, TableBuffer } from "../src/sinks/parquet/columns.ts";
-import { decodeRows, headerRecord, JOURNAL_FORMAT, JOURNAL_VERSION, readJournal, rowsRecord } from "../src/sinks/parquet/journal.ts";
+import { decodePositionedRows, decodeRows, headerRecord, JOURNAL_FORMAT, JOURNAL_VERSION, readJournal, rowsRecord } from "../src/sinks/parquet/journal.ts";
 import { journalFileName, nextJournalFileName, tempFileName } from "../src/sinks/parquet/layout.ts";
 import { PartFile } from "../src/sinks/parquet/part-file.ts";
+import { isRowsLogName, readRowsLogs } from "../src/sinks/parquet/rows-log.ts";
 import { TABLES } from "../src/core/tables.ts";
 import {
   BASE_TIME,
@@ -229,6 +230,68 @@ describe("ParquetSink crash recovery", () => {
     await sink.close();
   });
 
+  test("rows log segments: a quiet file's rows move to the new segment, old segments go, and every image recovers exactly", async () => {
+    const live = tempDirectory();
+    // Tiny segments: every flush of the busy file starts a new one.
+    const { sink } = makeSink(live, { tuning: { rowGroupRows: 10_000, flushIntervalMs: 60_000 }, rowsLogSegmentBytes: 1024 });
+    await sink.start();
+    const quiet = Array.from({ length: 5 }, (_, i) => ({ ...tradeAt(i), symbol: "ETHUSDT", id: `q${i}` }));
+    await sink.write(quiet);
+    await sink.flush(); // the quiet file's only rows, in the first segment
+    const images: { image: string; busyRows: number }[] = [];
+    for (let step = 0; step < 6; step++) {
+      await sink.write(Array.from({ length: 40 }, (_, i) => tradeAt(step * 40 + i)));
+      await sink.flush();
+      const segments = listFiles(join(live, ".inprogress")).filter(isRowsLogName);
+      // The quiet file logged its rows again into the newest segment, so older ones were removed.
+      expect(segments.length).toBeLessThanOrEqual(2);
+      const image = tempDirectory();
+      cpSync(live, image, { recursive: true });
+      images.push({ image, busyRows: (step + 1) * 40 });
+    }
+    await sink.close();
+    expect(listFiles(join(live, ".inprogress")).filter(isRowsLogName)).toEqual([]);
+    for (const { image, busyRows } of images) {
+      const { sink: recovering, stats } = makeSink(image);
+      await recovering.start();
+      await recovering.close();
+      expect(stats.errors).toBe(0);
+      expect(recovering.recovery).toMatchObject({ recoveredRows: busyRows + quiet.length, lostRows: 0 });
+      const rows = await query(`SELECT id, symbol FROM read_parquet('${image}/trades/**/*.parquet', hive_partitioning = true) ORDER BY timestamp, filename`);
+      expect(rows.filter((row) => row.symbol === "ETHUSDT").map((row) => row.id)).toEqual(quiet.map((trade) => trade.id));
+      expect(rows.filter((row) => row.symbol === "BTCUSDT").map((row) => row.id)).toEqual(ids(0, busyRows));
+      // Recovery read every segment and removed them.
+      expect(listFiles(join(image, ".inprogress")).filter(isRowsLogName)).toEqual([]);
+    }
+  });
+
+  test("a rows log segment deleted under the sink: a new one takes over and every file logs its rows again", async () => {
+    const live = tempDirectory();
+    const { sink } = makeSink(live, { tuning: { rowGroupRows: 10_000, flushIntervalMs: 60_000 } });
+    await sink.start();
+    await sink.write(Array.from({ length: 30 }, (_, i) => tradeAt(i)));
+    await sink.flush();
+    const [deleted] = listFiles(join(live, ".inprogress")).filter(isRowsLogName);
+    rmSync(join(live, ".inprogress", deleted!));
+    await sink.write(Array.from({ length: 20 }, (_, i) => tradeAt(30 + i)));
+    await sink.flush(); // into the deleted segment; the check after it finds the path gone
+    await Bun.sleep(50);
+    await sink.write([tradeAt(50)]);
+    await sink.flush(); // a new segment, with every pending row
+    const segments = listFiles(join(live, ".inprogress")).filter(isRowsLogName);
+    expect(segments).toHaveLength(1);
+    expect(segments[0]).not.toBe(deleted);
+    const image = tempDirectory();
+    cpSync(live, image, { recursive: true });
+    await sink.close();
+    const { sink: recovering, stats } = makeSink(image);
+    await recovering.start();
+    await recovering.close();
+    expect(stats.errors).toBe(0);
+    // t0..t49 were only in the deleted segment until they were logged again.
+    expect(await tradeIds(image)).toEqual(ids(0, 51));
+  });
+
   test("row groups sealed from journaled rows: images before and after the group is written recover exactly the durable rows", async () => {
     const live = tempDirectory();
     const { sink } = makeSink(live, { tuning: { rowGroupRows: 100, flushIntervalMs: 60_000 } });
@@ -360,7 +423,8 @@ describe("ParquetSink crash recovery", () => {
     const partition = join(image, PARTITION);
     mkdirSync(partition, { recursive: true });
     for (const name of [journalFileName(NAME), tempFileName(NAME)]) renameSync(join(image, WORK, name), join(partition, name));
-    rmSync(join(image, ".inprogress"), { recursive: true });
+    // The work tree goes; the rows log stays (it holds the journaled rows since journal version 5).
+    rmSync(join(image, ".inprogress", "trades"), { recursive: true });
     const { sink, stats } = makeSink(image);
     await sink.start();
     expect(sink.recovery).toEqual({
@@ -422,7 +486,7 @@ describe("ParquetSink crash recovery", () => {
 });
 
 describe("PartFile resumed from an older journal", () => {
-  test("its next journal write replaces the version 3 journal with a whole version 4 one, and no row is lost", async () => {
+  test("its next journal write replaces the version 3 journal with a whole current one, and no row is lost", async () => {
     const directory = tempDirectory();
     const finalName = "120000-0000.parquet";
     const journalPath = join(directory, journalFileName(finalName));
@@ -445,7 +509,7 @@ describe("PartFile resumed from an older journal", () => {
     // As recovery resumes it.
     const journal = readJournal(journalBytes);
     const file = new PartFile({
-      root: "",
+      root: directory,
       table: "l2",
       exchange: "OKX_SWAP",
       symbol: "BTC-USDT-SWAP",
@@ -458,7 +522,7 @@ describe("PartFile resumed from an older journal", () => {
       rowGroupRows: 16_384,
     });
     expect(decodeRows(journalBytes, journal.rows, file.buffer, journal.skipRows)).toBe(60);
-    await file.resume(finalName, { header, rowGroups: [], rowGroupEnd: 4 }, await open(tempPath, "r+"), await open(journalPath, "r+"), journalBytes.length);
+    await file.resume(finalName, { header, rowGroups: [], rowGroupEnd: 4, firstRow: 0 }, await open(tempPath, "r+"), await open(journalPath, "r+"), journalBytes.length);
 
     for (const book of books.slice(10)) file.add(book);
     await file.sync(16_384, false);
@@ -466,8 +530,15 @@ describe("PartFile resumed from an older journal", () => {
     const replay = readJournal(replaced);
     expect(replay.header?.version).toBe(JOURNAL_VERSION);
     expect(replay.header?.perEvent).toEqual(file.buffer.runColumns);
+    // Its 60 rows in the rewritten journal, the 60 new ones in the rows log: read back as recovery would.
+    const log = await readRowsLogs(join(directory, ".inprogress"), () => file.buffer.runColumns);
+    const records = [
+      ...replay.rows.map((location) => ({ bytes: replaced, location, firstRow: location.firstRow!, rowCount: location.rowCount! })),
+      ...(log.byKey.get(finalName) ?? []),
+    ];
+    expect(records.map((record) => [record.firstRow, record.rowCount])).toEqual([[0, 60], [60, 60]]);
     const pending = new TableBuffer(TABLES.l2, { exchange: "OKX_SWAP", symbol: "BTC-USDT-SWAP" });
-    expect(decodeRows(replaced, replay.rows, pending, replay.skipRows)).toBe(120);
+    expect(decodePositionedRows(records, replay.pendingFrom, pending)).toEqual({ rows: 120, missing: 0 });
     const sequences = books.flatMap((book) => [book.sequence, book.sequence, book.sequence, book.sequence, book.sequence, book.sequence]);
     expect([...pending.column("sequence", NumberColumn).head(0, 120)]).toEqual(sequences);
 

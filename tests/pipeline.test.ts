@@ -10,7 +10,7 @@ import { BASE_SIZING, type BookChange, type MarketEvent, type Trade } from "../s
 import { createLogger } from "../src/core/log.ts";
 import { Pipeline } from "../src/core/pipeline.ts";
 import type { Subscription } from "../src/core/subscriptions.ts";
-import { waitUntil } from "./support/fake-exchange.ts";
+import { waitUntil } from "./support/fake-venue.ts";
 import { MemorySink } from "./support/memory-sink.ts";
 
 const log = createLogger("error");

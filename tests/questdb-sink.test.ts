@@ -15,7 +15,7 @@ import { HOSTILE_STRINGS, T0, bbo, book, funding, gap, liquidation, trade } from
 import { resolveSettings } from "../src/sinks/questdb/settings.ts";
 import { createTestSink, memoryLogger, type TestSink, type TestSinkOptions } from "./support/questdb-harness.ts";
 import { StalledServer } from "./support/questdb-stalled-server.ts";
-import { waitUntil } from "./support/fake-exchange.ts";
+import { waitUntil } from "./support/fake-venue.ts";
 
 let server: IlpServer | undefined;
 let current: TestSink | undefined;

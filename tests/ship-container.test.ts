@@ -12,6 +12,7 @@ import { run as lintDockerfile } from "dockerfilelint";
 import { models as kubernetesModels } from "./support/ship-kubernetes.ts";
 import packageJson from "../package.json" with { type: "json" };
 import { buildConfig } from "../src/cli/config.ts";
+import { HEALTHCHECK_TIMEOUT_MS } from "../src/cli/healthcheck.ts";
 import { EXCHANGE_REGISTRY } from "../src/connectors/index.ts";
 import { ROOT } from "./support/binary.ts";
 import { run } from "./support/ship-install.ts";
@@ -70,6 +71,9 @@ describe("Dockerfile", () => {
     expect(volumeCopy?.flags.chown).toBe(user.includes(":") ? user : `${user}:${user}`);
 
     expect(finalInstructions("STOPSIGNAL").at(-1)?.text).toBe("SIGTERM");
+    // No shell or curl in distroless: the health check is the binary's own subcommand, in exec form.
+    const healthcheck = finalInstructions("HEALTHCHECK").at(-1)!.text;
+    expect(execForm(healthcheck.slice(healthcheck.indexOf("CMD") + 3).trim())).toEqual([entrypoint[0]!, "healthcheck"]);
     const metricsPort = finalEnvironment.METRICS_ADDR!.split(":").at(-1);
     expect(finalInstructions("EXPOSE").map((instruction) => instruction.text)).toContain(metricsPort!);
 
@@ -162,6 +166,8 @@ describe("docker-compose.yml", () => {
         expect(Object.keys(compose.volumes ?? {})).toContain(mounts[0]![0]!);
       }
       expect(service.stop_signal ?? "SIGTERM").toBe("SIGTERM");
+      expect(service.healthcheck.test).toEqual(["CMD", execForm(finalInstructions("ENTRYPOINT").at(-1)!.text)[0], "healthcheck"]);
+      expect(parseTimeSpan(String(service.healthcheck.timeout)) * 1000).toBeGreaterThan(HEALTHCHECK_TIMEOUT_MS);
       expect(parseTimeSpan(String(service.stop_grace_period))).toBeGreaterThan(defaultShutdownSeconds);
       expect(name).toMatch(/^xtrader-/);
     }
@@ -202,8 +208,8 @@ describe("Kubernetes example", () => {
     const image = kustomization.images[0]!;
     expect(image.newTag).toMatch(/^\d+\.\d+\.\d+-[0-9a-f]{7,40}$/); // immutable: version and commit
     const keys = new Set<string>();
+    let shardedUploading = 0;
     for (const workload of workloads) {
-      expect(workload.spec.replicas).toBe(1);
       const pod = workload.spec.template.spec;
       expect(pod.securityContext.runAsNonRoot).toBe(true);
       const [container] = pod.containers as Array<Record<string, any>>;
@@ -216,6 +222,11 @@ describe("Kubernetes example", () => {
         Object.assign(env, configMaps.get(source.configMapRef.name));
       }
       for (const variable of container!.env ?? []) {
+        if (variable.valueFrom?.fieldRef) {
+          // The pod's own name, from the downward API: the StatefulSet ordinal of SHARD=ordinal/N.
+          expect({ name: variable.name, field: variable.valueFrom.fieldRef.fieldPath }).toEqual({ name: "POD_NAME", field: "metadata.name" });
+          continue;
+        }
         if (variable.valueFrom) {
           expect(variable.valueFrom.secretKeyRef.key).toBe(variable.name);
           continue;
@@ -223,11 +234,34 @@ describe("Kubernetes example", () => {
         env[variable.name] = variable.value;
       }
       for (const variable of Object.keys(env)) expect(knownVariables.has(variable)).toBe(true);
-      for (const secret of ["DERIBIT_CLIENT_ID", "DERIBIT_CLIENT_SECRET", "QDB_CLIENT_CONF"]) expect(env[secret]).toBeUndefined();
-      const config = validateEnvironment(env);
-      for (const subscription of config.subscriptions) {
-        expect(keys.has(subscription.key)).toBe(false);
-        keys.add(subscription.key);
+      for (const secret of ["DERIBIT_CLIENT_ID", "DERIBIT_CLIENT_SECRET", "QDB_CLIENT_CONF", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]) expect(env[secret]).toBeUndefined();
+      // A sharded StatefulSet: one replica per shard, each pod its ordinal; everything else one replica
+      // (two would record everything twice).
+      const shardCount = env.SHARD ? Number(/^ordinal\/(\d+)$/.exec(env.SHARD)![1]) : 1;
+      if (env.SHARD) expect(workload.kind).toBe("StatefulSet");
+      expect(workload.spec.replicas).toBe(shardCount);
+      const configs = Array.from({ length: shardCount }, (_, ordinal) =>
+        validateEnvironment(env.SHARD ? { ...env, POD_NAME: `${workload.metadata.name}-${ordinal}` } : env),
+      );
+      for (const shard of configs) {
+        expect(shard.subscriptions.length).toBeGreaterThan(0);
+        for (const subscription of shard.subscriptions) {
+          expect(keys.has(subscription.key)).toBe(false);
+          keys.add(subscription.key);
+        }
+      }
+      if (env.SHARD) {
+        // The shards together record the whole list, each subscription once.
+        const { SHARD: _shard, ...unsharded } = env;
+        const all = validateEnvironment(unsharded).subscriptions.map((subscription) => subscription.key);
+        expect(configs.flatMap((shard) => shard.subscriptions.map((subscription) => subscription.key)).sort()).toEqual(all.sort());
+        if (configs[0]!.upload.target) shardedUploading++;
+      }
+      const config = configs[0]!;
+      if (config.upload.target) {
+        // Object names carry the pod name (POD_NAME or HOSTNAME), so replicas never overwrite each other.
+        expect(env.INSTANCE_ID).toBeUndefined();
+        expect(config.sink).toBe("parquet");
       }
 
       const metrics = (container!.ports as Array<{ name: string; containerPort: number }>).find((port) => port.name === "metrics")!;
@@ -244,5 +278,6 @@ describe("Kubernetes example", () => {
         expect(workload.kind).toBe("StatefulSet");
       }
     }
+    expect(shardedUploading).toBe(1); // the fleet example: N shards of one list, uploading to one bucket
   });
 });

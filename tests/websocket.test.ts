@@ -1,11 +1,11 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { backoffDelay, ReconnectingSocket, socketCounters, type CloseInfo } from "../src/connectors/websocket.ts";
 import { createLogger } from "../src/core/log.ts";
-import { FakeExchange } from "./support/fake-exchange.ts";
+import { FakeVenue } from "./support/fake-venue.ts";
 import { memoryLogger } from "./support/questdb-harness.ts";
 
 const log = createLogger("error");
-let exchange: FakeExchange | undefined;
+let exchange: FakeVenue | undefined;
 let socket: ReconnectingSocket | undefined;
 
 afterEach(async () => {
@@ -16,7 +16,7 @@ afterEach(async () => {
 });
 
 function open(overrides: Partial<ConstructorParameters<typeof ReconnectingSocket>[0]> = {}) {
-  const fake = (exchange = FakeExchange.start());
+  const fake = (exchange = FakeVenue.start());
   const closes: CloseInfo[] = [];
   const messages: Array<{ data: string; receivedAt: number }> = [];
   const opens: number[] = [];

@@ -60,6 +60,8 @@ export interface SteadyResult {
   readonly peakRssBytes: number;
   readonly cpuMicrosPerMessage: number;
   readonly subscriptions: number;
+  /** CPU µs per message of each run a median was taken of (bench/run.ts). */
+  readonly cpuSamples?: readonly number[];
 }
 
 interface Started {
@@ -247,7 +249,7 @@ export async function runThroughput(options: RunOptions & { readonly count: numb
 }
 
 export async function runSteady(
-  options: RunOptions & { readonly rate: number; readonly seconds: number; readonly settleMs?: number },
+  options: RunOptions & { readonly rate: number; readonly seconds: number; readonly warmupSeconds?: number; readonly settleMs?: number },
 ): Promise<SteadyResult> {
   const workload = buildWorkload(options.workload, options.scale);
   const server = new LoadServer(workload);
@@ -256,6 +258,8 @@ export async function runSteady(
   try {
     await server.whenReady(90_000);
     const pid = started.child.pid;
+    // A collector spends weeks at this rate: the first seconds (JIT compilation, files being created) are not its steady cost.
+    if (options.warmupSeconds) await server.steady(options.rate, options.warmupSeconds);
     const peak = peakSampler(pid);
     const sinceMicros = Math.floor(epochMs() * 1000);
     let watch: ParquetJournalWatch | undefined;

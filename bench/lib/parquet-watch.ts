@@ -1,9 +1,10 @@
 /**
  * Exchange→disk lag of the Parquet sink, seen from outside the process: the sink makes rows durable by
- * appending them to the journal beside each open file (and fdatasync'ing it) every flush interval, so the
- * moment a row shows up in a journal is the moment it is on disk. This polls the journals, reads only the
- * bytes appended since the last look, and takes each new row's `timestamp` (exchange time) from the ROWS
- * records (format: src/sinks/parquet/journal.ts, columns.ts).
+ * appending them to its rows log (one per process, `.inprogress/rows-*.log`; builds before journal version
+ * 5: the journal beside each open file) and fdatasync'ing it every flush interval, so the moment a row
+ * shows up there is the moment it is on disk. This polls the logs and journals, reads only the bytes
+ * appended since the last look, and takes each new row's `timestamp` (exchange time) from the rows records
+ * (formats: src/sinks/parquet/rows-log.ts, journal.ts, columns.ts).
  *
  * Rows that reach disk without passing through a journal (a row group written straight from memory) are
  * counted as `unobserved`. Polling every `intervalMs` makes each sample up to that much late.
@@ -11,7 +12,10 @@
 import { closeSync, openSync, readdirSync, readSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { ByteReader } from "../../src/sinks/parquet/columns.ts";
-import { CODED_ROWS, HEADER, ROWS, type JournalHeader } from "../../src/sinks/parquet/journal.ts";
+import { CODED_ROWS, HEADER, POSITIONED_ROWS, ROWS, type JournalHeader } from "../../src/sinks/parquet/journal.ts";
+import { PER_EVENT_COLUMNS } from "../../src/sinks/parquet/columns.ts";
+import { isRowsLogName } from "../../src/sinks/parquet/rows-log.ts";
+import type { TableName } from "../../src/core/tables.ts";
 import { epochMs } from "./proc.ts";
 
 const RECORD_HEADER_BYTES = 8;
@@ -53,7 +57,7 @@ export class ParquetJournalWatch {
       return;
     }
     for (const name of names) {
-      if (!name.endsWith(".journal")) continue;
+      if (!name.endsWith(".journal") && !isRowsLogName(name.split("/").at(-1)!)) continue;
       const path = join(this.root, name);
       try {
         this.read(path, now);
@@ -88,27 +92,36 @@ export class ParquetJournalWatch {
       const payloadStart = position + RECORD_HEADER_BYTES;
       const payloadEnd = payloadStart + length;
       if (length < 1 || payloadEnd > bytes.length) break; // still being written
-      if (bytes[payloadStart] === HEADER) {
+      if (bytes[payloadStart] === POSITIONED_ROWS && isRowsLogName(path.split("/").at(-1)!)) {
+        // A rows-log record: its key (the file's path, starting with its table), position, then the rows.
+        const keyLength = view.getUint32(payloadStart + 1, true);
+        const table = new TextDecoder().decode(bytes.subarray(payloadStart + 5, payloadStart + 5 + keyLength)).split("/")[0] as TableName;
+        this.sample(new ByteReader(bytes, payloadStart + 5 + keyLength + 8, position, payloadEnd), PER_EVENT_COLUMNS[table]?.includes("timestamp") ?? false, nowMicros);
+      } else if (bytes[payloadStart] === HEADER) {
         const header = JSON.parse(new TextDecoder().decode(bytes.subarray(payloadStart + 1, payloadEnd))) as JournalHeader;
         tracked.timestampRuns = header.perEvent?.includes("timestamp") ?? false;
       }
       // Pending rows, either format: the timestamp column comes first in both.
       if (bytes[payloadStart] === ROWS || bytes[payloadStart] === CODED_ROWS) {
-        const reader = new ByteReader(bytes, payloadStart + 1, position, payloadEnd);
-        const rows = reader.uint32();
-        // Every table starts with exchange and symbol (constant, not stored per row), then timestamp: one
-        // value per row, or (L2, journal version 4) runs: their count, values, then row counts.
-        const runs = tracked.timestampRuns ? reader.uint32() : rows;
-        const timestamps = reader.float64s(runs);
-        const lengths = tracked.timestampRuns ? reader.float64s(runs) : undefined;
-        for (let i = 0; i < runs; i++) {
-          if (timestamps[i]! < this.sinceMicros) continue;
-          for (let row = 0; row < (lengths?.[i] ?? 1); row++) this.lags.push(nowMicros - timestamps[i]!);
-        }
-        this.rowsSeen += rows;
+        this.sample(new ByteReader(bytes, payloadStart + 1, position, payloadEnd), tracked.timestampRuns, nowMicros);
       }
       position = payloadEnd;
     }
     tracked.offset += position;
+  }
+
+  /** Lag samples of one rows record (the reader at its row count). */
+  private sample(reader: ByteReader, timestampRuns: boolean, nowMicros: number): void {
+    const rows = reader.uint32();
+    // Every table starts with exchange and symbol (constant, not stored per row), then timestamp: one
+    // value per row, or (L2, journal version 4 on) runs: their count, values, then row counts.
+    const runs = timestampRuns ? reader.uint32() : rows;
+    const timestamps = reader.float64s(runs);
+    const lengths = timestampRuns ? reader.float64s(runs) : undefined;
+    for (let i = 0; i < runs; i++) {
+      if (timestamps[i]! < this.sinceMicros) continue;
+      for (let row = 0; row < (lengths?.[i] ?? 1); row++) this.lags.push(nowMicros - timestamps[i]!);
+    }
+    this.rowsSeen += rows;
   }
 }

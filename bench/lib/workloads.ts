@@ -8,6 +8,10 @@
  *   Binance aggTrade, 20 % OKX books, 20 % Deribit books.
  * - `memory`: 50 subscriptions (Binance 10 depth + 10 trades, OKX 15 books, Deribit 15 books), for the RSS
  *   target.
+ * - `wide`: 1,000 subscriptions with the message mix of `mixed` (Binance depth on 80 symbols, aggTrade on
+ *   290, OKX books on 315, Deribit books on 315), for the steady cost of a wildcard deployment: at the same
+ *   total rate most streams carry one or two messages a second. Binance depth stays at 80 books: each needs
+ *   a REST snapshot, and xtrader paces those within Binance's request-weight budget (minutes for 290).
  * Symbol counts shrink proportionally with `scale` (the smoke test uses a tiny one).
  */
 import {
@@ -21,7 +25,7 @@ import {
   type StreamKind,
 } from "./market.ts";
 
-export const WORKLOAD_NAMES = ["depth", "mixed", "memory"] as const;
+export const WORKLOAD_NAMES = ["depth", "mixed", "memory", "wide"] as const;
 export type WorkloadName = (typeof WORKLOAD_NAMES)[number];
 
 export interface Workload {
@@ -51,8 +55,10 @@ export function buildWorkload(name: WorkloadName, scale = 1, seed = 7): Workload
       break;
     }
     case "mixed":
-    case "memory": {
-      const [binance, okx, deribit, trades] = name === "mixed" ? [n(80), n(60), n(60), n(80)] : [n(10), n(15), n(15), n(10)];
+    case "memory":
+    case "wide": {
+      const counts = { mixed: [n(80), n(60), n(60), n(80)], memory: [n(10), n(15), n(15), n(10)], wide: [n(80), n(315), n(315), n(290)] };
+      const [binance, okx, deribit, trades] = counts[name];
       for (let i = 0; i < binance; i++) streams.push(new BinanceDepthStream(`${base(i)}USDT`, pools));
       for (let i = 0; i < trades; i++) streams.push(new BinanceTradeStream(`${base(i)}USDT`, pools));
       for (let i = 0; i < okx; i++) streams.push(new OkxBooksStream(`${base(i)}-USDT-SWAP`, pools));

@@ -20,7 +20,10 @@ import { parseSubscriptions } from "../core/subscriptions.ts";
 import { VERSION_LINE } from "../core/version.ts";
 import { DEFAULT_MAX_FRAME_BYTES, MAX_FRAME_BYTES_ENV, MAX_FRAME_BYTES_LIMIT, MIN_FRAME_BYTES } from "../connectors/websocket.ts";
 import type { Environment } from "./dotenv.ts";
+import { resolveEnvironmentReferences } from "./env-reference.ts";
 import { checkEnvironment } from "./environment.ts";
+import { instrumentKey, parseShard, takeShard, type Shard } from "./shard.ts";
+import { uploadSettings, type CliUploadSettings } from "./upload.ts";
 import { BOOLEAN_WORDS, check, choice, integer, MAX_TIMER_SECONDS, positiveSeconds } from "./rules.ts";
 
 export const LOG_FORMATS = ["text", "json"] as const;
@@ -36,6 +39,13 @@ export const ARGS = {
     description: `STREAM:EXCHANGE@INSTRUMENT[,...] (env SUBSCRIPTIONS), e.g. ${SUBSCRIPTION_EXAMPLE}`,
     valueHint: "list",
   },
+  shard: {
+    type: "string",
+    description:
+      "Take shard K of N of --subscriptions (env SHARD): all of an instrument's subscriptions on one shard; K may be 'ordinal' (StatefulSet pod name xtrader-K)",
+    valueHint: "K/N",
+  },
+  "print-plan": { type: "boolean", description: "Print the subscriptions this instance takes (after --shard) and exit" },
   sink: { type: "string", description: "parquet | questdb (default parquet)", valueHint: "name" },
   "output-directory": {
     type: "string",
@@ -68,6 +78,22 @@ export const ARGS = {
     description: "Parquet: zstd | snappy | none (default zstd; env PARQUET_COMPRESSION)",
     valueHint: "codec",
   },
+  "upload-url": {
+    type: "string",
+    description: "Parquet: upload every closed file to s3://BUCKET/PREFIX, verified, then delete it locally (env UPLOAD_URL)",
+    valueHint: "s3://bucket/prefix",
+  },
+  "keep-local": { type: "boolean", description: "With --upload-url: keep the local copy of uploaded files (env KEEP_LOCAL)" },
+  "max-local-bytes": {
+    type: "string",
+    description: "With --upload-url: bytes of closed files waiting for upload past which the pipeline is held (default 8GiB; env MAX_LOCAL_BYTES)",
+    valueHint: "bytes",
+  },
+  "instance-id": {
+    type: "string",
+    description: "With --upload-url: this instance's name in object names (default: pod name, ECS task id or host name; env INSTANCE_ID)",
+    valueHint: "name",
+  },
   "metrics-addr": {
     type: "string",
     description:
@@ -86,7 +112,7 @@ export const ARGS = {
 export const command = defineCommand({
   meta: {
     name: "xtrader",
-    description: "Records crypto exchange market data to Parquet files or QuestDB (what the files hold: xtrader report --help)",
+    description: "Records crypto exchange market data to Parquet files or QuestDB (what the files hold: xtrader report --help; container health checks: xtrader healthcheck --help)",
   },
   args: ARGS,
 });
@@ -99,6 +125,7 @@ export async function usage(colour = colourWanted(process.stdout)): Promise<stri
 
 const ENVIRONMENT_HELP = `Environment (a .env file in the working directory is loaded; real variables win):
   SUBSCRIPTIONS            used when --subscriptions is not given
+  SHARD                    used when --shard is not given
   DERIBIT_CLIENT_ID        Deribit API credentials (optional; both or neither)
   DERIBIT_CLIENT_SECRET
   DERIBIT_USE_TESTNET      true (default) or false
@@ -107,7 +134,12 @@ const ENVIRONMENT_HELP = `Environment (a .env file in the working directory is l
   QUESTDB_HTTP_PORT        QuestDB HTTP port for table creation (default 9000)
   QDB_CLIENT_CONF          full @questdb/nodejs-client configuration string (overrides host/port)
   RUST_LOG                 error | warn | info | debug | trace, or target=level,... (default info)
-  XTRADER_<EXCHANGE>_WS_URL, XTRADER_<EXCHANGE>_REST_URL   endpoint overrides (proxies, tests)`;
+  XTRADER_<EXCHANGE>_WS_URL, XTRADER_<EXCHANGE>_REST_URL   endpoint overrides (proxies, tests)
+  AWS_REGION, AWS_ENDPOINT_URL_S3   with --upload-url: the bucket's region, an S3-compatible store's endpoint;
+                           credentials as the AWS SDKs find them (keys, task role, IRSA, instance profile)
+
+A flag value that is exactly \${NAME}, $NAME or $(NAME) (unexpanded, e.g. from an ECS task definition) is read
+from the environment variable NAME. Every variable: README.md.`;
 
 export type ParsedCommandLine =
   | { readonly kind: "help" }
@@ -184,7 +216,8 @@ const duration = (name: string) =>
     v.transform((text) => Number.parseInt(text, 10) * DURATION_UNITS[text.replace(/^\d+/, "")]!),
   );
 
-const HOST_PORT = v.pipe(
+/** HOST:PORT of the metrics endpoint (`:PORT` = every interface), as the collector and `healthcheck` read it. */
+export const HOST_PORT = v.pipe(
   v.string(),
   v.trim(),
   v.regex(
@@ -205,18 +238,28 @@ const HOST = v.pipe(
 );
 
 /** The shared Config plus the sinks' settings (the CLI's flags for them live in this one table). */
-export type RunConfig = Config & SinkSettings;
+export type RunConfig = Config &
+  SinkSettings & {
+    /** This instance's share of the fleet's subscriptions; undefined = all of them. */
+    readonly shard: (Shard & { readonly fleetSubscriptions: number; readonly fleetInstruments: number }) | undefined;
+    /** `--print-plan`: print the subscriptions and exit, creating nothing. */
+    readonly printPlan: boolean;
+    /** Upload of closed files to object storage; on when `upload.target` is set. */
+    readonly upload: CliUploadSettings;
+  };
 
 /**
  * Builds the Config from parsed flags and the merged environment. Checks the output directory exists
  * (creating it) and is writable when the Parquet sink is selected.
  */
 export function buildConfig(
-  args: Readonly<Record<string, unknown>>,
+  commandLineArgs: Readonly<Record<string, unknown>>,
   env: Environment,
   registry: ExchangeRegistry = EXCHANGE_REGISTRY,
-): { config: RunConfig; warnings: string[] } {
+): { config: RunConfig; warnings: string[]; debug: readonly string[] } {
   const warnings: string[] = [];
+  // `--subscriptions ${SUBSCRIPTIONS}` from an ECS task definition arrives unexpanded (env-reference.ts).
+  const { args, debug } = resolveEnvironmentReferences(commandLineArgs, env);
   const flag = (name: string): string | undefined => {
     const value = args[name];
     return typeof value === "string" ? value : undefined;
@@ -238,8 +281,22 @@ export function buildConfig(
       `missing --subscriptions (or SUBSCRIPTIONS in the environment); expected STREAM:EXCHANGE@INSTRUMENT[,...], e.g. ${SUBSCRIPTION_EXAMPLE}`,
     );
   }
-  const { subscriptions, duplicates } = parseSubscriptions(subscriptionsText, registry, SUBSCRIPTION_EXAMPLE);
+  const { subscriptions: fleetSubscriptions, duplicates } = parseSubscriptions(subscriptionsText, registry, SUBSCRIPTION_EXAMPLE);
   for (const duplicate of duplicates) warnings.push(`duplicate subscription '${duplicate}' ignored`);
+  const printPlan = args["print-plan"] === true;
+  const shardText = setting("shard", "SHARD");
+  const shardOfFleet = shardText === undefined ? undefined : parseShard(shardText, env);
+  const subscriptions = shardOfFleet ? takeShard(fleetSubscriptions, shardOfFleet) : fleetSubscriptions;
+  const shard = shardOfFleet && {
+    ...shardOfFleet,
+    fleetSubscriptions: fleetSubscriptions.length,
+    fleetInstruments: new Set(fleetSubscriptions.map(instrumentKey)).size,
+  };
+  if (shard && subscriptions.length === 0 && !printPlan) {
+    throw new UserError(
+      `shard ${shard.index}/${shard.count} takes none of the ${shard.fleetInstruments} instrument(s) of --subscriptions; run fewer shards than instruments (see --print-plan)`,
+    );
+  }
 
   const sink = check(choice("sink", SINKS), setting("sink", "SINK") ?? "parquet");
   const shutdownText = flag("shutdown-after");
@@ -247,7 +304,7 @@ export function buildConfig(
     shutdownText === undefined ? undefined : check(SHUTDOWN_AFTER, shutdownText);
 
   const outputDirectory = resolve(setting("output-directory", "OUTPUT_DIRECTORY") ?? "./data");
-  if (sink === "parquet") ensureWritableDirectory(outputDirectory);
+  if (sink === "parquet" && !printPlan) ensureWritableDirectory(outputDirectory);
 
   // Each venue's own settings (Deribit's credentials and network), checked by its declaration.
   for (const [exchange, spec] of Object.entries(registry)) {
@@ -261,6 +318,7 @@ export function buildConfig(
     integer("QUESTDB_BUFFER_MAX_BYTES", 1 << 20),
     env.QUESTDB_BUFFER_MAX_BYTES?.trim() || String(256 << 20),
   );
+  const upload = uploadSettings({ setting, env, keepLocalFlag: args["keep-local"], sink });
   const metricsText = setting("metrics-addr", "METRICS_ADDR");
   for (const name of ["XTRADER_SHUTDOWN_TIMEOUT_SECONDS", "XTRADER_TELEMETRY_INTERVAL_SECONDS"]) {
     const text = env[name]?.trim();
@@ -306,8 +364,11 @@ export function buildConfig(
       env[MAX_FRAME_BYTES_ENV]?.trim() || String(DEFAULT_MAX_FRAME_BYTES),
     ),
     env,
+    shard,
+    printPlan,
+    upload,
   };
-  return { config, warnings };
+  return { config, warnings, debug };
 }
 
 function ensureWritableDirectory(directory: string): void {

@@ -43,6 +43,8 @@ const CHECKED_IN_CONFIG = [
   MAX_FRAME_BYTES_ENV,
   "XTRADER_SHUTDOWN_TIMEOUT_SECONDS",
   "XTRADER_TELEMETRY_INTERVAL_SECONDS",
+  "XTRADER_UPLOAD_UNREADY_AFTER_SECONDS",
+  "XTRADER_UPLOAD_STOP_WAIT_SECONDS",
 ];
 
 export function environmentRules(context: EnvironmentContext): ReadonlyMap<string, Rule> {

@@ -3,42 +3,25 @@
  * funding (markPrice@1s) and liquidations (forceOrder). Venue notes: docs/venues/binance-futures.md.
  *
  * Shape: a declarative header (endpoints, channels, limits), then the connector. The pure normalizers
- * live in binance-futures-normalize.ts, the book sequence rules in kit/sequence/binance-futures.ts, REST
- * weight handling in binance-futures-rest.ts.
+ * live in binance-futures-normalize.ts, the book sequence rules in kit/sequence/binance-futures.ts, the
+ * depth book on the book-sync engine in binance-futures-book.ts, REST weight handling in binance-futures-rest.ts.
  */
 import { msToMicros, nowMicros } from "../core/clock.ts";
-import { errorMessage } from "../core/errors.ts";
-import type { BookChange, GapReason, MarketEvent, Stream } from "../core/events.ts";
-import { gapEvent } from "../core/events.ts";
-import { FaultLog } from "../core/fault-log.ts";
-import { OrderBook } from "../core/order-book.ts";
+import type { GapReason, MarketEvent, Stream } from "../core/events.ts";
 import type { Subscription } from "../core/subscriptions.ts";
-import { DepthSequencer } from "./kit/sequence/binance-futures.ts";
-import {
-  depthDelta,
-  EVENT_KEYS,
-  NORMALIZERS,
-  parseDepth,
-  parseSnapshot,
-  SIZING,
-  tradeEvent,
-  type DepthSnapshot,
-  type DepthUpdate,
-  type Payload,
-} from "./binance-futures-normalize.ts";
+import type { ConnectorContext, ReadinessWindows } from "../core/connector.ts";
+import { DepthBook, type DepthBookPort } from "./binance-futures-book.ts";
+import { EVENT_KEYS, NORMALIZERS, parseDepth, tradeEvent, type DepthUpdate, type Payload } from "./binance-futures-normalize.ts";
 import { scanAggTradeFrame, scanDepthFrame } from "./binance-futures-scan.ts";
-import { RestWeightGate, type RestResult } from "./binance-futures-rest.ts";
+import { RestWeightGate } from "./binance-futures-rest.ts";
 import { RecentKeys } from "./dedup.ts";
-import { endpoint } from "./endpoints.ts";
-import { closeGap, describeClose } from "./kit/close-gap.ts";
-import { positiveFromEnv } from "./kit/env.ts";
-import { TokenBucket } from "./kit/rate.ts";
-import { PendingRequests } from "./kit/requests.ts";
-import { isolateRefusedBatch } from "./kit/refused-batch.ts";
-import { ResyncBrake, resyncBrakeFromEnv, type ResyncBrakeOptions } from "./kit/resync-brake.ts";
 import { snapshotBodyBytes } from "./http-body.ts";
-import type { Connector, ConnectorContext, ExchangeSpec, ReadinessWindows } from "../core/connector.ts";
-import { backoffDelay, backoffFromEnv, ReconnectingSocket, type BackoffOptions, type CloseInfo, type OpenInfo } from "./websocket.ts";
+import type { BookSyncRules } from "./kit/book-sync.ts";
+import { positiveFromEnv } from "./kit/env.ts";
+import type { HandoverTopic, PoolConnection, PoolLimits, PoolWire, Refusal } from "./kit/pool.ts";
+import { defineVenue, type Venue } from "./kit/venue.ts";
+import { VenueConnector, type VenueFeed } from "./kit/venue-connector.ts";
+import type { OpenInfo } from "./websocket.ts";
 
 // ───────────────────────────────────────── declarative header ─────────────────────────────────────────
 
@@ -124,10 +107,22 @@ export const LIMITS = {
   handoverBufferEvents: 5_000,
 } as const;
 
+/**
+ * L2 on the book-sync engine (kit/book-sync.ts): a delta before the subscription's ack proves it live;
+ * deltas are buffered while the REST snapshot is pending; the snapshot waits for the delta that straddles
+ * it (How to manage a local order book correctly, see kit/sequence/binance-futures.ts).
+ */
+const BOOK_RULES: BookSyncRules = {
+  idle: "await_subscription",
+  bufferLimit: LIMITS.depthBufferEvents,
+  whenBufferFull: "drop_oldest",
+  snapshotWaitsForStraddle: true,
+  snapshotSource: "rest",
+  toleratesCrossedSnapshot: false,
+};
+
 const DEPTH_PATH = "/fapi/v1/depth";
 const EXCHANGE_INFO_PATH = "/fapi/v1/exchangeInfo";
-/** Binance's "Invalid symbol." error code. */
-const INVALID_SYMBOL = -1121;
 const KEEPALIVE_ID = 0;
 const KEEPALIVE_MESSAGE = JSON.stringify({ method: "LIST_SUBSCRIPTIONS", id: KEEPALIVE_ID });
 
@@ -141,255 +136,71 @@ export const ENV = {
 
 /** Perpetuals (BTCUSDT, 1000PEPEUSDT) and delivery contracts (BTCUSDT_260626). */
 const SYMBOL_RULE = /^[A-Z0-9]{2,32}(_[0-9]{6})?$/;
+const symbolError = (symbol: string) =>
+  `invalid BINANCE_FUTURES instrument '${symbol}'; expected a USD-M futures symbol such as BTCUSDT (perpetual) or BTCUSDT_260626 (delivery)`;
 
-export const binanceFutures: ExchangeSpec = {
+/** Requests as Binance takes them: `{"method":"SUBSCRIBE","params":[stream...],"id":n}` (Live-Subscribing). */
+const WIRE: PoolWire = {
+  encode: (method, topics, id) => JSON.stringify({ method: method.toUpperCase(), params: topics, id }),
+  label: (method) => method.toUpperCase(),
+  describe: (refusal) => `${refusal.code} ${refusal.text}`,
+  topicWord: "streams",
+  // LIST_SUBSCRIPTIONS after silence, so quiet connections still prove they are alive.
+  keepalive: (staleAfterMs) => ({ idleMs: Math.min(LIMITS.keepaliveIdleMs, Math.max(50, Math.floor(staleAfterMs / 3))), message: KEEPALIVE_MESSAGE }),
+};
+
+/** The pool's limits; the connector applies the ENV overrides. */
+const POOL_LIMITS: PoolLimits = {
+  topicsPerConnection: LIMITS.streamsPerConnection,
+  topicsPerRequest: LIMITS.streamsPerSubscribeRequest,
+  // The venue disconnects above 10 messages per second; requests go evenly at half that.
+  requestBurst: 1,
+  requestsPerSecond: LIMITS.requestsPerSecond,
+  answerTimeoutMs: LIMITS.requestAnswerTimeoutMs,
+  connectionMaxAgeMs: LIMITS.connectionMaxAgeMs,
+  rolloverReason: "before Binance's 24 h limit",
+  rolloverStaggerMs: LIMITS.rolloverStaggerMs,
+  handoverGraceMs: LIMITS.handoverGraceMs,
+  handoverBufferEvents: LIMITS.handoverBufferEvents,
+};
+
+export const binanceFutures = defineVenue({
   id: EXCHANGE,
   streams: ["TRADES", "L2", "BBO", "FUNDING", "LIQUIDATIONS"],
   readinessWindows: READINESS_WINDOWS,
-  nativeInstrument: (symbol) =>
-    SYMBOL_RULE.test(symbol)
-      ? { native: symbol }
-      : {
-          error: `invalid BINANCE_FUTURES instrument '${symbol}'; expected a USD-M futures symbol such as BTCUSDT (perpetual) or BTCUSDT_260626 (delivery)`,
-        },
-  create: (context, subscriptions) => new BinanceFuturesConnector(context, subscriptions),
-};
+  instrument: (symbol) => (SYMBOL_RULE.test(symbol) ? { native: symbol } : { error: symbolError(symbol) }),
+  endpoints: DEFAULT_ENDPOINTS,
+  limits: POOL_LIMITS,
+  wire: WIRE,
+  connector: (venue, context, subscriptions) => new BinanceFuturesConnector(venue, context, subscriptions),
+});
 
-// ──────────────────────────────────────────── connector state ────────────────────────────────────────────
+// ──────────────────────────────────────────── connector ────────────────────────────────────────────
 
-type BookPhase = "idle" | "syncing" | "live";
+/** What a rollover successor holds for a feed until the switch: events, or depth updates of a book. */
+type HandoverItem = MarketEvent | DepthUpdate;
 
-/** Local book and sync state of one L2 subscription. */
-interface BookState {
-  phase: BookPhase;
-  readonly sequencer: DepthSequencer;
-  readonly local: OrderBook;
-  /** Deltas received while the snapshot is pending or not yet straddled. */
-  buffer: DepthUpdate[];
-  /** The snapshot waiting for its straddling delta (emitted together with it). */
-  held: DepthSnapshot | undefined;
-  /** A snapshot request is queued, in flight or waiting to be retried. */
-  requesting: boolean;
-  /** Bumped whenever pending snapshot results must be ignored (connection lost, stopped). */
-  generation: number;
-  /** Consecutive failed snapshot requests (a gap is emitted on the first). */
-  failures: number;
-  /** Spaces out the snapshots of a book that keeps resyncing. */
-  readonly brake: ResyncBrake;
-}
-
-/** One subscription as the connector sees it. */
-interface Feed {
+/** One subscription: a pool topic named by its stream (`btcusdt@aggTrade`); dedup keys per dedup.ts. */
+interface Feed extends HandoverTopic<HandoverItem>, VenueFeed {
   readonly subscription: Subscription;
   readonly stream: Stream;
-  readonly streamName: string;
   readonly channel: ChannelSpec;
-  /** The connection whose events are used (during a rollover, its successor's events wait in `handover`). */
-  connection: StreamConnection | undefined;
-  failed: boolean;
-  /**
-   * Keys (trade id, update id, event time) recently taken from the primary connection: repeats of them are
-   * dropped, a key below the last that was not taken is a reset (dedup.ts).
-   */
-  readonly keys: RecentKeys;
-  /** Events from the successor connection awaiting the switch (keys and payloads). */
-  handoverKeys: number[];
-  handoverItems: Array<MarketEvent | DepthUpdate>;
-  readonly book: BookState | undefined;
+  readonly book: DepthBook | undefined;
 }
 
-/** One WebSocket connection on one route, carrying up to LIMITS.streamsPerConnection streams. */
-class StreamConnection {
-  /** Streams this connection subscribes (on every (re)open). */
-  readonly streams = new Set<string>();
-  /** Streams the venue acknowledged on the current connection. */
-  readonly acked = new Set<string>();
-  successor: StreamConnection | undefined;
-  predecessor: StreamConnection | undefined;
-  readonly socket: ReconnectingSocket;
-  /** Requests waiting for their answer; one unanswered for the timeout means a broken session: reconnect. */
-  private readonly pending: PendingRequests<number, { method: string; streams: string[] }>;
-  private readonly outbox: Array<{ id: number; text: string }> = [];
-  private nextRequestId = 1;
-  /** The venue disconnects above 10 messages per second; we send at most LIMITS.requestsPerSecond. */
-  private readonly rate = new TokenBucket(1, LIMITS.requestsPerSecond);
-  private pacer: ReturnType<typeof setTimeout> | undefined;
-  private rolloverTimer: ReturnType<typeof setTimeout> | undefined;
-  private stopping: Promise<void> | undefined;
-
-  constructor(
-    private readonly owner: BinanceFuturesConnector,
-    readonly route: Route,
-    readonly name: string,
-    readonly index: number,
-    url: string,
-    staleAfterMs: number,
-    backoff: BackoffOptions,
-  ) {
-    this.pending = new PendingRequests(owner.requestAnswerTimeoutMs, (_id, request) => {
-      if (!this.socket.isOpen) return;
-      this.owner.log.warn(`${this.name}: no answer to ${request.method} within ${this.owner.requestAnswerTimeoutMs / 1000} s`);
-      this.socket.reconnect(`${request.method} not answered`);
-    });
-    this.socket = new ReconnectingSocket({
-      name,
-      url: () => url,
-      log: owner.log,
-      staleAfterMs,
-      backoff,
-      maxFrameBytes: owner.maxFrameBytes,
-      keepalive: { idleMs: Math.min(LIMITS.keepaliveIdleMs, Math.max(50, Math.floor(staleAfterMs / 3))), message: KEEPALIVE_MESSAGE },
-      onOpen: (info) => this.onOpen(info),
-      onMessage: (data, receivedAt) => owner.onFrame(this, data, receivedAt),
-      onClose: (info) => this.onClose(info),
-    });
-  }
-
-  start(): void {
-    this.socket.start();
-  }
-
-  stop(): Promise<void> {
-    this.stopping ??= (async () => {
-      this.clearTimers();
-      await this.socket.stop();
-    })();
-    return this.stopping;
-  }
-
-  get isStopping(): boolean {
-    return this.stopping !== undefined;
-  }
-
-  subscribe(streams: readonly string[]): void {
-    for (let i = 0; i < streams.length; i += LIMITS.streamsPerSubscribeRequest) {
-      this.request("SUBSCRIBE", streams.slice(i, i + LIMITS.streamsPerSubscribeRequest));
-    }
-  }
-
-  unsubscribe(streams: readonly string[]): void {
-    if (this.socket.isOpen && streams.length > 0) this.request("UNSUBSCRIBE", [...streams]);
-  }
-
-  /** Handles a response `{"result":..,"id":..}` or an error `{"error":{"code","msg"},"id":..}`. */
-  onResponse(message: Payload): void {
-    const id = message.id;
-    if (id === KEEPALIVE_ID) return;
-    const request = typeof id === "number" ? this.pending.take(id) : undefined;
-    if (!request) {
-      this.owner.log.debug(`${this.name}: response to unknown request ${String(id)}`);
-      return;
-    }
-    // Current docs wrap errors in `error`; older futures docs show `code`/`msg` at the top level.
-    const error = (message.error ?? (typeof message.code === "number" ? message : undefined)) as Payload | undefined;
-    if (error) {
-      this.owner.onRequestRejected(this, request.method, request.streams, `${String(error.code)} ${String(error.msg)}`);
-      return;
-    }
-    if (request.method === "SUBSCRIBE") {
-      for (const stream of request.streams) this.acked.add(stream);
-      this.owner.onAcked(this, request.streams);
-    }
-  }
-
-  private request(method: string, streams: string[]): void {
-    const id = this.nextRequestId++;
-    this.pending.add(id, { method, streams }, true);
-    this.outbox.push({ id, text: JSON.stringify({ method, params: streams, id }) });
-    this.pump();
-  }
-
-  /** Sends queued requests in order, as fast as the rate allows. */
-  private pump(): void {
-    if (this.pacer !== undefined || this.outbox.length === 0) return;
-    const wait = this.rate.take();
-    this.pacer = setTimeout(() => {
-      this.pacer = undefined;
-      if (wait > 0) return this.pump();
-      const next = this.outbox.shift();
-      if (next === undefined) return;
-      if (!this.socket.send(next.text)) {
-        // Closed: everything is resent on reopen.
-        this.outbox.length = 0;
-        return;
-      }
-      this.pending.sent(next.id);
-      this.pump();
-    }, wait);
-  }
-
-  private onOpen(info: OpenInfo): void {
-    this.acked.clear();
-    this.pending.clear();
-    this.outbox.length = 0;
-    this.subscribe([...this.streams]);
-    clearTimeout(this.rolloverTimer);
-    const maxAge = this.owner.connectionMaxAgeMs;
-    const stagger = Math.min(LIMITS.rolloverStaggerMs * this.index, maxAge / 10);
-    this.rolloverTimer = setTimeout(() => this.owner.rollover(this), Math.max(1, maxAge - stagger));
-    this.owner.onConnectionOpen(this, info);
-  }
-
-  private onClose(info: CloseInfo): void {
-    this.clearTimers();
-    this.acked.clear();
-    this.pending.clear();
-    this.outbox.length = 0;
-    this.owner.onConnectionClose(this, info);
-  }
-
-  private clearTimers(): void {
-    this.pending.clear();
-    clearTimeout(this.pacer);
-    this.pacer = undefined;
-    clearTimeout(this.rolloverTimer);
-  }
-}
-
-// ─────────────────────────────────────────────── connector ───────────────────────────────────────────────
-
-export class BinanceFuturesConnector implements Connector {
-  readonly log: ConnectorContext["log"];
-  readonly connectionMaxAgeMs: number;
-  readonly requestAnswerTimeoutMs: number;
-  readonly maxFrameBytes: number;
-  private readonly feeds = new Map<string, Feed>();
-  private readonly feedOf = new Map<Subscription, Feed>();
-  private readonly connections = new Set<StreamConnection>();
-  private readonly timers = new Set<ReturnType<typeof setTimeout>>();
+export class BinanceFuturesConnector extends VenueConnector<Feed, HandoverItem> {
   private readonly rest: RestWeightGate;
-  private readonly wsRoot: string;
-  private readonly backoff: BackoffOptions;
-  private readonly resyncBrake: ResyncBrakeOptions;
-  private readonly streamsPerConnection: number;
   private readonly staleOverrideMs: number | undefined;
-  /** Repeating faults (parse errors, resyncs, snapshot failures, id resets), one log line per episode. */
-  private readonly faults: FaultLog;
-  private connectionCount = 0;
-  private started = false;
-  private stopped = false;
 
-  constructor(
-    private readonly context: ConnectorContext,
-    subscriptions: readonly Subscription[],
-  ) {
-    this.log = context.log;
-    this.faults = new FaultLog(context.log);
+  constructor(venue: Venue, context: ConnectorContext, subscriptions: readonly Subscription[]) {
+    super(venue, context, { resyncWithoutBook: "gap", unsubscribeFailed: true });
     const env = context.config.env;
-    this.maxFrameBytes = context.config.maxFrameBytes;
-    this.wsRoot = endpoint(env, EXCHANGE, "WS", DEFAULT_ENDPOINTS.ws);
-    this.backoff = backoffFromEnv(env);
-    this.resyncBrake = resyncBrakeFromEnv(env);
-    this.connectionMaxAgeMs = this.setting(env, ENV.connectionMaxAgeMs, LIMITS.connectionMaxAgeMs);
-    this.requestAnswerTimeoutMs = this.setting(env, ENV.requestAnswerTimeoutMs, LIMITS.requestAnswerTimeoutMs);
-    this.streamsPerConnection = Math.min(
-      LIMITS.streamsPerConnection,
-      Math.floor(this.setting(env, ENV.streamsPerConnection, LIMITS.streamsPerConnection)),
-    );
+    const tuning = { topicsPerConnection: ENV.streamsPerConnection, connectionMaxAgeMs: ENV.connectionMaxAgeMs, answerTimeoutMs: ENV.requestAnswerTimeoutMs };
+    this.pool = this.openPool({ name: EXCHANGE, limits: this.tunedLimits(venue.limits!, tuning), wire: venue.wire! });
     const stale = positiveFromEnv(env, ENV.staleAfterMs);
     this.staleOverrideMs = stale !== undefined && !Number.isNaN(stale) ? stale : undefined;
     this.rest = new RestWeightGate({
-      baseUrl: endpoint(env, EXCHANGE, "REST", DEFAULT_ENDPOINTS.rest),
+      baseUrl: venue.restUrl(env),
       log: this.log,
       name: `${EXCHANGE} REST`,
       weightPerMinute: LIMITS.restWeightPerMinute,
@@ -397,85 +208,43 @@ export class BinanceFuturesConnector implements Connector {
       timeoutMs: LIMITS.restTimeoutMs,
       receivedAt: nowMicros,
     });
+    const bookPort: DepthBookPort = {
+      log: this.log,
+      faults: this.faults,
+      depthLimit: LIMITS.depthSnapshotLimit,
+      active: (subscription) => !this.stopped && !this.feedOf.get(subscription)!.failed,
+      fetchDepth: (symbol) =>
+        this.rest.get(DEPTH_PATH, { symbol, limit: String(LIMITS.depthSnapshotLimit) }, LIMITS.depthSnapshotWeight, snapshotBodyBytes(LIMITS.depthSnapshotLimit)),
+      emit: (subscription, event) => this.emit(subscription, event),
+      fail: (subscription, why) => this.failFeed(this.feedOf.get(subscription)!, why),
+    };
+    const bookSync = this.bookSettings(BOOK_RULES);
     for (const subscription of subscriptions) {
       const channel = CHANNELS[subscription.stream];
-      const feed: Feed = {
+      this.addFeed({
         subscription,
+        subscriptions: [subscription],
         stream: subscription.stream,
-        streamName: `${subscription.instrument.toLowerCase()}${channel.suffix}`,
+        topic: `${subscription.instrument.toLowerCase()}${channel.suffix}`,
         channel,
         connection: undefined,
         failed: false,
         keys: new RecentKeys(),
         handoverKeys: [],
         handoverItems: [],
-        book:
-          subscription.stream === "L2"
-            ? {
-                phase: "idle",
-                sequencer: new DepthSequencer(),
-                local: new OrderBook(),
-                buffer: [],
-                held: undefined,
-                requesting: false,
-                generation: 0,
-                failures: 0,
-                brake: new ResyncBrake(this.resyncBrake),
-              }
-            : undefined,
-      };
-      this.feeds.set(feed.streamName, feed);
-      this.feedOf.set(subscription, feed);
+        book: subscription.stream === "L2" ? new DepthBook(bookPort, subscription, bookSync) : undefined,
+      });
     }
   }
 
-  start(): void {
-    if (this.started) return;
-    this.started = true;
-    void this.run();
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    for (const timer of this.timers) clearTimeout(timer);
-    this.timers.clear();
+  protected override stopping(): void {
     this.rest.close();
-    await Promise.all([...this.connections].map((connection) => connection.stop()));
-    this.faults.flush();
   }
 
-  resync(subscription: Subscription, reason: GapReason, detail: string): void {
-    const feed = this.feedOf.get(subscription);
-    if (!feed || feed.failed || this.stopped) return;
-    if (!feed.book) {
-      // Only books have state to rebuild; other streams just record that data was lost.
-      this.gap(feed, reason, detail);
-      return;
-    }
-    // Paced by the pipeline itself (it waits for the queue to drain), so not braked.
-    this.restartBook(feed, reason, detail, false);
-  }
-
-  // ── startup ──
-
-  private async run(): Promise<void> {
+  /** Startup: the instrument list checked, then the feeds go to the pool. */
+  protected async run(): Promise<void> {
     await this.verifyInstruments();
-    if (this.stopped) return;
-    const byRoute = new Map<Route, Feed[]>();
-    for (const feed of this.feeds.values()) {
-      if (feed.failed) continue;
-      const list = byRoute.get(feed.channel.route) ?? [];
-      list.push(feed);
-      byRoute.set(feed.channel.route, list);
-    }
-    for (const [route, feeds] of byRoute) {
-      for (let i = 0; i < feeds.length; i += this.streamsPerConnection) {
-        const group = feeds.slice(i, i + this.streamsPerConnection);
-        const connection = this.createConnection(route, group.map((feed) => feed.streamName));
-        for (const feed of group) feed.connection = connection;
-        connection.start();
-      }
-    }
+    if (!this.stopped) this.pool.open([...this.feeds.values()], (feed) => feed.channel.route);
   }
 
   /**
@@ -487,9 +256,7 @@ export class BinanceFuturesConnector implements Connector {
     if (this.stopped) return;
     const symbols = (result.body as { symbols?: unknown } | undefined)?.symbols;
     if (!result.ok || !Array.isArray(symbols)) {
-      this.log.warn(
-        `${EXCHANGE}: could not fetch the instrument list (${result.message}); subscribing without checking symbols`,
-      );
+      this.log.warn(`${EXCHANGE}: could not fetch the instrument list (${result.message}); subscribing without checking symbols`);
       return;
     }
     const status = new Map<string, string>();
@@ -507,117 +274,45 @@ export class BinanceFuturesConnector implements Connector {
     }
   }
 
-  private createConnection(route: Route, streams: readonly string[]): StreamConnection {
-    const index = this.connectionCount++;
-    const windows = streams.map((name) => this.feeds.get(name)!.channel.staleAfterMs).filter((ms) => ms !== undefined);
-    const staleAfterMs = this.staleOverrideMs ?? (windows.length > 0 ? Math.min(...windows) : LIMITS.quietConnectionStaleMs);
-    const connection = new StreamConnection(
-      this,
-      route,
-      `${EXCHANGE} ${route}#${index + 1}`,
-      index,
-      `${this.wsRoot}${ROUTE_PATHS[route]}`,
-      staleAfterMs,
-      this.backoff,
-    );
-    for (const stream of streams) connection.streams.add(stream);
-    this.connections.add(connection);
-    return connection;
+  override url(route: string): string {
+    return `${this.wsUrl}${ROUTE_PATHS[route as Route]}`;
   }
 
-  // ── connection events ──
-
-  onConnectionOpen(connection: StreamConnection, info: OpenInfo): void {
-    if (info.reconnects === 0 || this.stopped) return;
-    for (const feed of this.feedsOn(connection)) feed.subscription.stats.reconnects++;
+  /** The shortest window of the connection's streams; quiet streams alone get a long one (keepalive answers reset it). */
+  override staleAfterMs(feeds: readonly Feed[]): number {
+    const windows = feeds.map((feed) => feed.channel.staleAfterMs).filter((ms) => ms !== undefined);
+    return this.staleOverrideMs ?? (windows.length > 0 ? Math.min(...windows) : LIMITS.quietConnectionStaleMs);
   }
 
-  onAcked(connection: StreamConnection, streams: readonly string[]): void {
-    if (this.stopped) return;
-    for (const name of streams) {
-      const feed = this.feeds.get(name);
-      if (feed?.book && feed.connection === connection && feed.book.phase === "idle") this.startSync(feed);
-    }
-    const predecessor = connection.predecessor;
-    const allAcked = [...connection.streams].every((name) => connection.acked.has(name) || this.feeds.get(name)?.failed);
-    if (predecessor && allAcked) {
-      // Everything after this moment reaches both connections; give in-flight events time to arrive.
-      const grace = Math.min(LIMITS.handoverGraceMs, Math.max(50, this.connectionMaxAgeMs / 2));
-      this.later(grace, () => this.completeHandover(predecessor, connection));
-    }
+  // ── pool events (PoolHooks beyond the base's) ──
+
+  /** Counted from the socket's reconnects (a first connect that failed and was retried counts too). */
+  override onOpened(connection: PoolConnection, info: OpenInfo): void {
+    if (info.reconnects > 0) this.countReconnects(this.pool.topicsOn(connection));
   }
 
-  onRequestRejected(connection: StreamConnection, method: string, streams: readonly string[], why: string): void {
-    if (method !== "SUBSCRIBE") {
-      this.log.warn(`${connection.name}: ${method} of ${streams.join(", ")} rejected: ${why}`);
-      return;
-    }
-    const isolated = isolateRefusedBatch(
-      { items: streams },
-      () => this.log.warn(`${connection.name}: SUBSCRIBE of ${streams.length} streams rejected (${why}); retrying one by one`),
-      (stream) => connection.subscribe([stream]),
-    );
-    if (isolated) return;
-    const feed = this.feeds.get(streams[0]!);
-    if (feed) this.failFeed(feed, `Binance rejected the subscription to ${streams[0]}: ${why}`);
+  onSubscribed(feed: Feed): void {
+    if (feed.book && feed.book.sync.phase === "idle") feed.book.sync.start();
   }
 
-  onConnectionClose(connection: StreamConnection, info: CloseInfo): void {
-    const gap = closeGap(info, this.stopped, (close) => describeClose(close, connection.name));
-    if (!gap) return;
-    const successor = connection.successor;
-    for (const feed of this.feedsOn(connection)) {
-      if (successor && successor.acked.has(feed.streamName)) {
-        // The successor was subscribed while this one was alive: it has every later event. No gap.
-        this.switchFeed(feed, successor);
-        continue;
-      }
-      this.gap(feed, gap.reason, gap.detail);
-      if (feed.book) this.forgetBook(feed);
-      if (successor) {
-        // The successor takes over at once instead of this connection reconnecting.
-        feed.subscription.stats.reconnects++;
-        this.switchFeed(feed, successor);
-      }
-    }
-    if (connection.predecessor) {
-      // A successor lost mid-handover: what it buffered for feeds still on the old connection is stale.
-      for (const feed of this.feedsOn(connection.predecessor)) {
-        feed.handoverKeys.length = 0;
-        feed.handoverItems.length = 0;
-      }
-    }
-    if (successor) this.retire(connection);
+  onRefused(feed: Feed, refusal: Refusal): void {
+    this.failFeed(feed, `Binance rejected the subscription to ${feed.topic}: ${WIRE.describe(refusal)}`);
   }
 
-  /** Opens the replacement of a connection nearing Binance's 24 h limit; the old one stays until handover. */
-  rollover(connection: StreamConnection): void {
-    if (this.stopped || connection.successor || connection.isStopping || !connection.socket.isOpen) return;
-    const streams = [...connection.streams].filter((name) => !this.feeds.get(name)?.failed);
-    if (streams.length === 0) return;
-    const successor = this.createConnection(connection.route, streams);
-    connection.successor = successor;
-    successor.predecessor = connection;
-    this.log.info(`${connection.name}: replacing the connection before Binance's 24 h limit (by ${successor.name})`);
-    successor.start();
+  /** The connection carrying a book was lost: it forgets everything until it is subscribed again. */
+  override onLost(feed: Feed, reason: GapReason, detail: string): void {
+    this.gap(feed, reason, detail);
+    if (feed.book) feed.subscription.stats.resyncs++;
+    feed.book?.sync.forget();
   }
 
   // ── frames ──
 
-  onFrame(connection: StreamConnection, text: string, receivedAt: number): void {
+  onFrame(connection: PoolConnection, text: string, receivedAt: number): void {
     if (this.stopped) return;
     if (this.onScannedDepth(connection, text, receivedAt) || this.onScannedTrade(connection, text, receivedAt)) return;
-    let message: Payload;
-    try {
-      message = JSON.parse(text);
-    } catch {
-      this.badFrame(connection, "malformed JSON", text);
-      return;
-    }
-    if (message === null || typeof message !== "object") {
-      this.badFrame(connection, "not a JSON object", text);
-      return;
-    }
+    const message = this.parseFrame<Payload>(connection, text, "not a JSON object");
+    if (!message) return;
     const name = message.stream;
     if (typeof name === "string") {
       const feed = this.feeds.get(name);
@@ -632,8 +327,7 @@ export class BinanceFuturesConnector implements Connector {
         return;
       }
       if (feed.connection === connection) {
-        feed.subscription.stats.messages++;
-        feed.subscription.stats.lastMessageAt = receivedAt;
+        this.countMessage(feed, receivedAt);
         if (feed.book) this.onDepth(feed, data, receivedAt);
         else this.onEvent(feed, data, receivedAt);
       } else if (feed.connection?.successor === connection) {
@@ -642,10 +336,19 @@ export class BinanceFuturesConnector implements Connector {
       return;
     }
     if ("id" in message) {
-      connection.onResponse(message);
+      this.onResponse(connection, message);
       return;
     }
     this.badFrame(connection, "unknown message", text);
+  }
+
+  /** A response `{"result":..,"id":..}` or an error `{"error":{"code","msg"},"id":..}`. */
+  private onResponse(connection: PoolConnection, message: Payload): void {
+    const id = message.id;
+    if (id === KEEPALIVE_ID) return;
+    // Current docs wrap errors in `error`; older futures docs show `code`/`msg` at the top level.
+    const error = (message.error ?? (typeof message.code === "number" ? message : undefined)) as Payload | undefined;
+    connection.answer(id as number, error ? { code: String(error.code), text: String(error.msg) } : undefined);
   }
 
   private onEvent(feed: Feed, data: Payload, receivedAt: number): void {
@@ -654,30 +357,8 @@ export class BinanceFuturesConnector implements Connector {
       this.parseError(feed, `malformed ${feed.channel.event} event`);
       return;
     }
-    this.emitKeyed(feed, EVENT_KEYS[feed.channel.event]!(data), event);
-    this.switchIfOverlapping(feed);
-  }
-
-  /** The old connection delivered what the successor already buffered: the successor has everything after. */
-  private switchIfOverlapping(feed: Feed): void {
-    const successor = feed.connection?.successor;
-    if (successor && feed.handoverKeys.length > 0 && feed.handoverKeys[0]! <= feed.keys.last) this.switchFeed(feed, successor);
-  }
-
-  /**
-   * Emits unless the event repeats one taken moments ago (handover overlap, a re-sent frame). A key below
-   * the last one that was never taken is a reset (dedup.ts): the event is kept after an `id_reset` gap.
-   */
-  private emitKeyed(feed: Feed, key: number, event: MarketEvent): void {
-    const last = feed.keys.last;
-    const verdict = feed.keys.take(key);
-    if (verdict === "duplicate") return;
-    if (verdict === "reset") {
-      const detail = `${feed.channel.event} key ${key} is below the last key ${last} and was not seen before: the venue's ids went back, or the last one was too high`;
-      this.faults.report(`reset:${feed.streamName}`, `${feed.subscription.key}: ${detail}; kept, marked by a gap row`);
-      this.gap(feed, "id_reset", detail);
-    }
-    this.emit(feed.subscription, event);
+    this.emitKeyed(feed, EVENT_KEYS[feed.channel.event]!(data), event, feed.channel.event);
+    this.pool.switchIfOverlapping(feed);
   }
 
   // ── L2 ──
@@ -686,14 +367,13 @@ export class BinanceFuturesConnector implements Connector {
    * The hot path: a diff-depth frame of a live feed read without JSON.parse (binance-futures-scan.ts).
    * Returns false, having done nothing, for anything else; onFrame's general path then handles it.
    */
-  private onScannedDepth(connection: StreamConnection, text: string, receivedAt: number): boolean {
+  private onScannedDepth(connection: PoolConnection, text: string, receivedAt: number): boolean {
     const scanned = scanDepthFrame(text);
     if (!scanned) return false;
     const feed = this.feeds.get(scanned.stream);
     if (!feed?.book || feed.failed || feed.connection !== connection) return false;
-    feed.subscription.stats.messages++;
-    feed.subscription.stats.lastMessageAt = receivedAt;
-    const update: DepthUpdate = {
+    this.countMessage(feed, receivedAt);
+    this.takeDepth(feed, {
       firstId: scanned.firstId,
       finalId: scanned.finalId,
       previousFinalId: scanned.previousFinalId,
@@ -701,24 +381,21 @@ export class BinanceFuturesConnector implements Connector {
       receivedAt,
       bids: scanned.bids,
       asks: scanned.asks,
-    };
-    feed.keys.take(update.finalId);
-    this.consumeDepth(feed, update);
-    this.switchIfOverlapping(feed);
+    });
     return true;
   }
 
   /** As onScannedDepth, for aggTrade frames of a live TRADES feed (the rules of normalizeTrade). */
-  private onScannedTrade(connection: StreamConnection, text: string, receivedAt: number): boolean {
+  private onScannedTrade(connection: PoolConnection, text: string, receivedAt: number): boolean {
     const scanned = scanAggTradeFrame(text);
     if (!scanned) return false;
     const feed = this.feeds.get(scanned.stream);
     if (!feed || feed.stream !== "TRADES" || feed.failed || feed.connection !== connection) return false;
-    feed.subscription.stats.messages++;
-    feed.subscription.stats.lastMessageAt = receivedAt;
+    this.countMessage(feed, receivedAt);
     const { tradeId, tradeTime, price, quantity, buyerIsMaker } = scanned;
-    this.emitKeyed(feed, tradeId, tradeEvent(feed.subscription, tradeId, tradeTime, price, quantity, buyerIsMaker, receivedAt));
-    this.switchIfOverlapping(feed);
+    const trade = tradeEvent(feed.subscription, tradeId, tradeTime, price, quantity, buyerIsMaker, receivedAt);
+    this.emitKeyed(feed, tradeId, trade, feed.channel.event);
+    this.pool.switchIfOverlapping(feed);
     return true;
   }
 
@@ -727,347 +404,35 @@ export class BinanceFuturesConnector implements Connector {
     if (!update) {
       this.parseError(feed, "malformed depthUpdate event");
       // A delta we cannot read is a delta we missed.
-      if (feed.book!.phase === "live") this.restartBook(feed, "sequence", "unreadable depth update");
+      feed.book!.sync.unreadable("unreadable depth update");
       return;
     }
+    this.takeDepth(feed, update);
+  }
+
+  private takeDepth(feed: Feed, update: DepthUpdate): void {
     feed.keys.take(update.finalId);
-    this.consumeDepth(feed, update);
-    this.switchIfOverlapping(feed);
+    feed.book!.sync.delta(update);
+    this.pool.switchIfOverlapping(feed);
   }
 
-  private consumeDepth(feed: Feed, update: DepthUpdate): void {
-    const book = feed.book!;
-    if (book.phase === "idle") {
-      // Data before the acknowledgement (or none came): the subscription is evidently live.
-      this.startSync(feed);
-    }
-    const verdict = book.sequencer.check(update.firstId, update.finalId, update.previousFinalId);
-    switch (verdict) {
-      case "buffer":
-        if (book.buffer.length >= LIMITS.depthBufferEvents) book.buffer.shift();
-        book.buffer.push(update);
-        return;
-      case "stale":
-        return;
-      case "snapshot_too_old":
-        // The snapshot is older than the first delta we hold: fetch a newer one (nothing was emitted).
-        const stale = `depth snapshot ${book.sequencer.position} predates the stream (delta U=${update.firstId})`;
-        this.log.debug(`${feed.subscription.key}: ${stale}; refetching`);
-        book.held = undefined;
-        book.sequencer.reset();
-        book.buffer.push(update);
-        this.requestSnapshot(feed, stale);
-        return;
-      case "gap": {
-        const detail = `depth update pu=${update.previousFinalId} does not follow u=${book.sequencer.position}`;
-        this.restartBook(feed, "sequence", detail);
-        book.buffer.push(update);
-        return;
-      }
-      case "backwards": {
-        const detail = `depth update u=${update.finalId} is below the last applied u=${book.sequencer.position} and was not applied before`;
-        this.restartBook(feed, "id_reset", detail);
-        book.buffer.push(update);
-        return;
-      }
-      case "covered":
-        // Its every update is in the snapshot (u == lastUpdateId): the snapshot alone is that state.
-        if (book.phase === "syncing") this.goLive(feed, update);
-        return;
-      case "apply":
-        if (book.phase === "syncing") this.goLive(feed, update);
-        if (book.phase === "live") this.applyDelta(feed, update);
-    }
+  // ── rollover handover (kit/pool.ts switches feeds; the venue reads events and their keys) ──
+
+  private offerFromSuccessor(successor: PoolConnection, feed: Feed, data: Payload, receivedAt: number): void {
+    const event = feed.book ? undefined : NORMALIZERS[feed.channel.event]!(data, receivedAt, feed.subscription);
+    const item: HandoverItem | undefined = feed.book ? parseDepth(data, receivedAt) : event;
+    if (!item) return this.parseError(feed, `malformed ${feed.channel.event} event`);
+    this.pool.offer(successor, feed, item, event ? EVENT_KEYS[feed.channel.event]!(data) : (item as DepthUpdate).finalId);
   }
 
-  /**
-   * Emits the held snapshot; `first` is the delta that straddles it. The snapshot's rows carry the time
-   * of the state they hold: the REST body's `T` (or `E`) is the time of the response, which can be
-   * later than `first`'s own transaction time (Order Book: "E: Message output time, T: Transaction
-   * time", https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api/Order-Book),
-   * while the state at lastUpdateId is no later than `first`, which ends at or after it. So that
-   * ordering rows by (timestamp, sequence) replays the snapshot before `first`, the snapshot gets the
-   * earlier of the two.
-   */
-  private goLive(feed: Feed, first: DepthUpdate): void {
-    const book = feed.book!;
-    const snapshot = book.held!;
-    book.held = undefined;
-    book.local.apply(snapshot.bids, snapshot.asks, true);
-    if (book.local.isCrossed()) {
-      this.restartBook(feed, "crossed_book", `REST snapshot ${snapshot.lastUpdateId} is crossed`);
-      return;
-    }
-    book.phase = "live";
-    this.emit(feed.subscription, {
-      type: "book_change",
-      exchange: EXCHANGE,
-      symbol: feed.subscription.symbol,
-      timestamp: Math.min(snapshot.timestamp, first.timestamp),
-      localTimestamp: snapshot.receivedAt,
-      isSnapshot: true,
-      sequence: snapshot.lastUpdateId,
-      bids: snapshot.bids,
-      asks: snapshot.asks,
-      amountUnit: SIZING.amountUnit,
-      contractValue: SIZING.contractValue,
-    } satisfies BookChange);
-  }
-
-  private applyDelta(feed: Feed, update: DepthUpdate): void {
-    const book = feed.book!;
-    book.local.apply(update.bids, update.asks);
-    if (book.local.isCrossed()) {
-      const detail = `book crossed after u=${update.finalId} (bid ${book.local.bids.best()} >= ask ${book.local.asks.best()})`;
-      this.restartBook(feed, "crossed_book", detail);
-      return;
-    }
-    this.emit(feed.subscription, depthDelta(update, feed.subscription));
-  }
-
-  /**
-   * `braked` is false for the first sync on a (re)subscribed connection: reconnects have their own
-   * backoff, and like OKX's and Deribit's resubscriptions they are not counted as resyncs of the book.
-   */
-  private startSync(feed: Feed, braked = false): void {
-    const book = feed.book!;
-    book.phase = "syncing";
-    book.buffer = [];
-    book.held = undefined;
-    book.sequencer.reset();
-    book.local.clear();
-    this.requestSnapshot(feed, undefined, braked);
-  }
-
-  /** Integrity break or external request: counted, marked, and rebuilt from a fresh snapshot. */
-  private restartBook(feed: Feed, reason: GapReason, detail: string, braked = true): void {
-    feed.subscription.stats.resyncs++;
-    // One episode per reason across books: an overload resyncs every book at once (each has its gap row).
-    this.faults.report(`resync:${reason}`, `${feed.subscription.key}: resync (${reason}: ${detail})`);
-    this.gap(feed, reason, detail);
-    if (feed.book!.phase === "idle") return; // the connection is down; it resyncs when it is back
-    // A snapshot already in flight is kept: the sequencer rejects it if it is older than the new deltas.
-    this.startSync(feed, braked);
-  }
-
-  /** The connection carrying this book was lost: forget everything until it is subscribed again. */
-  private forgetBook(feed: Feed): void {
-    const book = feed.book!;
-    feed.subscription.stats.resyncs++;
-    book.phase = "idle";
-    book.generation++;
-    book.requesting = false;
-    book.buffer = [];
-    book.held = undefined;
-    book.sequencer.reset();
-    book.local.clear();
-  }
-
-  /**
-   * Fetches a fresh snapshot once the resync brake allows (kit/resync-brake.ts). A held-back fetch writes
-   * no gap row of its own: a live book that restarted has written one already, and a book still syncing
-   * keeps buffering its deltas, so nothing is missing yet. `why` names the cause in the log line;
-   * `braked` is false for the pipeline's own requests, which the pipeline paces.
-   */
-  private requestSnapshot(feed: Feed, why: string | undefined, braked = true): void {
-    const book = feed.book!;
-    if (book.requesting || feed.failed || this.stopped) return;
-    book.requesting = true;
-    const delay = braked ? book.brake.next() : 0;
-    if (delay === 0) {
-      this.fetchSnapshot(feed);
-      return;
-    }
-    feed.subscription.stats.resyncsDelayed++;
-    const wait = `resync ${book.brake.count} in a row: next depth snapshot in ${Math.ceil(delay / 1000)} s`;
-    this.faults.report(`brake:${feed.streamName}`, `${feed.subscription.key}: ${why ? `${why}; ` : ""}${wait}`);
-    const generation = book.generation;
-    this.later(delay, () => {
-      if (generation === book.generation && !feed.failed) this.fetchSnapshot(feed);
-    });
-  }
-
-  private fetchSnapshot(feed: Feed): void {
-    const book = feed.book!;
-    const generation = book.generation;
-    const query = { symbol: feed.subscription.instrument, limit: String(LIMITS.depthSnapshotLimit) };
-    void this.rest
-      .get(DEPTH_PATH, query, LIMITS.depthSnapshotWeight, snapshotBodyBytes(LIMITS.depthSnapshotLimit))
-      .then((result) => this.onSnapshot(feed, generation, result))
-      .catch((error: unknown) => this.log.error(`${feed.subscription.key}: snapshot handling failed: ${errorMessage(error)}`));
-  }
-
-  private onSnapshot(feed: Feed, generation: number, result: RestResult): void {
-    const book = feed.book!;
-    if (this.stopped || feed.failed || generation !== book.generation) return;
-    const parsed = result.ok ? parseSnapshot(result.body, result.receivedAt) : undefined;
-    // The venue answers at most the depth asked for; more is a broken or hostile answer, not a book.
-    const levels = parsed ? Math.max(parsed.bids.length, parsed.asks.length) / 2 : 0;
-    const snapshot = levels <= LIMITS.depthSnapshotLimit ? parsed : undefined;
-    if (!snapshot) {
-      if (result.code === INVALID_SYMBOL) {
-        this.failFeed(feed, `Binance rejected the depth snapshot for '${feed.subscription.instrument}': ${result.message}`);
-        return;
-      }
-      const why = parsed
-        ? `${levels} levels a side, more than the ${LIMITS.depthSnapshotLimit} asked for`
-        : result.ok ? "malformed snapshot body" : result.message;
-      if (parsed || result.oversized) feed.subscription.stats.parseErrors++;
-      book.failures++;
-      if (book.failures === 1) this.gap(feed, "snapshot_failed", `depth snapshot failed: ${why}; retrying`);
-      const delay = Math.max(result.retryAfterMs ?? 0, backoffDelay(this.backoff, book.failures - 1));
-      this.faults.report(`snapshot:${feed.streamName}`, `${feed.subscription.key}: depth snapshot failed (${why}); retry in ${Math.ceil(delay / 1000)} s`);
-      this.later(delay, () => {
-        if (generation === book.generation && !feed.failed) this.fetchSnapshot(feed);
-      });
-      return;
-    }
-    book.requesting = false;
-    book.failures = 0;
-    if (book.phase !== "syncing") return;
-    book.held = snapshot;
-    book.sequencer.begin(snapshot.lastUpdateId);
-    const buffered = book.buffer;
-    book.buffer = [];
-    for (const update of buffered) this.consumeDepth(feed, update);
-  }
-
-  // ── rollover handover ──
-
-  private offerFromSuccessor(successor: StreamConnection, feed: Feed, data: Payload, receivedAt: number): void {
-    let key: number;
-    let item: MarketEvent | DepthUpdate | undefined;
-    if (feed.book) {
-      item = parseDepth(data, receivedAt);
-      key = item?.finalId ?? 0;
-    } else {
-      item = NORMALIZERS[feed.channel.event]!(data, receivedAt, feed.subscription);
-      key = item ? EVENT_KEYS[feed.channel.event]!(data) : 0;
-    }
-    if (!item) {
-      this.parseError(feed, `malformed ${feed.channel.event} event`);
-      return;
-    }
-    if (key <= feed.keys.last || feed.handoverKeys.length >= LIMITS.handoverBufferEvents) {
-      // The successor delivered something the old connection already did: from here on it has everything.
-      this.switchFeed(feed, successor);
-      if (!feed.keys.has(key)) this.takeFromPrimary(feed, item, key);
-      return;
-    }
-    feed.handoverKeys.push(key);
-    feed.handoverItems.push(item);
-  }
-
-  /** Makes `successor` the feed's connection and replays what it buffered that the old one did not deliver. */
-  private switchFeed(feed: Feed, successor: StreamConnection): void {
-    const previous = feed.connection;
-    if (previous === successor) return;
-    feed.connection = successor;
-    previous?.streams.delete(feed.streamName);
-    const keys = feed.handoverKeys;
-    const items = feed.handoverItems;
-    feed.handoverKeys = [];
-    feed.handoverItems = [];
-    for (let i = 0; i < items.length; i++) {
-      if (!feed.keys.has(keys[i]!)) this.takeFromPrimary(feed, items[i]!, keys[i]!);
-    }
-    if (previous && previous.successor === successor && previous.streams.size === 0) this.retire(previous);
-  }
-
-  private takeFromPrimary(feed: Feed, item: MarketEvent | DepthUpdate, key: number): void {
-    feed.subscription.stats.messages++;
-    feed.subscription.stats.lastMessageAt = (item as { receivedAt?: number }).receivedAt ?? (item as MarketEvent).localTimestamp;
+  /** An event the successor held that the old connection did not deliver (PoolHooks.take). */
+  take(feed: Feed, item: HandoverItem, key: number): void {
+    this.countMessage(feed, (item as { receivedAt?: number }).receivedAt ?? (item as MarketEvent).localTimestamp);
     if (feed.book) {
       feed.keys.take(key);
-      this.consumeDepth(feed, item as DepthUpdate);
+      feed.book.sync.delta(item as DepthUpdate);
     } else {
-      this.emitKeyed(feed, key, item as MarketEvent);
+      this.emitKeyed(feed, key, item as MarketEvent, feed.channel.event);
     }
-  }
-
-  private completeHandover(predecessor: StreamConnection, successor: StreamConnection): void {
-    if (this.stopped || predecessor.successor !== successor || !successor.socket.isOpen) return;
-    for (const feed of this.feedsOn(predecessor)) this.switchFeed(feed, successor);
-    this.retire(predecessor);
-  }
-
-  /** Closes a replaced connection; its feeds have moved to the successor. */
-  private retire(connection: StreamConnection): void {
-    const successor = connection.successor;
-    if (successor?.predecessor === connection) successor.predecessor = undefined;
-    connection.successor = undefined;
-    this.connections.delete(connection);
-    if (!connection.isStopping) this.log.info(`${connection.name}: handed over to ${successor?.name ?? "its successor"}; closing`);
-    void connection.stop();
-  }
-
-  // ── failures and helpers ──
-
-  private failFeed(feed: Feed, why: string): void {
-    if (feed.failed) return;
-    feed.failed = true;
-    this.log.error(`${feed.subscription.key}: ${why}; this subscription stops, the others continue`);
-    this.gap(feed, "subscription_error", why);
-    if (feed.book) {
-      feed.book.generation++;
-      feed.book.phase = "idle";
-      feed.book.buffer = [];
-    }
-    const connection = feed.connection;
-    if (connection) {
-      connection.streams.delete(feed.streamName);
-      connection.successor?.streams.delete(feed.streamName);
-      connection.unsubscribe([feed.streamName]);
-      if (connection.streams.size === 0 && !connection.successor && !connection.predecessor) {
-        this.connections.delete(connection);
-        void connection.stop();
-      }
-    }
-  }
-
-  private feedsOn(connection: StreamConnection): Feed[] {
-    const out: Feed[] = [];
-    for (const name of connection.streams) {
-      const feed = this.feeds.get(name);
-      if (feed && !feed.failed && feed.connection === connection) out.push(feed);
-    }
-    return out;
-  }
-
-  private gap(feed: Feed, reason: GapReason, detail: string): void {
-    this.emit(feed.subscription, gapEvent(feed.subscription, reason, detail));
-  }
-
-  private emit(subscription: Subscription, event: MarketEvent): void {
-    if (!this.stopped) this.context.emit(subscription, event);
-  }
-
-  private parseError(feed: Feed, what: string): void {
-    feed.subscription.stats.parseErrors++;
-    this.faults.report(`parse:${feed.streamName}`, `${feed.subscription.key}: ${what}; skipped (counted as a parse error)`);
-  }
-
-  /** A frame that belongs to no subscription counts against every subscription of its connection. */
-  private badFrame(connection: StreamConnection, what: string, text: string): void {
-    for (const feed of this.feedsOn(connection)) feed.subscription.stats.parseErrors++;
-    this.faults.report(`frame:${connection.name}`, `${connection.name}: ${what}: ${text.slice(0, 120)}; skipped (counted as a parse error)`);
-  }
-
-  private later(ms: number, action: () => void): void {
-    const timer = setTimeout(() => {
-      this.timers.delete(timer);
-      if (!this.stopped) action();
-    }, ms);
-    this.timers.add(timer);
-  }
-
-  private setting(env: Readonly<Record<string, string | undefined>>, name: string, fallback: number): number {
-    const value = positiveFromEnv(env, name);
-    if (value === undefined) return fallback;
-    if (Number.isNaN(value)) {
-      this.log.warn(`${name}='${env[name]}' is not a positive number; using ${fallback}`);
-      return fallback;
-    }
-    return value;
   }
 }

@@ -13,79 +13,29 @@
  *   (https://docs.deribit.com/subscriptions/trades/tradesinstrument_nameinterval).
  * - `public/subscribe` answers with the list of channels it subscribed; a channel missing from that list
  *   was not subscribed (unknown instrument...), which fails that subscription alone.
- * - book: the first notification is a full snapshot without `prev_change_id`; every later one must
- *   carry `prev_change_id` equal to the previous `change_id` (ids are not consecutive). On a break we
- *   resubscribe the channel, which makes Deribit send a fresh snapshot
- *   (https://docs.deribit.com/subscriptions/orderbook/bookinstrument_nameinterval).
+ * - book: a snapshot first, then `prev_change_id` = the previous `change_id`; a break resubscribes for a
+ *   fresh snapshot (deribit-book.ts).
  */
-import type { Config } from "../core/config.ts";
-import { UserError } from "../core/errors.ts";
-import { booleanText, check } from "../core/rules.ts";
-import { BASE_SIZING, gapEvent, type GapReason, type Sizing, type Stream } from "../core/events.ts";
-import { FaultLog } from "../core/fault-log.ts";
-import { OrderBook } from "../core/order-book.ts";
+import type { MarketEvent, Sizing, Stream } from "../core/events.ts";
 import type { Subscription } from "../core/subscriptions.ts";
-import {
-  bookChange,
-  liquidationsOf,
-  normalizeQuote,
-  normalizeTicker,
-  normalizeTrade,
-  type DeribitInstrumentContext,
-} from "./deribit-normalize.ts";
-import { flattenLevels } from "./deribit-scan.ts";
-import { closeGap } from "./kit/close-gap.ts";
-import { positiveOr } from "./kit/env.ts";
-import { TokenBucket } from "./kit/rate.ts";
-import { PendingRequests } from "./kit/requests.ts";
-import { isolateRefusedBatch } from "./kit/refused-batch.ts";
-import { ResyncBrake, resyncBrakeFromEnv } from "./kit/resync-brake.ts";
-import { ChangeIdSequence } from "./kit/sequence/deribit.ts";
+import type { ConnectorContext, ReadinessWindows } from "../core/connector.ts";
+import { DeribitAuth } from "./deribit-auth.ts";
+import { DeribitBook, type DeribitBookPort } from "./deribit-book.ts";
+import { deribitInstrument, deribitSettings, deribitSizing, DERIBIT_WS_URLS, type DeribitCredentials } from "./deribit-instruments.ts";
+import { liquidationsOf, normalizeQuote, normalizeTicker, normalizeTrade, type DeribitInstrumentContext } from "./deribit-normalize.ts";
 import { scanDeribitBookChange } from "./deribit-scan.ts";
-import { endpoint } from "./endpoints.ts";
 import { jsonFinite } from "./json-scan.ts";
-import type { Connector, ConnectorContext, ExchangeSpec, InstrumentResult, ReadinessWindows } from "../core/connector.ts";
-import { backoffFromEnv, ReconnectingSocket, type CloseInfo, type OpenInfo } from "./websocket.ts";
+import { positiveOr } from "./kit/env.ts";
+import { NOT_SUBSCRIBED, NO_ROLLOVER, type PoolConnection, type PoolLimits, type PoolWire, type Refusal } from "./kit/pool.ts";
+import { defineVenue, type Venue } from "./kit/venue.ts";
+import { VenueConnector, type VenueFeed } from "./kit/venue-connector.ts";
+import type { CloseInfo } from "./websocket.ts";
+
+export { deribitSettings, deribitSizing, deribitWsUrl, DERIBIT_WS_URLS } from "./deribit-instruments.ts";
 
 // ───────────────────────────── declarative header ─────────────────────────────
 
 const EXCHANGE = "DERIBIT" as const;
-
-/** Default WebSocket endpoints; XTRADER_DERIBIT_WS_URL replaces whichever DERIBIT_USE_TESTNET selects. */
-export const DERIBIT_WS_URLS = {
-  testnet: "wss://test.deribit.com/ws/api/v2",
-  production: "wss://www.deribit.com/ws/api/v2",
-} as const;
-
-export interface DeribitCredentials {
-  readonly clientId: string;
-  readonly clientSecret: string;
-}
-
-/** Deribit's own settings, read from the environment (README: DERIBIT_CLIENT_ID, _SECRET, _USE_TESTNET). */
-export interface DeribitSettings {
-  readonly useTestnet: boolean;
-  /** Both credentials, or undefined for public channels only. */
-  readonly credentials: DeribitCredentials | undefined;
-}
-
-/**
- * Reads Deribit's settings; a bad value is a UserError (exit 2), never quoting a credential. One credential
- * without the other is an error only when Deribit is subscribed (`inUse`): elsewhere they are not used.
- */
-export function deribitSettings(env: Config["env"], inUse = true): DeribitSettings {
-  const clientId = env.DERIBIT_CLIENT_ID?.trim() || undefined;
-  const clientSecret = env.DERIBIT_CLIENT_SECRET?.trim() || undefined;
-  if (inUse && (clientId === undefined) !== (clientSecret === undefined)) {
-    throw new UserError(
-      `${clientId === undefined ? "DERIBIT_CLIENT_SECRET" : "DERIBIT_CLIENT_ID"} is set but ${
-        clientId === undefined ? "DERIBIT_CLIENT_ID" : "DERIBIT_CLIENT_SECRET"
-      } is not; set both for authenticated Deribit channels, or neither for public ones`,
-    );
-  }
-  const useTestnet = check(booleanText("DERIBIT_USE_TESTNET"), env.DERIBIT_USE_TESTNET?.trim() || "true");
-  return { useTestnet, credentials: clientId && clientSecret ? { clientId, clientSecret } : undefined };
-}
 
 /**
  * /readyz windows (seconds): book and quote change many times a second on a live instrument (90 s);
@@ -94,11 +44,6 @@ export function deribitSettings(env: Config["env"], inUse = true): DeribitSettin
  * not happen for hours, so silence is no fault.
  */
 const READINESS_WINDOWS: ReadinessWindows = { L2: 90, BBO: 90, TRADES: 300, FUNDING: 180, LIQUIDATIONS: undefined };
-
-/** The WebSocket URL: XTRADER_DERIBIT_WS_URL when set, else testnet or production per DERIBIT_USE_TESTNET. */
-export function deribitWsUrl(env: Readonly<Record<string, string | undefined>>, useTestnet: boolean): string {
-  return endpoint(env, EXCHANGE, "WS", useTestnet ? DERIBIT_WS_URLS.testnet : DERIBIT_WS_URLS.production);
-}
 
 /** Notification interval: `raw` needs an authorized connection, `100ms` does not. */
 export const INTERVALS = { authenticated: "raw", public: "100ms" } as const;
@@ -135,13 +80,7 @@ export const LIMITS = {
  * `heartbeatSeconds`, so silence means a dead connection whatever the stream: one window (3 missed
  * heartbeats) serves all. XTRADER_DERIBIT_STALE_AFTER_MS overrides it (tests).
  */
-export const STALE_AFTER_MS: Readonly<Record<Stream, number>> = {
-  TRADES: 30_000,
-  L2: 30_000,
-  BBO: 30_000,
-  FUNDING: 30_000,
-  LIQUIDATIONS: 30_000,
-};
+export const STALE_AFTER_MS: Readonly<Record<Stream, number>> = { TRADES: 30_000, L2: 30_000, BBO: 30_000, FUNDING: 30_000, LIQUIDATIONS: 30_000 };
 
 /** JSON-RPC error codes we act on (https://docs.deribit.com/articles/errors). */
 const ERROR = {
@@ -152,266 +91,193 @@ const ERROR = {
   unauthorized: new Set([10000, 13009, 13010]),
 } as const;
 
-// ───────────────────────────── instruments ─────────────────────────────
-
-const PERPETUAL = /^[A-Z0-9]+(_[A-Z0-9]+)?-PERPETUAL$/;
-const FUTURE = /^[A-Z0-9]+(_[A-Z0-9]+)?-\d{1,2}[A-Z]{3}\d{2}$/;
-/** Strikes of linear options may hold a decimal written with a lower-case `d` (0d5 = 0.5). */
-const OPTION = /^([A-Z0-9]+(?:_[A-Z0-9]+)?-\d{1,2}[A-Z]{3}\d{2})-(\d+(?:D\d+)?)-([CP])$/;
-const SPOT = /^[A-Z0-9]+_[A-Z0-9]+$/;
-/** Common names of perpetuals: BTCUSD = BTC-PERPETUAL (inverse), SOLUSDC = SOL_USDC-PERPETUAL (linear). */
-const COMMON_PERPETUAL = /^([A-Z0-9]+?)(USDC|USD)$/;
-
-export function deribitInstrument(symbol: string): InstrumentResult {
-  if (PERPETUAL.test(symbol) || FUTURE.test(symbol) || SPOT.test(symbol)) return { native: symbol };
-  const option = OPTION.exec(symbol);
-  if (option) return { native: `${option[1]}-${option[2]!.replace("D", "d")}-${option[3]}` };
-  const common = COMMON_PERPETUAL.exec(symbol);
-  if (common && common[1]!.length >= 2) {
-    return { native: common[2] === "USD" ? `${common[1]}-PERPETUAL` : `${common[1]}_USDC-PERPETUAL` };
-  }
-  return {
-    error:
-      `invalid DERIBIT instrument '${symbol}'; expected a Deribit instrument name (BTC-PERPETUAL, ` +
-      "BTC_USDC-PERPETUAL, BTC-27JUN25, BTC-27JUN25-100000-C, BTC_USDC) or a perpetual's common name " +
-      "(BTCUSD = BTC-PERPETUAL, SOLUSDC = SOL_USDC-PERPETUAL)",
-  };
-}
-
-const QUOTE_SIZING: Sizing = Object.freeze({ amountUnit: "quote", contractValue: 1 });
-
-/**
- * What `amount` means (https://docs.deribit.com/subscriptions/orderbook/bookinstrument_nameinterval):
- * USD for inverse perpetuals and futures (BTC-PERPETUAL, BTC-27JUN25), the base coin for options,
- * linear (X_USDC-...) instruments and spot pairs.
- */
-export function deribitSizing(native: string): Sizing {
-  const linearOrSpot = native.split("-")[0]!.includes("_");
-  const option = OPTION.test(native.toUpperCase());
-  return linearOrSpot || option ? BASE_SIZING : QUOTE_SIZING;
-}
-
 // ───────────────────────────── connector ─────────────────────────────
 
-interface Channel {
-  readonly name: string;
+type Normalizer = (data: unknown, receivedAt: number, context: DeribitInstrumentContext) => MarketEvent | undefined;
+
+/** One channel: a pool topic named by the channel. */
+interface Channel extends VenueFeed {
   readonly kind: ChannelKind;
   readonly sizing: Sizing;
   /** Every subscription this channel feeds (TRADES and LIQUIDATIONS share the trades channel). */
   readonly subscriptions: Subscription[];
   /** What the normalizers know of each subscription, in the same order (built once, not per message). */
   readonly contexts: DeribitInstrumentContext[];
-  failed: boolean;
-  readonly sequence: ChangeIdSequence;
-  readonly book: OrderBook;
-  /** Spaces out the resyncs of a book that keeps breaking (kit/resync-brake.ts). */
-  readonly brake: ResyncBrake;
-  /** The brake's delay before resubscribing; cleared with the session. */
-  brakeTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The book of a `book` channel (kit/book-sync.ts via deribit-book.ts). */
+  readonly book: DeribitBook | undefined;
 }
 
-interface RpcError {
-  readonly code?: unknown;
-  readonly message?: unknown;
-  readonly data?: { readonly reason?: unknown } | unknown;
+/** A JSON-RPC message as parsed: an answer (`id`, `result` or `error`) or a notification (`method`, `params`). */
+type RpcError = { readonly code?: unknown; readonly message?: unknown; readonly data?: { readonly reason?: unknown } | unknown };
+type RpcMessage = { method?: unknown; id?: unknown; params?: { channel?: unknown; data?: unknown; type?: unknown }; result?: unknown; error?: RpcError };
+
+/** The pool's limits: every channel on one connection; subscribe requests within Deribit's credits. */
+const POOL_LIMITS: PoolLimits = {
+  topicsPerConnection: Number.MAX_SAFE_INTEGER,
+  topicsPerRequest: LIMITS.channelsPerRequest,
+  requestBurst: LIMITS.subscribeBurst,
+  requestsPerSecond: LIMITS.subscribesPerSecond,
+  answerTimeoutMs: LIMITS.requestTimeoutMs,
+  ...NO_ROLLOVER,
+};
+
+/**
+ * JSON-RPC requests `{"jsonrpc":"2.0","id","method","params"}`; subscriptions go through `public/` or,
+ * authenticated, `private/` subscribe, whose answer lists the channels it subscribed.
+ */
+function deribitWire(scope: "public" | "private"): PoolWire {
+  return {
+    encode: (method, channels, id) => JSON.stringify({ jsonrpc: "2.0", id, method: `${scope}/${method}`, params: { channels } }),
+    label: (method) => `${scope}/${method}`,
+    describe: (refusal) => refusal.text,
+    topicWord: "channels",
+    accepted: (result) => new Set(Array.isArray(result) ? result.map(String) : []),
+  };
 }
 
-interface RpcResponse {
-  readonly id: number;
-  readonly result?: unknown;
-  readonly error?: RpcError;
-}
-
-interface PendingRequest {
-  readonly method: string;
-  readonly onAnswer: (response: RpcResponse) => void;
-}
-
-interface OutboxItem {
-  readonly action: "subscribe" | "unsubscribe";
-  readonly channels: string[];
-  /** A request for one channel only, to find which channel a batch error was about. */
-  readonly isolated: boolean;
-}
-
-interface Tokens {
-  readonly access: string;
-  readonly refresh: string;
-}
-
-class DeribitConnector implements Connector {
-  private readonly channels = new Map<string, Channel>();
-  private readonly channelOf = new Map<Subscription, Channel>();
-  private readonly socket: ReconnectingSocket;
+class DeribitConnector extends VenueConnector<Channel> {
+  /** The one connection, once open. */
+  private connection: PoolConnection | undefined;
   private readonly credentials: DeribitCredentials | undefined;
   private readonly interval: Interval;
-  /** Calls waiting for their answer; one unanswered for the timeout means a broken session: reconnect. */
-  private readonly pending = new PendingRequests<number, PendingRequest>(LIMITS.requestTimeoutMs, (id, request) => {
-    this.context.log.warn(`${EXCHANGE}: no answer to ${request.method} (id ${id}) within ${LIMITS.requestTimeoutMs} ms`);
-    this.socket.reconnect(`no answer to ${request.method}`);
-  });
-  private readonly outbox: OutboxItem[] = [];
-  /** Subscribe/unsubscribe requests. */
-  private readonly pacer = new TokenBucket(LIMITS.subscribeBurst, LIMITS.subscribesPerSecond);
-  private outboxTimer: ReturnType<typeof setTimeout> | undefined;
-  private refreshTimer: ReturnType<typeof setTimeout> | undefined;
-  private nextId = 0;
-  private tokens: Tokens | undefined;
+  /** Authentication of each connection, when credentials are set. */
+  private readonly auth: DeribitAuth | undefined;
   /** True once this connection may subscribe (authenticated when credentials are set). */
   private sessionReady = false;
-  private hasBeenOpen = false;
-  private stopped = false;
   private authRejected = false;
-  /** Repeating faults (unreadable messages), one log line per episode. */
-  private readonly faults: FaultLog;
 
-  constructor(
-    private readonly context: ConnectorContext,
-    subscriptions: readonly Subscription[],
-  ) {
-    const { config } = context;
-    this.faults = new FaultLog(context.log);
-    const brake = resyncBrakeFromEnv(config.env);
-    const settings = deribitSettings(config.env);
-    this.credentials = settings.credentials;
+  constructor(venue: Venue, context: ConnectorContext, subscriptions: readonly Subscription[]) {
+    const env = context.config.env;
+    const staleAfterMs = positiveOr(env, "XTRADER_DERIBIT_STALE_AFTER_MS", Math.min(...subscriptions.map((subscription) => STALE_AFTER_MS[subscription.stream])));
+    super(venue, context, { staleAfterMs, resyncWithoutBook: "gap", unsubscribeFailed: false });
+    const bookPort: DeribitBookPort = {
+      log: context.log,
+      faults: this.faults,
+      mayResubscribe: (name) => this.sessionReady && !this.stopped && this.feeds.get(name)?.failed === false,
+      resubscribe: (name) => this.connection?.resubscribe(name),
+      emit: (subscription, event) => this.emit(subscription, event),
+      emitGap: (subscription, reason, detail) => this.gapOf(subscription, reason, detail),
+      parseError: (name, what, text) => this.unreadable(this.feeds.get(name), what, text),
+    };
+    this.credentials = deribitSettings(env).credentials;
     this.interval = this.credentials ? INTERVALS.authenticated : INTERVALS.public;
+    this.auth = this.credentials
+      ? new DeribitAuth(
+          this.credentials,
+          {
+            log: context.log,
+            call: (params, onAnswer) => this.request("public/auth", params, onAnswer),
+            reconnect: (reason) => this.connection?.socket.reconnect(reason),
+            ready: () => {
+              this.sessionReady = true;
+              this.connection?.subscribeAll();
+            },
+            rejected: (description) => this.rejectCredentials(description),
+          },
+          { transient: ERROR.transient, refreshFraction: LIMITS.tokenRefreshFraction, refreshFloorMs: LIMITS.tokenRefreshFloorMs },
+        )
+      : undefined;
     for (const subscription of subscriptions) {
       const spec = STREAM_CHANNELS[subscription.stream];
       const name = spec.name(subscription.instrument, this.interval);
-      let channel = this.channels.get(name);
+      let channel = this.feeds.get(name);
       if (!channel) {
-        channel = {
-          name,
-          kind: spec.kind,
-          sizing: deribitSizing(subscription.instrument),
-          subscriptions: [],
-          contexts: [],
-          failed: false,
-          sequence: new ChangeIdSequence(),
-          book: new OrderBook(),
-          brake: new ResyncBrake(brake),
-          brakeTimer: undefined,
-        };
-        this.channels.set(name, channel);
+        const subscriptions: Subscription[] = [];
+        const contexts: DeribitInstrumentContext[] = [];
+        const book = spec.kind === "book" ? new DeribitBook(bookPort, name, subscriptions, contexts, this.bookSettings(undefined)) : undefined;
+        const sizing = deribitSizing(subscription.instrument);
+        channel = { topic: name, connection: undefined, failed: false, kind: spec.kind, sizing, subscriptions, contexts, book };
+        this.feeds.set(name, channel);
       }
       channel.subscriptions.push(subscription);
       channel.contexts.push({ symbol: subscription.symbol, sizing: channel.sizing });
-      this.channelOf.set(subscription, channel);
+      this.feedOf.set(subscription, channel);
     }
-    const url = deribitWsUrl(config.env, settings.useTestnet);
-    const staleAfterMs = positiveOr(
-      config.env,
-      "XTRADER_DERIBIT_STALE_AFTER_MS",
-      Math.min(...subscriptions.map((subscription) => STALE_AFTER_MS[subscription.stream])),
+    const wire = deribitWire(this.credentials ? "private" : "public");
+    this.pool = this.openPool({ name: EXCHANGE, limits: venue.limits!, wire });
+  }
+
+  protected run(): void {
+    this.log.info(
+      this.credentials
+        ? `${EXCHANGE}: API credentials set: authenticating each connection and using the ${INTERVALS.authenticated} channels`
+        : `${EXCHANGE}: no DERIBIT_CLIENT_ID/DERIBIT_CLIENT_SECRET: using the public ${INTERVALS.public} channels (${INTERVALS.authenticated} channels need authentication)`,
     );
-    this.socket = new ReconnectingSocket({
-      name: EXCHANGE,
-      url: () => url,
-      log: context.log,
-      staleAfterMs,
-      backoff: backoffFromEnv(config.env),
-      maxFrameBytes: config.maxFrameBytes,
-      onOpen: (info) => this.onOpen(info),
-      onMessage: (data, receivedAt) => this.onMessage(data, receivedAt),
-      onClose: (info) => this.onClose(info),
-    });
+    this.pool.openGroups("", [[...this.feeds.values()]]);
   }
 
-  start(): void {
-    if (this.credentials) {
-      this.context.log.info(
-        `${EXCHANGE}: API credentials set: authenticating each connection and using the ${INTERVALS.authenticated} channels`,
-      );
-    } else {
-      this.context.log.info(
-        `${EXCHANGE}: no DERIBIT_CLIENT_ID/DERIBIT_CLIENT_SECRET: using the public ${INTERVALS.public} channels (${INTERVALS.authenticated} channels need authentication)`,
-      );
-    }
-    this.socket.start();
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    this.resetSession();
-    await this.socket.stop();
-    this.faults.flush();
-  }
-
-  resync(subscription: Subscription, reason: GapReason, detail: string): void {
-    const channel = this.channelOf.get(subscription);
-    if (!channel || channel.failed || this.stopped) return;
-    if (channel.kind === "book") {
-      // Paced by the pipeline itself (it waits for the queue to drain), so not braked.
-      this.resyncBook(channel, reason, detail, false);
-    } else {
-      this.emitGap(subscription, reason, detail);
-    }
-  }
-
-  // ── connection lifecycle ──
-
-  private onOpen(_info: OpenInfo): void {
-    if (this.hasBeenOpen) {
-      for (const channel of this.liveChannels()) for (const subscription of channel.subscriptions) subscription.stats.reconnects++;
-    }
-    this.hasBeenOpen = true;
-    this.request("public/set_heartbeat", { interval: LIMITS.heartbeatSeconds }, (response) => {
-      if (response.error) this.context.log.warn(`${EXCHANGE}: public/set_heartbeat refused: ${this.describeError(response.error)}`);
-    });
-    if (this.credentials) {
-      this.authenticate("client_credentials");
-    } else {
-      this.sessionReady = true;
-      this.subscribeAll();
-    }
-  }
-
-  private onClose(info: CloseInfo): void {
-    this.resetSession();
-    for (const channel of this.channels.values()) {
-      channel.sequence.reset();
-      channel.book.clear();
-    }
-    const gap = closeGap(info, this.stopped || info.initiatedBy === "shutdown", (close) =>
-      close.initiatedBy
-        ? `connection closed (${close.initiatedBy})`
-        : `connection closed by server (code ${close.code}${close.reason ? ` '${this.redact(close.reason)}'` : ""})`,
-    );
-    if (!gap) return;
-    for (const channel of this.liveChannels()) {
-      for (const subscription of channel.subscriptions) this.emitGap(subscription, gap.reason, gap.detail);
-    }
-  }
-
-  /** Forgets everything tied to the current connection (tokens are connection-scoped too). */
-  private resetSession(): void {
-    this.pending.clear();
-    this.outbox.length = 0;
-    clearTimeout(this.outboxTimer);
-    clearTimeout(this.refreshTimer);
-    for (const channel of this.channels.values()) {
-      clearTimeout(channel.brakeTimer);
-      channel.brakeTimer = undefined;
-    }
+  /** Forgets everything tied to the current connection (tokens are connection-scoped too; the books too, by the base). */
+  protected override stopping(): void {
+    this.auth?.reset();
     this.sessionReady = false;
-    this.tokens = undefined;
+  }
+
+  // ── connection lifecycle (the pool's hooks) ──
+
+  override onOpened(connection: PoolConnection): void {
+    this.connection = connection;
+    super.onOpened(connection);
+    this.request("public/set_heartbeat", { interval: LIMITS.heartbeatSeconds }, (refusal) => {
+      if (refusal) this.log.warn(`${EXCHANGE}: public/set_heartbeat refused: ${refusal.text}`);
+    });
+    if (this.auth) this.auth.start();
+    else this.sessionReady = true;
+  }
+
+  /** With credentials, channels are subscribed once the connection is authenticated. */
+  holdsSubscribe(): boolean {
+    return this.credentials !== undefined;
+  }
+
+  onClosed(): void {
+    this.stopping();
+    for (const channel of this.feeds.values()) channel.book?.sync.forget();
+  }
+
+  describeClose(close: CloseInfo): string {
+    return close.initiatedBy
+      ? `connection closed (${close.initiatedBy})`
+      : `connection closed by server (code ${close.code}${close.reason ? ` '${this.redact(close.reason)}'` : ""})`;
+  }
+
+  onSubscribed(channel: Channel): void {
+    this.log.debug(`${EXCHANGE}: subscribed ${channel.topic}`);
+  }
+
+  /** Refusals that concern the session, not a channel: it is rebuilt. */
+  onRequestRefused(connection: PoolConnection, refusal: Refusal): boolean {
+    const code = Number(refusal.code);
+    if (code === ERROR.tooManyRequests) {
+      this.log.warn(`${EXCHANGE}: subscribe rate limit hit (${refusal.text}); reconnecting after backoff`);
+      connection.socket.reconnect("rate limited");
+      return true;
+    }
+    if (this.credentials && ERROR.unauthorized.has(code)) {
+      this.log.warn(`${EXCHANGE}: subscribe refused as unauthorized (${refusal.text}); reconnecting to authenticate again`);
+      connection.socket.reconnect("authorization lost");
+      return true;
+    }
+    return false;
+  }
+
+  onRefused(channel: Channel, refusal: Refusal): void {
+    const reason =
+      refusal === NOT_SUBSCRIBED
+        ? `Deribit did not subscribe channel ${channel.topic} (unknown or expired instrument '${channel.subscriptions[0]!.instrument}'?)`
+        : `subscribe refused by Deribit: ${refusal.text}`;
+    this.failFeed(channel, reason);
+  }
+
+  /** The subscriptions of one channel fail together: logged, marked by a gap, never resubscribed. */
+  protected override failureLine(channel: Channel, why: string): string {
+    return `${EXCHANGE}: ${channel.subscriptions.map((subscription) => subscription.key).join(", ")} stopped: ${why}; other subscriptions go on`;
   }
 
   // ── JSON-RPC ──
 
-  private request(method: string, params: Record<string, unknown>, onAnswer: (response: RpcResponse) => void): void {
-    const id = ++this.nextId;
-    this.pending.add(id, { method, onAnswer });
-    if (!this.socket.send(JSON.stringify({ jsonrpc: "2.0", id, method, params }))) this.pending.take(id);
-  }
-
-  private onResponse(response: RpcResponse): void {
-    const request = this.pending.take(response.id);
-    if (!request) {
-      this.context.log.debug(`${EXCHANGE}: answer to unknown request id ${response.id}`);
-      return;
-    }
-    request.onAnswer(response);
+  /** A call of Deribit's own (heartbeat, authentication), sent at once; `onAnswer` gets the refusal or the result. */
+  private request(method: string, params: Record<string, unknown>, onAnswer: (refusal: Refusal | undefined, result: unknown) => void): void {
+    this.connection?.call(method, (id) => JSON.stringify({ jsonrpc: "2.0", id, method, params }), onAnswer);
   }
 
   private describeError(error: RpcError): string {
@@ -422,264 +288,59 @@ class DeribitConnector implements Connector {
 
   /** Never let a credential or token reach a log line, whatever the server echoes. */
   private redact(text: string): string {
-    let out = text;
-    for (const secret of [this.credentials?.clientSecret, this.tokens?.access, this.tokens?.refresh]) {
-      if (secret) out = out.split(secret).join("***");
-    }
-    return out;
-  }
-
-  // ── authentication ──
-
-  private authenticate(grant: "client_credentials" | "refresh_token"): void {
-    const credentials = this.credentials!;
-    const refreshToken = this.tokens?.refresh;
-    const params =
-      grant === "refresh_token" && refreshToken
-        ? { grant_type: "refresh_token", refresh_token: refreshToken }
-        : { grant_type: "client_credentials", client_id: credentials.clientId, client_secret: credentials.clientSecret };
-    this.context.log.debug(`${EXCHANGE}: public/auth (${params.grant_type})`);
-    this.request("public/auth", params, (response) => this.onAuthAnswer(params.grant_type, response));
-  }
-
-  private onAuthAnswer(grant: string, response: RpcResponse): void {
-    if (response.error) {
-      const code = Number(response.error.code);
-      const description = this.describeError(response.error);
-      if (grant === "refresh_token") {
-        this.context.log.warn(`${EXCHANGE}: token refresh refused (${description}); authenticating again`);
-        this.tokens = undefined;
-        this.authenticate("client_credentials");
-      } else if (ERROR.transient.has(code)) {
-        this.context.log.warn(`${EXCHANGE}: authentication deferred by Deribit (${description}); reconnecting`);
-        this.socket.reconnect("authentication retry");
-      } else {
-        this.rejectCredentials(description);
-      }
-      return;
-    }
-    const result = response.result as { access_token?: unknown; refresh_token?: unknown; expires_in?: unknown } | undefined;
-    const expiresIn = Number(result?.expires_in);
-    if (typeof result?.access_token !== "string" || typeof result.refresh_token !== "string" || !(expiresIn > 0)) {
-      this.context.log.warn(`${EXCHANGE}: public/auth answer without tokens; reconnecting`);
-      this.socket.reconnect("bad authentication answer");
-      return;
-    }
-    this.tokens = { access: result.access_token, refresh: result.refresh_token };
-    clearTimeout(this.refreshTimer);
-    const refreshIn = Math.max(LIMITS.tokenRefreshFloorMs, expiresIn * 1000 * LIMITS.tokenRefreshFraction);
-    this.refreshTimer = setTimeout(() => this.authenticate("refresh_token"), refreshIn);
-    if (this.sessionReady) {
-      this.context.log.debug(`${EXCHANGE}: access token refreshed (valid ${expiresIn} s)`);
-      return;
-    }
-    this.context.log.info(`${EXCHANGE}: authenticated (token valid ${expiresIn} s)`);
-    this.sessionReady = true;
-    this.subscribeAll();
+    return this.auth ? this.auth.redact(text) : text;
   }
 
   /** A rejected credential stops Deribit alone: other exchanges and the process go on. */
   private rejectCredentials(description: string): void {
     if (this.authRejected) return;
     this.authRejected = true;
-    this.context.log.error(
+    this.log.error(
       `${EXCHANGE}: authentication rejected by Deribit (${description}); check DERIBIT_CLIENT_ID and DERIBIT_CLIENT_SECRET. Deribit subscriptions are stopped, others go on`,
     );
-    for (const channel of this.liveChannels()) this.failChannel(channel, "authentication rejected", false);
-    void this.socket.stop();
-  }
-
-  // ── subscriptions ──
-
-  private liveChannels(): Channel[] {
-    return [...this.channels.values()].filter((channel) => !channel.failed);
-  }
-
-  private subscribeAll(): void {
-    this.enqueue("subscribe", this.liveChannels().map((channel) => channel.name), false);
-  }
-
-  private enqueue(action: OutboxItem["action"], channels: readonly string[], isolated: boolean): void {
-    for (let start = 0; start < channels.length; start += LIMITS.channelsPerRequest) {
-      const chunk = channels.slice(start, start + LIMITS.channelsPerRequest);
-      const tail = this.outbox.at(-1);
-      if (
-        !isolated &&
-        tail &&
-        !tail.isolated &&
-        tail.action === action &&
-        tail.channels.length + chunk.length <= LIMITS.channelsPerRequest
-      ) {
-        tail.channels.push(...chunk);
-      } else {
-        this.outbox.push({ action, channels: chunk, isolated });
-      }
-    }
-    this.flushOutbox();
-  }
-
-  private flushOutbox(): void {
-    clearTimeout(this.outboxTimer);
-    while (this.outbox.length > 0 && this.sessionReady) {
-      const wait = this.pacer.take();
-      if (wait > 0) {
-        this.outboxTimer = setTimeout(() => this.flushOutbox(), wait);
-        return;
-      }
-      const item = this.outbox.shift()!;
-      const method = `${this.credentials ? "private" : "public"}/${item.action}`;
-      this.request(method, { channels: item.channels }, (response) => {
-        if (item.action === "subscribe") this.onSubscribeAnswer(item, response);
-        else if (response.error) this.context.log.debug(`${EXCHANGE}: ${method} refused: ${this.describeError(response.error)}`);
-      });
-    }
-  }
-
-  private onSubscribeAnswer(item: OutboxItem, response: RpcResponse): void {
-    if (response.error) {
-      const code = Number(response.error.code);
-      const description = this.describeError(response.error);
-      if (code === ERROR.tooManyRequests) {
-        this.context.log.warn(`${EXCHANGE}: subscribe rate limit hit (${description}); reconnecting after backoff`);
-        this.socket.reconnect("rate limited");
-      } else if (this.credentials && ERROR.unauthorized.has(code)) {
-        this.context.log.warn(`${EXCHANGE}: subscribe refused as unauthorized (${description}); reconnecting to authenticate again`);
-        this.socket.reconnect("authorization lost");
-      } else if (
-        !isolateRefusedBatch(
-          { items: item.channels },
-          () =>
-            this.context.log.warn(
-              `${EXCHANGE}: subscribe of ${item.channels.length} channels refused (${description}); retrying them one by one to find the bad one`,
-            ),
-          (name) => this.enqueue("subscribe", [name], true),
-        )
-      ) {
-        const channel = this.channels.get(item.channels[0]!);
-        if (channel) this.failChannel(channel, `subscribe refused by Deribit: ${description}`, true);
-      }
-      return;
-    }
-    const accepted = new Set(Array.isArray(response.result) ? response.result.map(String) : []);
-    for (const name of item.channels) {
-      const channel = this.channels.get(name);
-      if (!channel || channel.failed) continue;
-      if (accepted.has(name)) {
-        this.context.log.debug(`${EXCHANGE}: subscribed ${name}`);
-      } else {
-        this.failChannel(
-          channel,
-          `Deribit did not subscribe channel ${name} (unknown or expired instrument '${channel.subscriptions[0]!.instrument}'?)`,
-          true,
-        );
-      }
-    }
-  }
-
-  /** Fails the subscriptions of one channel alone: logged, marked by a gap, never resubscribed. */
-  private failChannel(channel: Channel, reason: string, log: boolean): void {
-    if (channel.failed) return;
-    channel.failed = true;
-    channel.sequence.reset();
-    channel.book.clear();
-    if (log) {
-      this.context.log.error(
-        `${EXCHANGE}: ${channel.subscriptions.map((subscription) => subscription.key).join(", ")} stopped: ${reason}; other subscriptions go on`,
-      );
-    }
-    for (const subscription of channel.subscriptions) this.emitGap(subscription, "subscription_error", reason);
-  }
-
-  /**
-   * Counts, marks and forgets the book, then resubscribes: Deribit answers with a fresh snapshot. When
-   * `braked`, a book that keeps breaking resubscribes after the brake's delay.
-   */
-  private resyncBook(channel: Channel, reason: GapReason, detail: string, braked = true): void {
-    channel.sequence.reset();
-    channel.book.clear();
-    // One episode per reason across books: an overload resyncs every book at once (each has its gap row).
-    this.faults.report(`resync:${reason}`, `${EXCHANGE}: ${channel.name}: ${reason} (${detail}); resubscribing for a fresh snapshot`);
-    for (const subscription of channel.subscriptions) {
-      subscription.stats.resyncs++;
-      this.emitGap(subscription, reason, detail);
-    }
-    // Not connected or not yet authenticated: the next subscribeAll brings the snapshot anyway.
-    if (!this.sessionReady || channel.brakeTimer !== undefined) return;
-    const delay = braked ? channel.brake.next() : 0;
-    if (delay === 0) {
-      this.resubscribe(channel);
-      return;
-    }
-    // Until then the book waits for a snapshot: its changes are not applied.
-    for (const subscription of channel.subscriptions) subscription.stats.resyncsDelayed++;
-    this.faults.report(`brake:${channel.name}`, `${EXCHANGE}: ${channel.name}: resync ${channel.brake.count} in a row: fresh snapshot in ${Math.ceil(delay / 1000)} s`);
-    channel.brakeTimer = setTimeout(() => {
-      channel.brakeTimer = undefined;
-      if (this.sessionReady && !channel.failed && !this.stopped) this.resubscribe(channel);
-    }, delay);
-  }
-
-  private resubscribe(channel: Channel): void {
-    this.enqueue("unsubscribe", [channel.name], true);
-    this.enqueue("subscribe", [channel.name], true);
+    for (const channel of this.liveFeeds()) this.failFeed(channel, "authentication rejected", false);
+    void this.connection?.stop();
   }
 
   // ── messages ──
 
-  private onMessage(text: string, receivedAt: number): void {
+  onFrame(connection: PoolConnection, text: string, receivedAt: number): void {
     if (this.stopped) return;
     // The dominant frame, a book change, is read without JSON.parse when it has exactly Deribit's layout;
     // the same steps as below (channel, stats, onBook) follow. Anything else takes the JSON path.
     if (text.charCodeAt(2) === 106 /* {"jsonrpc */) {
       const scanned = scanDeribitBookChange(text);
-      const channel = scanned === undefined ? undefined : this.channels.get(scanned.channel);
+      const channel = scanned === undefined ? undefined : this.feeds.get(scanned.channel);
       if (channel !== undefined && channel.kind === "book") {
         if (channel.failed) return;
-        for (const subscription of channel.subscriptions) {
-          subscription.stats.messages++;
-          subscription.stats.lastMessageAt = receivedAt;
-        }
+        this.countMessage(channel, receivedAt);
         const { changeId, prevChangeId, timestamp, bids, asks } = scanned!;
-        return this.bookChange(channel, changeId, prevChangeId, timestamp, undefined, bids, asks, receivedAt, text);
+        return channel.book!.onChange(changeId, prevChangeId, timestamp, undefined, bids, asks, receivedAt, text);
       }
     }
-    let message: {
-      method?: unknown;
-      id?: unknown;
-      params?: { channel?: unknown; data?: unknown; type?: unknown };
-      result?: unknown;
-      error?: RpcError;
-    };
+    let message: RpcMessage;
     try {
       message = JSON.parse(text);
     } catch {
-      const channel = this.channelNamedIn(text);
-      this.parseError(channel, "malformed JSON", text);
+      const channel = this.feedNamedIn(text, "channel");
+      this.unreadable(channel, "malformed JSON", text);
       // A lost book frame leaves the local book behind: start over now rather than at the next change.
-      if (channel?.kind === "book" && !channel.failed && channel.sequence.lastChangeId !== undefined) {
-        this.resyncBook(channel, "sequence", "malformed book frame");
-      }
+      if (channel?.book && !channel.failed) channel.book.sync.unreadable("malformed book frame");
       return;
     }
     if (typeof message !== "object" || message === null) {
-      this.parseError(undefined, "not a JSON-RPC object", text);
+      this.unreadable(undefined, "not a JSON-RPC object", text);
       return;
     }
     if (message.method === "subscription") {
-      const channel = typeof message.params?.channel === "string" ? this.channels.get(message.params.channel) : undefined;
+      const channel = typeof message.params?.channel === "string" ? this.feeds.get(message.params.channel) : undefined;
       if (!channel) {
-        if (typeof message.params?.channel === "string") {
-          this.context.log.debug(`${EXCHANGE}: notification for channel ${message.params.channel} we do not follow`);
-        } else {
-          this.parseError(undefined, "notification without channel", text);
-        }
+        if (typeof message.params?.channel === "string") this.log.debug(`${EXCHANGE}: notification for channel ${message.params.channel} we do not follow`);
+        else this.unreadable(undefined, "notification without channel", text);
         return;
       }
       if (channel.failed) return;
-      for (const subscription of channel.subscriptions) {
-        subscription.stats.messages++;
-        subscription.stats.lastMessageAt = receivedAt;
-      }
+      this.countMessage(channel, receivedAt);
       this.onNotification(channel, message.params!.data, receivedAt, text);
       return;
     }
@@ -689,14 +350,15 @@ class DeribitConnector implements Connector {
       return;
     }
     if (typeof message.id === "number") {
-      this.onResponse(message as RpcResponse);
+      const error = message.error;
+      connection.answer(message.id, error ? { code: String(error.code), text: this.describeError(error) } : undefined, message.result);
       return;
     }
     if (message.error) {
-      this.context.log.warn(`${EXCHANGE}: error without request id: ${this.describeError(message.error)}`);
+      this.log.warn(`${EXCHANGE}: error without request id: ${this.describeError(message.error)}`);
       return;
     }
-    this.parseError(undefined, "unknown message type", text);
+    this.unreadable(undefined, "unknown message type", text);
   }
 
   private onNotification(channel: Channel, data: unknown, receivedAt: number, text: string): void {
@@ -706,9 +368,9 @@ class DeribitConnector implements Connector {
       case "book":
         return this.onBook(channel, data, receivedAt, text);
       case "quote":
-        return this.onQuote(channel, data, receivedAt, text);
+        return this.onEach(channel, data, receivedAt, text, normalizeQuote, "unreadable quote");
       case "ticker":
-        return this.onTicker(channel, data, receivedAt, text);
+        return this.onEach(channel, data, receivedAt, text, normalizeTicker, "unreadable ticker");
     }
   }
 
@@ -717,19 +379,19 @@ class DeribitConnector implements Connector {
    * for all of them or for none, so it counts as one parse error.
    */
   private onTrades(channel: Channel, data: unknown, receivedAt: number, text: string): void {
-    if (!Array.isArray(data)) return this.parseError(channel, "trades notification without a trade list", text);
+    if (!Array.isArray(data)) return this.unreadable(channel, "trades notification without a trade list", text);
     const { subscriptions, contexts } = channel;
     for (const item of data as Array<Record<string, unknown>>) {
       for (let i = 0; i < subscriptions.length; i++) {
         const subscription = subscriptions[i]!;
         const trade = normalizeTrade(item, receivedAt, contexts[i]!);
         if (!trade) {
-          this.parseError(channel, "unreadable trade", text);
+          this.unreadable(channel, "unreadable trade", text);
           break;
         }
-        if (subscription.stream === "TRADES") this.context.emit(subscription, trade);
+        if (subscription.stream === "TRADES") this.emit(subscription, trade);
         else if (subscription.stream === "LIQUIDATIONS") {
-          for (const liquidation of liquidationsOf(trade, item.liquidation)) this.context.emit(subscription, liquidation);
+          for (const liquidation of liquidationsOf(trade, item.liquidation)) this.emit(subscription, liquidation);
         }
       }
     }
@@ -741,124 +403,47 @@ class DeribitConnector implements Connector {
     const prevChangeId = book?.prev_change_id;
     const time = jsonFinite(book?.timestamp);
     if (typeof changeId !== "number" || (prevChangeId !== undefined && typeof prevChangeId !== "number") || Number.isNaN(time)) {
-      this.parseError(channel, "unreadable book notification", text);
-      if (channel.sequence.lastChangeId !== undefined) this.resyncBook(channel, "sequence", "unreadable book notification");
+      this.unreadable(channel, "unreadable book notification", text);
+      channel.book!.sync.unreadable("unreadable book notification");
       return;
     }
-    this.bookChange(channel, changeId, prevChangeId as number | undefined, time, book!, undefined, undefined, receivedAt, text);
+    channel.book!.onChange(changeId, prevChangeId as number | undefined, time, book!, undefined, undefined, receivedAt, text);
   }
 
-  /**
-   * One readable book notification: sequence check, levels (`book`'s, or already flattened by
-   * deribit-scan.ts in `flatBids`/`flatAsks`), local book, event.
-   */
-  private bookChange(
-    channel: Channel,
-    changeId: number,
-    prevChangeId: number | undefined,
-    time: number,
-    book: { bids?: unknown; asks?: unknown } | undefined,
-    flatBids: number[] | undefined,
-    flatAsks: number[] | undefined,
-    receivedAt: number,
-    text: string,
-  ): void {
-    const verdict = channel.sequence.check(changeId, prevChangeId);
-    if (verdict === "awaiting_snapshot") return; // deltas of a subscription we already gave up on
-    if (verdict === "duplicate") {
-      this.context.log.debug(`${EXCHANGE}: ${channel.name}: change_id ${changeId} already applied, ignored`);
-      return;
-    }
-    if (verdict === "gap") {
-      return this.resyncBook(
-        channel,
-        "sequence",
-        `prev_change_id ${prevChangeId} != last change_id ${channel.sequence.lastChangeId}`,
-      );
-    }
-    if (verdict === "backwards") {
-      return this.resyncBook(
-        channel,
-        "id_reset",
-        `change_id ${changeId} is below the last change_id ${channel.sequence.lastChangeId} and was not seen before`,
-      );
-    }
-    const bids: number[] = flatBids ?? [];
-    const asks: number[] = flatAsks ?? [];
-    if (book !== undefined && (!flattenLevels(book.bids, bids) || !flattenLevels(book.asks, asks))) {
-      this.parseError(channel, "unreadable book level", text);
-      return this.resyncBook(channel, "sequence", `unreadable level in change_id ${changeId}`);
-    }
-    const isSnapshot = verdict === "snapshot";
-    channel.book.apply(bids, asks, isSnapshot);
-    if (channel.book.isCrossed()) {
-      return this.resyncBook(
-        channel,
-        "crossed_book",
-        `best bid ${channel.book.bids.best()} >= best ask ${channel.book.asks.best()} after change_id ${changeId}`,
-      );
-    }
+  /** One event per subscription of the channel (quote, ticker), each with its own symbol. */
+  private onEach(channel: Channel, data: unknown, receivedAt: number, text: string, normalize: Normalizer, what: string): void {
     const { subscriptions, contexts } = channel;
     for (let i = 0; i < subscriptions.length; i++) {
-      this.context.emit(subscriptions[i]!, bookChange(contexts[i]!, isSnapshot, changeId, time, receivedAt, bids, asks));
+      const event = normalize(data, receivedAt, contexts[i]!);
+      if (!event) return this.unreadable(channel, what, text);
+      this.emit(subscriptions[i]!, event);
     }
-  }
-
-  private onQuote(channel: Channel, data: unknown, receivedAt: number, text: string): void {
-    const { subscriptions, contexts } = channel;
-    for (let i = 0; i < subscriptions.length; i++) {
-      const event = normalizeQuote(data, receivedAt, contexts[i]!);
-      if (!event) return this.parseError(channel, "unreadable quote", text);
-      this.context.emit(subscriptions[i]!, event);
-    }
-  }
-
-  private onTicker(channel: Channel, data: unknown, receivedAt: number, text: string): void {
-    const { subscriptions, contexts } = channel;
-    for (let i = 0; i < subscriptions.length; i++) {
-      const event = normalizeTicker(data, receivedAt, contexts[i]!);
-      if (!event) return this.parseError(channel, "unreadable ticker", text);
-      this.context.emit(subscriptions[i]!, event);
-    }
-  }
-
-  // ── faults ──
-
-  private emitGap(subscription: Subscription, reason: GapReason, detail: string): void {
-    if (this.stopped) return;
-    this.context.emit(subscription, gapEvent(subscription, reason, detail));
-  }
-
-  /** Finds the channel a broken frame was about, when its name can still be read. */
-  private channelNamedIn(text: string): Channel | undefined {
-    const at = text.indexOf('"channel":"');
-    if (at < 0) return undefined;
-    const start = at + 11;
-    const end = text.indexOf('"', start);
-    return end > start ? this.channels.get(text.slice(start, end)) : undefined;
   }
 
   /**
    * Counts an unreadable message on the subscriptions it belongs to (all of them when that cannot be
    * told) and logs it, one line per episode (FaultLog).
    */
-  private parseError(channel: Channel | undefined, what: string, text: string): void {
-    const targets = channel ? [channel] : this.liveChannels();
+  private unreadable(channel: Channel | undefined, what: string, text: string): void {
+    const targets = channel ? [channel] : this.liveFeeds();
     for (const target of targets) for (const subscription of target.subscriptions) subscription.stats.parseErrors++;
     // Redacted whole, then cut: a secret cut in two would no longer match. Frames that carry tokens or
     // credentials are never quoted (tokens of a malformed auth answer are not known to redact).
     const redacted = /access_token|refresh_token|client_secret/.test(text) ? "(not shown: it carries credentials)" : this.redact(text);
     const sample = redacted.length > 200 ? `${redacted.slice(0, 200)}...` : redacted;
-    const where = channel ? ` on ${channel.name}` : "";
+    const where = channel ? ` on ${channel.topic}` : "";
     this.faults.report(`parse${where}`, `${EXCHANGE}: ${what}${where}, skipped (unreadable messages are counted as parse errors): ${sample}`);
   }
 }
 
-export const deribit: ExchangeSpec = {
+export const deribit = defineVenue({
   id: EXCHANGE,
   streams: ["TRADES", "L2", "BBO", "FUNDING", "LIQUIDATIONS"],
-  nativeInstrument: deribitInstrument,
+  instrument: deribitInstrument,
   readinessWindows: READINESS_WINDOWS,
+  // Testnet or production per DERIBIT_USE_TESTNET (checked by checkSettings before anything connects).
+  endpoints: { ws: (env) => (deribitSettings(env, false).useTestnet ? DERIBIT_WS_URLS.testnet : DERIBIT_WS_URLS.production) },
+  limits: POOL_LIMITS,
   checkSettings: (env, inUse) => void deribitSettings(env, inUse),
-  create: (context, subscriptions) => new DeribitConnector(context, subscriptions),
-};
+  connector: (venue, context, subscriptions) => new DeribitConnector(venue, context, subscriptions),
+});

@@ -3,6 +3,7 @@
  * monitor and the HTTP server. Off unless `--metrics-addr` / METRICS_ADDR is given. See
  * docs/observability.md for every metric and both probes.
  */
+import type { Registry } from "prom-client";
 import type { BoundedChannel } from "../core/channel.ts";
 import type { Config } from "../core/config.ts";
 import type { ExchangeRegistry } from "../core/connector.ts";
@@ -13,6 +14,13 @@ import { EventLoopMonitor } from "./event-loop.ts";
 import { createMetricsRegistry } from "./metrics.ts";
 import { Readiness, STALENESS_ENV, stalenessWindows } from "./readiness.ts";
 import { DEFAULT_EVENT_LOOP_LAG_LIMIT_SECONDS, startMetricsServer, type MetricsServer } from "./server.ts";
+
+/** A part outside the pipeline (upload to object storage) that adds metrics and a readiness condition. */
+export interface ObservabilityExtension {
+  register(registry: Registry): void;
+  /** Why the instance is not ready, or undefined when this part is fine. */
+  readinessProblem(): string | undefined;
+}
 
 export const EVENT_LOOP_LAG_LIMIT_ENV = "XTRADER_EVENT_LOOP_LAG_LIMIT_SECONDS";
 
@@ -47,7 +55,7 @@ export function lagLimitSeconds(env: Config["env"]): number {
 export function startObservability(
   config: Pick<Config, "metrics" | "sink" | "env">,
   pipeline: ObservedPipeline,
-  options: { readonly sinkName?: string; readonly eventLoopWindowMs?: number } = {},
+  options: { readonly sinkName?: string; readonly eventLoopWindowMs?: number; readonly extensions?: readonly ObservabilityExtension[] } = {},
 ): Observability | undefined {
   if (!config.metrics) return undefined;
   const windows = stalenessWindows(pipeline.subscriptions, config.env[STALENESS_ENV], pipeline.registry);
@@ -58,6 +66,7 @@ export function startObservability(
     windows,
     sinkName,
     sinkStats: pipeline.sinkStats,
+    extraProblems: () => (options.extensions ?? []).flatMap((extension) => extension.readinessProblem() ?? []),
   });
   const eventLoop = new EventLoopMonitor({ windowMs: options.eventLoopWindowMs });
   const registry = createMetricsRegistry({
@@ -68,6 +77,7 @@ export function startObservability(
     eventLoop,
     readiness,
   });
+  for (const extension of options.extensions ?? []) extension.register(registry);
   const server = startMetricsServer({
     host: config.metrics.host,
     port: config.metrics.port,

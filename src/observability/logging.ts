@@ -21,7 +21,7 @@ import type { Config } from "../core/config.ts";
 import type { Logger } from "../core/log.ts";
 
 export const REDACTED = "[REDACTED]";
-const SECRET_NAME = /secret|passw(or)?d|passphrase|token|api[_-]?key|private[_-]?key|credential|authorization|signature/i;
+export const SECRET_NAME = /secret|passw(or)?d|passphrase|token|api[_-]?key|private[_-]?key|credential|authorization|signature/i;
 /** Shorter values would mask ordinary words; no real credential is this short. */
 const MIN_SECRET_LENGTH = 6;
 

@@ -147,6 +147,8 @@ export interface ReadinessOptions {
   readonly sinkStats: SinkStats;
   /** Wall clock in integer microseconds (the unit of lastMessageAt). */
   readonly nowMicros?: () => number;
+  /** Problems of parts beside the pipeline (the upload backlog), each making the instance unready. */
+  readonly extraProblems?: () => readonly string[];
 }
 
 export class Readiness {
@@ -211,6 +213,7 @@ export class Readiness {
     const stats = this.options.sinkStats;
     const sinkProblem = this.sink.problem();
     if (sinkProblem) problems.push(`sink ${this.options.sinkName}: ${sinkProblem}`);
+    problems.push(...(this.options.extraProblems?.() ?? []));
     return {
       status: problems.length === 0 ? "ready" : "not_ready",
       problems,

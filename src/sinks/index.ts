@@ -18,8 +18,17 @@ export interface SinkSettings {
   readonly questdb: QuestDbSettings;
 }
 
-/** `exchanges`: the venue ids of the registry (the sinks know no venue themselves). */
-export function createSink(config: Config & SinkSettings, log: Logger, stats: SinkStats, exchanges: readonly string[]): Sink {
+/**
+ * `exchanges`: the venue ids of the registry (the sinks know no venue themselves). `onFileClosed`: told
+ * the final path of every file a file-writing sink completes (upload to object storage listens there).
+ */
+export function createSink(
+  config: Config & SinkSettings,
+  log: Logger,
+  stats: SinkStats,
+  exchanges: readonly string[],
+  onFileClosed?: (path: string) => void,
+): Sink {
   switch (config.sink) {
     case "parquet":
       return new ParquetSink({
@@ -29,6 +38,7 @@ export function createSink(config: Config & SinkSettings, log: Logger, stats: Si
         tuning: parquetTuningFromEnv(config.env),
         log,
         stats,
+        onFileClosed,
       });
     case "questdb":
       return new QuestDbSink({ settings: config.questdb, env: config.env, log, stats, directory: config.outputDirectory });

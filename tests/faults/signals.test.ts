@@ -55,6 +55,8 @@ describe("stop and kill (Parquet)", () => {
       expect(await running.xtrader.exited).not.toBe(0);
       const afterKill = await readParquetOutput(running.dataDirectory);
       expect(afterKill.leftovers.some((name) => name.endsWith(".journal"))).toBe(true);
+      // The journaled rows are in the process's rows log (one for every open file), which recovery reads back.
+      expect(afterKill.leftovers.filter((name) => /^rows-\d+-\d+\.log$/.test(name)).length).toBeGreaterThan(0);
 
       const restarted = startBinary({
         venues,
@@ -67,7 +69,9 @@ describe("stop and kill (Parquet)", () => {
       await venues.subscribed();
       await venues.run(1500);
       const output = await finish({ ...running, xtrader: restarted });
-      // Trades after the cut-off reached the killed process within its last flush interval and may be lost.
+      // Trades after the cut-off reached the killed process within its last flush interval and may be lost;
+      // every trade before it came back, from row groups or from the rows log. Nothing is left in progress:
+      // the killed run's log went once its files were recovered, the restart's at its clean stop.
       expectFaithful(output, venues, { cutoff });
       // Every stream the killed run had a file open for is marked in the data: an unclean_stop gap, written
       // by the new run after the kill (between the killed run's last rows and its own first ones).

@@ -12,7 +12,7 @@
 import type { ExchangeId } from "../../src/core/events.ts";
 import { FakeBinanceFutures } from "../support/fake-binance.ts";
 import { FakeDeribit } from "../support/fake-deribit.ts";
-import type { FakeConnection, FakeExchange } from "../support/fake-exchange.ts";
+import type { FakeConnection, FakeVenue } from "../support/fake-venue.ts";
 import { FakeOkx } from "../support/fake-okx.ts";
 import { seededRandom } from "../support/random.ts";
 
@@ -172,7 +172,7 @@ export class BinanceVenue {
     this.recordBook(symbol);
   }
 
-  subscribed(stream: string, count = 1): Promise<true> {
+  subscribed(stream: string, count = 1): Promise<unknown> {
     return this.fake.waitForSubscribers(stream, count, 15_000);
   }
 
@@ -224,13 +224,13 @@ export class OkxVenue {
   }
 
   trade(instId: string): void {
-    const delivered = this.fake.silent ? 0 : this.fake.subscribers("trades", instId).length;
+    const delivered = this.receivers("trades", instId);
     const sent = this.fake.sendTrade(instId, {});
     this.truth.addTrade({ exchange: OkxVenue.exchangeOf(instId), symbol: instId, id: sent.tradeId, price: +sent.px, amount: +sent.sz, delivered });
   }
 
   private receivers(channel: string, key: string): number {
-    return this.fake.silent ? 0 : this.fake.subscribers(channel, key).length;
+    return this.fake.exchange.audience(`${channel}|${key}`);
   }
 
   /** One funding-rate push and one mark-price push (swaps only); each is its own row. */
@@ -322,9 +322,7 @@ export class DeribitVenue {
 
   /** Connections subscribed to any trades channel of the instrument (receivers of the next trade). */
   private tradeReceivers(instrument: string): number {
-    return this.fake.exchange
-      .openConnections()
-      .filter((connection) => [...this.fake.session(connection).channels].some((channel) => channel.startsWith(`trades.${instrument}.`))).length;
+    return this.fake.exchange.audience((channel) => channel.startsWith(`trades.${instrument}.`));
   }
 
   trade(instrument: string, liquidation?: "M" | "T" | "MT"): void {
@@ -344,9 +342,7 @@ export class DeribitVenue {
   }
 
   funding(instrument: string): void {
-    const delivered = this.fake.exchange
-      .openConnections()
-      .filter((connection) => [...this.fake.session(connection).channels].some((channel) => channel.startsWith(`ticker.${instrument}.`))).length;
+    const delivered = this.fake.exchange.audience((channel) => channel.startsWith(`ticker.${instrument}.`));
     const ticker = this.fake.sendTicker(instrument) as { timestamp: number; mark_price: number; index_price: number; funding_8h: number };
     this.truth.funding.push({
       key: fundingKey({ exchange: "DERIBIT", symbol: instrument, timestamp: ticker.timestamp * 1000, mark_price: ticker.mark_price, index_price: ticker.index_price, funding_rate: ticker.funding_8h }),
@@ -421,7 +417,7 @@ export class Venues {
     return { ...this.binance.env, ...this.okx.env, ...this.deribit.env };
   }
 
-  get exchanges(): FakeExchange[] {
+  get exchanges(): FakeVenue[] {
     return [this.binance.fake.exchange, this.okx.fake.exchange, this.deribit.fake.exchange];
   }
 
@@ -499,22 +495,9 @@ export class Venues {
     await Promise.all(waits);
   }
 
-  /**
-   * A delivery barrier: pings every open connection of every venue and waits for the pongs. Frames on a
-   * connection arrive in order, so once the client answered, it has read everything sent before.
-   */
+  /** A delivery barrier on every venue: once each client answered a ping, it has read everything sent before. */
   async barrier(timeoutMs = 10_000): Promise<void> {
-    const waits: Promise<unknown>[] = [];
-    for (const exchange of this.exchanges) {
-      for (const connection of exchange.openConnections()) {
-        const before = connection.pongs;
-        connection.ping();
-        waits.push(
-          exchange.waitFor(() => connection.pongs > before || !connection.open, timeoutMs, `a pong on connection ${connection.id}`),
-        );
-      }
-    }
-    await Promise.all(waits);
+    await Promise.all(this.exchanges.map((exchange) => exchange.barrier(timeoutMs)));
   }
 
   /** Stops the driver, then makes sure the client read everything sent. */

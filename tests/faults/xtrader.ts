@@ -8,7 +8,7 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { ensureBinary } from "../support/binary.ts";
-import { waitUntil } from "../support/fake-exchange.ts";
+import { waitUntil } from "../support/fake-venue.ts";
 import { parseExposition, type Exposition } from "../support/prometheus-text.ts";
 
 /**
@@ -193,7 +193,7 @@ export interface Output {
   readonly liquidations: Row[];
   /**
    * Hidden leftovers (`.x.tmp`, `.x.journal`, ...): those of the work directory `.inprogress/` by their path
-   * under it (`trades/exchange=.../.x.journal`), others relative to the output directory.
+   * under it (`trades/exchange=.../.x.journal`, `rows-….log`), others relative to the output directory.
    */
   readonly leftovers: string[];
   /** Complete data files relative to the output directory. */
@@ -245,8 +245,9 @@ export async function readParquetOutput(root: string): Promise<Output> {
   }
   return output(
     tables,
-    // Files being written are in the work directory under their table's relative path: named by that path.
-    files.filter((path) => path.split("/").at(-1)!.startsWith(".")).map((path) => path.replace(/^\.inprogress\//, "")),
+    // Files being written are in the work directory under their table's relative path: named by that path;
+    // the rows log of a run (`.inprogress/rows-*.log`) by its name.
+    files.filter((path) => path.split("/").at(-1)!.startsWith(".") || /^\.inprogress\/rows-[^/]*\.log$/.test(path)).map((path) => path.replace(/^\.inprogress\//, "")),
     files.filter((path) => path.endsWith(".parquet") && !path.split("/").at(-1)!.startsWith(".")),
   );
 }

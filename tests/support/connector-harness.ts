@@ -13,7 +13,7 @@ import type { EventType, MarketEvent } from "../../src/core/events.ts";
 import { createLogger, type LogLevel } from "../../src/core/log.ts";
 import type { Subscription } from "../../src/core/subscriptions.ts";
 import { OrderBook } from "../../src/core/order-book.ts";
-import { waitUntil } from "./fake-exchange.ts";
+import { waitUntil } from "./fake-venue.ts";
 
 export interface Emitted {
   readonly subscription: Subscription;

@@ -1,113 +1,43 @@
 /**
- * A fake Binance USDⓈ-M futures venue on top of FakeExchange, speaking the real protocol shapes:
- * - WebSocket routed paths: `/public/...` carries depth and bookTicker, `/market/...` carries aggTrade,
- *   markPrice and forceOrder; a stream on the wrong path (or an unrouted legacy path, for /market streams)
- *   is acknowledged and never delivered, like the real venue. `/stream` = combined payloads, `/ws` = raw.
- * - SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS with `{"result":..,"id":..}` responses; errors as
- *   `{"code":..,"msg":..,"id":..}`; more than 10 incoming messages in a second closes the connection (1008).
+ * A fake Binance USDⓈ-M futures venue on the FakeVenue base, with the venue's protocol only
+ * (https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams):
+ * - routed paths: `/public/...` carries depth and bookTicker, `/market/...` carries aggTrade, markPrice and
+ *   forceOrder; a stream on the wrong path (or an unrouted legacy path, for /market streams) is acknowledged
+ *   and never delivered, like the real venue. `/stream` = combined payloads, `/ws` = raw.
+ * - SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS answered `{"result":..,"id":..}`; errors `{"code":..,"msg":..,"id":..}`;
+ *   more than 10 incoming messages in a second closes the connection (1008).
  * - REST `GET /fapi/v1/depth` (snapshot with `lastUpdateId`, weight header, -1121 for unknown symbols) and
  *   `GET /fapi/v1/exchangeInfo`.
- * - A seeded market generator per symbol keeping the TRUE book (every update id, every depth event sent or
- *   not) and a record of every trade, so tests and the end-to-end fault suite can compare output with truth.
- * - Fault helpers: dropped/duplicated/reordered/crossed depth events, malformed frames, closes with codes,
- *   silence (stale), REST 429/418/500 queues.
+ * - A seeded market per symbol keeping the TRUE book (every update id, every depth event sent or not) and
+ *   every trade, so tests and the end-to-end fault suite compare output with truth.
+ * - Faults: dropped/duplicated/reordered/crossed depth events, malformed frames, REST 429/418/500 queues.
  */
-import { FakeExchange, type FakeConnection, type RecordedRequest } from "./fake-exchange.ts";
+import { TrueBook, nextSequence, type BookSide } from "./fake-market.ts";
+import { VenueFake, type FakeConnection, type RecordedRequest } from "./fake-venue.ts";
 import { seededRandom } from "./random.ts";
 
 export { seededRandom } from "./random.ts";
 
 export type Level = [string, string];
-
-export interface DepthFrame {
-  e: "depthUpdate";
-  E: number;
-  T: number;
-  s: string;
-  U: number;
-  u: number;
-  pu: number;
-  b: Level[];
-  a: Level[];
-}
-
-export interface AggTradeFrame {
-  e: "aggTrade";
-  E: number;
-  s: string;
-  a: number;
-  p: string;
-  q: string;
-  f: number;
-  l: number;
-  T: number;
-  m: boolean;
-}
-
-export interface BookTickerFrame {
-  e: "bookTicker";
-  u: number;
-  E: number;
-  T: number;
-  s: string;
-  b: string;
-  B: string;
-  a: string;
-  A: string;
-}
-
-export interface MarkPriceFrame {
-  e: "markPriceUpdate";
-  E: number;
-  s: string;
-  p: string;
-  i: string;
-  P: string;
-  r: string;
-  T: number;
-}
-
-export interface ForceOrderFrame {
-  e: "forceOrder";
-  E: number;
-  o: {
-    s: string;
-    S: "BUY" | "SELL";
-    o: string;
-    f: string;
-    q: string;
-    p: string;
-    ap: string;
-    X: string;
-    l: string;
-    z: string;
-    T: number;
-  };
-}
-
-export interface SnapshotBody {
-  lastUpdateId: number;
-  E: number;
-  T: number;
-  bids: Level[];
-  asks: Level[];
-}
+export interface DepthFrame { e: "depthUpdate"; E: number; T: number; s: string; U: number; u: number; pu: number; b: Level[]; a: Level[] }
+export interface AggTradeFrame { e: "aggTrade"; E: number; s: string; a: number; p: string; q: string; f: number; l: number; T: number; m: boolean }
+export interface BookTickerFrame { e: "bookTicker"; u: number; E: number; T: number; s: string; b: string; B: string; a: string; A: string }
+export interface MarkPriceFrame { e: "markPriceUpdate"; E: number; s: string; p: string; i: string; P: string; r: string; T: number }
+type ForceOrder = { s: string; S: "BUY" | "SELL"; o: string; f: string; q: string; p: string; ap: string; X: string; l: string; z: string; T: number };
+export interface ForceOrderFrame { e: "forceOrder"; E: number; o: ForceOrder }
 
 /** Prices are kept in integer ticks of 0.1 and quantities in units of 0.001, so book keys are exact. */
 const PRICE_SCALE = 10;
 const QTY_SCALE = 1000;
 const priceText = (ticks: number) => (ticks / PRICE_SCALE).toFixed(1);
 const qtyText = (units: number) => (units / QTY_SCALE).toFixed(3);
+const wire = (levels: Iterable<[number, number]>): Level[] => [...levels].map(([ticks, units]) => [priceText(ticks), qtyText(units)]);
 
-export class FakeMarket {
-  /** Price ticks → quantity units. */
-  readonly bids = new Map<number, number>();
-  readonly asks = new Map<number, number>();
+export class FakeMarket extends TrueBook<number> {
   /** Every depth event generated, in order, whether it was delivered or not. */
   readonly depthEvents: DepthFrame[] = [];
-  /** Every trade sent, with how many connections received it. */
+  /** Every trade / bookTicker sent, with how many connections received it. */
   readonly trades: Array<{ frame: AggTradeFrame; delivered: number }> = [];
-  /** Every bookTicker sent, with how many connections received it. */
   readonly bookTickers: Array<{ frame: BookTickerFrame; delivered: number }> = [];
   /** Id of the last elementary book update (what a snapshot reports as lastUpdateId). */
   lastUpdateId = 0;
@@ -122,117 +52,67 @@ export class FakeMarket {
     private readonly venue: FakeBinanceFutures,
     midTicks: number,
   ) {
-    // A starting book: 10 levels per side around the mid price.
-    for (let i = 1; i <= 10; i++) {
-      this.bids.set(midTicks - i, 1000 + i * 10);
-      this.asks.set(midTicks + i, 1000 + i * 15);
-    }
+    // Keys are price ticks, sizes quantity units.
+    const numbers = (ticks: number, units: number): [number, number] => [ticks / PRICE_SCALE, units / QTY_SCALE];
+    super(venue.random, { step: 1, reach: 20, size: (random) => 1 + Math.floor(random() * 5000), numbers });
+    this.fill(midTicks, 10);
   }
 
   get lowerSymbol(): string {
     return this.symbol.toLowerCase();
   }
 
-  bestBid(): number | undefined {
-    let best: number | undefined;
-    for (const price of this.bids.keys()) if (best === undefined || price > best) best = price;
-    return best;
+  /** One elementary update (its own update id; 0 units removes), added to the event being built. */
+  setLevel(side: BookSide, ticks: number, units: number): void {
+    this.set(side, ticks, units === 0 ? undefined : units);
+    this.record(side, ticks, units);
   }
 
-  bestAsk(): number | undefined {
-    let best: number | undefined;
-    for (const price of this.asks.keys()) if (best === undefined || price < best) best = price;
-    return best;
+  /** A random uncrossed elementary update (its own update id), added to the event being built. */
+  randomUpdate(random = this.random): void {
+    const { side, key, size } = this.randomChange(random);
+    this.record(side, key, size ?? 0);
   }
 
-  /** One elementary update (its own update id), added to the event being built. */
-  setLevel(side: "bid" | "ask", ticks: number, units: number): void {
-    const id = this.venue.nextUpdateId();
-    this.lastUpdateId = id;
-    this.pending ??= { first: id, bids: new Map(), asks: new Map() };
-    const book = side === "bid" ? this.bids : this.asks;
-    if (units === 0) book.delete(ticks);
-    else book.set(ticks, units);
+  private record(side: BookSide, ticks: number, units: number): void {
+    this.lastUpdateId = this.venue.nextUpdateId();
+    this.pending ??= { first: this.lastUpdateId, bids: new Map(), asks: new Map() };
     (side === "bid" ? this.pending.bids : this.pending.asks).set(ticks, units);
   }
 
-  /** A random uncrossed update: new levels never reach the other side's best price. */
-  randomUpdate(random: () => number): void {
-    const side = random() < 0.5 ? "bid" : "ask";
-    const book = side === "bid" ? this.bids : this.asks;
-    if (book.size > 3 && random() < 0.3) {
-      const prices = [...book.keys()];
-      this.setLevel(side, prices[Math.floor(random() * prices.length)]!, 0);
-      return;
-    }
-    const units = 1 + Math.floor(random() * 5000);
-    if (side === "bid") {
-      const ceiling = (this.bestAsk() ?? (this.bestBid() ?? 10_000) + 2) - 1;
-      this.setLevel("bid", ceiling - Math.floor(random() * 20), units);
-    } else {
-      const floor = (this.bestBid() ?? (this.bestAsk() ?? 10_000) - 2) + 1;
-      this.setLevel("ask", floor + Math.floor(random() * 20), units);
-    }
-  }
-
-  /** Closes the event being built: returns the depthUpdate frame (undefined if nothing changed). */
+  /** Closes the event being built into a depthUpdate frame (undefined if nothing changed). */
   takeEvent(): DepthFrame | undefined {
     const pending = this.pending;
     if (!pending) return undefined;
     this.pending = undefined;
+    return this.depthEvent(pending.first, this.lastUpdateId, wire(pending.bids), wire(pending.asks));
+  }
+
+  /** Records a depth event [first, last] chained on the previous one. */
+  depthEvent(first: number, last: number, b: Level[], a: Level[]): DepthFrame {
     const now = Date.now();
-    const frame: DepthFrame = {
-      e: "depthUpdate",
-      E: now,
-      T: now - 1,
-      s: this.symbol,
-      U: pending.first,
-      u: this.lastUpdateId,
-      pu: this.lastEventFinalId,
-      b: [...pending.bids].map(([ticks, units]) => [priceText(ticks), qtyText(units)]),
-      a: [...pending.asks].map(([ticks, units]) => [priceText(ticks), qtyText(units)]),
-    };
-    this.lastEventFinalId = frame.u;
+    const frame: DepthFrame = { e: "depthUpdate", E: now, T: now - 1, s: this.symbol, U: first, u: last, pu: this.lastEventFinalId, b, a };
+    this.lastEventFinalId = last;
     this.depthEvents.push(frame);
     return frame;
   }
 
-  snapshot(limit: number): SnapshotBody {
+  snapshot(limit: number): { lastUpdateId: number; E: number; T: number; bids: Level[]; asks: Level[] } {
     const now = Date.now();
-    const sortedBids = [...this.bids].sort((a, b) => b[0] - a[0]).slice(0, limit);
-    const sortedAsks = [...this.asks].sort((a, b) => a[0] - b[0]).slice(0, limit);
-    return {
-      lastUpdateId: this.lastUpdateId,
-      E: now,
-      T: now - 2,
-      bids: sortedBids.map(([ticks, units]) => [priceText(ticks), qtyText(units)]),
-      asks: sortedAsks.map(([ticks, units]) => [priceText(ticks), qtyText(units)]),
-    };
+    return { lastUpdateId: this.lastUpdateId, E: now, T: now - 2, bids: wire(this.sorted("bid", limit)), asks: wire(this.sorted("ask", limit)) };
   }
 
   /** The true book as sorted [price, amount] pairs (best first), comparable with OrderBook.sorted(). */
   trueBook(): { bids: Array<[number, number]>; asks: Array<[number, number]> } {
-    return {
-      bids: [...this.bids].sort((a, b) => b[0] - a[0]).map(([t, u]) => [t / PRICE_SCALE, u / QTY_SCALE]),
-      asks: [...this.asks].sort((a, b) => a[0] - b[0]).map(([t, u]) => [t / PRICE_SCALE, u / QTY_SCALE]),
-    };
+    return this.truth();
   }
 
   bookTickerFrame(): BookTickerFrame {
-    const bid = this.bestBid();
-    const ask = this.bestAsk();
+    const [bid, ask] = [this.bestBid(), this.bestAsk()];
     const now = Date.now();
-    return {
-      e: "bookTicker",
-      u: this.lastUpdateId,
-      E: now,
-      T: now - 1,
-      s: this.symbol,
-      b: bid === undefined ? "0.0" : priceText(bid),
-      B: bid === undefined ? "0.000" : qtyText(this.bids.get(bid)!),
-      a: ask === undefined ? "0.0" : priceText(ask),
-      A: ask === undefined ? "0.000" : qtyText(this.asks.get(ask)!),
-    };
+    const [b, B] = bid === undefined ? ["0.0", "0.000"] : [priceText(bid), qtyText(this.bids.get(bid)!)];
+    const [a, A] = ask === undefined ? ["0.0", "0.000"] : [priceText(ask), qtyText(this.asks.get(ask)!)];
+    return { e: "bookTicker", u: this.lastUpdateId, E: now, T: now - 1, s: this.symbol, b, B, a, A };
   }
 
   tradeFrame(random: () => number, overrides: Partial<AggTradeFrame> = {}): AggTradeFrame {
@@ -241,19 +121,8 @@ export class FakeMarket {
     const first = this.nextTradeSequence;
     this.nextTradeSequence += count;
     const now = Date.now();
-    return {
-      e: "aggTrade",
-      E: now,
-      s: this.symbol,
-      a: this.nextTradeId++,
-      p: priceText(Math.round(mid)),
-      q: qtyText(1 + Math.floor(random() * 900)),
-      f: first,
-      l: first + count - 1,
-      T: now - 1,
-      m: random() < 0.5,
-      ...overrides,
-    };
+    const [a, p, q] = [this.nextTradeId++, priceText(Math.round(mid)), qtyText(1 + Math.floor(random() * 900))];
+    return { e: "aggTrade", E: now, s: this.symbol, a, p, q, f: first, l: first + count - 1, T: now - 1, m: random() < 0.5, ...overrides };
   }
 }
 
@@ -261,11 +130,9 @@ export class FakeMarket {
 const PUBLIC_STREAM = /@(depth|bookTicker)/;
 const MARKET_STREAM = /@(aggTrade|markPrice|forceOrder)/;
 
-interface ConnectionState {
+interface Route {
   readonly route: "public" | "market" | "legacy";
   readonly combined: boolean;
-  readonly streams: Set<string>;
-  readonly messageTimes: number[];
 }
 
 export interface RestFault {
@@ -283,49 +150,34 @@ export interface FakeBinanceOptions {
   readonly listedWithoutMarket?: readonly string[];
 }
 
-export class FakeBinanceFutures {
-  readonly exchange: FakeExchange;
-  readonly markets = new Map<string, FakeMarket>();
+export class FakeBinanceFutures extends VenueFake<Route, FakeMarket> {
   readonly random: () => number;
   /** Every depth snapshot served, with the time it was served. */
   readonly snapshotsServed: Array<{ symbol: string; lastUpdateId: number; at: number }> = [];
-  /** Every REST request with its arrival time (performance.now()). */
-  readonly restLog: Array<{ path: string; status: number; at: number }> = [];
-  /** Connections closed by the server for exceeding the incoming message limit. */
-  readonly rateLimitCloses: FakeConnection[] = [];
-  /** Queued faults for the next depth requests, consumed in order. */
-  readonly depthFaults: RestFault[] = [];
-  /** Runs inside the depth handler before the snapshot is taken (e.g. to place it mid-event). */
+  /** Run inside the depth handler before / after the snapshot is taken (e.g. to place it mid-event). */
   beforeSnapshot: ((market: FakeMarket) => void) | undefined;
-  /** Runs inside the depth handler after the snapshot is taken, before the response is sent. */
   afterSnapshot: ((market: FakeMarket) => void) | undefined;
-  /** X-MBX-USED-WEIGHT-1M sent with REST responses (added to by each request's weight, reset each minute). */
+  /** REQUEST_WEIGHT used in the current minute, reported in X-MBX-USED-WEIGHT-1M. */
   usedWeight = 0;
   private weightMinute = Math.floor(Date.now() / 60_000);
-  /** When true the server sends nothing at all (no data, no responses): a stale feed. */
-  silent = false;
   /** The next this-many SUBSCRIBE requests are swallowed: no answer, nothing subscribed (a lost request). */
   swallowSubscribes = 0;
   /** SUBSCRIBE requests naming one of these streams are rejected with this error. */
   readonly rejectedStreams = new Map<string, { code: number; msg: string }>();
-  private readonly state = new Map<FakeConnection, ConnectionState>();
   private updateId = 1_000_000;
   private readonly heldDepth = new Map<string, DepthFrame>();
 
-  private readonly listedWithoutMarket: readonly string[];
-
-  private constructor(options: FakeBinanceOptions) {
-    this.exchange = FakeExchange.start();
-    this.listedWithoutMarket = options.listedWithoutMarket ?? [];
+  private constructor(private readonly options: FakeBinanceOptions) {
+    super();
     this.random = seededRandom(options.seed ?? 1);
-    const limit = options.incomingMessageLimit ?? 10;
+    // "WebSocket connections have a limit of 10 incoming messages per second"; over it, disconnected
+    // (https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams).
+    this.exchange.limitIncoming(options.incomingMessageLimit ?? 10, 1008, "Too many requests");
     let mid = 650_000;
     for (const symbol of options.symbols ?? ["BTCUSDT"]) {
       this.markets.set(symbol, new FakeMarket(symbol, this, mid));
       mid = Math.round(mid / 3);
     }
-    this.exchange.onConnection((connection) => this.onConnection(connection));
-    this.exchange.onMessage((connection, text) => this.onMessage(connection, text, limit));
     this.exchange.rest("GET", "/fapi/v1/depth", (request) => this.depth(request));
     this.exchange.rest("GET", "/fapi/v1/exchangeInfo", () => this.exchangeInfo());
   }
@@ -336,40 +188,39 @@ export class FakeBinanceFutures {
 
   /** Environment pointing the connector at this fake. */
   get env(): Record<string, string> {
-    return {
-      XTRADER_BINANCE_FUTURES_WS_URL: this.exchange.wsUrl(),
-      XTRADER_BINANCE_FUTURES_REST_URL: this.exchange.httpUrl,
-    };
+    return { XTRADER_BINANCE_FUTURES_WS_URL: this.exchange.wsUrl(), XTRADER_BINANCE_FUTURES_REST_URL: this.exchange.httpUrl };
   }
 
-  market(symbol = "BTCUSDT"): FakeMarket {
-    const market = this.markets.get(symbol);
-    if (!market) throw new Error(`fake Binance has no market ${symbol}`);
-    return market;
+  /** Connections closed by the server for exceeding the incoming message limit. */
+  get rateLimitCloses(): FakeConnection[] {
+    return this.exchange.limitCloses;
+  }
+
+  /** Every REST request with its status and arrival time (performance.now()). */
+  get restLog(): Array<{ path: string; status: number; at: number }> {
+    return this.exchange.restLog;
+  }
+
+  /** Queued faults for the next depth requests, not yet consumed. */
+  get depthFaults(): readonly unknown[] {
+    return this.exchange.pendingReplies("/fapi/v1/depth");
+  }
+
+  override market(symbol = "BTCUSDT"): FakeMarket {
+    return super.market(symbol);
   }
 
   /** Update ids are global across symbols (they jump), like the venue's. */
   nextUpdateId(): number {
-    this.updateId += 1 + Math.floor(this.random() * 3);
-    return this.updateId;
-  }
-
-  async stop(): Promise<void> {
-    await this.exchange.stop();
+    return (this.updateId = nextSequence(this.updateId, this.random, 3));
   }
 
   // ── market data ──
-
   /** Sends `payload` on `stream` to every connection subscribed on the right path; returns receivers. */
   publish(stream: string, payload: unknown): number {
-    if (this.silent) return 0;
-    let delivered = 0;
-    for (const [connection, state] of this.state) {
-      if (!connection.open || !state.streams.has(stream) || !routeCarries(state.route, stream)) continue;
-      connection.send(state.combined ? { stream, data: payload } : payload);
-      delivered++;
-    }
-    return delivered;
+    return this.exchange.push(stream, (_: string, { state }: FakeConnection<Route>) =>
+      routeCarries(state.route, stream) ? (state.combined ? { stream, data: payload } : payload) : undefined,
+    );
   }
 
   /** Generates `updates` random book updates for a symbol and publishes them as one depth event. */
@@ -379,20 +230,15 @@ export class FakeBinanceFutures {
     return this.flushDepth(symbol);
   }
 
-  /** Publishes the event being built for a symbol (depth and bookTicker). */
+  /** Publishes the event being built for a symbol (depth, the held one after it if reordering, bookTicker). */
   flushDepth(symbol = "BTCUSDT"): DepthFrame | undefined {
     const market = this.market(symbol);
     const frame = market.takeEvent();
     if (!frame) return undefined;
+    this.publish(`${market.lowerSymbol}@depth@100ms`, frame);
     const held = this.heldDepth.get(symbol);
-    if (held) {
-      // Reordering fault: the held event goes out after this one.
-      this.heldDepth.delete(symbol);
-      this.publish(`${market.lowerSymbol}@depth@100ms`, frame);
-      this.publish(`${market.lowerSymbol}@depth@100ms`, held);
-    } else {
-      this.publish(`${market.lowerSymbol}@depth@100ms`, frame);
-    }
+    this.heldDepth.delete(symbol);
+    if (held) this.publish(`${market.lowerSymbol}@depth@100ms`, held);
     const ticker = market.bookTickerFrame();
     market.bookTickers.push({ frame: ticker, delivered: this.publish(`${market.lowerSymbol}@bookTicker`, ticker) });
     return frame;
@@ -401,51 +247,23 @@ export class FakeBinanceFutures {
   trade(symbol = "BTCUSDT", overrides: Partial<AggTradeFrame> = {}): AggTradeFrame {
     const market = this.market(symbol);
     const frame = market.tradeFrame(this.random, overrides);
-    const delivered = this.publish(`${market.lowerSymbol}@aggTrade`, frame);
-    market.trades.push({ frame, delivered });
+    market.trades.push({ frame, delivered: this.publish(`${market.lowerSymbol}@aggTrade`, frame) });
     return frame;
   }
 
   markPrice(symbol = "BTCUSDT", overrides: Partial<MarkPriceFrame> = {}): MarkPriceFrame {
-    const market = this.market(symbol);
     const now = Date.now();
-    const frame: MarkPriceFrame = {
-      e: "markPriceUpdate",
-      E: now,
-      s: symbol,
-      p: "65001.23456789",
-      i: "64998.76543210",
-      P: "64999.00000000",
-      r: "0.00010000",
-      T: Math.ceil(now / 28_800_000) * 28_800_000,
-      ...overrides,
-    };
-    this.publish(`${market.lowerSymbol}@markPrice@1s`, frame);
+    const T = Math.ceil(now / 28_800_000) * 28_800_000;
+    const frame: MarkPriceFrame = { e: "markPriceUpdate", E: now, s: symbol, p: "65001.23456789", i: "64998.76543210", P: "64999.00000000", r: "0.00010000", T, ...overrides };
+    this.publish(`${this.market(symbol).lowerSymbol}@markPrice@1s`, frame);
     return frame;
   }
 
-  forceOrder(symbol = "BTCUSDT", overrides: Partial<ForceOrderFrame["o"]> = {}): ForceOrderFrame {
-    const market = this.market(symbol);
+  forceOrder(symbol = "BTCUSDT", overrides: Partial<ForceOrder> = {}): ForceOrderFrame {
     const now = Date.now();
-    const frame: ForceOrderFrame = {
-      e: "forceOrder",
-      E: now,
-      o: {
-        s: symbol,
-        S: "SELL",
-        o: "LIMIT",
-        f: "IOC",
-        q: "0.014",
-        p: "64900.0",
-        ap: "64950.5",
-        X: "FILLED",
-        l: "0.014",
-        z: "0.014",
-        T: now - 1,
-        ...overrides,
-      },
-    };
-    this.publish(`${market.lowerSymbol}@forceOrder`, frame);
+    const o: ForceOrder = { s: symbol, S: "SELL", o: "LIMIT", f: "IOC", q: "0.014", p: "64900.0", ap: "64950.5", X: "FILLED", l: "0.014", z: "0.014", T: now - 1, ...overrides };
+    const frame: ForceOrderFrame = { e: "forceOrder", E: now, o };
+    this.publish(`${this.market(symbol).lowerSymbol}@forceOrder`, frame);
     return frame;
   }
 
@@ -477,212 +295,109 @@ export class FakeBinanceFutures {
 
   /** The next depth event is held back and sent after the one following it. */
   reorderNextDepth(symbol = "BTCUSDT"): void {
-    const market = this.market(symbol);
-    for (let i = 0; i < 2; i++) market.randomUpdate(this.random);
-    const frame = market.takeEvent();
+    const frame = this.dropDepthEvent(symbol);
     if (frame) this.heldDepth.set(symbol, frame);
   }
 
-  /**
-   * A corrupt depth event in sequence: it carries a bid at the best ask, which the true book never had.
-   * Its ids are consumed so the sequence itself stays intact.
-   */
+  /** A corrupt depth event in sequence: a bid at the best ask, which the true book never had (ids consumed). */
   sendCrossedDepth(symbol = "BTCUSDT"): DepthFrame {
     const market = this.market(symbol);
     const ask = market.bestAsk()!;
     const id = this.nextUpdateId();
     market.lastUpdateId = id;
-    const now = Date.now();
-    const frame: DepthFrame = {
-      e: "depthUpdate",
-      E: now,
-      T: now - 1,
-      s: symbol,
-      U: id,
-      u: id,
-      pu: market.lastEventFinalId,
-      b: [[priceText(ask), "1.000"]],
-      a: [],
-    };
-    market.lastEventFinalId = id;
-    market.depthEvents.push(frame);
+    const frame = market.depthEvent(id, id, [[priceText(ask), "1.000"]], []);
     this.publish(`${market.lowerSymbol}@depth@100ms`, frame);
     return frame;
   }
 
   /** Sends a raw text frame to every open connection on a route ("public", "market" or both). */
-  sendRaw(text: string, route: "public" | "market" | "all" = "all"): void {
-    for (const [connection, state] of this.state) {
-      if (connection.open && (route === "all" || state.route === route)) connection.send(text);
-    }
+  override sendRaw(text: string, route: "public" | "market" | "all" = "all"): void {
+    for (const connection of this.exchange.openConnections()) if (route === "all" || connection.state.route === route) connection.send(text);
   }
 
-  pingAll(): void {
-    for (const connection of this.exchange.openConnections()) connection.ping();
-  }
-
-  /** Closes every open connection with a close frame (e.g. 1000 at the 24 h mark, 1008 policy). */
-  closeAll(code = 1000, reason = ""): void {
-    for (const connection of this.exchange.openConnections()) connection.close(code, reason);
-  }
-
-  terminateAll(): void {
-    this.exchange.terminateAll();
-  }
-
+  /** The next depth requests fail like this, in order (weight is still spent, as on the venue). */
   failNextDepth(...faults: RestFault[]): void {
-    this.depthFaults.push(...faults);
+    const reply = (fault: RestFault) => (request: RecordedRequest) => {
+      this.spendWeight(depthWeight(request));
+      const headers: Record<string, string> = this.weightHeader();
+      if (fault.retryAfterSeconds !== undefined) headers["Retry-After"] = String(fault.retryAfterSeconds);
+      return { status: fault.status, headers, body: fault.body ?? { code: fault.status === 429 ? -1003 : -1000, msg: `fake ${fault.status}` } };
+    };
+    this.exchange.replyNext("/fapi/v1/depth", ...faults.map(reply));
   }
 
   /** Open connections on a route, with the streams they are subscribed to. */
   subscriptions(route?: "public" | "market"): Array<{ connection: FakeConnection; streams: string[] }> {
-    const out: Array<{ connection: FakeConnection; streams: string[] }> = [];
-    for (const [connection, state] of this.state) {
-      if (connection.open && (route === undefined || state.route === route)) {
-        out.push({ connection, streams: [...state.streams] });
-      }
-    }
-    return out;
-  }
-
-  /** Resolves once `count` open connections are subscribed to `stream`. */
-  waitForSubscribers(stream: string, count = 1, timeoutMs = 5000): Promise<true> {
-    return this.exchange.waitFor(
-      () => this.subscriptions().filter((entry) => entry.streams.includes(stream)).length >= count || undefined,
-      timeoutMs,
-      `${count} subscriber(s) of ${stream}`,
-    );
+    return this.exchange
+      .openConnections()
+      .filter((connection) => route === undefined || connection.state.route === route)
+      .map((connection) => ({ connection, streams: [...connection.topics] }));
   }
 
   // ── protocol ──
 
-  private onConnection(connection: FakeConnection): void {
+  /** Raw /ws/<a>/<b> and combined /stream?streams=<a>/<b> name their streams in the URL. */
+  protected connectionState(connection: FakeConnection<Route>): Route {
     const [, first, second] = connection.path.split("/");
     const routed = first === "public" || first === "market";
-    const mode = routed ? second : first;
-    const streams = new Set<string>();
-    // Raw /ws/<a>/<b> and combined /stream?streams=<a>/<b> name streams in the URL.
     const inPath = connection.path.split("/").slice(routed ? 3 : 2).join("/");
-    for (const name of [...inPath.split("/"), ...(connection.query.get("streams")?.split("/") ?? [])]) {
-      if (name) streams.add(name);
-    }
-    this.state.set(connection, {
-      route: routed ? (first as "public" | "market") : "legacy",
-      combined: mode === "stream",
-      streams,
-      messageTimes: [],
-    });
+    for (const name of [...inPath.split("/"), ...(connection.query.get("streams")?.split("/") ?? [])]) if (name) connection.topics.add(name);
+    return { route: routed ? (first as "public" | "market") : "legacy", combined: (routed ? second : first) === "stream" };
   }
 
-  private onMessage(connection: FakeConnection, text: string, limit: number): void {
-    const state = this.state.get(connection);
-    if (!state) return;
-    const now = performance.now();
-    state.messageTimes.push(now);
-    while (state.messageTimes.length > 0 && now - state.messageTimes[0]! > 1000) state.messageTimes.shift();
-    if (state.messageTimes.length > limit) {
-      this.rateLimitCloses.push(connection);
-      connection.close(1008, "Too many requests");
-      return;
-    }
+  protected onClientFrame(connection: FakeConnection<Route>, text: string): void {
     if (this.silent) return;
-    let request: { method?: unknown; params?: unknown; id?: unknown };
-    try {
-      request = JSON.parse(text);
-    } catch {
-      connection.send({ code: 3, msg: "Invalid JSON: expected value at line 1 column 1", id: null });
-      return;
-    }
+    const request = this.parse<{ method?: unknown; params?: unknown; id?: unknown }>(connection, text, { code: 3, msg: "Invalid JSON: expected value at line 1 column 1", id: null });
+    if (!request) return;
     const id = request.id;
     if (typeof id !== "number" || id < 0 || !Number.isInteger(id)) {
       connection.send({ code: 2, msg: "Invalid request: request ID must be an unsigned integer", id: null });
       return;
     }
     const params = Array.isArray(request.params) ? (request.params as unknown[]) : [];
-    switch (request.method) {
-      case "SUBSCRIBE": {
-        if (this.swallowSubscribes > 0) {
-          this.swallowSubscribes--;
-          return;
-        }
-        for (const name of params) {
-          const rejection = typeof name === "string" ? this.rejectedStreams.get(name) : undefined;
-          if (typeof name !== "string" || rejection) {
-            connection.send({ ...(rejection ?? { code: 2, msg: "Invalid request: invalid stream name" }), id });
-            return;
-          }
-        }
-        for (const name of params as string[]) state.streams.add(name);
-        connection.send({ result: null, id });
-        return;
+    if (request.method === "SUBSCRIBE") {
+      if (this.swallowSubscribes > 0) return void this.swallowSubscribes--;
+      for (const name of params) {
+        const rejection = typeof name === "string" ? this.rejectedStreams.get(name) : undefined;
+        if (typeof name !== "string" || rejection) return void connection.send({ ...(rejection ?? { code: 2, msg: "Invalid request: invalid stream name" }), id });
       }
-      case "UNSUBSCRIBE":
-        for (const name of params) state.streams.delete(String(name));
-        connection.send({ result: null, id });
-        return;
-      case "LIST_SUBSCRIPTIONS":
-        connection.send({ result: [...state.streams], id });
-        return;
-      default:
-        connection.send({ code: 2, msg: `Invalid request: unknown method ${String(request.method)}`, id });
+      for (const name of params as string[]) connection.topics.add(name);
+      connection.send({ result: null, id });
+    } else if (request.method === "UNSUBSCRIBE") {
+      for (const name of params) connection.topics.delete(String(name));
+      connection.send({ result: null, id });
+    } else if (request.method === "LIST_SUBSCRIPTIONS") {
+      connection.send({ result: [...connection.topics], id });
+    } else {
+      connection.send({ code: 2, msg: `Invalid request: unknown method ${String(request.method)}`, id });
     }
   }
 
-  private depth(request: RecordedRequest): Response {
-    const at = performance.now();
+  private depth(request: RecordedRequest) {
+    this.spendWeight(depthWeight(request));
     const symbol = request.query.get("symbol") ?? "";
-    const limit = Number(request.query.get("limit") ?? 500);
-    const weight = limit <= 50 ? 2 : limit <= 100 ? 5 : limit <= 500 ? 10 : 20;
-    this.spendWeight(weight);
-    const fault = this.depthFaults.shift();
-    if (fault) {
-      this.restLog.push({ path: request.path, status: fault.status, at });
-      const headers: Record<string, string> = { "X-MBX-USED-WEIGHT-1M": String(this.usedWeight) };
-      if (fault.retryAfterSeconds !== undefined) headers["Retry-After"] = String(fault.retryAfterSeconds);
-      const body = fault.body ?? { code: fault.status === 429 ? -1003 : -1000, msg: `fake ${fault.status}` };
-      return Response.json(body, { status: fault.status, headers });
-    }
     const market = this.markets.get(symbol);
-    if (!market) {
-      this.restLog.push({ path: request.path, status: 400, at });
-      return Response.json({ code: -1121, msg: "Invalid symbol." }, { status: 400, headers: this.weightHeader() });
-    }
+    if (!market) return { status: 400, body: { code: -1121, msg: "Invalid symbol." }, headers: this.weightHeader() };
+    const at = performance.now();
     this.beforeSnapshot?.(market);
-    const body = market.snapshot(limit);
+    const body = market.snapshot(Number(request.query.get("limit") ?? 500));
     this.afterSnapshot?.(market);
     this.snapshotsServed.push({ symbol, lastUpdateId: body.lastUpdateId, at });
-    this.restLog.push({ path: request.path, status: 200, at });
-    return Response.json(body, { headers: this.weightHeader() });
+    return { body, headers: this.weightHeader() };
   }
 
-  private exchangeInfo(): Response {
+  private exchangeInfo() {
     this.spendWeight(1);
-    this.restLog.push({ path: "/fapi/v1/exchangeInfo", status: 200, at: performance.now() });
-    return Response.json(
-      {
-        timezone: "UTC",
-        serverTime: Date.now(),
-        rateLimits: [{ rateLimitType: "REQUEST_WEIGHT", interval: "MINUTE", intervalNum: 1, limit: 2400 }],
-        symbols: [...this.markets.keys(), ...this.listedWithoutMarket].map((symbol) => ({
-          symbol,
-          pair: symbol,
-          contractType: "PERPETUAL",
-          status: "TRADING",
-          baseAsset: symbol.replace(/USDT$/, ""),
-          quoteAsset: "USDT",
-          marginAsset: "USDT",
-        })),
-      },
-      { headers: this.weightHeader() },
-    );
+    const symbols = [...this.markets.keys(), ...(this.options.listedWithoutMarket ?? [])].map((symbol) => {
+      return { symbol, pair: symbol, contractType: "PERPETUAL", status: "TRADING", baseAsset: symbol.replace(/USDT$/, ""), quoteAsset: "USDT", marginAsset: "USDT" };
+    });
+    const rateLimits = [{ rateLimitType: "REQUEST_WEIGHT", interval: "MINUTE", intervalNum: 1, limit: 2400 }];
+    return { body: { timezone: "UTC", serverTime: Date.now(), rateLimits, symbols }, headers: this.weightHeader() };
   }
 
   private spendWeight(weight: number): void {
     const minute = Math.floor(Date.now() / 60_000);
-    if (minute !== this.weightMinute) {
-      this.weightMinute = minute;
-      this.usedWeight = 0;
-    }
+    if (minute !== this.weightMinute) [this.weightMinute, this.usedWeight] = [minute, 0];
     this.usedWeight += weight;
   }
 
@@ -691,9 +406,14 @@ export class FakeBinanceFutures {
   }
 }
 
-function routeCarries(route: ConnectionState["route"], stream: string): boolean {
-  if (route === "public") return PUBLIC_STREAM.test(stream);
+/** GET /fapi/v1/depth weight by `limit` (https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api/Order-Book). */
+function depthWeight(request: RecordedRequest): number {
+  const limit = Number(request.query.get("limit") ?? 500);
+  return limit <= 50 ? 2 : limit <= 100 ? 5 : limit <= 500 ? 10 : 20;
+}
+
+function routeCarries(route: Route["route"], stream: string): boolean {
   if (route === "market") return MARKET_STREAM.test(stream);
-  // Legacy unrouted URLs only receive /public data (https://developers.binance.com/docs/products/caas/market-data-streams).
+  // Public and legacy unrouted URLs only receive /public data (https://developers.binance.com/docs/products/caas/market-data-streams).
   return PUBLIC_STREAM.test(stream);
 }

@@ -1,40 +1,26 @@
 /**
- * A fake Deribit on top of FakeExchange, speaking Deribit's JSON-RPC 2.0 over WebSocket
- * (https://docs.deribit.com/articles/notifications):
- * - answers public/set_heartbeat, public/test, public/auth (client_credentials and refresh_token),
- *   public|private/subscribe (result = the channels it subscribed; unknown ones are left out, `raw`
- *   needs an authenticated connection) and public|private/unsubscribe, with `usIn/usOut/usDiff`;
- * - sends a full book snapshot (no `prev_change_id`) right after each book subscription, then changes
- *   whose `prev_change_id` is the previous `change_id` (ids grow by random, non-consecutive steps);
- * - keeps a seeded random market per instrument: the TRUE book and every trade it sent, so tests (and
- *   the end-to-end suite driving the compiled binary) compare output with the truth;
- * - injects faults: skipped, duplicated, reordered, crossing and unreadable book changes, malformed
- *   frames, unanswered test_requests, rate-limit errors that end the session (10028), refused
- *   subscriptions, rejected credentials or refresh tokens, server closes and abrupt drops.
- *
- * Deribit has no REST step in this connector's protocol (snapshots come from resubscribing), so the
- * fake serves no REST routes.
+ * A fake Deribit on the VenueFake base: Deribit's JSON-RPC 2.0 protocol over WebSocket
+ * (https://docs.deribit.com/articles/notifications) and its market's wire shapes, nothing else:
+ * - public/set_heartbeat, public/test, public/auth (client_credentials, refresh_token), public|private/
+ *   subscribe (result = the channels subscribed; unknown ones are left out, `raw` needs an authenticated
+ *   connection) and public|private/unsubscribe, answered with `usIn/usOut/usDiff`;
+ * - a full book snapshot (no `prev_change_id`) right after each book subscription, then changes whose
+ *   `prev_change_id` is the previous `change_id` (ids grow by random, non-consecutive steps);
+ * - faults: skipped, duplicated, reordered, crossing and unreadable book changes, unanswered test_requests,
+ *   rate-limit errors that end the session (10028), refused subscriptions, rejected credentials or tokens.
+ * Snapshots come from resubscribing (no REST step in this connector's protocol), so no REST routes.
  */
-import { FakeExchange, type FakeConnection } from "./fake-exchange.ts";
+import { TrueBook, nextSequence, type BookSide } from "./fake-market.ts";
+import { VenueFake, type FakeConnection } from "./fake-venue.ts";
 import { seededRandom } from "./random.ts";
-
-export const WS_PATH = "/ws/api/v2";
 
 export { seededRandom } from "./random.ts";
 
+export const WS_PATH = "/ws/api/v2";
 export type LevelAction = "new" | "change" | "delete";
 export type Level = [LevelAction, number, number];
-
-export interface BookChangeData {
-  type: "snapshot" | "change";
-  timestamp: number;
-  instrument_name: string;
-  change_id: number;
-  prev_change_id?: number;
-  bids: Level[];
-  asks: Level[];
-}
-
+type Sides = { bids: Level[]; asks: Level[] };
+export type BookChangeData = Sides & { type: "snapshot" | "change"; timestamp: number; instrument_name: string; change_id: number; prev_change_id?: number };
 export interface TradeData {
   trade_seq: number;
   trade_id: string;
@@ -49,10 +35,11 @@ export interface TradeData {
   contracts: number;
   liquidation?: "M" | "T" | "MT";
 }
-
-export interface Credentials {
-  readonly clientId: string;
-  readonly clientSecret: string;
+export interface JsonRpcRequest {
+  readonly jsonrpc: string;
+  readonly id: number;
+  readonly method: string;
+  readonly params: Record<string, unknown>;
 }
 
 export interface FakeDeribitOptions {
@@ -60,7 +47,7 @@ export interface FakeDeribitOptions {
   /** Instruments the fake lists; others are left out of subscribe results. */
   readonly instruments?: readonly string[];
   /** The only credentials public/auth accepts (none: every client_credentials auth is refused). */
-  readonly credentials?: Credentials;
+  readonly credentials?: { readonly clientId: string; readonly clientSecret: string };
   /** expires_in of issued access tokens. */
   readonly tokenLifetimeSeconds?: number;
   /** Price step of the generated books. */
@@ -69,30 +56,27 @@ export interface FakeDeribitOptions {
 
 interface Session {
   authenticated: boolean;
-  accessToken: string | undefined;
   refreshToken: string | undefined;
   heartbeatSeconds: number | undefined;
+  /** The connection's subscribed channels (its topics). */
   readonly channels: Set<string>;
   /** test_requests sent and not yet answered with public/test. */
   unansweredTestRequests: number;
   testAnswers: number;
 }
 
-export interface JsonRpcRequest {
-  readonly jsonrpc: string;
-  readonly id: number;
-  readonly method: string;
-  readonly params: Record<string, unknown>;
-}
-
 const CHANNEL = /^(trades|book|ticker)\.([^.]+)\.(raw|100ms|agg2)$|^quote\.([^.]+)$/;
 
-/** The true state of one instrument's market. */
-export class FakeMarket {
-  readonly bids = new Map<number, number>();
-  readonly asks = new Map<number, number>();
+/** The kind ("book", "quote", ...), instrument and interval of a channel the fake serves. */
+function parseChannel(channel: string): { kind: string; instrument: string; interval: string | undefined } | undefined {
+  const match = CHANNEL.exec(channel);
+  return match ? { kind: match[1] ?? "quote", instrument: match[2] ?? match[4]!, interval: match[3] } : undefined;
+}
+
+/** The true state of one instrument's market: keys are prices, sizes amounts. */
+export class FakeMarket extends TrueBook<number> {
   changeId: number;
-  /** The last change sent (for duplicate injection). */
+  /** The last change generated, sent or not (for duplicate injection). */
   lastChange: BookChangeData | undefined;
   readonly trades: TradeData[] = [];
   tradeSeq = 0;
@@ -100,90 +84,40 @@ export class FakeMarket {
   constructor(
     readonly instrument: string,
     readonly tick: number,
-    private readonly random: () => number,
+    random: () => number,
     startPrice: number,
   ) {
+    super(random, { step: tick, reach: 25, size: (r) => 10 * (1 + Math.floor(r() * 500)) });
     this.changeId = 1_000_000 + Math.floor(random() * 1000);
-    for (let i = 1; i <= 20; i++) {
-      this.bids.set(round(startPrice - i * tick), this.randomAmount());
-      this.asks.set(round(startPrice + i * tick), this.randomAmount());
-    }
-  }
-
-  bestBid(): number | undefined {
-    return this.bids.size === 0 ? undefined : Math.max(...this.bids.keys());
-  }
-
-  bestAsk(): number | undefined {
-    return this.asks.size === 0 ? undefined : Math.min(...this.asks.keys());
-  }
-
-  /** Sorted [price, amount] pairs, best first, to compare with a rebuilt book. */
-  truth(): { bids: Array<[number, number]>; asks: Array<[number, number]> } {
-    return {
-      bids: [...this.bids.entries()].sort((a, b) => b[0] - a[0]),
-      asks: [...this.asks.entries()].sort((a, b) => a[0] - b[0]),
-    };
-  }
-
-  randomAmount(): number {
-    return 10 * (1 + Math.floor(this.random() * 500));
+    this.fill(startPrice, 20);
   }
 
   /** One random, never crossing change of 1..4 levels, applied to the truth. */
-  randomLevels(): { bids: Level[]; asks: Level[] } {
-    const bids: Level[] = [];
-    const asks: Level[] = [];
-    const count = 1 + Math.floor(this.random() * 4);
-    for (let i = 0; i < count; i++) {
-      const isBid = this.random() < 0.5;
-      const side = isBid ? this.bids : this.asks;
-      const roll = this.random();
-      let level: Level;
-      if (side.size > 3 && roll < 0.3) {
-        const price = pick(side, this.random);
-        level = ["delete", price, 0];
-      } else if (side.size > 0 && roll < 0.65) {
-        level = ["change", pick(side, this.random), this.randomAmount()];
-      } else {
-        // A new level strictly on its own side of the opposite best price.
-        const opposite = isBid ? this.bestAsk() : this.bestBid();
-        const anchor = opposite ?? (isBid ? this.bestBid()! + this.tick : this.bestAsk()! - this.tick);
-        const steps = 1 + Math.floor(this.random() * 25);
-        const price = round(isBid ? anchor - steps * this.tick : anchor + steps * this.tick);
-        level = [side.has(price) ? "change" : "new", price, this.randomAmount()];
-      }
-      this.apply(isBid, level);
-      (isBid ? bids : asks).push(level);
+  randomLevels(): Sides {
+    const levels: Sides = { bids: [], asks: [] };
+    for (const { side, key, size, existed } of this.randomChanges()) {
+      levels[side === "bid" ? "bids" : "asks"].push(size === undefined ? ["delete", key, 0] : [existed ? "change" : "new", key, size]);
     }
-    return { bids, asks };
+    return levels;
   }
 
   apply(isBid: boolean, [action, price, amount]: Level): void {
-    const side = isBid ? this.bids : this.asks;
-    if (action === "delete") side.delete(price);
-    else side.set(price, amount);
+    this.set(isBid ? "bid" : "ask", price, action === "delete" ? undefined : amount);
   }
 
+  /** Deribit's change ids grow but are not consecutive. */
   nextChangeId(random: () => number): number {
-    // Deribit's change ids grow but are not consecutive.
-    this.changeId += 1 + Math.floor(random() * 7);
-    return this.changeId;
+    return (this.changeId = nextSequence(this.changeId, random, 7));
   }
 }
 
-export class FakeDeribit {
-  readonly exchange: FakeExchange;
+export class FakeDeribit extends VenueFake<Session, FakeMarket> {
   readonly random: () => number;
-  readonly markets = new Map<string, FakeMarket>();
-  private readonly sessions = new Map<FakeConnection, Session>();
-  private readonly options: FakeDeribitOptions;
   /** Milliseconds of the fake's clock: deterministic exchange timestamps. */
   clock = 1_767_225_600_000;
   private tokenCounter = 0;
-  /** Refuse every client_credentials auth (as for a revoked key). */
+  /** Refuse every client_credentials auth (as for a revoked key) / every refresh_token auth. */
   rejectCredentials = false;
-  /** Refuse every refresh_token auth. */
   rejectRefresh = false;
   /** Answer the next subscribe with 10028 too_many_requests and end the session, as Deribit does. */
   rateLimitNextSubscribe = false;
@@ -196,27 +130,14 @@ export class FakeDeribit {
   /** Every token pair issued, in order. */
   readonly issuedTokens: Array<{ readonly access: string; readonly refresh: string }> = [];
 
-  private constructor(options: FakeDeribitOptions) {
-    this.options = options;
-    this.exchange = FakeExchange.start();
+  private constructor(private readonly options: FakeDeribitOptions) {
+    super();
     this.random = seededRandom(options.seed ?? 1);
     const instruments = options.instruments ?? ["BTC-PERPETUAL", "ETH-PERPETUAL", "BTC-27JUN26-100000-C", "SOL_USDC-PERPETUAL"];
     for (const [index, instrument] of instruments.entries()) {
       const start = instrument.startsWith("ETH") ? 3000 : instrument.startsWith("SOL") ? 150 : 60_000 + index;
       this.markets.set(instrument, new FakeMarket(instrument, options.tick ?? 0.5, this.random, start));
     }
-    this.exchange.onConnection((connection) => {
-      this.sessions.set(connection, {
-        authenticated: false,
-        accessToken: undefined,
-        refreshToken: undefined,
-        heartbeatSeconds: undefined,
-        channels: new Set(),
-        unansweredTestRequests: 0,
-        testAnswers: 0,
-      });
-    });
-    this.exchange.onMessage((connection, text) => this.onRequest(connection, text));
   }
 
   static start(options: FakeDeribitOptions = {}): FakeDeribit {
@@ -232,46 +153,18 @@ export class FakeDeribit {
     return { XTRADER_DERIBIT_WS_URL: this.wsUrl, ...extra };
   }
 
-  market(instrument: string): FakeMarket {
-    const market = this.markets.get(instrument);
-    if (!market) throw new Error(`fake Deribit lists no ${instrument}`);
-    return market;
-  }
-
   session(connection: FakeConnection): Session {
-    return this.sessions.get(connection)!;
+    return (connection as FakeConnection<Session>).state;
   }
 
   /** Every JSON-RPC request received (on any connection), optionally of one method. */
   requests(method?: string): JsonRpcRequest[] {
-    const out: JsonRpcRequest[] = [];
-    for (const connection of this.exchange.connections) {
-      for (const message of connection.receivedJson() as JsonRpcRequest[]) {
-        if (method === undefined || message.method === method) out.push(message);
-      }
-    }
-    return out;
-  }
-
-  /** Resolves once an open connection is subscribed to `channel` (its ack and snapshot sent). */
-  waitForSubscribed(channel: string, timeoutMs = 5000): Promise<FakeConnection> {
-    return this.exchange.waitFor(
-      () => this.exchange.openConnections().find((connection) => this.sessions.get(connection)?.channels.has(channel)),
-      timeoutMs,
-      `subscription to ${channel}`,
-    );
+    return this.exchange.receivedJson((message: JsonRpcRequest) => method === undefined || message.method === method);
   }
 
   /** Resolves once `count` requests of `method` were received. */
   waitForRequests(method: string, count: number, timeoutMs = 5000): Promise<JsonRpcRequest[]> {
-    return this.exchange.waitFor(
-      () => {
-        const found = this.requests(method);
-        return found.length >= count ? found : undefined;
-      },
-      timeoutMs,
-      `${count} ${method} request(s)`,
-    );
+    return this.exchange.waitForReceived((message: JsonRpcRequest) => message.method === method, count, timeoutMs, `${method} request(s)`);
   }
 
   // ── protocol ──
@@ -281,134 +174,94 @@ export class FakeDeribit {
     connection.send({ jsonrpc: "2.0", id, ...body, usIn, usOut: usIn + 42, usDiff: 42, testnet: true });
   }
 
-  private fail(connection: FakeConnection, id: number, code: number, message: string, data?: unknown): void {
+  private fail(connection: FakeConnection, id: number, code: number, message: string, data?: { reason: string; param: string }): void {
     this.reply(connection, id, { error: data === undefined ? { code, message } : { code, message, data } });
   }
 
-  private onRequest(connection: FakeConnection, text: string): void {
-    let request: JsonRpcRequest;
-    try {
-      request = JSON.parse(text);
-    } catch {
-      connection.send({ jsonrpc: "2.0", error: { code: -32700, message: "Parse error" }, testnet: true });
-      return;
-    }
-    const session = this.sessions.get(connection)!;
-    const params = request.params ?? {};
+  protected connectionState(connection: FakeConnection<Session>): Session {
+    return { authenticated: false, refreshToken: undefined, heartbeatSeconds: undefined, channels: connection.topics, unansweredTestRequests: 0, testAnswers: 0 };
+  }
+
+  protected onClientFrame(connection: FakeConnection<Session>, text: string): void {
+    const request = this.parse<JsonRpcRequest>(connection, text, { jsonrpc: "2.0", error: { code: -32700, message: "Parse error" }, testnet: true });
+    if (!request) return;
+    const [session, params, id] = [connection.state, request.params ?? {}, request.id];
+    const channels = Array.isArray(params.channels) ? (params.channels as string[]) : undefined;
+    const privateDenied = String(request.method).startsWith("private/") && !session.authenticated;
     switch (request.method) {
       case "public/set_heartbeat": {
         const interval = Number(params.interval);
-        if (!(interval >= 10)) return this.fail(connection, request.id, -32602, "Invalid params", { reason: "must be >= 10", param: "interval" });
+        if (!(interval >= 10)) return this.fail(connection, id, -32602, "Invalid params", { reason: "must be >= 10", param: "interval" });
         session.heartbeatSeconds = interval;
-        return this.reply(connection, request.id, { result: "ok" });
+        return this.reply(connection, id, { result: "ok" });
       }
       case "public/test":
         session.testAnswers++;
         session.unansweredTestRequests = 0;
-        return this.reply(connection, request.id, { result: { version: "1.2.26" } });
+        return this.reply(connection, id, { result: { version: "1.2.26" } });
       case "public/auth":
-        return this.onAuth(connection, session, request);
+        return this.onAuth(connection, session, id, params);
       case "public/subscribe":
       case "private/subscribe":
-        return this.onSubscribe(connection, session, request);
+        if (!channels) return this.fail(connection, id, -32602, "Invalid params", { reason: "value must be a list", param: "channels" });
+        if (privateDenied) return this.fail(connection, id, 10000, "authorization_required");
+        return this.onSubscribe(connection, session, id, channels);
       case "public/unsubscribe":
-      case "private/unsubscribe": {
-        if (request.method.startsWith("private/") && !session.authenticated) {
-          return this.fail(connection, request.id, 10000, "authorization_required");
-        }
-        const channels = Array.isArray(params.channels) ? (params.channels as string[]) : [];
-        const removed = channels.filter((channel) => session.channels.delete(channel));
-        return this.reply(connection, request.id, { result: removed });
-      }
+      case "private/unsubscribe":
+        if (privateDenied) return this.fail(connection, id, 10000, "authorization_required");
+        return this.reply(connection, id, { result: (channels ?? []).filter((channel) => session.channels.delete(channel)) });
       default:
-        return this.fail(connection, request.id, -32601, "Method not found");
+        return this.fail(connection, id, -32601, "Method not found");
     }
   }
 
-  private onAuth(connection: FakeConnection, session: Session, request: JsonRpcRequest): void {
-    const params = request.params ?? {};
+  private onAuth(connection: FakeConnection, session: Session, id: number, params: Record<string, unknown>): void {
     const grant = String(params.grant_type);
     this.authGrants.push(grant);
     const expected = this.options.credentials;
-    let granted = false;
     if (grant === "client_credentials") {
-      granted =
-        !this.rejectCredentials &&
-        expected !== undefined &&
-        params.client_id === expected.clientId &&
-        params.client_secret === expected.clientSecret;
-      if (!granted) return this.fail(connection, request.id, 13004, "invalid_credentials");
+      const granted = !this.rejectCredentials && expected !== undefined && params.client_id === expected.clientId && params.client_secret === expected.clientSecret;
+      if (!granted) return this.fail(connection, id, 13004, "invalid_credentials");
     } else if (grant === "refresh_token") {
-      granted = !this.rejectRefresh && session.refreshToken !== undefined && params.refresh_token === session.refreshToken;
-      if (!granted) return this.fail(connection, request.id, 13009, "invalid_token", { reason: "invalid refresh token", param: "refresh_token" });
+      const granted = !this.rejectRefresh && session.refreshToken !== undefined && params.refresh_token === session.refreshToken;
+      if (!granted) return this.fail(connection, id, 13009, "invalid_token", { reason: "invalid refresh token", param: "refresh_token" });
     } else {
-      return this.fail(connection, request.id, -32602, "Invalid params", { reason: "wrong grant type", param: "grant_type" });
+      return this.fail(connection, id, -32602, "Invalid params", { reason: "wrong grant type", param: "grant_type" });
     }
     const n = ++this.tokenCounter;
-    session.authenticated = true;
-    session.accessToken = `fake-access-${n}-${Math.floor(this.random() * 1e9)}`;
-    session.refreshToken = `fake-refresh-${n}-${Math.floor(this.random() * 1e9)}`;
-    this.issuedTokens.push({ access: session.accessToken, refresh: session.refreshToken });
-    this.reply(connection, request.id, {
-      result: {
-        access_token: session.accessToken,
-        expires_in: this.options.tokenLifetimeSeconds ?? 900,
-        refresh_token: session.refreshToken,
-        scope: "connection mainaccount",
-        enabled_features: [],
-        token_type: "bearer",
-      },
-    });
+    const [access, refresh] = [`fake-access-${n}-${Math.floor(this.random() * 1e9)}`, `fake-refresh-${n}-${Math.floor(this.random() * 1e9)}`];
+    [session.authenticated, session.refreshToken] = [true, refresh];
+    this.issuedTokens.push({ access, refresh });
+    const expires_in = this.options.tokenLifetimeSeconds ?? 900;
+    const result = { access_token: access, expires_in, refresh_token: refresh, scope: "connection mainaccount", enabled_features: [], token_type: "bearer" };
+    this.reply(connection, id, { result });
   }
 
-  private onSubscribe(connection: FakeConnection, session: Session, request: JsonRpcRequest): void {
-    const channels = request.params?.channels;
-    if (!Array.isArray(channels)) {
-      return this.fail(connection, request.id, -32602, "Invalid params", { reason: "value must be a list", param: "channels" });
-    }
-    if (request.method === "private/subscribe" && !session.authenticated) {
-      return this.fail(connection, request.id, 10000, "authorization_required");
-    }
+  private onSubscribe(connection: FakeConnection, session: Session, id: number, channels: string[]): void {
     if (this.rateLimitNextSubscribe) {
       this.rateLimitNextSubscribe = false;
-      this.fail(connection, request.id, 10028, "too_many_requests");
+      this.fail(connection, id, 10028, "too_many_requests");
       // Deribit terminates the session once credits run out (https://docs.deribit.com/articles/rate-limits).
-      connection.close(1000, "too_many_requests");
-      return;
+      return connection.close(1000, "too_many_requests");
     }
-    for (const channel of channels as string[]) {
-      const poison = this.poisonedChannels.get(channel);
-      if (poison) return this.fail(connection, request.id, poison.code, poison.message, { reason: "bad channel", param: "channels" });
-    }
-    const accepted: string[] = [];
-    for (const channel of channels as string[]) {
-      const match = CHANNEL.exec(channel);
-      if (!match) continue;
-      const instrument = match[2] ?? match[4]!;
-      if (!this.markets.has(instrument)) continue;
-      if (match[3] === "raw" && !session.authenticated) continue;
-      accepted.push(channel);
-    }
-    this.reply(connection, request.id, { result: accepted });
+    const poison = channels.map((channel) => this.poisonedChannels.get(channel)).find((found) => found !== undefined);
+    if (poison) return this.fail(connection, id, poison.code, poison.message, { reason: "bad channel", param: "channels" });
+    const accepted = channels.filter((channel) => {
+      const parsed = parseChannel(channel);
+      return parsed !== undefined && this.markets.has(parsed.instrument) && (parsed.interval !== "raw" || session.authenticated);
+    });
+    this.reply(connection, id, { result: accepted });
     for (const channel of accepted) {
       session.channels.add(channel);
-      const match = CHANNEL.exec(channel)!;
-      if (match[1] === "book") this.sendSnapshot(connection, channel, this.market(match[2]!));
+      const { kind, instrument } = parseChannel(channel)!;
+      if (kind !== "book") continue;
+      const market = this.market(instrument);
+      const { bids, asks } = market.truth();
+      const level = ([price, amount]: [number, number]): Level => ["new", price, amount];
+      const data: BookChangeData = { type: "snapshot", timestamp: this.tick(), instrument_name: instrument, change_id: market.changeId, bids: bids.map(level), asks: asks.map(level) };
+      this.snapshotsSent.push(data);
+      connection.send(notification(channel, data));
     }
-  }
-
-  private sendSnapshot(connection: FakeConnection, channel: string, market: FakeMarket): void {
-    const truth = market.truth();
-    const data: BookChangeData = {
-      type: "snapshot",
-      timestamp: this.tick(),
-      instrument_name: market.instrument,
-      change_id: market.changeId,
-      bids: truth.bids.map(([price, amount]) => ["new", price, amount]),
-      asks: truth.asks.map(([price, amount]) => ["new", price, amount]),
-    };
-    this.snapshotsSent.push(data);
-    this.notifyOne(connection, channel, data);
   }
 
   private tick(): number {
@@ -416,98 +269,61 @@ export class FakeDeribit {
     return this.clock;
   }
 
-  private notifyOne(connection: FakeConnection, channel: string, data: unknown): void {
-    connection.send({ jsonrpc: "2.0", method: "subscription", params: { channel, data } });
-  }
-
   /** Sends `data` on every subscribed channel of this kind and instrument (any interval). */
   publish(kind: "trades" | "book" | "ticker" | "quote", instrument: string, data: unknown): number {
-    let sent = 0;
-    for (const [connection, session] of this.sessions) {
-      if (!connection.open) continue;
-      for (const channel of session.channels) {
-        const match = CHANNEL.exec(channel);
-        if (!match) continue;
-        const channelKind = match[1] ?? "quote";
-        const channelInstrument = match[2] ?? match[4];
-        if (channelKind === kind && channelInstrument === instrument) {
-          this.notifyOne(connection, channel, data);
-          sent++;
-        }
-      }
-    }
-    return sent;
+    const matches = (channel: string) => parseChannel(channel)?.kind === kind && parseChannel(channel)?.instrument === instrument;
+    return this.exchange.push(matches, (channel: string) => notification(channel, data));
   }
 
-  // ── market generator ──
+  // ── market data ──
 
   /** Builds the next change message of `instrument` (applied to the truth unless `levels` is given). */
-  nextChange(instrument: string, levels?: { bids: Level[]; asks: Level[] }): BookChangeData {
+  nextChange(instrument: string, levels?: Sides): BookChangeData {
     const market = this.market(instrument);
-    const prev = market.changeId;
+    const prev_change_id = market.changeId;
     const { bids, asks } = levels ?? market.randomLevels();
-    return {
-      type: "change",
-      timestamp: this.tick(),
-      instrument_name: instrument,
-      prev_change_id: prev,
-      change_id: market.nextChangeId(this.random),
-      bids,
-      asks,
-    };
+    return { type: "change", timestamp: this.tick(), instrument_name: instrument, prev_change_id, change_id: market.nextChangeId(this.random), bids, asks };
+  }
+
+  /** Makes `change` (default: the next random one) the market's last, and sends it unless `send` is false. */
+  private change(instrument: string, change = this.nextChange(instrument), send = true): BookChangeData {
+    this.market(instrument).lastChange = change;
+    if (send) this.publish("book", instrument, change);
+    return change;
   }
 
   /** One random book change, applied to the truth and sent. */
   bookStep(instrument: string): BookChangeData {
-    const change = this.nextChange(instrument);
-    this.market(instrument).lastChange = change;
-    this.publish("book", instrument, change);
-    return change;
+    return this.change(instrument);
   }
 
   /** Sends trades built from partial specs (defaults around the true book), recording each. */
   sendTrades(instrument: string, specs: ReadonlyArray<Partial<TradeData>>): TradeData[] {
     const market = this.market(instrument);
-    const trades = specs.map((spec) => {
+    const trades = specs.map((spec): TradeData => {
       const direction = spec.direction ?? (this.random() < 0.5 ? "buy" : "sell");
       const price = spec.price ?? (direction === "buy" ? market.bestAsk()! : market.bestBid()!);
-      const amount = spec.amount ?? market.randomAmount();
-      const seq = ++market.tradeSeq;
-      const trade: TradeData = {
-        trade_seq: seq,
-        trade_id: `${instrument.split("-")[0]}-${100_000 + seq}`,
-        timestamp: this.tick(),
-        tick_direction: Math.floor(this.random() * 4),
-        price,
-        mark_price: price + 0.25,
-        index_price: price - 3.5,
-        instrument_name: instrument,
-        direction,
-        amount,
-        contracts: amount / 10,
-        ...spec,
-      };
-      market.trades.push(trade);
-      return trade;
+      const [amount, seq] = [spec.amount ?? market.randomSize(), ++market.tradeSeq];
+      const [trade_id, timestamp, tick_direction] = [`${instrument.split("-")[0]}-${100_000 + seq}`, this.tick(), Math.floor(this.random() * 4)];
+      const prices = { price, mark_price: price + 0.25, index_price: price - 3.5 };
+      return { trade_seq: seq, trade_id, timestamp, tick_direction, ...prices, instrument_name: instrument, direction, amount, contracts: amount / 10, ...spec };
     });
+    market.trades.push(...trades);
     this.publish("trades", instrument, trades);
     return trades;
+  }
+
+  /** The best level of a side as [price, amount] (defaults for an empty side). */
+  private best(market: FakeMarket, side: BookSide, empty: number | null): [number | null, number | null] {
+    const price = side === "bid" ? market.bestBid() : market.bestAsk();
+    return price === undefined ? [empty, empty] : [price, market.side(side).get(price)!];
   }
 
   /** Sends a quote (defaults: the true best levels). */
   sendQuote(instrument: string, fields: Record<string, unknown> = {}): Record<string, unknown> {
     const market = this.market(instrument);
-    const bid = market.bestBid();
-    const ask = market.bestAsk();
-    const data = {
-      timestamp: this.tick(),
-      instrument_name: instrument,
-      best_bid_price: bid ?? null,
-      best_bid_amount: bid === undefined ? null : market.bids.get(bid),
-      best_ask_price: ask ?? null,
-      best_ask_amount: ask === undefined ? null : market.asks.get(ask),
-      ...fields,
-    };
+    const [[best_bid_price, best_bid_amount], [best_ask_price, best_ask_amount]] = [this.best(market, "bid", null), this.best(market, "ask", null)];
+    const data = { timestamp: this.tick(), instrument_name: instrument, best_bid_price, best_bid_amount, best_ask_price, best_ask_amount, ...fields };
     this.publish("quote", instrument, data);
     return data;
   }
@@ -515,28 +331,12 @@ export class FakeDeribit {
   /** Sends a ticker with the fields Deribit sends for a perpetual (override any). */
   sendTicker(instrument: string, fields: Record<string, unknown> = {}): Record<string, unknown> {
     const market = this.market(instrument);
-    const bid = market.bestBid() ?? 0;
-    const ask = market.bestAsk() ?? 0;
+    const [[bid, best_bid_amount], [ask, best_ask_amount]] = [this.best(market, "bid", 0), this.best(market, "ask", 0)] as Array<[number, number]>;
+    const [mid, stats] = [(bid! + ask!) / 2, { high: ask! + 100, low: bid! - 100, price_change: 0.7229, volume: 7871.02, volume_usd: 284_061_480 }];
     const data = {
-      timestamp: this.tick(),
-      instrument_name: instrument,
-      state: "open",
-      best_bid_price: bid,
-      best_bid_amount: market.bids.get(bid) ?? 0,
-      best_ask_price: ask,
-      best_ask_amount: market.asks.get(ask) ?? 0,
-      last_price: bid,
-      mark_price: (bid + ask) / 2,
-      index_price: (bid + ask) / 2 - 2.5,
-      min_price: bid * 0.97,
-      max_price: ask * 1.03,
-      open_interest: 502_097_590,
-      settlement_price: bid - 10,
-      current_funding: 0.00001,
-      funding_8h: 0.0000211,
-      interest_value: 0.0012,
-      estimated_delivery_price: (bid + ask) / 2 - 2.5,
-      stats: { high: ask + 100, low: bid - 100, price_change: 0.7229, volume: 7871.02, volume_usd: 284_061_480 },
+      ...{ timestamp: this.tick(), instrument_name: instrument, state: "open", best_bid_price: bid, best_bid_amount, best_ask_price: ask, best_ask_amount },
+      ...{ last_price: bid, mark_price: mid, index_price: mid - 2.5, min_price: bid! * 0.97, max_price: ask! * 1.03, open_interest: 502_097_590 },
+      ...{ settlement_price: bid! - 10, current_funding: 0.00001, funding_8h: 0.0000211, interest_value: 0.0012, estimated_delivery_price: mid - 2.5, stats },
       ...fields,
     };
     this.publish("ticker", instrument, data);
@@ -547,9 +347,7 @@ export class FakeDeribit {
 
   /** A change applied to the truth but never sent: the next one breaks the change_id chain. */
   skipBookChange(instrument: string): BookChangeData {
-    const change = this.nextChange(instrument);
-    this.market(instrument).lastChange = change;
-    return change;
+    return this.change(instrument, undefined, false);
   }
 
   /** Sends the last change again (a duplicate). */
@@ -563,83 +361,37 @@ export class FakeDeribit {
   /** Two changes applied to the truth, sent in the wrong order. */
   sendReorderedBookChanges(instrument: string): [BookChangeData, BookChangeData] {
     const first = this.nextChange(instrument);
-    const second = this.nextChange(instrument);
-    this.market(instrument).lastChange = second;
-    this.publish("book", instrument, second);
+    const second = this.change(instrument);
     this.publish("book", instrument, first);
     return [first, second];
   }
 
-  /**
-   * A well-chained change whose new bid is above the best ask (as if updates were lost upstream). It is
-   * not applied to the truth: the snapshot after the resync shows the real book.
-   */
+  /** A well-chained change whose new bid is above the best ask (as if updates were lost upstream); not applied to the truth. */
   sendCrossingBookChange(instrument: string): BookChangeData {
     const market = this.market(instrument);
-    const price = round(market.bestAsk()! + market.tick);
-    const change = this.nextChange(instrument, { bids: [["new", price, 100]], asks: [] });
-    market.lastChange = change;
-    this.publish("book", instrument, change);
-    return change;
+    return this.change(instrument, this.nextChange(instrument, { bids: [["new", market.bestAsk()! + market.tick, 100]], asks: [] }));
   }
 
   /** A well-chained change with an unreadable level (not applied to the truth). */
   sendUnreadableBookChange(instrument: string): BookChangeData {
-    const change = this.nextChange(instrument, { bids: [["new", "abc" as unknown as number, 100]], asks: [] });
-    this.market(instrument).lastChange = change;
-    this.publish("book", instrument, change);
-    return change;
-  }
-
-  /** Sends raw text (e.g. broken JSON) on every open connection. */
-  sendRaw(text: string): void {
-    for (const connection of this.exchange.openConnections()) connection.send(text);
+    return this.change(instrument, this.nextChange(instrument, { bids: [["new", "abc" as unknown as number, 100]], asks: [] }));
   }
 
   /** A `heartbeat` message of type `heartbeat` (no answer needed). */
   sendHeartbeat(): void {
-    for (const connection of this.exchange.openConnections()) {
-      connection.send({ jsonrpc: "2.0", method: "heartbeat", params: { type: "heartbeat" } });
-    }
+    this.exchange.broadcast({ jsonrpc: "2.0", method: "heartbeat", params: { type: "heartbeat" } });
   }
 
-  /**
-   * A `test_request` on every open connection. Like Deribit, a connection that has not answered with
-   * public/test within `deadlineMs` is closed.
-   */
+  /** A `test_request` on every open connection; like Deribit, one not answered with public/test within `deadlineMs` is closed. */
   sendTestRequest(deadlineMs = 2000): void {
     for (const connection of this.exchange.openConnections()) {
-      const session = this.sessions.get(connection)!;
-      session.unansweredTestRequests++;
+      connection.state.unansweredTestRequests++;
       connection.send({ jsonrpc: "2.0", method: "heartbeat", params: { type: "test_request" } });
-      setTimeout(() => {
-        if (connection.open && session.unansweredTestRequests > 0) connection.close(1000, "test_request not answered");
-      }, deadlineMs);
+      setTimeout(() => connection.state.unansweredTestRequests > 0 && connection.close(1000, "test_request not answered"), deadlineMs);
     }
   }
-
-  /** Orderly server close of every open connection. */
-  closeAll(code = 1000, reason = ""): void {
-    for (const connection of this.exchange.openConnections()) connection.close(code, reason);
-  }
-
-  /** Abrupt drop of every open connection (no close frame). */
-  terminateAll(): void {
-    this.exchange.terminateAll();
-  }
-
-  async stop(): Promise<void> {
-    await this.exchange.stop();
-  }
 }
 
-function round(price: number): number {
-  return Math.round(price * 1e8) / 1e8;
-}
-
-function pick(side: Map<number, number>, random: () => number): number {
-  const index = Math.floor(random() * side.size);
-  let i = 0;
-  for (const price of side.keys()) if (i++ === index) return price;
-  throw new Error("empty side");
+function notification(channel: string, data: unknown) {
+  return { jsonrpc: "2.0", method: "subscription", params: { channel, data } };
 }

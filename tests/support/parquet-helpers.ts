@@ -167,6 +167,7 @@ export function makeSink(
     now?: number;
     closeTimeoutMs?: number;
     journalReplaceBytes?: number;
+    rowsLogSegmentBytes?: number;
     exchanges?: readonly string[];
   } = {},
 ): SinkUnderTest {
@@ -185,6 +186,7 @@ export function makeSink(
     tuning: { flushIntervalMs: 20, ...options.tuning },
     closeTimeoutMs: options.closeTimeoutMs,
     journalReplaceBytes: options.journalReplaceBytes,
+    rowsLogSegmentBytes: options.rowsLogSegmentBytes,
   });
   return { sink, stats, logs, clock };
 }

@@ -5,6 +5,7 @@ import { ConfigMap } from "kubernetes-models/v1/ConfigMap";
 import { Namespace } from "kubernetes-models/v1/Namespace";
 import { Secret } from "kubernetes-models/v1/Secret";
 import { Service } from "kubernetes-models/v1/Service";
+import { ServiceAccount } from "kubernetes-models/v1/ServiceAccount";
 
 export interface ValidatingModel {
   validate(): void;
@@ -17,4 +18,5 @@ export const models: Readonly<Record<string, new (data: any) => ValidatingModel>
   "v1/Namespace": Namespace,
   "v1/Secret": Secret,
   "v1/Service": Service,
+  "v1/ServiceAccount": ServiceAccount,
 };

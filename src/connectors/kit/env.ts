@@ -23,3 +23,14 @@ export function positiveOr(env: Env, name: string, fallback: number): number {
   const value = positiveFromEnv(env, name);
   return value === undefined || Number.isNaN(value) ? fallback : value;
 }
+
+/** positiveFromEnv for a setting the operator chose: an unusable value is logged and the fallback used. */
+export function positiveSetting(env: Env, name: string, fallback: number, log: { warn(line: string): void }): number {
+  const value = positiveFromEnv(env, name);
+  if (value === undefined) return fallback;
+  if (Number.isNaN(value)) {
+    log.warn(`${name}='${env[name]}' is not a positive number; using ${fallback}`);
+    return fallback;
+  }
+  return value;
+}

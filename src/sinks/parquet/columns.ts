@@ -665,8 +665,8 @@ export class TableBuffer {
 
   constructor(
     readonly definition: readonly Column[],
-    constants: Constants,
-    options: TableBufferOptions = {},
+    private readonly constants: Constants,
+    private readonly options: TableBufferOptions = {},
   ) {
     const growthLimit = options.growthLimit ?? Number.POSITIVE_INFINITY;
     this.columns = definition.map((column): ColumnBuffer => {
@@ -686,6 +686,11 @@ export class TableBuffer {
           return new BooleanColumn(column, growthLimit);
       }
     });
+  }
+
+  /** An empty buffer of the same table and layout. */
+  emptyLike(): TableBuffer {
+    return new TableBuffer(this.definition, this.constants, this.options);
   }
 
   /** Names of the columns kept as runs (journal records hold them as runs too). */
@@ -890,6 +895,13 @@ export class ByteBuilder extends Bytes {
     this.ensure(4);
     this.dataView.setUint32(this.length, value, true);
     this.length += 4;
+  }
+
+  /** A float64 at any alignment (a row position). */
+  float64(value: number): void {
+    this.ensure(8);
+    this.dataView.setFloat64(this.length, value, true);
+    this.length += 8;
   }
 
   /** Writes a uint32 at an earlier position (a length or checksum filled in afterwards). */

@@ -13,11 +13,19 @@
  *   version 4 the columns the header lists in `perEvent` (an L2 message's timestamps, sequence and
  *   snapshot flag) are runs: a value and a row count per run, instead of a value per row.
  *
- * Rows are appended (and fdatasync'ed) every flush interval. When a row group is written, its ROW_GROUP
- * record is appended too, saying how many of its rows were journaled, so a reader replays the records in
- * order: ROWS add pending rows at the end, ROW_GROUP takes its journaled rows from the front. Once the journal outgrows a bound, it is replaced whole
- * (written beside, fsync'ed, renamed over): header, every row group so far, and the rows still pending.
- * Version 1 journals (always replaced, so their row groups precede their rows) replay the same way.
+ * Up to version 4, rows were appended (and fdatasync'ed) to each file's own journal every flush interval:
+ * ROWS records add pending rows at the end, a ROW_GROUP record (saying how many of its rows were journaled)
+ * takes its journaled rows from the front. Version 1 journals (always replaced, so their row groups precede
+ * their rows) replay the same way.
+ *
+ * Since version 5, rows are numbered by their position in the file (0 = its first row), and the rows of
+ * every open file are appended to one log per process (rows-log.ts: one write and one fdatasync per flush
+ * interval, whatever the number of files), each record naming its file and the position of its first row.
+ * A file's own journal keeps its header and one ROW_GROUP record per row group, which says through which
+ * position (`through`) rows are in row groups. A rewrite of the journal (rows dropped from memory, a
+ * resumed file, or past a size bound) holds header, row groups, a SKIP record (positions before it are not
+ * pending) and the still-pending journaled rows as POSITIONED_ROWS. Replay: the pending rows are those at
+ * positions from the highest `through` or SKIP on, from whichever record (log or journal) holds them.
  * Reading stops at the first record that is short or fails its checksum: that is the tail a crash tore,
  * and everything before it is intact.
  */
@@ -26,9 +34,11 @@ import type { Column, TableName } from "../../core/tables.ts";
 import { ByteBuilder, ByteReader, type TableBuffer } from "./columns.ts";
 
 export const JOURNAL_FORMAT = "xtrader-parquet-journal";
-export const JOURNAL_VERSION = 4;
+export const JOURNAL_VERSION = 5;
 /** Versions this reader replays (see above). */
-const READABLE_VERSIONS: readonly number[] = [1, 2, 3, 4];
+const READABLE_VERSIONS: readonly number[] = [1, 2, 3, 4, 5];
+/** From this version on, rows have positions and live in the rows log too (see above). */
+export const POSITIONED_VERSION = 5;
 
 export const HEADER = 1;
 const ROW_GROUP = 2;
@@ -36,7 +46,11 @@ const ROW_GROUP = 2;
 export const ROWS = 3;
 /** Version 3: symbol columns as their values and a code byte per row. */
 export const CODED_ROWS = 4;
-const RECORD_HEADER_BYTES = 8;
+/** Version 5: rows with the position of their first row (a journal rewrite); also the rows log's rows (rows-log.ts). */
+export const POSITIONED_ROWS = 5;
+/** Version 5: rows at positions before `before` are not pending (rows dropped from memory, a rewrite). */
+const SKIP = 6;
+export const RECORD_HEADER_BYTES = 8;
 /** ROWS records from this size on are built in reused memory (released once written). */
 const REUSE_MIN_BYTES = 64 << 10;
 /** Most memory kept for reuse between a record's release and the next record. */
@@ -62,8 +76,10 @@ export interface JournaledRowGroup {
   readonly rowGroup: RowGroup;
   /** Length of the temporary file once this row group was written. */
   readonly endOffset: number;
-  /** How many of its rows were journaled (the pending rows it takes); absent: up to num_rows. */
+  /** Up to version 4: how many of its rows were journaled (the pending rows it takes); absent: up to num_rows. */
   readonly journaled?: number;
+  /** Version 5: the position after its last row (rows before it are in row groups). */
+  readonly through?: number;
 }
 
 /** A ROWS record's location in the journal bytes, for decoding into a TableBuffer. */
@@ -75,6 +91,9 @@ export interface RowsLocation {
   readonly coded: boolean;
   /** Columns held as runs (the header's `perEvent`). */
   readonly runs: readonly string[];
+  /** Version 5: position of the record's first row in the file, and its row count. */
+  readonly firstRow?: number;
+  readonly rowCount?: number;
 }
 
 export interface ParsedJournal {
@@ -86,6 +105,8 @@ export interface ParsedJournal {
   readonly skipRows: number;
   /** Bytes after the last intact record (a torn write), 0 when the journal ends cleanly. */
   readonly tornBytes: number;
+  /** Version 5: rows at positions before this are not pending (the highest `through` or SKIP). */
+  readonly pendingFrom: number;
 }
 
 function record(kind: number, fill: (out: ByteBuilder) => void, capacity?: number): Uint8Array {
@@ -105,8 +126,8 @@ export function headerRecord(header: JournalHeader): Uint8Array {
   return record(HEADER, (out) => out.bytes(new TextEncoder().encode(JSON.stringify(header))));
 }
 
-export function rowGroupRecord(rowGroup: RowGroup, endOffset: number, journaled?: number): Uint8Array {
-  const json = JSON.stringify(toTagged({ endOffset, rowGroup, journaled }));
+export function rowGroupRecord(rowGroup: RowGroup, endOffset: number, journaled?: number, through?: number): Uint8Array {
+  const json = JSON.stringify(toTagged({ endOffset, rowGroup, journaled, through }));
   return record(ROW_GROUP, (out) => out.bytes(new TextEncoder().encode(json)));
 }
 
@@ -118,6 +139,18 @@ export function rowGroupRecord(rowGroup: RowGroup, endOffset: number, journaled?
 export function rowsRecord(buffer: TableBuffer, from: number, to: number): Uint8Array {
   // Sized up front (8 bytes per value and column, plus padding and symbol values) so it is not grown by copying.
   return record(CODED_ROWS, (out) => buffer.encodeRows(out, from, to), 64 + buffer.columns.length * 4096 + (to - from) * (buffer.columns.length * 9 + 8));
+}
+
+/** Rows [from, to) of a buffer whose row `from` is at `position` in the file (version 5). */
+export function positionedRowsRecord(buffer: TableBuffer, from: number, to: number, position: number): Uint8Array {
+  return record(POSITIONED_ROWS, (out) => {
+    out.float64(position);
+    buffer.encodeRows(out, from, to);
+  });
+}
+
+export function skipRecord(before: number): Uint8Array {
+  return record(SKIP, (out) => out.bytes(new TextEncoder().encode(JSON.stringify({ before }))));
 }
 
 const reusable: ArrayBuffer[] = [];
@@ -154,6 +187,7 @@ export function readJournal(bytes: Uint8Array): ParsedJournal {
   // Pending ROWS records with their row counts; `skipRows` of the first one are taken already.
   const pending: { location: RowsLocation; rows: number }[] = [];
   let skipRows = 0;
+  let pendingFrom = 0;
   let position = 0;
   while (position + RECORD_HEADER_BYTES <= bytes.length) {
     const length = view.getUint32(position, true);
@@ -171,6 +205,11 @@ export function readJournal(bytes: Uint8Array): ParsedJournal {
     } else if (kind === ROW_GROUP && header) {
       const rowGroup = fromTagged(JSON.parse(text())) as JournaledRowGroup;
       rowGroups.push(rowGroup);
+      if (header.version >= POSITIONED_VERSION) {
+        pendingFrom = Math.max(pendingFrom, rowGroup.through ?? 0);
+        position = payloadEnd;
+        continue;
+      }
       // The row group took the first `journaled` pending rows (older writers: up to num_rows of them).
       let taken = rowGroup.journaled ?? Number(rowGroup.rowGroup.num_rows);
       while (taken > 0 && pending.length > 0) {
@@ -183,6 +222,12 @@ export function readJournal(bytes: Uint8Array): ParsedJournal {
         pending.shift();
         skipRows = 0;
       }
+    } else if (kind === POSITIONED_ROWS && header && header.version >= POSITIONED_VERSION && payloadEnd - payloadStart >= 13) {
+      const firstRow = view.getFloat64(payloadStart + 1, true);
+      const rowCount = view.getUint32(payloadStart + 9, true);
+      pending.push({ location: { recordStart: position, payloadStart: payloadStart + 9, payloadEnd, coded: true, runs: header.perEvent ?? [], firstRow, rowCount }, rows: rowCount });
+    } else if (kind === SKIP && header && header.version >= POSITIONED_VERSION) {
+      pendingFrom = Math.max(pendingFrom, (JSON.parse(text()) as { before: number }).before);
     } else if ((kind === ROWS || kind === CODED_ROWS) && header && payloadEnd - payloadStart >= 5) {
       // The payload starts with the record's row count (TableBuffer.encodeRows).
       const location = { recordStart: position, payloadStart: payloadStart + 1, payloadEnd, coded: kind === CODED_ROWS, runs: header.perEvent ?? [] };
@@ -192,7 +237,7 @@ export function readJournal(bytes: Uint8Array): ParsedJournal {
     }
     position = payloadEnd;
   }
-  return { header, rowGroups, rows: pending.map((entry) => entry.location), skipRows, tornBytes: bytes.length - position };
+  return { header, rowGroups, rows: pending.map((entry) => entry.location), skipRows, tornBytes: bytes.length - position, pendingFrom };
 }
 
 /** Appends the pending rows of the ROWS records to an empty buffer, the first `skipRows` left out; returns how many. */
@@ -207,6 +252,48 @@ export function decodeRows(bytes: Uint8Array, locations: readonly RowsLocation[]
     }
   }
   return rows;
+}
+
+/** Rows with positions (version 5): from a file's journal or from the rows log. */
+export interface PositionedRows {
+  readonly bytes: Uint8Array;
+  readonly location: RowsLocation;
+  readonly firstRow: number;
+  readonly rowCount: number;
+}
+
+/**
+ * Appends to an empty buffer the rows at positions from `from` on, in order, each taken from whichever
+ * record holds it (records may overlap: a rewrite or the log's copy of the same rows). Returns the rows
+ * added and the positions no record held (a hole: rows lost, never expected).
+ */
+export function decodePositionedRows(records: readonly PositionedRows[], from: number, buffer: TableBuffer): { rows: number; missing: number } {
+  const sorted = [...records].sort((a, b) => a.firstRow - b.firstRow || b.rowCount - a.rowCount);
+  let next = from;
+  let rows = 0;
+  let missing = 0;
+  const scratch = new ByteBuilder();
+  for (const record of sorted) {
+    const end = record.firstRow + record.rowCount;
+    if (end <= next) continue;
+    if (record.firstRow > next) {
+      missing += record.firstRow - next;
+      next = record.firstRow;
+    }
+    const reader = () => new ByteReader(record.bytes, record.location.payloadStart, record.location.recordStart, record.location.payloadEnd);
+    if (next === record.firstRow) {
+      rows += buffer.decodeRows(reader(), true, record.location.runs);
+    } else {
+      // Only the record's tail is new: decoded apart, its rows from `next` on copied over.
+      const part = buffer.emptyLike();
+      part.decodeRows(reader(), true, record.location.runs);
+      scratch.reset();
+      part.encodeRows(scratch, next - record.firstRow, record.rowCount);
+      rows += buffer.decodeRows(new ByteReader(scratch.view(), 0, 0, scratch.length), true, buffer.runColumns);
+    }
+    next = end;
+  }
+  return { rows, missing };
 }
 
 /**

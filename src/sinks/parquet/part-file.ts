@@ -27,19 +27,20 @@ import { ByteWriter, ParquetWriter } from "hyparquet-writer";
 import { VERSION } from "../../core/version.ts";
 import type { MarketEvent } from "../../core/events.ts";
 import { TABLES, type Column, type TableName } from "../../core/tables.ts";
-import { EVENT_ROWS_SLACK, PER_EVENT_COLUMNS, TableBuffer, rowAppender, type IntegerReport, type RowAppender } from "./columns.ts";
+import { EVENT_ROWS_SLACK, PER_EVENT_COLUMNS, TableBuffer, rowAppender, type ByteBuilder, type IntegerReport, type RowAppender } from "./columns.ts";
 import {
   JOURNAL_FORMAT,
   JOURNAL_VERSION,
   headerRecord,
+  positionedRowsRecord,
   rowGroupRecord,
-  releaseRowsRecord,
-  rowsRecord,
+  skipRecord,
   type JournaledRowGroup,
   type JournalHeader,
 } from "./journal.ts";
 import {
   dataFileName,
+  IN_PROGRESS_DIRECTORY,
   inProgressDirectory,
   journalFileName,
   nextCounter,
@@ -49,8 +50,12 @@ import {
   utcParts,
 } from "./layout.ts";
 import { fastEncodable, planAndCompressRowGroup, type RowGroupWrite } from "./row-group.ts";
+import { RowsLog, rowsLogKey, type LoggedFile } from "./rows-log.ts";
+import { syncDirectory, writeAll } from "./write.ts";
 import { COMPRESSORS, schemaOf } from "./schema.ts";
 import { NotEncodable, writeFooter } from "./thrift.ts";
+
+export { syncDirectory, writeAll } from "./write.ts";
 
 export const CREATED_BY = `xtrader version ${VERSION}`;
 const MAGIC = new TextEncoder().encode("PAR1");
@@ -77,6 +82,8 @@ export interface PartFileOptions {
   readonly journalReplaceBytes?: number;
   /** Rows per row group the sink seals at, so column buffers are sized for no more (absent: they just grow). */
   readonly rowGroupRows?: number;
+  /** Where pending rows are made durable (rows-log.ts); absent: a log of the file's own (a file driven alone). */
+  readonly rowsLog?: RowsLog;
 }
 
 /** What a file looks like when it is resumed from a journal (recovery.ts). */
@@ -85,6 +92,8 @@ export interface ResumeState {
   readonly rowGroups: readonly JournaledRowGroup[];
   /** Length of the temporary file's complete part (magic and row groups). */
   readonly rowGroupEnd: number;
+  /** A position past every row any record of the killed run holds: the buffer's rows are numbered from it. */
+  readonly firstRow: number;
 }
 
 type State = "new" | "open" | "closed";
@@ -92,9 +101,11 @@ type State = "new" | "open" | "closed";
 /** A row group encoded from the buffer (its rows freed), compressing on the thread pool, waiting to be written. */
 interface SealedGroup {
   readonly rows: number;
+  /** Position of its first row in the file. */
+  readonly start: number;
   /**
-   * Of its rows, how many are in the journal (the pending rows its record takes): those journaled when it
-   * was sealed, raised when a journal append in flight then completes (see journaledThrough()).
+   * Of its leading rows, how many are in the journal or the rows log: those logged when it was sealed,
+   * raised when a log write in flight then completes (see logged()).
    */
   journaled: number;
   readonly write: Promise<RowGroupWrite>;
@@ -103,7 +114,7 @@ interface SealedGroup {
 /** Hands out PartFile.order. */
 let filesStarted = 0;
 
-export class PartFile {
+export class PartFile implements LoggedFile {
   readonly buffer: TableBuffer;
   /** Files are numbered in the order they were started (two can share an opening time). */
   readonly order = ++filesStarted;
@@ -118,18 +129,23 @@ export class PartFile {
   committedRows = 0;
   /** Bytes of the temporary file that hold the magic and complete row groups. */
   committedBytes = 0;
-  /** Leading rows of `buffer` that are in the journal (durable, not yet in a row group). */
-  journaledRows = 0;
+  /** Position in the file of the buffer's first row (rows are numbered from 0, journal.ts version 5). */
+  private bufferStart = 0;
+  /** Rows at positions before this are in the rows log or the journal (those of the buffer are durable). */
+  private journaledEnd = 0;
+  /** Position after the last row in a row group of the temporary file. */
+  committedThrough = 0;
   /** Row groups sealed from the buffer and not yet written, oldest first (see seal()). */
   private readonly sealed: SealedGroup[] = [];
-  /** Rows in `sealed`, and how many of those are in the journal. */
+  /** Rows in `sealed`. */
   sealedRows = 0;
-  private sealedJournaledRows = 0;
   rowGroupCount = 0;
   /** performance.now() when the oldest row of `buffer` arrived; 0 when the buffer is empty. */
   oldestPendingAt = 0;
   /** `rows` at the sink's previous flush tick (a file that got none since is quiet). */
   rowsAtLastTick = 0;
+  /** Flush ticks in a row without a new row. */
+  quietTicks = 0;
   /** Receive time of the newest event added, integer µs (0 before the first). */
   lastReceivedAt = 0;
   /** Whether the file's first event was a book snapshot (undefined before its first event). */
@@ -158,11 +174,6 @@ export class PartFile {
    * is older than the records this run writes): its next write replaces it instead of appending.
    */
   private journalOutOfStep = false;
-  /**
-   * While a journal append of buffer rows is in flight: the rows taken off the buffer's front meanwhile, in
-   * order (sealed groups, or dropped rows), so the append's completion can tell which of them it journaled.
-   */
-  private appending: { readonly removals: { readonly rows: number; readonly group?: SealedGroup }[] } | undefined;
   /** The encoded rest of the file (row groups and footer) while the close is writing it. */
   private closingTail: { readonly bytes: Uint8Array; readonly rows: number; readonly bufferRows: number } | undefined;
 
@@ -215,6 +226,49 @@ export class PartFile {
   /** Rows only in memory: a crash now would lose them. */
   get notDurableRows(): number {
     return this.sealedRows - this.sealedJournaledRows + this.buffer.rows - this.journaledRows;
+  }
+
+  /** Leading rows of `buffer` that are in the rows log or the journal (durable, not yet in a row group). */
+  get journaledRows(): number {
+    return Math.min(this.buffer.rows, Math.max(0, this.journaledEnd - this.bufferStart));
+  }
+
+  /** Rows of sealed groups that are in the rows log or the journal. */
+  private get sealedJournaledRows(): number {
+    let rows = 0;
+    for (const group of this.sealed) rows += group.journaled;
+    return rows;
+  }
+
+  // ── the rows log's side (rows-log.ts) ──
+
+  /** The file's final path under the output directory, which names it in the rows log; set once it exists on disk. */
+  logKey: string | undefined;
+
+  logRecord(out: ByteBuilder, again: boolean): { readonly from: number; readonly to: number } | undefined {
+    if (this.state !== "open") return undefined;
+    const from = again ? 0 : this.journaledRows;
+    const to = this.buffer.rows;
+    if (to <= from) return undefined;
+    out.float64(this.bufferStart + from);
+    this.buffer.encodeRows(out, from, to);
+    return { from: this.bufferStart + from, to: this.bufferStart + to };
+  }
+
+  logged(from: number, to: number): void {
+    // Sealed meanwhile: a group whose journaled rows reach the record's first row takes its share.
+    for (const group of this.sealed) {
+      if (from <= group.start + group.journaled) group.journaled = Math.max(group.journaled, Math.min(group.rows, to - group.start));
+    }
+    if (from <= Math.max(this.journaledEnd, this.bufferStart)) this.journaledEnd = Math.max(this.journaledEnd, to);
+  }
+
+  get logDone(): boolean {
+    return this.lost || (this.state === "closed" && this.linked);
+  }
+
+  get canLogAgain(): boolean {
+    return this.state === "open" && this.sealed.length === 0 && !this.journalOutOfStep;
   }
 
   /** Approximate size the file would have now, for the byte limit. */
@@ -270,14 +324,11 @@ export class PartFile {
       throw new EncodeError(count, error);
     }
     write.catch(() => undefined); // awaited by the disk step; not unhandled meanwhile
-    const journaled = Math.min(count, this.journaledRows);
-    const group: SealedGroup = { rows: count, journaled, write };
+    const group: SealedGroup = { rows: count, start: this.bufferStart, journaled: Math.min(count, this.journaledRows), write };
     this.sealed.push(group);
-    this.appending?.removals.push({ rows: count, group });
     this.sealedRows += count;
-    this.sealedJournaledRows += journaled;
     this.buffer.discard(count);
-    this.journaledRows -= journaled;
+    this.bufferStart += count;
     if (this.buffer.rows === 0) this.oldestPendingAt = 0;
   }
 
@@ -296,19 +347,29 @@ export class PartFile {
       while (this.buffer.rows >= rowGroupRows) await this.commitRowGroup(rowGroupRows);
       if (writeRemainder && this.buffer.rows > 0) {
         await this.commitRowGroup(this.buffer.rows);
-      } else if (this.journaledRows < this.buffer.rows) {
-        await this.appendJournal();
+      } else {
+        // Rows dropped from memory that the log still holds: the journal says they are not pending.
+        if (this.journalOutOfStep && this.sealed.length === 0) await this.rewriteJournal();
+        if (this.journaledRows < this.buffer.rows) await this.rowsLog().append(this);
       }
     });
+  }
+
+  /**
+   * Makes the buffer's rows durable in the rows log, outside the file's queue of disk steps: for an open
+   * file with no step running and nothing but rows to log (the sink's tick, ParquetSink.logRows).
+   */
+  logRows(): Promise<void> {
+    return this.rowsLog().append(this);
   }
 
   /** Forgets the first `count` pending rows (they could not be encoded). */
   dropRows(count: number): void {
     const dropped = Math.min(count, this.buffer.rows);
     this.buffer.discard(dropped);
-    if (dropped > 0 && (this.journaledRows > 0 || this.appending)) this.journalOutOfStep = true;
-    if (dropped > 0) this.appending?.removals.push({ rows: dropped });
-    this.journaledRows = Math.max(0, this.journaledRows - dropped);
+    // Logged rows (or rows a log write in flight may hold) are no longer pending: the journal must say so.
+    if (dropped > 0 && this.state === "open") this.journalOutOfStep = true;
+    this.bufferStart += dropped;
     this.oldestPendingAt = this.buffer.rows > 0 ? this.oldestPendingAt : 0;
   }
 
@@ -423,6 +484,7 @@ export class PartFile {
         await writeAll(dataFile, MAGIC, 0);
         await syncDirectory(this.workDirectory);
         this.finalName = finalName;
+        this.logKey = this.keyOf(finalName);
         this.journal = journal;
         this.dataFile = dataFile;
         this.headerBytes = header;
@@ -451,6 +513,7 @@ export class PartFile {
   /** Continues a file a killed run left behind: its temporary file already holds `rowGroups`. */
   async resume(finalName: string, state: ResumeState, dataFile: FileHandle, journal: FileHandle, journalLength: number): Promise<void> {
     this.finalName = finalName;
+    this.logKey = this.keyOf(finalName);
     this.dataFile = dataFile;
     this.journal = journal;
     this.journalLength = journalLength;
@@ -469,53 +532,38 @@ export class PartFile {
     }
     this.rowGroupCount = state.rowGroups.length;
     this.committedBytes = state.rowGroupEnd;
-    this.journaledRows = this.buffer.rows;
+    // Numbered past every row the killed run's records hold: a rewrite (journalOutOfStep) skips those.
+    this.bufferStart = state.firstRow;
+    this.committedThrough = state.firstRow;
+    this.journaledEnd = state.firstRow + this.buffer.rows;
     this.state = "open";
   }
 
-  private async appendJournal(): Promise<void> {
-    this.appending = { removals: [] };
-    try {
-      await this.appendJournalRows();
-    } finally {
-      this.appending = undefined;
-    }
+  /** A file driven alone (tests) logs its rows in a log of its own, closed with the file. */
+  private ownLog: RowsLog | undefined;
+
+  private rowsLog(): RowsLog {
+    return this.options.rowsLog ?? (this.ownLog ??= new RowsLog(join(this.options.root, IN_PROGRESS_DIRECTORY)));
+  }
+
+  /** The file's key in the rows log: its final path under the output directory. */
+  private keyOf(finalName: string): string {
+    return rowsLogKey(this.options.root, this.directory, finalName);
   }
 
   /**
-   * A journal append that began when the buffer held rows [0, to) completed: those rows are journaled.
-   * Rows the hot path sealed (or dropped) off the front meanwhile come first: the groups among them take
-   * their share (their ROW_GROUP records are written by a later disk step, so not yet), the buffer the rest.
+   * The journal as it would be written anew: header, row groups, that positions before the buffer's are
+   * not pending (rows dropped from memory, or a killed run's numbering), and the buffer's journaled rows.
    */
-  private journaledThrough(to: number): void {
-    let position = 0;
-    for (const { rows, group } of this.appending?.removals ?? []) {
-      if (group) {
-        const journaled = Math.min(rows, Math.max(0, to - position));
-        this.sealedJournaledRows += journaled - group.journaled;
-        group.journaled = journaled;
-      }
-      position += rows;
-    }
-    this.journaledRows = Math.max(0, to - position);
+  private rewrittenJournal(extra: readonly Uint8Array[] = [], pendingFrom = 0, pendingTo = this.journaledRows): Uint8Array[] {
+    const records = [this.headerBytes!, ...this.rowGroupRecords, ...extra, skipRecord(this.bufferStart + pendingFrom)];
+    if (pendingTo > pendingFrom) records.push(positionedRowsRecord(this.buffer, pendingFrom, pendingTo, this.bufferStart + pendingFrom));
+    return records;
   }
 
-  private async appendJournalRows(): Promise<void> {
-    const to = this.buffer.rows;
-    // Rows were dropped from the buffer that the journal still holds: rewrite it from the buffer, once no
-    // sealed group holds journaled rows the buffer no longer has (until then, append as usual).
-    if (this.journalOutOfStep && this.sealed.length === 0) {
-      await this.replaceJournal([this.headerBytes!, ...this.rowGroupRecords, rowsRecord(this.buffer, 0, to)]);
-      this.journalOutOfStep = false;
-    } else {
-      const record = rowsRecord(this.buffer, this.journaledRows, to);
-      try {
-        await this.appendToJournal(record);
-      } finally {
-        releaseRowsRecord(record);
-      }
-    }
-    this.journaledThrough(to);
+  private async rewriteJournal(): Promise<void> {
+    await this.replaceJournal(this.rewrittenJournal());
+    this.journalOutOfStep = false;
   }
 
   /** Appends one record and makes it durable; a failed append is cut off again. */
@@ -544,11 +592,11 @@ export class PartFile {
     // hyparquet-writer's path (tables with nullable columns): nothing seals these buffers meanwhile.
     const parquet = this.parquet!;
     const journaled = Math.min(count, this.journaledRows);
-    await this.commitEncoded(count, journaled, count, () =>
+    await this.commitEncoded(count, journaled, count, this.bufferStart + count, () =>
       parquet.write({ columnData: this.buffer.columnData(count, this.options.integerReport), rowGroupSize: count }),
     );
     this.buffer.discard(count);
-    this.journaledRows -= journaled;
+    this.bufferStart += count;
     this.oldestPendingAt = this.buffer.rows > 0 ? performance.now() : 0;
   }
 
@@ -565,7 +613,7 @@ export class PartFile {
       if (group.journaled > 0) this.journalOutOfStep = true;
       throw new EncodeError(group.rows, error, true);
     }
-    await this.commitEncoded(group.rows, group.journaled, 0, () => {
+    await this.commitEncoded(group.rows, group.journaled, 0, group.start + group.rows, () => {
       this.bytes.ensure(write.bytes);
       this.parquet!.row_groups.push(write(this.bytes));
       this.parquet!.num_rows += BigInt(group.rows);
@@ -576,14 +624,14 @@ export class PartFile {
   private forgetSealed(): void {
     const group = this.sealed.shift()!;
     this.sealedRows -= group.rows;
-    this.sealedJournaledRows -= group.journaled;
   }
 
   /**
    * Writes one row group after the committed ones (`encode` puts it into the writer) and records it in
-   * the journal; `pendingFrom` is the first buffer row not in it (for a journal rewrite).
+   * the journal; `pendingFrom` is the first buffer row not in it (for a journal rewrite), `through` the
+   * position after its last row.
    */
-  private async commitEncoded(rows: number, journaled: number, pendingFrom: number, encode: () => void): Promise<void> {
+  private async commitEncoded(rows: number, journaled: number, pendingFrom: number, through: number, encode: () => void): Promise<void> {
     const parquet = this.parquet!;
     const before = { rowGroups: parquet.row_groups.length, rows: parquet.num_rows, indexes: parquet.pendingIndexes.length };
     const rollback = () => {
@@ -605,7 +653,7 @@ export class PartFile {
     }
     const rowGroup = parquet.row_groups.at(-1)!;
     const endOffset = this.committedBytes + bytes.length;
-    const rowGroupBytes = rowGroupRecord(rowGroup, endOffset, journaled);
+    const rowGroupBytes = rowGroupRecord(rowGroup, endOffset, journaled, through);
     try {
       await writeAll(this.dataFile!, bytes, this.committedBytes);
       await this.dataFile!.datasync();
@@ -616,10 +664,8 @@ export class PartFile {
       const limit = this.options.journalReplaceBytes ?? JOURNAL_REPLACE_BYTES;
       if (canRewrite && (this.journalOutOfStep || this.journalLength + rowGroupBytes.length > limit)) {
         // Header, row groups, and only the rows that were durable already (rows never journaled are
-        // journaled by the next flush, as usual): buffer rows from pendingFrom that are in the journal.
-        const pendingEnd = pendingFrom + this.journaledRows - (pendingFrom > 0 ? journaled : 0);
-        const pendingRecord = pendingEnd > pendingFrom ? rowsRecord(this.buffer, pendingFrom, pendingEnd) : undefined;
-        await this.replaceJournal([this.headerBytes!, ...this.rowGroupRecords, rowGroupBytes, ...(pendingRecord ? [pendingRecord] : [])]);
+        // logged by the next flush, as usual): buffer rows from pendingFrom that are journaled.
+        await this.replaceJournal(this.rewrittenJournal([rowGroupBytes], pendingFrom, Math.max(pendingFrom, this.journaledRows)));
         this.journalOutOfStep = false;
       } else {
         // The record takes the `journaled` oldest pending rows (journal.ts): one append and one sync
@@ -631,6 +677,7 @@ export class PartFile {
       throw error;
     }
     this.rowGroupRecords.push(rowGroupBytes);
+    this.committedThrough = Math.max(this.committedThrough, through);
     this.committedBytes = endOffset;
     this.committedRows += rows;
     this.rowGroupCount++;
@@ -670,7 +717,7 @@ export class PartFile {
       } catch (error) {
         this.sealed.splice(this.sealed.indexOf(group), 1);
         this.sealedRows -= group.rows;
-        this.sealedJournaledRows -= group.journaled;
+        if (group.journaled > 0) this.journalOutOfStep = true;
         throw new EncodeError(group.rows, error, true);
       }
     }
@@ -747,10 +794,10 @@ export class PartFile {
       this.committedRows += rows;
       this.rowGroupCount = this.parquet!.row_groups.length;
       this.buffer.discard(bufferRows);
+      this.bufferStart += bufferRows;
+      this.committedThrough = this.bufferStart;
       this.sealed.length = 0;
       this.sealedRows = 0;
-      this.sealedJournaledRows = 0;
-      this.journaledRows = 0;
       this.oldestPendingAt = 0;
     }
     if (!this.linked) {
@@ -772,6 +819,7 @@ export class PartFile {
       ),
     ]);
     this.state = "closed";
+    await this.ownLog?.close();
   }
 
   /** The footer after the last row group: thrift.ts's writer, hyparquet-writer's for what that does not know. */
@@ -900,25 +948,6 @@ export function errorCode(error: unknown): string | undefined {
 
 function ignoreMissing(error: unknown): void {
   if (errorCode(error) !== "ENOENT") throw error;
-}
-
-export async function writeAll(handle: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
-  let written = 0;
-  while (written < bytes.length) {
-    const { bytesWritten } = await handle.write(bytes, written, bytes.length - written, position + written);
-    if (bytesWritten <= 0) throw Object.assign(new Error("short write"), { code: "EIO" });
-    written += bytesWritten;
-  }
-}
-
-/** Makes created, renamed and removed names in a directory survive power loss. */
-export async function syncDirectory(directory: string): Promise<void> {
-  const handle = await open(directory, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 /**

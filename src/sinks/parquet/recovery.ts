@@ -11,6 +11,9 @@
  *   rows are written after it as one more row group, then the footer, and the file gets its name;
  * - when the temporary file is missing or shorter than the journal says (a disk that lied about fsync),
  *   its row groups are reported lost and the journaled rows still become a file.
+ * Journals of version 5 have their pending rows in the rows log (rows-log.ts): every segment is read first,
+ * each file takes the rows its key names from the position its journal says are pending, and the segments
+ * are removed once every file with a journal was recovered (else they stay for the next start).
  * A temporary file without a journal cannot be read without its footer: it is kept as
  * `.<name>.tmp.unrecoverable` and reported. A half-written replacement journal (`.journal.next`) is
  * ignored: the journal it was meant to replace is intact.
@@ -22,7 +25,7 @@ import { errorMessage } from "../../core/errors.ts";
 import type { Logger } from "../../core/log.ts";
 import { TABLE_NAMES, type TableName } from "../../core/tables.ts";
 import type { IntegerReport } from "./columns.ts";
-import { decodeRows, readJournal, type JournaledRowGroup } from "./journal.ts";
+import { decodePositionedRows, decodeRows, POSITIONED_VERSION, readJournal, type JournaledRowGroup, type PositionedRows } from "./journal.ts";
 import {
   decodePartitionValue,
   IN_PROGRESS_DIRECTORY,
@@ -33,6 +36,8 @@ import {
   unrecoverableFileName,
 } from "./layout.ts";
 import { PartFile, linkUnderFreeName, syncDirectory, writeAll } from "./part-file.ts";
+import { readRowsLogs, removeRowsLogs, rowsLogKey } from "./rows-log.ts";
+import { PER_EVENT_COLUMNS } from "./columns.ts";
 
 const MAGIC = new TextEncoder().encode("PAR1");
 
@@ -80,6 +85,12 @@ export async function recoverDirectory(root: string, options: RecoveryOptions): 
   const found: { directory: string; workDirectory: string; byFile: Map<string, Leftovers> }[] = [];
   const workRoot = join(root, IN_PROGRESS_DIRECTORY);
   const workDirectories = await partitionDirectories(workRoot);
+  // Log records name their file by its path under the output directory, which starts with its table.
+  const log = await readRowsLogs(workRoot, (key) => PER_EVENT_COLUMNS[key.split("/")[0] as TableName] ?? []);
+  if (log.tornBytes > 0) {
+    options.log.warn(`parquet recovery: the rows log ends with ${log.tornBytes} byte(s) of a write the crash interrupted; those rows were never acknowledged and are skipped`);
+  }
+  let keepLog = false;
   const places = [
     ...workDirectories.map((workDirectory) => ({ workDirectory, directory: join(root, relative(workRoot, workDirectory)) })),
     // Leftovers of earlier builds, which kept them beside the final names.
@@ -117,8 +128,10 @@ export async function recoverDirectory(root: string, options: RecoveryOptions): 
     let interrupted = false;
     for (const [finalName, leftovers] of byFile) {
       try {
-        interrupted = (await recoverFile(directory, workDirectory, finalName, leftovers, options, report)) || interrupted;
+        const logged = log.byKey.get(rowsLogKey(root, directory, finalName)) ?? [];
+        interrupted = (await recoverFile(directory, workDirectory, finalName, leftovers, options, report, logged)) || interrupted;
       } catch (error) {
+        keepLog = true;
         // Not marked: the leftovers stay for the next start, which would mark the stream again on every
         // start until they are recovered. The error log and `errors` say where data may be missing.
         options.log.error(
@@ -130,6 +143,7 @@ export async function recoverDirectory(root: string, options: RecoveryOptions): 
     const partition = interrupted ? partitionOf(root, directory) : undefined;
     if (partition) report.interrupted.push(partition);
   }
+  if (!keepLog) await removeRowsLogs(log.segments);
   await removeEmptyWorkDirectories(workRoot, workDirectories);
   return report;
 }
@@ -191,6 +205,7 @@ async function recoverFile(
   leftovers: Leftovers,
   options: RecoveryOptions,
   report: { recoveredFiles: string[]; recoveredRows: number; lostRows: number; unrecoverable: string[] },
+  logged: readonly PositionedRows[],
 ): Promise<boolean> {
   const { log } = options;
   const finalPath = join(directory, finalName);
@@ -292,13 +307,25 @@ async function recoverFile(
       workDirectory,
     });
     let pendingRows = 0;
+    // Version 5: past every position a record holds (the resumed file numbers its rows from there).
+    let firstRow = 0;
     try {
-      pendingRows = decodeRows(journalBytes.subarray(0, validJournalLength), journal.rows, file.buffer, journal.skipRows);
+      if (header.version >= POSITIONED_VERSION) {
+        const valid = journalBytes.subarray(0, validJournalLength);
+        const records = [...journal.rows.map((location) => ({ bytes: valid, location, firstRow: location.firstRow!, rowCount: location.rowCount! })), ...logged];
+        const { rows, missing } = decodePositionedRows(records, journal.pendingFrom, file.buffer);
+        pendingRows = rows;
+        firstRow = records.reduce((end, record) => Math.max(end, record.firstRow + record.rowCount), journal.pendingFrom);
+        // A row group that was being written when the run died held rows never logged: they were in memory only.
+        if (missing > 0) log.warn(`parquet recovery: ${missing} row(s) of ${finalPath} were in memory only when the run died (a row group being written); the rows after them are recovered`);
+      } else {
+        pendingRows = decodeRows(journalBytes.subarray(0, validJournalLength), journal.rows, file.buffer, journal.skipRows);
+      }
     } catch (error) {
       log.error(`parquet recovery: the journaled rows of ${finalPath} cannot be decoded (${errorMessage(error)}); only its row groups are recovered`);
       file.buffer.discard(file.buffer.rows);
     }
-    await file.resume(finalName, { header, rowGroups, rowGroupEnd }, dataFile, journalFile, validJournalLength);
+    await file.resume(finalName, { header, rowGroups, rowGroupEnd, firstRow }, dataFile, journalFile, validJournalLength);
     dataFile = undefined;
     journalFile = undefined;
     await file.close(options.rowGroupRows);

@@ -17,22 +17,13 @@
  * `covered`: it syncs the chain, and there is nothing to apply.
  */
 import { RecentKeys } from "../../dedup.ts";
+import type { SequenceVerdict } from "./verdict.ts";
 
-export type DepthVerdict =
-  /** Apply this event to the book and emit it. */
-  | "apply"
-  /** The first event after the snapshot, ending exactly at it: in sync, nothing to apply. */
-  | "covered"
-  /** Already covered by the snapshot or by an applied event: drop it. */
-  | "stale"
-  /** `pu` does not continue the applied sequence: updates were missed. */
-  | "gap"
-  /** Below the last applied `u` and never applied: the ids went back. */
-  | "backwards"
-  /** The first event after the snapshot starts after it: the snapshot predates what the stream delivered. */
-  | "snapshot_too_old"
-  /** No snapshot yet: keep buffering. */
-  | "buffer";
+/**
+ * The verdicts this policy gives (kit/sequence/verdict.ts): `no_snapshot` (keep buffering), `stale`,
+ * `covered`, `snapshot_too_old`, `apply`, `gap`, `backwards`.
+ */
+export type DepthVerdict = Extract<SequenceVerdict, "apply" | "covered" | "stale" | "gap" | "backwards" | "snapshot_too_old" | "no_snapshot">;
 
 export class DepthSequencer {
   private snapshotId = -1;
@@ -67,7 +58,7 @@ export class DepthSequencer {
 
   /** Classifies one diff event (`U` first id, `u` final id, `pu` previous event's final id). */
   check(firstId: number, finalId: number, previousFinalId: number): DepthVerdict {
-    if (this.snapshotId < 0) return "buffer";
+    if (this.snapshotId < 0) return "no_snapshot";
     if (this.lastApplied < 0) {
       if (finalId < this.snapshotId) return "stale";
       if (firstId > this.snapshotId) return "snapshot_too_old";

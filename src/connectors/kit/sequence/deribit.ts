@@ -3,8 +3,10 @@
  * (https://docs.deribit.com/subscriptions/orderbook/bookinstrument_nameinterval).
  */
 import { RecentKeys } from "../../dedup.ts";
+import type { SequenceVerdict } from "./verdict.ts";
 
-export type ChangeIdVerdict = "snapshot" | "next" | "awaiting_snapshot" | "duplicate" | "gap" | "backwards";
+/** The verdicts this policy gives (kit/sequence/verdict.ts). */
+export type ChangeIdVerdict = Extract<SequenceVerdict, "snapshot" | "apply" | "no_snapshot" | "duplicate" | "gap" | "backwards">;
 
 /**
  * change_id continuity of one book, apart from transport: a message without `prev_change_id` is a
@@ -29,10 +31,10 @@ export class ChangeIdSequence {
       this.advance(changeId);
       return "snapshot";
     }
-    if (this.last === undefined) return "awaiting_snapshot";
+    if (this.last === undefined) return "no_snapshot";
     if (prevChangeId === this.last) {
       this.advance(changeId);
-      return "next";
+      return "apply";
     }
     if (this.taken.has(changeId)) return "duplicate";
     return changeId < this.last ? "backwards" : "gap";

@@ -2,11 +2,13 @@
  * Book integrity policies for OKX, pure (they only see ids and level texts): the seqId/prevSeqId chain
  * and the CRC32 checksum of the top levels.
  */
+import type { SequenceVerdict } from "./verdict.ts";
 
 /** Levels per side the checksum covers. */
 export const OKX_CHECKSUM_DEPTH = 25;
 
-export type SeqIdVerdict = "apply" | "duplicate" | "stale" | "gap" | "backwards";
+/** The verdicts this policy gives (kit/sequence/verdict.ts). */
+export type SeqIdVerdict = Extract<SequenceVerdict, "apply" | "duplicate" | "stale" | "gap" | "backwards">;
 
 /**
  * The seqId/prevSeqId chain of one book (https://www.okx.com/docs-v5/en/#order-book-trading-market-data-ws-order-book-channel):
