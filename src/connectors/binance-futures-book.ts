@@ -1,7 +1,8 @@
 /**
- * Binance USDⓈ-M L2 on the book-sync engine (kit/book-sync.ts): the U/u/pu policy
- * (kit/sequence/binance-futures.ts) against a REST depth snapshot that waits for its straddling delta,
- * the snapshot request and its answer, and the words of its gaps rows and log lines.
+ * Binance L2 on the book-sync engine (kit/book-sync.ts). `BinanceDepthBook` is what USDⓈ-M futures and
+ * spot share: a REST depth snapshot that waits for its straddling delta, the snapshot request and its
+ * answer, and the words of its gaps rows and log lines. `DepthBook` adds the futures U/u/pu policy
+ * (kit/sequence/binance-futures.ts) and rows; spot's host is in binance-spot-book.ts.
  */
 import { errorMessage } from "../core/errors.ts";
 import type { BookChange, GapReason, MarketEvent } from "../core/events.ts";
@@ -34,31 +35,47 @@ export interface DepthBookPort {
   fail(subscription: Subscription, why: string): void;
 }
 
-export class DepthBook implements BookSyncHost<DepthUpdate, DepthSnapshot> {
+/** What both Binance depth events have: the update ids they cover, the receive time, flat levels. */
+export interface BinanceDepthUpdate {
+  readonly firstId: number;
+  readonly finalId: number;
+  readonly receivedAt: number;
+  readonly bids: number[];
+  readonly asks: number[];
+}
+
+/** What both Binance REST depth snapshots have. */
+export interface BinanceDepthSnapshot {
+  readonly lastUpdateId: number;
+  readonly receivedAt: number;
+  readonly bids: number[];
+  readonly asks: number[];
+}
+
+/** The book host both Binance venues share; each adds its sequence policy, snapshot body and rows. */
+export abstract class BinanceDepthBook<Update extends BinanceDepthUpdate, Snapshot extends BinanceDepthSnapshot>
+  implements BookSyncHost<Update, Snapshot>
+{
   readonly subscriptions: readonly Subscription[];
-  readonly sync: BookSync<DepthUpdate, DepthSnapshot>;
-  private readonly sequencer = new DepthSequencer();
+  readonly sync: BookSync<Update, Snapshot>;
 
   constructor(
-    private readonly port: DepthBookPort,
-    private readonly subscription: Subscription,
+    protected readonly port: DepthBookPort,
+    protected readonly subscription: Subscription,
     options: Omit<BookSyncOptions, "name" | "faults">,
   ) {
     this.subscriptions = [subscription];
     this.sync = new BookSync(this, { ...options, name: subscription.key, faults: port.faults });
   }
 
-  judge(update: DepthUpdate): SequenceVerdict {
-    return this.sequencer.check(update.firstId, update.finalId, update.previousFinalId);
-  }
-
-  begin(snapshot: DepthSnapshot): void {
-    this.sequencer.begin(snapshot.lastUpdateId);
-  }
-
-  resetSequence(): void {
-    this.sequencer.reset();
-  }
+  abstract judge(update: Update): SequenceVerdict;
+  abstract begin(snapshot: Snapshot): void;
+  abstract resetSequence(): void;
+  /** The REST body as the venue's snapshot; undefined when malformed. */
+  protected abstract parseSnapshot(body: unknown, receivedAt: number): Snapshot | undefined;
+  abstract emitSnapshot(snapshot: Snapshot, first: Update | undefined): void;
+  abstract emitDelta(update: Update): void;
+  abstract describe(verdict: SequenceVerdict | "unreadable", update: Update): string;
 
   canRequestSnapshot(): boolean {
     return this.port.active(this.subscription);
@@ -74,7 +91,7 @@ export class DepthBook implements BookSyncHost<DepthUpdate, DepthSnapshot> {
   private onSnapshot(epoch: number, result: RestResult): void {
     if (!this.port.active(this.subscription) || epoch !== this.sync.epoch) return;
     const limit = this.port.depthLimit;
-    const parsed = result.ok ? parseSnapshot(result.body, result.receivedAt) : undefined;
+    const parsed = result.ok ? this.parseSnapshot(result.body, result.receivedAt) : undefined;
     // The venue answers at most the depth asked for; more is a broken or hostile answer, not a book.
     const levels = parsed ? Math.max(parsed.bids.length, parsed.asks.length) / 2 : 0;
     const snapshot = levels <= limit ? parsed : undefined;
@@ -93,13 +110,64 @@ export class DepthBook implements BookSyncHost<DepthUpdate, DepthSnapshot> {
     this.sync.snapshotFailed(epoch, why, result.retryAfterMs);
   }
 
-  applySnapshot(book: OrderBook, snapshot: DepthSnapshot): void {
+  applySnapshot(book: OrderBook, snapshot: Snapshot): void {
     book.apply(snapshot.bids, snapshot.asks, true);
   }
 
-  applyDelta(book: OrderBook, update: DepthUpdate): boolean {
+  applyDelta(book: OrderBook, update: Update): boolean {
     book.apply(update.bids, update.asks);
     return true;
+  }
+
+  gap(reason: GapReason, detail: string): void {
+    this.port.emit(this.subscription, gapEvent(this.subscription, reason, detail));
+  }
+
+  skipped(verdict: SequenceVerdict, update: Update): void {
+    if (verdict === "snapshot_too_old") this.port.log.debug(`${this.subscription.key}: ${this.describe(verdict, update)}; refetching`);
+  }
+
+  crossedDetail(book: OrderBook, item: Update | Snapshot, isSnapshot: boolean): string {
+    if (isSnapshot) return `REST snapshot ${(item as Snapshot).lastUpdateId} is crossed`;
+    return `book crossed after u=${(item as Update).finalId} (bid ${book.bids.best()} >= ask ${book.asks.best()})`;
+  }
+
+  resyncLine(reason: GapReason, detail: string): string {
+    return `${this.subscription.key}: resync (${reason}: ${detail})`;
+  }
+
+  brakeLine(count: number, delayMs: number, why: string | undefined): string {
+    return `${this.subscription.key}: ${why ? `${why}; ` : ""}resync ${count} in a row: next depth snapshot in ${Math.ceil(delayMs / 1000)} s`;
+  }
+
+  snapshotFailedDetail(why: string): string {
+    return `depth snapshot failed: ${why}; retrying`;
+  }
+
+  snapshotFailureLogged(why: string, delayMs: number): void {
+    const key = this.subscription.key;
+    this.port.faults.report(`snapshot:${key}`, `${key}: depth snapshot failed (${why}); retry in ${Math.ceil(delayMs / 1000)} s`);
+  }
+}
+
+/** USDⓈ-M futures: the U/u/pu policy, the snapshot body's own time, futures rows. */
+export class DepthBook extends BinanceDepthBook<DepthUpdate, DepthSnapshot> {
+  private readonly sequencer = new DepthSequencer();
+
+  judge(update: DepthUpdate): SequenceVerdict {
+    return this.sequencer.check(update.firstId, update.finalId, update.previousFinalId);
+  }
+
+  begin(snapshot: DepthSnapshot): void {
+    this.sequencer.begin(snapshot.lastUpdateId);
+  }
+
+  resetSequence(): void {
+    this.sequencer.reset();
+  }
+
+  protected parseSnapshot(body: unknown, receivedAt: number): DepthSnapshot | undefined {
+    return parseSnapshot(body, receivedAt);
   }
 
   /**
@@ -130,10 +198,6 @@ export class DepthBook implements BookSyncHost<DepthUpdate, DepthSnapshot> {
     this.port.emit(this.subscription, depthDelta(update, this.subscription));
   }
 
-  gap(reason: GapReason, detail: string): void {
-    this.port.emit(this.subscription, gapEvent(this.subscription, reason, detail));
-  }
-
   describe(verdict: SequenceVerdict | "unreadable", update: DepthUpdate): string {
     const position = this.sequencer.position;
     switch (verdict) {
@@ -146,31 +210,5 @@ export class DepthBook implements BookSyncHost<DepthUpdate, DepthSnapshot> {
       default:
         return "unreadable depth update";
     }
-  }
-
-  skipped(verdict: SequenceVerdict, update: DepthUpdate): void {
-    if (verdict === "snapshot_too_old") this.port.log.debug(`${this.subscription.key}: ${this.describe(verdict, update)}; refetching`);
-  }
-
-  crossedDetail(book: OrderBook, item: DepthUpdate | DepthSnapshot, isSnapshot: boolean): string {
-    if (isSnapshot) return `REST snapshot ${(item as DepthSnapshot).lastUpdateId} is crossed`;
-    return `book crossed after u=${(item as DepthUpdate).finalId} (bid ${book.bids.best()} >= ask ${book.asks.best()})`;
-  }
-
-  resyncLine(reason: GapReason, detail: string): string {
-    return `${this.subscription.key}: resync (${reason}: ${detail})`;
-  }
-
-  brakeLine(count: number, delayMs: number, why: string | undefined): string {
-    return `${this.subscription.key}: ${why ? `${why}; ` : ""}resync ${count} in a row: next depth snapshot in ${Math.ceil(delayMs / 1000)} s`;
-  }
-
-  snapshotFailedDetail(why: string): string {
-    return `depth snapshot failed: ${why}; retrying`;
-  }
-
-  snapshotFailureLogged(why: string, delayMs: number): void {
-    const key = this.subscription.key;
-    this.port.faults.report(`snapshot:${key}`, `${key}: depth snapshot failed (${why}); retry in ${Math.ceil(delayMs / 1000)} s`);
   }
 }
