@@ -1,13 +1,12 @@
 /**
  * The venue fixture test (tests/venue-fixtures.test.ts) for the venues that are not in the registry yet
- * (BINANCE_SPOT; BYBIT_SPOT, BYBIT_LINEAR, BYBIT_INVERSE): documented frames through their pure
+ * (BYBIT_SPOT, BYBIT_LINEAR, BYBIT_INVERSE): documented frames through their pure
  * normalizers, compared field for field with the events they must become. The streams each venue offers
  * are listed here until its registry entry exists; then these entries move into that test's VENUES.
  */
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { normalizeFrame as binanceSpot } from "../src/connectors/binance-spot-normalize.ts";
 import { normalizeFrame as bybit, type BybitInstrumentContext } from "../src/connectors/bybit-normalize.ts";
 import type { MarketEvent, Stream } from "../src/core/events.ts";
 import type { InstrumentContext } from "../src/connectors/kit/normalize.ts";
@@ -24,7 +23,6 @@ const VENUES: ReadonlyArray<{
   /** Streams offered per exchange id; the file must cover their union, and no line may use one an id lacks. */
   readonly streams: Readonly<Record<string, readonly Stream[]>>;
 }> = [
-  { name: "BINANCE_SPOT", file: "binance-spot.jsonl", normalize: binanceSpot, streams: { BINANCE_SPOT: SPOT_STREAMS } },
   {
     name: "BYBIT",
     file: "bybit.jsonl",

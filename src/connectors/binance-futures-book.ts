@@ -75,7 +75,24 @@ export abstract class BinanceDepthBook<Update extends BinanceDepthUpdate, Snapsh
   protected abstract parseSnapshot(body: unknown, receivedAt: number): Snapshot | undefined;
   abstract emitSnapshot(snapshot: Snapshot, first: Update | undefined): void;
   abstract emitDelta(update: Update): void;
-  abstract describe(verdict: SequenceVerdict | "unreadable", update: Update): string;
+  /** The book's update id (the last applied `u`, or the snapshot's before the first). */
+  protected abstract get position(): number;
+  /** The detail of a delta that does not continue the book (how the venue chains its events). */
+  protected abstract breakDetail(update: Update, position: number): string;
+
+  describe(verdict: SequenceVerdict | "unreadable", update: Update): string {
+    const position = this.position;
+    switch (verdict) {
+      case "gap":
+        return this.breakDetail(update, position);
+      case "backwards":
+        return `depth update u=${update.finalId} is below the last applied u=${position} and was not applied before`;
+      case "snapshot_too_old":
+        return `depth snapshot ${position} predates the stream (delta U=${update.firstId})`;
+      default:
+        return "unreadable depth update";
+    }
+  }
 
   canRequestSnapshot(): boolean {
     return this.port.active(this.subscription);
@@ -198,17 +215,12 @@ export class DepthBook extends BinanceDepthBook<DepthUpdate, DepthSnapshot> {
     this.port.emit(this.subscription, depthDelta(update, this.subscription));
   }
 
-  describe(verdict: SequenceVerdict | "unreadable", update: DepthUpdate): string {
-    const position = this.sequencer.position;
-    switch (verdict) {
-      case "gap":
-        return `depth update pu=${update.previousFinalId} does not follow u=${position}`;
-      case "backwards":
-        return `depth update u=${update.finalId} is below the last applied u=${position} and was not applied before`;
-      case "snapshot_too_old":
-        return `depth snapshot ${position} predates the stream (delta U=${update.firstId})`;
-      default:
-        return "unreadable depth update";
-    }
+  protected get position(): number {
+    return this.sequencer.position;
   }
+
+  protected breakDetail(update: DepthUpdate, position: number): string {
+    return `depth update pu=${update.previousFinalId} does not follow u=${position}`;
+  }
+
 }

@@ -5,7 +5,7 @@ import { seededRandom as random } from "../support/random.ts";
 describe("SpotDepthSequencer verdicts (Binance spot: U/u on a REST snapshot, no pu)", () => {
   test("before a snapshot every event is buffered", () => {
     const sequencer = new SpotDepthSequencer();
-    expect(sequencer.check(1, 5)).toBe("buffer");
+    expect(sequencer.check(1, 5)).toBe("no_snapshot");
     expect(sequencer.position).toBe(-1);
   });
 
@@ -120,7 +120,7 @@ describe("SpotDepthSequencer rebuilds the true book", () => {
       };
       const feed = (event: Event): void => {
         const verdict = sequencer.check(event.U, event.u);
-        if (verdict === "buffer") buffered.push(event);
+        if (verdict === "no_snapshot") buffered.push(event);
         else if (verdict === "apply") apply(local, event);
         else if (verdict === "gap" || verdict === "backwards" || verdict === "snapshot_too_old") {
           if (verdict === "gap") gaps++;

@@ -24,36 +24,17 @@
  * sync through it.
  */
 import { RecentKeys } from "../../dedup.ts";
+import type { SequenceVerdict } from "./verdict.ts";
 
 /**
- * The verdicts of this policy. Local until the kit's unified verdict type lands; each maps onto it as
- * noted (docs in the report of the branch that adds this file).
+ * The verdicts this policy gives (kit/sequence/verdict.ts): `no_snapshot` (keep buffering), `stale`
+ * (already in the snapshot or applied moments ago: drop, no row, no gap), `snapshot_too_old` (the first
+ * event starts past the snapshot: refetch, no gap since nothing was emitted), `apply`, `gap` (`U` past the
+ * book's id + 1) and `backwards` (`u` below the book's id and never applied: gap `id_reset`).
  */
-export type SpotDepthVerdict =
-  /** Apply this event to the book and emit it. */
-  | "apply"
-  /** Already in the snapshot, or applied moments ago: drop it, no row, no gap. */
-  | "stale"
-  /** `U` is past the book's id + 1: updates were missed. Gap, fresh snapshot. */
-  | "gap"
-  /** `u` below the book's id and never applied: the ids went back. Gap (`id_reset`), fresh snapshot. */
-  | "backwards"
-  /** The first event after the snapshot starts past it: the snapshot predates the stream. Refetch, no gap (nothing was emitted). */
-  | "snapshot_too_old"
-  /** No snapshot yet: keep buffering. */
-  | "buffer";
+export type SpotDepthVerdict = Extract<SequenceVerdict, "apply" | "stale" | "gap" | "backwards" | "snapshot_too_old" | "no_snapshot">;
 
-/** The minimal shape the kit's book sync needs from a REST-snapshot sequence policy. */
-export interface SnapshotSequencePolicy<Verdict extends string> {
-  /** The book's update id: the last applied `u`, or the snapshot's id before the first (-1 before any). */
-  readonly position: number;
-  readonly synced: boolean;
-  reset(): void;
-  begin(snapshotId: number): void;
-  check(firstId: number, finalId: number): Verdict;
-}
-
-export class SpotDepthSequencer implements SnapshotSequencePolicy<SpotDepthVerdict> {
+export class SpotDepthSequencer {
   private snapshotId = -1;
   private lastApplied = -1;
   private readonly applied = new RecentKeys();
@@ -82,7 +63,7 @@ export class SpotDepthSequencer implements SnapshotSequencePolicy<SpotDepthVerdi
 
   /** Classifies one diff event (`U` first update id, `u` final update id) and, when it applies, advances. */
   check(firstId: number, finalId: number): SpotDepthVerdict {
-    if (this.snapshotId < 0) return "buffer";
+    if (this.snapshotId < 0) return "no_snapshot";
     const position = this.position;
     if (finalId <= position) {
       if (!this.synced || this.applied.has(finalId)) return "stale";
