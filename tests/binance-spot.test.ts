@@ -1,75 +1,13 @@
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { buildConfig } from "../src/cli/config.ts";
 import { binanceSpot } from "../src/connectors/binance-spot.ts";
-import type { BookChange, MarketEvent } from "../src/core/events.ts";
-import type { OrderBook } from "../src/core/order-book.ts";
-import type { Subscription } from "../src/core/subscriptions.ts";
-import { rebuildBook, startConnector, type ConnectorHarness } from "./support/connector-harness.ts";
-import type { FakeBinanceOptions } from "./support/fake-binance.ts";
+import { binanceSession, books, driveRandomMarket, driveUntil, emittedFor, expectBookMatchesTruth, expectSnapshotAfterEveryGap, subscriptionOf } from "./support/binance-checks.ts";
+import type { ConnectorHarness } from "./support/connector-harness.ts";
 import { FakeBinanceSpot } from "./support/fake-binance-spot.ts";
 
-let fake: FakeBinanceSpot | undefined;
-let harness: ConnectorHarness | undefined;
-
-afterEach(async () => {
-  await harness?.stop();
-  await fake?.stop();
-  harness = undefined;
-  fake = undefined;
-});
-
-function start(subscriptions: string, options: FakeBinanceOptions & { env?: Record<string, string> } = {}) {
-  const venue = (fake = FakeBinanceSpot.start(options));
-  const h = (harness = startConnector(subscriptions, { ...venue.env, ...options.env }));
-  return { fake: venue, h };
-}
-
-function subscription(h: ConnectorHarness, key: string): Subscription {
-  const found = h.subscriptions.find((entry) => entry.key === key);
-  if (!found) throw new Error(`no subscription ${key}`);
-  return found;
-}
-
-const books = (h: ConnectorHarness, symbol = "BTCUSDT"): BookChange[] => h.events("book_change", symbol);
+const start = binanceSession(FakeBinanceSpot.start);
+const subscription = subscriptionOf;
 const snapshots = (h: ConnectorHarness, symbol = "BTCUSDT") => books(h, symbol).filter((event) => event.isSnapshot);
-const sorted = (book: OrderBook) => ({ bids: book.bids.sorted(), asks: book.asks.sorted() });
-
-/** Keeps the fake market moving (depth on every symbol, optionally trades) until `check` yields. */
-async function driveUntil<T>(venue: FakeBinanceSpot, check: () => T | undefined | false, options: { symbols?: readonly string[]; trades?: boolean } = {}): Promise<T> {
-  const deadline = performance.now() + 5000;
-  for (;;) {
-    const value = check();
-    if (value !== undefined && value !== false) return value;
-    if (performance.now() > deadline) throw new Error("timed out while driving the fake market");
-    for (const symbol of options.symbols ?? ["BTCUSDT"]) {
-      venue.depthStep(symbol);
-      if (options.trades) venue.trade(symbol);
-    }
-    await Bun.sleep(5);
-  }
-}
-
-/** Waits until every generated depth event of `symbol` has been emitted, then compares the rebuilt book with the truth. */
-async function expectBookMatchesTruth(h: ConnectorHarness, venue: FakeBinanceSpot, symbol = "BTCUSDT") {
-  const market = venue.market(symbol);
-  await h.waitFor(() => books(h, symbol).at(-1)?.sequence === market.lastEventFinalId, 5000, `${symbol} caught up`);
-  const rebuilt = rebuildBook(h.events("book_change"), symbol);
-  expect(sorted(rebuilt)).toEqual(market.trueBook());
-  expect(rebuilt.isCrossed()).toBe(false);
-}
-
-/** After every gap of an L2 subscription, the next book event is a snapshot. */
-function expectSnapshotAfterEveryGap(h: ConnectorHarness, key: string) {
-  let awaitingSnapshot = false;
-  const events: MarketEvent[] = h.emitted.filter((entry) => entry.subscription.key === key).map((entry) => entry.event);
-  for (const event of events) {
-    if (event.type === "gap") awaitingSnapshot = true;
-    if (event.type === "book_change") {
-      if (awaitingSnapshot) expect(event.isSnapshot).toBe(true);
-      awaitingSnapshot = false;
-    }
-  }
-}
 
 describe("declaration", () => {
   test("instruments are Binance spot symbols; FUNDING and LIQUIDATIONS are refused in one line", () => {
@@ -118,38 +56,22 @@ describe("trades and BBO", () => {
     const { fake, h } = start("TRADES:BINANCE_SPOT@BTCUSDT,BBO:BINANCE_SPOT@BTCUSDT");
     await fake.waitForSubscribers("btcusdt@trade");
     await fake.waitForSubscribers("btcusdt@bookTicker");
-    const takerSold = fake.trade("BTCUSDT", { m: true, p: "65000.1", q: "0.123" });
-    const takerBought = fake.trade("BTCUSDT", { m: false });
+    const sent = [fake.trade("BTCUSDT", { m: true, p: "65000.1", q: "0.123" }), fake.trade("BTCUSDT", { m: false })];
     const trades = await h.waitForEvents("trade", 2);
-    expect(trades[0]).toEqual({
-      type: "trade",
-      exchange: "BINANCE_SPOT",
-      symbol: "BTCUSDT",
-      timestamp: takerSold.T * 1000,
-      localTimestamp: trades[0]!.localTimestamp,
-      id: String(takerSold.a),
-      side: "sell",
-      price: 65000.1,
-      amount: 0.123,
-      amountUnit: "base",
-      contractValue: 1,
-    });
-    expect(trades[1]).toMatchObject({ id: String(takerBought.a), side: "buy", price: Number(takerBought.p), amount: Number(takerBought.q) });
+    // `m` true: the buyer was the maker, so the taker sold.
+    expect(trades.map((trade) => [trade.side, trade.price, trade.amount])).toEqual([["sell", 65000.1, 0.123], ["buy", Number(sent[1]!.p), Number(sent[1]!.q)]]);
+    const base = { type: "trade", exchange: "BINANCE_SPOT", symbol: "BTCUSDT", amountUnit: "base", contractValue: 1 } as const;
+    expect(trades).toEqual(
+      sent.map((frame, i) => ({ ...base, id: String(frame.a), timestamp: frame.T * 1000, localTimestamp: trades[i]!.localTimestamp, side: trades[i]!.side, price: Number(frame.p), amount: Number(frame.q) })),
+    );
 
     fake.depthStep();
-    const sent = fake.market().bookTickers.at(-1)!.frame;
+    const ticker = fake.market().bookTickers.at(-1)!.frame;
     const [bbo] = await h.waitForEvents("bbo", 1);
-    expect(bbo).toEqual({
-      type: "bbo",
-      exchange: "BINANCE_SPOT",
-      symbol: "BTCUSDT",
-      timestamp: bbo!.localTimestamp,
-      localTimestamp: bbo!.localTimestamp,
-      bidPrice: Number(sent.b),
-      bidAmount: Number(sent.B),
-      askPrice: Number(sent.a),
-      askAmount: Number(sent.A),
-    });
+    // bookTicker carries no time: the row's exchange time is its receive time.
+    const { timestamp, localTimestamp, ...quote } = bbo!;
+    expect(timestamp).toBe(localTimestamp);
+    expect(quote).toEqual({ type: "bbo", exchange: "BINANCE_SPOT", symbol: "BTCUSDT", bidPrice: Number(ticker.b), bidAmount: Number(ticker.B), askPrice: Number(ticker.a), askAmount: Number(ticker.A) });
     expect(subscription(h, "TRADES:BINANCE_SPOT@BTCUSDT").stats.messages).toBe(2);
   });
 });
@@ -158,15 +80,9 @@ describe("L2 book", () => {
   test("a book rebuilt from the emitted rows equals the venue's after a long random sequence", async () => {
     const symbols = ["BTCUSDT", "ETHBTC"];
     const { fake, h } = start("L2:BINANCE_SPOT@BTCUSDT,L2:BINANCE_SPOT@ETHBTC", { symbols, seed: 20_260_102 });
-    await fake.waitForSubscribers("btcusdt@depth@100ms");
-    await fake.waitForSubscribers("ethbtc@depth@100ms");
-    await driveUntil(fake, () => symbols.every((symbol) => books(h, symbol).length > 0), { symbols });
-    for (let batch = 0; batch < 40; batch++) {
-      fake.randomSteps(50, symbols);
-      await Bun.sleep(1);
-    }
+    for (const symbol of symbols) await fake.waitForSubscribers(`${symbol.toLowerCase()}@depth@100ms`);
+    await driveRandomMarket(h, fake, symbols, 40);
     for (const symbol of symbols) {
-      await expectBookMatchesTruth(h, fake, symbol);
       const emitted = books(h, symbol);
       expect(snapshots(h, symbol)).toHaveLength(1);
       const served = fake.snapshotsServed.find((entry) => entry.symbol === symbol)!;
@@ -176,20 +92,10 @@ describe("L2 book", () => {
       const deltas = emitted.slice(1);
       expect(deltas.map((delta) => delta.sequence)).toEqual(expected.map((event) => event.u));
       expect(emitted[0]!.timestamp).toBe(expected[0]!.E * 1000);
-      const sample = expected[expected.length >> 1]!;
-      expect(deltas[expected.length >> 1]).toEqual({
-        type: "book_change",
-        exchange: "BINANCE_SPOT",
-        symbol,
-        timestamp: sample.E * 1000,
-        localTimestamp: deltas[expected.length >> 1]!.localTimestamp,
-        isSnapshot: false,
-        sequence: sample.u,
-        bids: sample.b.flatMap(([price, amount]) => [Number(price), Number(amount)]),
-        asks: sample.a.flatMap(([price, amount]) => [Number(price), Number(amount)]),
-        amountUnit: "base",
-        contractValue: 1,
-      });
+      // Field for field: spot rows take the event time `E` (spot sends no transaction time).
+      const levels = (side: ReadonlyArray<readonly [string, string]>) => side.flatMap(([price, amount]) => [Number(price), Number(amount)]);
+      const row = { type: "book_change", exchange: "BINANCE_SPOT", symbol, isSnapshot: false, amountUnit: "base", contractValue: 1 } as const;
+      expect(deltas).toEqual(expected.map((event, i) => ({ ...row, timestamp: event.E * 1000, localTimestamp: deltas[i]!.localTimestamp, sequence: event.u, bids: levels(event.b), asks: levels(event.a) })));
       expect(subscription(h, `L2:BINANCE_SPOT@${symbol}`).stats.resyncs).toBe(0);
     }
     expect(h.events("gap")).toEqual([]);
@@ -208,15 +114,18 @@ describe("L2 book", () => {
     expect(gaps[0]!.detail).toBe(`depth update U=${lost.u + 1} does not follow u=${lost.U - 1}`);
     expect(subscription(h, "L2:BINANCE_SPOT@BTCUSDT").stats.resyncs).toBe(1);
     expect(snapshots(h)[1]!.sequence).toBeGreaterThanOrEqual(lost.u);
-    expectSnapshotAfterEveryGap(h, "L2:BINANCE_SPOT@BTCUSDT");
+    expectSnapshotAfterEveryGap(emittedFor(h, "L2:BINANCE_SPOT@BTCUSDT"));
     await expectBookMatchesTruth(h, fake);
   });
 
-  test("a duplicated depth event is dropped without a gap", async () => {
+  test("duplicated depth events are dropped without a gap", async () => {
     const { fake, h } = start("L2:BINANCE_SPOT@BTCUSDT");
     await driveUntil(fake, () => books(h).length >= 3);
-    fake.duplicateLastDepth();
-    for (let i = 0; i < 20; i++) fake.depthStep();
+    // Every fifth event is sent twice (a re-sent frame): the second copy is stale, never a row or a gap.
+    for (let i = 0; i < 20; i++) {
+      fake.depthStep();
+      if (i % 5 === 0) fake.duplicateLastDepth();
+    }
     await expectBookMatchesTruth(h, fake);
     expect(h.events("gap")).toEqual([]);
     const sequences = books(h).slice(1).map((event) => event.sequence);
@@ -236,7 +145,7 @@ describe("connection faults and rollover", () => {
     expect(gaps.map((gap) => `${gap.stream}:${gap.reason}`).sort()).toEqual(["BBO:disconnect", "L2:disconnect", "TRADES:disconnect"]);
     expect(gaps.every((gap) => gap.detail.includes("code 1008"))).toBe(true);
     expect(subscription(h, "L2:BINANCE_SPOT@BTCUSDT").stats.reconnects).toBe(1);
-    expectSnapshotAfterEveryGap(h, "L2:BINANCE_SPOT@BTCUSDT");
+    expectSnapshotAfterEveryGap(emittedFor(h, "L2:BINANCE_SPOT@BTCUSDT"));
     await expectBookMatchesTruth(h, fake);
     const trade = fake.trade();
     await h.waitFor(() => h.events("trade").some((event) => event.id === String(trade.a)));

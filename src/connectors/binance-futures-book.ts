@@ -52,8 +52,19 @@ export interface BinanceDepthSnapshot {
   readonly asks: number[];
 }
 
-/** The book host both Binance venues share; each adds its sequence policy, snapshot body and rows. */
-export abstract class BinanceDepthBook<Update extends BinanceDepthUpdate, Snapshot extends BinanceDepthSnapshot>
+/** What the host needs of a sequence policy besides its venue-specific `check`. */
+export interface SnapshotSequence {
+  /** The book's update id: the last applied `u`, or the snapshot's before the first (-1 before any). */
+  readonly position: number;
+  begin(lastUpdateId: number): void;
+  reset(): void;
+}
+
+/** How a Binance venue reads its REST depth body (undefined: malformed). */
+export type SnapshotReader<Snapshot> = (body: unknown, receivedAt: number) => Snapshot | undefined;
+
+/** The book host both Binance venues share; each adds its sequence verdicts, its rows and its break wording. */
+export abstract class BinanceDepthBook<Update extends BinanceDepthUpdate, Snapshot extends BinanceDepthSnapshot, Sequence extends SnapshotSequence>
   implements BookSyncHost<Update, Snapshot>
 {
   readonly subscriptions: readonly Subscription[];
@@ -63,25 +74,29 @@ export abstract class BinanceDepthBook<Update extends BinanceDepthUpdate, Snapsh
     protected readonly port: DepthBookPort,
     protected readonly subscription: Subscription,
     options: Omit<BookSyncOptions, "name" | "faults">,
+    protected readonly sequencer: Sequence,
+    private readonly readSnapshot: SnapshotReader<Snapshot>,
   ) {
     this.subscriptions = [subscription];
     this.sync = new BookSync(this, { ...options, name: subscription.key, faults: port.faults });
   }
 
   abstract judge(update: Update): SequenceVerdict;
-  abstract begin(snapshot: Snapshot): void;
-  abstract resetSequence(): void;
-  /** The REST body as the venue's snapshot; undefined when malformed. */
-  protected abstract parseSnapshot(body: unknown, receivedAt: number): Snapshot | undefined;
   abstract emitSnapshot(snapshot: Snapshot, first: Update | undefined): void;
   abstract emitDelta(update: Update): void;
-  /** The book's update id (the last applied `u`, or the snapshot's before the first). */
-  protected abstract get position(): number;
   /** The detail of a delta that does not continue the book (how the venue chains its events). */
   protected abstract breakDetail(update: Update, position: number): string;
 
+  begin(snapshot: Snapshot): void {
+    this.sequencer.begin(snapshot.lastUpdateId);
+  }
+
+  resetSequence(): void {
+    this.sequencer.reset();
+  }
+
   describe(verdict: SequenceVerdict | "unreadable", update: Update): string {
-    const position = this.position;
+    const position = this.sequencer.position;
     switch (verdict) {
       case "gap":
         return this.breakDetail(update, position);
@@ -108,7 +123,7 @@ export abstract class BinanceDepthBook<Update extends BinanceDepthUpdate, Snapsh
   private onSnapshot(epoch: number, result: RestResult): void {
     if (!this.port.active(this.subscription) || epoch !== this.sync.epoch) return;
     const limit = this.port.depthLimit;
-    const parsed = result.ok ? this.parseSnapshot(result.body, result.receivedAt) : undefined;
+    const parsed = result.ok ? this.readSnapshot(result.body, result.receivedAt) : undefined;
     // The venue answers at most the depth asked for; more is a broken or hostile answer, not a book.
     const levels = parsed ? Math.max(parsed.bids.length, parsed.asks.length) / 2 : 0;
     const snapshot = levels <= limit ? parsed : undefined;
@@ -168,23 +183,13 @@ export abstract class BinanceDepthBook<Update extends BinanceDepthUpdate, Snapsh
 }
 
 /** USDⓈ-M futures: the U/u/pu policy, the snapshot body's own time, futures rows. */
-export class DepthBook extends BinanceDepthBook<DepthUpdate, DepthSnapshot> {
-  private readonly sequencer = new DepthSequencer();
+export class DepthBook extends BinanceDepthBook<DepthUpdate, DepthSnapshot, DepthSequencer> {
+  constructor(port: DepthBookPort, subscription: Subscription, options: Omit<BookSyncOptions, "name" | "faults">) {
+    super(port, subscription, options, new DepthSequencer(), parseSnapshot);
+  }
 
   judge(update: DepthUpdate): SequenceVerdict {
     return this.sequencer.check(update.firstId, update.finalId, update.previousFinalId);
-  }
-
-  begin(snapshot: DepthSnapshot): void {
-    this.sequencer.begin(snapshot.lastUpdateId);
-  }
-
-  resetSequence(): void {
-    this.sequencer.reset();
-  }
-
-  protected parseSnapshot(body: unknown, receivedAt: number): DepthSnapshot | undefined {
-    return parseSnapshot(body, receivedAt);
   }
 
   /**
@@ -215,12 +220,7 @@ export class DepthBook extends BinanceDepthBook<DepthUpdate, DepthSnapshot> {
     this.port.emit(this.subscription, depthDelta(update, this.subscription));
   }
 
-  protected get position(): number {
-    return this.sequencer.position;
-  }
-
   protected breakDetail(update: DepthUpdate, position: number): string {
     return `depth update pu=${update.previousFinalId} does not follow u=${position}`;
   }
-
 }

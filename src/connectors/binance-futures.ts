@@ -11,10 +11,7 @@ import type { Stream } from "../core/events.ts";
 import type { ReadinessWindows } from "../core/connector.ts";
 import { DepthBook } from "./binance-futures-book.ts";
 import { EVENT_KEYS, NORMALIZERS, parseDepth } from "./binance-futures-normalize.ts";
-import { BinanceStreamConnector, type BinanceProfile, type ChannelSpec } from "./binance-streams.ts";
-import type { BookSyncRules } from "./kit/book-sync.ts";
-import type { PoolLimits, PoolWire } from "./kit/pool.ts";
-import { defineVenue } from "./kit/venue.ts";
+import { BINANCE_CLIENT_CHOICES, defineBinanceVenue, type BinanceLimits, type BinanceProfile, type ChannelSpec } from "./binance-streams.ts";
 
 // ───────────────────────────────────────── declarative header ─────────────────────────────────────────
 
@@ -67,27 +64,14 @@ export const CHANNELS: Readonly<Record<Stream, ChannelSpec>> = {
 const READINESS_WINDOWS: ReadinessWindows = { L2: 90, BBO: 90, TRADES: 300, FUNDING: 180, LIQUIDATIONS: undefined };
 
 export const LIMITS = {
+  ...BINANCE_CLIENT_CHOICES,
   /** "A single connection can listen to a maximum of 1024 streams." (Websocket Market Streams) */
   streamsPerConnection: 1024,
   /** "WebSocket connections have a limit of 10 incoming messages per second"; we use half for requests. */
   requestsPerSecond: 5,
   streamsPerSubscribeRequest: 50,
-  /** A SUBSCRIBE that gets no answer in this long means a broken session: reconnect. */
-  requestAnswerTimeoutMs: 10_000,
-  /** "A single connection is only valid for 24 hours"; we replace connections well before. */
-  connectionMaxAgeMs: 23 * 3_600_000,
-  /** Spreads rollovers of connections opened together. */
-  rolloverStaggerMs: 60_000,
-  /** Longest a replaced connection is kept while its successor proves it delivers the same data. */
-  handoverGraceMs: 5_000,
-  /** LIST_SUBSCRIPTIONS sent after this much silence, so quiet connections still prove they are alive. */
-  keepaliveIdleMs: 30_000,
-  /** Stale window of a connection whose streams may all be quiet (the keepalive answer resets it). */
-  quietConnectionStaleMs: 90_000,
   /** REQUEST_WEIGHT per minute per IP (USD-M general info); we spend at most `restWeightShare` of it. */
   restWeightPerMinute: 2_400,
-  restWeightShare: 0.8,
-  restTimeoutMs: 10_000,
   /**
    * The deepest snapshot the venue serves (limit 5..1000); a deeper answer is refused.
    * https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api/Order-Book
@@ -96,92 +80,32 @@ export const LIMITS = {
   /** GET /fapi/v1/depth weight for limit=1000 (Order-Book). */
   depthSnapshotWeight: 20,
   exchangeInfoWeight: 1,
-  /** Deltas kept while a snapshot is pending (about 8 minutes at 100 ms); the oldest are dropped beyond. */
-  depthBufferEvents: 5_000,
-  handoverBufferEvents: 5_000,
-} as const;
-
-/**
- * L2 on the book-sync engine (kit/book-sync.ts): a delta before the subscription's ack proves it live;
- * deltas are buffered while the REST snapshot is pending; the snapshot waits for the delta that straddles
- * it (How to manage a local order book correctly, see kit/sequence/binance-futures.ts).
- */
-const BOOK_RULES: BookSyncRules = {
-  idle: "await_subscription",
-  bufferLimit: LIMITS.depthBufferEvents,
-  whenBufferFull: "drop_oldest",
-  snapshotWaitsForStraddle: true,
-  snapshotSource: "rest",
-  toleratesCrossedSnapshot: false,
-};
+} as const satisfies BinanceLimits;
 
 const DEPTH_PATH = "/fapi/v1/depth";
 const EXCHANGE_INFO_PATH = "/fapi/v1/exchangeInfo";
-const KEEPALIVE_ID = 0;
-const KEEPALIVE_MESSAGE = JSON.stringify({ method: "LIST_SUBSCRIPTIONS", id: KEEPALIVE_ID });
-
-/** Extra environment knobs (tests, the fault suite, unusual deployments). */
-export const ENV = {
-  connectionMaxAgeMs: "XTRADER_BINANCE_FUTURES_CONNECTION_MAX_AGE_MS",
-  streamsPerConnection: "XTRADER_BINANCE_FUTURES_STREAMS_PER_CONNECTION",
-  staleAfterMs: "XTRADER_BINANCE_FUTURES_STALE_AFTER_MS",
-  requestAnswerTimeoutMs: "XTRADER_BINANCE_FUTURES_REQUEST_TIMEOUT_MS",
-} as const;
 
 /** Perpetuals (BTCUSDT, 1000PEPEUSDT) and delivery contracts (BTCUSDT_260626). */
 const SYMBOL_RULE = /^[A-Z0-9]{2,32}(_[0-9]{6})?$/;
 const symbolError = (symbol: string) =>
   `invalid BINANCE_FUTURES instrument '${symbol}'; expected a USD-M futures symbol such as BTCUSDT (perpetual) or BTCUSDT_260626 (delivery)`;
 
-/** Requests as Binance takes them: `{"method":"SUBSCRIBE","params":[stream...],"id":n}` (Live-Subscribing). */
-const WIRE: PoolWire = {
-  encode: (method, topics, id) => JSON.stringify({ method: method.toUpperCase(), params: topics, id }),
-  label: (method) => method.toUpperCase(),
-  describe: (refusal) => `${refusal.code} ${refusal.text}`,
-  topicWord: "streams",
-  // LIST_SUBSCRIPTIONS after silence, so quiet connections still prove they are alive.
-  keepalive: (staleAfterMs) => ({ idleMs: Math.min(LIMITS.keepaliveIdleMs, Math.max(50, Math.floor(staleAfterMs / 3))), message: KEEPALIVE_MESSAGE }),
-};
-
-/** The pool's limits; the connector applies the ENV overrides. */
-const POOL_LIMITS: PoolLimits = {
-  topicsPerConnection: LIMITS.streamsPerConnection,
-  topicsPerRequest: LIMITS.streamsPerSubscribeRequest,
-  // The venue disconnects above 10 messages per second; requests go evenly at half that.
-  requestBurst: 1,
-  requestsPerSecond: LIMITS.requestsPerSecond,
-  answerTimeoutMs: LIMITS.requestAnswerTimeoutMs,
-  connectionMaxAgeMs: LIMITS.connectionMaxAgeMs,
-  rolloverReason: "before Binance's 24 h limit",
-  rolloverStaggerMs: LIMITS.rolloverStaggerMs,
-  handoverGraceMs: LIMITS.handoverGraceMs,
-  handoverBufferEvents: LIMITS.handoverBufferEvents,
-};
-
 const PROFILE: BinanceProfile = {
   exchange: EXCHANGE,
   venueName: "Binance USD-M futures",
   channels: CHANNELS,
   routePaths: ROUTE_PATHS,
-  wire: WIRE,
-  keepaliveId: KEEPALIVE_ID,
   depthPath: DEPTH_PATH,
   exchangeInfoPath: EXCHANGE_INFO_PATH,
   limits: LIMITS,
-  env: ENV,
-  bookRules: BOOK_RULES,
   book: (port, subscription, settings) => new DepthBook(port, subscription, settings),
   parseDepth,
   scanned: true,
 };
 
-export const binanceFutures = defineVenue({
-  id: EXCHANGE,
+export const binanceFutures = defineBinanceVenue(PROFILE, {
   streams: ["TRADES", "L2", "BBO", "FUNDING", "LIQUIDATIONS"],
   readinessWindows: READINESS_WINDOWS,
   instrument: (symbol) => (SYMBOL_RULE.test(symbol) ? { native: symbol } : { error: symbolError(symbol) }),
   endpoints: DEFAULT_ENDPOINTS,
-  limits: POOL_LIMITS,
-  wire: WIRE,
-  connector: (venue, context, subscriptions) => new BinanceStreamConnector(venue, context, subscriptions, PROFILE),
 });

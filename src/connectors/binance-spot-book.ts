@@ -10,27 +10,13 @@ import type { BookSyncOptions } from "./kit/book-sync.ts";
 import { SpotDepthSequencer } from "./kit/sequence/binance-spot.ts";
 import type { SequenceVerdict } from "./kit/sequence/verdict.ts";
 
-export class SpotDepthBook extends BinanceDepthBook<SpotDepthUpdate, SpotDepthSnapshot> {
-  private readonly sequencer = new SpotDepthSequencer();
-
+export class SpotDepthBook extends BinanceDepthBook<SpotDepthUpdate, SpotDepthSnapshot, SpotDepthSequencer> {
   constructor(port: DepthBookPort, subscription: Subscription, options: Omit<BookSyncOptions, "name" | "faults">) {
-    super(port, subscription, options);
+    super(port, subscription, options, new SpotDepthSequencer(), parseSnapshot);
   }
 
   judge(update: SpotDepthUpdate): SequenceVerdict {
     return this.sequencer.check(update.firstId, update.finalId);
-  }
-
-  begin(snapshot: SpotDepthSnapshot): void {
-    this.sequencer.begin(snapshot.lastUpdateId);
-  }
-
-  resetSequence(): void {
-    this.sequencer.reset();
-  }
-
-  protected parseSnapshot(body: unknown, receivedAt: number): SpotDepthSnapshot | undefined {
-    return parseSnapshot(body, receivedAt);
   }
 
   /**
@@ -47,12 +33,7 @@ export class SpotDepthBook extends BinanceDepthBook<SpotDepthUpdate, SpotDepthSn
     this.port.emit(this.subscription, depthRow(this.subscription, false, update.finalId, update.time, update.receivedAt, update.bids, update.asks));
   }
 
-  protected get position(): number {
-    return this.sequencer.position;
-  }
-
   protected breakDetail(update: SpotDepthUpdate, position: number): string {
     return `depth update U=${update.firstId} does not follow u=${position}`;
   }
-
 }

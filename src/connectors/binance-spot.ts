@@ -11,10 +11,7 @@
 import type { ReadinessWindows } from "../core/connector.ts";
 import { SpotDepthBook } from "./binance-spot-book.ts";
 import { classifyControl, eventKey, normalizeBookTicker, normalizeTrade, parseDepth, STREAM_SUFFIX } from "./binance-spot-normalize.ts";
-import { BinanceStreamConnector, type BinanceProfile, type ChannelSpec } from "./binance-streams.ts";
-import type { BookSyncRules } from "./kit/book-sync.ts";
-import type { PoolLimits, PoolWire } from "./kit/pool.ts";
-import { defineVenue } from "./kit/venue.ts";
+import { BINANCE_CLIENT_CHOICES, defineBinanceVenue, type BinanceLimits, type BinanceProfile, type ChannelSpec } from "./binance-streams.ts";
 
 const EXCHANGE = "BINANCE_SPOT";
 
@@ -44,6 +41,7 @@ const READINESS_WINDOWS: ReadinessWindows = { L2: 90, BBO: 90, TRADES: 300, FUND
 
 /** https://developers.binance.com/docs/binance-spot-api-docs/web-socket-streams (WebSocket Limits, General WSS information). */
 export const LIMITS = {
+  ...BINANCE_CLIENT_CHOICES,
   /** "A single connection can listen to a maximum of 1024 streams." */
   streamsPerConnection: 1024,
   /**
@@ -53,17 +51,8 @@ export const LIMITS = {
    */
   requestsPerSecond: 3,
   streamsPerSubscribeRequest: 50,
-  requestAnswerTimeoutMs: 10_000,
-  /** "A single connection to stream.binance.com is only valid for 24 hours"; replaced well before. */
-  connectionMaxAgeMs: 23 * 3_600_000,
-  rolloverStaggerMs: 60_000,
-  handoverGraceMs: 5_000,
-  keepaliveIdleMs: 30_000,
-  quietConnectionStaleMs: 90_000,
   /** REQUEST_WEIGHT 6000 per minute per IP (rest-api/limits); we spend at most `restWeightShare` of it. */
   restWeightPerMinute: 6_000,
-  restWeightShare: 0.8,
-  restTimeoutMs: 10_000,
   /**
    * 1000 levels at weight 50, not 5000 at 250 (Order book: 5 up to 100, 25 up to 500, 50 up to 1000, 250
    * up to 5000; https://developers.binance.com/docs/binance-spot-api-docs/rest-api/market-data-endpoints):
@@ -74,68 +63,19 @@ export const LIMITS = {
   depthSnapshotWeight: 50,
   /** GET /api/v3/exchangeInfo weight (General endpoints, Exchange information). */
   exchangeInfoWeight: 20,
-  depthBufferEvents: 5_000,
-  handoverBufferEvents: 5_000,
-} as const;
-
-/** As futures: the snapshot waits for the event that straddles it; see kit/sequence/binance-spot.ts. */
-const BOOK_RULES: BookSyncRules = {
-  idle: "await_subscription",
-  bufferLimit: LIMITS.depthBufferEvents,
-  whenBufferFull: "drop_oldest",
-  snapshotWaitsForStraddle: true,
-  snapshotSource: "rest",
-  toleratesCrossedSnapshot: false,
-};
-
-const KEEPALIVE_ID = 0;
-const KEEPALIVE_MESSAGE = JSON.stringify({ method: "LIST_SUBSCRIPTIONS", id: KEEPALIVE_ID });
-
-/** Extra environment knobs (tests, the fault suite, unusual deployments). */
-export const ENV = {
-  connectionMaxAgeMs: "XTRADER_BINANCE_SPOT_CONNECTION_MAX_AGE_MS",
-  streamsPerConnection: "XTRADER_BINANCE_SPOT_STREAMS_PER_CONNECTION",
-  staleAfterMs: "XTRADER_BINANCE_SPOT_STALE_AFTER_MS",
-  requestAnswerTimeoutMs: "XTRADER_BINANCE_SPOT_REQUEST_TIMEOUT_MS",
-} as const;
+} as const satisfies BinanceLimits;
 
 const SYMBOL_RULE = /^[A-Z0-9]{2,32}$/;
 const symbolError = (symbol: string) => `invalid BINANCE_SPOT instrument '${symbol}'; expected a Binance spot symbol such as BTCUSDT or ETHBTC`;
-
-/** `{"method":"SUBSCRIBE","params":[stream...],"id":n}`; errors `{"code":n,"msg":"..","id":n}` (Live Subscribing/Unsubscribing). */
-const WIRE: PoolWire = {
-  encode: (method, topics, id) => JSON.stringify({ method: method.toUpperCase(), params: topics, id }),
-  label: (method) => method.toUpperCase(),
-  describe: (refusal) => `${refusal.code} ${refusal.text}`,
-  topicWord: "streams",
-  keepalive: (staleAfterMs) => ({ idleMs: Math.min(LIMITS.keepaliveIdleMs, Math.max(50, Math.floor(staleAfterMs / 3))), message: KEEPALIVE_MESSAGE }),
-};
-
-const POOL_LIMITS: PoolLimits = {
-  topicsPerConnection: LIMITS.streamsPerConnection,
-  topicsPerRequest: LIMITS.streamsPerSubscribeRequest,
-  requestBurst: 1,
-  requestsPerSecond: LIMITS.requestsPerSecond,
-  answerTimeoutMs: LIMITS.requestAnswerTimeoutMs,
-  connectionMaxAgeMs: LIMITS.connectionMaxAgeMs,
-  rolloverReason: "before Binance's 24 h limit",
-  rolloverStaggerMs: LIMITS.rolloverStaggerMs,
-  handoverGraceMs: LIMITS.handoverGraceMs,
-  handoverBufferEvents: LIMITS.handoverBufferEvents,
-};
 
 const PROFILE: BinanceProfile = {
   exchange: EXCHANGE,
   venueName: "Binance spot",
   channels: CHANNELS,
   routePaths: ROUTE_PATHS,
-  wire: WIRE,
-  keepaliveId: KEEPALIVE_ID,
   depthPath: "/api/v3/depth",
   exchangeInfoPath: "/api/v3/exchangeInfo",
   limits: LIMITS,
-  env: ENV,
-  bookRules: BOOK_RULES,
   book: (port, subscription, settings) => new SpotDepthBook(port, subscription, settings),
   parseDepth,
   // The scanned readers know the futures layouts only (`T`, `pu`, aggTrade); spot frames take JSON.parse.
@@ -144,13 +84,9 @@ const PROFILE: BinanceProfile = {
   notice: (message) => (classifyControl(message).kind === "shutdown" ? "rollover" : undefined),
 };
 
-export const binanceSpot = defineVenue({
-  id: EXCHANGE,
+export const binanceSpot = defineBinanceVenue(PROFILE, {
   streams: ["TRADES", "L2", "BBO"],
   readinessWindows: READINESS_WINDOWS,
   instrument: (symbol) => (SYMBOL_RULE.test(symbol) ? { native: symbol } : { error: symbolError(symbol) }),
   endpoints: DEFAULT_ENDPOINTS,
-  limits: POOL_LIMITS,
-  wire: WIRE,
-  connector: (venue, context, subscriptions) => new BinanceStreamConnector(venue, context, subscriptions, PROFILE),
 });

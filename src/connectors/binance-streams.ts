@@ -18,8 +18,8 @@ import { snapshotBodyBytes } from "./http-body.ts";
 import type { BookSync, BookSyncOptions, BookSyncRules } from "./kit/book-sync.ts";
 import { positiveFromEnv } from "./kit/env.ts";
 import type { InstrumentContext } from "./kit/normalize.ts";
-import type { HandoverTopic, PoolConnection, PoolWire, Refusal } from "./kit/pool.ts";
-import type { Venue } from "./kit/venue.ts";
+import type { HandoverTopic, PoolConnection, PoolLimits, PoolWire, Refusal } from "./kit/pool.ts";
+import { defineVenue, type Venue, type VenueDeclaration } from "./kit/venue.ts";
 import { VenueConnector, type VenueFeed } from "./kit/venue-connector.ts";
 import type { OpenInfo } from "./websocket.ts";
 
@@ -44,27 +44,121 @@ export interface BinanceBook {
   readonly sync: BookSync<BinanceDepthUpdate, unknown>;
 }
 
+/** The figures each Binance venue declares (with its documentation links) in its LIMITS. */
+export interface BinanceLimits {
+  readonly streamsPerConnection: number;
+  readonly requestsPerSecond: number;
+  readonly streamsPerSubscribeRequest: number;
+  /** A SUBSCRIBE that gets no answer in this long means a broken session: reconnect. */
+  readonly requestAnswerTimeoutMs: number;
+  /** Connections are replaced (make before break) at this age, before the venue's 24 h close. */
+  readonly connectionMaxAgeMs: number;
+  /** Spreads rollovers of connections opened together. */
+  readonly rolloverStaggerMs: number;
+  /** Longest a replaced connection is kept while its successor proves it delivers the same data. */
+  readonly handoverGraceMs: number;
+  readonly handoverBufferEvents: number;
+  /** LIST_SUBSCRIPTIONS sent after this much silence, so quiet connections still prove they are alive. */
+  readonly keepaliveIdleMs: number;
+  /** Stale window of a connection whose streams may all be quiet (the keepalive answer resets it). */
+  readonly quietConnectionStaleMs: number;
+  readonly restWeightPerMinute: number;
+  /** The share of the REST weight budget we spend. */
+  readonly restWeightShare: number;
+  readonly restTimeoutMs: number;
+  readonly depthSnapshotLimit: number;
+  readonly depthSnapshotWeight: number;
+  readonly exchangeInfoWeight: number;
+  /** Deltas kept while a snapshot is pending; the oldest are dropped beyond. */
+  readonly depthBufferEvents: number;
+}
+
+/**
+ * Our own choices, the same on both venues (each venue's LIMITS adds its documented figures): answer
+ * timeout, replacement well before the 24 h close, rollover spread and handover, keepalive after
+ * silence, the REST budget share and timeout, buffers.
+ */
+export const BINANCE_CLIENT_CHOICES = {
+  requestAnswerTimeoutMs: 10_000,
+  connectionMaxAgeMs: 23 * 3_600_000,
+  rolloverStaggerMs: 60_000,
+  handoverGraceMs: 5_000,
+  keepaliveIdleMs: 30_000,
+  quietConnectionStaleMs: 90_000,
+  restWeightShare: 0.8,
+  restTimeoutMs: 10_000,
+  /** About 8 minutes of 100 ms depth events. */
+  depthBufferEvents: 5_000,
+  handoverBufferEvents: 5_000,
+} as const;
+
+const KEEPALIVE_ID = 0;
+const refusalText = (refusal: Refusal) => `${refusal.code} ${refusal.text}`;
+const KEEPALIVE_MESSAGE = JSON.stringify({ method: "LIST_SUBSCRIPTIONS", id: KEEPALIVE_ID });
+
+/** Requests as Binance takes them: `{"method":"SUBSCRIBE","params":[stream...],"id":n}` (Live Subscribing, both venues). */
+export function binanceWire(limits: BinanceLimits): PoolWire {
+  return {
+    encode: (method, topics, id) => JSON.stringify({ method: method.toUpperCase(), params: topics, id }),
+    label: (method) => method.toUpperCase(),
+    describe: refusalText,
+    topicWord: "streams",
+    // LIST_SUBSCRIPTIONS after silence, so quiet connections still prove they are alive.
+    keepalive: (staleAfterMs) => ({ idleMs: Math.min(limits.keepaliveIdleMs, Math.max(50, Math.floor(staleAfterMs / 3))), message: KEEPALIVE_MESSAGE }),
+  };
+}
+
+/** The pool's limits from a venue's figures (requests go evenly: burst 1); the connector applies the tuning variables. */
+export function binancePoolLimits(limits: BinanceLimits): PoolLimits {
+  return {
+    topicsPerConnection: limits.streamsPerConnection,
+    topicsPerRequest: limits.streamsPerSubscribeRequest,
+    requestBurst: 1,
+    requestsPerSecond: limits.requestsPerSecond,
+    answerTimeoutMs: limits.requestAnswerTimeoutMs,
+    connectionMaxAgeMs: limits.connectionMaxAgeMs,
+    rolloverReason: "before Binance's 24 h limit",
+    rolloverStaggerMs: limits.rolloverStaggerMs,
+    handoverGraceMs: limits.handoverGraceMs,
+    handoverBufferEvents: limits.handoverBufferEvents,
+  };
+}
+
+/** Tuning variables of a Binance venue (tests, the fault suite, unusual deployments). */
+export function binanceTuningNames(exchange: string) {
+  return {
+    connectionMaxAgeMs: `XTRADER_${exchange}_CONNECTION_MAX_AGE_MS`,
+    streamsPerConnection: `XTRADER_${exchange}_STREAMS_PER_CONNECTION`,
+    staleAfterMs: `XTRADER_${exchange}_STALE_AFTER_MS`,
+    requestAnswerTimeoutMs: `XTRADER_${exchange}_REQUEST_TIMEOUT_MS`,
+  } as const;
+}
+
+/**
+ * L2 on the book-sync engine (kit/book-sync.ts), both venues: a delta before the subscription's ack
+ * proves it live; deltas are buffered while the REST snapshot is pending; the snapshot waits for the
+ * delta that straddles it (How to manage a local order book correctly, kit/sequence/binance-*.ts).
+ */
+function bookRules(limits: BinanceLimits): BookSyncRules {
+  return {
+    idle: "await_subscription",
+    bufferLimit: limits.depthBufferEvents,
+    whenBufferFull: "drop_oldest",
+    snapshotWaitsForStraddle: true,
+    snapshotSource: "rest",
+    toleratesCrossedSnapshot: false,
+  };
+}
+
 export interface BinanceProfile {
   readonly exchange: string;
   /** Names the venue in messages: "Binance USD-M futures". */
   readonly venueName: string;
   readonly channels: Readonly<Partial<Record<Stream, ChannelSpec>>>;
   readonly routePaths: Readonly<Record<string, string>>;
-  readonly wire: PoolWire;
-  readonly keepaliveId: number;
   readonly depthPath: string;
   readonly exchangeInfoPath: string;
-  readonly limits: {
-    readonly restWeightPerMinute: number;
-    readonly restWeightShare: number;
-    readonly restTimeoutMs: number;
-    readonly depthSnapshotLimit: number;
-    readonly depthSnapshotWeight: number;
-    readonly exchangeInfoWeight: number;
-    readonly quietConnectionStaleMs: number;
-  };
-  readonly env: { readonly connectionMaxAgeMs: string; readonly streamsPerConnection: string; readonly staleAfterMs: string; readonly requestAnswerTimeoutMs: string };
-  readonly bookRules: BookSyncRules;
+  readonly limits: BinanceLimits;
   readonly book: (port: DepthBookPort, subscription: Subscription, settings: Omit<BookSyncOptions, "name" | "faults">) => BinanceBook;
   /** A depthUpdate payload read; undefined = malformed. */
   readonly parseDepth: (data: Payload, receivedAt: number) => BinanceDepthUpdate | undefined;
@@ -72,6 +166,17 @@ export interface BinanceProfile {
   readonly scanned: boolean;
   /** A frame that is no stream data and no answer, read by the venue (spot's serverShutdown); true = handled. */
   readonly notice?: (message: Payload) => "rollover" | undefined;
+}
+
+/** A Binance venue's declaration: its facts, and the pool, wire and connector built from its profile. */
+export function defineBinanceVenue(profile: BinanceProfile, facts: Pick<VenueDeclaration, "streams" | "readinessWindows" | "instrument" | "endpoints">) {
+  return defineVenue({
+    id: profile.exchange,
+    ...facts,
+    limits: binancePoolLimits(profile.limits),
+    wire: binanceWire(profile.limits),
+    connector: (venue, context, subscriptions) => new BinanceStreamConnector(venue, context, subscriptions, profile),
+  });
 }
 
 /** What a rollover successor holds for a feed until the switch: events, or depth updates of a book. */
@@ -96,7 +201,8 @@ export class BinanceStreamConnector extends VenueConnector<Feed, HandoverItem> {
     private readonly profile: BinanceProfile,
   ) {
     super(venue, context, { resyncWithoutBook: "gap", unsubscribeFailed: true });
-    const { env: names, limits, exchange } = profile;
+    const { limits, exchange } = profile;
+    const names = binanceTuningNames(exchange);
     const env = context.config.env;
     const tuning = { topicsPerConnection: names.streamsPerConnection, connectionMaxAgeMs: names.connectionMaxAgeMs, answerTimeoutMs: names.requestAnswerTimeoutMs };
     this.pool = this.openPool({ name: exchange, limits: this.tunedLimits(venue.limits!, tuning), wire: venue.wire! });
@@ -121,7 +227,7 @@ export class BinanceStreamConnector extends VenueConnector<Feed, HandoverItem> {
       emit: (subscription, event) => this.emit(subscription, event),
       fail: (subscription, why) => this.failFeed(this.feedOf.get(subscription)!, why),
     };
-    const bookSync = this.bookSettings(profile.bookRules);
+    const bookSync = this.bookSettings(bookRules(limits));
     for (const subscription of subscriptions) {
       const channel = profile.channels[subscription.stream]!;
       this.addFeed({
@@ -200,7 +306,7 @@ export class BinanceStreamConnector extends VenueConnector<Feed, HandoverItem> {
   }
 
   onRefused(feed: Feed, refusal: Refusal): void {
-    this.failFeed(feed, `Binance rejected the subscription to ${feed.topic}: ${this.profile.wire.describe(refusal)}`);
+    this.failFeed(feed, `Binance rejected the subscription to ${feed.topic}: ${refusalText(refusal)}`);
   }
 
   /** The connection carrying a book was lost: it forgets everything until it is subscribed again. */
@@ -259,7 +365,7 @@ export class BinanceStreamConnector extends VenueConnector<Feed, HandoverItem> {
   /** A response `{"result":..,"id":..}` or an error `{"error":{"code","msg"},"id":..}`. */
   private onResponse(connection: PoolConnection, message: Payload): void {
     const id = message.id;
-    if (id === this.profile.keepaliveId) return;
+    if (id === KEEPALIVE_ID) return;
     // Current futures docs wrap errors in `error`; spot and older futures docs show `code`/`msg` at the top level.
     const error = (message.error ?? (typeof message.code === "number" ? message : undefined)) as Payload | undefined;
     connection.answer(id as number, error ? { code: String(error.code), text: String(error.msg) } : undefined);
