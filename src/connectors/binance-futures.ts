@@ -11,7 +11,7 @@ import type { Stream } from "../core/events.ts";
 import type { ReadinessWindows } from "../core/connector.ts";
 import { DepthBook } from "./binance-futures-book.ts";
 import { EVENT_KEYS, NORMALIZERS, parseDepth } from "./binance-futures-normalize.ts";
-import { BINANCE_CLIENT_CHOICES, defineBinanceVenue, type BinanceLimits, type BinanceProfile, type ChannelSpec } from "./binance-streams.ts";
+import { BINANCE_CLIENT_CHOICES, defineBinanceVenue, type BinanceLimits, type BinanceProfile, type BinanceTuningNames, type ChannelSpec } from "./binance-streams.ts";
 
 // ───────────────────────────────────────── declarative header ─────────────────────────────────────────
 
@@ -85,6 +85,14 @@ export const LIMITS = {
 const DEPTH_PATH = "/fapi/v1/depth";
 const EXCHANGE_INFO_PATH = "/fapi/v1/exchangeInfo";
 
+/** Extra environment knobs (tests, the fault suite, unusual deployments). */
+export const ENV = {
+  connectionMaxAgeMs: "XTRADER_BINANCE_FUTURES_CONNECTION_MAX_AGE_MS",
+  streamsPerConnection: "XTRADER_BINANCE_FUTURES_STREAMS_PER_CONNECTION",
+  staleAfterMs: "XTRADER_BINANCE_FUTURES_STALE_AFTER_MS",
+  requestAnswerTimeoutMs: "XTRADER_BINANCE_FUTURES_REQUEST_TIMEOUT_MS",
+} as const satisfies BinanceTuningNames;
+
 /** Perpetuals (BTCUSDT, 1000PEPEUSDT) and delivery contracts (BTCUSDT_260626). */
 const SYMBOL_RULE = /^[A-Z0-9]{2,32}(_[0-9]{6})?$/;
 const symbolError = (symbol: string) =>
@@ -98,6 +106,7 @@ const PROFILE: BinanceProfile = {
   depthPath: DEPTH_PATH,
   exchangeInfoPath: EXCHANGE_INFO_PATH,
   limits: LIMITS,
+  env: ENV,
   book: (port, subscription, settings) => new DepthBook(port, subscription, settings),
   parseDepth,
   scanned: true,

@@ -11,7 +11,7 @@
 import type { ReadinessWindows } from "../core/connector.ts";
 import { SpotDepthBook } from "./binance-spot-book.ts";
 import { classifyControl, eventKey, normalizeBookTicker, normalizeTrade, parseDepth, STREAM_SUFFIX } from "./binance-spot-normalize.ts";
-import { BINANCE_CLIENT_CHOICES, defineBinanceVenue, type BinanceLimits, type BinanceProfile, type ChannelSpec } from "./binance-streams.ts";
+import { BINANCE_CLIENT_CHOICES, defineBinanceVenue, type BinanceLimits, type BinanceProfile, type BinanceTuningNames, type ChannelSpec } from "./binance-streams.ts";
 
 const EXCHANGE = "BINANCE_SPOT";
 
@@ -65,6 +65,14 @@ export const LIMITS = {
   exchangeInfoWeight: 20,
 } as const satisfies BinanceLimits;
 
+/** Extra environment knobs (tests, the fault suite, unusual deployments). */
+export const ENV = {
+  connectionMaxAgeMs: "XTRADER_BINANCE_SPOT_CONNECTION_MAX_AGE_MS",
+  streamsPerConnection: "XTRADER_BINANCE_SPOT_STREAMS_PER_CONNECTION",
+  staleAfterMs: "XTRADER_BINANCE_SPOT_STALE_AFTER_MS",
+  requestAnswerTimeoutMs: "XTRADER_BINANCE_SPOT_REQUEST_TIMEOUT_MS",
+} as const satisfies BinanceTuningNames;
+
 const SYMBOL_RULE = /^[A-Z0-9]{2,32}$/;
 const symbolError = (symbol: string) => `invalid BINANCE_SPOT instrument '${symbol}'; expected a Binance spot symbol such as BTCUSDT or ETHBTC`;
 
@@ -76,6 +84,7 @@ const PROFILE: BinanceProfile = {
   depthPath: "/api/v3/depth",
   exchangeInfoPath: "/api/v3/exchangeInfo",
   limits: LIMITS,
+  env: ENV,
   book: (port, subscription, settings) => new SpotDepthBook(port, subscription, settings),
   parseDepth,
   // The scanned readers know the futures layouts only (`T`, `pu`, aggTrade); spot frames take JSON.parse.

@@ -124,14 +124,15 @@ export function binancePoolLimits(limits: BinanceLimits): PoolLimits {
   };
 }
 
-/** Tuning variables of a Binance venue (tests, the fault suite, unusual deployments). */
-export function binanceTuningNames(exchange: string) {
-  return {
-    connectionMaxAgeMs: `XTRADER_${exchange}_CONNECTION_MAX_AGE_MS`,
-    streamsPerConnection: `XTRADER_${exchange}_STREAMS_PER_CONNECTION`,
-    staleAfterMs: `XTRADER_${exchange}_STALE_AFTER_MS`,
-    requestAnswerTimeoutMs: `XTRADER_${exchange}_REQUEST_TIMEOUT_MS`,
-  } as const;
+/**
+ * A Binance venue's tuning variables (tests, the fault suite, unusual deployments), spelt out in its file
+ * so that the checks of the README and the systemd example find them.
+ */
+export interface BinanceTuningNames {
+  readonly connectionMaxAgeMs: string;
+  readonly streamsPerConnection: string;
+  readonly staleAfterMs: string;
+  readonly requestAnswerTimeoutMs: string;
 }
 
 /**
@@ -159,6 +160,7 @@ export interface BinanceProfile {
   readonly depthPath: string;
   readonly exchangeInfoPath: string;
   readonly limits: BinanceLimits;
+  readonly env: BinanceTuningNames;
   readonly book: (port: DepthBookPort, subscription: Subscription, settings: Omit<BookSyncOptions, "name" | "faults">) => BinanceBook;
   /** A depthUpdate payload read; undefined = malformed. */
   readonly parseDepth: (data: Payload, receivedAt: number) => BinanceDepthUpdate | undefined;
@@ -202,7 +204,7 @@ export class BinanceStreamConnector extends VenueConnector<Feed, HandoverItem> {
   ) {
     super(venue, context, { resyncWithoutBook: "gap", unsubscribeFailed: true });
     const { limits, exchange } = profile;
-    const names = binanceTuningNames(exchange);
+    const names = profile.env;
     const env = context.config.env;
     const tuning = { topicsPerConnection: names.streamsPerConnection, connectionMaxAgeMs: names.connectionMaxAgeMs, answerTimeoutMs: names.requestAnswerTimeoutMs };
     this.pool = this.openPool({ name: exchange, limits: this.tunedLimits(venue.limits!, tuning), wire: venue.wire! });
