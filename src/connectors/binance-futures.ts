@@ -11,7 +11,8 @@ import type { Stream } from "../core/events.ts";
 import type { ReadinessWindows } from "../core/connector.ts";
 import { DepthBook } from "./binance-futures-book.ts";
 import { EVENT_KEYS, NORMALIZERS, parseDepth } from "./binance-futures-normalize.ts";
-import { BINANCE_CLIENT_CHOICES, defineBinanceVenue, type BinanceLimits, type BinanceProfile, type BinanceTuningNames, type ChannelSpec } from "./binance-streams.ts";
+import { BINANCE_CLIENT_CHOICES, type BinanceLimits, type BinanceTuningNames } from "./binance-declaration.ts";
+import { defineBinanceVenue, type BinanceProfile, type ChannelSpec } from "./binance-streams.ts";
 
 // ───────────────────────────────────────── declarative header ─────────────────────────────────────────
 

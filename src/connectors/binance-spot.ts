@@ -11,7 +11,8 @@
 import type { ReadinessWindows } from "../core/connector.ts";
 import { SpotDepthBook } from "./binance-spot-book.ts";
 import { classifyControl, eventKey, normalizeBookTicker, normalizeTrade, parseDepth, STREAM_SUFFIX } from "./binance-spot-normalize.ts";
-import { BINANCE_CLIENT_CHOICES, defineBinanceVenue, type BinanceLimits, type BinanceProfile, type BinanceTuningNames, type ChannelSpec } from "./binance-streams.ts";
+import { BINANCE_CLIENT_CHOICES, type BinanceLimits, type BinanceTuningNames } from "./binance-declaration.ts";
+import { defineBinanceVenue, type BinanceProfile, type ChannelSpec } from "./binance-streams.ts";
 
 const EXCHANGE = "BINANCE_SPOT";
 

@@ -4,6 +4,7 @@
  * frames, serve a REST depth snapshot under a request-weight budget, list instruments in exchangeInfo and
  * close connections after 24 h. What differs is a `BinanceProfile`: channels and routes, REST paths and
  * weights, the depth event reader and book host, the scanned fast paths (futures only), the wording.
+ * The declaration pieces both venues use (wire, pool limits, book rules) are in binance-declaration.ts.
  */
 import { msToMicros, nowMicros } from "../core/clock.ts";
 import type { GapReason, MarketEvent, Stream } from "../core/events.ts";
@@ -15,10 +16,11 @@ import { scanAggTradeFrame, scanDepthFrame } from "./binance-futures-scan.ts";
 import { RestWeightGate } from "./binance-futures-rest.ts";
 import { RecentKeys } from "./dedup.ts";
 import { snapshotBodyBytes } from "./http-body.ts";
-import type { BookSync, BookSyncOptions, BookSyncRules } from "./kit/book-sync.ts";
+import { binanceBookRules, binancePoolLimits, binanceWire, KEEPALIVE_ID, refusalText, type BinanceLimits, type BinanceTuningNames } from "./binance-declaration.ts";
+import type { BookSync, BookSyncOptions } from "./kit/book-sync.ts";
 import { positiveFromEnv } from "./kit/env.ts";
 import type { InstrumentContext } from "./kit/normalize.ts";
-import type { HandoverTopic, PoolConnection, PoolLimits, PoolWire, Refusal } from "./kit/pool.ts";
+import type { HandoverTopic, PoolConnection, Refusal } from "./kit/pool.ts";
 import { defineVenue, type Venue, type VenueDeclaration } from "./kit/venue.ts";
 import { VenueConnector, type VenueFeed } from "./kit/venue-connector.ts";
 import type { OpenInfo } from "./websocket.ts";
@@ -42,113 +44,6 @@ export interface ChannelSpec {
 /** A depth book host of a profile: the sync engine it runs on. */
 export interface BinanceBook {
   readonly sync: BookSync<BinanceDepthUpdate, unknown>;
-}
-
-/** The figures each Binance venue declares (with its documentation links) in its LIMITS. */
-export interface BinanceLimits {
-  readonly streamsPerConnection: number;
-  readonly requestsPerSecond: number;
-  readonly streamsPerSubscribeRequest: number;
-  /** A SUBSCRIBE that gets no answer in this long means a broken session: reconnect. */
-  readonly requestAnswerTimeoutMs: number;
-  /** Connections are replaced (make before break) at this age, before the venue's 24 h close. */
-  readonly connectionMaxAgeMs: number;
-  /** Spreads rollovers of connections opened together. */
-  readonly rolloverStaggerMs: number;
-  /** Longest a replaced connection is kept while its successor proves it delivers the same data. */
-  readonly handoverGraceMs: number;
-  readonly handoverBufferEvents: number;
-  /** LIST_SUBSCRIPTIONS sent after this much silence, so quiet connections still prove they are alive. */
-  readonly keepaliveIdleMs: number;
-  /** Stale window of a connection whose streams may all be quiet (the keepalive answer resets it). */
-  readonly quietConnectionStaleMs: number;
-  readonly restWeightPerMinute: number;
-  /** The share of the REST weight budget we spend. */
-  readonly restWeightShare: number;
-  readonly restTimeoutMs: number;
-  readonly depthSnapshotLimit: number;
-  readonly depthSnapshotWeight: number;
-  readonly exchangeInfoWeight: number;
-  /** Deltas kept while a snapshot is pending; the oldest are dropped beyond. */
-  readonly depthBufferEvents: number;
-}
-
-/**
- * Our own choices, the same on both venues (each venue's LIMITS adds its documented figures): answer
- * timeout, replacement well before the 24 h close, rollover spread and handover, keepalive after
- * silence, the REST budget share and timeout, buffers.
- */
-export const BINANCE_CLIENT_CHOICES = {
-  requestAnswerTimeoutMs: 10_000,
-  connectionMaxAgeMs: 23 * 3_600_000,
-  rolloverStaggerMs: 60_000,
-  handoverGraceMs: 5_000,
-  keepaliveIdleMs: 30_000,
-  quietConnectionStaleMs: 90_000,
-  restWeightShare: 0.8,
-  restTimeoutMs: 10_000,
-  /** About 8 minutes of 100 ms depth events. */
-  depthBufferEvents: 5_000,
-  handoverBufferEvents: 5_000,
-} as const;
-
-const KEEPALIVE_ID = 0;
-const refusalText = (refusal: Refusal) => `${refusal.code} ${refusal.text}`;
-const KEEPALIVE_MESSAGE = JSON.stringify({ method: "LIST_SUBSCRIPTIONS", id: KEEPALIVE_ID });
-
-/** Requests as Binance takes them: `{"method":"SUBSCRIBE","params":[stream...],"id":n}` (Live Subscribing, both venues). */
-export function binanceWire(limits: BinanceLimits): PoolWire {
-  return {
-    encode: (method, topics, id) => JSON.stringify({ method: method.toUpperCase(), params: topics, id }),
-    label: (method) => method.toUpperCase(),
-    describe: refusalText,
-    topicWord: "streams",
-    // LIST_SUBSCRIPTIONS after silence, so quiet connections still prove they are alive.
-    keepalive: (staleAfterMs) => ({ idleMs: Math.min(limits.keepaliveIdleMs, Math.max(50, Math.floor(staleAfterMs / 3))), message: KEEPALIVE_MESSAGE }),
-  };
-}
-
-/** The pool's limits from a venue's figures (requests go evenly: burst 1); the connector applies the tuning variables. */
-export function binancePoolLimits(limits: BinanceLimits): PoolLimits {
-  return {
-    topicsPerConnection: limits.streamsPerConnection,
-    topicsPerRequest: limits.streamsPerSubscribeRequest,
-    requestBurst: 1,
-    requestsPerSecond: limits.requestsPerSecond,
-    answerTimeoutMs: limits.requestAnswerTimeoutMs,
-    connectionMaxAgeMs: limits.connectionMaxAgeMs,
-    rolloverReason: "before Binance's 24 h limit",
-    rolloverStaggerMs: limits.rolloverStaggerMs,
-    handoverGraceMs: limits.handoverGraceMs,
-    handoverBufferEvents: limits.handoverBufferEvents,
-  };
-}
-
-/**
- * A Binance venue's tuning variables (tests, the fault suite, unusual deployments), spelt out in its file
- * so that the checks of the README and the systemd example find them.
- */
-export interface BinanceTuningNames {
-  readonly connectionMaxAgeMs: string;
-  readonly streamsPerConnection: string;
-  readonly staleAfterMs: string;
-  readonly requestAnswerTimeoutMs: string;
-}
-
-/**
- * L2 on the book-sync engine (kit/book-sync.ts), both venues: a delta before the subscription's ack
- * proves it live; deltas are buffered while the REST snapshot is pending; the snapshot waits for the
- * delta that straddles it (How to manage a local order book correctly, kit/sequence/binance-*.ts).
- */
-function bookRules(limits: BinanceLimits): BookSyncRules {
-  return {
-    idle: "await_subscription",
-    bufferLimit: limits.depthBufferEvents,
-    whenBufferFull: "drop_oldest",
-    snapshotWaitsForStraddle: true,
-    snapshotSource: "rest",
-    toleratesCrossedSnapshot: false,
-  };
 }
 
 export interface BinanceProfile {
@@ -229,7 +124,7 @@ export class BinanceStreamConnector extends VenueConnector<Feed, HandoverItem> {
       emit: (subscription, event) => this.emit(subscription, event),
       fail: (subscription, why) => this.failFeed(this.feedOf.get(subscription)!, why),
     };
-    const bookSync = this.bookSettings(bookRules(limits));
+    const bookSync = this.bookSettings(binanceBookRules(limits));
     for (const subscription of subscriptions) {
       const channel = profile.channels[subscription.stream]!;
       this.addFeed({
