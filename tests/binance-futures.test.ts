@@ -4,13 +4,12 @@ import { binanceFutures } from "../src/connectors/binance-futures.ts";
 import { DepthSequencer } from "../src/connectors/kit/sequence/binance-futures.ts";
 import { RestWeightGate, type GateClock } from "../src/connectors/binance-futures-rest.ts";
 import { RecentKeys } from "../src/connectors/dedup.ts";
-import type { BookChange, MarketEvent, Trade } from "../src/core/events.ts";
+import type { Trade } from "../src/core/events.ts";
 import { createLogger } from "../src/core/log.ts";
-import type { OrderBook } from "../src/core/order-book.ts";
-import type { Subscription } from "../src/core/subscriptions.ts";
 import { rebuildBook, startConnector, type ConnectorHarness } from "./support/connector-harness.ts";
 import { FakeBinanceFutures, type DepthFrame, type FakeBinanceOptions } from "./support/fake-binance.ts";
 import { FakeVenue } from "./support/fake-venue.ts";
+import { books, driveRandomMarket, driveUntil, emittedFor, expectBookMatchesTruth, expectSnapshotAfterEveryGap, subscriptionOf } from "./support/binance-checks.ts";
 
 let fake: FakeBinanceFutures | undefined;
 let harness: ConnectorHarness | undefined;
@@ -28,68 +27,7 @@ function start(subscriptions: string, options: FakeBinanceOptions & { env?: Reco
   return { fake: venue, h };
 }
 
-function subscription(h: ConnectorHarness, key: string): Subscription {
-  const found = h.subscriptions.find((entry) => entry.key === key);
-  if (!found) throw new Error(`no subscription ${key}`);
-  return found;
-}
-
-function books(h: ConnectorHarness, symbol = "BTCUSDT"): BookChange[] {
-  return h.events("book_change", symbol);
-}
-
-function lastSequence(h: ConnectorHarness, symbol = "BTCUSDT"): number {
-  return books(h, symbol).at(-1)?.sequence ?? -1;
-}
-
-function sorted(book: OrderBook) {
-  return { bids: book.bids.sorted(), asks: book.asks.sorted() };
-}
-
-/** Keeps the fake market moving (depth on every symbol, optionally trades) until `check` yields. */
-async function driveUntil<T>(
-  venue: FakeBinanceFutures,
-  check: () => T | undefined | false,
-  options: { symbols?: readonly string[]; trades?: boolean; timeoutMs?: number } = {},
-): Promise<T> {
-  const deadline = performance.now() + (options.timeoutMs ?? 5000);
-  for (;;) {
-    const value = check();
-    if (value !== undefined && value !== false) return value;
-    if (performance.now() > deadline) throw new Error("timed out while driving the fake market");
-    for (const symbol of options.symbols ?? ["BTCUSDT"]) {
-      venue.depthStep(symbol);
-      if (options.trades) venue.trade(symbol);
-    }
-    await Bun.sleep(5);
-  }
-}
-
-/** Waits until every generated depth event of `symbol` has been emitted, then compares with the truth. */
-async function expectBookMatchesTruth(h: ConnectorHarness, venue: FakeBinanceFutures, symbol = "BTCUSDT") {
-  const market = venue.market(symbol);
-  await h.waitFor(() => lastSequence(h, symbol) === market.lastEventFinalId, 5000, `${symbol} caught up`);
-  const rebuilt = rebuildBook(h.events("book_change"), symbol);
-  expect(sorted(rebuilt)).toEqual(market.trueBook());
-  expect(rebuilt.isCrossed()).toBe(false);
-}
-
-/** Events of one subscription in emission order. */
-function emittedFor(h: ConnectorHarness, key: string): MarketEvent[] {
-  return h.emitted.filter((entry) => entry.subscription.key === key).map((entry) => entry.event);
-}
-
-/** After every gap of an L2 subscription, the next book event is a snapshot. */
-function expectSnapshotAfterEveryGap(events: readonly MarketEvent[]) {
-  let awaitingSnapshot = false;
-  for (const event of events) {
-    if (event.type === "gap") awaitingSnapshot = true;
-    if (event.type === "book_change") {
-      if (awaitingSnapshot) expect(event.isSnapshot).toBe(true);
-      awaitingSnapshot = false;
-    }
-  }
-}
+const subscription = subscriptionOf;
 
 describe("instrument rule", () => {
   test("accepts perpetual and delivery symbols, case-insensitively from the command line", () => {
@@ -415,13 +353,8 @@ describe("L2 book", () => {
     });
     await fake.waitForSubscribers("btcusdt@depth@100ms");
     await fake.waitForSubscribers("ethusdt@depth@100ms");
-    await driveUntil(fake, () => symbols.every((symbol) => books(h, symbol).length > 0), { symbols });
-    for (let batch = 0; batch < 60; batch++) {
-      fake.randomSteps(50, symbols);
-      await Bun.sleep(1);
-    }
+    await driveRandomMarket(h, fake, symbols, 60);
     for (const symbol of symbols) {
-      await expectBookMatchesTruth(h, fake, symbol);
       const emitted = books(h, symbol);
       const snapshots = emitted.filter((event) => event.isSnapshot);
       expect(snapshots).toHaveLength(1);

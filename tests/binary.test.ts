@@ -84,6 +84,7 @@ describe("compiled binary", () => {
     [[], {}, "missing --subscriptions (or SUBSCRIPTIONS in the environment); expected STREAM:EXCHANGE@INSTRUMENT[,...], e.g. L2:OKX_SWAP@BTCUSDT"],
     [["--bogus"], {}, "unknown option '--bogus'; see --help for the accepted options"],
     [["--subscriptions", "FUNDING:OKX_SPOT@BTCUSDT"], {}, "stream 'FUNDING' is not offered by OKX_SPOT in 'FUNDING:OKX_SPOT@BTCUSDT'; OKX_SPOT offers: TRADES, L2, BBO"],
+    [["--subscriptions", "FUNDING:BINANCE_SPOT@BTCUSDT"], {}, "stream 'FUNDING' is not offered by BINANCE_SPOT in 'FUNDING:BINANCE_SPOT@BTCUSDT'; BINANCE_SPOT offers: TRADES, L2, BBO"],
   ])("bad input %p %p exits 2 with one line", async (args, env, expected) => {
     const cwd = mkdtempSync(join(tmpdir(), "xtrader-bin-"));
     await expectUserError([...args, "--output-directory", join(cwd, "data")], env as Record<string, string>, expected, cwd);
@@ -106,13 +107,13 @@ describe("compiled binary", () => {
     await expectUserError(
       [],
       {},
-      "unknown exchange 'KRAKEN' in 'TRADES:KRAKEN@XBTUSD'; supported: BINANCE_FUTURES, OKX_SWAP, OKX_SPOT, DERIBIT",
+      "unknown exchange 'KRAKEN' in 'TRADES:KRAKEN@XBTUSD'; supported: BINANCE_FUTURES, BINANCE_SPOT, OKX_SWAP, OKX_SPOT, DERIBIT",
       cwd,
     );
     await expectUserError(
       [],
       { SUBSCRIPTIONS: "TRADES:BITMEX@XBTUSD" },
-      "unknown exchange 'BITMEX' in 'TRADES:BITMEX@XBTUSD'; supported: BINANCE_FUTURES, OKX_SWAP, OKX_SPOT, DERIBIT",
+      "unknown exchange 'BITMEX' in 'TRADES:BITMEX@XBTUSD'; supported: BINANCE_FUTURES, BINANCE_SPOT, OKX_SWAP, OKX_SPOT, DERIBIT",
       cwd,
     );
   });

@@ -55,10 +55,11 @@ describe("subscriptions", () => {
 
   test.each([
     ["L3:OKX_SWAP@BTCUSDT", "unknown stream 'L3' in 'L3:OKX_SWAP@BTCUSDT'; supported: TRADES, L2, BBO, FUNDING, LIQUIDATIONS (L1 = BBO)"],
-    ["L2:KRAKEN@BTCUSD", "unknown exchange 'KRAKEN' in 'L2:KRAKEN@BTCUSD'; supported: BINANCE_FUTURES, OKX_SWAP, OKX_SPOT, DERIBIT"],
+    ["L2:KRAKEN@BTCUSD", "unknown exchange 'KRAKEN' in 'L2:KRAKEN@BTCUSD'; supported: BINANCE_FUTURES, BINANCE_SPOT, OKX_SWAP, OKX_SPOT, DERIBIT"],
     ["L2-OKX_SWAP-BTCUSDT", "malformed subscription 'L2-OKX_SWAP-BTCUSDT'; expected STREAM:EXCHANGE@INSTRUMENT, e.g. L2:OKX_SWAP@BTCUSDT"],
     ["L2:OKX_SWAP@", "malformed subscription 'L2:OKX_SWAP@'; expected STREAM:EXCHANGE@INSTRUMENT, e.g. L2:OKX_SWAP@BTCUSDT"],
     ["FUNDING:OKX_SPOT@BTCUSDT", "stream 'FUNDING' is not offered by OKX_SPOT in 'FUNDING:OKX_SPOT@BTCUSDT'; OKX_SPOT offers: TRADES, L2, BBO"],
+    ["LIQUIDATIONS:BINANCE_SPOT@BTCUSDT", "stream 'LIQUIDATIONS' is not offered by BINANCE_SPOT in 'LIQUIDATIONS:BINANCE_SPOT@BTCUSDT'; BINANCE_SPOT offers: TRADES, L2, BBO"],
     ["TRADES:BINANCE_FUTURES@BTC$USDT", "invalid instrument 'BTC$USDT' in 'TRADES:BINANCE_FUTURES@BTC$USDT'; expected letters, digits and . _ - / (e.g. BTCUSDT)"],
     [" , ", "no subscription in ' , '; expected STREAM:EXCHANGE@INSTRUMENT[,...], e.g. L2:OKX_SWAP@BTCUSDT"],
   ])("rejects %p with one line", (subscriptions, expected) => {

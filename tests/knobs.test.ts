@@ -14,6 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ARGS, buildConfig, parseCommandLine } from "../src/cli/config.ts";
 import { LIMITS as BINANCE_LIMITS } from "../src/connectors/binance-futures.ts";
+import { LIMITS as BINANCE_SPOT_LIMITS } from "../src/connectors/binance-spot.ts";
 import { deribitSettings } from "../src/connectors/deribit.ts";
 import { EXCHANGE_IDS, EXCHANGE_REGISTRY } from "../src/connectors/index.ts";
 import { backoffFromEnv } from "../src/connectors/websocket.ts";
@@ -210,6 +211,9 @@ describe("the defaults shown in systemd/xtrader.env.example and the README are t
     XTRADER_BINANCE_FUTURES_CONNECTION_MAX_AGE_MS: BINANCE_LIMITS.connectionMaxAgeMs,
     XTRADER_BINANCE_FUTURES_STREAMS_PER_CONNECTION: BINANCE_LIMITS.streamsPerConnection,
     XTRADER_BINANCE_FUTURES_REQUEST_TIMEOUT_MS: BINANCE_LIMITS.requestAnswerTimeoutMs,
+    XTRADER_BINANCE_SPOT_CONNECTION_MAX_AGE_MS: BINANCE_SPOT_LIMITS.connectionMaxAgeMs,
+    XTRADER_BINANCE_SPOT_STREAMS_PER_CONNECTION: BINANCE_SPOT_LIMITS.streamsPerConnection,
+    XTRADER_BINANCE_SPOT_REQUEST_TIMEOUT_MS: BINANCE_SPOT_LIMITS.requestAnswerTimeoutMs,
   };
 
   /** Every setting the code derives from an environment, the way main.ts and the sinks derive them. */

@@ -8,6 +8,7 @@ import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { normalizeFrame as binanceFutures } from "../src/connectors/binance-futures-normalize.ts";
+import { normalizeFrame as binanceSpot } from "../src/connectors/binance-spot-normalize.ts";
 import { normalizeFrame as deribit, type DeribitInstrumentContext } from "../src/connectors/deribit-normalize.ts";
 import { EXCHANGE_REGISTRY } from "../src/connectors/index.ts";
 import { normalizeFrame as okx, type OkxInstrumentContext } from "../src/connectors/okx-normalize.ts";
@@ -19,6 +20,7 @@ type FrameNormalizer = (text: string, receivedAt: number, instrument: never) => 
 
 const VENUES: ReadonlyArray<{ readonly exchange: ExchangeId; readonly file: string; readonly normalize: FrameNormalizer }> = [
   { exchange: "BINANCE_FUTURES", file: "binance-futures.jsonl", normalize: binanceFutures },
+  { exchange: "BINANCE_SPOT", file: "binance-spot.jsonl", normalize: binanceSpot },
   { exchange: "OKX_SWAP", file: "okx.jsonl", normalize: okx satisfies (text: string, receivedAt: number, instrument: OkxInstrumentContext) => MarketEvent[] },
   { exchange: "DERIBIT", file: "deribit.jsonl", normalize: deribit satisfies (text: string, receivedAt: number, instrument: DeribitInstrumentContext) => MarketEvent[] },
 ];

@@ -32,6 +32,7 @@ export interface EnvironmentContext {
 /** Venue tuning knobs (see each venue's document), in milliseconds. */
 const VENUE_MILLISECONDS: Readonly<Partial<Record<ExchangeId, readonly string[]>>> = {
   BINANCE_FUTURES: ["CONNECTION_MAX_AGE_MS", "STALE_AFTER_MS", "REQUEST_TIMEOUT_MS"],
+  BINANCE_SPOT: ["CONNECTION_MAX_AGE_MS", "STALE_AFTER_MS", "REQUEST_TIMEOUT_MS"],
   OKX_SWAP: ["KEEPALIVE_MS", "STALE_MS", "SNAPSHOT_WAIT_MS"],
   OKX_SPOT: ["KEEPALIVE_MS", "STALE_MS", "SNAPSHOT_WAIT_MS"],
   DERIBIT: ["STALE_AFTER_MS"],
@@ -64,9 +65,10 @@ export function environmentRules(context: EnvironmentContext): ReadonlyMap<strin
       add(name, (text) => check(milliseconds(name), text));
     }
   }
-  const streamsPerConnection = "XTRADER_BINANCE_FUTURES_STREAMS_PER_CONNECTION";
-  // Binance: "A single connection can listen to a maximum of 1024 streams."
-  add(streamsPerConnection, (text) => check(integer(streamsPerConnection, 1, 1024), text));
+  // Binance (futures and spot): "A single connection can listen to a maximum of 1024 streams."
+  for (const streamsPerConnection of ["XTRADER_BINANCE_FUTURES_STREAMS_PER_CONNECTION", "XTRADER_BINANCE_SPOT_STREAMS_PER_CONNECTION"]) {
+    add(streamsPerConnection, (text) => check(integer(streamsPerConnection, 1, 1024), text));
+  }
   add("DERIBIT_CLIENT_ID", (text) => check(credential("DERIBIT_CLIENT_ID"), text));
   add("DERIBIT_CLIENT_SECRET", (text) => check(credential("DERIBIT_CLIENT_SECRET"), text));
   add(STALENESS_ENV, (text) => stalenessWindows(context.subscriptions, text, context.registry));

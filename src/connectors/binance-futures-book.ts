@@ -1,7 +1,8 @@
 /**
- * Binance USDⓈ-M L2 on the book-sync engine (kit/book-sync.ts): the U/u/pu policy
- * (kit/sequence/binance-futures.ts) against a REST depth snapshot that waits for its straddling delta,
- * the snapshot request and its answer, and the words of its gaps rows and log lines.
+ * Binance L2 on the book-sync engine (kit/book-sync.ts). `BinanceDepthBook` is what USDⓈ-M futures and
+ * spot share: a REST depth snapshot that waits for its straddling delta, the snapshot request and its
+ * answer, and the words of its gaps rows and log lines. `DepthBook` adds the futures U/u/pu policy
+ * (kit/sequence/binance-futures.ts) and rows; spot's host is in binance-spot-book.ts.
  */
 import { errorMessage } from "../core/errors.ts";
 import type { BookChange, GapReason, MarketEvent } from "../core/events.ts";
@@ -34,30 +35,78 @@ export interface DepthBookPort {
   fail(subscription: Subscription, why: string): void;
 }
 
-export class DepthBook implements BookSyncHost<DepthUpdate, DepthSnapshot> {
+/** What both Binance depth events have: the update ids they cover, the receive time, flat levels. */
+export interface BinanceDepthUpdate {
+  readonly firstId: number;
+  readonly finalId: number;
+  readonly receivedAt: number;
+  readonly bids: number[];
+  readonly asks: number[];
+}
+
+/** What both Binance REST depth snapshots have. */
+export interface BinanceDepthSnapshot {
+  readonly lastUpdateId: number;
+  readonly receivedAt: number;
+  readonly bids: number[];
+  readonly asks: number[];
+}
+
+/** What the host needs of a sequence policy besides its venue-specific `check`. */
+export interface SnapshotSequence {
+  /** The book's update id: the last applied `u`, or the snapshot's before the first (-1 before any). */
+  readonly position: number;
+  begin(lastUpdateId: number): void;
+  reset(): void;
+}
+
+/** How a Binance venue reads its REST depth body (undefined: malformed). */
+export type SnapshotReader<Snapshot> = (body: unknown, receivedAt: number) => Snapshot | undefined;
+
+/** The book host both Binance venues share; each adds its sequence verdicts, its rows and its break wording. */
+export abstract class BinanceDepthBook<Update extends BinanceDepthUpdate, Snapshot extends BinanceDepthSnapshot, Sequence extends SnapshotSequence>
+  implements BookSyncHost<Update, Snapshot>
+{
   readonly subscriptions: readonly Subscription[];
-  readonly sync: BookSync<DepthUpdate, DepthSnapshot>;
-  private readonly sequencer = new DepthSequencer();
+  readonly sync: BookSync<Update, Snapshot>;
 
   constructor(
-    private readonly port: DepthBookPort,
-    private readonly subscription: Subscription,
+    protected readonly port: DepthBookPort,
+    protected readonly subscription: Subscription,
     options: Omit<BookSyncOptions, "name" | "faults">,
+    protected readonly sequencer: Sequence,
+    private readonly readSnapshot: SnapshotReader<Snapshot>,
   ) {
     this.subscriptions = [subscription];
     this.sync = new BookSync(this, { ...options, name: subscription.key, faults: port.faults });
   }
 
-  judge(update: DepthUpdate): SequenceVerdict {
-    return this.sequencer.check(update.firstId, update.finalId, update.previousFinalId);
-  }
+  abstract judge(update: Update): SequenceVerdict;
+  abstract emitSnapshot(snapshot: Snapshot, first: Update | undefined): void;
+  abstract emitDelta(update: Update): void;
+  /** The detail of a delta that does not continue the book (how the venue chains its events). */
+  protected abstract breakDetail(update: Update, position: number): string;
 
-  begin(snapshot: DepthSnapshot): void {
+  begin(snapshot: Snapshot): void {
     this.sequencer.begin(snapshot.lastUpdateId);
   }
 
   resetSequence(): void {
     this.sequencer.reset();
+  }
+
+  describe(verdict: SequenceVerdict | "unreadable", update: Update): string {
+    const position = this.sequencer.position;
+    switch (verdict) {
+      case "gap":
+        return this.breakDetail(update, position);
+      case "backwards":
+        return `depth update u=${update.finalId} is below the last applied u=${position} and was not applied before`;
+      case "snapshot_too_old":
+        return `depth snapshot ${position} predates the stream (delta U=${update.firstId})`;
+      default:
+        return "unreadable depth update";
+    }
   }
 
   canRequestSnapshot(): boolean {
@@ -74,7 +123,7 @@ export class DepthBook implements BookSyncHost<DepthUpdate, DepthSnapshot> {
   private onSnapshot(epoch: number, result: RestResult): void {
     if (!this.port.active(this.subscription) || epoch !== this.sync.epoch) return;
     const limit = this.port.depthLimit;
-    const parsed = result.ok ? parseSnapshot(result.body, result.receivedAt) : undefined;
+    const parsed = result.ok ? this.readSnapshot(result.body, result.receivedAt) : undefined;
     // The venue answers at most the depth asked for; more is a broken or hostile answer, not a book.
     const levels = parsed ? Math.max(parsed.bids.length, parsed.asks.length) / 2 : 0;
     const snapshot = levels <= limit ? parsed : undefined;
@@ -93,13 +142,54 @@ export class DepthBook implements BookSyncHost<DepthUpdate, DepthSnapshot> {
     this.sync.snapshotFailed(epoch, why, result.retryAfterMs);
   }
 
-  applySnapshot(book: OrderBook, snapshot: DepthSnapshot): void {
+  applySnapshot(book: OrderBook, snapshot: Snapshot): void {
     book.apply(snapshot.bids, snapshot.asks, true);
   }
 
-  applyDelta(book: OrderBook, update: DepthUpdate): boolean {
+  applyDelta(book: OrderBook, update: Update): boolean {
     book.apply(update.bids, update.asks);
     return true;
+  }
+
+  gap(reason: GapReason, detail: string): void {
+    this.port.emit(this.subscription, gapEvent(this.subscription, reason, detail));
+  }
+
+  skipped(verdict: SequenceVerdict, update: Update): void {
+    if (verdict === "snapshot_too_old") this.port.log.debug(`${this.subscription.key}: ${this.describe(verdict, update)}; refetching`);
+  }
+
+  crossedDetail(book: OrderBook, item: Update | Snapshot, isSnapshot: boolean): string {
+    if (isSnapshot) return `REST snapshot ${(item as Snapshot).lastUpdateId} is crossed`;
+    return `book crossed after u=${(item as Update).finalId} (bid ${book.bids.best()} >= ask ${book.asks.best()})`;
+  }
+
+  resyncLine(reason: GapReason, detail: string): string {
+    return `${this.subscription.key}: resync (${reason}: ${detail})`;
+  }
+
+  brakeLine(count: number, delayMs: number, why: string | undefined): string {
+    return `${this.subscription.key}: ${why ? `${why}; ` : ""}resync ${count} in a row: next depth snapshot in ${Math.ceil(delayMs / 1000)} s`;
+  }
+
+  snapshotFailedDetail(why: string): string {
+    return `depth snapshot failed: ${why}; retrying`;
+  }
+
+  snapshotFailureLogged(why: string, delayMs: number): void {
+    const key = this.subscription.key;
+    this.port.faults.report(`snapshot:${key}`, `${key}: depth snapshot failed (${why}); retry in ${Math.ceil(delayMs / 1000)} s`);
+  }
+}
+
+/** USDⓈ-M futures: the U/u/pu policy, the snapshot body's own time, futures rows. */
+export class DepthBook extends BinanceDepthBook<DepthUpdate, DepthSnapshot, DepthSequencer> {
+  constructor(port: DepthBookPort, subscription: Subscription, options: Omit<BookSyncOptions, "name" | "faults">) {
+    super(port, subscription, options, new DepthSequencer(), parseSnapshot);
+  }
+
+  judge(update: DepthUpdate): SequenceVerdict {
+    return this.sequencer.check(update.firstId, update.finalId, update.previousFinalId);
   }
 
   /**
@@ -130,47 +220,7 @@ export class DepthBook implements BookSyncHost<DepthUpdate, DepthSnapshot> {
     this.port.emit(this.subscription, depthDelta(update, this.subscription));
   }
 
-  gap(reason: GapReason, detail: string): void {
-    this.port.emit(this.subscription, gapEvent(this.subscription, reason, detail));
-  }
-
-  describe(verdict: SequenceVerdict | "unreadable", update: DepthUpdate): string {
-    const position = this.sequencer.position;
-    switch (verdict) {
-      case "gap":
-        return `depth update pu=${update.previousFinalId} does not follow u=${position}`;
-      case "backwards":
-        return `depth update u=${update.finalId} is below the last applied u=${position} and was not applied before`;
-      case "snapshot_too_old":
-        return `depth snapshot ${position} predates the stream (delta U=${update.firstId})`;
-      default:
-        return "unreadable depth update";
-    }
-  }
-
-  skipped(verdict: SequenceVerdict, update: DepthUpdate): void {
-    if (verdict === "snapshot_too_old") this.port.log.debug(`${this.subscription.key}: ${this.describe(verdict, update)}; refetching`);
-  }
-
-  crossedDetail(book: OrderBook, item: DepthUpdate | DepthSnapshot, isSnapshot: boolean): string {
-    if (isSnapshot) return `REST snapshot ${(item as DepthSnapshot).lastUpdateId} is crossed`;
-    return `book crossed after u=${(item as DepthUpdate).finalId} (bid ${book.bids.best()} >= ask ${book.asks.best()})`;
-  }
-
-  resyncLine(reason: GapReason, detail: string): string {
-    return `${this.subscription.key}: resync (${reason}: ${detail})`;
-  }
-
-  brakeLine(count: number, delayMs: number, why: string | undefined): string {
-    return `${this.subscription.key}: ${why ? `${why}; ` : ""}resync ${count} in a row: next depth snapshot in ${Math.ceil(delayMs / 1000)} s`;
-  }
-
-  snapshotFailedDetail(why: string): string {
-    return `depth snapshot failed: ${why}; retrying`;
-  }
-
-  snapshotFailureLogged(why: string, delayMs: number): void {
-    const key = this.subscription.key;
-    this.port.faults.report(`snapshot:${key}`, `${key}: depth snapshot failed (${why}); retry in ${Math.ceil(delayMs / 1000)} s`);
+  protected breakDetail(update: DepthUpdate, position: number): string {
+    return `depth update pu=${update.previousFinalId} does not follow u=${position}`;
   }
 }

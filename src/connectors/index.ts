@@ -4,11 +4,13 @@
  */
 import type { ExchangeRegistry } from "../core/connector.ts";
 import { binanceFutures } from "./binance-futures.ts";
+import { binanceSpot } from "./binance-spot.ts";
 import { deribit } from "./deribit.ts";
 import { okxSpot, okxSwap } from "./okx.ts";
 
 export const EXCHANGE_REGISTRY: ExchangeRegistry = {
   BINANCE_FUTURES: binanceFutures,
+  BINANCE_SPOT: binanceSpot,
   OKX_SWAP: okxSwap,
   OKX_SPOT: okxSpot,
   DERIBIT: deribit,

@@ -9,16 +9,17 @@ import { nowMicros } from "../../src/core/clock.ts";
 import { query } from "../support/parquet-helpers.ts";
 import { cleanup, expectFaithful, finish, startScenario } from "./scenario.ts";
 import { gapsOf } from "./verify.ts";
-import { BINANCE_SYMBOLS, DERIBIT_INSTRUMENTS, OKX_SPOTS, OKX_SWAPS } from "./venues.ts";
+import { BINANCE_SPOT_SYMBOLS, BINANCE_SYMBOLS, DERIBIT_INSTRUMENTS, OKX_SPOTS, OKX_SWAPS } from "./venues.ts";
 
 afterEach(cleanup);
 
 const OKX_INSTRUMENTS = [...OKX_SWAPS, ...OKX_SPOTS];
 
 /** L2 subscription keys (as in gap rows) of every instrument. */
-function l2Keys(exchanges: readonly string[] = ["BINANCE_FUTURES", "OKX", "DERIBIT"]): string[] {
+function l2Keys(exchanges: readonly string[] = ["BINANCE_FUTURES", "BINANCE_SPOT", "OKX", "DERIBIT"]): string[] {
   const keys: string[] = [];
   if (exchanges.includes("BINANCE_FUTURES")) for (const s of BINANCE_SYMBOLS) keys.push(`L2:BINANCE_FUTURES@${s}`);
+  if (exchanges.includes("BINANCE_SPOT")) for (const s of BINANCE_SPOT_SYMBOLS) keys.push(`L2:BINANCE_SPOT@${s}`);
   if (exchanges.includes("OKX")) {
     for (const s of OKX_SWAPS) keys.push(`L2:OKX_SWAP@${s}`);
     for (const s of OKX_SPOTS) keys.push(`L2:OKX_SPOT@${s}`);
@@ -65,9 +66,10 @@ describe("order-book faults", () => {
       // Small files, so that every book is spread over many of them.
       const running = await startScenario({ seed: 24, args: ["--max-file-rows", "50"] });
       const { venues } = running;
-      const { binance, okx, deribit } = venues;
+      const { binance, binanceSpot, okx, deribit } = venues;
       await venues.run(600);
       for (const symbol of BINANCE_SYMBOLS) binance.dropUpdate(symbol);
+      for (const symbol of BINANCE_SPOT_SYMBOLS) binanceSpot.dropUpdate(symbol);
       for (const instId of OKX_INSTRUMENTS) okx.dropNext(instId);
       for (const instrument of DERIBIT_INSTRUMENTS) deribit.dropUpdate(instrument);
       await venues.run(600);
@@ -97,15 +99,17 @@ describe("order-book faults", () => {
     async () => {
       const running = await startScenario({ seed: 21 });
       const { venues } = running;
-      const { binance, okx, deribit } = venues;
+      const { binance, binanceSpot, okx, deribit } = venues;
       await venues.run(1000);
       for (let round = 0; round < 2; round++) {
         for (const symbol of BINANCE_SYMBOLS) binance.dropUpdate(symbol);
+        for (const symbol of BINANCE_SPOT_SYMBOLS) binanceSpot.dropUpdate(symbol);
         for (const instId of OKX_INSTRUMENTS) okx.dropNext(instId);
         for (const instrument of DERIBIT_INSTRUMENTS) deribit.dropUpdate(instrument);
         await venues.run(700);
       }
       for (const symbol of BINANCE_SYMBOLS) binance.crossed(symbol);
+      for (const symbol of BINANCE_SPOT_SYMBOLS) binanceSpot.crossed(symbol);
       for (const instId of OKX_INSTRUMENTS) okx.crossed(instId);
       for (const instrument of DERIBIT_INSTRUMENTS) deribit.crossed(instrument);
       await venues.run(1000);
@@ -128,10 +132,11 @@ describe("order-book faults", () => {
     async () => {
       const running = await startScenario({ seed: 22 });
       const { venues } = running;
-      const { binance, okx, deribit } = venues;
+      const { binance, binanceSpot, okx, deribit } = venues;
       await venues.run(800);
       for (let round = 0; round < 3; round++) {
         for (const symbol of BINANCE_SYMBOLS) binance.duplicateLast(symbol);
+        for (const symbol of BINANCE_SPOT_SYMBOLS) binanceSpot.duplicateLast(symbol);
         for (const instId of OKX_INSTRUMENTS) okx.duplicateLast(instId);
         for (const instrument of DERIBIT_INSTRUMENTS) deribit.duplicateLast(instrument);
         await venues.run(300);
@@ -139,6 +144,7 @@ describe("order-book faults", () => {
       await venues.quiesce();
       const reordersFrom = nowMicros();
       for (const symbol of BINANCE_SYMBOLS) binance.reorderNext(symbol);
+      for (const symbol of BINANCE_SPOT_SYMBOLS) binanceSpot.reorderNext(symbol);
       for (const instId of OKX_INSTRUMENTS) okx.reorderNextTwo(instId);
       for (const instrument of DERIBIT_INSTRUMENTS) deribit.reorderTwo(instrument);
       await venues.run(1200);
@@ -161,25 +167,28 @@ describe("order-book faults", () => {
         env: { XTRADER_OKX_SWAP_SNAPSHOT_WAIT_MS: "300", XTRADER_OKX_SPOT_SNAPSHOT_WAIT_MS: "300" },
         beforeStart: (venues) => {
           venues.binance.fake.failNextDepth({ status: 429, retryAfterSeconds: 1 }, { status: 418, retryAfterSeconds: 1 }, { status: 500 });
+          venues.binanceSpot.fake.failNextDepth({ status: 429, retryAfterSeconds: 1 }, { status: 500 });
           venues.okx.fake.failRest("/api/v5/public/instruments", [429, 500]);
           venues.okx.fake.failRest("/api/v5/market/books", [429, 418, 500]);
         },
       });
       const { venues } = running;
-      const { binance, okx } = venues;
+      const { binance, binanceSpot, okx } = venues;
       await venues.run(1500);
       // Mid-run: a break forces a new snapshot, and the snapshot requests fail again first.
       binance.fake.failNextDepth({ status: 500 }, { status: 429, retryAfterSeconds: 1 });
+      binanceSpot.fake.failNextDepth({ status: 500 });
       okx.fake.failRest("/api/v5/market/books", [500, 429]);
       for (const symbol of BINANCE_SYMBOLS) binance.dropUpdate(symbol);
+      for (const symbol of BINANCE_SPOT_SYMBOLS) binanceSpot.dropUpdate(symbol);
       for (const instId of OKX_INSTRUMENTS) okx.dropNext(instId);
       await venues.run(1000);
-      await binance.fake.exchange.waitFor(() => binance.fake.depthFaults.length === 0, 15_000, "Binance depth faults consumed");
+      for (const venue of [binance, binanceSpot]) await venue.fake.exchange.waitFor(() => venue.fake.depthFaults.length === 0, 15_000, "Binance depth faults consumed");
       await venues.run(2500);
       const output = await finish(running);
       expectFaithful(output, venues);
       const failed = gapsOf(output, { reason: "snapshot_failed" });
-      for (const key of l2Keys(["BINANCE_FUTURES"])) {
+      for (const key of l2Keys(["BINANCE_FUTURES", "BINANCE_SPOT"])) {
         expect(failed.get(key)?.length ?? 0, `snapshot_failed gaps of ${key}`).toBeGreaterThanOrEqual(1);
       }
       // OKX's failures are queued per path, so which book meets them depends on request order: together

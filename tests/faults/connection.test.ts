@@ -53,6 +53,7 @@ describe("connection faults", () => {
       for (const round of rounds) {
         await venues.quiesce();
         venues.binance.fake.closeAll(round.binance[0], round.binance[1]);
+        venues.binanceSpot.fake.closeAll(round.binance[0], round.binance[1]);
         venues.okx.fake.closeAll(round.okx[0], round.okx[1]);
         venues.deribit.fake.closeAll(round.deribit[0], round.deribit[1]);
         venues.start();
@@ -91,6 +92,8 @@ describe("connection faults", () => {
           XTRADER_BINANCE_FUTURES_STALE_AFTER_MS: "1000",
           // A SUBSCRIBE sent into the silence is never answered: the connection is replaced after this.
           XTRADER_BINANCE_FUTURES_REQUEST_TIMEOUT_MS: "1000",
+          XTRADER_BINANCE_SPOT_STALE_AFTER_MS: "1000",
+          XTRADER_BINANCE_SPOT_REQUEST_TIMEOUT_MS: "1000",
           XTRADER_OKX_SWAP_STALE_MS: "1000",
           XTRADER_OKX_SPOT_STALE_MS: "1000",
           XTRADER_OKX_SWAP_KEEPALIVE_MS: "400",
@@ -104,6 +107,7 @@ describe("connection faults", () => {
       // Silence: Binance and OKX still accept TCP but send nothing (not even pong or acks); Deribit's
       // market stops (it pushes nothing unprompted).
       venues.binance.fake.silent = true;
+      venues.binanceSpot.fake.silent = true;
       venues.okx.fake.silent = true;
       const before = venues.exchanges.map((exchange) => exchange.connections.length);
       await Promise.all(
@@ -112,6 +116,7 @@ describe("connection faults", () => {
         ),
       );
       venues.binance.fake.silent = false;
+      venues.binanceSpot.fake.silent = false;
       venues.okx.fake.silent = false;
       venues.start();
       await venues.subscribed();

@@ -14,7 +14,7 @@ const ALL_STREAMS = ["TRADES", "L2", "BBO", "FUNDING", "LIQUIDATIONS"];
 
 describe("every stream", () => {
   test(
-    "five streams on four exchange ids across a dropped connection: funding and liquidations exactly as delivered",
+    "five streams on five exchange ids across a dropped connection: funding and liquidations exactly as delivered",
     async () => {
       const running = await startScenario({ seed: 61, streams: ALL_STREAMS, extrasEvery: 8 });
       const { venues } = running;

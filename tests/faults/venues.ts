@@ -4,13 +4,15 @@
  * (update id, seqId, change_id), whether that update was delivered or deliberately lost. The checks in
  * verify.ts compare what xtrader wrote with this record.
  *
- * One `Venues` object runs Binance USD-M (two symbols), OKX (two swaps and one spot pair on one fake) and
- * Deribit (two perpetuals), and a seeded market driver that steps every book and sends trades now and then.
- * Fault helpers of the venue fakes are reached through `binance.fake`, `okx.fake`, `deribit.fake`; those
+ * One `Venues` object runs Binance USD-M (two symbols), Binance spot (one symbol), OKX (two swaps and one
+ * spot pair on one fake) and Deribit (two perpetuals), and a seeded market driver that steps every book
+ * and sends trades now and then. Fault helpers of the venue fakes are reached through `binance.fake`,
+ * `binanceSpot.fake`, `okx.fake`, `deribit.fake`; those
  * that move a book must be followed by `record...()` (the wrappers below do it).
  */
 import type { ExchangeId } from "../../src/core/events.ts";
-import { FakeBinanceFutures } from "../support/fake-binance.ts";
+import { FakeBinanceFutures, type BookTickerFrame } from "../support/fake-binance.ts";
+import { FakeBinanceSpot } from "../support/fake-binance-spot.ts";
 import { FakeDeribit } from "../support/fake-deribit.ts";
 import type { FakeConnection, FakeVenue } from "../support/fake-venue.ts";
 import { FakeOkx } from "../support/fake-okx.ts";
@@ -37,7 +39,7 @@ export class Truth {
   readonly trades: SentTrade[] = [];
   /** "EXCHANGE|SYMBOL" → sequence → book after that sequence. */
   readonly books = new Map<string, Map<number, string>>();
-  /** Binance bookTicker frames delivered, as "T|b|B|a|A" (µs and numbers). */
+  /** Binance bookTicker frames delivered, as "EXCHANGE|T|b|B|a|A" (µs and numbers; spot's carry no time: "-"). */
   readonly binanceTickers = new Set<string>();
   /** Funding messages sent, as the row they must become (fundingKey), with how many connections got them. */
   readonly funding: Array<{ readonly key: string; readonly delivered: number }> = [];
@@ -82,6 +84,18 @@ export function liquidationKey(row: { exchange: unknown; symbol: unknown; id: un
 }
 
 export const BINANCE_SYMBOLS = ["BTCUSDT", "ETHUSDT"] as const;
+export const BINANCE_SPOT_SYMBOLS = ["BTCUSDT"] as const;
+
+/** A bookTicker as its bbo row must read (verify.ts); spot's has no time, so its row's is not checked. */
+export function tickerKey(exchange: ExchangeId, frame: BookTickerFrame, timestamp: number | "-" = exchange === "BINANCE_SPOT" ? "-" : frame.T * 1000): string {
+  return `${exchange}|${timestamp}|${+frame.b}|${+frame.B}|${+frame.a}|${+frame.A}`;
+}
+
+/** The two Binance venues of the suite: which fake, which exchange id, which symbols. */
+const BINANCE_FLAVORS = {
+  BINANCE_FUTURES: { start: FakeBinanceFutures.start, symbols: BINANCE_SYMBOLS },
+  BINANCE_SPOT: { start: FakeBinanceSpot.start, symbols: BINANCE_SPOT_SYMBOLS },
+} as const;
 export const OKX_SWAPS = ["BTC-USDT-SWAP", "ETH-USDT-SWAP"] as const;
 export const OKX_SPOTS = ["BTC-USDT"] as const;
 export const DERIBIT_INSTRUMENTS = ["BTC-PERPETUAL", "ETH-PERPETUAL"] as const;
@@ -89,12 +103,17 @@ export const DERIBIT_INSTRUMENTS = ["BTC-PERPETUAL", "ETH-PERPETUAL"] as const;
 export class BinanceVenue {
   readonly fake: FakeBinanceFutures;
 
+  readonly symbols: readonly string[];
+
   constructor(
     private readonly truth: Truth,
     seed: number,
+    readonly exchange: keyof typeof BINANCE_FLAVORS = "BINANCE_FUTURES",
   ) {
-    this.fake = FakeBinanceFutures.start({ symbols: [...BINANCE_SYMBOLS], seed });
-    for (const symbol of BINANCE_SYMBOLS) this.recordBook(symbol);
+    const flavor = BINANCE_FLAVORS[exchange];
+    this.symbols = flavor.symbols;
+    this.fake = flavor.start({ symbols: [...flavor.symbols], seed });
+    for (const symbol of this.symbols) this.recordBook(symbol);
   }
 
   get env(): Record<string, string> {
@@ -104,16 +123,16 @@ export class BinanceVenue {
   recordBook(symbol: string): void {
     const market = this.fake.market(symbol);
     const { bids, asks } = market.trueBook();
-    this.truth.recordBook("BINANCE_FUTURES", symbol, market.lastUpdateId, bookKey(bids, asks));
+    this.truth.recordBook(this.exchange, symbol, market.lastUpdateId, bookKey(bids, asks));
   }
 
   step(random: () => number, tradeProbability: number): void {
-    for (const symbol of BINANCE_SYMBOLS) {
+    for (const symbol of this.symbols) {
       const before = this.fake.market(symbol).bookTickers.length;
       this.fake.depthStep(symbol);
       this.recordBook(symbol);
       for (const { frame, delivered } of this.fake.market(symbol).bookTickers.slice(before)) {
-        if (delivered > 0) this.truth.binanceTickers.add(`${frame.T * 1000}|${+frame.b}|${+frame.B}|${+frame.a}|${+frame.A}`);
+        if (delivered > 0) this.truth.binanceTickers.add(tickerKey(this.exchange, frame));
       }
       if (random() < tradeProbability) this.trade(symbol);
     }
@@ -122,7 +141,7 @@ export class BinanceVenue {
   trade(symbol: string): void {
     const frame = this.fake.trade(symbol);
     const delivered = this.fake.market(symbol).trades.at(-1)!.delivered;
-    this.truth.addTrade({ exchange: "BINANCE_FUTURES", symbol, id: String(frame.a), price: +frame.p, amount: +frame.q, delivered });
+    this.truth.addTrade({ exchange: this.exchange, symbol, id: String(frame.a), price: +frame.p, amount: +frame.q, delivered });
   }
 
   /** Receivers of a /market stream right now. */
@@ -393,6 +412,7 @@ export interface VenuesOptions {
 export class Venues {
   readonly truth = new Truth();
   readonly binance: BinanceVenue;
+  readonly binanceSpot: BinanceVenue;
   readonly okx: OkxVenue;
   readonly deribit: DeribitVenue;
   readonly random: () => number;
@@ -408,17 +428,18 @@ export class Venues {
     this.binance = new BinanceVenue(this.truth, options.seed + 1);
     this.okx = new OkxVenue(this.truth, options.seed + 2, { wsSnapshot: options.okxWsSnapshot });
     this.deribit = new DeribitVenue(this.truth, options.seed + 3);
+    this.binanceSpot = new BinanceVenue(this.truth, options.seed + 4, "BINANCE_SPOT");
     this.tickMs = options.tickMs ?? 25;
     this.tradeProbability = options.tradeProbability ?? 0.4;
     this.extrasEvery = options.extrasEvery;
   }
 
   get env(): Record<string, string> {
-    return { ...this.binance.env, ...this.okx.env, ...this.deribit.env };
+    return { ...this.binance.env, ...this.binanceSpot.env, ...this.okx.env, ...this.deribit.env };
   }
 
   get exchanges(): FakeVenue[] {
-    return [this.binance.fake.exchange, this.okx.fake.exchange, this.deribit.fake.exchange];
+    return [this.binance.fake.exchange, this.okx.fake.exchange, this.deribit.fake.exchange, this.binanceSpot.fake.exchange];
   }
 
   /** The given streams (default TRADES, L2, BBO) of every instrument of every venue that offers them. */
@@ -427,8 +448,11 @@ export class Venues {
     for (const stream of streams) {
       for (const symbol of BINANCE_SYMBOLS) tokens.push(`${stream}:BINANCE_FUTURES@${symbol}`);
       for (const instId of OKX_SWAPS) tokens.push(`${stream}:OKX_SWAP@${instId}`);
-      // OKX spot has no funding or liquidations.
-      if (stream === "TRADES" || stream === "L2" || stream === "BBO") for (const instId of OKX_SPOTS) tokens.push(`${stream}:OKX_SPOT@${instId}`);
+      // Spot markets have no funding or liquidations.
+      if (stream === "TRADES" || stream === "L2" || stream === "BBO") {
+        for (const symbol of BINANCE_SPOT_SYMBOLS) tokens.push(`${stream}:BINANCE_SPOT@${symbol}`);
+        for (const instId of OKX_SPOTS) tokens.push(`${stream}:OKX_SPOT@${instId}`);
+      }
       for (const instrument of DERIBIT_INSTRUMENTS) tokens.push(`${stream}:DERIBIT@${instrument}`);
     }
     return tokens.join(",");
@@ -438,6 +462,7 @@ export class Venues {
   step(): void {
     this.ticks++;
     this.binance.step(this.random, this.tradeProbability);
+    this.binanceSpot.step(this.random, this.tradeProbability);
     this.okx.step(this.random, this.tradeProbability);
     this.deribit.step(this.random, this.tradeProbability);
     if (this.extrasEvery !== undefined && this.ticks % this.extrasEvery === 0) {
@@ -487,6 +512,8 @@ export class Venues {
     };
     for (const stream of streams) {
       for (const symbol of BINANCE_SYMBOLS) waits.push(this.binance.subscribed(`${symbol.toLowerCase()}${binanceSuffix[stream]}`));
+      const spotSuffix = ({ TRADES: "@trade", L2: "@depth@100ms", BBO: "@bookTicker" } as Record<string, string>)[stream];
+      if (spotSuffix) for (const symbol of BINANCE_SPOT_SYMBOLS) waits.push(this.binanceSpot.subscribed(`${symbol.toLowerCase()}${spotSuffix}`));
       for (const instId of [...OKX_SWAPS, ...OKX_SPOTS]) if (okxChannel[stream]) waits.push(this.okx.subscribed(okxChannel[stream]!, instId));
       if (stream === "FUNDING") for (const instId of OKX_SWAPS) waits.push(this.okx.subscribed("funding-rate", instId), this.okx.subscribed("mark-price", instId));
       if (stream === "LIQUIDATIONS") waits.push(this.okx.subscribed("liquidation-orders", "SWAP"));
@@ -508,7 +535,7 @@ export class Venues {
 
   async stop(): Promise<void> {
     this.pause();
-    await Promise.all([this.binance.stop(), this.okx.stop(), this.deribit.stop()]);
+    await Promise.all([this.binance.stop(), this.binanceSpot.stop(), this.okx.stop(), this.deribit.stop()]);
   }
 }
 

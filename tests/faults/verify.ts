@@ -242,8 +242,10 @@ export function checkBbo(output: Output, truth: Truth): string[] {
     const bid = row.bid_price as number;
     const ask = row.ask_price as number;
     if (bid > 0 && ask > 0 && bid >= ask) problems.add("crossed bbo", `${keyOf(row)} ${bid} >= ${ask}`);
-    if (row.exchange === "BINANCE_FUTURES") {
-      const key = `${row.timestamp}|${bid}|${row.bid_amount}|${ask}|${row.ask_amount}`;
+    if (row.exchange === "BINANCE_FUTURES" || row.exchange === "BINANCE_SPOT") {
+      // Spot's bookTicker carries no time (its row's timestamp is the receive time): the quote alone is checked.
+      const time = row.exchange === "BINANCE_SPOT" ? "-" : row.timestamp;
+      const key = `${row.exchange}|${time}|${bid}|${row.bid_amount}|${ask}|${row.ask_amount}`;
       if (!truth.binanceTickers.has(key)) problems.add("invented bbo", `${keyOf(row)} ${key}`);
     }
   }

@@ -75,7 +75,7 @@ export class FakeMarket extends TrueBook<number> {
   }
 
   private record(side: BookSide, ticks: number, units: number): void {
-    this.lastUpdateId = this.venue.nextUpdateId();
+    this.lastUpdateId = this.venue.nextUpdateId(this);
     this.pending ??= { first: this.lastUpdateId, bids: new Map(), asks: new Map() };
     (side === "bid" ? this.pending.bids : this.pending.asks).set(ticks, units);
   }
@@ -150,6 +150,28 @@ export interface FakeBinanceOptions {
   readonly listedWithoutMarket?: readonly string[];
 }
 
+/** What a Binance market's fake differs in (futures by default; spot in fake-binance-spot.ts). */
+export interface BinanceDialect {
+  /** REST paths: `/fapi/v1` (USDⓈ-M) or `/api/v3` (spot). */
+  readonly restPrefix: string;
+  /** Incoming messages per second per connection before the server disconnects. */
+  readonly incomingMessageLimit: number;
+  /** Request weight of a depth snapshot of this many levels. */
+  readonly depthWeight: (limit: number) => number;
+  /** Whether a connection on this route receives this stream. */
+  readonly carries: (route: Route["route"], stream: string) => boolean;
+}
+
+/** GET /fapi/v1/depth weight by `limit` (https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api/Order-Book). */
+const FUTURES_DIALECT: BinanceDialect = {
+  restPrefix: "/fapi/v1",
+  // "WebSocket connections have a limit of 10 incoming messages per second"; over it, disconnected
+  // (https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams).
+  incomingMessageLimit: 10,
+  depthWeight: (limit) => (limit <= 50 ? 2 : limit <= 100 ? 5 : limit <= 500 ? 10 : 20),
+  carries: routeCarries,
+};
+
 export class FakeBinanceFutures extends VenueFake<Route, FakeMarket> {
   readonly random: () => number;
   /** Every depth snapshot served, with the time it was served. */
@@ -167,19 +189,20 @@ export class FakeBinanceFutures extends VenueFake<Route, FakeMarket> {
   private updateId = 1_000_000;
   private readonly heldDepth = new Map<string, DepthFrame>();
 
-  private constructor(private readonly options: FakeBinanceOptions) {
+  protected constructor(
+    private readonly options: FakeBinanceOptions,
+    protected readonly dialect: BinanceDialect = FUTURES_DIALECT,
+  ) {
     super();
     this.random = seededRandom(options.seed ?? 1);
-    // "WebSocket connections have a limit of 10 incoming messages per second"; over it, disconnected
-    // (https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams).
-    this.exchange.limitIncoming(options.incomingMessageLimit ?? 10, 1008, "Too many requests");
+    this.exchange.limitIncoming(options.incomingMessageLimit ?? dialect.incomingMessageLimit, 1008, "Too many requests");
     let mid = 650_000;
     for (const symbol of options.symbols ?? ["BTCUSDT"]) {
       this.markets.set(symbol, new FakeMarket(symbol, this, mid));
       mid = Math.round(mid / 3);
     }
-    this.exchange.rest("GET", "/fapi/v1/depth", (request) => this.depth(request));
-    this.exchange.rest("GET", "/fapi/v1/exchangeInfo", () => this.exchangeInfo());
+    this.exchange.rest("GET", `${dialect.restPrefix}/depth`, (request) => this.depth(request));
+    this.exchange.rest("GET", `${dialect.restPrefix}/exchangeInfo`, () => this.exchangeInfo());
   }
 
   static start(options: FakeBinanceOptions = {}): FakeBinanceFutures {
@@ -203,7 +226,7 @@ export class FakeBinanceFutures extends VenueFake<Route, FakeMarket> {
 
   /** Queued faults for the next depth requests, not yet consumed. */
   get depthFaults(): readonly unknown[] {
-    return this.exchange.pendingReplies("/fapi/v1/depth");
+    return this.exchange.pendingReplies(`${this.dialect.restPrefix}/depth`);
   }
 
   override market(symbol = "BTCUSDT"): FakeMarket {
@@ -211,7 +234,7 @@ export class FakeBinanceFutures extends VenueFake<Route, FakeMarket> {
   }
 
   /** Update ids are global across symbols (they jump), like the venue's. */
-  nextUpdateId(): number {
+  nextUpdateId(_market?: FakeMarket): number {
     return (this.updateId = nextSequence(this.updateId, this.random, 3));
   }
 
@@ -219,7 +242,7 @@ export class FakeBinanceFutures extends VenueFake<Route, FakeMarket> {
   /** Sends `payload` on `stream` to every connection subscribed on the right path; returns receivers. */
   publish(stream: string, payload: unknown): number {
     return this.exchange.push(stream, (_: string, { state }: FakeConnection<Route>) =>
-      routeCarries(state.route, stream) ? (state.combined ? { stream, data: payload } : payload) : undefined,
+      this.dialect.carries(state.route, stream) ? (state.combined ? { stream, data: payload } : payload) : undefined,
     );
   }
 
@@ -303,7 +326,7 @@ export class FakeBinanceFutures extends VenueFake<Route, FakeMarket> {
   sendCrossedDepth(symbol = "BTCUSDT"): DepthFrame {
     const market = this.market(symbol);
     const ask = market.bestAsk()!;
-    const id = this.nextUpdateId();
+    const id = this.nextUpdateId(market);
     market.lastUpdateId = id;
     const frame = market.depthEvent(id, id, [[priceText(ask), "1.000"]], []);
     this.publish(`${market.lowerSymbol}@depth@100ms`, frame);
@@ -318,12 +341,12 @@ export class FakeBinanceFutures extends VenueFake<Route, FakeMarket> {
   /** The next depth requests fail like this, in order (weight is still spent, as on the venue). */
   failNextDepth(...faults: RestFault[]): void {
     const reply = (fault: RestFault) => (request: RecordedRequest) => {
-      this.spendWeight(depthWeight(request));
+      this.spendWeight(this.weightOf(request));
       const headers: Record<string, string> = this.weightHeader();
       if (fault.retryAfterSeconds !== undefined) headers["Retry-After"] = String(fault.retryAfterSeconds);
       return { status: fault.status, headers, body: fault.body ?? { code: fault.status === 429 ? -1003 : -1000, msg: `fake ${fault.status}` } };
     };
-    this.exchange.replyNext("/fapi/v1/depth", ...faults.map(reply));
+    this.exchange.replyNext(`${this.dialect.restPrefix}/depth`, ...faults.map(reply));
   }
 
   /** Open connections on a route, with the streams they are subscribed to. */
@@ -373,8 +396,8 @@ export class FakeBinanceFutures extends VenueFake<Route, FakeMarket> {
     }
   }
 
-  private depth(request: RecordedRequest) {
-    this.spendWeight(depthWeight(request));
+  protected depth(request: RecordedRequest): { status?: number; body: unknown; headers: Record<string, string> } {
+    this.spendWeight(this.weightOf(request));
     const symbol = request.query.get("symbol") ?? "";
     const market = this.markets.get(symbol);
     if (!market) return { status: 400, body: { code: -1121, msg: "Invalid symbol." }, headers: this.weightHeader() };
@@ -395,6 +418,10 @@ export class FakeBinanceFutures extends VenueFake<Route, FakeMarket> {
     return { body: { timezone: "UTC", serverTime: Date.now(), rateLimits, symbols }, headers: this.weightHeader() };
   }
 
+  private weightOf(request: RecordedRequest): number {
+    return this.dialect.depthWeight(Number(request.query.get("limit") ?? 500));
+  }
+
   private spendWeight(weight: number): void {
     const minute = Math.floor(Date.now() / 60_000);
     if (minute !== this.weightMinute) [this.weightMinute, this.usedWeight] = [minute, 0];
@@ -404,12 +431,6 @@ export class FakeBinanceFutures extends VenueFake<Route, FakeMarket> {
   private weightHeader(): Record<string, string> {
     return { "X-MBX-USED-WEIGHT-1M": String(this.usedWeight) };
   }
-}
-
-/** GET /fapi/v1/depth weight by `limit` (https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api/Order-Book). */
-function depthWeight(request: RecordedRequest): number {
-  const limit = Number(request.query.get("limit") ?? 500);
-  return limit <= 50 ? 2 : limit <= 100 ? 5 : limit <= 500 ? 10 : 20;
 }
 
 function routeCarries(route: Route["route"], stream: string): boolean {
