@@ -775,7 +775,7 @@ export class ParquetSink implements Sink {
     const count = this.closing.size;
     this.closing.clear();
     this.options.log.error(
-      `parquet: ${count} file(s) could not be closed because the disk keeps failing; ${durable} row(s) are in their journals and the next start recovers them, ${lost} row(s) are lost`,
+      `parquet: ${count} file(s) could not be closed because the disk keeps failing; ${durable} row(s) are kept on disk (the rows log and the files' journals) and the next start recovers them, ${lost} row(s) are lost`,
     );
     return { lostRows, keptRows: durable, keptWhere: durable > 0 ? `journals under ${this.options.directory}` : undefined };
   }
